@@ -1,0 +1,184 @@
+//! The command line, as clap definitions only. Everything here is turned into
+//! ferry's own types in `app.rs`; the runbook never sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RestoreStrategy;
+use crate::output::OutputFormat;
+
+const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), \
+3 failed before any change, 4 migration failed and the database was restored, 5 failed and needs a human, \
+130 interrupted (ferry resume continues it).\nEach command is documented in docs/commands/<command>.md.";
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "Snapshot, migrate, stream logs, and restore on failure", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Path to ferry.toml (default: FERRY_CONFIG, then ferry.toml in this directory or a parent)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// human: progress on stderr; json: also the run record on stdout
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: OutputFormat,
+
+    /// Answer yes to confirmations (needed for confirm = true environments without a TTY)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// More detail (repeat for more)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Full runbook: preflight, snapshot, migrate, verify, restore on failure
+    Deploy(DeployArgs),
+    /// Show the resolved config and the steps deploy would run; changes nothing
+    Plan(EnvArg),
+    /// Create, list, wait for, delete and prune snapshots
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Run only the migration: start it, stream its logs, exit with its result
+    Migrate(EnvArg),
+    /// Restore the environment's database from a snapshot
+    Restore(RestoreArgs),
+    /// Show a migration task's logs
+    Logs(LogsArgs),
+    /// Database, newest snapshots, running migration tasks, last run
+    Status(EnvArg),
+    /// Past runs from the journal
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Continue an interrupted run from its journal
+    Resume(ResumeArgs),
+    /// Check ferry.toml without touching anything
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run SQL against a local-provider database (seed data, inspect, repair)
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Internal: owns a local migration process so it outlives ferry
+    #[command(name = "__task-supervisor", hide = true)]
+    TaskSupervisor(SupervisorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// Environment name ([env.NAME] in ferry.toml)
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    pub env: String,
+    /// Skip the pre-deploy snapshot (refused for confirm = true environments)
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Do not restore when the migration fails; exit 5 with the restore command
+    #[arg(long)]
+    pub no_restore: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of the environment's database
+    Create {
+        env: String,
+        /// Wait until it is available
+        #[arg(long)]
+        wait: bool,
+        /// Snapshot id (default: <snapshot_prefix>-<yyyymmdd-hhmmss>)
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List the database's snapshots, newest first
+    List { env: String },
+    /// Wait until a snapshot is available
+    Wait { env: String, id: String },
+    /// Delete one snapshot
+    Delete { env: String, id: String },
+    /// Delete ferry's pre-deploy snapshots of this environment beyond the newest N
+    Prune {
+        env: String,
+        /// How many of the newest pre-deploy snapshots to keep
+        #[arg(long)]
+        keep: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    pub env: String,
+    /// Snapshot id, or `latest` for the newest available snapshot of the database
+    #[arg(long)]
+    pub snapshot: String,
+    /// rename: the restored database takes the original name; new-cluster: it keeps a new one
+    #[arg(long, value_enum)]
+    pub strategy: Option<RestoreStrategy>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub env: String,
+    /// Keep printing new lines until the task stops
+    #[arg(long)]
+    pub follow: bool,
+    /// Only lines newer than this (e.g. 10m, 2h)
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// The task of this run (default: the newest run of the environment)
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "task")]
+    pub run: Option<String>,
+    /// A task id
+    #[arg(long, value_name = "TASK_ID")]
+    pub task: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Runs, newest first
+    List,
+    /// One run's record
+    Show { run_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub run_id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and check every environment; offline
+    Validate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Execute SQL statements; rows of queries are printed tab-separated
+    Exec {
+        env: String,
+        /// A file of SQL statements
+        #[arg(long, conflicts_with = "sql", required_unless_present = "sql")]
+        file: Option<PathBuf>,
+        /// SQL text
+        #[arg(long)]
+        sql: Option<String>,
+        /// Create the SQLite database file if it does not exist yet
+        #[arg(long)]
+        create: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SupervisorArgs {
+    pub dir: PathBuf,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,42 @@
+//! `ferry db exec`: SQL against a local-provider database, for seeding a
+//! rehearsal, inspecting after a restore, or a responder's repair.
+
+use super::{CmdResult, CommandError, Context};
+use crate::cli::DbCommand;
+use crate::config::ProviderKind;
+use crate::provider::ProviderError;
+use crate::provider::local::LocalDatabase;
+
+pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
+    let DbCommand::Exec { env, file, sql, create } = c;
+    let env = ctx.env(&env)?;
+    if env.provider != ProviderKind::Local {
+        return Err(CommandError::Usage(format!(
+            "`ferry db exec` works on provider = \"local\" environments; {} uses {:?}",
+            env.name, env.provider
+        )));
+    }
+    let sql = match (file, sql) {
+        (Some(path), _) => {
+            let path = if path.is_absolute() { path } else { std::env::current_dir().unwrap_or_default().join(path) };
+            std::fs::read_to_string(&path)
+                .map_err(|e| CommandError::Usage(format!("cannot read SQL file {}: {e}", path.display())))?
+        }
+        (None, Some(sql)) => sql,
+        (None, None) => return Err(CommandError::Usage("give --file PATH or --sql TEXT".into())),
+    };
+    ctx.guard(env, "run SQL")?;
+    let db = LocalDatabase::open(env, ctx.config.base_dir(), &ctx.config.state_dir).map_err(|e| match e {
+        ProviderError::Rejected(m) => CommandError::Usage(m),
+        other => other.into(),
+    })?;
+    // Statements before a failing one may have been applied: a person must look.
+    let rows = db.exec(&sql, create).await.map_err(|e| match e {
+        ProviderError::NotFound(what) => CommandError::Failed(format!("{what} does not exist (--create makes a new SQLite file)")),
+        other => CommandError::NeedsAttention(format!("{other}; statements before it were applied")),
+    })?;
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,199 @@
+//! Read-only commands: plan, status, logs, runs, config validate.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{CmdResult, CommandError, Context, print_json};
+use crate::cli::{LogsArgs, RunsCommand};
+use crate::config::HumanDuration;
+use crate::output::{Redactor, render};
+use crate::provider::{LogCursor, TaskState};
+use crate::runbook::journal::{list_runs, read_run};
+use crate::runbook::plan::deploy_plan;
+use crate::runbook::record::RunOptions;
+
+pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    let plan = deploy_plan(env, &RunOptions::default());
+    let redactor = Redactor::new(env.secrets());
+    if ctx.json() {
+        print_json(&json!({ "env": env, "stack_outputs": {}, "plan": plan }), &redactor);
+        return Ok(0);
+    }
+    let config = toml_like(&serde_json::to_value(env).unwrap_or_default(), "");
+    println!("# {} ({})\n", env.name, ctx.config.path.display());
+    for line in config {
+        println!("{}", redactor.clean(&line));
+    }
+    if let Some(stack) = &env.stack {
+        println!("\nstack outputs of {stack} are read when the command runs: {}", env.output_refs().join(", "));
+    }
+    println!("\nferry deploy {} will:", env.name);
+    for (i, s) in plan.steps.iter().enumerate() {
+        let when = if s.only_on_failure { " (only if migrate or verify fails)" } else { "" };
+        let skipped = s.skipped.as_ref().map(|r| format!(" [skipped: {r}]")).unwrap_or_default();
+        println!("{}. {}{when}{skipped}", i + 1, s.name);
+        for d in &s.does {
+            println!("   - {}", redactor.clean(d));
+        }
+    }
+    Ok(0)
+}
+
+/// `key = value` lines for a JSON object, nested tables dotted.
+fn toml_like(v: &serde_json::Value, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(map) = v {
+        for (k, v) in map {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                serde_json::Value::Object(_) => out.extend(toml_like(v, &key)),
+                serde_json::Value::Null => {}
+                other => out.push(format!("{key} = {other}")),
+            }
+        }
+    }
+    out
+}
+
+pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    let cloud = ctx.cloud(env)?;
+    let db = cloud.database.clone();
+    let info = db.describe(db.cluster_id()).await?;
+    let mut snaps = db.list_snapshots().await?;
+    snaps.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    snaps.truncate(5);
+    let tasks = cloud.runner.active_tasks().await?;
+    let last = list_runs(&ctx.config.state_dir).into_iter().find(|r| r.env == env.name);
+    let redactor = Redactor::new(env.secrets());
+    if ctx.json() {
+        print_json(&json!({ "env": env.name, "database": info, "snapshots": snaps, "running_tasks": tasks, "last_run": last }), &redactor);
+        return Ok(0);
+    }
+    match &info {
+        Some(i) => println!("database   {} ({}, {})", i.id, i.status, i.engine),
+        None => println!("database   {} DOES NOT EXIST", db.cluster_id()),
+    }
+    if snaps.is_empty() {
+        println!("snapshots  none");
+    }
+    for s in &snaps {
+        let at = s.created_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        println!("snapshot   {} {} {}% {at}", s.id, s.status, s.percent);
+    }
+    if tasks.is_empty() {
+        println!("migration  none running");
+    }
+    for t in &tasks {
+        println!("migration  {} {}", t.id, t.status);
+    }
+    match &last {
+        Some(r) => println!("last run   {} {} {} (exit {})", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code()),
+        None => println!("last run   none"),
+    }
+    Ok(0)
+}
+
+pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
+    let env = ctx.env(&a.env)?;
+    let since = match &a.since {
+        Some(s) => Some(HumanDuration::parse(s).map_err(|e| CommandError::Usage(format!("--since: {e}")))?.0),
+        None => None,
+    };
+    let (task_id, stream) = match (&a.task, &a.run) {
+        (Some(task), _) => (task.clone(), task.clone()),
+        (None, Some(run_id)) => {
+            let r = read_run(&ctx.config.state_dir, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
+            let t = r.task.ok_or_else(|| CommandError::Usage(format!("run {run_id} started no migration task")))?;
+            (t.arn, t.log_stream)
+        }
+        (None, None) => {
+            let t = list_runs(&ctx.config.state_dir)
+                .into_iter()
+                .filter(|r| r.env == env.name)
+                .find_map(|r| r.task)
+                .ok_or_else(|| CommandError::Usage(format!("no run of {} has started a migration task yet", env.name)))?;
+            (t.arn, t.log_stream)
+        }
+    };
+    let cloud = ctx.cloud(env)?;
+    let out = ctx.reporter(Some(env));
+    let cutoff = since.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() - d);
+    let mut cursor = LogCursor::default();
+    let mut empty_after_stop = 0;
+    loop {
+        let page = cloud.logs.read(&stream, &cursor).await?;
+        let got = page.events.len();
+        for e in page.events.iter().filter(|e| cutoff.is_none_or(|c| e.timestamp >= c)) {
+            out.log_line(e.timestamp, &e.message);
+        }
+        cursor = page.next;
+        if !a.follow {
+            if got == 0 {
+                break;
+            }
+            continue;
+        }
+        if got == 0 {
+            let stopped = matches!(cloud.runner.poll(&task_id).await?, TaskState::Stopped { .. } | TaskState::Missing);
+            if stopped {
+                empty_after_stop += 1;
+                if empty_after_stop >= 2 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else {
+            empty_after_stop = 0;
+        }
+    }
+    Ok(0)
+}
+
+pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
+    let redactor = Redactor::default();
+    match c {
+        RunsCommand::List => {
+            let runs = list_runs(&ctx.config.state_dir);
+            if ctx.json() {
+                print_json(&runs, &redactor);
+                return Ok(0);
+            }
+            if runs.is_empty() {
+                eprintln!("no runs yet in {}", ctx.config.state_dir.display());
+            }
+            for r in runs {
+                println!("{:<40} {:<8} {:<16} exit {:<3} {}", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code(), r.started_at.to_rfc3339());
+            }
+            Ok(0)
+        }
+        RunsCommand::Show { run_id } => {
+            let r = read_run(&ctx.config.state_dir, &run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
+            if ctx.json() {
+                print_json(&r, &redactor);
+                return Ok(0);
+            }
+            for line in render::summary(&r) {
+                println!("{line}");
+            }
+            println!("steps:");
+            for line in render::steps_table(&r) {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn validate(ctx: &Context) -> CmdResult {
+    let names: Vec<&str> = ctx.config.envs.keys().map(String::as_str).collect();
+    if ctx.json() {
+        print_json(&json!({ "config": ctx.config.path, "valid": true, "environments": names }), &Redactor::default());
+    } else {
+        println!("{}: valid ({} environments: {})", ctx.config.path.display(), names.len(), names.join(", "));
+    }
+    Ok(0)
+}

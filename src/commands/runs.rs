@@ -1,0 +1,162 @@
+//! The commands that create a run: deploy, migrate, restore, and resume.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::Utc;
+
+use super::{CmdResult, CommandError, Context, print_json};
+use crate::cli::{DeployArgs, RestoreArgs};
+use crate::config::{EnvConfig, check_snapshot_id};
+use crate::output::{append_step_summary, render};
+use crate::provider::SnapshotStatus;
+use crate::runbook::journal::Journal;
+use crate::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
+use crate::runbook::{Run, deploy as deploy_run, migrate_only, plan, restore_only};
+
+type Driver = for<'a> fn(&'a mut Run) -> Pin<Box<dyn Future<Output = RunRecord> + 'a>>;
+
+fn driver(command: &str) -> Option<Driver> {
+    match command {
+        "deploy" => Some(|r| Box::pin(deploy_run(r))),
+        "migrate" => Some(|r| Box::pin(migrate_only(r))),
+        "restore" => Some(|r| Box::pin(restore_only(r))),
+        _ => None,
+    }
+}
+
+pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
+    let env = ctx.env(&a.env)?;
+    if a.no_snapshot && env.confirm {
+        return Err(CommandError::Usage(format!(
+            "--no-snapshot is refused for {}: it has confirm = true, and a migration there always starts from a snapshot",
+            env.name
+        )));
+    }
+    ctx.guard(env, "deploy")?;
+    let options = RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, ..RunOptions::default() };
+    let steps = plan::deploy_plan(env, &options).names();
+    start(ctx, env, "deploy", options, &steps).await
+}
+
+pub async fn migrate(ctx: &Context, env_name: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    ctx.guard(env, "run the migration")?;
+    let steps = plan::migrate_plan(env).names();
+    start(ctx, env, "migrate", RunOptions::default(), &steps).await
+}
+
+pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
+    let env = ctx.env(&a.env)?;
+    if a.snapshot != "latest" {
+        check_snapshot_id(&a.snapshot).map_err(CommandError::Usage)?;
+    }
+    ctx.guard(env, "restore the database")?;
+    let snapshot = if a.snapshot == "latest" {
+        let cloud = ctx.cloud(env)?;
+        let mut snaps = cloud.database.list_snapshots().await?;
+        snaps.retain(|s| s.status == SnapshotStatus::Available);
+        snaps.sort_by_key(|s| s.created_at);
+        let newest = snaps.pop().ok_or_else(|| {
+            CommandError::Failed(format!("{} has no available snapshot to restore from", cloud.database.cluster_id()))
+        })?;
+        eprintln!("latest available snapshot: {}", newest.id);
+        newest.id
+    } else {
+        a.snapshot
+    };
+    let strategy = a.strategy.unwrap_or(env.restore_strategy);
+    let steps = plan::restore_plan(env, &snapshot, strategy).names();
+    let options = RunOptions { snapshot: Some(snapshot), strategy: Some(strategy), ..RunOptions::default() };
+    start(ctx, env, "restore", options, &steps).await
+}
+
+async fn start(ctx: &Context, env: &EnvConfig, command: &str, options: RunOptions, steps: &[&str]) -> CmdResult {
+    let cloud = ctx.cloud(env)?;
+    let out = ctx.reporter(Some(env));
+    let record = RunRecord::new(new_run_id(&env.name, Utc::now()), &env.name, command, options, steps);
+    let journal = Journal::create(&ctx.config.state_dir, &record, out.redactor().clone())
+        .map_err(|e| CommandError::Failed(e.to_string()))?;
+    out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.path().display()));
+    let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
+    execute(ctx, &mut run).await
+}
+
+/// `ferry resume <run-id>`: continue a run its journal says is unfinished; a run
+/// whose restore failed retries the restore; a finished run is reported again.
+pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
+    let probe = crate::runbook::journal::read_run(&ctx.config.state_dir, run_id)
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    let env = ctx.env(&probe.env)?;
+    let out = ctx.reporter(Some(env));
+    let (journal, mut record) = Journal::open(&ctx.config.state_dir, run_id, out.redactor().clone())
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    let retry_restore = record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
+    if record.outcome.is_final() && !retry_restore {
+        out.info(&format!("run {run_id} already finished; nothing to resume"));
+        report(ctx, &record, &out);
+        return Ok(record.outcome.exit_code());
+    }
+    let drive = driver(&record.command)
+        .ok_or_else(|| CommandError::Usage(format!("run {run_id} is a `{}` run, which cannot be resumed", record.command)))?;
+    ctx.guard(env, "resume the run")?;
+    if retry_restore {
+        record.step_mut("restore").status = StepStatus::Pending;
+    }
+    out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, record.outcome.as_str()));
+    record.outcome = Outcome::Running;
+    record.exit_code = None;
+    record.ended_at = None;
+    let cloud = ctx.cloud(env)?;
+    let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
+    run.save().map_err(|e| CommandError::Failed(e.to_string()))?;
+    let _ = drive;
+    execute(ctx, &mut run).await
+}
+
+/// Drive the run until it ends or a signal arrives. A signal never stops the
+/// migration: the run is recorded as interrupted, and `ferry resume` continues.
+async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
+    let drive = driver(&run.record.command)
+        .ok_or_else(|| CommandError::Usage(format!("unknown run command {}", run.record.command)))?;
+    let finished = {
+        let work = drive(run);
+        tokio::pin!(work);
+        tokio::select! {
+            record = &mut work => Some(record),
+            () = shutdown_signal() => None,
+        }
+    };
+    let record = match finished {
+        Some(r) => r,
+        None => {
+            run.out.warn("interrupted: recording the run's state (nothing running is stopped)");
+            run.interrupted()
+        }
+    };
+    report(ctx, &record, &run.out);
+    Ok(record.outcome.exit_code())
+}
+
+fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
+    for line in render::summary(record) {
+        out.info(&line);
+    }
+    if let Err(e) = append_step_summary(record, out.redactor()) {
+        out.warn(&format!("cannot write the GitHub step summary: {e}"));
+    }
+    if ctx.json() {
+        print_json(record, out.redactor());
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

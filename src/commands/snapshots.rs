@@ -1,0 +1,138 @@
+//! `ferry snapshot create|list|wait|delete|prune`.
+
+use chrono::Utc;
+
+use super::{CmdResult, CommandError, Context, print_json};
+use crate::cli::SnapshotCommand;
+use crate::config::check_snapshot_id;
+use crate::output::Redactor;
+use crate::provider::{Snapshot, SnapshotStatus};
+use crate::runbook::record::name_stamp;
+use crate::runbook::snapshot_tags;
+use crate::runbook::wait::call;
+
+pub async fn run(ctx: &Context, c: SnapshotCommand) -> CmdResult {
+    match c {
+        SnapshotCommand::Create { env, wait, id } => create(ctx, &env, wait, id).await,
+        SnapshotCommand::List { env } => list(ctx, &env).await,
+        SnapshotCommand::Wait { env, id } => wait_for(ctx, &env, &id).await,
+        SnapshotCommand::Delete { env, id } => delete(ctx, &env, &id).await,
+        SnapshotCommand::Prune { env, keep } => prune(ctx, &env, keep).await,
+    }
+}
+
+fn usage_id(id: &str) -> Result<(), CommandError> {
+    check_snapshot_id(id).map_err(CommandError::Usage)
+}
+
+fn show(ctx: &Context, snaps: &[Snapshot]) {
+    if ctx.json() {
+        print_json(&snaps, &Redactor::default());
+        return;
+    }
+    for s in snaps {
+        let at = s.created_at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default();
+        let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
+        let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
+        println!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent);
+    }
+}
+
+async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    let id = id.unwrap_or_else(|| format!("{}-{}", env.snapshot_prefix, name_stamp(Utc::now())));
+    usage_id(&id)?;
+    ctx.guard(env, "create a snapshot")?;
+    let cloud = ctx.cloud(env)?;
+    let db = cloud.database.clone();
+    if db.describe_snapshot(&id).await?.is_some() {
+        return Err(CommandError::Usage(format!("snapshot {id} already exists; pick another --id")));
+    }
+    let tags = snapshot_tags(&env.name, "manual", "manual");
+    let mut snap = call("create the snapshot", || db.create_snapshot(&id, &tags)).await?;
+    let out = ctx.reporter(Some(env));
+    out.info(&format!("snapshot {id} of {}: {}", db.cluster_id(), snap.status));
+    if wait && snap.status != SnapshotStatus::Available {
+        snap = crate::runbook::wait_snapshot(db.as_ref(), &id, env.timeouts.snapshot, &out, |_| {})
+            .await
+            .map_err(CommandError::Failed)?;
+    }
+    show(ctx, &[snap]);
+    Ok(0)
+}
+
+async fn list(ctx: &Context, env_name: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    let cloud = ctx.cloud(env)?;
+    let mut snaps = cloud.database.list_snapshots().await?;
+    snaps.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    if snaps.is_empty() && !ctx.json() {
+        eprintln!("no snapshots of {}", cloud.database.cluster_id());
+    }
+    show(ctx, &snaps);
+    Ok(0)
+}
+
+async fn wait_for(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    usage_id(id)?;
+    let cloud = ctx.cloud(env)?;
+    let out = ctx.reporter(Some(env));
+    let snap = crate::runbook::wait_snapshot(cloud.database.as_ref(), id, env.timeouts.snapshot, &out, |_| {})
+        .await
+        .map_err(CommandError::Failed)?;
+    show(ctx, &[snap]);
+    Ok(0)
+}
+
+async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    usage_id(id)?;
+    let cloud = ctx.cloud(env)?;
+    if cloud.database.describe_snapshot(id).await?.is_none() {
+        return Err(CommandError::Usage(format!(
+            "snapshot {id} does not exist; `ferry snapshot list {}` shows the ones that do",
+            env.name
+        )));
+    }
+    ctx.guard(env, &format!("delete snapshot {id}"))?;
+    cloud.database.delete_snapshot(id).await?;
+    eprintln!("deleted snapshot {id}");
+    Ok(0)
+}
+
+/// Only ferry's own pre-deploy snapshots of this environment are candidates
+/// (invariant 2); the newest `keep` of them stay.
+async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
+    let env = ctx.env(env_name)?;
+    let cloud = ctx.cloud(env)?;
+    let mut ours: Vec<Snapshot> = cloud
+        .database
+        .list_snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.is_ferry_pre_deploy(&env.name) && s.status == SnapshotStatus::Available)
+        .collect();
+    ours.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    let doomed: Vec<Snapshot> = ours.into_iter().skip(keep).collect();
+    if doomed.is_empty() {
+        eprintln!("nothing to prune: at most {keep} ferry pre-deploy snapshots of {}", env.name);
+        show(ctx, &[]);
+        return Ok(0);
+    }
+    ctx.guard(env, &format!("delete {} snapshots", doomed.len()))?;
+    let mut deleted = Vec::new();
+    for s in doomed {
+        if let Err(e) = cloud.database.delete_snapshot(&s.id).await {
+            return Err(CommandError::NeedsAttention(format!(
+                "deleted {} snapshots, then {} failed: {e}",
+                deleted.len(),
+                s.id
+            )));
+        }
+        eprintln!("deleted snapshot {}", s.id);
+        deleted.push(s);
+    }
+    show(ctx, &deleted);
+    Ok(0)
+}

@@ -1,0 +1,472 @@
+//! ferry.toml: finding it, parsing it, and validating it into a typed [`Config`].
+//! Pure: the only I/O is reading the file. Stack outputs are resolved later by
+//! the provider (see [`Template`]).
+
+mod raw;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
+use raw::{Inherit, RawEnv, RawEnvValue, RawFile};
+use serde::Serialize;
+pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
+
+pub const FILE_NAME: &str = "ferry.toml";
+const DEFAULT_PREFIX: &str = "{project}-{env}-pre-deploy";
+
+/// A configuration problem, located in the file when it comes from one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: Option<PathBuf>,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn plain(message: impl Into<String>) -> Self {
+        ConfigError { path: None, position: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.path, self.position) {
+            (Some(p), Some((l, c))) => write!(f, "{}:{l}:{c}: {}", p.display(), self.message),
+            (Some(p), None) => write!(f, "{}: {}", p.display(), self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub project: String,
+    /// Absolute: where run journals, local snapshots and task logs live.
+    pub state_dir: PathBuf,
+    pub envs: BTreeMap<String, EnvConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeouts {
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub migration: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub restore: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub service: Duration,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&values::format_duration(*d))
+}
+
+fn ser_display<T: fmt::Display, S: serde::Serializer>(t: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_string())
+}
+
+/// One environment, with `[defaults]` applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvConfig {
+    pub name: String,
+    pub project: String,
+    pub provider: ProviderKind,
+    pub region: Option<String>,
+    /// Rendered (`{project}` and `{env}` substituted).
+    pub snapshot_prefix: String,
+    pub confirm: bool,
+    pub restore_on_failure: RestoreOnFailure,
+    pub restore_strategy: RestoreStrategy,
+    pub timeouts: Timeouts,
+    pub stack: Option<String>,
+    pub database: DatabaseConfig,
+    pub migration: MigrationConfig,
+    pub service: Option<ServiceConfig>,
+    pub health: Option<HealthConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseConfig {
+    /// An Aurora cluster identifier (aws).
+    Cluster(#[serde(serialize_with = "ser_display")] Template),
+    /// A local database (local provider).
+    Url(#[serde(serialize_with = "ser_db_url")] DbUrl),
+}
+
+fn ser_db_url<S: serde::Serializer>(u: &DbUrl, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        DbUrl::Sqlite(p) => s.serialize_str(&format!("sqlite://{p}")),
+        DbUrl::Postgres(url) => s.serialize_str(&redact_url(url)),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationConfig {
+    pub runner: RunnerKind,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvValue {
+    pub value: String,
+    pub secret: bool,
+}
+
+/// Shown values only: a secret never leaves as itself.
+impl Serialize for EnvValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.shown())
+    }
+}
+
+impl EnvValue {
+    /// What may be shown: secrets are masked.
+    pub fn shown(&self) -> &str {
+        if self.secret { "***" } else { &self.value }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EcsConfig {
+    #[serde(serialize_with = "ser_display")]
+    pub cluster: Template,
+    #[serde(serialize_with = "ser_display")]
+    pub task_definition: Template,
+    #[serde(serialize_with = "ser_list")]
+    pub subnets: TemplateList,
+    #[serde(serialize_with = "ser_list")]
+    pub security_groups: TemplateList,
+    pub assign_public_ip: bool,
+    pub container: String,
+}
+
+fn ser_list<S: serde::Serializer>(l: &TemplateList, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(l.0.iter().map(|t| t.raw.as_str()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceConfig {
+    #[serde(serialize_with = "ser_display")]
+    pub apprunner_arn: Template,
+    pub database_url_var: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthConfig {
+    pub url: String,
+    pub expect_status: u16,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+impl EnvConfig {
+    /// Every `${output:Name}` the environment refers to.
+    pub fn output_refs(&self) -> Vec<String> {
+        let mut templates: Vec<&Template> = Vec::new();
+        if let DatabaseConfig::Cluster(t) = &self.database {
+            templates.push(t);
+        }
+        if let Some(e) = &self.migration.ecs {
+            templates.extend([&e.cluster, &e.task_definition]);
+            templates.extend(e.subnets.0.iter().chain(e.security_groups.0.iter()));
+        }
+        if let Some(s) = &self.service {
+            templates.push(&s.apprunner_arn);
+        }
+        let mut names: Vec<String> = templates.iter().flat_map(|t| t.outputs()).map(String::from).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The database as a person would name it (no password).
+    pub fn database_label(&self) -> String {
+        match &self.database {
+            DatabaseConfig::Cluster(t) => t.raw.clone(),
+            DatabaseConfig::Url(DbUrl::Sqlite(p)) => p.clone(),
+            DatabaseConfig::Url(DbUrl::Postgres(u)) => redact_url(u),
+        }
+    }
+
+    /// Values that must never be printed.
+    pub fn secrets(&self) -> Vec<String> {
+        self.migration.env.values().filter(|v| v.secret).map(|v| v.value.clone()).collect()
+    }
+}
+
+impl Config {
+    pub fn env(&self, name: &str) -> Result<&EnvConfig, ConfigError> {
+        self.envs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.envs.keys().map(String::as_str).collect();
+            ConfigError {
+                path: Some(self.path.clone()),
+                position: None,
+                message: format!(
+                    "unknown environment {name:?}; {} defines: {}",
+                    FILE_NAME,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            }
+        })
+    }
+
+    /// Directory holding ferry.toml; relative paths in it are relative to this.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Find the config: `--config`, then `FERRY_CONFIG`, then ferry.toml in `cwd` or a parent.
+pub fn locate(flag: Option<&Path>, env_var: Option<&str>, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = flag {
+        return exists(cwd.join(p), "--config");
+    }
+    if let Some(p) = env_var.filter(|s| !s.is_empty()) {
+        return exists(cwd.join(p), "FERRY_CONFIG");
+    }
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(ConfigError::plain(format!(
+        "no {FILE_NAME} found in {} or any parent directory; pass --config PATH or set FERRY_CONFIG",
+        cwd.display()
+    )))
+}
+
+fn exists(p: PathBuf, source: &str) -> Result<PathBuf, ConfigError> {
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(ConfigError::plain(format!("config file {} (from {source}) does not exist", p.display())))
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: Some(path.to_path_buf()),
+        position: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parse and validate the text of a ferry.toml found at `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+        path: Some(path.to_path_buf()),
+        position: span.map(|s| line_col(text, s.start)),
+        message,
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+
+    let project = raw.project.get_ref().clone();
+    if project.is_empty() || !project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(at(
+            Some(raw.project.span()),
+            format!("project {project:?} must be letters, digits and hyphens (it names snapshots)"),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let state_dir = match &raw.state_dir {
+        Some(s) => base.join(s.get_ref()),
+        None => base.join(".ferry"),
+    };
+    let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
+
+    let mut envs = BTreeMap::new();
+    for (name, env) in &raw.env {
+        let merged = env.get_ref().clone().inherit(&raw.defaults);
+        let resolved = resolve_env(&project, name.get_ref(), merged)
+            .map_err(|(span, msg)| at(span.or(Some(env.span())), format!("[env.{}]: {msg}", name.get_ref())))?;
+        envs.insert(name.get_ref().clone(), resolved);
+    }
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(Config { path, project, state_dir, envs })
+}
+
+type EnvError = (Option<std::ops::Range<usize>>, String);
+
+fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvError> {
+    let err = |msg: String| (None, msg);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(err(format!(
+            "environment name {name:?} must be letters, digits and hyphens (it names snapshots and runs)"
+        )));
+    }
+    let provider = raw.provider.unwrap_or(ProviderKind::Aws);
+    let prefix_span = raw.snapshot_prefix.as_ref().map(|s| s.span());
+    let prefix_raw = raw.snapshot_prefix.map(|s| s.into_inner()).unwrap_or_else(|| DEFAULT_PREFIX.into());
+    let snapshot_prefix = prefix_raw.replace("{project}", project).replace("{env}", name);
+    // The prefix is followed by -yyyymmdd-hhmmss: check a full id now.
+    check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000")).map_err(|e| {
+        (prefix_span.clone(), format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"))
+    })?;
+
+    let t = raw.timeouts.unwrap_or_default();
+    let timeouts = Timeouts {
+        snapshot: t.snapshot.map_or(Duration::from_secs(3600), |d| d.0),
+        migration: t.migration.map_or(Duration::from_secs(1800), |d| d.0),
+        restore: t.restore.map_or(Duration::from_secs(5400), |d| d.0),
+        service: t.service.map_or(Duration::from_secs(1200), |d| d.0),
+    };
+
+    let db = raw.database.unwrap_or_default();
+    let database = match (provider, db.cluster, db.url) {
+        (_, Some(_), Some(_)) => {
+            return Err(err("database has both `cluster` and `url`; set `cluster` for provider \"aws\" or `url` for provider \"local\"".into()));
+        }
+        (ProviderKind::Aws, Some(c), None) => DatabaseConfig::Cluster(c),
+        (ProviderKind::Local, None, Some(u)) => DatabaseConfig::Url(u),
+        (ProviderKind::Aws, _, _) => {
+            return Err(err("missing database.cluster (the Aurora DB cluster identifier), e.g. database = { cluster = \"app-prod\" }".into()));
+        }
+        (ProviderKind::Local, _, _) => {
+            return Err(err("missing database.url, e.g. database = { url = \"sqlite://./app.db\" } or \"postgres://user@127.0.0.1/app\"".into()));
+        }
+    };
+
+    let m = raw.migration.unwrap_or_default();
+    let runner = m.runner.unwrap_or(match provider {
+        ProviderKind::Aws => RunnerKind::Ecs,
+        ProviderKind::Local => RunnerKind::Command,
+    });
+    match (provider, runner) {
+        (ProviderKind::Local, RunnerKind::Command) | (ProviderKind::Aws, RunnerKind::Ecs | RunnerKind::Apprunner) => {}
+        (ProviderKind::Local, _) => {
+            return Err(err(format!("migration.runner = {:?} needs provider = \"aws\"; the local provider runs runner = \"command\"", kebab(&runner))));
+        }
+        (ProviderKind::Aws, _) => {
+            return Err(err("migration.runner = \"command\" is for provider = \"local\"; on aws use \"ecs\" or \"apprunner\"".into()));
+        }
+    }
+    let command = m.command.unwrap_or_default();
+    if runner != RunnerKind::Apprunner && command.is_empty() {
+        return Err(err("missing migration.command, e.g. command = [\"alembic\", \"upgrade\", \"head\"]".into()));
+    }
+    let ecs = if runner == RunnerKind::Ecs {
+        fn need<T>(v: Option<T>, key: &str) -> Result<T, EnvError> {
+            v.ok_or_else(|| (None, format!("runner \"ecs\" needs migration.{key}")))
+        }
+        Some(EcsConfig {
+            cluster: need(m.cluster, "cluster")?,
+            task_definition: need(m.task_definition, "task_definition")?,
+            subnets: need(m.subnets, "subnets")?,
+            security_groups: need(m.security_groups, "security_groups")?,
+            assign_public_ip: m.assign_public_ip.unwrap_or(false),
+            container: need(m.container, "container")?,
+        })
+    } else {
+        for (key, set) in [
+            ("cluster", m.cluster.is_some()),
+            ("task_definition", m.task_definition.is_some()),
+            ("subnets", m.subnets.is_some()),
+            ("security_groups", m.security_groups.is_some()),
+            ("container", m.container.is_some()),
+        ] {
+            if set {
+                return Err(err(format!("migration.{key} only applies to runner = \"ecs\"")));
+            }
+        }
+        None
+    };
+    let env = m
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                RawEnvValue::Plain(value) => EnvValue { value, secret: false },
+                RawEnvValue::Detailed(d) => EnvValue { value: d.value, secret: d.secret },
+            };
+            (k, v)
+        })
+        .collect::<BTreeMap<_, _>>();
+    if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL") {
+        return Err(err(format!("migration.env.{k} is set by ferry from database.url; remove it")));
+    }
+
+    let service = match raw.service {
+        None => None,
+        Some(_) if provider == ProviderKind::Local => {
+            return Err(err("[service] (App Runner) needs provider = \"aws\"; the local provider has no app service".into()));
+        }
+        Some(s) => Some(ServiceConfig {
+            apprunner_arn: s.apprunner_arn.ok_or_else(|| err("service needs apprunner_arn".into()))?,
+            database_url_var: s.database_url_var.unwrap_or_else(|| "DATABASE_URL".into()),
+        }),
+    };
+    if runner == RunnerKind::Apprunner && service.is_none() {
+        return Err(err("runner \"apprunner\" needs service = { apprunner_arn = \"...\" }".into()));
+    }
+    let health = match raw.health {
+        None => None,
+        Some(h) => {
+            let url = h.url.ok_or_else(|| err("health needs url".into()))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err(format!("health.url {url:?} must start with http:// or https://")));
+            }
+            Some(HealthConfig {
+                url,
+                expect_status: h.expect_status.unwrap_or(200),
+                timeout: h.timeout.map_or(Duration::from_secs(300), |d| d.0),
+            })
+        }
+    };
+    if provider == ProviderKind::Local && raw.stack.is_some() {
+        return Err(err("stack (CloudFormation) needs provider = \"aws\"".into()));
+    }
+    let cfg = EnvConfig {
+        name: name.to_string(),
+        project: project.to_string(),
+        provider,
+        region: raw.region,
+        snapshot_prefix,
+        confirm: raw.confirm.unwrap_or(false),
+        restore_on_failure: raw.restore_on_failure.unwrap_or(RestoreOnFailure::Auto),
+        restore_strategy: raw.restore_strategy.unwrap_or(RestoreStrategy::Rename),
+        timeouts,
+        stack: raw.stack,
+        database,
+        migration: MigrationConfig { runner, command, env, ecs },
+        service,
+        health,
+    };
+    if cfg.stack.is_none()
+        && let Some(first) = cfg.output_refs().first() {
+            return Err(err(format!("${{output:{first}}} is used but no `stack` is set to read outputs from")));
+        }
+    Ok(cfg)
+}
+
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests;

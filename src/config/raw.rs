@@ -1,0 +1,168 @@
+//! ferry.toml as written: every key optional, unknown keys rejected. `[defaults]`
+//! and `[env.NAME]` share one shape and are merged key by key (nested tables too).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{DbUrl, HumanDuration, Template, TemplateList};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub project: Spanned<String>,
+    pub state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub defaults: RawEnv,
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, Spanned<RawEnv>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Aws,
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreOnFailure {
+    Auto,
+    Prompt,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreStrategy {
+    Rename,
+    NewCluster,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunnerKind {
+    Ecs,
+    Apprunner,
+    Command,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnv {
+    pub provider: Option<ProviderKind>,
+    pub region: Option<String>,
+    pub snapshot_prefix: Option<Spanned<String>>,
+    pub confirm: Option<bool>,
+    pub restore_on_failure: Option<RestoreOnFailure>,
+    pub restore_strategy: Option<RestoreStrategy>,
+    pub timeouts: Option<RawTimeouts>,
+    pub stack: Option<String>,
+    pub database: Option<RawDatabase>,
+    pub migration: Option<RawMigration>,
+    pub service: Option<RawService>,
+    pub health: Option<RawHealth>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub snapshot: Option<HumanDuration>,
+    pub migration: Option<HumanDuration>,
+    pub restore: Option<HumanDuration>,
+    pub service: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub cluster: Option<Template>,
+    pub url: Option<DbUrl>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigration {
+    pub runner: Option<RunnerKind>,
+    pub cluster: Option<Template>,
+    pub task_definition: Option<Template>,
+    pub subnets: Option<TemplateList>,
+    pub security_groups: Option<TemplateList>,
+    pub assign_public_ip: Option<bool>,
+    pub container: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, RawEnvValue>>,
+}
+
+/// `KEY = "value"` or `KEY = { value = "...", secret = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or a table { value = \"...\", secret = true }")]
+pub enum RawEnvValue {
+    Plain(String),
+    Detailed(RawSecretValue),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretValue {
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub apprunner_arn: Option<Template>,
+    pub database_url_var: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub url: Option<String>,
+    pub expect_status: Option<u16>,
+    pub timeout: Option<HumanDuration>,
+}
+
+/// Fill what `self` leaves unset from `base`.
+pub trait Inherit {
+    fn inherit(self, base: &Self) -> Self;
+}
+
+impl<T: Inherit + Clone> Inherit for Option<T> {
+    fn inherit(self, base: &Self) -> Self {
+        match (self, base) {
+            (Some(a), Some(b)) => Some(a.inherit(b)),
+            (Some(a), None) => Some(a),
+            (None, b) => b.clone(),
+        }
+    }
+}
+
+macro_rules! inherit_fields {
+    ($ty:ty { $($scalar:ident),* } { $($nested:ident),* }) => {
+        impl Inherit for $ty {
+            fn inherit(self, base: &Self) -> Self {
+                Self {
+                    $($scalar: self.$scalar.or_else(|| base.$scalar.clone()),)*
+                    $($nested: self.$nested.inherit(&base.$nested),)*
+                }
+            }
+        }
+    };
+}
+
+inherit_fields!(RawEnv {
+    provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack
+} { timeouts, database, migration, service, health });
+inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
+inherit_fields!(RawDatabase { cluster, url } {});
+inherit_fields!(RawMigration {
+    runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
+    command, env
+} {});
+inherit_fields!(RawService { apprunner_arn, database_url_var } {});
+inherit_fields!(RawHealth { url, expect_status, timeout } {});

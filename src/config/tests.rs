@@ -1,0 +1,159 @@
+use super::*;
+use proptest::prelude::*;
+
+const GOOD: &str = r#"
+project = "wumbo"
+
+[defaults]
+provider = "aws"
+region = "us-east-1"
+timeouts = { snapshot = "60m", migration = "30m" }
+
+[env.production]
+confirm = true
+stack = "production-ComputeStack"
+database = { cluster = "wumbo-prod-aurora-cluster" }
+migration = { runner = "ecs", cluster = "${output:ClusterName}", task_definition = "${output:MigrationTaskDefinitionArn}", subnets = "${output:PrivateSubnetIds}", security_groups = ["${output:MigrationSecurityGroupId}"], container = "migrate", command = ["python", "scripts/run_migrations.py"] }
+service = { apprunner_arn = "arn:aws:apprunner:us-east-1:123456789012:service/wumbo/abc" }
+health = { url = "https://api.example.com/readyz", timeout = "5m" }
+
+[env.local]
+provider = "local"
+timeouts = { migration = "2m" }
+database = { url = "sqlite://./app.db" }
+migration = { command = ["sh", "migrate.sh"], env = { TOKEN = { value = "hunter2", secret = true }, MODE = "x" } }
+"#;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("/srv/app/ferry.toml"), text)
+}
+
+#[test]
+fn defaults_are_inherited_key_by_key() {
+    let cfg = parse_str(GOOD).unwrap();
+    let prod = cfg.env("production").unwrap();
+    assert_eq!(prod.provider, ProviderKind::Aws);
+    assert_eq!(prod.region.as_deref(), Some("us-east-1"));
+    assert!(prod.confirm);
+    assert_eq!(prod.snapshot_prefix, "wumbo-production-pre-deploy");
+    assert_eq!(prod.timeouts.snapshot, Duration::from_secs(3600));
+    assert_eq!(prod.timeouts.restore, Duration::from_secs(5400), "built-in default");
+    assert_eq!(
+        prod.output_refs(),
+        ["ClusterName", "MigrationSecurityGroupId", "MigrationTaskDefinitionArn", "PrivateSubnetIds"]
+    );
+    assert_eq!(prod.service.as_ref().unwrap().database_url_var, "DATABASE_URL");
+
+    let local = cfg.env("local").unwrap();
+    assert_eq!(local.provider, ProviderKind::Local);
+    assert_eq!(local.migration.runner, RunnerKind::Command);
+    // nested table merged: migration from env, snapshot from defaults
+    assert_eq!(local.timeouts.migration, Duration::from_secs(120));
+    assert_eq!(local.timeouts.snapshot, Duration::from_secs(3600));
+    assert_eq!(local.secrets(), ["hunter2"]);
+    assert_eq!(cfg.state_dir, Path::new("/srv/app/.ferry"));
+}
+
+#[test]
+fn unknown_env_lists_the_known_ones() {
+    let cfg = parse_str(GOOD).unwrap();
+    let e = cfg.env("prod").unwrap_err().to_string();
+    assert!(e.contains("unknown environment \"prod\""), "{e}");
+    assert!(e.contains("local, production"), "{e}");
+}
+
+fn error_of(text: &str) -> String {
+    parse_str(text).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_are_located() {
+    let e = error_of("project = \"x\"\n[env.a]\nprovider = \"local\"\ndatabse = { url = \"sqlite://a.db\" }\n");
+    assert!(e.starts_with("/srv/app/ferry.toml:4:1: "), "{e}");
+    assert!(e.contains("unknown field `databse`"), "{e}");
+}
+
+#[test]
+fn bad_durations_are_located() {
+    let e = error_of("project = \"x\"\n[defaults]\ntimeouts = { snapshot = \"10 minutes\" }\n");
+    assert!(e.starts_with("/srv/app/ferry.toml:3:25: "), "{e}");
+    assert!(e.contains("invalid duration"), "{e}");
+}
+
+#[test]
+fn malformed_toml_is_located() {
+    let e = error_of("project = \"x\"\n[env.a\n");
+    assert!(e.starts_with("/srv/app/ferry.toml:2:"), "{e}");
+}
+
+#[test]
+fn semantic_errors_point_at_the_env() {
+    let e = error_of("project = \"x\"\n\n[env.prod]\nprovider = \"aws\"\n");
+    assert!(e.starts_with("/srv/app/ferry.toml:4:1: [env.prod]: missing database.cluster"), "{e}");
+
+    let e = error_of(
+        "project = \"x\"\n[env.a]\nprovider = \"local\"\ndatabase = { url = \"sqlite://a.db\" }\nmigration = { runner = \"ecs\", command = [\"x\"] }\n",
+    );
+    assert!(e.contains("needs provider = \"aws\""), "{e}");
+
+    let e = error_of(
+        "project = \"x\"\n[env.a]\ndatabase = { cluster = \"${output:Db}\" }\nmigration = { cluster = \"c\", task_definition = \"t\", subnets = \"s\", security_groups = \"g\", container = \"m\", command = [\"x\"] }\n",
+    );
+    assert!(e.contains("no `stack` is set"), "{e}");
+}
+
+#[test]
+fn snapshot_prefix_must_make_valid_ids() {
+    let e = error_of(
+        "project = \"x\"\n[env.a]\nprovider = \"local\"\nsnapshot_prefix = \"{env}_snap\"\ndatabase = { url = \"sqlite://a.db\" }\nmigration = { command = [\"x\"] }\n",
+    );
+    assert!(e.starts_with("/srv/app/ferry.toml:4:19: "), "{e}");
+    assert!(e.contains("contains '_'"), "{e}");
+}
+
+#[test]
+fn locate_prefers_flag_then_env_then_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), "project = \"x\"").unwrap();
+    std::fs::write(dir.path().join("other.toml"), "project = \"y\"").unwrap();
+    assert_eq!(locate(None, None, &nested).unwrap(), dir.path().join(FILE_NAME));
+    assert_eq!(locate(None, Some("../../other.toml"), &nested).unwrap(), nested.join("../../other.toml"));
+    assert_eq!(
+        locate(Some(Path::new("../../other.toml")), Some("nope.toml"), &nested).unwrap(),
+        nested.join("../../other.toml")
+    );
+    let e = locate(Some(Path::new("missing.toml")), None, &nested).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = locate(None, None, empty.path()).unwrap_err().to_string();
+    assert!(e.contains("no ferry.toml found"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// Any bytes: an error or a config, never a panic.
+    #[test]
+    fn parser_never_panics_on_arbitrary_text(text in "\\PC*") {
+        let _ = parse_str(&text);
+    }
+
+    /// Mutations of a valid file (the interesting neighbourhood): never a panic,
+    /// and every error carries a position inside the file or none.
+    #[test]
+    fn parser_never_panics_on_mutated_config(
+        cut in 0..GOOD.len(),
+        insert in "[\\[\\]{}=\",.a-z0-9${}:\n ]{0,12}",
+    ) {
+        let mut text = GOOD.to_string();
+        let at = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.insert_str(at, &insert);
+        if let Err(e) = parse_str(&text)
+            && let Some((line, col)) = e.position {
+                prop_assert!(line >= 1 && col >= 1);
+                prop_assert!(line <= text.lines().count() + 1);
+            }
+    }
+}

@@ -1,0 +1,29 @@
+use clap::Parser;
+use ferry::cli::{Cli, Command};
+use ferry::provider::local::process::supervise;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors exit 2 (clap's own convention too); --help and --version 0.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    // The local task supervisor runs without config or async runtime.
+    if let Command::TaskSupervisor(a) = &cli.command {
+        std::process::exit(supervise(&a.dir, &a.command));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(ferry::commands::run(cli));
+    // Do not wait for blocking work left behind by an interrupted run.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code);
+}

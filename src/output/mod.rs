@@ -1,0 +1,149 @@
+//! Everything ferry tells a person goes through [`Reporter`] to stderr: plain
+//! timestamped lines, or on a TTY a spinner line for waits. Results (`--output
+//! json`) go to stdout, and under GitHub Actions a markdown summary goes to
+//! `$GITHUB_STEP_SUMMARY`.
+
+mod github;
+mod redact;
+pub mod render;
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+pub use github::append_step_summary;
+pub use redact::Redactor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+type Sink = Arc<Mutex<dyn Write + Send>>;
+
+pub struct Reporter {
+    sink: Sink,
+    tty: bool,
+    github: bool,
+    redactor: Redactor,
+    /// The spinner line currently shown (TTY) or the last progress printed (plain).
+    progress: Mutex<Option<String>>,
+    frame: Mutex<usize>,
+}
+
+const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
+
+impl Reporter {
+    pub fn stderr(redactor: Redactor) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        Reporter::new(Arc::new(Mutex::new(std::io::stderr())), tty, github, redactor)
+    }
+
+    pub fn new(sink: Sink, tty: bool, github: bool, redactor: Redactor) -> Self {
+        Reporter { sink, tty, github, redactor, progress: Mutex::new(None), frame: Mutex::new(0) }
+    }
+
+    /// A reporter writing into a buffer, for tests.
+    pub fn capture(redactor: Redactor) -> (Self, Arc<Mutex<Vec<u8>>>) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        (Reporter::new(buf.clone(), false, false, redactor), buf)
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+
+    fn write_line(&self, line: &str) {
+        let line = self.redactor.clean(line);
+        let Ok(mut sink) = self.sink.lock() else { return };
+        if self.tty {
+            let mut shown = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if shown.take().is_some() {
+                let _ = write!(sink, "\r\x1b[2K");
+            }
+        }
+        let _ = writeln!(sink, "{line}");
+        let _ = sink.flush();
+    }
+
+    fn stamp(&self, t: DateTime<Utc>) -> String {
+        if self.tty { t.format("%H:%M:%S").to_string() } else { t.to_rfc3339_opts(SecondsFormat::Secs, true) }
+    }
+
+    /// A step begins.
+    pub fn step(&self, name: &str, msg: &str) {
+        self.write_line(&format!("{} ==> {name}: {msg}", self.stamp(Utc::now())));
+    }
+
+    pub fn info(&self, msg: &str) {
+        self.write_line(&format!("{} {msg}", self.stamp(Utc::now())));
+    }
+
+    pub fn warn(&self, msg: &str) {
+        self.write_line(&format!("{} warning: {msg}", self.stamp(Utc::now())));
+        if self.github {
+            self.write_line(&format!("::warning::{}", escape_workflow(msg)));
+        }
+    }
+
+    /// A step failed: under GitHub Actions also an `::error::` annotation.
+    pub fn failure(&self, step: &str, msg: &str) {
+        self.write_line(&format!("{} !!! {step} failed: {msg}", self.stamp(Utc::now())));
+        if self.github {
+            let msg = self.redactor.clean(msg);
+            self.write_line(&format!("::error title=ferry {step}::{}", escape_workflow(&msg)));
+        }
+    }
+
+    /// Progress of a wait. On a TTY one spinner line is rewritten in place; otherwise
+    /// a plain line is printed when the message changes.
+    pub fn progress(&self, msg: &str) {
+        let msg = self.redactor.clean(msg);
+        if self.tty {
+            let Ok(mut sink) = self.sink.lock() else { return };
+            let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
+            *frame = (*frame + 1) % FRAMES.len();
+            let _ = write!(sink, "\r\x1b[2K{} {msg}", FRAMES[*frame]);
+            let _ = sink.flush();
+            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            return;
+        }
+        let mut last = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(msg.as_str()) {
+            return;
+        }
+        *last = Some(msg.clone());
+        drop(last);
+        let Ok(mut sink) = self.sink.lock() else { return };
+        let _ = writeln!(sink, "{}     {msg}", self.stamp(Utc::now()));
+    }
+
+    /// One line of the migration's own output.
+    pub fn log_line(&self, at: DateTime<Utc>, msg: &str) {
+        self.write_line(&format!("{}   | {}", self.stamp(at), msg.trim_end_matches(['\n', '\r'])));
+    }
+
+    pub fn group_start(&self, title: &str) {
+        if self.github {
+            self.write_line(&format!("::group::{title}"));
+        }
+    }
+
+    pub fn group_end(&self) {
+        if self.github {
+            self.write_line("::endgroup::");
+        }
+    }
+}
+
+/// Workflow commands end at a newline; encode the characters GitHub documents.
+fn escape_workflow(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}

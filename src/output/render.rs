@@ -1,0 +1,67 @@
+//! Text renderings of a run record shared by the human output and the step summary.
+
+use crate::runbook::record::{Outcome, RunRecord, StepStatus};
+
+pub fn outcome_line(r: &RunRecord) -> String {
+    let what = match r.outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Aborted => "failed before changing anything",
+        Outcome::Restored => "failed; the database was restored from the snapshot",
+        Outcome::NeedsAttention => "failed and needs attention",
+        Outcome::Interrupted => "was interrupted",
+        Outcome::Running => "is still running (or its ferry process died)",
+    };
+    format!("ferry {} {} {what} (exit {})", r.command, r.env, r.outcome.exit_code())
+}
+
+/// The closing block of a run: outcome, state, next command.
+pub fn summary(r: &RunRecord) -> Vec<String> {
+    let mut lines = vec![outcome_line(r), format!("  run:      {}", r.run_id)];
+    if let Some(s) = &r.snapshot {
+        lines.push(format!("  snapshot: {} ({}, {}%)", s.id, s.status, s.percent));
+    }
+    if let Some(t) = &r.task {
+        let exit = t.exit_code.map_or("none".to_string(), |c| c.to_string());
+        lines.push(format!("  task:     {} (exit code {exit})", t.arn));
+    }
+    if let Some(rs) = &r.restore {
+        lines.push(format!("  restored: {} from {}", rs.restored_cluster, rs.snapshot_id));
+        if let Some(f) = &rs.failed_cluster {
+            lines.push(format!("  kept:     {f} (the failed database, untouched)"));
+        }
+    }
+    if let Some(e) = &r.error {
+        lines.push(format!("  error:    {e}"));
+    }
+    if let Some(s) = &r.state {
+        lines.push(format!("  state:    {s}"));
+    }
+    if let Some(n) = &r.next {
+        lines.push(format!("  next:     {n}"));
+    }
+    lines
+}
+
+pub fn status_mark(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Succeeded => "ok",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Interrupted => "interrupted",
+    }
+}
+
+pub fn steps_table(r: &RunRecord) -> Vec<String> {
+    r.steps
+        .iter()
+        .map(|s| {
+            let took = match (s.started_at, s.ended_at) {
+                (Some(a), Some(b)) => format!(" ({}s)", (b - a).num_seconds()),
+                _ => String::new(),
+            };
+            format!("  {:<10} {:<11}{took} {}", s.name, status_mark(s.status), s.detail.as_deref().unwrap_or(""))
+        })
+        .collect()
+}

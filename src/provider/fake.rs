@@ -1,0 +1,676 @@
+//! An in-memory cloud for tests: databases, snapshots, tasks, logs and an app
+//! service with state that changes over (tokio) time, plus scripted faults.
+//! Not canned replies: the runbook's calls change its state, and tests inspect
+//! that state afterwards to check the safety invariants.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::*;
+
+/// The operations faults can be attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    Describe,
+    CreateSnapshot,
+    DescribeSnapshot,
+    ListSnapshots,
+    DeleteSnapshot,
+    RestoreSnapshot,
+    Rename,
+    StartTask,
+    PollTask,
+    StopTask,
+    ActiveTasks,
+    ReadLogs,
+    ServiceStatus,
+    ServicePause,
+    ServiceResume,
+    OperationDone,
+    Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call fails (not retryable).
+    Error,
+    /// The call is throttled this many times, then goes through.
+    Throttle(u32),
+    /// The thing never finishes: a snapshot stays `creating`, a task keeps
+    /// running, a restored database never becomes available, a service
+    /// operation never ends; for other calls the call itself never answers.
+    Hang,
+    /// The call takes effect, then the process "dies": [`FakeCloud::killed`]
+    /// fires and the call never returns.
+    Kill,
+}
+
+/// What the migration task does when it runs.
+#[derive(Debug, Clone)]
+pub struct TaskScript {
+    pub runtime: Duration,
+    pub exit_code: Option<i32>,
+    /// Reason when the task never gets to run (PENDING → STOPPED).
+    pub start_failure: Option<String>,
+    pub logs: Vec<String>,
+}
+
+impl TaskScript {
+    pub fn succeeds() -> Self {
+        TaskScript {
+            runtime: Duration::from_secs(20),
+            exit_code: Some(0),
+            start_failure: None,
+            logs: vec!["upgrading 001 -> 002".into(), "done".into()],
+        }
+    }
+    pub fn fails_halfway() -> Self {
+        TaskScript {
+            exit_code: Some(1),
+            logs: vec!["upgrading 002 -> 003".into(), "ERROR: column \"x\" does not exist".into()],
+            ..TaskScript::succeeds()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeDb {
+    /// Stands for the data: every change appends to it.
+    pub data: String,
+    ready_at: Instant,
+    never_ready: bool,
+}
+
+#[derive(Debug, Clone)]
+struct FakeSnapshot {
+    snapshot: Snapshot,
+    data: String,
+    created: Instant,
+    ready_at: Instant,
+    never_ready: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeTask {
+    pub run_id: String,
+    /// Whether a snapshot tagged with this run was `available` when it started (invariant 1).
+    pub snapshot_available_at_start: bool,
+    started: Instant,
+    script: TaskScript,
+    hang: bool,
+    stopped_at: Option<Instant>,
+    applied: bool,
+}
+
+#[derive(Debug, Clone)]
+struct FakeOperation {
+    ready_at: Instant,
+    never: bool,
+    then_status: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    clusters: BTreeMap<String, FakeDb>,
+    snapshots: BTreeMap<String, FakeSnapshot>,
+    tasks: BTreeMap<String, FakeTask>,
+    service_status: Option<String>,
+    service_env: BTreeMap<String, String>,
+    operations: BTreeMap<String, FakeOperation>,
+    health: Vec<u16>,
+    health_calls: usize,
+    faults: Vec<(Op, FaultKind, u32)>,
+    calls: BTreeMap<Op, u32>,
+    next_id: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub snapshot: Duration,
+    pub restore: Duration,
+    pub rename: Duration,
+    pub service: Duration,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            snapshot: Duration::from_secs(90),
+            restore: Duration::from_secs(600),
+            rename: Duration::from_secs(60),
+            service: Duration::from_secs(45),
+        }
+    }
+}
+
+/// The fake cloud. Clones share state.
+#[derive(Clone)]
+pub struct FakeCloud {
+    state: Arc<Mutex<State>>,
+    cluster_id: String,
+    latency: Latency,
+    script: Arc<Mutex<TaskScript>>,
+    killed: Arc<Notify>,
+}
+
+impl FakeCloud {
+    /// One available cluster holding `data`, an App Runner service if `with_service`.
+    pub fn new(cluster_id: &str, data: &str, with_service: bool) -> Self {
+        let mut state = State::default();
+        state.clusters.insert(
+            cluster_id.to_string(),
+            FakeDb { data: data.to_string(), ready_at: Instant::now(), never_ready: false },
+        );
+        state.service_status = with_service.then(|| "RUNNING".to_string());
+        state.service_env.insert("DATABASE_URL".into(), format!("postgres://app@{cluster_id}.cluster:5432/app"));
+        state.health = vec![200];
+        FakeCloud {
+            state: Arc::new(Mutex::new(state)),
+            cluster_id: cluster_id.to_string(),
+            latency: Latency::default(),
+            script: Arc::new(Mutex::new(TaskScript::succeeds())),
+            killed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub fn set_task_script(&self, script: TaskScript) {
+        *self.script.lock().unwrap_or_else(|e| e.into_inner()) = script;
+    }
+
+    /// Health answers in order; the last one repeats.
+    pub fn set_health(&self, statuses: Vec<u16>) {
+        self.lock().health = statuses;
+    }
+
+    pub fn fault(&self, op: Op, kind: FaultKind) {
+        let times = match kind {
+            FaultKind::Throttle(n) => n,
+            _ => 1,
+        };
+        self.lock().faults.push((op, kind, times));
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Fires when a [`FaultKind::Kill`] fault has taken effect.
+    pub fn killed(&self) -> Arc<Notify> {
+        self.killed.clone()
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        let this = Arc::new(self.clone());
+        Cloud {
+            database: this.clone(),
+            runner: this.clone(),
+            logs: this.clone(),
+            service: self.lock().service_status.is_some().then(|| this.clone() as Arc<dyn AppService>),
+            health: this,
+        }
+    }
+
+    pub fn clusters(&self) -> BTreeMap<String, FakeDb> {
+        self.tick();
+        self.lock().clusters.clone()
+    }
+
+    pub fn tasks(&self) -> BTreeMap<String, FakeTask> {
+        self.tick();
+        self.lock().tasks.clone()
+    }
+
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.lock().snapshots.keys().cloned().collect()
+    }
+
+    pub fn service_status(&self) -> Option<String> {
+        self.tick();
+        self.lock().service_status.clone()
+    }
+
+    pub fn service_env(&self) -> BTreeMap<String, String> {
+        self.lock().service_env.clone()
+    }
+
+    pub fn calls(&self, op: Op) -> u32 {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Let time act: tasks that have run their course change the data and stop;
+    /// finished service operations settle.
+    fn tick(&self) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        let cluster = self.cluster_id.clone();
+        let mut changes = Vec::new();
+        for task in s.tasks.values_mut() {
+            if task.applied || task.script.start_failure.is_some() {
+                continue;
+            }
+            let natural_end = (!task.hang).then(|| task.started + task.script.runtime);
+            let end = match (natural_end, task.stopped_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if end.is_some_and(|e| now >= e) {
+                task.applied = true;
+                let ok = task.stopped_at.is_none() && task.script.exit_code == Some(0);
+                changes.push(if ok { "+migrated" } else { "+half-migrated" });
+            }
+        }
+        if let Some(db) = s.clusters.get_mut(&cluster) {
+            for c in changes {
+                db.data.push_str(c);
+            }
+        }
+        let settled: Vec<&'static str> = s
+            .operations
+            .values()
+            .filter(|o| !o.never && now >= o.ready_at)
+            .map(|o| o.then_status)
+            .collect();
+        if let Some(last) = settled.last()
+            && s.service_status.as_deref() == Some("OPERATION_IN_PROGRESS") {
+                s.service_status = Some(last.to_string());
+            }
+    }
+
+    /// Count the call and apply any fault. Returns whether the thing should hang.
+    async fn enter(&self, op: Op) -> PResult<bool> {
+        self.tick();
+        let fault = {
+            let mut s = self.lock();
+            *s.calls.entry(op).or_default() += 1;
+            let found = s.faults.iter().position(|(o, _, n)| *o == op && *n > 0);
+            found.map(|i| {
+                let kind = s.faults[i].1;
+                if matches!(kind, FaultKind::Throttle(_) | FaultKind::Error) {
+                    s.faults[i].2 -= 1;
+                }
+                kind
+            })
+        };
+        match fault {
+            Some(FaultKind::Error) => Err(ProviderError::Other(format!("injected failure in {op:?}"))),
+            Some(FaultKind::Throttle(_)) => Err(ProviderError::Throttled(format!("{op:?}: rate exceeded"))),
+            Some(FaultKind::Hang) => Ok(true),
+            Some(FaultKind::Kill) | None => Ok(false),
+        }
+    }
+
+    /// After a call took effect: if a Kill fault is armed for it, die now.
+    async fn leave(&self, op: Op) {
+        let kill = {
+            let mut s = self.lock();
+            match s.faults.iter().position(|(o, k, n)| *o == op && *k == FaultKind::Kill && *n > 0) {
+                Some(i) => {
+                    s.faults[i].2 = 0;
+                    true
+                }
+                None => false,
+            }
+        };
+        if kill {
+            self.killed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// For calls whose hang means "never answers".
+    async fn call(&self, op: Op) -> PResult<()> {
+        if self.enter(op).await? {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let mut s = self.lock();
+        s.next_id += 1;
+        format!("{prefix}-{:04}", s.next_id)
+    }
+
+    fn new_operation(&self, then_status: &'static str, never: bool) -> String {
+        let id = self.new_id("op");
+        let mut s = self.lock();
+        s.operations.insert(
+            id.clone(),
+            FakeOperation { ready_at: Instant::now() + self.latency.service, never, then_status },
+        );
+        s.service_status = Some("OPERATION_IN_PROGRESS".into());
+        id
+    }
+}
+
+#[async_trait]
+impl Database for FakeCloud {
+    fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    fn sibling_id(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.cluster_id)
+    }
+
+    async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
+        self.call(Op::Describe).await?;
+        let now = Instant::now();
+        Ok(self.lock().clusters.get(id).map(|db| ClusterInfo {
+            id: id.to_string(),
+            status: if !db.never_ready && now >= db.ready_at { "available" } else { "creating" }.into(),
+            endpoint: Some(format!("{id}.cluster.fake.local")),
+            engine: "aurora-postgresql".into(),
+        }))
+    }
+
+    async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
+        let hang = self.enter(Op::CreateSnapshot).await?;
+        let snapshot = {
+            let mut s = self.lock();
+            if let Some(existing) = s.snapshots.get(id) {
+                existing.snapshot.clone()
+            } else {
+                let data = s
+                    .clusters
+                    .get(&self.cluster_id)
+                    .ok_or_else(|| ProviderError::NotFound(format!("cluster {}", self.cluster_id)))?
+                    .data
+                    .clone();
+                let snapshot = Snapshot {
+                    id: id.to_string(),
+                    cluster_id: self.cluster_id.clone(),
+                    status: SnapshotStatus::Creating,
+                    percent: 0,
+                    created_at: Some(Utc::now()),
+                    tags: tags.clone(),
+                };
+                s.snapshots.insert(
+                    id.to_string(),
+                    FakeSnapshot {
+                        snapshot: snapshot.clone(),
+                        data,
+                        created: Instant::now(),
+                        ready_at: Instant::now() + self.latency.snapshot,
+                        never_ready: hang,
+                    },
+                );
+                snapshot
+            }
+        };
+        self.leave(Op::CreateSnapshot).await;
+        Ok(snapshot)
+    }
+
+    async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>> {
+        self.call(Op::DescribeSnapshot).await?;
+        Ok(self.lock().snapshots.get(id).map(current))
+    }
+
+    async fn list_snapshots(&self) -> PResult<Vec<Snapshot>> {
+        self.call(Op::ListSnapshots).await?;
+        Ok(self.lock().snapshots.values().map(current).collect())
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> PResult<()> {
+        self.call(Op::DeleteSnapshot).await?;
+        self.lock().snapshots.remove(id).map(|_| ()).ok_or_else(|| ProviderError::NotFound(format!("snapshot {id}")))
+    }
+
+    async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>> {
+        let used = self.lock().snapshots.len() as u32;
+        Ok(Some(SnapshotQuota { used, max: 100 }))
+    }
+
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+        let hang = self.enter(Op::RestoreSnapshot).await?;
+        {
+            let mut s = self.lock();
+            if !s.clusters.contains_key(target) {
+                let snap = s.snapshots.get(snapshot_id).ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
+                if current(snap).status != SnapshotStatus::Available {
+                    return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not available")));
+                }
+                let db = FakeDb { data: snap.data.clone(), ready_at: Instant::now() + self.latency.restore, never_ready: hang };
+                s.clusters.insert(target.to_string(), db);
+            }
+        }
+        self.leave(Op::RestoreSnapshot).await;
+        Ok(())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+        let hang = self.enter(Op::Rename).await?;
+        {
+            let mut s = self.lock();
+            match (s.clusters.contains_key(from), s.clusters.contains_key(to)) {
+                (false, true) => {}
+                (true, true) => return Err(ProviderError::Rejected(format!("cluster {to} already exists"))),
+                (false, false) => return Err(ProviderError::NotFound(format!("cluster {from}"))),
+                (true, false) => {
+                    let mut db = s.clusters.remove(from).ok_or_else(|| ProviderError::NotFound(from.to_string()))?;
+                    db.ready_at = Instant::now() + self.latency.rename;
+                    db.never_ready = hang;
+                    s.clusters.insert(to.to_string(), db);
+                }
+            }
+        }
+        self.leave(Op::Rename).await;
+        Ok(())
+    }
+}
+
+fn current(s: &FakeSnapshot) -> Snapshot {
+    let now = Instant::now();
+    let mut snap = s.snapshot.clone();
+    if !s.never_ready && now >= s.ready_at {
+        snap.status = SnapshotStatus::Available;
+        snap.percent = 100;
+    } else if !s.never_ready {
+        let total = (s.ready_at - s.created).as_secs_f64().max(1.0);
+        snap.percent = ((now - s.created).as_secs_f64() / total * 100.0).min(99.0) as u8;
+    }
+    snap
+}
+
+#[async_trait]
+impl MigrationRunner for FakeCloud {
+    async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
+        let hang = self.enter(Op::StartTask).await?;
+        let existing = self.lock().tasks.iter().find(|(_, t)| t.run_id == spec.run_id).map(|(id, _)| id.clone());
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = format!("arn:aws:ecs:fake:task/{}", self.new_id("task"));
+                let now = Instant::now();
+                let script = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut s = self.lock();
+                let snapshot_available_at_start = s.snapshots.values().any(|snap| {
+                    snap.snapshot.tags.get(TAG_RUN_ID) == Some(&spec.run_id) && current(snap).status == SnapshotStatus::Available
+                });
+                s.tasks.insert(
+                    id.clone(),
+                    FakeTask {
+                        run_id: spec.run_id.clone(),
+                        snapshot_available_at_start,
+                        started: now,
+                        script,
+                        hang,
+                        stopped_at: None,
+                        applied: false,
+                    },
+                );
+                id
+            }
+        };
+        self.leave(Op::StartTask).await;
+        Ok(TaskHandle { id: id.clone(), container: "migrate".into(), log_stream: id })
+    }
+
+    async fn poll(&self, task_id: &str) -> PResult<TaskState> {
+        self.call(Op::PollTask).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        let Some(t) = s.tasks.get(task_id) else { return Ok(TaskState::Missing) };
+        if let Some(reason) = &t.script.start_failure {
+            return Ok(if now < t.started + Duration::from_secs(5) {
+                TaskState::Pending
+            } else {
+                TaskState::Stopped { started: false, exit_code: None, reason: Some(reason.clone()) }
+            });
+        }
+        if t.applied {
+            return Ok(match t.stopped_at {
+                Some(_) => TaskState::Stopped {
+                    started: true,
+                    exit_code: Some(143),
+                    reason: Some("Task stopped by ferry".into()),
+                },
+                None => TaskState::Stopped {
+                    started: true,
+                    exit_code: t.script.exit_code,
+                    reason: Some("Essential container in task exited".into()),
+                },
+            });
+        }
+        Ok(if now < t.started + Duration::from_secs(2) { TaskState::Pending } else { TaskState::Running })
+    }
+
+    async fn stop(&self, task_id: &str, _reason: &str) -> PResult<()> {
+        self.call(Op::StopTask).await?;
+        if let Some(t) = self.lock().tasks.get_mut(task_id) {
+            t.stopped_at.get_or_insert(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn active_tasks(&self) -> PResult<Vec<TaskSummary>> {
+        self.call(Op::ActiveTasks).await?;
+        Ok(self
+            .lock()
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.applied && t.script.start_failure.is_none())
+            .map(|(id, t)| TaskSummary { id: id.clone(), status: "RUNNING".into(), started_by: Some(t.run_id.clone()) })
+            .collect())
+    }
+
+    async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
+        Ok(self.lock().tasks.iter().find(|(_, t)| t.run_id == run_id).map(|(id, _)| TaskHandle {
+            id: id.clone(),
+            container: "migrate".into(),
+            log_stream: id.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl LogSource for FakeCloud {
+    async fn read(&self, stream: &str, cursor: &LogCursor) -> PResult<LogPage> {
+        self.call(Op::ReadLogs).await?;
+        let now = Instant::now();
+        let from: usize = cursor.0.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let s = self.lock();
+        let Some(t) = s.tasks.get(stream) else { return Ok(LogPage { events: Vec::new(), next: cursor.clone() }) };
+        let n = t.script.logs.len() as u32;
+        // Line i is written at (i+1)/(n+1) of the runtime.
+        let visible = (0..n)
+            .take_while(|i| now >= t.started + t.script.runtime * (i + 1) / (n + 1) || t.applied)
+            .count();
+        let events: Vec<LogEvent> = t.script.logs[from.min(visible)..visible]
+            .iter()
+            .map(|m| LogEvent { timestamp: Utc::now(), message: m.clone() })
+            .collect();
+        Ok(LogPage { events, next: LogCursor(Some(visible.max(from).to_string())) })
+    }
+}
+
+#[async_trait]
+impl AppService for FakeCloud {
+    async fn status(&self) -> PResult<ServiceInfo> {
+        self.call(Op::ServiceStatus).await?;
+        let status = self.lock().service_status.clone().ok_or_else(|| ProviderError::NotFound("service".into()))?;
+        Ok(ServiceInfo { id: "arn:aws:apprunner:fake:service/app".into(), status })
+    }
+
+    async fn pause(&self) -> PResult<Option<String>> {
+        let hang = self.enter(Op::ServicePause).await?;
+        if self.lock().service_status.as_deref() == Some("PAUSED") {
+            return Ok(None);
+        }
+        let op = self.new_operation("PAUSED", hang);
+        self.leave(Op::ServicePause).await;
+        Ok(Some(op))
+    }
+
+    async fn resume(&self) -> PResult<Option<String>> {
+        let hang = self.enter(Op::ServiceResume).await?;
+        if self.lock().service_status.as_deref() == Some("RUNNING") {
+            return Ok(None);
+        }
+        let op = self.new_operation("RUNNING", hang);
+        self.leave(Op::ServiceResume).await;
+        Ok(Some(op))
+    }
+
+    async fn start_deployment(&self) -> PResult<String> {
+        Ok(self.new_operation("RUNNING", false))
+    }
+
+    async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>> {
+        {
+            let mut s = self.lock();
+            let old = s.service_env.get(var).cloned().unwrap_or_default();
+            let new = match (old.find('@'), old.rfind(':')) {
+                (Some(at), Some(colon)) if colon > at => format!("{}{host}{}", &old[..=at], &old[colon..]),
+                _ => host.to_string(),
+            };
+            s.service_env.insert(var.to_string(), new);
+        }
+        Ok(Some(self.new_operation("RUNNING", false)))
+    }
+
+    async fn operation_done(&self, operation_id: &str) -> PResult<Option<bool>> {
+        self.call(Op::OperationDone).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        let op = s.operations.get(operation_id).ok_or_else(|| ProviderError::NotFound(format!("operation {operation_id}")))?;
+        Ok((!op.never && now >= op.ready_at).then_some(true))
+    }
+}
+
+#[async_trait]
+impl HealthCheck for FakeCloud {
+    async fn probe(&self, _url: &str) -> Result<u16, String> {
+        self.call(Op::Health).await.map_err(|e| e.to_string())?;
+        let mut s = self.lock();
+        let i = s.health_calls.min(s.health.len().saturating_sub(1));
+        s.health_calls += 1;
+        s.health.get(i).copied().ok_or_else(|| "no answer".to_string())
+    }
+}
+
+#[async_trait]
+impl StackOutputs for FakeCloud {
+    async fn outputs(&self, _stack: &str) -> PResult<BTreeMap<String, String>> {
+        Ok(BTreeMap::from([
+            ("ClusterName".to_string(), "fake-ecs".to_string()),
+            ("PrivateSubnetIds".to_string(), "subnet-a,subnet-b".to_string()),
+        ]))
+    }
+}

@@ -1,0 +1,94 @@
+//! The local provider, ferry's embedded default: SQLite or PostgreSQL on this
+//! machine, the migration as a local process, so the runbook can be rehearsed
+//! with no AWS account.
+
+pub mod postgres;
+pub mod process;
+pub mod snapshots;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{DatabaseConfig, DbUrl, EnvConfig};
+use crate::provider::http::HttpHealth;
+use crate::provider::{Cloud, Database, PResult, ProviderError};
+use postgres::PgDatabase;
+use process::{FileLogs, ProcessRunner};
+use snapshots::SnapshotStore;
+use sqlite::SqliteDatabase;
+
+/// The local database, with the operations only the local provider has.
+pub enum LocalDatabase {
+    Sqlite(Arc<SqliteDatabase>),
+    Postgres(Arc<PgDatabase>),
+}
+
+impl LocalDatabase {
+    pub fn open(env: &EnvConfig, base_dir: &Path, state_dir: &Path) -> PResult<Self> {
+        let store = SnapshotStore::new(state_dir);
+        match &env.database {
+            DatabaseConfig::Url(DbUrl::Sqlite(path)) => {
+                let path = absolute(base_dir, path);
+                Ok(LocalDatabase::Sqlite(Arc::new(SqliteDatabase::new(path, store))))
+            }
+            DatabaseConfig::Url(DbUrl::Postgres(url)) => {
+                Ok(LocalDatabase::Postgres(Arc::new(PgDatabase::new(url.clone(), store)?)))
+            }
+            DatabaseConfig::Cluster(_) => Err(ProviderError::Rejected(format!(
+                "environment {} uses an Aurora cluster; the local provider needs database.url",
+                env.name
+            ))),
+        }
+    }
+
+    pub fn as_database(&self) -> Arc<dyn Database> {
+        match self {
+            LocalDatabase::Sqlite(d) => d.clone(),
+            LocalDatabase::Postgres(d) => d.clone(),
+        }
+    }
+
+    /// `ferry db exec`: run SQL, returning rows as tab-separated lines.
+    pub async fn exec(&self, sql: &str, create: bool) -> PResult<Vec<String>> {
+        match self {
+            LocalDatabase::Sqlite(d) => {
+                let (d, sql) = (d.clone(), sql.to_string());
+                tokio::task::spawn_blocking(move || d.exec(&sql, create))
+                    .await
+                    .map_err(|e| ProviderError::Other(e.to_string()))?
+            }
+            LocalDatabase::Postgres(d) => d.exec(sql).await,
+        }
+    }
+}
+
+fn absolute(base: &Path, path: &str) -> PathBuf {
+    let p = base.join(path);
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+/// Everything the runbook needs for one local environment.
+pub fn cloud(env: &EnvConfig, config_path: &Path, state_dir: &Path, ferry_exe: PathBuf) -> PResult<Cloud> {
+    let base_dir = config_path.parent().unwrap_or(Path::new("."));
+    let db = LocalDatabase::open(env, base_dir, state_dir)?;
+    let mut base_env = BTreeMap::new();
+    // So `ferry` run by the migration (e.g. `ferry db exec`) reads the same config.
+    base_env.insert("FERRY_CONFIG".to_string(), config_path.display().to_string());
+    if let DatabaseConfig::Url(url) = &env.database {
+        let value = match url {
+            DbUrl::Sqlite(path) => format!("sqlite://{path}"),
+            DbUrl::Postgres(u) => u.clone(),
+        };
+        base_env.insert("DATABASE_URL".to_string(), value);
+    }
+    let runner = ProcessRunner::new(state_dir, base_dir.to_path_buf(), &env.name, ferry_exe, base_env);
+    Ok(Cloud {
+        database: db.as_database(),
+        runner: Arc::new(runner),
+        logs: Arc::new(FileLogs::new(state_dir)),
+        service: None,
+        health: Arc::new(HttpHealth::new()),
+    })
+}

@@ -1,0 +1,387 @@
+//! The `command` runner: the migration as a local process, modelled on an ECS task
+//! so the runbook treats both alike.
+//!
+//! Each task lives in `<state_dir>/tasks/<task-id>/` (the task id is the run id,
+//! which makes start idempotent the way RunTask's clientToken does):
+//! - `command.json`   what runs (no environment: it may hold secrets)
+//! - `supervisor.pid` the supervisor's pid and start time, created exclusively
+//! - `child.pid`      the migration process (leader of its own process group)
+//! - `output.log`     `<rfc3339> <out|err> <line>` as each line is produced
+//! - `status.json`    written once at the end: started, exit code, reason
+//! - `stop-reason`    present when ferry asked the task to stop
+//!
+//! A detached supervisor (`ferry`'s hidden `__task-supervisor` command, in its
+//! own session) owns the migration process. Ferry can therefore be killed, even
+//! with SIGKILL, or the terminal's Ctrl-C can reach ferry, and the migration is
+//! not killed halfway: it runs to its end, its exit code is recorded, and
+//! `ferry resume` picks it up.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::snapshots::io_err;
+use crate::provider::{
+    LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec,
+    TaskState, TaskSummary,
+};
+
+pub const SUPERVISOR_COMMAND: &str = "__task-supervisor";
+const CONTAINER: &str = "command";
+/// How long a task directory may exist without a supervisor before it counts as never launched.
+const LAUNCH_GRACE: Duration = Duration::from_secs(30);
+/// Most bytes one log read returns.
+const PAGE_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CommandFile {
+    run_id: String,
+    env: String,
+    command: Vec<String>,
+    workdir: PathBuf,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StatusFile {
+    started: bool,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    ended_at: DateTime<Utc>,
+}
+
+pub struct ProcessRunner {
+    tasks_dir: PathBuf,
+    workdir: PathBuf,
+    env_name: String,
+    /// The ferry executable that hosts the supervisor.
+    supervisor_exe: PathBuf,
+    /// Set for every task of this environment (DATABASE_URL and friends).
+    base_env: BTreeMap<String, String>,
+}
+
+impl ProcessRunner {
+    pub fn new(
+        state_dir: &Path,
+        workdir: PathBuf,
+        env_name: &str,
+        supervisor_exe: PathBuf,
+        base_env: BTreeMap<String, String>,
+    ) -> Self {
+        ProcessRunner {
+            tasks_dir: state_dir.join("tasks"),
+            workdir,
+            env_name: env_name.to_string(),
+            supervisor_exe,
+            base_env,
+        }
+    }
+
+    fn dir(&self, task_id: &str) -> PResult<PathBuf> {
+        if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ProviderError::Rejected(format!("invalid task id {task_id:?}")));
+        }
+        Ok(self.tasks_dir.join(task_id))
+    }
+
+    fn handle(&self, task_id: &str) -> TaskHandle {
+        TaskHandle { id: task_id.to_string(), container: CONTAINER.into(), log_stream: task_id.to_string() }
+    }
+
+    fn launch(&self, dir: &Path, spec: &TaskSpec) -> PResult<()> {
+        let mut cmd = Command::new(&self.supervisor_exe);
+        cmd.arg(SUPERVISOR_COMMAND).arg(dir).arg("--").args(&spec.command);
+        cmd.current_dir(&self.workdir)
+            .envs(&self.base_env)
+            .envs(&spec.environment)
+            .env("FERRY_RUN_ID", &spec.run_id)
+            .env("FERRY_ENV", &spec.env)
+            .env("FERRY_BIN", &self.supervisor_exe)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: the terminal's Ctrl-C for ferry does not reach it.
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io_err(&format!("cannot launch the task supervisor {}", self.supervisor_exe.display()), e))?;
+        // Reap it when it ends so its pid does not linger as a zombie.
+        std::thread::spawn(move || child.wait());
+        Ok(())
+    }
+
+    fn state(&self, task_id: &str) -> PResult<TaskState> {
+        let dir = self.dir(task_id)?;
+        if !dir.is_dir() {
+            return Ok(TaskState::Missing);
+        }
+        if let Some(s) = read_status(&dir) {
+            return Ok(TaskState::Stopped { started: s.started, exit_code: s.exit_code, reason: s.reason });
+        }
+        let Some((pid, ticks)) = read_pid_file(&dir.join("supervisor.pid")) else {
+            let age = fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > LAUNCH_GRACE) {
+                return Ok(TaskState::Stopped {
+                    started: false,
+                    exit_code: None,
+                    reason: Some("the task's process was never launched".into()),
+                });
+            }
+            return Ok(TaskState::Pending);
+        };
+        if process_alive(pid, ticks) {
+            return Ok(if dir.join("child.pid").exists() { TaskState::Running } else { TaskState::Pending });
+        }
+        // It may have finished between the two reads.
+        if let Some(s) = read_status(&dir) {
+            return Ok(TaskState::Stopped { started: s.started, exit_code: s.exit_code, reason: s.reason });
+        }
+        Ok(TaskState::Stopped {
+            started: dir.join("child.pid").exists(),
+            exit_code: None,
+            reason: Some(format!("the task supervisor (pid {pid}) ended without recording a result")),
+        })
+    }
+}
+
+fn read_status(dir: &Path) -> Option<StatusFile> {
+    fs::read_to_string(dir.join("status.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn read_pid_file(path: &Path) -> Option<(i32, Option<u64>)> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid = parts.next()?.parse().ok()?;
+    Some((pid, parts.next().and_then(|t| t.parse().ok())))
+}
+
+/// Start time of a process in clock ticks since boot (Linux), to tell a live
+/// process from a reused pid.
+fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn process_alive(pid: i32, ticks: Option<u64>) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match (ticks, start_ticks(pid)) {
+        (Some(want), Some(have)) => want == have,
+        _ => true,
+    }
+}
+
+#[async_trait]
+impl MigrationRunner for ProcessRunner {
+    async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
+        let dir = self.dir(&spec.run_id)?;
+        fs::create_dir_all(&self.tasks_dir).map_err(|e| io_err("creating the tasks directory", e))?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                let file = CommandFile {
+                    run_id: spec.run_id.clone(),
+                    env: spec.env.clone(),
+                    command: spec.command.clone(),
+                    workdir: self.workdir.clone(),
+                    created_at: Utc::now(),
+                };
+                let text = serde_json::to_string_pretty(&file).map_err(|e| io_err("encoding the task", e))?;
+                fs::write(dir.join("command.json"), text).map_err(|e| io_err("writing the task", e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Started before (ferry died after starting it): the same task, not a second one.
+                if dir.join("supervisor.pid").exists() || dir.join("status.json").exists() {
+                    return Ok(self.handle(&spec.run_id));
+                }
+            }
+            Err(e) => return Err(io_err("creating the task directory", e)),
+        }
+        self.launch(&dir, spec)?;
+        Ok(self.handle(&spec.run_id))
+    }
+
+    async fn poll(&self, task_id: &str) -> PResult<TaskState> {
+        self.state(task_id)
+    }
+
+    async fn stop(&self, task_id: &str, reason: &str) -> PResult<()> {
+        let dir = self.dir(task_id)?;
+        let reason_file = dir.join("stop-reason");
+        // A second request escalates to SIGKILL.
+        let signal = if reason_file.exists() { Signal::SIGKILL } else { Signal::SIGTERM };
+        fs::write(&reason_file, reason).map_err(|e| io_err("recording the stop request", e))?;
+        if let Some((pid, _)) = read_pid_file(&dir.join("child.pid")) {
+            let _ = killpg(Pid::from_raw(pid), signal);
+        } else if let Some((pid, ticks)) = read_pid_file(&dir.join("supervisor.pid"))
+            && process_alive(pid, ticks) {
+                let _ = killpg(Pid::from_raw(pid), signal);
+            }
+        Ok(())
+    }
+
+    async fn active_tasks(&self) -> PResult<Vec<TaskSummary>> {
+        let entries = match fs::read_dir(&self.tasks_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("listing tasks", e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let Ok(text) = fs::read_to_string(entry.path().join("command.json")) else { continue };
+            let Ok(cmd) = serde_json::from_str::<CommandFile>(&text) else { continue };
+            if cmd.env != self.env_name {
+                continue;
+            }
+            let status = match self.state(&id)? {
+                TaskState::Pending => "PENDING",
+                TaskState::Running => "RUNNING",
+                _ => continue,
+            };
+            out.push(TaskSummary { id, status: status.into(), started_by: Some(format!("ferry run {}", cmd.run_id)) });
+        }
+        Ok(out)
+    }
+
+    async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
+        let dir = self.dir(run_id)?;
+        Ok((dir.join("supervisor.pid").exists() || dir.join("status.json").exists()).then(|| self.handle(run_id)))
+    }
+}
+
+/// Reads `output.log` of a task from a byte offset.
+pub struct FileLogs {
+    tasks_dir: PathBuf,
+}
+
+impl FileLogs {
+    pub fn new(state_dir: &Path) -> Self {
+        FileLogs { tasks_dir: state_dir.join("tasks") }
+    }
+}
+
+#[async_trait]
+impl LogSource for FileLogs {
+    async fn read(&self, stream: &str, cursor: &LogCursor) -> PResult<LogPage> {
+        let offset: u64 = cursor.0.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let path = self.tasks_dir.join(stream).join("output.log");
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(LogPage { events: Vec::new(), next: cursor.clone() });
+            }
+            Err(e) => return Err(io_err("reading the task's log", e)),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(|e| io_err("reading the task's log", e))?;
+        let mut buf = Vec::new();
+        file.take(PAGE_BYTES).read_to_end(&mut buf).map_err(|e| io_err("reading the task's log", e))?;
+        // Only whole lines; a partial last line is read next time.
+        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let events = String::from_utf8_lossy(&buf[..whole]).lines().filter_map(parse_log_line).collect();
+        Ok(LogPage { events, next: LogCursor(Some((offset + whole as u64).to_string())) })
+    }
+}
+
+fn parse_log_line(line: &str) -> Option<LogEvent> {
+    let (ts, rest) = line.split_once(' ')?;
+    let timestamp = DateTime::parse_from_rfc3339(ts).ok()?.with_timezone(&Utc);
+    let message = rest.split_once(' ').map_or("", |(_, m)| m).to_string();
+    Some(LogEvent { timestamp, message })
+}
+
+/// The supervisor: runs in its own session, owns the migration process, records
+/// its output and its end. Returns the supervisor's own exit code.
+pub fn supervise(dir: &Path, command: &[String]) -> i32 {
+    let me = std::process::id() as i32;
+    let pid_line = format!("{me} {}\n", start_ticks(me).map(|t| t.to_string()).unwrap_or_default());
+    // Exclusive: if another supervisor got here first, this one does nothing.
+    match fs::OpenOptions::new().write(true).create_new(true).open(dir.join("supervisor.pid")) {
+        Ok(mut f) => {
+            if f.write_all(pid_line.as_bytes()).is_err() {
+                return 1;
+            }
+        }
+        Err(_) => return 0,
+    }
+    let status = run_child(dir, command);
+    let text = serde_json::to_string_pretty(&status).unwrap_or_default();
+    let tmp = dir.join("status.json.tmp");
+    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join("status.json"))).is_err() {
+        return 1;
+    }
+    0
+}
+
+fn run_child(dir: &Path, command: &[String]) -> StatusFile {
+    let ended = |started, exit_code, reason| StatusFile { started, exit_code, reason, ended_at: Utc::now() };
+    let Some((program, args)) = command.split_first() else {
+        return ended(false, None, Some("empty command".into()));
+    };
+    let log = match fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log")) {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => return ended(false, None, Some(format!("cannot open the task log: {e}"))),
+    };
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return ended(false, None, Some(format!("cannot start {program:?}: {e}"))),
+    };
+    let _ = fs::write(dir.join("child.pid"), format!("{}\n", child.id()));
+    let mut readers = Vec::new();
+    for (name, pipe) in [
+        ("out", child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        ("err", child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+    ] {
+        let Some(pipe) = pipe else { continue };
+        let log = log.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+                let entry = format!("{stamp} {name} {}\n", text.trim_end_matches(['\n', '\r']));
+                if let Ok(mut f) = log.lock() {
+                    let _ = f.write_all(entry.as_bytes());
+                }
+                line.clear();
+            }
+        }));
+    }
+    let status = child.wait();
+    for r in readers {
+        let _ = r.join();
+    }
+    let stop_reason = fs::read_to_string(dir.join("stop-reason")).ok();
+    match status {
+        Ok(s) => {
+            let reason = match (s.code(), s.signal(), stop_reason) {
+                (_, _, Some(r)) => Some(format!("stopped by ferry: {r}")),
+                (None, Some(sig), None) => Some(format!("killed by signal {sig}")),
+                (Some(code), _, None) => Some(format!("exited with code {code}")),
+                (None, None, None) => None,
+            };
+            ended(true, s.code(), reason)
+        }
+        Err(e) => ended(true, None, Some(format!("lost track of the process: {e}"))),
+    }
+}

@@ -1,0 +1,109 @@
+//! Where the local provider keeps its snapshots' metadata:
+//! `<state_dir>/snapshots/<id>.json`, next to the data (a SQLite file, a dump) or
+//! describing a PostgreSQL template database.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{PResult, ProviderError, Snapshot};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Stored {
+    /// A SQLite database file made with the online backup API.
+    SqliteFile { file: PathBuf },
+    /// A PostgreSQL database created with `CREATE DATABASE … TEMPLATE`.
+    PgTemplate { database: String },
+    /// A `pg_dump --format=custom` file, used when the template copy was blocked
+    /// by other connections.
+    PgDump { file: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub snapshot: Snapshot,
+    pub stored: Stored,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+pub fn io_err(what: &str, e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Other(format!("{what}: {e}"))
+}
+
+impl SnapshotStore {
+    pub fn new(state_dir: &Path) -> Self {
+        SnapshotStore { dir: state_dir.join("snapshots") }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A path for snapshot data, inside the store.
+    pub fn data_path(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ext}"))
+    }
+
+    fn meta_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    pub fn get(&self, id: &str) -> PResult<Option<Entry>> {
+        match fs::read_to_string(self.meta_path(id)) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| io_err(&format!("snapshot metadata {} is unreadable", self.meta_path(id).display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading snapshot metadata", e)),
+        }
+    }
+
+    /// Write atomically: the entry is either absent or complete.
+    pub fn put(&self, entry: &Entry) -> PResult<()> {
+        fs::create_dir_all(&self.dir).map_err(|e| io_err("creating the snapshot directory", e))?;
+        let path = self.meta_path(&entry.snapshot.id);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(entry).map_err(|e| io_err("encoding snapshot metadata", e))?;
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err("writing snapshot metadata", e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err("writing snapshot metadata", e))?;
+        fs::rename(&tmp, &path).map_err(|e| io_err("writing snapshot metadata", e))
+    }
+
+    pub fn remove(&self, id: &str) -> PResult<()> {
+        match fs::remove_file(self.meta_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing snapshot metadata", e)),
+        }
+    }
+
+    /// Entries of one database.
+    pub fn list(&self, cluster_id: &str) -> PResult<Vec<Entry>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("listing snapshots", e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                let Some(id) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+                if let Some(e) = self.get(id)?
+                    && e.snapshot.cluster_id == cluster_id {
+                        out.push(e);
+                    }
+            }
+        }
+        Ok(out)
+    }
+}

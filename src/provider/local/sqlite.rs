@@ -1,0 +1,308 @@
+//! SQLite, bundled into the binary. Snapshots are made with SQLite's online
+//! backup API (consistent while the app writes). A restore never loses the failed
+//! database: it is hard-linked aside as `<stem>-failed-<ts>.<ext>` (same inode,
+//! nothing copied), then the restored copy is renamed over the original path in
+//! one atomic step, so the original path always names a whole database.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use fallible_iterator::FallibleIterator;
+use rusqlite::{Connection, OpenFlags};
+
+use super::snapshots::{Entry, SnapshotStore, Stored, io_err};
+use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
+
+pub struct SqliteDatabase {
+    /// Absolute path of the environment's database file.
+    path: PathBuf,
+    id: String,
+    store: SnapshotStore,
+}
+
+/// The files that belong to one SQLite database.
+fn companions(path: &Path) -> [PathBuf; 2] {
+    let s = path.as_os_str().to_owned();
+    let with = |suffix: &str| {
+        let mut p = s.clone();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [with("-wal"), with("-shm")]
+}
+
+fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> ProviderError + '_ {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            ProviderError::Throttled(format!("{what}: database is busy"))
+        }
+        _ => ProviderError::Other(format!("{what}: {e}")),
+    }
+}
+
+/// Copy a live database consistently into `dest` (via a temp file renamed into place).
+fn backup_file(src: &Path, dest: &Path) -> PResult<()> {
+    let from = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(sql_err("opening the database"))?;
+    let tmp = dest.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    {
+        let mut to = Connection::open(&tmp).map_err(sql_err("creating the copy"))?;
+        let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql_err("starting the backup"))?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .map_err(sql_err("copying the database"))?;
+    }
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the copy", e))?;
+    fs::rename(&tmp, dest).map_err(|e| io_err("moving the copy into place", e))
+}
+
+impl SqliteDatabase {
+    pub fn new(path: PathBuf, store: SnapshotStore) -> Self {
+        let id = path.display().to_string();
+        SqliteDatabase { path, id, store }
+    }
+
+    /// `db exec`: run SQL statements in order; rows of statements that return
+    /// rows are given back as tab-separated lines with a header.
+    pub fn exec(&self, sql: &str, create: bool) -> PResult<Vec<String>> {
+        if !create && !self.path.is_file() {
+            return Err(ProviderError::NotFound(format!("database file {}", self.path.display())));
+        }
+        let conn = Connection::open(&self.path).map_err(sql_err("opening the database"))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql_err("configuring the connection"))?;
+        let mut out = Vec::new();
+        let mut batch = rusqlite::Batch::new(&conn, sql);
+        while let Some(mut stmt) = batch.next().map_err(sql_err("SQL error"))? {
+            let columns = stmt.column_count();
+            if columns == 0 {
+                stmt.raw_execute().map_err(sql_err("SQL error"))?;
+                continue;
+            }
+            out.push(stmt.column_names().join("\t"));
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().map_err(sql_err("SQL error"))? {
+                let cells: Vec<String> = (0..columns)
+                    .map(|i| match row.get_ref(i) {
+                        Ok(rusqlite::types::ValueRef::Null) => "NULL".into(),
+                        Ok(rusqlite::types::ValueRef::Integer(v)) => v.to_string(),
+                        Ok(rusqlite::types::ValueRef::Real(v)) => v.to_string(),
+                        Ok(rusqlite::types::ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                        Ok(rusqlite::types::ValueRef::Blob(b)) => format!("<{} bytes>", b.len()),
+                        Err(e) => format!("<{e}>"),
+                    })
+                    .collect();
+                out.push(cells.join("\t"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> PResult<T> + Send + 'static) -> PResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io_err("background task", e))?
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn cluster_id(&self) -> &str {
+        &self.id
+    }
+
+    fn sibling_id(&self, suffix: &str) -> String {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = match self.path.extension() {
+            Some(ext) => format!("{stem}-{suffix}.{}", ext.to_string_lossy()),
+            None => format!("{stem}-{suffix}"),
+        };
+        self.path.with_file_name(name).display().to_string()
+    }
+
+    async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
+        let path = Path::new(id);
+        Ok(path.is_file().then(|| ClusterInfo {
+            id: id.to_string(),
+            status: "available".into(),
+            endpoint: Some(path.display().to_string()),
+            engine: "sqlite".into(),
+        }))
+    }
+
+    async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
+        if let Some(existing) = self.store.get(id)? {
+            return Ok(existing.snapshot);
+        }
+        if !self.path.is_file() {
+            return Err(ProviderError::NotFound(format!("database file {}", self.path.display())));
+        }
+        let file = self.store.data_path(id, "sqlite3");
+        let snapshot = Snapshot {
+            id: id.to_string(),
+            cluster_id: self.id.clone(),
+            status: SnapshotStatus::Available,
+            percent: 100,
+            created_at: Some(Utc::now()),
+            tags: tags.clone(),
+        };
+        let entry = Entry { snapshot: snapshot.clone(), stored: Stored::SqliteFile { file: file.clone() } };
+        let (src, store) = (self.path.clone(), self.store.clone());
+        blocking(move || {
+            fs::create_dir_all(store.dir()).map_err(|e| io_err("creating the snapshot directory", e))?;
+            backup_file(&src, &file)?;
+            store.put(&entry)
+        })
+        .await?;
+        Ok(snapshot)
+    }
+
+    async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>> {
+        Ok(self.store.get(id)?.map(|e| e.snapshot))
+    }
+
+    async fn list_snapshots(&self) -> PResult<Vec<Snapshot>> {
+        Ok(self.store.list(&self.id)?.into_iter().map(|e| e.snapshot).collect())
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> PResult<()> {
+        let Some(entry) = self.store.get(id)? else {
+            return Err(ProviderError::NotFound(format!("snapshot {id}")));
+        };
+        if let Stored::SqliteFile { file } = &entry.stored {
+            match fs::remove_file(file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing the snapshot file", e)),
+            }
+        }
+        self.store.remove(id)
+    }
+
+    async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>> {
+        Ok(None)
+    }
+
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+        let target = PathBuf::from(target);
+        if target.exists() {
+            return Ok(());
+        }
+        let entry = self.store.get(snapshot_id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
+        let Stored::SqliteFile { file } = entry.stored else {
+            return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not a SQLite snapshot")));
+        };
+        if !file.is_file() {
+            return Err(ProviderError::NotFound(format!("snapshot file {}", file.display())));
+        }
+        blocking(move || backup_file(&file, &target)).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+        let (from, to) = (PathBuf::from(from), PathBuf::from(to));
+        let live = from == self.path;
+        blocking(move || {
+            if live {
+                // The live database is kept aside by a hard link: its data stays
+                // under `to` while the original path keeps working until the
+                // restored copy replaces it.
+                if to.exists() {
+                    return Ok(());
+                }
+                if !from.is_file() {
+                    return Err(ProviderError::NotFound(format!("database file {}", from.display())));
+                }
+                for (a, b) in companions(&from).iter().zip(companions(&to).iter()) {
+                    if a.exists() {
+                        let _ = fs::remove_file(b);
+                        fs::hard_link(a, b).map_err(|e| io_err("keeping the database's WAL aside", e))?;
+                    }
+                }
+                return fs::hard_link(&from, &to).map_err(|e| io_err("keeping the failed database aside", e));
+            }
+            if !from.exists() {
+                return if to.exists() { Ok(()) } else { Err(ProviderError::NotFound(format!("database file {}", from.display()))) };
+            }
+            if to.exists() && !kept_elsewhere(&to) {
+                return Err(ProviderError::Rejected(format!(
+                    "{} already exists and is not kept anywhere else; refusing to overwrite it",
+                    to.display()
+                )));
+            }
+            // The old WAL belongs to the database being replaced (it is linked
+            // into the failed copy); left in place SQLite would replay it into
+            // the restored file.
+            for c in companions(&to) {
+                match fs::remove_file(&c) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("removing the replaced database's WAL", e)),
+                }
+            }
+            fs::rename(&from, &to).map_err(|e| io_err("moving the restored database into place", e))
+        })
+        .await
+    }
+}
+
+/// True when the file has another name (the kept failed copy), so replacing this
+/// name loses nothing.
+fn kept_elsewhere(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).is_ok_and(|m| m.nlink() >= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{TAG_ENV, TAG_RUN_ID};
+
+    fn rows(db: &SqliteDatabase, sql: &str) -> Vec<String> {
+        db.exec(sql, false).unwrap()
+    }
+
+    #[tokio::test]
+    async fn snapshot_then_restore_keeps_the_failed_copy_and_brings_back_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let db = SqliteDatabase::new(path.clone(), SnapshotStore::new(&dir.path().join(".ferry")));
+        fs::File::create(&path).unwrap();
+        rows(&db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a'),('b');");
+
+        let tags = Tags::from([(TAG_RUN_ID.to_string(), "r1".to_string()), (TAG_ENV.to_string(), "local".to_string())]);
+        let snap = db.create_snapshot("s1", &tags).await.unwrap();
+        assert_eq!(snap.status, SnapshotStatus::Available);
+        assert_eq!(db.create_snapshot("s1", &tags).await.unwrap(), snap, "idempotent");
+
+        rows(&db, "ALTER TABLE t ADD COLUMN w TEXT; DELETE FROM t WHERE v = 'a';");
+
+        let staging = db.sibling_id("restored-x");
+        let failed = db.sibling_id("failed-x");
+        assert!(failed.ends_with("/app-failed-x.db"), "{failed}");
+        db.restore_snapshot("s1", &staging).await.unwrap();
+        db.rename(db.cluster_id(), &failed).await.unwrap();
+        db.rename(db.cluster_id(), &failed).await.unwrap();
+        db.rename(&staging, db.cluster_id()).await.unwrap();
+        db.rename(&staging, db.cluster_id()).await.unwrap();
+
+        assert_eq!(rows(&db, "SELECT v FROM t ORDER BY id"), ["v", "a", "b"]);
+        assert_eq!(rows(&db, "SELECT count(*) FROM pragma_table_info('t')"), ["count(*)", "2"]);
+        let failed_db = SqliteDatabase::new(PathBuf::from(&failed), SnapshotStore::new(dir.path()));
+        assert_eq!(rows(&failed_db, "SELECT v FROM t ORDER BY id"), ["v", "b"], "the failed copy is kept as it was");
+        assert!(!Path::new(&staging).exists());
+    }
+
+    #[tokio::test]
+    async fn rename_never_overwrites_a_database_kept_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.db");
+        let b = dir.path().join("b.db");
+        fs::write(&a, b"").unwrap();
+        fs::write(&b, b"").unwrap();
+        let db = SqliteDatabase::new(dir.path().join("live.db"), SnapshotStore::new(dir.path()));
+        let err = db.rename(&a.display().to_string(), &b.display().to_string()).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Rejected(_)), "{err}");
+        assert!(a.exists() && b.exists());
+    }
+}

@@ -1,0 +1,260 @@
+//! The provider traits, in ferry's own terms. No SDK or driver type crosses them:
+//! the runbook drives any provider (fake, local, aws) through these alone.
+//!
+//! Every mutating call is idempotent with respect to its identifiers: calling it
+//! again after a crash finds what the earlier attempt did instead of doing it twice.
+//! That is what lets `ferry resume` re-run the step that was in flight.
+
+pub mod fake;
+pub mod http;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub type Tags = BTreeMap<String, String>;
+
+pub const TAG_RUN_ID: &str = "ferry:run-id";
+pub const TAG_ENV: &str = "ferry:env";
+pub const TAG_PURPOSE: &str = "ferry:purpose";
+pub const PURPOSE_PRE_DEPLOY: &str = "pre-deploy";
+
+/// Errors a provider reports, classified so the runbook can decide without
+/// looking at message text.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The API asked us to slow down; retried with backoff by the runbook.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request was rejected as invalid (bad identifier, quota, wrong state).
+    #[error("{0}")]
+    Rejected(String),
+    /// Credentials or permissions are missing.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// Anything else: network, server error, local I/O.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Throttled(_))
+    }
+}
+
+pub type PResult<T> = Result<T, ProviderError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The identifier the provider knows the database by (RDS cluster id,
+    /// SQLite file path, PostgreSQL database name).
+    pub id: String,
+    /// `available` when usable; anything else is reported as is.
+    pub status: String,
+    /// Where clients connect (secrets already removed).
+    pub endpoint: Option<String>,
+    pub engine: String,
+}
+
+impl ClusterInfo {
+    pub fn is_available(&self) -> bool {
+        self.status == "available"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStatus {
+    Creating,
+    Available,
+    Failed,
+    Deleting,
+}
+
+impl std::fmt::Display for SnapshotStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotStatus::Creating => "creating",
+            SnapshotStatus::Available => "available",
+            SnapshotStatus::Failed => "failed",
+            SnapshotStatus::Deleting => "deleting",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub cluster_id: String,
+    pub status: SnapshotStatus,
+    pub percent: u8,
+    pub created_at: Option<DateTime<Utc>>,
+    pub tags: Tags,
+}
+
+impl Snapshot {
+    pub fn is_ferry_pre_deploy(&self, env: &str) -> bool {
+        self.tags.get(TAG_PURPOSE).map(String::as_str) == Some(PURPOSE_PRE_DEPLOY)
+            && self.tags.get(TAG_ENV).map(String::as_str) == Some(env)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotQuota {
+    pub used: u32,
+    pub max: u32,
+}
+
+/// The database behind one environment.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// The environment's own database (the configured cluster).
+    fn cluster_id(&self) -> &str;
+    /// The id of a database beside the environment's own, named for `suffix`
+    /// (`restored-<ts>`, `failed-<ts>`), within the provider's naming rules.
+    fn sibling_id(&self, suffix: &str) -> String;
+    /// Describe any database by id; `None` when it does not exist.
+    async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>>;
+    /// Start a snapshot of the environment's database. If a snapshot with this
+    /// id already exists it is returned as is (idempotent resume).
+    async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot>;
+    async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>>;
+    /// Snapshots of the environment's database, any order.
+    async fn list_snapshots(&self) -> PResult<Vec<Snapshot>>;
+    async fn delete_snapshot(&self, id: &str) -> PResult<()>;
+    /// Manual-snapshot quota, when the provider has one.
+    async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>>;
+    /// Create a new database `target` from `snapshot_id`, copying the source's
+    /// settings. Returns at once; `describe(target)` reports progress. If
+    /// `target` already exists, does nothing.
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()>;
+    /// Rename a database. Idempotent: if `to` exists and `from` does not, it is
+    /// done. Never overwrites an existing database.
+    async fn rename(&self, from: &str, to: &str) -> PResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Used as the idempotency token: starting twice with one run id yields one task.
+    pub run_id: String,
+    pub env: String,
+    pub command: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskHandle {
+    /// Task ARN (ECS) or local task id.
+    pub id: String,
+    pub container: String,
+    /// Where its logs go, for `LogSource::read`.
+    pub log_stream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    Pending,
+    Running,
+    /// The task stopped. `started` tells whether the command ever ran;
+    /// `exit_code` is the watched container's, absent when unknown.
+    Stopped {
+        started: bool,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    },
+    /// The provider does not (yet) know the task: eventual consistency
+    /// right after start, or a task that vanished.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: String,
+    pub status: String,
+    pub started_by: Option<String>,
+}
+
+#[async_trait]
+pub trait MigrationRunner: Send + Sync {
+    async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle>;
+    async fn poll(&self, task_id: &str) -> PResult<TaskState>;
+    async fn stop(&self, task_id: &str, reason: &str) -> PResult<()>;
+    /// Migration tasks of this environment that are pending or running.
+    async fn active_tasks(&self) -> PResult<Vec<TaskSummary>>;
+    /// Find the task a run started (after a crash between start and journal).
+    async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub timestamp: DateTime<Utc>,
+    pub message: String,
+}
+
+/// Opaque position in a log stream; `None` means "from the start".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor(pub Option<String>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    pub events: Vec<LogEvent>,
+    pub next: LogCursor,
+}
+
+#[async_trait]
+pub trait LogSource: Send + Sync {
+    /// Events after `cursor`, oldest first. An empty page means "nothing new yet";
+    /// a stream that does not exist yet reads as empty.
+    async fn read(&self, stream: &str, cursor: &LogCursor) -> PResult<LogPage>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub id: String,
+    /// RUNNING, PAUSED, OPERATION_IN_PROGRESS, ...
+    pub status: String,
+}
+
+#[async_trait]
+pub trait AppService: Send + Sync {
+    async fn status(&self) -> PResult<ServiceInfo>;
+    /// Pause; returns an operation id to wait for (None when already paused).
+    async fn pause(&self) -> PResult<Option<String>>;
+    async fn resume(&self) -> PResult<Option<String>>;
+    async fn start_deployment(&self) -> PResult<String>;
+    /// Point the service's database URL variable `var` at `host` (keeping the
+    /// rest of the URL); returns the operation to wait for.
+    async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>>;
+    /// `Ok(None)` while in progress, `Ok(Some(true))` succeeded, `Some(false)` failed.
+    async fn operation_done(&self, operation_id: &str) -> PResult<Option<bool>>;
+}
+
+#[async_trait]
+pub trait StackOutputs: Send + Sync {
+    async fn outputs(&self, stack: &str) -> PResult<BTreeMap<String, String>>;
+}
+
+/// Checks the application answers after a migration.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// One probe: the HTTP status, or an error text when there was no answer.
+    async fn probe(&self, url: &str) -> Result<u16, String>;
+}
+
+/// One environment's view of a cloud: the parts the runbook drives.
+#[derive(Clone)]
+pub struct Cloud {
+    pub database: Arc<dyn Database>,
+    pub runner: Arc<dyn MigrationRunner>,
+    pub logs: Arc<dyn LogSource>,
+    pub service: Option<Arc<dyn AppService>>,
+    pub health: Arc<dyn HealthCheck>,
+}

@@ -1,0 +1,256 @@
+//! The commands that change things, as state machines over the run record:
+//! steps already settled in the journal are not run again, the one in flight is
+//! re-run (idempotently), and the outcome follows from the record.
+
+use super::migrate::run_migration;
+use super::plan::{self, Plan, StepKind};
+use super::preflight::preflight;
+use super::record::{Outcome, RunRecord, StepStatus};
+use super::restore::restore;
+use super::snapshot::take_snapshot;
+use super::verify::verify;
+use super::{Run, StepError};
+use crate::config::RestoreOnFailure;
+use crate::provider::SnapshotStatus;
+use crate::runbook::wait::call;
+
+/// `ferry deploy` (and its resume).
+pub async fn deploy(run: &mut Run) -> RunRecord {
+    let plan = plan::deploy_plan(&run.env, &run.record.options);
+    match drive(run, &plan).await {
+        Ok(record) => record,
+        Err(e) => journal_failure(run, e),
+    }
+}
+
+/// `ferry migrate`: preflight and the migration task, nothing else.
+pub async fn migrate_only(run: &mut Run) -> RunRecord {
+    let plan = plan::migrate_plan(&run.env);
+    match drive(run, &plan).await {
+        Ok(record) => record,
+        Err(e) => journal_failure(run, e),
+    }
+}
+
+/// `ferry restore`: bring the snapshot in `record.options.snapshot` back.
+pub async fn restore_only(run: &mut Run) -> RunRecord {
+    let snapshot = run.record.options.snapshot.clone().unwrap_or_default();
+    let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
+    let plan = plan::restore_plan(&run.env, &snapshot, strategy);
+    match drive(run, &plan).await {
+        Ok(record) => record,
+        Err(e) => journal_failure(run, e),
+    }
+}
+
+fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
+    // The journal could not be written: say so, and keep the outcome honest.
+    let migrating = run.record.task.is_some();
+    let outcome = if migrating { Outcome::NeedsAttention } else { Outcome::Aborted };
+    let next = format!("ferry status {}", run.env.name);
+    run.finish(outcome, Some(e.to_string()), Some("the journal could not be written; check the state before acting".into()), Some(next))
+}
+
+async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
+    let env = run.env.name.clone();
+    // A failure of migrate/verify recorded by an earlier attempt.
+    let mut failure: Option<String> = ["migrate", "verify"]
+        .iter()
+        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
+
+    for step in &plan.steps {
+        if run.record.step_status(step.name).is_settled() {
+            continue;
+        }
+        if let Some(reason) = &step.skipped
+            && (!step.only_on_failure || failure.is_some()) {
+                run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+                run.end(step.name, StepStatus::Skipped, reason)?;
+                continue;
+            }
+        if step.only_on_failure && failure.is_none() && plan.command == "deploy" {
+            run.record.step_mut(step.name).status = StepStatus::Skipped;
+            run.record.step_mut(step.name).detail = Some("not needed".into());
+            run.save()?;
+            continue;
+        }
+        run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+        match step.kind {
+            StepKind::Preflight => {
+                let with_snapshot = plan.command == "deploy" && !run.record.options.no_snapshot;
+                let result = match preflight(run, with_snapshot).await {
+                    Ok(found) if plan.command == "restore" => check_snapshot(run).await.map(|s| format!("{found}, {s}")),
+                    other => other,
+                };
+                match result {
+                    Ok(found) => run.end(step.name, StepStatus::Succeeded, &found)?,
+                    Err(e) => return abort(run, step.name, e),
+                }
+            }
+            StepKind::Snapshot => match take_snapshot(run).await {
+                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
+                Err(e) => return abort(run, step.name, e),
+            },
+            StepKind::Migrate | StepKind::Verify if failure.is_some() => {
+                run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
+            }
+            StepKind::Migrate => match run_migration(run).await {
+                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
+                Err(StepError::Failed(e)) => {
+                    run.end(step.name, StepStatus::Failed, &e)?;
+                    failure = Some(e);
+                }
+                Err(e) => return abort(run, step.name, e),
+            },
+            StepKind::Verify => match verify(run).await {
+                Ok(done) => run.end(step.name, StepStatus::Succeeded, done.as_deref().unwrap_or("nothing to check"))?,
+                Err(StepError::Failed(e)) => {
+                    run.end(step.name, StepStatus::Failed, &e)?;
+                    failure = Some(e);
+                }
+                Err(e) => return abort(run, step.name, e),
+            },
+            StepKind::Restore => {
+                if plan.command == "deploy" && !may_restore(run)? {
+                    continue;
+                }
+                let snapshot = restore_source(run);
+                let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
+                match restore(run, &snapshot, strategy).await {
+                    Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
+                    Err(f) => {
+                        run.end(step.name, StepStatus::Failed, &f.error)?;
+                        let error = match &failure {
+                            Some(m) => format!("{m}; then the restore failed: {}", f.error),
+                            None => f.error,
+                        };
+                        let next = format!("ferry resume {}", run.record.run_id);
+                        return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(conclude(run, plan, &env, failure))
+}
+
+/// The outcome, from the record once every step is settled.
+fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
+    let restored = run.record.step_status("restore") == StepStatus::Succeeded;
+    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available.to_string()).map(|s| s.id.clone());
+    let run_id = run.record.run_id.clone();
+    match (plan.command, failure) {
+        ("restore", _) => {
+            let r = run.record.restore.clone();
+            let state = r.map(|r| match r.failed_cluster {
+                Some(f) => format!("{} holds the data of {}; the database it replaced is kept as {f}", r.restored_cluster, r.snapshot_id),
+                None => format!("{} holds the data of {}", r.restored_cluster, r.snapshot_id),
+            });
+            run.finish(Outcome::Succeeded, None, state, None)
+        }
+        (_, None) => {
+            let state = match &snapshot {
+                Some(s) => format!("the migration is applied; snapshot {s} is kept"),
+                None => "the migration is applied".to_string(),
+            };
+            run.finish(Outcome::Succeeded, None, Some(state), None)
+        }
+        (_, Some(error)) if restored => {
+            let r = run.record.restore.clone();
+            let state = r.map(|r| {
+                let kept = r.failed_cluster.map(|f| format!("; the failed database is kept as {f}")).unwrap_or_default();
+                format!("{} holds the data of snapshot {} (taken before the migration){kept}", r.restored_cluster, r.snapshot_id)
+            });
+            let next = format!("ferry logs {env} --run {run_id}");
+            run.finish(Outcome::Restored, Some(error), state, Some(next))
+        }
+        ("migrate", Some(error)) => {
+            let state = "the migration failed; `ferry migrate` takes no snapshot, so nothing was restored and the database may be partly migrated";
+            let next = format!("ferry snapshot list {env}");
+            run.finish(Outcome::NeedsAttention, Some(error), Some(state.into()), Some(next))
+        }
+        (_, Some(error)) => {
+            let why = run.record.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
+            let (state, next) = match &snapshot {
+                Some(s) => (
+                    format!("the database was NOT restored ({why}) and may be partly migrated; snapshot {s} holds the data from before the migration"),
+                    format!("ferry restore {env} --snapshot {s}"),
+                ),
+                None => (
+                    format!("the database was NOT restored ({why}) and may be partly migrated; this run took no snapshot"),
+                    format!("ferry snapshot list {env}"),
+                ),
+            };
+            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
+        }
+    }
+}
+
+fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {
+    let message = match e {
+        StepError::Journal(j) => return Err(StepError::Journal(j)),
+        StepError::Abort(m) | StepError::Failed(m) => m,
+    };
+    run.end(step, StepStatus::Failed, &message)?;
+    let mut state = format!("nothing was changed: {} is as it was", run.cloud.database.cluster_id());
+    if let Some(s) = run.record.snapshot.as_ref().filter(|s| s.status != "available") {
+        state.push_str(&format!("; snapshot {} was left {} (delete it with `ferry snapshot delete {} {}`)", s.id, s.status, run.env.name, s.id));
+    }
+    let next = match run.record.command.as_str() {
+        "restore" => format!("ferry snapshot list {}", run.env.name),
+        cmd => format!("ferry {cmd} {}   (after fixing the cause above)", run.env.name),
+    };
+    Ok(run.finish(Outcome::Aborted, Some(message), Some(state), Some(next)))
+}
+
+/// Decide, per `restore_on_failure`, whether to restore now. When not, the
+/// restore step is recorded as skipped with the reason.
+fn may_restore(run: &mut Run) -> Result<bool, StepError> {
+    let decision = match run.env.restore_on_failure {
+        RestoreOnFailure::Auto => Ok(()),
+        RestoreOnFailure::Never => Err("restore_on_failure = \"never\"".to_string()),
+        RestoreOnFailure::Prompt => {
+            let question = format!(
+                "The migration failed. Restore {} from snapshot {}?",
+                run.cloud.database.cluster_id(),
+                restore_source(run)
+            );
+            match run.confirm.ask(&question) {
+                Some(true) => Ok(()),
+                Some(false) => Err("declined at the prompt".to_string()),
+                None => Err("restore_on_failure = \"prompt\" and nobody to ask (no TTY, no --yes)".to_string()),
+            }
+        }
+    };
+    match decision {
+        Ok(()) => Ok(true),
+        Err(reason) => {
+            run.end("restore", StepStatus::Skipped, &reason)?;
+            Ok(false)
+        }
+    }
+}
+
+fn restore_source(run: &Run) -> String {
+    run.record
+        .options
+        .snapshot
+        .clone()
+        .or_else(|| run.record.snapshot.as_ref().map(|s| s.id.clone()))
+        .unwrap_or_default()
+}
+
+/// `ferry restore`'s own check: the snapshot exists and is available.
+async fn check_snapshot(run: &Run) -> Result<String, StepError> {
+    let id = restore_source(run);
+    let db = run.cloud.database.clone();
+    match call("describe the snapshot", || db.describe_snapshot(&id)).await {
+        Ok(Some(s)) if s.status == SnapshotStatus::Available => Ok(format!("snapshot {id} available")),
+        Ok(Some(s)) => Err(StepError::Abort(format!("snapshot {id} is {}, not available", s.status))),
+        Ok(None) => Err(StepError::Abort(format!(
+            "snapshot {id} does not exist; `ferry snapshot list {}` shows the ones that do",
+            run.env.name
+        ))),
+        Err(e) => Err(StepError::Abort(format!("cannot describe snapshot {id}: {e}"))),
+    }
+}

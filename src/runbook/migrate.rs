@@ -1,0 +1,203 @@
+//! The migrate step: start the task (idempotently, keyed by the run id), stream
+//! its logs while it runs, drain them after it stops, and let the watched
+//! container's exit code decide.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+
+use super::record::TaskRecord;
+use super::wait::{Backoff, PollPolicy, call};
+use super::{Run, StepError};
+use crate::config::values::format_duration;
+use crate::provider::{LogCursor, LogSource, TaskHandle, TaskSpec, TaskState};
+
+/// ECS may not know a task for a while right after RunTask.
+const MISSING_GRACE: Duration = Duration::from_secs(60);
+/// One log read per second per stream while the task runs.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// After the task stops, read until two empty pages, at most this long.
+const DRAIN_CAP: Duration = Duration::from_secs(30);
+/// After StopTask, how long to wait for the task to stop.
+const STOP_WAIT: Duration = Duration::from_secs(90);
+
+pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
+    let handle = start(run).await?;
+    run.out.group_start(&format!("migration logs ({})", handle.id));
+    let mut stream = LogStream { logs: run.cloud.logs.as_ref(), name: &handle.log_stream, cursor: LogCursor::default() };
+    let (state, timed_out) = watch(run, &handle, &mut stream).await;
+    stream.drain(run).await;
+    run.out.group_end();
+
+    let (started, exit_code, reason) = match state {
+        TaskState::Stopped { started, exit_code, reason } => (started, exit_code, reason),
+        other => (true, None, Some(format!("task state unknown: {other:?}"))),
+    };
+    if let Some(t) = run.record.task.as_mut() {
+        t.exit_code = exit_code;
+        t.stopped_reason = reason.clone();
+    }
+    run.save()?;
+    let why = reason.clone().unwrap_or_else(|| "no reason given".into());
+    if timed_out {
+        return Err(StepError::Failed(format!(
+            "the migration did not finish within {}; ferry stopped task {} ({why})",
+            format_duration(run.env.timeouts.migration),
+            handle.id
+        )));
+    }
+    match (started, exit_code) {
+        (false, _) => Err(StepError::Abort(format!("the migration task {} could not start: {why}", handle.id))),
+        (true, Some(0)) => Ok(format!("task {} exited with code 0", handle.id)),
+        (true, Some(code)) if why == format!("exited with code {code}") => {
+            Err(StepError::Failed(format!("the migration exited with code {code}")))
+        }
+        (true, Some(code)) => Err(StepError::Failed(format!("the migration exited with code {code} ({why})"))),
+        (true, None) => Err(StepError::Failed(format!("the migration task ended without an exit code: {why}"))),
+    }
+}
+
+/// Start the task once per run: reuse the journal's, then the provider's record
+/// of one this run started, and only then start a new one.
+async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
+    if let Some(t) = &run.record.task {
+        return Ok(TaskHandle { id: t.arn.clone(), container: t.container.clone(), log_stream: t.log_stream.clone() });
+    }
+    let runner = run.cloud.runner.clone();
+    let run_id = run.record.run_id.clone();
+    let found = call("look for this run's task", || runner.find_by_run(&run_id))
+        .await
+        .map_err(|e| StepError::Abort(format!("cannot look for an earlier attempt's task: {e}")))?;
+    let handle = match found {
+        Some(h) => {
+            run.out.info(&format!("    found task {} started by an earlier attempt of this run", h.id));
+            h
+        }
+        None => {
+            let spec = TaskSpec {
+                run_id: run_id.clone(),
+                env: run.env.name.clone(),
+                command: run.env.migration.command.clone(),
+                environment: run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+            };
+            call("start the migration task", || runner.start(&spec))
+                .await
+                .map_err(|e| StepError::Abort(format!("the migration task could not be started: {e}")))?
+        }
+    };
+    run.out.info(&format!("    task {} (container {})", handle.id, handle.container));
+    run.record.task = Some(TaskRecord {
+        arn: handle.id.clone(),
+        container: handle.container.clone(),
+        exit_code: None,
+        stopped_reason: None,
+        log_stream: handle.log_stream.clone(),
+    });
+    run.save()?;
+    Ok(handle)
+}
+
+/// Follow the task until it stops or times out (then stop it). Returns the last
+/// state and whether the time limit was hit.
+async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (TaskState, bool) {
+    let runner = run.cloud.runner.clone();
+    let start = Instant::now();
+    let deadline = start + run.env.timeouts.migration;
+    let mut backoff = Backoff::new(PollPolicy::default());
+    let mut next_poll = start;
+    let mut missing_since: Option<Instant> = None;
+    let mut seen_running = false;
+    let mut stop_sent: Option<Instant> = None;
+    loop {
+        stream.read_page(run).await;
+        let now = Instant::now();
+        if now >= next_poll {
+            match call("describe the migration task", || runner.poll(&handle.id)).await {
+                Ok(state @ TaskState::Stopped { .. }) => return (state, stop_sent.is_some()),
+                Ok(TaskState::Missing) => {
+                    let since = *missing_since.get_or_insert(now);
+                    if now - since >= MISSING_GRACE {
+                        let reason = format!("the task was not found for {}s", MISSING_GRACE.as_secs());
+                        return (
+                            TaskState::Stopped { started: seen_running, exit_code: None, reason: Some(reason) },
+                            stop_sent.is_some(),
+                        );
+                    }
+                }
+                Ok(state) => {
+                    missing_since = None;
+                    seen_running |= state == TaskState::Running;
+                    let label = if state == TaskState::Running { "running" } else { "pending" };
+                    run.progress(&format!("task {}", handle.id), label, start.elapsed());
+                }
+                Err(e) => run.out.warn(&format!("cannot describe task {}: {e}; still trying", handle.id)),
+            }
+            next_poll = now + backoff.next_delay();
+        }
+        if now >= deadline {
+            match stop_sent {
+                None => {
+                    let reason = format!("migration timed out after {}", format_duration(run.env.timeouts.migration));
+                    run.out.warn(&format!("{reason}; stopping task {}", handle.id));
+                    if let Err(e) = call("stop the task", || runner.stop(&handle.id, &reason)).await {
+                        run.out.warn(&format!("cannot stop task {}: {e}", handle.id));
+                    }
+                    stop_sent = Some(now);
+                    next_poll = now;
+                }
+                Some(at) if now - at >= STOP_WAIT => {
+                    let reason = format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs());
+                    return (TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) }, true);
+                }
+                Some(at) if now - at >= STOP_WAIT / 3 => {
+                    // Ask again: the local runner escalates to SIGKILL.
+                    let _ = runner.stop(&handle.id, "did not stop after SIGTERM").await;
+                }
+                Some(_) => {}
+            }
+        }
+        sleep(LOG_INTERVAL).await;
+    }
+}
+
+struct LogStream<'a> {
+    logs: &'a dyn LogSource,
+    name: &'a str,
+    cursor: LogCursor,
+}
+
+impl LogStream<'_> {
+    /// Print one page of new events; returns how many there were.
+    async fn read_page(&mut self, run: &Run) -> usize {
+        match call("read the task's logs", || self.logs.read(self.name, &self.cursor)).await {
+            Ok(page) => {
+                for e in &page.events {
+                    run.out.log_line(e.timestamp, &e.message);
+                }
+                self.cursor = page.next;
+                page.events.len()
+            }
+            Err(e) => {
+                run.out.warn(&format!("cannot read logs of {}: {e}", self.name));
+                0
+            }
+        }
+    }
+
+    /// After the task stopped: read until two empty pages in a row (or the cap),
+    /// so its last lines are not lost.
+    async fn drain(&mut self, run: &Run) {
+        let until = Instant::now() + DRAIN_CAP;
+        let mut empty = 0;
+        while empty < 2 && Instant::now() < until {
+            if self.read_page(run).await == 0 {
+                empty += 1;
+            } else {
+                empty = 0;
+            }
+            if empty < 2 {
+                sleep(LOG_INTERVAL).await;
+            }
+        }
+    }
+}

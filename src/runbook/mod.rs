@@ -1,0 +1,152 @@
+//! The runbook: deploy, migrate and restore as state machines over the provider
+//! traits. The run record is the state; the journal persists it before and after
+//! every step, and every step is idempotent, so `ferry resume` re-runs whatever
+//! was in flight and finds what the earlier attempt did.
+
+mod deploy;
+pub mod journal;
+mod migrate;
+pub mod plan;
+mod preflight;
+pub mod record;
+mod restore;
+pub mod snapshot;
+mod verify;
+pub mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+pub use deploy::{deploy, migrate_only, restore_only};
+use journal::{Journal, JournalError};
+pub use plan::{Plan, PlannedStep};
+use record::{Outcome, RunRecord, StepStatus};
+pub use snapshot::{snapshot_id_for, snapshot_tags, wait_snapshot};
+
+use crate::config::EnvConfig;
+use crate::output::Reporter;
+use crate::provider::Cloud;
+
+/// How questions are answered: `--yes`, a person at a TTY, or nobody.
+pub trait Confirm: Send + Sync {
+    /// `Some(answer)`, or `None` when nobody can be asked.
+    fn ask(&self, question: &str) -> Option<bool>;
+}
+
+/// Nobody to ask (CI, tests): every question stays unanswered.
+pub struct NoOneToAsk;
+
+impl Confirm for NoOneToAsk {
+    fn ask(&self, _question: &str) -> Option<bool> {
+        None
+    }
+}
+
+/// `--yes`: every question is answered yes.
+pub struct AssumeYes;
+
+impl Confirm for AssumeYes {
+    fn ask(&self, _question: &str) -> Option<bool> {
+        Some(true)
+    }
+}
+
+/// One run in progress: its configuration, the cloud it drives, where it reports,
+/// and its record and journal.
+pub struct Run {
+    pub env: EnvConfig,
+    pub cloud: Cloud,
+    pub out: Arc<Reporter>,
+    pub confirm: Arc<dyn Confirm>,
+    pub journal: Journal,
+    pub record: RunRecord,
+}
+
+/// Why a step did not succeed, in the terms that decide the outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Nothing was changed.
+    #[error("{0}")]
+    Abort(String),
+    /// The database may have changed: the restore path decides what follows.
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl Run {
+    pub fn save(&self) -> Result<(), JournalError> {
+        self.journal.save(&self.record)
+    }
+
+    fn begin(&mut self, step: &str, what: &str) -> Result<(), JournalError> {
+        self.out.step(step, what);
+        let s = self.record.step_mut(step);
+        s.status = StepStatus::Running;
+        s.started_at = Some(Utc::now());
+        s.ended_at = None;
+        s.detail = None;
+        self.save()
+    }
+
+    fn end(&mut self, step: &str, status: StepStatus, detail: &str) -> Result<(), JournalError> {
+        let detail = self.out.redactor().clean(detail);
+        match status {
+            StepStatus::Failed => self.out.failure(step, &detail),
+            StepStatus::Skipped => {}
+            _ => self.out.info(&format!("    {step}: {detail}")),
+        }
+        let s = self.record.step_mut(step);
+        s.status = status;
+        s.ended_at = Some(Utc::now());
+        s.detail = Some(detail);
+        self.save()
+    }
+
+    /// Close the run with an outcome; the record is saved and returned.
+    fn finish(&mut self, outcome: Outcome, error: Option<String>, state: Option<String>, next: Option<String>) -> RunRecord {
+        let clean = |s: Option<String>| s.map(|s| self.out.redactor().clean(&s));
+        self.record.outcome = outcome;
+        self.record.exit_code = Some(outcome.exit_code());
+        self.record.ended_at = Some(Utc::now());
+        self.record.error = clean(error);
+        self.record.state = clean(state);
+        self.record.next = clean(next);
+        if let Err(e) = self.save() {
+            self.out.warn(&format!("{e}; the record below is the only copy"));
+        }
+        self.record.clone()
+    }
+
+    /// Record that the run was stopped by a signal: running steps become
+    /// `interrupted`, and the state says what may still be running.
+    pub fn interrupted(&mut self) -> RunRecord {
+        for s in &mut self.record.steps {
+            if s.status == StepStatus::Running {
+                s.status = StepStatus::Interrupted;
+                s.ended_at = Some(Utc::now());
+            }
+        }
+        let task_running = self.record.task.as_ref().is_some_and(|t| t.exit_code.is_none())
+            && self.record.step_status("migrate") == StepStatus::Interrupted;
+        let state = if task_running {
+            let arn = self.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_default();
+            format!("the migration task {arn} is still running; ferry did not stop it")
+        } else {
+            "ferry stopped between steps; nothing is left running by ferry".to_string()
+        };
+        let next = format!("ferry resume {}", self.record.run_id);
+        self.finish(Outcome::Interrupted, Some("interrupted by a signal".into()), Some(state), Some(next))
+    }
+
+    fn timeouts(&self) -> &crate::config::Timeouts {
+        &self.env.timeouts
+    }
+
+    fn progress(&self, what: &str, state: &str, waited: Duration) {
+        self.out.progress(&format!("{what}: {state} ({}s)", waited.as_secs()));
+    }
+}

@@ -1,0 +1,185 @@
+//! The steps a command executes, as data. `ferry plan` prints exactly this list,
+//! and the runbook executes it step by step, so the two cannot drift apart.
+
+use serde::Serialize;
+
+use super::record::RunOptions;
+use crate::config::values::format_duration;
+use crate::config::{EnvConfig, RestoreOnFailure, RestoreStrategy, RunnerKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Preflight,
+    Snapshot,
+    Migrate,
+    Verify,
+    Restore,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "preflight",
+            StepKind::Snapshot => "snapshot",
+            StepKind::Migrate => "migrate",
+            StepKind::Verify => "verify",
+            StepKind::Restore => "restore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub name: &'static str,
+    #[serde(skip)]
+    pub kind: StepKind,
+    /// What the step does, in the terms of this environment.
+    pub does: Vec<String>,
+    /// Runs only after a failure of an earlier step.
+    pub only_on_failure: bool,
+    /// Will be skipped (with the reason) given the options.
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub command: &'static str,
+    pub env: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+impl Plan {
+    pub fn names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|s| s.name).collect()
+    }
+}
+
+fn step(kind: StepKind, does: Vec<String>) -> PlannedStep {
+    PlannedStep { name: kind.name(), kind, does, only_on_failure: false, skipped: None }
+}
+
+fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
+    let mut does = vec![
+        format!("check database {} exists and is available", env.database_label()),
+        "check no migration task of this environment is pending or running".to_string(),
+    ];
+    if env.service.is_some() {
+        does.push("check the App Runner service is RUNNING (not OPERATION_IN_PROGRESS)".into());
+    }
+    if with_snapshot {
+        does.push("check the manual-snapshot quota has room".into());
+    }
+    step(StepKind::Preflight, does)
+}
+
+fn migrate(env: &EnvConfig) -> PlannedStep {
+    let runner = match env.migration.runner {
+        RunnerKind::Command => format!("run `{}` locally with DATABASE_URL set", env.migration.command.join(" ")),
+        RunnerKind::Ecs => format!(
+            "run `{}` as a one-off ECS Fargate task (container {})",
+            env.migration.command.join(" "),
+            env.migration.ecs.as_ref().map_or("?", |e| e.container.as_str())
+        ),
+        RunnerKind::Apprunner => "start an App Runner deployment that migrates on start-up".into(),
+    };
+    let mut does = vec![runner, "stream its logs; its exit code decides".to_string()];
+    does.push(format!("stop it and fail after {}", format_duration(env.timeouts.migration)));
+    if !env.migration.env.is_empty() {
+        let vars: Vec<String> = env.migration.env.iter().map(|(k, v)| format!("{k}={}", v.shown())).collect();
+        does.push(format!("environment: {}", vars.join(" ")));
+    }
+    step(StepKind::Migrate, does)
+}
+
+fn verify(env: &EnvConfig) -> PlannedStep {
+    let mut s = step(StepKind::Verify, Vec::new());
+    match &env.health {
+        Some(h) => s.does.push(format!(
+            "GET {} until it answers {} (within {})",
+            h.url,
+            h.expect_status,
+            format_duration(h.timeout)
+        )),
+        None => s.skipped = Some("no health.url configured".into()),
+    }
+    s
+}
+
+fn restore(env: &EnvConfig, strategy: RestoreStrategy, snapshot: &str) -> PlannedStep {
+    let mut does = Vec::new();
+    if env.service.is_some() {
+        does.push("pause the App Runner service and wait".into());
+    }
+    does.push(format!(
+        "restore {snapshot} to a new database beside {} (named ...-restored-<ts>) and wait (within {})",
+        env.database_label(),
+        format_duration(env.timeouts.restore)
+    ));
+    match strategy {
+        RestoreStrategy::Rename => {
+            does.push(format!("rename {} aside to ...-failed-<ts> (kept, never deleted)", env.database_label()));
+            does.push(format!("rename the restored database to {}", env.database_label()));
+        }
+        RestoreStrategy::NewCluster => {
+            does.push("keep the restored database under its new name".into());
+            if env.service.is_some() {
+                does.push("point the service's database URL at the new endpoint".into());
+            }
+        }
+    }
+    if env.service.is_some() {
+        does.push("resume the App Runner service and wait".into());
+    }
+    if env.health.is_some() {
+        does.push("verify health again".into());
+    }
+    step(StepKind::Restore, does)
+}
+
+/// `ferry deploy`: preflight → snapshot → migrate → verify → restore on failure.
+pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
+    let mut snapshot = step(
+        StepKind::Snapshot,
+        vec![
+            format!("create snapshot {}-<yyyymmdd-hhmmss> of {}, tagged with the run", env.snapshot_prefix, env.database_label()),
+            format!("wait until it is available (within {})", format_duration(env.timeouts.snapshot)),
+        ],
+    );
+    if options.no_snapshot {
+        snapshot.skipped = Some("--no-snapshot".into());
+    }
+    let mut restore = restore(env, env.restore_strategy, "the snapshot");
+    restore.only_on_failure = true;
+    restore.skipped = if options.no_restore {
+        Some("--no-restore".into())
+    } else if options.no_snapshot {
+        Some("no snapshot to restore from (--no-snapshot)".into())
+    } else {
+        match env.restore_on_failure {
+            RestoreOnFailure::Never => Some("restore_on_failure = \"never\"".into()),
+            RestoreOnFailure::Prompt => {
+                restore.does.insert(0, "ask first (restore_on_failure = \"prompt\"; --yes answers yes)".into());
+                None
+            }
+            RestoreOnFailure::Auto => None,
+        }
+    };
+    Plan {
+        command: "deploy",
+        env: env.name.clone(),
+        steps: vec![preflight(env, !options.no_snapshot), snapshot, migrate(env), verify(env), restore],
+    }
+}
+
+/// `ferry migrate`: only the migration task.
+pub fn migrate_plan(env: &EnvConfig) -> Plan {
+    Plan { command: "migrate", env: env.name.clone(), steps: vec![preflight(env, false), migrate(env)] }
+}
+
+/// `ferry restore`: bring a snapshot back under the environment's database.
+pub fn restore_plan(env: &EnvConfig, snapshot: &str, strategy: RestoreStrategy) -> Plan {
+    let mut check = preflight(env, false);
+    check.does.push(format!("check snapshot {snapshot} is available"));
+    Plan { command: "restore", env: env.name.clone(), steps: vec![check, restore(env, strategy, snapshot)] }
+}

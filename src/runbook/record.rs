@@ -1,0 +1,205 @@
+//! The run record: what the journal stores and what `--output json` prints.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RestoreStrategy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// In progress, or its ferry process died (SIGKILL, power loss): `ferry resume`.
+    Running,
+    Succeeded,
+    /// Failed before changing anything.
+    Aborted,
+    /// The migration failed and the database was restored from the snapshot.
+    Restored,
+    /// Failed and needs a human: not restored, or the restore failed.
+    NeedsAttention,
+    /// Stopped by a signal; `ferry resume` continues it.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The exit-code table of DESIGN.md: the one place it lives.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Succeeded => 0,
+            Outcome::Aborted => 3,
+            Outcome::Restored => 4,
+            Outcome::NeedsAttention => 5,
+            Outcome::Interrupted | Outcome::Running => 130,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Outcome::Running | Outcome::Interrupted)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Aborted => "aborted",
+            Outcome::Restored => "restored",
+            Outcome::NeedsAttention => "needs_attention",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub fn is_settled(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub status: StepStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub status: String,
+    pub percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub arn: String,
+    pub container: String,
+    pub exit_code: Option<i32>,
+    pub stopped_reason: Option<String>,
+    pub log_stream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    pub snapshot_id: String,
+    /// The database created from the snapshot, under its final name.
+    pub restored_cluster: String,
+    pub strategy: RestoreStrategy,
+    /// Where the failed database was kept (rename strategy).
+    pub failed_cluster: Option<String>,
+    /// Name the restore was first created under (`<cluster>-restored-<ts>`).
+    pub staging_cluster: String,
+    pub endpoint: Option<String>,
+}
+
+/// What the user asked for; kept so `ferry resume` does the same run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    #[serde(default)]
+    pub no_snapshot: bool,
+    #[serde(default)]
+    pub no_restore: bool,
+    /// `restore` command: the snapshot asked for (`latest` already resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<RestoreStrategy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub env: String,
+    pub command: String,
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub options: RunOptions,
+    pub snapshot: Option<SnapshotRecord>,
+    pub task: Option<TaskRecord>,
+    pub restore: Option<RestoreRecord>,
+    pub steps: Vec<StepRecord>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+    /// What changed and what did not, in one or two sentences.
+    pub state: Option<String>,
+    /// The exact command to run next, when a human must act.
+    pub next: Option<String>,
+}
+
+impl RunRecord {
+    pub fn new(run_id: String, env: &str, command: &str, options: RunOptions, steps: &[&str]) -> Self {
+        RunRecord {
+            run_id,
+            env: env.to_string(),
+            command: command.to_string(),
+            outcome: Outcome::Running,
+            exit_code: None,
+            started_at: Utc::now(),
+            ended_at: None,
+            options,
+            snapshot: None,
+            task: None,
+            restore: None,
+            steps: steps
+                .iter()
+                .map(|n| StepRecord {
+                    name: n.to_string(),
+                    status: StepStatus::Pending,
+                    started_at: None,
+                    ended_at: None,
+                    detail: None,
+                })
+                .collect(),
+            error: None,
+            state: None,
+            next: None,
+        }
+    }
+
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    pub fn step_mut(&mut self, name: &str) -> &mut StepRecord {
+        if let Some(i) = self.steps.iter().position(|s| s.name == name) {
+            &mut self.steps[i]
+        } else {
+            self.steps.push(StepRecord {
+                name: name.to_string(),
+                status: StepStatus::Pending,
+                started_at: None,
+                ended_at: None,
+                detail: None,
+            });
+            self.steps.last_mut().expect("just pushed")
+        }
+    }
+
+    pub fn step_status(&self, name: &str) -> StepStatus {
+        self.step(name).map_or(StepStatus::Pending, |s| s.status)
+    }
+}
+
+/// `<env>-<yyyymmddThhmmssZ>-<4 hex>`
+pub fn new_run_id(env: &str, now: DateTime<Utc>) -> String {
+    format!("{env}-{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u16(..))
+}
+
+/// Timestamp used in generated names: `yyyymmdd-hhmmss`.
+pub fn name_stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%d-%H%M%S").to_string()
+}

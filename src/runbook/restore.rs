@@ -1,0 +1,207 @@
+//! Restore from a snapshot without ever deleting or overwriting a database
+//! (invariant 2): the snapshot is restored beside the failed database, the failed
+//! one is renamed aside and kept, and the restored one takes its name.
+//! Every sub-step checks what exists first, so a resumed restore continues where
+//! the earlier attempt stopped. Names are fixed in the journal at the first attempt.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::Run;
+use super::record::{RestoreRecord, name_stamp};
+use super::verify::verify;
+use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
+use crate::config::RestoreStrategy;
+use crate::provider::{ClusterInfo, ProviderError};
+
+/// A restore that did not complete: what went wrong and what the world looks like.
+#[derive(Debug)]
+pub struct RestoreFailure {
+    pub error: String,
+    pub state: String,
+}
+
+pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy) -> Result<String, RestoreFailure> {
+    let db = run.cloud.database.clone();
+    let cluster = db.cluster_id().to_string();
+    let names = match &run.record.restore {
+        Some(r) if r.snapshot_id == snapshot_id => r.clone(),
+        _ => {
+            let stamp = name_stamp(Utc::now());
+            let staging = db.sibling_id(&format!("restored-{stamp}"));
+            RestoreRecord {
+                snapshot_id: snapshot_id.to_string(),
+                restored_cluster: staging.clone(),
+                strategy,
+                failed_cluster: (strategy == RestoreStrategy::Rename).then(|| db.sibling_id(&format!("failed-{stamp}"))),
+                staging_cluster: staging,
+                endpoint: None,
+            }
+        }
+    };
+    run.record.restore = Some(names.clone());
+    if let Err(e) = run.save() {
+        return Err(RestoreFailure { error: e.to_string(), state: "nothing was changed by the restore".into() });
+    }
+    match steps(run, &names).await {
+        Ok(done) => Ok(done),
+        Err(error) => {
+            let state = observe(run, &cluster, &names).await;
+            Err(RestoreFailure { error, state })
+        }
+    }
+}
+
+async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
+    let db = run.cloud.database.clone();
+    let cluster = db.cluster_id().to_string();
+    let limit = run.env.timeouts.restore;
+
+    if let Some(service) = run.cloud.service.clone() {
+        run.out.info("    pausing the App Runner service");
+        let op = call("pause the service", || service.pause()).await.map_err(|e| format!("cannot pause the service: {e}"))?;
+        wait_operation(run, op, "pausing the service").await?;
+    }
+
+    run.out.info(&format!("    restoring {} to {}", names.snapshot_id, names.staging_cluster));
+    // After a completed swap the staging name is gone and the failed copy exists:
+    // restoring again would make a second copy.
+    let swapped = match &names.failed_cluster {
+        Some(failed) => db_exists(run, failed).await? && !db_exists(run, &names.staging_cluster).await?,
+        None => false,
+    };
+    if !swapped {
+        call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &names.staging_cluster))
+            .await
+            .map_err(|e| format!("cannot restore {} to {}: {e}", names.snapshot_id, names.staging_cluster))?;
+        wait_database(run, &names.staging_cluster, limit).await?;
+    }
+
+    let final_id = match (&names.strategy, &names.failed_cluster) {
+        (RestoreStrategy::Rename, Some(failed)) => {
+            if !db_exists(run, failed).await? {
+                run.out.info(&format!("    renaming {cluster} to {failed} (kept)"));
+                call("rename the failed database", || db.rename(&cluster, failed))
+                    .await
+                    .map_err(|e| format!("cannot rename {cluster} to {failed}: {e}"))?;
+            }
+            wait_database(run, failed, limit).await?;
+            if db_exists(run, &names.staging_cluster).await? {
+                run.out.info(&format!("    renaming {} to {cluster}", names.staging_cluster));
+                call("rename the restored database", || db.rename(&names.staging_cluster, &cluster))
+                    .await
+                    .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
+            }
+            cluster.clone()
+        }
+        _ => names.staging_cluster.clone(),
+    };
+    let info = wait_database(run, &final_id, limit).await?;
+
+    if let Some(service) = run.cloud.service.clone() {
+        if names.strategy == RestoreStrategy::NewCluster
+            && let (Some(endpoint), Some(cfg)) = (&info.endpoint, run.env.service.clone()) {
+                run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
+                let op = call("update the service", || service.replace_env_host(&cfg.database_url_var, endpoint))
+                    .await
+                    .map_err(|e| format!("cannot update the service's {}: {e}", cfg.database_url_var))?;
+                wait_operation(run, op, "updating the service").await?;
+            }
+        run.out.info("    resuming the App Runner service");
+        let op = call("resume the service", || service.resume()).await.map_err(|e| format!("cannot resume the service: {e}"))?;
+        wait_operation(run, op, "resuming the service").await?;
+    }
+
+    if let Some(r) = run.record.restore.as_mut() {
+        r.restored_cluster = final_id.clone();
+        r.endpoint = info.endpoint.clone();
+    }
+    let _ = run.save();
+
+    let verified = verify(run).await.map_err(|e| format!("the restored database is in place, but verify failed: {e}"))?;
+    let mut done = format!("{final_id} restored from {}", names.snapshot_id);
+    if let Some(failed) = &names.failed_cluster {
+        done.push_str(&format!("; failed database kept as {failed}"));
+    }
+    if let Some(v) = verified {
+        done.push_str(&format!("; {v}"));
+    }
+    Ok(done)
+}
+
+async fn db_exists(run: &Run, id: &str) -> Result<bool, String> {
+    let db = run.cloud.database.clone();
+    call("describe a database", || db.describe(id))
+        .await
+        .map(|d| d.is_some())
+        .map_err(|e| format!("cannot describe {id}: {e}"))
+}
+
+async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterInfo, String> {
+    let db = run.cloud.database.clone();
+    let what = format!("database {id}");
+    wait_for(
+        &what,
+        limit,
+        PollPolicy::default(),
+        || async {
+            match db.describe(id).await? {
+                Some(info) if info.is_available() => Ok(Poll::Ready(info)),
+                Some(info) => Ok(Poll::Pending(info.status)),
+                None => Ok(Poll::Pending("not visible yet".into())),
+            }
+        },
+        |state, waited| run.progress(&what, state, waited),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn wait_operation(run: &Run, op: Option<String>, what: &str) -> Result<(), String> {
+    let (Some(op), Some(service)) = (op, run.cloud.service.clone()) else { return Ok(()) };
+    let result = wait_for(
+        what,
+        run.env.timeouts.service,
+        PollPolicy::default(),
+        || async {
+            match service.operation_done(&op).await? {
+                Some(true) => Ok(Poll::Ready(())),
+                Some(false) => Err(ProviderError::Other(format!("operation {op} failed"))),
+                None => Ok(Poll::Pending("in progress".into())),
+            }
+        },
+        |state, waited| run.progress(what, state, waited),
+    )
+    .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(WaitError::TimedOut { waited, .. }) => Err(format!("{what} did not finish within {waited}")),
+        Err(WaitError::Failed(e)) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// Describe, from what exists now, where each database is.
+async fn observe(run: &Run, cluster: &str, names: &RestoreRecord) -> String {
+    let mut ids = vec![cluster.to_string(), names.staging_cluster.clone()];
+    ids.extend(names.failed_cluster.clone());
+    let mut parts = Vec::new();
+    for id in ids {
+        let db = run.cloud.database.clone();
+        let seen = match tokio::time::timeout(Duration::from_secs(30), db.describe(&id)).await {
+            Ok(Ok(Some(info))) => info.status,
+            Ok(Ok(None)) => "does not exist".into(),
+            Ok(Err(e)) => format!("unknown ({e})"),
+            Err(_) => "unknown (no answer)".into(),
+        };
+        parts.push(format!("{id}: {seen}"));
+    }
+    if let Some(service) = run.cloud.service.clone() {
+        let seen = match tokio::time::timeout(Duration::from_secs(30), service.status()).await {
+            Ok(Ok(s)) => s.status,
+            _ => "unknown".into(),
+        };
+        parts.push(format!("App Runner service: {seen}"));
+    }
+    format!("restore incomplete; {}; no database was deleted", parts.join("; "))
+}

@@ -1,0 +1,105 @@
+//! The snapshot step: take a snapshot tagged with the run and wait until it is
+//! `available` (invariant 1: no migration starts before that).
+
+use std::time::Duration;
+
+use super::record::{RunRecord, SnapshotRecord, name_stamp};
+use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
+use super::{Run, StepError};
+use crate::config::EnvConfig;
+use crate::output::Reporter;
+use crate::provider::{
+    Database, PURPOSE_PRE_DEPLOY, ProviderError, Snapshot, SnapshotStatus, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags,
+};
+
+/// The run's snapshot id: `<prefix>-<yyyymmdd-hhmmss>` of the run's start, so a
+/// resumed run finds the snapshot its first attempt created.
+pub fn snapshot_id_for(env: &EnvConfig, record: &RunRecord) -> String {
+    format!("{}-{}", env.snapshot_prefix, name_stamp(record.started_at))
+}
+
+pub fn snapshot_tags(env: &str, run_id: &str, purpose: &str) -> Tags {
+    Tags::from([
+        (TAG_RUN_ID.to_string(), run_id.to_string()),
+        (TAG_ENV.to_string(), env.to_string()),
+        (TAG_PURPOSE.to_string(), purpose.to_string()),
+    ])
+}
+
+pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
+    let id = snapshot_id_for(&run.env, &run.record);
+    let tags = snapshot_tags(&run.env.name, &run.record.run_id, PURPOSE_PRE_DEPLOY);
+    run.record.snapshot = Some(SnapshotRecord { id: id.clone(), status: "creating".into(), percent: 0 });
+    run.save()?;
+    let db = run.cloud.database.clone();
+    let created = call("create the snapshot", || db.create_snapshot(&id, &tags))
+        .await
+        .map_err(|e| StepError::Abort(format!("cannot create snapshot {id}: {e}")))?;
+    if created.tags.get(TAG_RUN_ID) != Some(&run.record.run_id) {
+        return Err(StepError::Abort(format!(
+            "snapshot {id} already exists and was not taken by this run; use another snapshot_prefix or retry in a second"
+        )));
+    }
+    let out = run.out.clone();
+    let limit = run.timeouts().snapshot;
+    let result = wait_snapshot(db.as_ref(), &id, limit, &out, |snap| {
+        run.record.snapshot = Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });
+        let _ = run.journal.save(&run.record);
+    })
+    .await;
+    match result {
+        Ok(s) => {
+            run.record.snapshot = Some(SnapshotRecord { id: s.id.clone(), status: s.status.to_string(), percent: s.percent });
+            run.save()?;
+            Ok(format!("snapshot {id} available"))
+        }
+        Err(e) => Err(StepError::Abort(e)),
+    }
+}
+
+/// Wait for a snapshot to become available, reporting percent; `failed` or the
+/// time limit end the wait with a message naming the snapshot.
+pub async fn wait_snapshot(
+    db: &dyn Database,
+    id: &str,
+    limit: Duration,
+    out: &Reporter,
+    mut seen: impl FnMut(&Snapshot),
+) -> Result<Snapshot, String> {
+    let what = format!("snapshot {id}");
+    let latest: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
+    let mut last_percent = None;
+    let waited = wait_for(
+        &what,
+        limit,
+        PollPolicy::default(),
+        || async {
+            match db.describe_snapshot(id).await? {
+                None => Err(ProviderError::NotFound(format!("snapshot {id}"))),
+                Some(s) if matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Failed) => Ok(Poll::Ready(s)),
+                Some(s) => {
+                    let state = format!("{} {}%", s.status, s.percent);
+                    *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+                    Ok(Poll::Pending(state))
+                }
+            }
+        },
+        |state, waited| {
+            out.progress(&format!("{what}: {state} ({}s)", waited.as_secs()));
+            if let Some(s) = latest.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                && last_percent != Some(s.percent) {
+                    last_percent = Some(s.percent);
+                    seen(s);
+                }
+        },
+    )
+    .await;
+    match waited {
+        Ok(s) if s.status == SnapshotStatus::Failed => Err(format!("snapshot {id} failed")),
+        Ok(s) => Ok(s),
+        Err(WaitError::TimedOut { waited, last, .. }) => Err(format!(
+            "snapshot {id} was not available after {waited} (last seen: {last}); it was left as is"
+        )),
+        Err(WaitError::Failed(e)) => Err(format!("while waiting for snapshot {id}: {e}")),
+    }
+}

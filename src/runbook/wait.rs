@@ -1,0 +1,212 @@
+//! Waiting and retrying, on tokio's clock so tests run hour-long waits under
+//! virtual time in milliseconds.
+//!
+//! Polls start at ~1 s and grow by half each time toward a 10 s cap, with ±10 %
+//! jitter: a state change early in a wait is seen within about a second, and a
+//! long wait costs at most ~6-7 calls a minute per resource (RDS allows ~12 TPS
+//! sustained; CloudWatch Logs GetLogEvents 10 TPS). Throttling is retried with
+//! exponential backoff; every call and every wait has a deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::provider::{PResult, ProviderError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PollPolicy {
+    pub first: Duration,
+    pub cap: Duration,
+    pub growth: f64,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy { first: Duration::from_secs(1), cap: Duration::from_secs(10), growth: 1.5 }
+    }
+}
+
+/// Successive poll intervals.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    policy: PollPolicy,
+}
+
+impl Backoff {
+    pub fn new(policy: PollPolicy) -> Self {
+        Backoff { next: policy.first, policy }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = base.mul_f64(self.policy.growth).min(self.policy.cap);
+        jitter(base)
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Longest a single API call may take before it counts as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Throttling is retried this many times before it is reported.
+const MAX_THROTTLE_RETRIES: u32 = 8;
+
+/// Run one provider call with a deadline, retrying throttling with exponential
+/// backoff (0.5 s doubling to 8 s, jittered).
+pub async fn call<T, F, Fut>(what: &str, mut f: F) -> PResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PResult<T>>,
+{
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 0;
+    loop {
+        let result = match timeout(CALL_TIMEOUT, f()).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Other(format!(
+                "{what} did not answer within {}s",
+                CALL_TIMEOUT.as_secs()
+            ))),
+        };
+        match result {
+            Err(e) if e.is_retryable() && attempt < MAX_THROTTLE_RETRIES => {
+                attempt += 1;
+                sleep(jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The result of one look at the thing being waited for.
+pub enum Poll<T> {
+    Ready(T),
+    /// Not yet; the text describes the current state for the progress line.
+    Pending(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("timed out after {waited} waiting for {what} (last seen: {last})")]
+    TimedOut { what: String, waited: String, last: String },
+    #[error("{0}")]
+    Failed(ProviderError),
+}
+
+/// Poll `check` until it is ready, it fails, or `limit` passes. `progress` gets
+/// each state seen and the time waited so far.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    policy: PollPolicy,
+    mut check: F,
+    mut progress: impl FnMut(&str, Duration),
+) -> Result<T, WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PResult<Poll<T>>>,
+{
+    let start = Instant::now();
+    let deadline = start + limit;
+    let mut backoff = Backoff::new(policy);
+    let mut last = "not checked yet".to_string();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let looked = timeout(remaining, call(what, &mut check)).await;
+        match looked {
+            Ok(Ok(Poll::Ready(v))) => return Ok(v),
+            Ok(Ok(Poll::Pending(state))) => {
+                progress(&state, start.elapsed());
+                last = state;
+            }
+            Ok(Err(e)) => return Err(WaitError::Failed(e)),
+            Err(_) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(WaitError::TimedOut {
+                what: what.to_string(),
+                waited: crate::config::values::format_duration(limit),
+                last,
+            });
+        }
+        sleep(backoff.next_delay().min(deadline - now)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn intervals_grow_to_the_cap() {
+        let mut b = Backoff::new(PollPolicy::default());
+        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(900) && delays[0] <= Duration::from_millis(1100));
+        assert!(delays.windows(2).take(5).all(|w| w[1] > w[0].mul_f64(1.2)));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(11)));
+        assert!(delays[11] >= Duration::from_secs(9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_retried_then_succeeds() {
+        let calls = AtomicU32::new(0);
+        let r = call("x", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(ProviderError::Throttled("slow down".into()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(r, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endless_throttling_is_reported() {
+        let r: PResult<()> = call("x", || async { Err(ProviderError::Throttled("no".into())) }).await;
+        assert!(matches!(r, Err(ProviderError::Throttled(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_sees_an_early_change_within_two_seconds_and_times_out_on_its_limit() {
+        let start = Instant::now();
+        let ready_at = start + Duration::from_millis(1500);
+        let seen = wait_for(
+            "thing",
+            Duration::from_secs(60),
+            PollPolicy::default(),
+            || async { Ok(if Instant::now() >= ready_at { Poll::Ready(Instant::now()) } else { Poll::Pending("creating".into()) }) },
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert!(seen - ready_at <= Duration::from_secs(2), "seen {:?} late", seen - ready_at);
+
+        let polls = AtomicU32::new(0);
+        let start = Instant::now();
+        let err = wait_for(
+            "thing",
+            Duration::from_secs(3600),
+            PollPolicy::default(),
+            || async {
+                polls.fetch_add(1, Ordering::SeqCst);
+                Ok(Poll::<()>::Pending("creating".into()))
+            },
+            |_, _| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, WaitError::TimedOut { .. }));
+        assert_eq!(start.elapsed(), Duration::from_secs(3600));
+        // An hour of waiting within the budget: at most ~6.7 polls a minute plus the ramp-up.
+        assert!(polls.load(Ordering::SeqCst) < 420, "{} polls", polls.load(Ordering::SeqCst));
+    }
+}
