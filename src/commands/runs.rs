@@ -1,8 +1,5 @@
 //! The commands that create a run: deploy, migrate, restore, and resume.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
@@ -11,19 +8,8 @@ use crate::config::{EnvConfig, check_snapshot_id};
 use crate::output::{append_step_summary, render};
 use crate::provider::SnapshotStatus;
 use crate::runbook::journal::Journal;
-use crate::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
-use crate::runbook::{Run, deploy as deploy_run, migrate_only, plan, restore_only};
-
-type Driver = for<'a> fn(&'a mut Run) -> Pin<Box<dyn Future<Output = RunRecord> + 'a>>;
-
-fn driver(command: &str) -> Option<Driver> {
-    match command {
-        "deploy" => Some(|r| Box::pin(deploy_run(r))),
-        "migrate" => Some(|r| Box::pin(migrate_only(r))),
-        "restore" => Some(|r| Box::pin(restore_only(r))),
-        _ => None,
-    }
-}
+use crate::runbook::record::{RunOptions, RunRecord, new_run_id};
+use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
@@ -91,34 +77,23 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     let out = ctx.reporter(Some(env));
     let (journal, mut record) = Journal::open(&ctx.config.state_dir, run_id, out.redactor().clone())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let retry_restore = record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
-    if record.outcome.is_final() && !retry_restore {
-        out.info(&format!("run {run_id} already finished; nothing to resume"));
+    let last = record.outcome;
+    if let Err(why) = prepare_resume(&mut record) {
+        out.info(&why);
         report(ctx, &record, &out);
         return Ok(record.outcome.exit_code());
     }
-    let drive = driver(&record.command)
-        .ok_or_else(|| CommandError::Usage(format!("run {run_id} is a `{}` run, which cannot be resumed", record.command)))?;
     ctx.guard(env, "resume the run")?;
-    if retry_restore {
-        record.step_mut("restore").status = StepStatus::Pending;
-    }
-    out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, record.outcome.as_str()));
-    record.outcome = Outcome::Running;
-    record.exit_code = None;
-    record.ended_at = None;
+    out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
     let cloud = ctx.cloud(env)?;
     let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
     run.save().map_err(|e| CommandError::Failed(e.to_string()))?;
-    let _ = drive;
     execute(ctx, &mut run).await
 }
 
 /// Drive the run until it ends or a signal arrives. A signal never stops the
 /// migration: the run is recorded as interrupted, and `ferry resume` continues.
 async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
-    let drive = driver(&run.record.command)
-        .ok_or_else(|| CommandError::Usage(format!("unknown run command {}", run.record.command)))?;
     let finished = {
         let work = drive(run);
         tokio::pin!(work);
@@ -128,7 +103,8 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
         }
     };
     let record = match finished {
-        Some(r) => r,
+        Some(Some(r)) => r,
+        Some(None) => return Err(CommandError::Usage(format!("a `{}` run cannot be driven", run.record.command))),
         None => {
             run.out.warn("interrupted: recording the run's state (nothing running is stopped)");
             run.interrupted()

@@ -125,6 +125,8 @@ struct State {
     operations: BTreeMap<String, FakeOperation>,
     health: Vec<u16>,
     health_calls: usize,
+    /// The app answers this while the database holds the migrated data.
+    unhealthy_while_migrated: Option<u16>,
     faults: Vec<(Op, FaultKind, u32)>,
     calls: BTreeMap<Op, u32>,
     next_id: u32,
@@ -191,6 +193,24 @@ impl FakeCloud {
     /// Health answers in order; the last one repeats.
     pub fn set_health(&self, statuses: Vec<u16>) {
         self.lock().health = statuses;
+    }
+
+    /// The new code breaks on the migrated schema: health answers `status` until
+    /// the database is restored.
+    pub fn set_unhealthy_while_migrated(&self, status: u16) {
+        self.lock().unhealthy_while_migrated = Some(status);
+    }
+
+    /// The cloud recovers: faults end, and whatever was stuck finishes.
+    pub fn recover(&self) {
+        let mut s = self.lock();
+        s.faults.clear();
+        for db in s.clusters.values_mut() {
+            db.never_ready = false;
+        }
+        for op in s.operations.values_mut() {
+            op.never = false;
+        }
     }
 
     pub fn fault(&self, op: Op, kind: FaultKind) {
@@ -279,16 +299,13 @@ impl FakeCloud {
                 db.data.push_str(c);
             }
         }
-        let settled: Vec<&'static str> = s
-            .operations
-            .values()
-            .filter(|o| !o.never && now >= o.ready_at)
-            .map(|o| o.then_status)
-            .collect();
-        if let Some(last) = settled.last()
-            && s.service_status.as_deref() == Some("OPERATION_IN_PROGRESS") {
-                s.service_status = Some(last.to_string());
+        // The service's status follows its newest operation.
+        let newest = s.operations.iter().max_by_key(|(id, _)| (*id).clone()).map(|(_, o)| o.clone());
+        if let Some(op) = newest {
+            if !op.never && now >= op.ready_at {
+                s.service_status = Some(op.then_status.to_string());
             }
+        }
     }
 
     /// Count the call and apply any fault. Returns whether the thing should hang.
@@ -300,7 +317,7 @@ impl FakeCloud {
             let found = s.faults.iter().position(|(o, _, n)| *o == op && *n > 0);
             found.map(|i| {
                 let kind = s.faults[i].1;
-                if matches!(kind, FaultKind::Throttle(_) | FaultKind::Error) {
+                if kind != FaultKind::Kill {
                     s.faults[i].2 -= 1;
                 }
                 kind
@@ -337,6 +354,7 @@ impl FakeCloud {
         if self.enter(op).await? {
             std::future::pending::<()>().await;
         }
+        self.leave(op).await;
         Ok(())
     }
 
@@ -659,6 +677,11 @@ impl HealthCheck for FakeCloud {
     async fn probe(&self, _url: &str) -> Result<u16, String> {
         self.call(Op::Health).await.map_err(|e| e.to_string())?;
         let mut s = self.lock();
+        if let Some(status) = s.unhealthy_while_migrated {
+            if s.clusters.get(&self.cluster_id).is_some_and(|c| c.data.contains("+migrated")) {
+                return Ok(status);
+            }
+        }
         let i = s.health_calls.min(s.health.len().saturating_sub(1));
         s.health_calls += 1;
         s.health.get(i).copied().ok_or_else(|| "no answer".to_string())

@@ -29,6 +29,36 @@ use crate::config::EnvConfig;
 use crate::output::Reporter;
 use crate::provider::Cloud;
 
+/// Make a journaled run ready to continue. A running or interrupted run goes on
+/// from its first unsettled step; a run whose restore failed retries the
+/// restore. A run that finished otherwise has nothing to resume: `Err` says so.
+pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
+    let retry_restore = record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
+    if record.outcome.is_final() && !retry_restore {
+        return Err(format!("run {} already finished ({}); nothing to resume", record.run_id, record.outcome.as_str()));
+    }
+    if retry_restore {
+        record.step_mut("restore").status = StepStatus::Pending;
+    }
+    record.outcome = Outcome::Running;
+    record.exit_code = None;
+    record.ended_at = None;
+    record.error = None;
+    record.state = None;
+    record.next = None;
+    Ok(())
+}
+
+/// The command that drives a run of this kind.
+pub async fn drive(run: &mut Run) -> Option<RunRecord> {
+    match run.record.command.as_str() {
+        "deploy" => Some(deploy(run).await),
+        "migrate" => Some(migrate_only(run).await),
+        "restore" => Some(restore_only(run).await),
+        _ => None,
+    }
+}
+
 /// How questions are answered: `--yes`, a person at a TTY, or nobody.
 pub trait Confirm: Send + Sync {
     /// `Some(answer)`, or `None` when nobody can be asked.

@@ -161,9 +161,10 @@ fn raw_passwords(url: &str) -> Vec<String> {
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     let mut out = Vec::new();
     if let Some((credentials, _)) = authority.rsplit_once('@')
-        && let Some((_, pw)) = credentials.split_once(':') {
-            out.push(pw.to_string());
-        }
+        && let Some((_, pw)) = credentials.split_once(':')
+    {
+        out.push(pw.to_string());
+    }
     if let Some((_, query)) = rest.split_once('?') {
         out.extend(query.split('&').filter_map(|p| p.strip_prefix("password=")).map(str::to_string));
     }
@@ -212,18 +213,41 @@ fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderError + '_ {
     }
 }
 
-/// `datconnlimit` of database `name` (-2 marks one left invalid by an
-/// interrupted `DROP DATABASE`), or `None` when there is no such database.
-async fn lookup(admin: &Client, name: &str) -> PResult<Option<i32>> {
+/// What ferry needs to know of an existing database.
+struct DbRow {
+    /// -2 marks a database left invalid by an interrupted `DROP DATABASE`.
+    conn_limit: i32,
+    owner: String,
+}
+
+async fn lookup(admin: &Client, name: &str) -> PResult<Option<DbRow>> {
+    if name.len() > MAX_IDENT {
+        // The server would compare its truncation.
+        return Ok(None);
+    }
     let row = admin
-        .query_opt("SELECT datconnlimit FROM pg_database WHERE datname = $1", &[&name])
+        .query_opt("SELECT datconnlimit, pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", &[&name])
         .await
         .map_err(pg_err("looking up a database"))?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| DbRow { conn_limit: r.get(0), owner: r.get(1) }))
 }
 
 async fn exists(admin: &Client, name: &str) -> PResult<bool> {
     Ok(lookup(admin, name).await?.is_some())
+}
+
+/// Create database `target` as a copy of `source`, owned by `source`'s owner (a
+/// file-level copy keeps the owners of everything inside; this keeps the
+/// database's, which PostgreSQL 15 also makes the owner of schema `public`).
+async fn copy_database(admin: &Client, source: &str, owner: &str, target: &str) -> Result<(), tokio_postgres::Error> {
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+            quote_ident(target),
+            quote_ident(source),
+            quote_ident(owner)
+        ))
+        .await
 }
 
 /// Client sessions connected to database `name` (ferry's own are elsewhere).
@@ -268,7 +292,10 @@ impl PgDatabase {
             return Err(ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: expected {URL_SHAPE}")));
         }
         let mut config = Config::from_str(&url).map_err(|e| {
-            ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: {} (expected {URL_SHAPE})", pg_message(&e)))
+            ProviderError::Rejected(format!(
+                "invalid PostgreSQL URL {shown}: {} (expected {URL_SHAPE})",
+                pg_message(&e)
+            ))
         })?;
         let db = match config.get_dbname() {
             Some(db) if !db.is_empty() => db.to_string(),
@@ -356,7 +383,8 @@ impl PgDatabase {
         let mut config = self.config.clone();
         config.dbname(dbname);
         let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            let msg = self.scrub(&format!("cannot connect to PostgreSQL at {}: {}", self.location(dbname), pg_message(&e)));
+            let msg =
+                self.scrub(&format!("cannot connect to PostgreSQL at {}: {}", self.location(dbname), pg_message(&e)));
             match e.code() {
                 Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
                     ProviderError::Throttled(msg)
@@ -440,8 +468,12 @@ impl PgDatabase {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the dump", e))?;
-        std::fs::rename(&tmp, dest).map_err(|e| io_err("moving the dump into place", e))
+        let dest = dest.to_path_buf();
+        blocking(move || {
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the dump", e))?;
+            std::fs::rename(&tmp, &dest).map_err(|e| io_err("moving the dump into place", e))
+        })
+        .await
     }
 
     /// Restore a `pg_dump` file into `target`. The data goes into a staging name
@@ -482,6 +514,10 @@ impl PgDatabase {
     }
 }
 
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> PResult<T> + Send + 'static) -> PResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io_err("background task", e))?
+}
+
 fn remove_if_exists(path: &Path, what: &str) -> PResult<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -502,9 +538,9 @@ impl Database for PgDatabase {
 
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
         let admin = self.admin().await?;
-        Ok(lookup(&admin, id).await?.map(|limit| ClusterInfo {
+        Ok(lookup(&admin, id).await?.map(|row| ClusterInfo {
             id: id.to_string(),
-            status: if limit == -2 { "invalid" } else { "available" }.into(),
+            status: if row.conn_limit == -2 { "invalid" } else { "available" }.into(),
             endpoint: Some(self.endpoint(id)),
             engine: "postgresql".into(),
         }))
@@ -537,11 +573,10 @@ impl Database for PgDatabase {
         } else if dump.is_file() {
             Stored::PgDump { file: dump }
         } else {
-            if !exists(&admin, &self.db).await? {
+            let Some(source) = lookup(&admin, &self.db).await? else {
                 return Err(ProviderError::NotFound(format!("database {}", self.location(&self.db))));
-            }
-            let copy = format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(id), quote_ident(&self.db));
-            match admin.batch_execute(&copy).await {
+            };
+            match copy_database(&admin, &self.db, &source.owner, id).await {
                 Ok(()) => {
                     seal(&admin, id).await?;
                     Stored::PgTemplate { database: id.to_string() }
@@ -595,17 +630,14 @@ impl Database for PgDatabase {
         if exists(&admin, target).await? {
             return Ok(());
         }
-        let entry = self
-            .store
-            .get(snapshot_id)?
-            .ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
+        let entry =
+            self.store.get(snapshot_id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
         match entry.stored {
             Stored::PgTemplate { database } => {
-                if !exists(&admin, &database).await? {
+                let Some(source) = lookup(&admin, &database).await? else {
                     return Err(ProviderError::NotFound(format!("snapshot database {}", self.location(&database))));
-                }
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(target), quote_ident(&database)))
+                };
+                copy_database(&admin, &database, &source.owner, target)
                     .await
                     .map_err(pg_err(&format!("restoring snapshot {snapshot_id} into database {target}")))
             }
@@ -783,6 +815,16 @@ mod tests {
                     eprintln!("could not drop test database {name}: {}", pg_message(&e));
                 }
             }
+            let rows = admin
+                .query("SELECT rolname::text FROM pg_roles WHERE left(rolname, length($1)) = $1", &[&self.name])
+                .await
+                .expect("listing the test's roles");
+            for row in rows {
+                let name: String = row.get(0);
+                if let Err(e) = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name))).await {
+                    eprintln!("could not drop test role {name}: {}", pg_message(&e));
+                }
+            }
         }
     }
 
@@ -810,7 +852,10 @@ mod tests {
     async fn snapshot_then_restore_keeps_the_failed_copy_and_brings_back_every_row() {
         with_server(|s| async move {
             let db = s.database(&s.name);
-            s.create(&s.name).await;
+            // The database belongs to the application's role, not to the one ferry connects as.
+            let owner = format!("{}-owner", s.name);
+            s.admin(&format!("CREATE ROLE {}", quote_ident(&owner))).await;
+            s.admin(&format!("CREATE DATABASE {} OWNER {}", quote_ident(&s.name), quote_ident(&owner))).await;
             rows(&db, "CREATE TABLE t(id serial PRIMARY KEY, v text); INSERT INTO t(v) VALUES ('a'), ('b');").await;
 
             let snap_id = format!("{}-snap", s.name);
@@ -820,7 +865,7 @@ mod tests {
             assert_eq!(db.create_snapshot(&snap_id, &tags()).await.expect("again"), snap, "idempotent");
             let entry = db.store.get(&snap_id).expect("store").expect("metadata");
             assert_eq!(entry.stored, Stored::PgTemplate { database: snap_id.clone() });
-            assert_eq!(db.list_snapshots().await.expect("list"), [snap.clone()]);
+            assert_eq!(db.list_snapshots().await.expect("list"), std::slice::from_ref(&snap));
             assert_eq!(db.describe_snapshot(&snap_id).await.expect("describe"), Some(snap.clone()));
 
             rows(&db, "ALTER TABLE t ADD COLUMN w text; DELETE FROM t WHERE v = 'a'; INSERT INTO t(v) VALUES ('c');")
@@ -851,6 +896,9 @@ mod tests {
                 rows(&db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'").await,
                 ["count", "2"]
             );
+            let owner_sql =
+                "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()";
+            assert_eq!(rows(&db, owner_sql).await, ["owner".to_string(), owner.clone()], "the owner is kept");
             let failed_db = s.database(&failed);
             assert_eq!(rows(&failed_db, "SELECT v, w FROM t ORDER BY id").await, ["v\tw", "b\tNULL", "c\tNULL"]);
             assert_eq!(db.describe(&staging).await.expect("describe"), None);
@@ -1049,13 +1097,18 @@ mod tests {
         let err = PgDatabase::new(format!("postgres://app:{SECRET}@db:notaport/app"), store()).err().expect("port");
         assert!(matches!(err, ProviderError::Rejected(_)) && !err.to_string().contains(SECRET), "{err}");
 
-        let db = PgDatabase::new(format!("postgresql://app:{SECRET}@db:6543/app?sslmode=disable"), store()).expect("ok");
+        let db =
+            PgDatabase::new(format!("postgresql://app:{SECRET}@db:6543/app?sslmode=disable"), store()).expect("ok");
         assert_eq!(db.cluster_id(), "app");
         assert_eq!(db.endpoint("app-restored-1"), "postgresql://app:***@db:6543/app-restored-1?sslmode=disable");
         assert_eq!(db.location("x"), "db:6543/x");
         assert_eq!(db.scrub(&format!("a {SECRET} b")), "a *** b");
         assert_eq!(
-            rewrite_url("postgres://u:p%40ss@h/db?dbname=x&password=q&application_name=a", Some("n\"ew"), Password::Drop),
+            rewrite_url(
+                "postgres://u:p%40ss@h/db?dbname=x&password=q&application_name=a",
+                Some("n\"ew"),
+                Password::Drop
+            ),
             "postgres://u@h/n%22ew?application_name=a"
         );
         assert_eq!(
@@ -1085,6 +1138,7 @@ mod tests {
         assert!(id.len() <= 63 && id.ends_with("é-failed-1"), "{id}");
         assert_eq!(quote_ident("a-b\"c"), "\"a-b\"\"c\"");
         assert!(check_name(&"y".repeat(64)).is_err());
+        assert!(check_name("").is_err());
         assert!(check_name("ok-name").is_ok());
     }
 }

@@ -1,0 +1,421 @@
+//! Layer 1: the deploy runbook against the fake cloud under virtual time.
+//! Every step × every fault (error, throttling then success, hang past its
+//! timeout, process killed then resumed) → expected outcome, exit code and
+//! journal, with DESIGN.md's safety invariants checked in every case.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ferry::config::{self, EnvConfig};
+use ferry::output::{Redactor, Reporter};
+use ferry::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
+use ferry::runbook::journal::{self, Journal};
+use ferry::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
+
+const SECRET: &str = "s3cr3t-t0ken-value";
+const CLUSTER: &str = "app-prod";
+const ORIGINAL: &str = "v1";
+
+fn env_config(extra: &str) -> EnvConfig {
+    let text = format!(
+        r#"
+project = "app"
+[env.prod]
+provider = "aws"
+stack = "prod-stack"
+database = {{ cluster = "{CLUSTER}" }}
+migration = {{ cluster = "${{output:ClusterName}}", task_definition = "td", subnets = "${{output:PrivateSubnetIds}}", security_groups = ["sg-1"], container = "migrate", command = ["alembic", "upgrade", "head"], env = {{ API_TOKEN = {{ value = "{SECRET}", secret = true }} }} }}
+service = {{ apprunner_arn = "arn:aws:apprunner:us-east-1:1:service/app/x" }}
+health = {{ url = "https://app.example.com/readyz", timeout = "5m" }}
+{extra}
+"#
+    );
+    let cfg = config::parse(Path::new("/virtual/ferry.toml"), &text).expect("test config parses");
+    cfg.env("prod").expect("env").clone()
+}
+
+struct Harness {
+    fake: FakeCloud,
+    env: EnvConfig,
+    dir: tempfile::TempDir,
+    output: Arc<Mutex<Vec<u8>>>,
+    options: RunOptions,
+    confirm: Arc<dyn Confirm>,
+}
+
+impl Harness {
+    fn new(env: EnvConfig) -> Self {
+        Harness {
+            fake: FakeCloud::new(CLUSTER, ORIGINAL, true),
+            env,
+            dir: tempfile::tempdir().expect("tempdir"),
+            output: Arc::new(Mutex::new(Vec::new())),
+            options: RunOptions::default(),
+            confirm: Arc::new(NoOneToAsk),
+        }
+    }
+
+    fn reporter(&self) -> Arc<Reporter> {
+        let redactor = Redactor::new(self.env.secrets());
+        Arc::new(Reporter::new(self.output.clone(), false, false, redactor))
+    }
+
+    fn run(&self, journal: Journal, record: RunRecord) -> Run {
+        Run {
+            env: self.env.clone(),
+            cloud: self.fake.cloud(),
+            out: self.reporter(),
+            confirm: self.confirm.clone(),
+            journal,
+            record,
+        }
+    }
+
+    /// Deploy; if a Kill fault fires, the "process" dies there (the future is
+    /// dropped with no chance to record anything), the faults are cleared, and
+    /// `ferry resume` takes over from the journal.
+    async fn deploy(&self) -> (RunRecord, bool) {
+        let steps = plan::deploy_plan(&self.env, &self.options).names();
+        let record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", self.options.clone(), &steps);
+        let run_id = record.run_id.clone();
+        let redactor = Redactor::new(self.env.secrets());
+        let journal = Journal::create(self.dir.path(), &record, redactor.clone()).expect("journal");
+        let killed = self.fake.killed();
+        let first = {
+            let mut run = self.run(journal, record);
+            tokio::select! {
+                r = deploy(&mut run) => Some(r),
+                () = killed.notified() => None,
+            }
+        };
+        if let Some(r) = first {
+            return (r, false);
+        }
+        // What a SIGKILL leaves behind: a journal saying "running".
+        let on_disk = journal::read_run(self.dir.path(), &run_id).expect("journal readable after kill");
+        assert_eq!(on_disk.outcome, Outcome::Running, "a killed run is recorded as running, not finished");
+        self.fake.clear_faults();
+        let (journal, mut record) = Journal::open(self.dir.path(), &run_id, redactor).expect("reopen");
+        prepare_resume(&mut record).expect("a killed run can be resumed");
+        let mut run = self.run(journal, record);
+        (deploy(&mut run).await, true)
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().expect("output")).into_owned()
+    }
+
+    /// DESIGN.md's invariants, checked after every scenario.
+    fn assert_invariants(&self, r: &RunRecord) {
+        let tasks = self.fake.tasks();
+        let clusters = self.fake.clusters();
+        // 1. No migration starts unless this run's snapshot is available.
+        for t in tasks.values() {
+            assert!(t.snapshot_available_at_start, "task of {} started without an available snapshot", t.run_id);
+        }
+        assert!(tasks.len() <= 1, "one task per run, even across a resume: {tasks:?}");
+        // 2. No database deleted or overwritten: the original data survives
+        //    somewhere (the snapshot or a cluster), and whatever the migration
+        //    did to the database is kept too.
+        let at_cluster = clusters.get(CLUSTER).map(|c| c.data.as_str());
+        let any = |d: &str| clusters.values().any(|c| c.data == d);
+        let migrated = tasks.values().any(|_| any("v1+migrated") || any("v1+half-migrated"));
+        match r.outcome {
+            Outcome::Succeeded => assert_eq!(at_cluster, Some("v1+migrated")),
+            Outcome::Aborted => {
+                assert_eq!(at_cluster, Some(ORIGINAL), "aborted runs change nothing");
+                assert_eq!(clusters.len(), 1, "aborted runs create no database");
+            }
+            Outcome::Restored => {
+                assert_eq!(at_cluster, Some(ORIGINAL), "the original id holds the pre-deploy data");
+                let failed = r.restore.as_ref().and_then(|x| x.failed_cluster.clone()).expect("failed copy named");
+                let kept = clusters.get(&failed).map(|c| c.data.as_str());
+                assert!(matches!(kept, Some("v1+half-migrated" | "v1+migrated")), "failed copy kept as the migration left it: {kept:?}");
+            }
+            Outcome::NeedsAttention => {
+                assert!(!tasks.is_empty() && migrated, "needs_attention only after the migration changed data");
+                assert!(!self.fake.snapshot_ids().is_empty(), "the snapshot is kept");
+            }
+            Outcome::Interrupted | Outcome::Running => panic!("run did not finish: {r:?}"),
+        }
+        // 3. The journal on disk is the final record, every step accounted for.
+        let on_disk = journal::read_run(self.dir.path(), &r.run_id).expect("journal");
+        assert_eq!(&on_disk, r, "journal matches the returned record");
+        assert_eq!(r.exit_code, Some(r.outcome.exit_code()));
+        for s in &r.steps {
+            assert_ne!(s.status, StepStatus::Running, "step {} left running", s.name);
+            if s.status != StepStatus::Pending {
+                assert!(s.started_at.is_some() || s.status == StepStatus::Skipped, "step {} has no start", s.name);
+            }
+        }
+        // 4. A failure names the state and the exact next command.
+        if r.outcome != Outcome::Succeeded {
+            assert!(r.error.is_some(), "error missing: {r:?}");
+            assert!(r.state.as_deref().is_some_and(|s| !s.is_empty()), "state missing: {r:?}");
+            assert!(r.next.as_deref().is_some_and(|n| n.starts_with("ferry ")), "next command missing: {r:?}");
+        }
+        // 5. Secrets reach neither output nor journal.
+        let journal_text = std::fs::read_to_string(self.dir.path().join("runs").join(format!("{}.json", r.run_id))).expect("journal text");
+        assert!(!journal_text.contains(SECRET), "secret in the journal");
+        assert!(!self.output().contains(SECRET), "secret in the output");
+        // The service is never left paused after a completed restore or a clean run.
+        if matches!(r.outcome, Outcome::Succeeded | Outcome::Restored | Outcome::Aborted) {
+            assert_eq!(self.fake.service_status().as_deref(), Some("RUNNING"));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Error,
+    Throttle,
+    Hang,
+    Kill,
+}
+
+/// Arm `fault` at `step` of a deploy. Returns whether the migration should fail
+/// (so the restore step runs).
+fn arm(h: &Harness, step: &str, fault: Fault) {
+    let kind = match fault {
+        Fault::Error => FaultKind::Error,
+        Fault::Throttle => FaultKind::Throttle(3),
+        Fault::Hang => FaultKind::Hang,
+        Fault::Kill => FaultKind::Kill,
+    };
+    match step {
+        "preflight" => h.fake.fault(Op::Describe, kind),
+        "snapshot" => h.fake.fault(Op::CreateSnapshot, kind),
+        "migrate" => h.fake.fault(Op::StartTask, kind),
+        "verify" => match fault {
+            // The new code answers 500 on the migrated schema, until the restore.
+            Fault::Error => h.fake.set_unhealthy_while_migrated(500),
+            Fault::Throttle => h.fake.set_health(vec![503, 503, 200]),
+            Fault::Hang | Fault::Kill => h.fake.fault(Op::Health, kind),
+        },
+        "restore" => {
+            h.fake.set_task_script(TaskScript::fails_halfway());
+            h.fake.fault(Op::RestoreSnapshot, kind);
+        }
+        "rename" => {
+            h.fake.set_task_script(TaskScript::fails_halfway());
+            h.fake.fault(Op::Rename, kind);
+        }
+        "service" => {
+            h.fake.set_task_script(TaskScript::fails_halfway());
+            h.fake.fault(Op::ServicePause, kind);
+        }
+        other => panic!("unknown step {other}"),
+    }
+}
+
+fn expected(step: &str, fault: Fault) -> Outcome {
+    use Outcome::*;
+    match (step, fault) {
+        ("preflight" | "snapshot", Fault::Error | Fault::Hang) => Aborted,
+        ("migrate", Fault::Error) => Aborted,
+        ("migrate", Fault::Hang) => Restored,
+        ("verify", Fault::Error | Fault::Hang) => Restored,
+        ("restore" | "rename" | "service", Fault::Error | Fault::Hang) => NeedsAttention,
+        ("restore" | "rename" | "service", Fault::Throttle | Fault::Kill) => Restored,
+        (_, Fault::Throttle | Fault::Kill) => Succeeded,
+        _ => unreachable!(),
+    }
+}
+
+async fn scenario(step: &str, fault: Fault) {
+    let h = Harness::new(env_config(""));
+    arm(&h, step, fault);
+    let (r, resumed) = h.deploy().await;
+    let want = expected(step, fault);
+    assert_eq!(r.outcome, want, "{step} × {fault:?}: {r:#?}\noutput:\n{}", h.output());
+    assert_eq!(resumed, matches!(fault, Fault::Kill), "{step} × {fault:?}: kill fault fired iff armed");
+    h.assert_invariants(&r);
+    if let Outcome::NeedsAttention = want {
+        // A failed restore is retried by `ferry resume`, which then completes it.
+        let next = r.next.clone().unwrap_or_default();
+        assert!(next.starts_with("ferry resume"), "{step} × {fault:?}: {next}");
+        h.fake.recover();
+        let redactor = Redactor::new(h.env.secrets());
+        let (journal, mut record) = Journal::open(h.dir.path(), &r.run_id, redactor).expect("reopen");
+        prepare_resume(&mut record).expect("failed restore is resumable");
+        let mut run = h.run(journal, record);
+        let again = deploy(&mut run).await;
+        assert_eq!(again.outcome, Outcome::Restored, "resume after {step} × {fault:?}: {again:#?}\n{}", h.output());
+        h.assert_invariants(&again);
+    }
+}
+
+macro_rules! matrix {
+    ($($name:ident: $step:literal, $fault:ident;)*) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $name() {
+                scenario($step, Fault::$fault).await;
+            }
+        )*
+    };
+}
+
+matrix! {
+    preflight_error: "preflight", Error;
+    preflight_throttled: "preflight", Throttle;
+    preflight_hang: "preflight", Hang;
+    preflight_killed: "preflight", Kill;
+    snapshot_error: "snapshot", Error;
+    snapshot_throttled: "snapshot", Throttle;
+    snapshot_hang: "snapshot", Hang;
+    snapshot_killed: "snapshot", Kill;
+    migrate_error: "migrate", Error;
+    migrate_throttled: "migrate", Throttle;
+    migrate_hang: "migrate", Hang;
+    migrate_killed: "migrate", Kill;
+    verify_error: "verify", Error;
+    verify_throttled: "verify", Throttle;
+    verify_hang: "verify", Hang;
+    verify_killed: "verify", Kill;
+    restore_error: "restore", Error;
+    restore_throttled: "restore", Throttle;
+    restore_hang: "restore", Hang;
+    restore_killed: "restore", Kill;
+    rename_error: "rename", Error;
+    rename_throttled: "rename", Throttle;
+    rename_hang: "rename", Hang;
+    rename_killed: "rename", Kill;
+    service_pause_error: "service", Error;
+    service_pause_throttled: "service", Throttle;
+    service_pause_hang: "service", Hang;
+    service_pause_killed: "service", Kill;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_that_fails_is_restored_with_the_failed_cluster_kept() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored);
+    assert_eq!(r.exit_code, Some(4));
+    let restore = r.restore.clone().expect("restore record");
+    assert_eq!(restore.restored_cluster, CLUSTER);
+    assert!(restore.failed_cluster.as_deref().is_some_and(|f| f.starts_with("app-prod-failed-")));
+    assert_eq!(r.task.as_ref().and_then(|t| t.exit_code), Some(1));
+    let out = h.output();
+    assert!(out.contains("ERROR: column \"x\" does not exist"), "task logs streamed:\n{out}");
+    assert_eq!(h.fake.calls(Op::ServicePause), 1);
+    assert_eq!(h.fake.calls(Op::ServiceResume), 1);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_on_failure_never_leaves_it_to_a_human_with_the_restore_command() {
+    let h = Harness::new(env_config("restore_on_failure = \"never\""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NeedsAttention);
+    let snap = r.snapshot.clone().expect("snapshot").id;
+    assert_eq!(r.next.as_deref(), Some(format!("ferry restore prod --snapshot {snap}").as_str()));
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_restore_flag_skips_the_restore() {
+    let mut h = Harness::new(env_config(""));
+    h.options.no_restore = true;
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NeedsAttention);
+    assert_eq!(r.step("restore").map(|s| s.status), Some(StepStatus::Skipped));
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn prompt_without_anyone_to_ask_does_not_restore_but_yes_does() {
+    let h = Harness::new(env_config("restore_on_failure = \"prompt\""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NeedsAttention);
+    assert!(r.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default().contains("nobody to ask"));
+
+    let mut h = Harness::new(env_config("restore_on_failure = \"prompt\""));
+    h.confirm = Arc::new(AssumeYes);
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_cannot_start_aborts_with_its_reason() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript {
+        start_failure: Some("CannotPullContainerError: image not found".into()),
+        ..TaskScript::succeeds()
+    });
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.exit_code, Some(3));
+    assert!(r.error.as_deref().unwrap_or_default().contains("CannotPullContainerError"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0, "nothing ran, nothing to restore");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_new_cluster_strategy_points_the_service_at_the_new_endpoint() {
+    let h = Harness::new(env_config("restore_strategy = \"new-cluster\""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored);
+    let restore = r.restore.clone().expect("restore");
+    assert!(restore.restored_cluster.starts_with("app-prod-restored-"));
+    assert_eq!(restore.failed_cluster, None);
+    let clusters = h.fake.clusters();
+    assert_eq!(clusters.get(CLUSTER).map(|c| c.data.as_str()), Some("v1+half-migrated"), "untouched");
+    assert_eq!(clusters.get(&restore.restored_cluster).map(|c| c.data.as_str()), Some(ORIGINAL));
+    let url = h.fake.service_env().get("DATABASE_URL").cloned().unwrap_or_default();
+    assert!(url.contains(&format!("{}.cluster.fake.local", restore.restored_cluster)), "{url}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
+    let h = Harness::new(env_config(""));
+    let steps = plan::deploy_plan(&h.env, &h.options).names();
+    let record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
+    let redactor = Redactor::new(h.env.secrets());
+    let journal = Journal::create(h.dir.path(), &record, redactor.clone()).expect("journal");
+    let mut run = h.run(journal, record);
+    // The "signal" arrives 2 minutes in: the snapshot (90 s) is done, the task runs.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(100), deploy(&mut run)).await;
+    assert!(first.is_err(), "still running when the signal arrives");
+    let r = run.interrupted();
+    assert_eq!(r.outcome, Outcome::Interrupted);
+    assert_eq!(r.exit_code, Some(130));
+    assert!(r.state.as_deref().unwrap_or_default().contains("still running"), "{r:?}");
+    assert_eq!(r.next.as_deref(), Some(format!("ferry resume {}", r.run_id).as_str()));
+    let tasks = h.fake.tasks();
+    assert_eq!(tasks.len(), 1);
+    drop(run);
+
+    let (journal, mut record) = Journal::open(h.dir.path(), &r.run_id, redactor).expect("reopen");
+    prepare_resume(&mut record).expect("resumable");
+    let mut run = h.run(journal, record);
+    let done = deploy(&mut run).await;
+    assert_eq!(done.outcome, Outcome::Succeeded, "{done:#?}");
+    assert_eq!(h.fake.tasks().len(), 1, "the resumed run waited for the same task");
+    h.assert_invariants(&done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_stays_within_api_budgets() {
+    // A 60-minute snapshot wait: at most ~10 describe calls a minute once ramped up.
+    let h = Harness::new(env_config("timeouts = { snapshot = \"2h\" }"));
+    let fake = FakeCloud::new(CLUSTER, ORIGINAL, true).with_latency(ferry::provider::fake::Latency {
+        snapshot: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    });
+    let h = Harness { fake, ..h };
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded);
+    let calls = h.fake.calls(Op::DescribeSnapshot);
+    assert!(calls <= 400, "{calls} DescribeDBClusterSnapshots calls in an hour");
+    assert!(calls >= 300, "{calls}: polling should stay near the 10 s cap, not slower");
+}
