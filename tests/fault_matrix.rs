@@ -77,7 +77,8 @@ impl Harness {
     /// `ferry resume` takes over from the journal.
     async fn deploy(&self) -> (RunRecord, bool) {
         let steps = plan::deploy_plan(&self.env, &self.options).names();
-        let record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", self.options.clone(), &steps);
+        let record =
+            RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", self.options.clone(), &steps);
         let run_id = record.run_id.clone();
         let redactor = Redactor::new(self.env.secrets());
         let journal = Journal::create(self.dir.path(), &record, redactor.clone()).expect("journal");
@@ -131,7 +132,10 @@ impl Harness {
                 assert_eq!(at_cluster, Some(ORIGINAL), "the original id holds the pre-deploy data");
                 let failed = r.restore.as_ref().and_then(|x| x.failed_cluster.clone()).expect("failed copy named");
                 let kept = clusters.get(&failed).map(|c| c.data.as_str());
-                assert!(matches!(kept, Some("v1+half-migrated" | "v1+migrated")), "failed copy kept as the migration left it: {kept:?}");
+                assert!(
+                    matches!(kept, Some("v1+half-migrated" | "v1+migrated")),
+                    "failed copy kept as the migration left it: {kept:?}"
+                );
             }
             Outcome::NeedsAttention => {
                 assert!(!tasks.is_empty() && migrated, "needs_attention only after the migration changed data");
@@ -156,7 +160,8 @@ impl Harness {
             assert!(r.next.as_deref().is_some_and(|n| n.starts_with("ferry ")), "next command missing: {r:?}");
         }
         // 5. Secrets reach neither output nor journal.
-        let journal_text = std::fs::read_to_string(self.dir.path().join("runs").join(format!("{}.json", r.run_id))).expect("journal text");
+        let journal_text = std::fs::read_to_string(self.dir.path().join("runs").join(format!("{}.json", r.run_id)))
+            .expect("journal text");
         assert!(!journal_text.contains(SECRET), "secret in the journal");
         assert!(!self.output().contains(SECRET), "secret in the output");
         // The service is never left paused after a completed restore or a clean run.
@@ -379,7 +384,8 @@ async fn the_new_cluster_strategy_points_the_service_at_the_new_endpoint() {
 async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let h = Harness::new(env_config(""));
     let steps = plan::deploy_plan(&h.env, &h.options).names();
-    let record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
+    let record =
+        RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
     let redactor = Redactor::new(h.env.secrets());
     let journal = Journal::create(h.dir.path(), &record, redactor.clone()).expect("journal");
     let mut run = h.run(journal, record);

@@ -32,7 +32,9 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     })?;
     // Statements before a failing one may have been applied: a person must look.
     let rows = db.exec(&sql, create).await.map_err(|e| match e {
-        ProviderError::NotFound(what) => CommandError::Failed(format!("{what} does not exist (--create makes a new SQLite file)")),
+        ProviderError::NotFound(what) => {
+            CommandError::Failed(format!("{what} does not exist (--create makes a new SQLite file)"))
+        }
         other => CommandError::NeedsAttention(format!("{other}; statements before it were applied")),
     })?;
     for row in rows {

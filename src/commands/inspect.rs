@@ -70,7 +70,10 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     let last = list_runs(&ctx.config.state_dir).into_iter().find(|r| r.env == env.name);
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
-        print_json(&json!({ "env": env.name, "database": info, "snapshots": snaps, "running_tasks": tasks, "last_run": last }), &redactor);
+        print_json(
+            &json!({ "env": env.name, "database": info, "snapshots": snaps, "running_tasks": tasks, "last_run": last }),
+            &redactor,
+        );
         return Ok(0);
     }
     match &info {
@@ -91,7 +94,9 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         println!("migration  {} {}", t.id, t.status);
     }
     match &last {
-        Some(r) => println!("last run   {} {} {} (exit {})", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code()),
+        Some(r) => {
+            println!("last run   {} {} {} (exit {})", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code())
+        }
         None => println!("last run   none"),
     }
     Ok(0)
@@ -115,7 +120,9 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
                 .into_iter()
                 .filter(|r| r.env == env.name)
                 .find_map(|r| r.task)
-                .ok_or_else(|| CommandError::Usage(format!("no run of {} has started a migration task yet", env.name)))?;
+                .ok_or_else(|| {
+                    CommandError::Usage(format!("no run of {} has started a migration task yet", env.name))
+                })?;
             (t.arn, t.log_stream)
         }
     };
@@ -166,7 +173,14 @@ pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
                 eprintln!("no runs yet in {}", ctx.config.state_dir.display());
             }
             for r in runs {
-                println!("{:<40} {:<8} {:<16} exit {:<3} {}", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code(), r.started_at.to_rfc3339());
+                println!(
+                    "{:<40} {:<8} {:<16} exit {:<3} {}",
+                    r.run_id,
+                    r.command,
+                    r.outcome.as_str(),
+                    r.outcome.exit_code(),
+                    r.started_at.to_rfc3339()
+                );
             }
             Ok(0)
         }

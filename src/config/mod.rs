@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use raw::{Inherit, RawEnv, RawEnvValue, RawFile};
+pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
 
@@ -316,7 +316,10 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     let snapshot_prefix = prefix_raw.replace("{project}", project).replace("{env}", name);
     // The prefix is followed by -yyyymmdd-hhmmss: check a full id now.
     check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000")).map_err(|e| {
-        (prefix_span.clone(), format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"))
+        (
+            prefix_span.clone(),
+            format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"),
+        )
     })?;
 
     let t = raw.timeouts.unwrap_or_default();
@@ -350,10 +353,16 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     match (provider, runner) {
         (ProviderKind::Local, RunnerKind::Command) | (ProviderKind::Aws, RunnerKind::Ecs | RunnerKind::Apprunner) => {}
         (ProviderKind::Local, _) => {
-            return Err(err(format!("migration.runner = {:?} needs provider = \"aws\"; the local provider runs runner = \"command\"", kebab(&runner))));
+            return Err(err(format!(
+                "migration.runner = {:?} needs provider = \"aws\"; the local provider runs runner = \"command\"",
+                kebab(&runner)
+            )));
         }
         (ProviderKind::Aws, _) => {
-            return Err(err("migration.runner = \"command\" is for provider = \"local\"; on aws use \"ecs\" or \"apprunner\"".into()));
+            return Err(err(
+                "migration.runner = \"command\" is for provider = \"local\"; on aws use \"ecs\" or \"apprunner\""
+                    .into(),
+            ));
         }
     }
     let command = m.command.unwrap_or_default();
@@ -405,7 +414,9 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     let service = match raw.service {
         None => None,
         Some(_) if provider == ProviderKind::Local => {
-            return Err(err("[service] (App Runner) needs provider = \"aws\"; the local provider has no app service".into()));
+            return Err(err(
+                "[service] (App Runner) needs provider = \"aws\"; the local provider has no app service".into()
+            ));
         }
         Some(s) => Some(ServiceConfig {
             apprunner_arn: s.apprunner_arn.ok_or_else(|| err("service needs apprunner_arn".into()))?,
@@ -449,9 +460,10 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         health,
     };
     if cfg.stack.is_none()
-        && let Some(first) = cfg.output_refs().first() {
-            return Err(err(format!("${{output:{first}}} is used but no `stack` is set to read outputs from")));
-        }
+        && let Some(first) = cfg.output_refs().first()
+    {
+        return Err(err(format!("${{output:{first}}} is used but no `stack` is set to read outputs from")));
+    }
     Ok(cfg)
 }
 

@@ -25,9 +25,8 @@ impl HumanDuration {
             if digits == 0 {
                 return Err(format!("invalid duration {text:?}: {expected}"));
             }
-            let number: u128 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+            let number: u128 =
+                rest[..digits].parse().map_err(|_| format!("invalid duration {text:?}: number too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let millis_per = match &rest[..unit_len] {
@@ -37,14 +36,10 @@ impl HumanDuration {
                 "h" => 3_600_000,
                 "d" => 86_400_000,
                 "" => {
-                    return Err(format!(
-                        "invalid duration {text:?}: missing unit after {number} ({expected})"
-                    ));
+                    return Err(format!("invalid duration {text:?}: missing unit after {number} ({expected})"));
                 }
                 other => {
-                    return Err(format!(
-                        "invalid duration {text:?}: unknown unit {other:?} ({expected})"
-                    ));
+                    return Err(format!("invalid duration {text:?}: unknown unit {other:?} ({expected})"));
                 }
             };
             total = total
@@ -112,9 +107,8 @@ impl Template {
                 parts.push(Part::Literal(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unclosed reference in {raw:?}: expected ${{output:Name}}"))?;
+            let end =
+                after.find('}').ok_or_else(|| format!("unclosed reference in {raw:?}: expected ${{output:Name}}"))?;
             let inner = &after[..end];
             let name = inner.strip_prefix("output:").ok_or_else(|| {
                 format!("unknown reference ${{{inner}}} in {raw:?}: only ${{output:Name}} is supported")
@@ -228,10 +222,7 @@ impl DbUrl {
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(DbUrl::Postgres(s.to_string()))
         } else {
-            Err(format!(
-                "invalid database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
-                redact_url(s)
-            ))
+            Err(format!("invalid database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB", redact_url(s)))
         }
     }
 }
@@ -250,12 +241,9 @@ pub fn redact_url(s: &str) -> String {
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}://{}:***{}",
-            &s[..scheme_end],
-            &authority[..colon],
-            &rest[at..]
-        ),
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}://{}:***{}", &s[..scheme_end], &authority[..colon], &rest[at..])
+        }
         _ => s.to_string(),
     }
 }

@@ -301,11 +301,10 @@ impl FakeCloud {
         }
         // The service's status follows its newest operation.
         let newest = s.operations.iter().max_by_key(|(id, _)| (*id).clone()).map(|(_, o)| o.clone());
-        if let Some(op) = newest {
-            if !op.never && now >= op.ready_at {
+        if let Some(op) = newest
+            && !op.never && now >= op.ready_at {
                 s.service_status = Some(op.then_status.to_string());
             }
-        }
     }
 
     /// Count the call and apply any fault. Returns whether the thing should hang.
@@ -367,10 +366,8 @@ impl FakeCloud {
     fn new_operation(&self, then_status: &'static str, never: bool) -> String {
         let id = self.new_id("op");
         let mut s = self.lock();
-        s.operations.insert(
-            id.clone(),
-            FakeOperation { ready_at: Instant::now() + self.latency.service, never, then_status },
-        );
+        s.operations
+            .insert(id.clone(), FakeOperation { ready_at: Instant::now() + self.latency.service, never, then_status });
         s.service_status = Some("OPERATION_IN_PROGRESS".into());
         id
     }
@@ -460,11 +457,18 @@ impl Database for FakeCloud {
         {
             let mut s = self.lock();
             if !s.clusters.contains_key(target) {
-                let snap = s.snapshots.get(snapshot_id).ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
+                let snap = s
+                    .snapshots
+                    .get(snapshot_id)
+                    .ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
                 if current(snap).status != SnapshotStatus::Available {
                     return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not available")));
                 }
-                let db = FakeDb { data: snap.data.clone(), ready_at: Instant::now() + self.latency.restore, never_ready: hang };
+                let db = FakeDb {
+                    data: snap.data.clone(),
+                    ready_at: Instant::now() + self.latency.restore,
+                    never_ready: hang,
+                };
                 s.clusters.insert(target.to_string(), db);
             }
         }
@@ -519,7 +523,8 @@ impl MigrationRunner for FakeCloud {
                 let script = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let mut s = self.lock();
                 let snapshot_available_at_start = s.snapshots.values().any(|snap| {
-                    snap.snapshot.tags.get(TAG_RUN_ID) == Some(&spec.run_id) && current(snap).status == SnapshotStatus::Available
+                    snap.snapshot.tags.get(TAG_RUN_ID) == Some(&spec.run_id)
+                        && current(snap).status == SnapshotStatus::Available
                 });
                 s.tasks.insert(
                     id.clone(),
@@ -607,9 +612,8 @@ impl LogSource for FakeCloud {
         let Some(t) = s.tasks.get(stream) else { return Ok(LogPage { events: Vec::new(), next: cursor.clone() }) };
         let n = t.script.logs.len() as u32;
         // Line i is written at (i+1)/(n+1) of the runtime.
-        let visible = (0..n)
-            .take_while(|i| now >= t.started + t.script.runtime * (i + 1) / (n + 1) || t.applied)
-            .count();
+        let visible =
+            (0..n).take_while(|i| now >= t.started + t.script.runtime * (i + 1) / (n + 1) || t.applied).count();
         let events: Vec<LogEvent> = t.script.logs[from.min(visible)..visible]
             .iter()
             .map(|m| LogEvent { timestamp: Utc::now(), message: m.clone() })
@@ -667,7 +671,10 @@ impl AppService for FakeCloud {
         self.call(Op::OperationDone).await?;
         let now = Instant::now();
         let s = self.lock();
-        let op = s.operations.get(operation_id).ok_or_else(|| ProviderError::NotFound(format!("operation {operation_id}")))?;
+        let op = s
+            .operations
+            .get(operation_id)
+            .ok_or_else(|| ProviderError::NotFound(format!("operation {operation_id}")))?;
         Ok((!op.never && now >= op.ready_at).then_some(true))
     }
 }
@@ -677,11 +684,10 @@ impl HealthCheck for FakeCloud {
     async fn probe(&self, _url: &str) -> Result<u16, String> {
         self.call(Op::Health).await.map_err(|e| e.to_string())?;
         let mut s = self.lock();
-        if let Some(status) = s.unhealthy_while_migrated {
-            if s.clusters.get(&self.cluster_id).is_some_and(|c| c.data.contains("+migrated")) {
+        if let Some(status) = s.unhealthy_while_migrated
+            && s.clusters.get(&self.cluster_id).is_some_and(|c| c.data.contains("+migrated")) {
                 return Ok(status);
             }
-        }
         let i = s.health_calls.min(s.health.len().saturating_sub(1));
         s.health_calls += 1;
         s.health.get(i).copied().ok_or_else(|| "no answer".to_string())

@@ -48,7 +48,12 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     let migrating = run.record.task.is_some();
     let outcome = if migrating { Outcome::NeedsAttention } else { Outcome::Aborted };
     let next = format!("ferry status {}", run.env.name);
-    run.finish(outcome, Some(e.to_string()), Some("the journal could not be written; check the state before acting".into()), Some(next))
+    run.finish(
+        outcome,
+        Some(e.to_string()),
+        Some("the journal could not be written; check the state before acting".into()),
+        Some(next),
+    )
 }
 
 async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
@@ -63,11 +68,12 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             continue;
         }
         if let Some(reason) = &step.skipped
-            && (!step.only_on_failure || failure.is_some()) {
-                run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
-                run.end(step.name, StepStatus::Skipped, reason)?;
-                continue;
-            }
+            && (!step.only_on_failure || failure.is_some())
+        {
+            run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+            run.end(step.name, StepStatus::Skipped, reason)?;
+            continue;
+        }
         if step.only_on_failure && failure.is_none() && plan.command == "deploy" {
             run.record.step_mut(step.name).status = StepStatus::Skipped;
             run.record.step_mut(step.name).detail = Some("not needed".into());
@@ -79,7 +85,9 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             StepKind::Preflight => {
                 let with_snapshot = plan.command == "deploy" && !run.record.options.no_snapshot;
                 let result = match preflight(run, with_snapshot).await {
-                    Ok(found) if plan.command == "restore" => check_snapshot(run).await.map(|s| format!("{found}, {s}")),
+                    Ok(found) if plan.command == "restore" => {
+                        check_snapshot(run).await.map(|s| format!("{found}, {s}"))
+                    }
                     other => other,
                 };
                 match result {
@@ -137,13 +145,21 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
     let restored = run.record.step_status("restore") == StepStatus::Succeeded;
-    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available.to_string()).map(|s| s.id.clone());
+    let snapshot = run
+        .record
+        .snapshot
+        .as_ref()
+        .filter(|s| s.status == SnapshotStatus::Available.to_string())
+        .map(|s| s.id.clone());
     let run_id = run.record.run_id.clone();
     match (plan.command, failure) {
         ("restore", _) => {
             let r = run.record.restore.clone();
             let state = r.map(|r| match r.failed_cluster {
-                Some(f) => format!("{} holds the data of {}; the database it replaced is kept as {f}", r.restored_cluster, r.snapshot_id),
+                Some(f) => format!(
+                    "{} holds the data of {}; the database it replaced is kept as {f}",
+                    r.restored_cluster, r.snapshot_id
+                ),
                 None => format!("{} holds the data of {}", r.restored_cluster, r.snapshot_id),
             });
             run.finish(Outcome::Succeeded, None, state, None)
@@ -158,8 +174,12 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         (_, Some(error)) if restored => {
             let r = run.record.restore.clone();
             let state = r.map(|r| {
-                let kept = r.failed_cluster.map(|f| format!("; the failed database is kept as {f}")).unwrap_or_default();
-                format!("{} holds the data of snapshot {} (taken before the migration){kept}", r.restored_cluster, r.snapshot_id)
+                let kept =
+                    r.failed_cluster.map(|f| format!("; the failed database is kept as {f}")).unwrap_or_default();
+                format!(
+                    "{} holds the data of snapshot {} (taken before the migration){kept}",
+                    r.restored_cluster, r.snapshot_id
+                )
             });
             let next = format!("ferry logs {env} --run {run_id}");
             run.finish(Outcome::Restored, Some(error), state, Some(next))
@@ -173,11 +193,15 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             let why = run.record.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
             let (state, next) = match &snapshot {
                 Some(s) => (
-                    format!("the database was NOT restored ({why}) and may be partly migrated; snapshot {s} holds the data from before the migration"),
+                    format!(
+                        "the database was NOT restored ({why}) and may be partly migrated; snapshot {s} holds the data from before the migration"
+                    ),
                     format!("ferry restore {env} --snapshot {s}"),
                 ),
                 None => (
-                    format!("the database was NOT restored ({why}) and may be partly migrated; this run took no snapshot"),
+                    format!(
+                        "the database was NOT restored ({why}) and may be partly migrated; this run took no snapshot"
+                    ),
                     format!("ferry snapshot list {env}"),
                 ),
             };
@@ -194,7 +218,10 @@ fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError
     run.end(step, StepStatus::Failed, &message)?;
     let mut state = format!("nothing was changed: {} is as it was", run.cloud.database.cluster_id());
     if let Some(s) = run.record.snapshot.as_ref().filter(|s| s.status != "available") {
-        state.push_str(&format!("; snapshot {} was left {} (delete it with `ferry snapshot delete {} {}`)", s.id, s.status, run.env.name, s.id));
+        state.push_str(&format!(
+            "; snapshot {} was left {} (delete it with `ferry snapshot delete {} {}`)",
+            s.id, s.status, run.env.name, s.id
+        ));
     }
     let next = match run.record.command.as_str() {
         "restore" => format!("ferry snapshot list {}", run.env.name),

@@ -24,7 +24,8 @@ const STOP_WAIT: Duration = Duration::from_secs(90);
 pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let handle = start(run).await?;
     run.out.group_start(&format!("migration logs ({})", handle.id));
-    let mut stream = LogStream { logs: run.cloud.logs.as_ref(), name: &handle.log_stream, cursor: LogCursor::default() };
+    let mut stream =
+        LogStream { logs: run.cloud.logs.as_ref(), name: &handle.log_stream, cursor: LogCursor::default() };
     let (state, timed_out) = watch(run, &handle, &mut stream).await;
     stream.drain(run).await;
     run.out.group_end();

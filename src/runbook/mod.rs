@@ -33,7 +33,8 @@ use crate::provider::Cloud;
 /// from its first unsettled step; a run whose restore failed retries the
 /// restore. A run that finished otherwise has nothing to resume: `Err` says so.
 pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
-    let retry_restore = record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
+    let retry_restore =
+        record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
     if record.outcome.is_final() && !retry_restore {
         return Err(format!("run {} already finished ({}); nothing to resume", record.run_id, record.outcome.as_str()));
     }
@@ -137,7 +138,13 @@ impl Run {
     }
 
     /// Close the run with an outcome; the record is saved and returned.
-    fn finish(&mut self, outcome: Outcome, error: Option<String>, state: Option<String>, next: Option<String>) -> RunRecord {
+    fn finish(
+        &mut self,
+        outcome: Outcome,
+        error: Option<String>,
+        state: Option<String>,
+        next: Option<String>,
+    ) -> RunRecord {
         let clean = |s: Option<String>| s.map(|s| self.out.redactor().clean(&s));
         self.record.outcome = outcome;
         self.record.exit_code = Some(outcome.exit_code());

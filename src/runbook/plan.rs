@@ -142,7 +142,11 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     let mut snapshot = step(
         StepKind::Snapshot,
         vec![
-            format!("create snapshot {}-<yyyymmdd-hhmmss> of {}, tagged with the run", env.snapshot_prefix, env.database_label()),
+            format!(
+                "create snapshot {}-<yyyymmdd-hhmmss> of {}, tagged with the run",
+                env.snapshot_prefix,
+                env.database_label()
+            ),
             format!("wait until it is available (within {})", format_duration(env.timeouts.snapshot)),
         ],
     );

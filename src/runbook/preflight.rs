@@ -21,7 +21,8 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
     let active = call("list migration tasks", || runner.active_tasks())
         .await
         .map_err(|e| StepError::Abort(format!("cannot list migration tasks: {e}")))?;
-    let others: Vec<_> = active.iter().filter(|t| Some(t.id.as_str()) != run.record.task.as_ref().map(|t| t.arn.as_str())).collect();
+    let others: Vec<_> =
+        active.iter().filter(|t| Some(t.id.as_str()) != run.record.task.as_ref().map(|t| t.arn.as_str())).collect();
     if !others.is_empty() {
         let ids: Vec<String> = others.iter().map(|t| format!("{} ({})", t.id, t.status)).collect();
         return Err(StepError::Abort(format!(

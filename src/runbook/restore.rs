@@ -34,7 +34,8 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
                 snapshot_id: snapshot_id.to_string(),
                 restored_cluster: staging.clone(),
                 strategy,
-                failed_cluster: (strategy == RestoreStrategy::Rename).then(|| db.sibling_id(&format!("failed-{stamp}"))),
+                failed_cluster: (strategy == RestoreStrategy::Rename)
+                    .then(|| db.sibling_id(&format!("failed-{stamp}"))),
                 staging_cluster: staging,
                 endpoint: None,
             }
@@ -60,7 +61,9 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
 
     if let Some(service) = run.cloud.service.clone() {
         run.out.info("    pausing the App Runner service");
-        let op = call("pause the service", || service.pause()).await.map_err(|e| format!("cannot pause the service: {e}"))?;
+        let op = call("pause the service", || service.pause())
+            .await
+            .map_err(|e| format!("cannot pause the service: {e}"))?;
         wait_operation(run, op, "pausing the service").await?;
     }
 
@@ -101,15 +104,18 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
 
     if let Some(service) = run.cloud.service.clone() {
         if names.strategy == RestoreStrategy::NewCluster
-            && let (Some(endpoint), Some(cfg)) = (&info.endpoint, run.env.service.clone()) {
-                run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
-                let op = call("update the service", || service.replace_env_host(&cfg.database_url_var, endpoint))
-                    .await
-                    .map_err(|e| format!("cannot update the service's {}: {e}", cfg.database_url_var))?;
-                wait_operation(run, op, "updating the service").await?;
-            }
+            && let (Some(endpoint), Some(cfg)) = (&info.endpoint, run.env.service.clone())
+        {
+            run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
+            let op = call("update the service", || service.replace_env_host(&cfg.database_url_var, endpoint))
+                .await
+                .map_err(|e| format!("cannot update the service's {}: {e}", cfg.database_url_var))?;
+            wait_operation(run, op, "updating the service").await?;
+        }
         run.out.info("    resuming the App Runner service");
-        let op = call("resume the service", || service.resume()).await.map_err(|e| format!("cannot resume the service: {e}"))?;
+        let op = call("resume the service", || service.resume())
+            .await
+            .map_err(|e| format!("cannot resume the service: {e}"))?;
         wait_operation(run, op, "resuming the service").await?;
     }
 
@@ -119,7 +125,8 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
     }
     let _ = run.save();
 
-    let verified = verify(run).await.map_err(|e| format!("the restored database is in place, but verify failed: {e}"))?;
+    let verified =
+        verify(run).await.map_err(|e| format!("the restored database is in place, but verify failed: {e}"))?;
     let mut done = format!("{final_id} restored from {}", names.snapshot_id);
     if let Some(failed) = &names.failed_cluster {
         done.push_str(&format!("; failed database kept as {failed}"));

@@ -43,13 +43,15 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     let out = run.out.clone();
     let limit = run.timeouts().snapshot;
     let result = wait_snapshot(db.as_ref(), &id, limit, &out, |snap| {
-        run.record.snapshot = Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });
+        run.record.snapshot =
+            Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });
         let _ = run.journal.save(&run.record);
     })
     .await;
     match result {
         Ok(s) => {
-            run.record.snapshot = Some(SnapshotRecord { id: s.id.clone(), status: s.status.to_string(), percent: s.percent });
+            run.record.snapshot =
+                Some(SnapshotRecord { id: s.id.clone(), status: s.status.to_string(), percent: s.percent });
             run.save()?;
             Ok(format!("snapshot {id} available"))
         }
@@ -87,19 +89,20 @@ pub async fn wait_snapshot(
         |state, waited| {
             out.progress(&format!("{what}: {state} ({}s)", waited.as_secs()));
             if let Some(s) = latest.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-                && last_percent != Some(s.percent) {
-                    last_percent = Some(s.percent);
-                    seen(s);
-                }
+                && last_percent != Some(s.percent)
+            {
+                last_percent = Some(s.percent);
+                seen(s);
+            }
         },
     )
     .await;
     match waited {
         Ok(s) if s.status == SnapshotStatus::Failed => Err(format!("snapshot {id} failed")),
         Ok(s) => Ok(s),
-        Err(WaitError::TimedOut { waited, last, .. }) => Err(format!(
-            "snapshot {id} was not available after {waited} (last seen: {last}); it was left as is"
-        )),
+        Err(WaitError::TimedOut { waited, last, .. }) => {
+            Err(format!("snapshot {id} was not available after {waited} (last seen: {last}); it was left as is"))
+        }
         Err(WaitError::Failed(e)) => Err(format!("while waiting for snapshot {id}: {e}")),
     }
 }

@@ -67,10 +67,7 @@ where
     loop {
         let result = match timeout(CALL_TIMEOUT, f()).await {
             Ok(r) => r,
-            Err(_) => Err(ProviderError::Other(format!(
-                "{what} did not answer within {}s",
-                CALL_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(ProviderError::Other(format!("{what} did not answer within {}s", CALL_TIMEOUT.as_secs()))),
         };
         match result {
             Err(e) if e.is_retryable() && attempt < MAX_THROTTLE_RETRIES => {
@@ -183,7 +180,13 @@ mod tests {
             "thing",
             Duration::from_secs(60),
             PollPolicy::default(),
-            || async { Ok(if Instant::now() >= ready_at { Poll::Ready(Instant::now()) } else { Poll::Pending("creating".into()) }) },
+            || async {
+                Ok(if Instant::now() >= ready_at {
+                    Poll::Ready(Instant::now())
+                } else {
+                    Poll::Pending("creating".into())
+                })
+            },
             |_, _| {},
         )
         .await

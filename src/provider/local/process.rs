@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshots::io_err;
 use crate::provider::{
-    LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec,
-    TaskState, TaskSummary,
+    LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec, TaskState,
+    TaskSummary,
 };
 
 pub const SUPERVISOR_COMMAND: &str = "__task-supervisor";
@@ -226,9 +226,10 @@ impl MigrationRunner for ProcessRunner {
         if let Some((pid, _)) = read_pid_file(&dir.join("child.pid")) {
             let _ = killpg(Pid::from_raw(pid), signal);
         } else if let Some((pid, ticks)) = read_pid_file(&dir.join("supervisor.pid"))
-            && process_alive(pid, ticks) {
-                let _ = killpg(Pid::from_raw(pid), signal);
-            }
+            && process_alive(pid, ticks)
+        {
+            let _ = killpg(Pid::from_raw(pid), signal);
+        }
         Ok(())
     }
 

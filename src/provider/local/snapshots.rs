@@ -72,9 +72,7 @@ impl SnapshotStore {
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(entry).map_err(|e| io_err("encoding snapshot metadata", e))?;
         let mut f = fs::File::create(&tmp).map_err(|e| io_err("writing snapshot metadata", e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io_err("writing snapshot metadata", e))?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| io_err("writing snapshot metadata", e))?;
         fs::rename(&tmp, &path).map_err(|e| io_err("writing snapshot metadata", e))
     }
 
@@ -99,9 +97,10 @@ impl SnapshotStore {
             if path.extension().is_some_and(|x| x == "json") {
                 let Some(id) = path.file_stem().and_then(|s| s.to_str()) else { continue };
                 if let Some(e) = self.get(id)?
-                    && e.snapshot.cluster_id == cluster_id {
-                        out.push(e);
-                    }
+                    && e.snapshot.cluster_id == cluster_id
+                {
+                    out.push(e);
+                }
             }
         }
         Ok(out)

@@ -52,9 +52,7 @@ fn backup_file(src: &Path, dest: &Path) -> PResult<()> {
     {
         let mut to = Connection::open(&tmp).map_err(sql_err("creating the copy"))?;
         let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql_err("starting the backup"))?;
-        backup
-            .run_to_completion(256, Duration::from_millis(5), None)
-            .map_err(sql_err("copying the database"))?;
+        backup.run_to_completion(256, Duration::from_millis(5), None).map_err(sql_err("copying the database"))?;
     }
     fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the copy", e))?;
     fs::rename(&tmp, dest).map_err(|e| io_err("moving the copy into place", e))
@@ -189,7 +187,8 @@ impl Database for SqliteDatabase {
         if target.exists() {
             return Ok(());
         }
-        let entry = self.store.get(snapshot_id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
+        let entry =
+            self.store.get(snapshot_id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
         let Stored::SqliteFile { file } = entry.stored else {
             return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not a SQLite snapshot")));
         };
@@ -222,7 +221,11 @@ impl Database for SqliteDatabase {
                 return fs::hard_link(&from, &to).map_err(|e| io_err("keeping the failed database aside", e));
             }
             if !from.exists() {
-                return if to.exists() { Ok(()) } else { Err(ProviderError::NotFound(format!("database file {}", from.display()))) };
+                return if to.exists() {
+                    Ok(())
+                } else {
+                    Err(ProviderError::NotFound(format!("database file {}", from.display())))
+                };
             }
             if to.exists() && !kept_elsewhere(&to) {
                 return Err(ProviderError::Rejected(format!(
@@ -268,7 +271,10 @@ mod tests {
         let path = dir.path().join("app.db");
         let db = SqliteDatabase::new(path.clone(), SnapshotStore::new(&dir.path().join(".ferry")));
         fs::File::create(&path).unwrap();
-        rows(&db, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a'),('b');");
+        rows(
+            &db,
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a'),('b');",
+        );
 
         let tags = Tags::from([(TAG_RUN_ID.to_string(), "r1".to_string()), (TAG_ENV.to_string(), "local".to_string())]);
         let snap = db.create_snapshot("s1", &tags).await.unwrap();

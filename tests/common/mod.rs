@@ -1,0 +1,142 @@
+//! A throwaway ferry project around the real `ferry` executable.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Seed used by most tests: 3 customers, 5 orders, schema version 1.
+pub const SEED: &str = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total INTEGER NOT NULL);
+INSERT INTO customers (name) VALUES ('ada'), ('grace'), ('edsger');
+INSERT INTO orders (customer_id, total) VALUES (1, 10), (1, 20), (2, 5), (3, 7), (3, 99);";
+
+impl Project {
+    /// A project whose ferry.toml is `toml`.
+    pub fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ferry.toml"), toml).expect("write ferry.toml");
+        Project { dir }
+    }
+
+    /// A SQLite project: env `local` runs `sh migrate.sh`, whose body is `script`;
+    /// `extra` adds keys to `[env.local]` (its own `migration = ...` replaces the default).
+    pub fn sqlite(script: &str, extra: &str) -> Self {
+        let migration = if extra.lines().any(|l| l.starts_with("migration =")) {
+            ""
+        } else {
+            "migration = { command = [\"sh\", \"migrate.sh\"] }"
+        };
+        let p = Project::new(&format!(
+            "project = \"t\"\n[env.local]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./app.db\" }}\n{migration}\n{extra}\n"
+        ));
+        p.write("migrate.sh", script);
+        p.write("seed.sql", SEED);
+        let seeded = p.ferry(&["db", "exec", "local", "--create", "--file", "seed.sql", "--yes"]);
+        assert_eq!(seeded.code, 0, "{seeded:?}");
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(FERRY);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("FERRY_CONFIG")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ferry(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run ferry").into()
+    }
+
+    /// Rows of a query, tab-separated, header first.
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        let r = self.ferry(&["db", "exec", "local", "--sql", sql, "--yes"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.lines().map(String::from).collect()
+    }
+
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.path().join(".ferry/runs")
+    }
+
+    /// The only run record in the journal.
+    pub fn only_run(&self) -> serde_json::Value {
+        let files: Vec<PathBuf> = std::fs::read_dir(self.runs_dir())
+            .expect("runs dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).expect("read")).expect("json")
+    }
+}
+
+/// Poll until `f` holds or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
