@@ -302,9 +302,11 @@ impl FakeCloud {
         // The service's status follows its newest operation.
         let newest = s.operations.iter().max_by_key(|(id, _)| (*id).clone()).map(|(_, o)| o.clone());
         if let Some(op) = newest
-            && !op.never && now >= op.ready_at {
-                s.service_status = Some(op.then_status.to_string());
-            }
+            && !op.never
+            && now >= op.ready_at
+        {
+            s.service_status = Some(op.then_status.to_string());
+        }
     }
 
     /// Count the call and apply any fault. Returns whether the thing should hang.
@@ -685,9 +687,10 @@ impl HealthCheck for FakeCloud {
         self.call(Op::Health).await.map_err(|e| e.to_string())?;
         let mut s = self.lock();
         if let Some(status) = s.unhealthy_while_migrated
-            && s.clusters.get(&self.cluster_id).is_some_and(|c| c.data.contains("+migrated")) {
-                return Ok(status);
-            }
+            && s.clusters.get(&self.cluster_id).is_some_and(|c| c.data.contains("+migrated"))
+        {
+            return Ok(status);
+        }
         let i = s.health_calls.min(s.health.len().saturating_sub(1));
         s.health_calls += 1;
         s.health.get(i).copied().ok_or_else(|| "no answer".to_string())

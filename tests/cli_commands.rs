@@ -1,0 +1,189 @@
+//! The commands around deploy, on the local provider: snapshot, restore, migrate,
+//! logs, status, runs, plan, config validate.
+
+mod common;
+
+use common::Project;
+
+const SUCCEEDS: &str = "echo 'line one'\necho 'line two' >&2\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"ALTER TABLE customers ADD COLUMN email TEXT\"\n";
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn snapshot_create_list_wait_delete() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    let r = p.ferry(&["snapshot", "create", "local", "--wait", "--id", "before-upgrade", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()[0]["status"], "available");
+    assert_eq!(r.json()[0]["tags"]["ferry:purpose"], "manual");
+    let again = p.ferry(&["snapshot", "create", "local", "--id", "before-upgrade"]);
+    assert_eq!(again.code, 2, "an existing id is refused: {again:?}");
+
+    let r = p.ferry(&["snapshot", "wait", "local", "before-upgrade"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let list = p.ferry(&["snapshot", "list", "local", "--output", "json"]).json();
+    assert_eq!(ids(&list), ["before-upgrade"]);
+
+    let r = p.ferry(&["snapshot", "delete", "local", "no-such-snapshot"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = p.ferry(&["snapshot", "delete", "local", "before-upgrade"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(ids(&p.ferry(&["snapshot", "list", "local", "--output", "json"]).json()).len(), 0);
+    let r = p.ferry(&["snapshot", "wait", "local", "before-upgrade"]);
+    assert_eq!(r.code, 3, "waiting for a snapshot that does not exist: {r:?}");
+}
+
+#[test]
+fn prune_only_touches_ferry_pre_deploy_snapshots_of_the_environment() {
+    let p = Project::sqlite("true\n", "");
+    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "manual-keep-me"]).code, 0);
+    for _ in 0..3 {
+        assert_eq!(p.ferry(&["deploy", "local"]).code, 0);
+        std::thread::sleep(std::time::Duration::from_millis(1100)); // distinct second stamps
+    }
+    let all = ids(&p.ferry(&["snapshot", "list", "local", "--output", "json"]).json());
+    assert_eq!(all.len(), 4, "{all:?}");
+    let r = p.ferry(&["snapshot", "prune", "local", "--keep", "1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let deleted = ids(&r.json());
+    assert_eq!(deleted.len(), 2, "{r:?}");
+    let left = ids(&p.ferry(&["snapshot", "list", "local", "--output", "json"]).json());
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"manual-keep-me".to_string()), "a manual snapshot is never pruned: {left:?}");
+    assert!(left.iter().any(|id| id.starts_with("t-local-pre-deploy-")), "the newest pre-deploy is kept: {left:?}");
+    assert!(deleted.iter().all(|d| d < left.iter().find(|l| l.starts_with("t-local")).unwrap()), "oldest go first");
+}
+
+#[test]
+fn restore_latest_brings_the_newest_snapshot_back_keeping_the_current_database() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-a"]).code, 0);
+    p.sql("DELETE FROM orders");
+    let r = p.ferry(&["restore", "local", "--snapshot", "latest", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["command"], "restore");
+    assert_eq!(rec["restore"]["snapshot_id"], "snap-a");
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5");
+    assert!(p.files().iter().any(|f| f.starts_with("app-failed-")), "{:?}", p.files());
+
+    let r = p.ferry(&["restore", "local", "--snapshot", "nope"]);
+    assert_eq!(r.code, 3, "an unknown snapshot fails before any change: {r:?}");
+    assert!(r.stderr.contains("snapshot nope does not exist"), "{r:?}");
+}
+
+#[test]
+fn restore_with_the_new_cluster_strategy_leaves_the_current_database_alone() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-b"]).code, 0);
+    p.sql("DELETE FROM orders");
+    let r = p.ferry(&["restore", "local", "--snapshot", "snap-b", "--strategy", "new-cluster", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let restored = r.json()["restore"]["restored_cluster"].as_str().unwrap().to_string();
+    assert!(restored.contains("/app-restored-"), "{restored}");
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "0", "the current database is untouched");
+}
+
+#[test]
+fn migrate_runs_only_the_migration() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    let r = p.ferry(&["migrate", "local", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["command"], "migrate");
+    assert!(rec["snapshot"].is_null());
+    let names: Vec<&str> = rec["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["preflight", "migrate"]);
+    // Again: the column exists now, so the migration fails; nothing is restored.
+    let r = p.ferry(&["migrate", "local", "--output", "json"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.json()["state"].as_str().unwrap().contains("takes no snapshot"), "{r:?}");
+}
+
+#[test]
+fn logs_runs_status_and_plan_describe_what_happened() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    let r = p.ferry(&["deploy", "local", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+
+    let logs = p.ferry(&["logs", "local"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert!(logs.stderr.contains("| line one") && logs.stderr.contains("| line two"), "{logs:?}");
+    let by_run = p.ferry(&["logs", "local", "--run", &run_id]);
+    assert_eq!(by_run.stderr.matches("| line").count(), 2, "{by_run:?}");
+    let recent = p.ferry(&["logs", "local", "--since", "1h"]);
+    assert_eq!(recent.stderr.matches("| line").count(), 2, "{recent:?}");
+    let followed = p.ferry(&["logs", "local", "--follow"]);
+    assert_eq!(followed.code, 0, "follow ends when the task has stopped: {followed:?}");
+    let r = p.ferry(&["logs", "local", "--run", "local-20000101T000000Z-0000"]);
+    assert_eq!(r.code, 2, "{r:?}");
+
+    let list = p.ferry(&["runs", "list"]);
+    assert!(list.stdout.contains(&run_id) && list.stdout.contains("succeeded"), "{list:?}");
+    let show = p.ferry(&["runs", "show", &run_id]);
+    assert!(show.stdout.contains("steps:") && show.stdout.contains("migrate"), "{show:?}");
+    assert_eq!(p.ferry(&["runs", "show", &run_id, "--output", "json"]).json()["run_id"], run_id.as_str());
+
+    let status = p.ferry(&["status", "local"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(status.stdout.contains("available") && status.stdout.contains(&run_id), "{status:?}");
+    assert!(status.stdout.contains("migration  none running"), "{status:?}");
+
+    let plan = p.ferry(&["plan", "local", "--output", "json"]).json();
+    let planned: Vec<&str> =
+        plan["plan"]["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let journal = p.ferry(&["runs", "show", &run_id, "--output", "json"]).json();
+    let ran: Vec<&str> = journal["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(planned, ran, "plan shows the steps deploy runs");
+    let human = p.ferry(&["plan", "local"]);
+    assert!(
+        human.stdout.contains("ferry deploy local will:")
+            && human.stdout.contains("5. restore (only if migrate or verify fails)"),
+        "{human:?}"
+    );
+}
+
+#[test]
+fn config_validate_is_offline_and_lists_environments() {
+    let p = Project::new(
+        "project = \"t\"\n[env.prod]\nprovider = \"aws\"\nstack = \"s\"\ndatabase = { cluster = \"c\" }\nmigration = { cluster = \"${output:ClusterName}\", task_definition = \"td\", subnets = \"${output:PrivateSubnetIds}\", security_groups = [\"sg\"], container = \"m\", command = [\"x\"] }\n[env.local]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./a.db\" }\nmigration = { command = [\"true\"] }\n",
+    );
+    let r = p
+        .command(&["config", "validate"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    let r: common::Run = r.into();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("valid (2 environments: local, prod)"), "{r:?}");
+    let plan = p.ferry(&["plan", "prod"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(plan.stdout.contains("ClusterName, PrivateSubnetIds"), "{plan:?}");
+}
+
+#[test]
+fn config_is_found_through_flag_env_and_parent_directories() {
+    let p = Project::sqlite("true\n", "");
+    let sub = p.path().join("deep/er");
+    std::fs::create_dir_all(&sub).unwrap();
+    let r: common::Run = std::process::Command::new(common::FERRY)
+        .args(["config", "validate"])
+        .current_dir(&sub)
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:?}");
+    let r: common::Run = std::process::Command::new(common::FERRY)
+        .args(["config", "validate"])
+        .current_dir(std::env::temp_dir())
+        .env("FERRY_CONFIG", p.path().join("ferry.toml"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{r:?}");
+}

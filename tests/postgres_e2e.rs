@@ -1,0 +1,133 @@
+//! End to end on the local provider with a real PostgreSQL server: a migration
+//! failing halfway is restored (exit 4) with the original database name holding
+//! every row and the failed database kept; a good one exits 0.
+//!
+//! Uses FERRY_TEST_PG_URL (scripts/test provides one); skipped without it unless
+//! FERRY_TEST_REQUIRE_PG=1.
+
+mod common;
+
+use common::Project;
+
+fn server() -> Option<String> {
+    match std::env::var("FERRY_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("FERRY_TEST_REQUIRE_PG").is_ok_and(|v| v == "1") => {
+            panic!("FERRY_TEST_PG_URL is not set; run scripts/test, which finds or starts a PostgreSQL server")
+        }
+        _ => {
+            eprintln!("skipped: FERRY_TEST_PG_URL is not set");
+            None
+        }
+    }
+}
+
+/// The server URL with another database name.
+fn with_db(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+struct PgProject {
+    p: Project,
+    tag: String,
+}
+
+impl PgProject {
+    fn new(script: &str) -> Option<Self> {
+        let url = server()?;
+        let tag = format!("e2e{:08x}", fastrand::u32(..));
+        let app = with_db(&url, &format!("{tag}_app"));
+        let p = Project::new(&format!(
+            "project = \"{tag}\"\n[env.admin]\nprovider = \"local\"\ndatabase = {{ url = \"{url}\" }}\nmigration = {{ command = [\"true\"] }}\n[env.pg]\nprovider = \"local\"\ndatabase = {{ url = \"{app}\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"] }}\n"
+        ));
+        p.write("migrate.sh", script);
+        p.write("seed.sql", &common::SEED.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY"));
+        let r = p.ferry(&["db", "exec", "admin", "--sql", &format!("CREATE DATABASE \"{tag}_app\"")]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let project = PgProject { p, tag }; // from here on, Drop cleans up
+        let r = project.p.ferry(&["db", "exec", "pg", "--file", "seed.sql"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        Some(project)
+    }
+
+    fn sql(&self, env: &str, sql: &str) -> Vec<String> {
+        let r = self.p.ferry(&["db", "exec", env, "--sql", sql]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.lines().map(String::from).collect()
+    }
+
+    fn databases(&self) -> Vec<String> {
+        let mut rows = self
+            .sql("admin", &format!("SELECT datname FROM pg_database WHERE datname LIKE '{}%' ORDER BY 1", self.tag));
+        rows.remove(0);
+        rows
+    }
+}
+
+impl Drop for PgProject {
+    fn drop(&mut self) {
+        for db in self.databases() {
+            let _ = self.p.ferry(&[
+                "db",
+                "exec",
+                "admin",
+                "--sql",
+                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+            ]);
+        }
+    }
+}
+
+#[test]
+fn a_failed_migration_is_restored_under_the_original_database_name() {
+    let Some(pg) = PgProject::new(
+        "\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"ALTER TABLE customers ADD COLUMN email TEXT; DELETE FROM orders WHERE total < 50\"\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"UPDATE customers SET nickname = name\"\n",
+    ) else {
+        return;
+    };
+    let before = pg.sql("pg", "SELECT id, customer_id, total FROM orders ORDER BY id");
+    let r = pg.p.ferry(&["deploy", "pg", "--output", "json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["outcome"], "restored");
+    assert_eq!(pg.sql("pg", "SELECT id, customer_id, total FROM orders ORDER BY id"), before, "every row back");
+    assert_eq!(
+        pg.sql(
+            "pg",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'email'"
+        )[1],
+        "0"
+    );
+    let failed = rec["restore"]["failed_cluster"].as_str().unwrap().to_string();
+    assert!(failed.starts_with(&format!("{}_app-failed-", pg.tag)), "{failed}");
+    assert!(pg.databases().contains(&failed), "failed database kept: {:?}", pg.databases());
+    let snapshot = rec["snapshot"]["id"].as_str().unwrap();
+    assert!(pg.databases().contains(&snapshot.to_string()), "snapshot kept as a database: {:?}", pg.databases());
+}
+
+#[test]
+fn a_good_migration_exits_0() {
+    let Some(pg) =
+        PgProject::new("\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"ALTER TABLE customers ADD COLUMN email TEXT\"\n")
+    else {
+        return;
+    };
+    let r = pg.p.ferry(&["deploy", "pg"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        pg.sql(
+            "pg",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'email'"
+        )[1],
+        "1"
+    );
+    assert_eq!(pg.sql("pg", "SELECT count(*) FROM orders")[1], "5");
+}
