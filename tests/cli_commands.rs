@@ -1,6 +1,8 @@
 //! The commands around deploy, on the local provider: snapshot, restore, migrate,
 //! logs, status, runs, plan, config validate.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::Project;

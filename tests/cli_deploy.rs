@@ -2,6 +2,8 @@
 //! success and restore paths, timeouts, signals, SIGKILL and resume, GitHub
 //! Actions output, and secrets.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

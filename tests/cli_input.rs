@@ -1,5 +1,7 @@
 //! Bad input: a clear message naming what is wrong, exit 2, nothing touched.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::{FERRY, Project};

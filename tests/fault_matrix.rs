@@ -3,6 +3,8 @@
 //! timeout, process killed then resumed) → expected outcome, exit code and
 //! journal, with DESIGN.md's safety invariants checked in every case.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

@@ -5,6 +5,8 @@
 //! Uses FERRY_TEST_PG_URL (scripts/test provides one); skipped without it unless
 //! FERRY_TEST_REQUIRE_PG=1.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::Project;

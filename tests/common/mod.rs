@@ -1,5 +1,6 @@
 //! A throwaway ferry project around the real `ferry` executable.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
