@@ -7,7 +7,7 @@
 # Needs only the Rust toolchain and a POSIX shell. Set FERRY to use a built binary.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here"
+cd "$here" || exit 1
 if [ -z "${FERRY:-}" ]; then
     cargo build --quiet --manifest-path "$here/../../Cargo.toml" || exit 1
     FERRY="$here/../../target/debug/ferry"
