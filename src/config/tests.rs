@@ -89,7 +89,7 @@ fn malformed_toml_is_located() {
 #[test]
 fn semantic_errors_point_at_the_env() {
     let e = error_of("project = \"x\"\n\n[env.prod]\nprovider = \"aws\"\n");
-    assert!(e.starts_with("/srv/app/ferry.toml:4:1: [env.prod]: missing database.cluster"), "{e}");
+    assert!(e.starts_with("/srv/app/ferry.toml:3:1: [env.prod]: missing database.cluster"), "{e}");
 
     let e = error_of(
         "project = \"x\"\n[env.a]\nprovider = \"local\"\ndatabase = { url = \"sqlite://a.db\" }\nmigration = { runner = \"ecs\", command = [\"x\"] }\n",
