@@ -9,6 +9,7 @@ pub mod render;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -28,12 +29,13 @@ pub struct Reporter {
     tty: bool,
     github: bool,
     redactor: Redactor,
-    /// The spinner line currently shown (TTY) or the last progress printed (plain).
-    progress: Mutex<Option<String>>,
+    /// TTY: whether a spinner line is shown. Plain: the last state printed and when.
+    progress: Mutex<Option<(String, Duration)>>,
     frame: Mutex<usize>,
 }
 
 const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 impl Reporter {
     pub fn stderr(redactor: Redactor) -> Self {
@@ -102,27 +104,33 @@ impl Reporter {
         }
     }
 
-    /// Progress of a wait. On a TTY one spinner line is rewritten in place; otherwise
-    /// a plain line is printed when the message changes.
-    pub fn progress(&self, msg: &str) {
-        let msg = self.redactor.clean(msg);
+    /// Progress of a wait. On a TTY one spinner line is rewritten in place;
+    /// otherwise a plain line is printed when the state changes, and at most
+    /// every 30 s while it stays the same.
+    pub fn progress(&self, what: &str, state: &str, waited: Duration) {
+        let line = self.redactor.clean(&format!("{what}: {state} ({}s)", waited.as_secs()));
         if self.tty {
             let Ok(mut sink) = self.sink.lock() else { return };
             let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
             *frame = (*frame + 1) % FRAMES.len();
-            let _ = write!(sink, "\r\x1b[2K{} {msg}", FRAMES[*frame]);
+            let _ = write!(sink, "\r\x1b[2K{} {line}", FRAMES[*frame]);
             let _ = sink.flush();
-            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some((String::new(), waited));
             return;
         }
+        let key = format!("{what}\u{0}{state}");
         let mut last = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() == Some(msg.as_str()) {
+        let due = match last.as_ref() {
+            Some((k, at)) => *k != key || waited.saturating_sub(*at) >= PLAIN_PROGRESS_EVERY,
+            None => true,
+        };
+        if !due {
             return;
         }
-        *last = Some(msg.clone());
+        *last = Some((key, waited));
         drop(last);
         let Ok(mut sink) = self.sink.lock() else { return };
-        let _ = writeln!(sink, "{}     {msg}", self.stamp(Utc::now()));
+        let _ = writeln!(sink, "{}     {line}", self.stamp(Utc::now()));
     }
 
     /// One line of the migration's own output.
@@ -146,4 +154,38 @@ impl Reporter {
 /// Workflow commands end at a newline; encode the characters GitHub documents.
 fn escape_workflow(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
+        String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+    }
+
+    #[test]
+    fn plain_progress_prints_changes_and_a_heartbeat_not_every_poll() {
+        let (r, buf) = Reporter::capture(Redactor::default());
+        for s in 0..=60 {
+            r.progress("snapshot s1", "creating 10%", Duration::from_secs(s));
+        }
+        r.progress("snapshot s1", "creating 50%", Duration::from_secs(61));
+        let out = text(&buf);
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(out.contains("snapshot s1: creating 10% (0s)") && out.contains("(30s)") && out.contains("(60s)"));
+        assert!(!out.contains('\r'), "no spinner without a TTY");
+    }
+
+    #[test]
+    fn a_tty_gets_one_spinner_line_cleared_before_the_next_message() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::new(buf.clone(), true, false, Redactor::default());
+        r.progress("task t", "running", Duration::from_secs(1));
+        r.progress("task t", "running", Duration::from_secs(2));
+        r.info("done");
+        let out = text(&buf);
+        assert_eq!(out.matches("\r\x1b[2K").count(), 3, "{out:?}");
+        assert!(out.ends_with("done\n"), "{out:?}");
+    }
 }

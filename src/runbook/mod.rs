@@ -184,6 +184,6 @@ impl Run {
     }
 
     fn progress(&self, what: &str, state: &str, waited: Duration) {
-        self.out.progress(&format!("{what}: {state} ({}s)", waited.as_secs()));
+        self.out.progress(what, state, waited);
     }
 }

@@ -87,7 +87,7 @@ pub async fn wait_snapshot(
             }
         },
         |state, waited| {
-            out.progress(&format!("{what}: {state} ({}s)", waited.as_secs()));
+            out.progress(&what, state, waited);
             if let Some(s) = latest.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
                 && last_percent != Some(s.percent)
             {
