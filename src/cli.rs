@@ -27,7 +27,15 @@ pub struct Cli {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
 
-    /// More detail (repeat for more)
+    /// AWS named profile (default: the standard credential chain)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region (default: the environment's `region`, then AWS_REGION / the profile)
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// More detail: the config used, and every poll of a wait instead of changes only
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -44,8 +52,8 @@ pub enum Command {
     /// Create, list, wait for, delete and prune snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
-    /// Run only the migration: start it, stream its logs, exit with its result
-    Migrate(EnvArg),
+    /// Snapshot, then run only the migration and stream its logs; no verify, no restore
+    Migrate(MigrateArgs),
     /// Restore the environment's database from a snapshot
     Restore(RestoreArgs),
     /// Show a migration task's logs
@@ -83,6 +91,14 @@ pub struct DeployArgs {
     /// Do not restore when the migration fails; exit 5 with the restore command
     #[arg(long)]
     pub no_restore: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    pub env: String,
+    /// Skip the snapshot (refused for confirm = true environments)
+    #[arg(long)]
+    pub no_snapshot: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,13 @@ use ferry::cli::{Cli, Command};
 use ferry::provider::local::process::supervise;
 
 fn main() {
+    // A panic is a bug: say so and exit 1, the code DESIGN.md gives it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("error: internal error in ferry (a bug); the run's journal, if any, is in .ferry/runs/");
+        std::process::exit(1);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

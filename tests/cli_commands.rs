@@ -89,19 +89,24 @@ fn restore_with_the_new_cluster_strategy_leaves_the_current_database_alone() {
 }
 
 #[test]
-fn migrate_runs_only_the_migration() {
+fn migrate_snapshots_then_runs_only_the_migration() {
     let p = Project::sqlite(SUCCEEDS, "");
     let r = p.ferry(&["migrate", "local", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let rec = r.json();
     assert_eq!(rec["command"], "migrate");
-    assert!(rec["snapshot"].is_null());
+    assert_eq!(rec["snapshot"]["status"], "available", "invariant 1: a snapshot before the migration");
     let names: Vec<&str> = rec["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["preflight", "migrate"]);
+    assert_eq!(names, ["preflight", "snapshot", "migrate"]);
     // Again: the column exists now, so the migration fails; nothing is restored.
     let r = p.ferry(&["migrate", "local", "--output", "json"]);
     assert_eq!(r.code, 5, "{r:?}");
-    assert!(r.json()["state"].as_str().unwrap().contains("takes no snapshot"), "{r:?}");
+    let rec = r.json();
+    assert!(rec["state"].as_str().unwrap().contains("does not restore"), "{r:?}");
+    assert_eq!(rec["next"], format!("ferry restore local --snapshot {}", rec["snapshot"]["id"].as_str().unwrap()));
+    let r = p.ferry(&["migrate", "local", "--no-snapshot", "--output", "json"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(r.json()["steps"][1]["status"], "skipped");
 }
 
 #[test]
@@ -113,11 +118,16 @@ fn logs_runs_status_and_plan_describe_what_happened() {
 
     let logs = p.ferry(&["logs", "local"]);
     assert_eq!(logs.code, 0, "{logs:?}");
-    assert!(logs.stderr.contains("| line one") && logs.stderr.contains("| line two"), "{logs:?}");
+    assert!(logs.stdout.contains("| line one") && logs.stdout.contains("| line two"), "{logs:?}");
     let by_run = p.ferry(&["logs", "local", "--run", &run_id]);
-    assert_eq!(by_run.stderr.matches("| line").count(), 2, "{by_run:?}");
-    let recent = p.ferry(&["logs", "local", "--since", "1h"]);
-    assert_eq!(recent.stderr.matches("| line").count(), 2, "{recent:?}");
+    assert_eq!(by_run.stdout.matches("| line").count(), 2, "{by_run:?}");
+    let recent = p.ferry(&["logs", "local", "--since", "1h", "--output", "json"]);
+    let events = recent.json();
+    let mut messages: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    messages.sort_unstable(); // stdout and stderr are read concurrently: their relative order is not defined
+    assert_eq!(messages, ["line one", "line two"], "{recent:?}");
+    let r = p.ferry(&["logs", "local", "--task", "nope"]);
+    assert_eq!(r.code, 2, "an unknown task is an error: {r:?}");
     let followed = p.ferry(&["logs", "local", "--follow"]);
     assert_eq!(followed.code, 0, "follow ends when the task has stopped: {followed:?}");
     let r = p.ferry(&["logs", "local", "--run", "local-20000101T000000Z-0000"]);

@@ -105,9 +105,11 @@ fn confirm_environments_need_yes_without_a_tty() {
         assert!(r.stderr.contains("confirm = true") && r.stderr.contains("--yes"), "{args:?} {r:?}");
     }
     assert_untouched(&p, &before);
-    let r = p.ferry(&["deploy", "local", "--no-snapshot", "--yes"]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("--no-snapshot is refused"), "{r:?}");
+    for cmd in ["deploy", "migrate"] {
+        let r = p.ferry(&[cmd, "local", "--no-snapshot", "--yes"]);
+        assert_eq!(r.code, 2, "{cmd}: {r:?}");
+        assert!(r.stderr.contains("--no-snapshot is refused"), "{cmd}: {r:?}");
+    }
     assert_untouched(&p, &before);
     assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "5"]);
     // With --yes it goes ahead; global flags work after the command too.
@@ -116,16 +118,40 @@ fn confirm_environments_need_yes_without_a_tty() {
 }
 
 #[test]
-fn an_aws_environment_is_refused_until_the_aws_provider_exists() {
+fn an_aws_environment_without_region_or_credentials_exits_2_saying_how_to_fix_it() {
     let p = Project::new(
         "project = \"t\"\n[env.prod]\nstack = \"s\"\ndatabase = { cluster = \"c\" }\nmigration = { cluster = \"${output:ClusterName}\", task_definition = \"td\", subnets = [\"a\"], security_groups = [\"b\"], container = \"m\", command = [\"x\"] }\n",
     );
     let r = p.ferry(&["config", "validate"]);
     assert_eq!(r.code, 0, "the config itself is valid: {r:?}");
-    let r = p.ferry(&["deploy", "prod"]);
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[(&str, &str)]| -> common::Run {
+        let mut c = p.command(&["deploy", "prod", "--yes"]);
+        for k in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            c.env_remove(k);
+        }
+        // No instance metadata lookups from a test: loopback only.
+        c.env("HOME", home.path()).env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap().into()
+    };
+    let r = run(&[]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("provider = \"aws\""), "{r:?}");
-    assert!(!p.path().join(".ferry").exists());
+    assert!(r.stderr.contains("no AWS region"), "{r:?}");
+    let r = run(&[("AWS_REGION", "us-east-1")]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no usable AWS credentials") && r.stderr.contains("--profile"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
+    assert!(!p.path().join(".ferry").exists(), "nothing touched");
 }
 
 #[test]

@@ -397,7 +397,7 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let r = run.interrupted();
     assert_eq!(r.outcome, Outcome::Interrupted);
     assert_eq!(r.exit_code, Some(130));
-    assert!(r.state.as_deref().unwrap_or_default().contains("still running"), "{r:?}");
+    assert!(r.state.as_deref().unwrap_or_default().contains("may still be running"), "{r:?}");
     assert_eq!(r.next.as_deref(), Some(format!("ferry resume {}", r.run_id).as_str()));
     let tasks = h.fake.tasks();
     assert_eq!(tasks.len(), 1);

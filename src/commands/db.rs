@@ -12,8 +12,8 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     let env = ctx.env(&env)?;
     if env.provider != ProviderKind::Local {
         return Err(CommandError::Usage(format!(
-            "`ferry db exec` works on provider = \"local\" environments; {} uses {:?}",
-            env.name, env.provider
+            "`ferry db exec` works on provider = \"local\" environments; {} uses provider = \"aws\"",
+            env.name
         )));
     }
     let sql = match (file, sql) {
@@ -30,15 +30,16 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         ProviderError::Rejected(m) => CommandError::Usage(m),
         other => other.into(),
     })?;
-    // Statements before a failing one may have been applied: a person must look.
-    let rows = db.exec(&sql, create).await.map_err(|e| match e {
+    // Statements before a failing one may have been applied (SQLite): a person must look.
+    let rows = db.exec(&sql, create).await.map_err(|e| match e.error {
         ProviderError::NotFound(what) => {
             CommandError::Failed(format!("{what} does not exist (--create makes a new SQLite file)"))
         }
-        other => CommandError::NeedsAttention(format!("{other}; statements before it were applied")),
+        other if e.maybe_partial => CommandError::NeedsAttention(other.to_string()),
+        other => CommandError::Failed(format!("{other}; nothing was applied")),
     })?;
     for row in rows {
-        println!("{row}");
+        crate::outln!("{row}");
     }
     Ok(0)
 }

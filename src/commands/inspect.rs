@@ -23,20 +23,20 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
         return Ok(0);
     }
     let config = toml_like(&serde_json::to_value(env).unwrap_or_default(), "");
-    println!("# {} ({})\n", env.name, ctx.config.path.display());
+    crate::outln!("# {} ({})\n", env.name, ctx.config.path.display());
     for line in config {
-        println!("{}", redactor.clean(&line));
+        crate::outln!("{}", redactor.clean(&line));
     }
     if let Some(stack) = &env.stack {
-        println!("\nstack outputs of {stack} are read when the command runs: {}", env.output_refs().join(", "));
+        crate::outln!("\nstack outputs of {stack} are read when the command runs: {}", env.output_refs().join(", "));
     }
-    println!("\nferry deploy {} will:", env.name);
+    crate::outln!("\nferry deploy {} will:", env.name);
     for (i, s) in plan.steps.iter().enumerate() {
         let when = if s.only_on_failure { " (only if migrate or verify fails)" } else { "" };
         let skipped = s.skipped.as_ref().map(|r| format!(" [skipped: {r}]")).unwrap_or_default();
-        println!("{}. {}{when}{skipped}", i + 1, s.name);
+        crate::outln!("{}. {}{when}{skipped}", i + 1, s.name);
         for d in &s.does {
-            println!("   - {}", redactor.clean(d));
+            crate::outln!("   - {}", redactor.clean(d));
         }
     }
     Ok(0)
@@ -60,7 +60,7 @@ fn toml_like(v: &serde_json::Value, prefix: &str) -> Vec<String> {
 
 pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let db = cloud.database.clone();
     let info = db.describe(db.cluster_id()).await?;
     let mut snaps = db.list_snapshots().await?;
@@ -77,27 +77,33 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         return Ok(0);
     }
     match &info {
-        Some(i) => println!("database   {} ({}, {})", i.id, i.status, i.engine),
-        None => println!("database   {} DOES NOT EXIST", db.cluster_id()),
+        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.status, i.engine),
+        None => crate::outln!("database   {} DOES NOT EXIST", db.cluster_id()),
     }
     if snaps.is_empty() {
-        println!("snapshots  none");
+        crate::outln!("snapshots  none");
     }
     for s in &snaps {
         let at = s.created_at.map(|t| t.to_rfc3339()).unwrap_or_default();
-        println!("snapshot   {} {} {}% {at}", s.id, s.status, s.percent);
+        crate::outln!("snapshot   {} {} {}% {at}", s.id, s.status, s.percent);
     }
     if tasks.is_empty() {
-        println!("migration  none running");
+        crate::outln!("migration  none running");
     }
     for t in &tasks {
-        println!("migration  {} {}", t.id, t.status);
+        crate::outln!("migration  {} {}", t.id, t.status);
     }
     match &last {
         Some(r) => {
-            println!("last run   {} {} {} (exit {})", r.run_id, r.command, r.outcome.as_str(), r.outcome.exit_code())
+            crate::outln!(
+                "last run   {} {} {} (exit {})",
+                r.run_id,
+                r.command,
+                r.outcome.as_str(),
+                r.outcome.exit_code()
+            )
         }
-        None => println!("last run   none"),
+        None => crate::outln!("last run   none"),
     }
     Ok(0)
 }
@@ -126,16 +132,25 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
             (t.arn, t.log_stream)
         }
     };
-    let cloud = ctx.cloud(env)?;
-    let out = ctx.reporter(Some(env));
+    let cloud = ctx.cloud(env).await?;
+    if cloud.runner.poll(&task_id).await? == TaskState::Missing {
+        return Err(CommandError::Usage(format!("no migration task {task_id} in {}", env.name)));
+    }
+    let redactor = Redactor::new(env.secrets());
     let cutoff = since.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() - d);
+    let mut collected = Vec::new();
     let mut cursor = LogCursor::default();
     let mut empty_after_stop = 0;
     loop {
         let page = cloud.logs.read(&stream, &cursor).await?;
         let got = page.events.len();
-        for e in page.events.iter().filter(|e| cutoff.is_none_or(|c| e.timestamp >= c)) {
-            out.log_line(e.timestamp, &e.message);
+        for e in page.events.into_iter().filter(|e| cutoff.is_none_or(|c| e.timestamp >= c)) {
+            if ctx.json() {
+                collected.push(e);
+            } else {
+                let at = e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                crate::outln!("{at} | {}", redactor.clean(&e.message));
+            }
         }
         cursor = page.next;
         if !a.follow {
@@ -157,6 +172,9 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
             empty_after_stop = 0;
         }
     }
+    if ctx.json() {
+        print_json(&collected, &redactor);
+    }
     Ok(0)
 }
 
@@ -173,7 +191,7 @@ pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
                 eprintln!("no runs yet in {}", ctx.config.state_dir.display());
             }
             for r in runs {
-                println!(
+                crate::outln!(
                     "{:<40} {:<8} {:<16} exit {:<3} {}",
                     r.run_id,
                     r.command,
@@ -191,11 +209,11 @@ pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
                 return Ok(0);
             }
             for line in render::summary(&r) {
-                println!("{line}");
+                crate::outln!("{line}");
             }
-            println!("steps:");
+            crate::outln!("steps:");
             for line in render::steps_table(&r) {
-                println!("{line}");
+                crate::outln!("{line}");
             }
             Ok(0)
         }
@@ -207,7 +225,7 @@ pub fn validate(ctx: &Context) -> CmdResult {
     if ctx.json() {
         print_json(&json!({ "config": ctx.config.path, "valid": true, "environments": names }), &Redactor::default());
     } else {
-        println!("{}: valid ({} environments: {})", ctx.config.path.display(), names.len(), names.join(", "));
+        crate::outln!("{}: valid ({} environments: {})", ctx.config.path.display(), names.len(), names.join(", "));
     }
     Ok(0)
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError, EnvConfig, ProviderKind};
 use crate::output::{OutputFormat, Redactor, Reporter};
-use crate::provider::{Cloud, ProviderError, local};
+use crate::provider::{Cloud, ProviderError, aws, local};
 use crate::runbook::{AssumeYes, Confirm, NoOneToAsk};
 
 /// A command that ended without a run record.
@@ -57,6 +57,7 @@ pub type CmdResult = Result<i32, CommandError>;
 /// What every command gets: the parsed flags and the loaded config.
 pub struct Context {
     pub config: Config,
+    pub aws: aws::AwsOptions,
     pub output: OutputFormat,
     pub yes: bool,
     pub verbose: u8,
@@ -69,11 +70,12 @@ impl Context {
 
     pub fn reporter(&self, env: Option<&EnvConfig>) -> Arc<Reporter> {
         let secrets = env.map(EnvConfig::secrets).unwrap_or_default();
-        Arc::new(Reporter::stderr(Redactor::new(secrets)))
+        Arc::new(Reporter::stderr(Redactor::new(secrets)).verbose(self.verbose > 0))
     }
 
-    /// The provider's view of one environment.
-    pub fn cloud(&self, env: &EnvConfig) -> Result<Cloud, CommandError> {
+    /// The provider's view of one environment. For AWS this loads credentials
+    /// (failing fast with how to fix them) and resolves `${output:Name}`.
+    pub async fn cloud(&self, env: &EnvConfig) -> Result<Cloud, CommandError> {
         match env.provider {
             ProviderKind::Local => {
                 let exe = std::env::current_exe()
@@ -83,11 +85,15 @@ impl Context {
                     other => other.into(),
                 })
             }
-            ProviderKind::Aws => Err(CommandError::Usage(format!(
-                "environment {} uses provider = \"aws\", which this build of ferry does not include yet; \
-                 rehearse with an environment that sets provider = \"local\"",
-                env.name
-            ))),
+            ProviderKind::Aws => {
+                let sdk = aws::sdk_config(env, &self.aws).await;
+                aws::check_credentials(&sdk).await.map_err(CommandError::Usage)?;
+                let (cloud, _) = aws::cloud(env, &sdk).await.map_err(|e| match e {
+                    ProviderError::Rejected(m) | ProviderError::AccessDenied(m) => CommandError::Usage(m),
+                    other => other.into(),
+                })?;
+                Ok(cloud)
+            }
         }
     }
 
@@ -151,19 +157,36 @@ impl Confirm for TtyConfirm {
 /// Print a JSON document on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) {
     if let Ok(text) = serde_json::to_string_pretty(value) {
-        println!("{}", redactor.clean_json(&text));
+        stdout_line(&redactor.clean_json(&text));
     }
+}
+
+/// One line of a command's result on stdout. A closed pipe (`ferry ... | head`)
+/// ends the output quietly instead of panicking.
+pub fn stdout_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// `stdout_line` with format arguments.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::commands::stdout_line(&format!($($arg)*)) };
 }
 
 /// Run a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let Cli { config, output, yes, verbose, command } = cli;
+    let Cli { config, output, yes, verbose, profile, region, command } = cli;
+    let aws = aws::AwsOptions { profile, region };
     let result = async {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let env_var = std::env::var("FERRY_CONFIG").ok();
         let path = config::locate(config.as_deref(), env_var.as_deref(), &cwd)?;
         let config = config::load(&path)?;
-        let ctx = Context { config, output, yes, verbose };
+        let ctx = Context { config, aws, output, yes, verbose };
         dispatch(&ctx, command).await
     }
     .await;
@@ -179,7 +202,7 @@ pub async fn run(cli: Cli) -> i32 {
 async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
     match command {
         Command::Deploy(a) => runs::deploy(ctx, a).await,
-        Command::Migrate(a) => runs::migrate(ctx, &a.env).await,
+        Command::Migrate(a) => runs::migrate(ctx, a).await,
         Command::Restore(a) => runs::restore(ctx, a).await,
         Command::Resume(a) => runs::resume(ctx, &a.run_id).await,
         Command::Plan(a) => inspect::plan(ctx, &a.env).await,

@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
-use crate::cli::{DeployArgs, RestoreArgs};
+use crate::cli::{DeployArgs, MigrateArgs, RestoreArgs};
 use crate::config::{EnvConfig, check_snapshot_id};
 use crate::output::{append_step_summary, render};
 use crate::provider::SnapshotStatus;
@@ -13,23 +13,31 @@ use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
-    if a.no_snapshot && env.confirm {
-        return Err(CommandError::Usage(format!(
-            "--no-snapshot is refused for {}: it has confirm = true, and a migration there always starts from a snapshot",
-            env.name
-        )));
-    }
+    refuse_no_snapshot(env, a.no_snapshot)?;
     ctx.guard(env, "deploy")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, ..RunOptions::default() };
     let steps = plan::deploy_plan(env, &options).names();
     start(ctx, env, "deploy", options, &steps).await
 }
 
-pub async fn migrate(ctx: &Context, env_name: &str) -> CmdResult {
-    let env = ctx.env(env_name)?;
+pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
+    let env = ctx.env(&a.env)?;
+    refuse_no_snapshot(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
-    let steps = plan::migrate_plan(env).names();
-    start(ctx, env, "migrate", RunOptions::default(), &steps).await
+    let options = RunOptions { no_snapshot: a.no_snapshot, ..RunOptions::default() };
+    let steps = plan::migrate_plan(env, &options).names();
+    start(ctx, env, "migrate", options, &steps).await
+}
+
+/// Invariant 1: `--no-snapshot` exists only for environments without `confirm = true`.
+fn refuse_no_snapshot(env: &EnvConfig, no_snapshot: bool) -> Result<(), CommandError> {
+    if no_snapshot && env.confirm {
+        return Err(CommandError::Usage(format!(
+            "--no-snapshot is refused for {}: it has confirm = true, and a migration there always starts from a snapshot",
+            env.name
+        )));
+    }
+    Ok(())
 }
 
 pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
@@ -39,7 +47,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     }
     ctx.guard(env, "restore the database")?;
     let snapshot = if a.snapshot == "latest" {
-        let cloud = ctx.cloud(env)?;
+        let cloud = ctx.cloud(env).await?;
         let mut snaps = cloud.database.list_snapshots().await?;
         snaps.retain(|s| s.status == SnapshotStatus::Available);
         snaps.sort_by_key(|s| s.created_at);
@@ -58,12 +66,20 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
 }
 
 async fn start(ctx: &Context, env: &EnvConfig, command: &str, options: RunOptions, steps: &[&str]) -> CmdResult {
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let out = ctx.reporter(Some(env));
     let record = RunRecord::new(new_run_id(&env.name, Utc::now()), &env.name, command, options, steps);
     let journal = Journal::create(&ctx.config.state_dir, &record, out.redactor().clone())
         .map_err(|e| CommandError::Failed(e.to_string()))?;
     out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.path().display()));
+    if out.is_verbose() {
+        out.info(&format!(
+            "config {}, provider {:?}, database {}",
+            ctx.config.path.display(),
+            env.provider,
+            env.database_label()
+        ));
+    }
     let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
     execute(ctx, &mut run).await
 }
@@ -85,7 +101,7 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     }
     ctx.guard(env, "resume the run")?;
     out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
     run.save().map_err(|e| CommandError::Failed(e.to_string()))?;
     execute(ctx, &mut run).await

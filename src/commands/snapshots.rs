@@ -34,16 +34,17 @@ fn show(ctx: &Context, snaps: &[Snapshot]) {
         let at = s.created_at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default();
         let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
         let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
-        println!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent);
+        crate::outln!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent);
     }
 }
 
 async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let id = id.unwrap_or_else(|| format!("{}-{}", env.snapshot_prefix, name_stamp(Utc::now())));
+    // Not the pre-deploy prefix: a manual snapshot must not look like one `prune` may delete.
+    let id = id.unwrap_or_else(|| format!("{}-{}-manual-{}", env.project, env.name, name_stamp(Utc::now())));
     usage_id(&id)?;
     ctx.guard(env, "create a snapshot")?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let db = cloud.database.clone();
     if db.describe_snapshot(&id).await?.is_some() {
         return Err(CommandError::Usage(format!("snapshot {id} already exists; pick another --id")));
@@ -63,7 +64,7 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
 
 async fn list(ctx: &Context, env_name: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let mut snaps = cloud.database.list_snapshots().await?;
     snaps.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     if snaps.is_empty() && !ctx.json() {
@@ -76,7 +77,7 @@ async fn list(ctx: &Context, env_name: &str) -> CmdResult {
 async fn wait_for(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
     usage_id(id)?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let out = ctx.reporter(Some(env));
     let snap = crate::runbook::wait_snapshot(cloud.database.as_ref(), id, env.timeouts.snapshot, &out, |_| {})
         .await
@@ -88,11 +89,17 @@ async fn wait_for(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
 async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
     usage_id(id)?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     if cloud.database.describe_snapshot(id).await?.is_none() {
         return Err(CommandError::Usage(format!(
             "snapshot {id} does not exist; `ferry snapshot list {}` shows the ones that do",
             env.name
+        )));
+    }
+    if let Some(run) = needed_by(ctx, &env.name).into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
+        return Err(CommandError::Usage(format!(
+            "snapshot {id} is the pre-deploy snapshot of run {run}, which has not finished well; \
+             resume or restore it first (`ferry runs show {run}`)"
         )));
     }
     ctx.guard(env, &format!("delete snapshot {id}"))?;
@@ -101,11 +108,24 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     Ok(0)
 }
 
+/// Snapshots that runs of this environment may still restore from: those of
+/// runs that are running, interrupted or need attention. `(snapshot, run)`.
+fn needed_by(ctx: &Context, env: &str) -> Vec<(String, String)> {
+    use crate::runbook::record::Outcome;
+    crate::runbook::journal::list_runs(&ctx.config.state_dir)
+        .into_iter()
+        .filter(|r| {
+            r.env == env && matches!(r.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)
+        })
+        .filter_map(|r| Some((r.snapshot?.id, r.run_id)))
+        .collect()
+}
+
 /// Only ferry's own pre-deploy snapshots of this environment are candidates
 /// (invariant 2); the newest `keep` of them stay.
 async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let cloud = ctx.cloud(env)?;
+    let cloud = ctx.cloud(env).await?;
     let mut ours: Vec<Snapshot> = cloud
         .database
         .list_snapshots()
@@ -114,7 +134,18 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
         .filter(|s| s.is_ferry_pre_deploy(&env.name) && s.status == SnapshotStatus::Available)
         .collect();
     ours.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-    let doomed: Vec<Snapshot> = ours.into_iter().skip(keep).collect();
+    let needed = needed_by(ctx, &env.name);
+    let doomed: Vec<Snapshot> = ours
+        .into_iter()
+        .skip(keep)
+        .filter(|s| match needed.iter().find(|(id, _)| *id == s.id) {
+            Some((_, run)) => {
+                eprintln!("keeping snapshot {}: run {run} has not finished well and may need it", s.id);
+                false
+            }
+            None => true,
+        })
+        .collect();
     if doomed.is_empty() {
         eprintln!("nothing to prune: at most {keep} ferry pre-deploy snapshots of {}", env.name);
         show(ctx, &[]);

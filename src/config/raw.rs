@@ -162,7 +162,17 @@ inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {
     runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
-    command, env
-} {});
+    command
+} { env });
+
+/// `migration.env` tables merge key by key, like every other table.
+impl Inherit for BTreeMap<String, RawEnvValue> {
+    fn inherit(mut self, base: &Self) -> Self {
+        for (k, v) in base {
+            self.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self
+    }
+}
 inherit_fields!(RawService { apprunner_arn, database_url_var } {});
 inherit_fields!(RawHealth { url, expect_status, timeout } {});

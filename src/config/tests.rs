@@ -157,3 +157,15 @@ proptest! {
             }
     }
 }
+
+#[test]
+fn migration_env_tables_merge_key_by_key() {
+    let cfg = parse_str(
+        "project = \"x\"\n[defaults]\nprovider = \"local\"\ndatabase = { url = \"sqlite://a.db\" }\nmigration = { command = [\"m\"], env = { A = \"1\", B = \"2\" } }\n[env.one]\nmigration = { env = { B = \"3\", C = { value = \"s\", secret = true } } }\n",
+    )
+    .unwrap();
+    let env = &cfg.env("one").unwrap().migration.env;
+    let shown: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.shown())).collect();
+    assert_eq!(shown, [("A", "1"), ("B", "3"), ("C", "***")]);
+    assert_eq!(cfg.env("one").unwrap().migration.command, ["m"]);
+}

@@ -19,7 +19,8 @@ pub fn markdown(r: &RunRecord) -> String {
         facts.push(format!("- snapshot: `{}` ({})", s.id, s.status));
     }
     if let Some(t) = &r.task {
-        facts.push(format!("- migration task: `{}`, exit code {:?}", t.arn, t.exit_code));
+        let exit = t.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        facts.push(format!("- migration task: `{}`, exit code {exit}", t.arn));
     }
     if let Some(rs) = &r.restore {
         facts.push(format!("- restored `{}` from `{}`", rs.restored_cluster, rs.snapshot_id));

@@ -32,6 +32,8 @@ pub struct Reporter {
     /// TTY: whether a spinner line is shown. Plain: the last state printed and when.
     progress: Mutex<Option<(String, Duration)>>,
     frame: Mutex<usize>,
+    /// `-v`: every poll of a wait is printed, not only changes.
+    verbose: bool,
 }
 
 const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
@@ -45,7 +47,16 @@ impl Reporter {
     }
 
     pub fn new(sink: Sink, tty: bool, github: bool, redactor: Redactor) -> Self {
-        Reporter { sink, tty, github, redactor, progress: Mutex::new(None), frame: Mutex::new(0) }
+        Reporter { sink, tty, github, redactor, progress: Mutex::new(None), frame: Mutex::new(0), verbose: false }
+    }
+
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
+    }
+
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
     }
 
     /// A reporter writing into a buffer, for tests.
@@ -121,7 +132,7 @@ impl Reporter {
         let key = format!("{what}\u{0}{state}");
         let mut last = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         let due = match last.as_ref() {
-            Some((k, at)) => *k != key || waited.saturating_sub(*at) >= PLAIN_PROGRESS_EVERY,
+            Some((k, at)) => self.verbose || *k != key || waited.saturating_sub(*at) >= PLAIN_PROGRESS_EVERY,
             None => true,
         };
         if !due {

@@ -5,6 +5,7 @@
 //! again after a crash finds what the earlier attempt did instead of doing it twice.
 //! That is what lets `ferry resume` re-run the step that was in flight.
 
+pub mod aws;
 pub mod fake;
 pub mod http;
 pub mod local;

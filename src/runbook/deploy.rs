@@ -23,9 +23,9 @@ pub async fn deploy(run: &mut Run) -> RunRecord {
     }
 }
 
-/// `ferry migrate`: preflight and the migration task, nothing else.
+/// `ferry migrate`: preflight, snapshot and the migration task; no restore.
 pub async fn migrate_only(run: &mut Run) -> RunRecord {
-    let plan = plan::migrate_plan(&run.env);
+    let plan = plan::migrate_plan(&run.env, &run.record.options);
     match drive(run, &plan).await {
         Ok(record) => record,
         Err(e) => journal_failure(run, e),
@@ -83,7 +83,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         match step.kind {
             StepKind::Preflight => {
-                let with_snapshot = plan.command == "deploy" && !run.record.options.no_snapshot;
+                let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
                 let result = match preflight(run, with_snapshot).await {
                     Ok(found) if plan.command == "restore" => {
                         check_snapshot(run).await.map(|s| format!("{found}, {s}"))
@@ -160,7 +160,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
                     "{} holds the data of {}; the database it replaced is kept as {f}",
                     r.restored_cluster, r.snapshot_id
                 ),
-                None => format!("{} holds the data of {}", r.restored_cluster, r.snapshot_id),
+                None => format!("{} holds the data of {}{}", r.restored_cluster, r.snapshot_id, new_cluster_note(run)),
             });
             run.finish(Outcome::Succeeded, None, state, None)
         }
@@ -174,8 +174,10 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         (_, Some(error)) if restored => {
             let r = run.record.restore.clone();
             let state = r.map(|r| {
-                let kept =
-                    r.failed_cluster.map(|f| format!("; the failed database is kept as {f}")).unwrap_or_default();
+                let kept = match r.failed_cluster {
+                    Some(f) => format!("; the failed database is kept as {f}"),
+                    None => new_cluster_note(run),
+                };
                 format!(
                     "{} holds the data of snapshot {} (taken before the migration){kept}",
                     r.restored_cluster, r.snapshot_id
@@ -185,9 +187,17 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             run.finish(Outcome::Restored, Some(error), state, Some(next))
         }
         ("migrate", Some(error)) => {
-            let state = "the migration failed; `ferry migrate` takes no snapshot, so nothing was restored and the database may be partly migrated";
-            let next = format!("ferry snapshot list {env}");
-            run.finish(Outcome::NeedsAttention, Some(error), Some(state.into()), Some(next))
+            let (state, next) = match &snapshot {
+                Some(s) => (
+                    format!("the migration failed and `ferry migrate` does not restore; the database may be partly migrated; snapshot {s} holds the data from before it"),
+                    format!("ferry restore {env} --snapshot {s}"),
+                ),
+                None => (
+                    "the migration failed and nothing was restored; the database may be partly migrated; this run took no snapshot (--no-snapshot)".to_string(),
+                    format!("ferry snapshot list {env}"),
+                ),
+            };
+            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
         }
         (_, Some(error)) => {
             let why = run.record.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
@@ -208,6 +218,18 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
         }
     }
+}
+
+/// After a new-cluster restore without an app service to repoint, the app and
+/// ferry.toml still name the old database: say so.
+fn new_cluster_note(run: &Run) -> String {
+    if run.cloud.service.is_some() {
+        return "; the App Runner service now points at it".to_string();
+    }
+    format!(
+        "; the environment's database setting still names {}: point the app (and ferry.toml) at the restored database to use it",
+        run.cloud.database.cluster_id()
+    )
 }
 
 fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {

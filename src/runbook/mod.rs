@@ -167,13 +167,28 @@ impl Run {
                 s.ended_at = Some(Utc::now());
             }
         }
-        let task_running = self.record.task.as_ref().is_some_and(|t| t.exit_code.is_none())
-            && self.record.step_status("migrate") == StepStatus::Interrupted;
-        let state = if task_running {
-            let arn = self.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_default();
-            format!("the migration task {arn} is still running; ferry did not stop it")
-        } else {
-            "ferry stopped between steps; nothing is left running by ferry".to_string()
+        let interrupted_step = self
+            .record
+            .steps
+            .iter()
+            .find(|s| s.status == StepStatus::Interrupted)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let state = match interrupted_step.as_str() {
+            "migrate" => {
+                let arn =
+                    self.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_else(|| "(not started yet)".into());
+                format!("the migration task {arn} may still be running; ferry did not stop it")
+            }
+            "snapshot" => {
+                let id = self.record.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+                format!("snapshot {id} may still be creating; no migration was started")
+            }
+            "restore" => {
+                "the restore was in progress; the databases named in this record are kept as they are".to_string()
+            }
+            "" => "ferry stopped between steps; nothing is left running by ferry".to_string(),
+            step => format!("ferry stopped during {step}; nothing was changed by that step"),
         };
         let next = format!("ferry resume {}", self.record.run_id);
         self.finish(Outcome::Interrupted, Some("interrupted by a signal".into()), Some(state), Some(next))

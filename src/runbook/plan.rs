@@ -137,8 +137,7 @@ fn restore(env: &EnvConfig, strategy: RestoreStrategy, snapshot: &str) -> Planne
     step(StepKind::Restore, does)
 }
 
-/// `ferry deploy`: preflight → snapshot → migrate → verify → restore on failure.
-pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
+fn snapshot(env: &EnvConfig, options: &RunOptions) -> PlannedStep {
     let mut snapshot = step(
         StepKind::Snapshot,
         vec![
@@ -153,6 +152,12 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     if options.no_snapshot {
         snapshot.skipped = Some("--no-snapshot".into());
     }
+    snapshot
+}
+
+/// `ferry deploy`: preflight → snapshot → migrate → verify → restore on failure.
+pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
+    let snapshot = snapshot(env, options);
     let mut restore = restore(env, env.restore_strategy, "the snapshot");
     restore.only_on_failure = true;
     restore.skipped = if options.no_restore {
@@ -176,9 +181,14 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     }
 }
 
-/// `ferry migrate`: only the migration task.
-pub fn migrate_plan(env: &EnvConfig) -> Plan {
-    Plan { command: "migrate", env: env.name.clone(), steps: vec![preflight(env, false), migrate(env)] }
+/// `ferry migrate`: the migration task without verify or restore — but, like
+/// every migration ferry starts, after a snapshot (invariant 1).
+pub fn migrate_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
+    Plan {
+        command: "migrate",
+        env: env.name.clone(),
+        steps: vec![preflight(env, !options.no_snapshot), snapshot(env, options), migrate(env)],
+    }
 }
 
 /// `ferry restore`: bring a snapshot back under the environment's database.

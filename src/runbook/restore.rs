@@ -67,7 +67,6 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
         wait_operation(run, op, "pausing the service").await?;
     }
 
-    run.out.info(&format!("    restoring {} to {}", names.snapshot_id, names.staging_cluster));
     // After a completed swap the staging name is gone and the failed copy exists:
     // restoring again would make a second copy.
     let swapped = match &names.failed_cluster {
@@ -75,6 +74,7 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
         None => false,
     };
     if !swapped {
+        run.out.info(&format!("    restoring {} to {}", names.snapshot_id, names.staging_cluster));
         call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &names.staging_cluster))
             .await
             .map_err(|e| format!("cannot restore {} to {}: {e}", names.snapshot_id, names.staging_cluster))?;

@@ -19,6 +19,13 @@ use process::{FileLogs, ProcessRunner};
 use snapshots::SnapshotStore;
 use sqlite::SqliteDatabase;
 
+/// A `db exec` failure, and whether statements before it may have been applied.
+#[derive(Debug)]
+pub struct ExecError {
+    pub error: ProviderError,
+    pub maybe_partial: bool,
+}
+
 /// The local database, with the operations only the local provider has.
 pub enum LocalDatabase {
     Sqlite(Arc<SqliteDatabase>),
@@ -50,16 +57,22 @@ impl LocalDatabase {
         }
     }
 
-    /// `ferry db exec`: run SQL, returning rows as tab-separated lines.
-    pub async fn exec(&self, sql: &str, create: bool) -> PResult<Vec<String>> {
+    /// `ferry db exec`: run SQL, returning rows as tab-separated lines. SQLite
+    /// applies statement by statement, so a failure may follow applied ones;
+    /// PostgreSQL runs the text as one implicit transaction, so nothing stays.
+    pub async fn exec(&self, sql: &str, create: bool) -> Result<Vec<String>, ExecError> {
         match self {
             LocalDatabase::Sqlite(d) => {
                 let (d, sql) = (d.clone(), sql.to_string());
-                tokio::task::spawn_blocking(move || d.exec(&sql, create))
+                let result = tokio::task::spawn_blocking(move || d.exec(&sql, create))
                     .await
-                    .map_err(|e| ProviderError::Other(e.to_string()))?
+                    .map_err(|e| ExecError { error: ProviderError::Other(e.to_string()), maybe_partial: false })?;
+                result.map_err(|e| {
+                    let maybe_partial = matches!(e, ProviderError::Rejected(_));
+                    ExecError { error: e, maybe_partial }
+                })
             }
-            LocalDatabase::Postgres(d) => d.exec(sql).await,
+            LocalDatabase::Postgres(d) => d.exec(sql).await.map_err(|error| ExecError { error, maybe_partial: false }),
         }
     }
 }
@@ -83,7 +96,8 @@ pub fn cloud(env: &EnvConfig, config_path: &Path, state_dir: &Path, ferry_exe: P
         };
         base_env.insert("DATABASE_URL".to_string(), value);
     }
-    let runner = ProcessRunner::new(state_dir, base_dir.to_path_buf(), &env.name, ferry_exe, base_env);
+    let secret_vars = env.migration.env.iter().filter(|(_, v)| v.secret).map(|(k, _)| k.clone()).collect();
+    let runner = ProcessRunner::new(state_dir, base_dir.to_path_buf(), &env.name, ferry_exe, base_env, secret_vars);
     Ok(Cloud {
         database: db.as_database(),
         runner: Arc::new(runner),

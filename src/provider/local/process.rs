@@ -38,6 +38,8 @@ use crate::provider::{
 };
 
 pub const SUPERVISOR_COMMAND: &str = "__task-supervisor";
+/// Names of the environment variables whose values the supervisor masks in the log.
+pub const SECRET_VARS: &str = "FERRY_SECRET_VARS";
 const CONTAINER: &str = "command";
 /// How long a task directory may exist without a supervisor before it counts as never launched.
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);
@@ -69,6 +71,8 @@ pub struct ProcessRunner {
     supervisor_exe: PathBuf,
     /// Set for every task of this environment (DATABASE_URL and friends).
     base_env: BTreeMap<String, String>,
+    /// Names of secret variables (values masked in the task log).
+    secret_vars: Vec<String>,
 }
 
 impl ProcessRunner {
@@ -78,6 +82,7 @@ impl ProcessRunner {
         env_name: &str,
         supervisor_exe: PathBuf,
         base_env: BTreeMap<String, String>,
+        secret_vars: Vec<String>,
     ) -> Self {
         ProcessRunner {
             tasks_dir: state_dir.join("tasks"),
@@ -85,6 +90,7 @@ impl ProcessRunner {
             env_name: env_name.to_string(),
             supervisor_exe,
             base_env,
+            secret_vars,
         }
     }
 
@@ -108,6 +114,7 @@ impl ProcessRunner {
             .env("FERRY_RUN_ID", &spec.run_id)
             .env("FERRY_ENV", &spec.env)
             .env("FERRY_BIN", &self.supervisor_exe)
+            .env(SECRET_VARS, self.secret_vars.join(","))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -331,6 +338,14 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
     let Some((program, args)) = command.split_first() else {
         return ended(false, None, Some("empty command".into()));
     };
+    // Secrets never reach the log file (invariant 5): mask the values of the
+    // variables ferry marked secret, and passwords in URLs.
+    let secrets = std::env::var(SECRET_VARS)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|name| std::env::var(name).ok())
+        .collect::<Vec<_>>();
+    let redactor = crate::output::Redactor::new(secrets);
     let log = match fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log")) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => return ended(false, None, Some(format!("cannot open the task log: {e}"))),
@@ -354,13 +369,14 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
     ] {
         let Some(pipe) = pipe else { continue };
         let log = log.clone();
+        let redactor = redactor.clone();
         readers.push(std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
             let mut line = Vec::new();
             while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
                 let text = String::from_utf8_lossy(&line);
                 let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-                let entry = format!("{stamp} {name} {}\n", text.trim_end_matches(['\n', '\r']));
+                let entry = format!("{stamp} {name} {}\n", redactor.clean(text.trim_end_matches(['\n', '\r'])));
                 if let Ok(mut f) = log.lock() {
                     let _ = f.write_all(entry.as_bytes());
                 }

@@ -74,15 +74,26 @@ impl SqliteDatabase {
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql_err("configuring the connection"))?;
         let mut out = Vec::new();
         let mut batch = rusqlite::Batch::new(&conn, sql);
-        while let Some(mut stmt) = batch.next().map_err(sql_err("SQL error"))? {
+        let mut done = 0;
+        // SQL errors are `Rejected`: the statements before them stay applied.
+        let failed = |done: usize| {
+            move |e: rusqlite::Error| {
+                ProviderError::Rejected(format!(
+                    "SQL error in statement {}: {e} ({done} statements before it were applied)",
+                    done + 1
+                ))
+            }
+        };
+        while let Some(mut stmt) = batch.next().map_err(failed(done))? {
+            done += 1;
             let columns = stmt.column_count();
             if columns == 0 {
-                stmt.raw_execute().map_err(sql_err("SQL error"))?;
+                stmt.raw_execute().map_err(failed(done - 1))?;
                 continue;
             }
             out.push(stmt.column_names().join("\t"));
             let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next().map_err(sql_err("SQL error"))? {
+            while let Some(row) = rows.next().map_err(failed(done - 1))? {
                 let cells: Vec<String> = (0..columns)
                     .map(|i| match row.get_ref(i) {
                         Ok(rusqlite::types::ValueRef::Null) => "NULL".into(),

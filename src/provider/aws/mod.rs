@@ -1,0 +1,199 @@
+//! The AWS provider: Aurora (RDS), ECS Fargate, CloudWatch Logs, App Runner and
+//! CloudFormation through the AWS SDK for Rust, one file per service. Credentials,
+//! region and endpoints come from aws-config's standard chain (environment,
+//! profiles, SSO, web identity for GitHub OIDC; `AWS_ENDPOINT_URL` and
+//! `AWS_ENDPOINT_URL_<SERVICE>` are honoured).
+
+pub mod apprunner;
+pub mod cloudformation;
+pub mod ecs;
+pub mod logs;
+pub mod rds;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::http::HttpHealth;
+use super::{Cloud, PResult, ProviderError, StackOutputs};
+use crate::config::{DatabaseConfig, EnvConfig, RunnerKind};
+
+/// Flags that choose credentials and region, shared by every command.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Load the SDK configuration: `--region`, then the environment's `region`, then
+/// the standard chain; `--profile` picks a named profile.
+pub async fn sdk_config(env: &EnvConfig, opts: &AwsOptions) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = opts.region.clone().or_else(|| env.region.clone()) {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(profile) = &opts.profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
+}
+
+/// Fail fast, before anything else, when there is no region or no usable credentials.
+pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), String> {
+    if sdk.region().is_none() {
+        return Err("no AWS region: set `region` in ferry.toml, pass --region, or set AWS_REGION".into());
+    }
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err("no AWS credentials provider is configured".into());
+    };
+    use aws_credential_types::provider::ProvideCredentials;
+    match provider.provide_credentials().await {
+        Ok(creds) => match creds.expiry() {
+            Some(exp) if exp <= std::time::SystemTime::now() => Err(
+                "the AWS credentials have expired: refresh them (e.g. `aws sso login`, or re-run the OIDC step) and retry"
+                    .into(),
+            ),
+            _ => Ok(()),
+        },
+        Err(e) => Err(format!(
+            "no usable AWS credentials ({}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, \
+             or configure web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE)",
+            DisplayErrorContext(&e)
+        )),
+    }
+}
+
+/// Error codes that mean "slow down".
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+];
+
+/// Error codes that mean missing, wrong or expired credentials or permissions.
+const ACCESS: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "NotAuthorized",
+];
+
+/// Map an SDK error to a ferry error from its parsed error code (never its text).
+pub fn classify<E, R>(what: &str, err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown");
+            let text = format!("{what}: {code}: {}", e.message().unwrap_or("no message"));
+            if THROTTLING.contains(&code) {
+                ProviderError::Throttled(text)
+            } else if ACCESS.contains(&code) {
+                ProviderError::AccessDenied(text)
+            } else {
+                ProviderError::Other(text)
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            ProviderError::Other(format!("{what}: cannot reach AWS: {}", DisplayErrorContext(&err)))
+        }
+        _ => ProviderError::Other(format!("{what}: {}", DisplayErrorContext(&err))),
+    }
+}
+
+/// The environment with `${output:Name}` resolved from its stack.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub cluster_id: String,
+    pub ecs: Option<ecs::EcsTarget>,
+    pub service_arn: Option<String>,
+}
+
+/// Resolve `${output:Name}` references; missing outputs are named together with
+/// the outputs that do exist.
+pub async fn resolve(env: &EnvConfig, stacks: &dyn StackOutputs) -> PResult<Resolved> {
+    let outputs = match &env.stack {
+        Some(stack) if !env.output_refs().is_empty() => stacks.outputs(stack).await?,
+        _ => Default::default(),
+    };
+    let missing = |name: String| {
+        let have: Vec<&str> = outputs.keys().map(String::as_str).collect();
+        ProviderError::Rejected(format!(
+            "stack {} has no output {name:?}; its outputs are: {}",
+            env.stack.as_deref().unwrap_or("?"),
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ))
+    };
+    let cluster_id = match &env.database {
+        DatabaseConfig::Cluster(t) => t.resolve(&outputs).map_err(missing)?,
+        DatabaseConfig::Url(_) => {
+            return Err(ProviderError::Rejected(format!("environment {} has no database.cluster", env.name)));
+        }
+    };
+    let ecs = match &env.migration.ecs {
+        Some(e) => Some(ecs::EcsTarget {
+            cluster: e.cluster.resolve(&outputs).map_err(missing)?,
+            task_definition: e.task_definition.resolve(&outputs).map_err(missing)?,
+            subnets: e.subnets.resolve(&outputs).map_err(missing)?,
+            security_groups: e.security_groups.resolve(&outputs).map_err(missing)?,
+            assign_public_ip: e.assign_public_ip,
+            container: e.container.clone(),
+        }),
+        None => None,
+    };
+    let service_arn = match &env.service {
+        Some(s) => Some(s.apprunner_arn.resolve(&outputs).map_err(missing)?),
+        None => None,
+    };
+    Ok(Resolved { cluster_id, ecs, service_arn })
+}
+
+/// Everything the runbook needs for one AWS environment.
+pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved)> {
+    let stacks = cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(sdk));
+    let resolved = resolve(env, &stacks).await?;
+    let database = Arc::new(rds::RdsDatabase::new(aws_sdk_rds::Client::new(sdk), resolved.cluster_id.clone()));
+    let logs = Arc::new(logs::CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(sdk)));
+    let service = resolved
+        .service_arn
+        .clone()
+        .map(|arn| Arc::new(apprunner::AppRunner::new(aws_sdk_apprunner::Client::new(sdk), arn)));
+    let runner: Arc<dyn super::MigrationRunner> = match (env.migration.runner, &resolved.ecs) {
+        (RunnerKind::Ecs, Some(target)) => {
+            Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone(), &env.name))
+        }
+        _ => {
+            return Err(ProviderError::Rejected(format!(
+                "environment {}: runner {:?} is not available in this build; use runner = \"ecs\"",
+                env.name, env.migration.runner
+            )));
+        }
+    };
+    let cloud = Cloud {
+        database,
+        runner,
+        logs,
+        service: service.map(|s| s as Arc<dyn super::AppService>),
+        health: Arc::new(HttpHealth::new()),
+    };
+    Ok((cloud, resolved))
+}
