@@ -58,6 +58,9 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show a migration task's logs
     Logs(LogsArgs),
+    /// The App Runner service: status, pause, resume
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Database, newest snapshots, running migration tasks, last run
     Status(EnvArg),
     /// Past runs from the journal
@@ -154,6 +157,16 @@ pub struct LogsArgs {
     /// A task id
     #[arg(long, value_name = "TASK_ID")]
     pub task: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// The service's status
+    Status { env: String },
+    /// Pause the service and wait until it is paused
+    Pause { env: String },
+    /// Resume the service and wait until it is running
+    Resume { env: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 mod db;
 mod inspect;
 mod runs;
+mod service;
 mod snapshots;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -207,6 +208,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Resume(a) => runs::resume(ctx, &a.run_id).await,
         Command::Plan(a) => inspect::plan(ctx, &a.env).await,
         Command::Status(a) => inspect::status(ctx, &a.env).await,
+        Command::Service(c) => service::run(ctx, c).await,
         Command::Logs(a) => inspect::logs(ctx, a).await,
         Command::Runs(c) => inspect::runs(ctx, c),
         Command::Config(crate::cli::ConfigCommand::Validate) => inspect::validate(ctx),

@@ -185,6 +185,10 @@ pub struct TaskSummary {
 
 #[async_trait]
 pub trait MigrationRunner: Send + Sync {
+    /// Read-only check that the task can be started (preflight); a line to report.
+    async fn check(&self) -> PResult<Option<String>> {
+        Ok(None)
+    }
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle>;
     async fn poll(&self, task_id: &str) -> PResult<TaskState>;
     async fn stop(&self, task_id: &str, reason: &str) -> PResult<()>;

@@ -10,6 +10,7 @@ pub mod plan;
 mod preflight;
 pub mod record;
 mod restore;
+pub mod service;
 pub mod snapshot;
 mod verify;
 pub mod wait;

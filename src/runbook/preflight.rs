@@ -31,6 +31,11 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
         )));
     }
     found.push("no migration running".into());
+    match call("check the migration task", || runner.check()).await {
+        Ok(Some(line)) => found.push(line),
+        Ok(None) => {}
+        Err(e) => return Err(StepError::Abort(format!("the migration task cannot run: {e}"))),
+    }
 
     if let Some(service) = run.cloud.service.clone() {
         let s = call("describe the service", || service.status())

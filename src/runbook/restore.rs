@@ -11,9 +11,9 @@ use chrono::Utc;
 use super::Run;
 use super::record::{RestoreRecord, name_stamp};
 use super::verify::verify;
-use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
+use super::wait::{Poll, PollPolicy, call, wait_for};
 use crate::config::RestoreStrategy;
-use crate::provider::{ClusterInfo, ProviderError};
+use crate::provider::ClusterInfo;
 
 /// A restore that did not complete: what went wrong and what the world looks like.
 #[derive(Debug)]
@@ -167,25 +167,7 @@ async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterIn
 
 async fn wait_operation(run: &Run, op: Option<String>, what: &str) -> Result<(), String> {
     let (Some(op), Some(service)) = (op, run.cloud.service.clone()) else { return Ok(()) };
-    let result = wait_for(
-        what,
-        run.env.timeouts.service,
-        PollPolicy::default(),
-        || async {
-            match service.operation_done(&op).await? {
-                Some(true) => Ok(Poll::Ready(())),
-                Some(false) => Err(ProviderError::Other(format!("operation {op} failed"))),
-                None => Ok(Poll::Pending("in progress".into())),
-            }
-        },
-        |state, waited| run.progress(what, state, waited),
-    )
-    .await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(WaitError::TimedOut { waited, .. }) => Err(format!("{what} did not finish within {waited}")),
-        Err(WaitError::Failed(e)) => Err(format!("{what}: {e}")),
-    }
+    super::service::wait_operation(service.as_ref(), &op, what, run.env.timeouts.service, &run.out).await
 }
 
 /// Describe, from what exists now, where each database is.

@@ -31,7 +31,6 @@ pub struct EcsTarget {
 pub struct EcsRunner {
     client: Client,
     target: EcsTarget,
-    env_name: String,
 }
 
 /// The awslogs destination of a container: `(group, stream prefix)`.
@@ -49,8 +48,8 @@ pub fn log_stream(logs: &AwsLogs, container: &str, task_arn: &str) -> String {
 }
 
 impl EcsRunner {
-    pub fn new(client: Client, target: EcsTarget, env_name: &str) -> Self {
-        EcsRunner { client, target, env_name: env_name.to_string() }
+    pub fn new(client: Client, target: EcsTarget) -> Self {
+        EcsRunner { client, target }
     }
 
     /// Read the container's awslogs settings from the task definition; preflight
@@ -129,6 +128,14 @@ impl EcsRunner {
 
 #[async_trait]
 impl MigrationRunner for EcsRunner {
+    async fn check(&self) -> PResult<Option<String>> {
+        let logs = self.awslogs().await?;
+        Ok(Some(format!(
+            "task definition {} runs container {} logging to {} ({}/…)",
+            self.target.task_definition, self.target.container, logs.group, logs.prefix
+        )))
+    }
+
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
         let logs = self.awslogs().await?;
         let env: Vec<KeyValuePair> =
@@ -283,7 +290,6 @@ impl MigrationRunner for EcsRunner {
                 return Ok(Some(self.handle(arn, &logs)));
             }
         }
-        let _ = &self.env_name;
         Ok(None)
     }
 }
@@ -372,7 +378,7 @@ mod tests {
                     .build()
             });
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
-        let h = EcsRunner::new(client, target(), "prod").start(&spec()).await.unwrap();
+        let h = EcsRunner::new(client, target()).start(&spec()).await.unwrap();
         assert_eq!(run.num_calls(), 1);
         assert_eq!(h.log_stream, "/ferry/app/migrations:ferry/migrate/0123abcd");
     }
@@ -386,7 +392,7 @@ mod tests {
                 .build()
         });
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
-        let err = EcsRunner::new(client, target(), "prod").start(&spec()).await.unwrap_err();
+        let err = EcsRunner::new(client, target()).start(&spec()).await.unwrap_err();
         assert!(err.to_string().contains("RESOURCE:ENI (no ENIs left)"), "{err}");
     }
 
@@ -409,7 +415,7 @@ mod tests {
             .build();
         let (c, _r) = client_for(stopped);
         assert_eq!(
-            EcsRunner::new(c, target(), "prod").poll("t").await.unwrap(),
+            EcsRunner::new(c, target()).poll("t").await.unwrap(),
             TaskState::Stopped {
                 started: true,
                 exit_code: Some(3),
@@ -423,16 +429,16 @@ mod tests {
             .containers(Container::builder().name("migrate").reason("CannotPullContainerError").build())
             .build();
         let (c, _r) = client_for(never);
-        let state = EcsRunner::new(c, target(), "prod").poll("t").await.unwrap();
+        let state = EcsRunner::new(c, target()).poll("t").await.unwrap();
         assert!(matches!(state, TaskState::Stopped { started: false, exit_code: None, .. }), "{state:?}");
         let (c, _r) = client_for(Task::builder().last_status("PROVISIONING").build());
-        assert_eq!(EcsRunner::new(c, target(), "prod").poll("t").await.unwrap(), TaskState::Pending);
+        assert_eq!(EcsRunner::new(c, target()).poll("t").await.unwrap(), TaskState::Pending);
 
         let missing = mock!(Client::describe_tasks).then_output(|| {
             DescribeTasksOutput::builder().failures(Failure::builder().arn("t").reason("MISSING").build()).build()
         });
         let c = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&missing]);
-        assert_eq!(EcsRunner::new(c, target(), "prod").poll("t").await.unwrap(), TaskState::Missing);
+        assert_eq!(EcsRunner::new(c, target()).poll("t").await.unwrap(), TaskState::Missing);
     }
 
     #[tokio::test]
@@ -447,7 +453,7 @@ mod tests {
                 .build()
         });
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td]);
-        let err = EcsRunner::new(client, target(), "prod").awslogs().await.unwrap_err();
+        let err = EcsRunner::new(client, target()).awslogs().await.unwrap_err();
         assert!(err.to_string().contains("awslogs"), "{err}");
     }
 

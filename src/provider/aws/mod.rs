@@ -178,9 +178,7 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
         .clone()
         .map(|arn| Arc::new(apprunner::AppRunner::new(aws_sdk_apprunner::Client::new(sdk), arn)));
     let runner: Arc<dyn super::MigrationRunner> = match (env.migration.runner, &resolved.ecs) {
-        (RunnerKind::Ecs, Some(target)) => {
-            Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone(), &env.name))
-        }
+        (RunnerKind::Ecs, Some(target)) => Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone())),
         _ => {
             return Err(ProviderError::Rejected(format!(
                 "environment {}: runner {:?} is not available in this build; use runner = \"ecs\"",

@@ -1,0 +1,45 @@
+//! `ferry service status|pause|resume`: the App Runner service of an environment.
+
+use super::{CmdResult, CommandError, Context, print_json};
+use crate::cli::ServiceCommand;
+use crate::output::Redactor;
+use crate::runbook::service::wait_operation;
+
+pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
+    let (env_name, action) = match &c {
+        ServiceCommand::Status { env } => (env, None),
+        ServiceCommand::Pause { env } => (env, Some("pause")),
+        ServiceCommand::Resume { env } => (env, Some("resume")),
+    };
+    let env = ctx.env(env_name)?;
+    if env.service.is_none() {
+        return Err(CommandError::Usage(format!(
+            "environment {} has no [service] (App Runner) in ferry.toml",
+            env.name
+        )));
+    }
+    if let Some(action) = action {
+        ctx.guard(env, &format!("{action} the App Runner service"))?;
+    }
+    let cloud = ctx.cloud(env).await?;
+    let service = cloud.service.clone().ok_or_else(|| CommandError::Usage("no App Runner service".into()))?;
+    let out = ctx.reporter(Some(env));
+    let op = match action {
+        Some("pause") => service.pause().await?,
+        Some(_) => service.resume().await?,
+        None => None,
+    };
+    if let Some(op) = op {
+        let what = format!("{} the service", if action == Some("pause") { "pausing" } else { "resuming" });
+        wait_operation(service.as_ref(), &op, &what, env.timeouts.service, &out)
+            .await
+            .map_err(CommandError::NeedsAttention)?;
+    }
+    let info = service.status().await?;
+    if ctx.json() {
+        print_json(&info, &Redactor::default());
+    } else {
+        crate::outln!("{} {}", info.id, info.status);
+    }
+    Ok(0)
+}
