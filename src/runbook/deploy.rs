@@ -70,7 +70,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         if let Some(reason) = &step.skipped
             && (!step.only_on_failure || failure.is_some())
         {
-            run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+            run.begin(step.name, &format!("skipped ({reason})"))?;
             run.end(step.name, StepStatus::Skipped, reason)?;
             continue;
         }

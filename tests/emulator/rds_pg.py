@@ -1,0 +1,434 @@
+"""RDS clusters backed by real PostgreSQL databases, with timed state changes.
+
+moto keeps the RDS model and speaks the Query/XML protocol; this module wraps
+a few of moto's backend methods and model properties (``install``):
+
+* CreateDBCluster / RestoreDBClusterFromSnapshot: the cluster gets a database
+  ``emu_<hex>`` (empty, or a copy of the snapshot's) and is ``creating`` for
+  cluster_seconds / restore_seconds. The name is fixed at creation and kept
+  on the cluster object, so it follows renames.
+* CreateDBClusterSnapshot (manual): ``CREATE DATABASE <snap> TEMPLATE
+  <cluster db>`` at once (the snapshot is the data at that moment); the
+  snapshot reports ``creating`` with a growing PercentProgress for
+  snapshot_seconds, then ``available`` (or ``failed``: fail_snapshot).
+* ModifyDBCluster with NewDBClusterIdentifier: visible under the new id at
+  once, ``renaming`` for rename_seconds; renaming onto an existing id is
+  DBClusterAlreadyExistsFault; the cluster's instances follow.
+* CreateDBInstance: ``creating`` for instance_seconds.
+* DeleteDBClusterSnapshot / DeleteDBCluster drop the database behind them.
+* Endpoint is ``<id>.cluster-emu.<region>.rds.amazonaws.com`` (reader:
+  ``cluster-ro-emu``), following renames.
+* DescribeAccountAttributes (moto has none) reports the quotas.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.rds import models as rds_models
+from moto.rds.exceptions import (
+    DBClusterNotFoundError,
+    DBClusterSnapshotNotFoundError,
+    InvalidDBClusterStateFault,
+    RDSClientError,
+    SnapshotQuotaExceededFault,
+)
+from moto.rds.responses import RDSResponse
+
+from locks import MOTO_LOCK
+from pg import PgServer
+from settings import Settings
+
+DBCluster = rds_models.DBCluster
+DBClusterSnapshot = rds_models.DBClusterSnapshot
+DBInstance = rds_models.DBInstance
+DBInstanceClustered = rds_models.DBInstanceClustered
+RDSBackend = rds_models.RDSBackend
+
+_settings: Settings | None = None
+_pg: PgServer | None = None
+_ctx = threading.local()  # set while RestoreDBClusterFromSnapshot runs moto's create_db_cluster
+_installed = False
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _cfg() -> Settings:
+    assert _settings is not None, "rds_pg.install() first"
+    return _settings
+
+
+def _server() -> PgServer:
+    assert _pg is not None, "rds_pg.install() first"
+    return _pg
+
+
+def _busy(obj: Any, status: str, seconds: float) -> None:
+    """Report ``status`` for ``seconds`` from now, then the stored status."""
+    obj.__dict__["_emu_busy"] = (status, _now() + seconds)
+
+
+def _busy_status(obj: Any) -> str | None:
+    busy = obj.__dict__.get("_emu_busy")
+    if busy and _now() < busy[1]:
+        return busy[0]
+    return None
+
+
+# -- model properties -------------------------------------------------------
+
+
+def _cluster_status_get(self: Any) -> str:
+    busy = _busy_status(self)
+    if busy:
+        return busy
+    raw = self.__dict__.get("_status", "available")
+    # moto reports "creating" once and then "available"; our timing replaces that.
+    return "available" if raw == "creating" else raw
+
+
+def _cluster_status_set(self: Any, value: str) -> None:
+    self.__dict__["_status"] = value
+
+
+def _cluster_endpoint(self: Any) -> str:
+    return f"{self.db_cluster_identifier}.cluster-emu.{self.region}.rds.amazonaws.com"
+
+
+def _cluster_reader_endpoint(self: Any) -> str:
+    return f"{self.db_cluster_identifier}.cluster-ro-emu.{self.region}.rds.amazonaws.com"
+
+
+def _instance_status_get(self: Any) -> str:
+    return _busy_status(self) or self.__dict__.get("_emu_raw_status", "available")
+
+
+def _instance_status_set(self: Any, value: str) -> None:
+    self.__dict__["_emu_raw_status"] = value
+
+
+def _snapshot_progress(self: Any) -> tuple[str, int]:
+    timing = self.__dict__.get("_emu_timing")  # (started, seconds, final status)
+    raw = self.__dict__.get("_emu_raw_status", "available")
+    if timing is None:
+        return raw, int(self.__dict__.get("_emu_raw_percent", 100))
+    started, seconds, final = timing
+    elapsed = _now() - started
+    if elapsed < seconds:
+        return "creating", min(99, int(100 * elapsed / seconds)) if seconds > 0 else 99
+    return final, 100 if final == "available" else 99
+
+
+def _snapshot_status_get(self: Any) -> str:
+    return _snapshot_progress(self)[0]
+
+
+def _snapshot_status_set(self: Any, value: str) -> None:
+    self.__dict__["_emu_raw_status"] = value
+
+
+def _snapshot_percent_get(self: Any) -> int:
+    return _snapshot_progress(self)[1]
+
+
+def _snapshot_percent_set(self: Any, value: int) -> None:
+    self.__dict__["_emu_raw_percent"] = value
+
+
+# -- backend method wrappers --------------------------------------------------
+
+
+def _wrap(cls: Any, name: str, make: Any) -> None:
+    original = getattr(cls, name)
+    setattr(cls, name, make(original))
+
+
+def _already_exists(cluster_id: str) -> RDSClientError:
+    return RDSClientError("DBClusterAlreadyExistsFault", f"DB cluster already exists: {cluster_id}")
+
+
+def _create_db_cluster(original: Any) -> Any:
+    def create_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
+        cluster_id = kwargs["db_cluster_identifier"]
+        if cluster_id in self.clusters:
+            raise _already_exists(cluster_id)
+        restoring = getattr(_ctx, "restoring", False)
+        template = getattr(_ctx, "template", None)
+        cluster = original(self, kwargs)
+        try:
+            cluster.__dict__["_emu_db"] = _server().create(template=template)
+        except Exception as e:
+            self.clusters.pop(cluster_id, None)
+            raise RDSClientError("InternalFailure", f"emulator: could not create the cluster's database: {e}") from e
+        seconds = _cfg().seconds("restore_seconds" if restoring else "cluster_seconds")
+        _busy(cluster, "creating", seconds)
+        return cluster
+
+    return create_db_cluster
+
+
+# Restore parameters moto drops or only applies when truthy: request key ->
+# how to set it on the new cluster.
+_RESTORE_FIELDS: dict[str, Any] = {
+    "deletion_protection": lambda c, v: setattr(c, "deletion_protection", bool(v)),
+    "enable_iam_database_authentication": lambda c, v: setattr(c, "iam_auth", bool(v)),
+    "port": lambda c, v: setattr(c, "port", int(v)),
+    "engine_version": lambda c, v: setattr(c, "engine_version", v),
+    "db_subnet_group_name": lambda c, v: setattr(c, "db_subnet_group_name", v),
+    "vpc_security_group_ids": lambda c, v: setattr(c, "vpc_security_group_ids", list(v)),
+    "db_cluster_parameter_group_name": lambda c, v: setattr(c, "parameter_group", v),
+    "kms_key_id": lambda c, v: setattr(c, "kms_key_id", v),
+    "serverless_v2_scaling_configuration": lambda c, v: setattr(c, "serverless_v2_scaling_configuration", v),
+    "tags": lambda c, v: setattr(c, "tags", list(v)),
+    "copy_tags_to_snapshot": lambda c, v: setattr(c, "copy_tags_to_snapshot", bool(v)),
+}
+
+
+def _restore_db_cluster_from_snapshot(original: Any) -> Any:
+    def restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
+        target = overrides.get("db_cluster_identifier")
+        if target in self.clusters:
+            raise _already_exists(target)
+        snapshots = self.describe_db_cluster_snapshots(
+            db_cluster_identifier=None, db_snapshot_identifier=from_snapshot_id
+        )
+        if not snapshots:
+            raise DBClusterSnapshotNotFoundError(from_snapshot_id)
+        snapshot = snapshots[0]
+        if snapshot.status != "available":
+            raise RDSClientError(
+                "InvalidDBClusterSnapshotStateFault",
+                f"Cluster snapshot {from_snapshot_id} is in state {snapshot.status}, not available.",
+            )
+        _ctx.restoring, _ctx.template = True, snapshot.__dict__.get("_emu_db")
+        try:
+            cluster = original(self, from_snapshot_id, overrides)
+        finally:
+            _ctx.restoring, _ctx.template = False, None
+        for key, apply in _RESTORE_FIELDS.items():
+            if key in overrides and overrides[key] is not None:
+                apply(cluster, overrides[key])
+        if "tags" not in overrides:
+            cluster.tags = []  # AWS does not carry the source's tags over unless asked
+        return cluster
+
+    return restore_db_cluster_from_snapshot
+
+
+def _manual_snapshot_count(backend: Any) -> int:
+    return sum(1 for s in backend.cluster_snapshots.values() if s.snapshot_type == "manual")
+
+
+def _create_db_cluster_snapshot(original: Any) -> Any:
+    def create_db_cluster_snapshot(self: Any, *args: Any, **kwargs: Any) -> Any:
+        names = ["db_cluster_identifier", "db_cluster_snapshot_identifier", "snapshot_type", "tags"]
+        params = dict(zip(names, args, strict=False))
+        params.update(kwargs)
+        if params.get("snapshot_type", "manual") != "manual":
+            return original(self, *args, **kwargs)
+        cluster_id = params.get("db_cluster_identifier")
+        snapshot_id = params.get("db_cluster_snapshot_identifier")
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            raise DBClusterNotFoundError(cluster_id)
+        if snapshot_id not in self.cluster_snapshots:
+            if _manual_snapshot_count(self) >= int(_cfg().get("snapshot_quota")):
+                raise SnapshotQuotaExceededFault()
+            if cluster.status != "available":
+                raise InvalidDBClusterStateFault(f"DbCluster {cluster_id} is in {cluster.status} state, not available.")
+        snapshot = original(self, *args, **kwargs)
+        final = "available"
+        if _cfg().take_flag("fail_snapshot"):
+            final = "failed"
+        else:
+            try:
+                snapshot.__dict__["_emu_db"] = _server().create(template=cluster.__dict__.get("_emu_db"))
+            except Exception as e:  # noqa: BLE001 - reported as a failed snapshot
+                snapshot.__dict__["_emu_error"] = str(e)
+                final = "failed"
+        snapshot.__dict__["_emu_timing"] = (_now(), _cfg().seconds("snapshot_seconds"), final)
+        return snapshot
+
+    return create_db_cluster_snapshot
+
+
+def _copy_db_cluster_snapshot(original: Any) -> Any:
+    def copy_db_cluster_snapshot(self: Any, *args: Any, **kwargs: Any) -> Any:
+        source_id = kwargs.get("source_db_cluster_snapshot_identifier", args[0] if args else None)
+        snapshot = original(self, *args, **kwargs)
+        source = self.cluster_snapshots.get(source_id)
+        template = source.__dict__.get("_emu_db") if source is not None else None
+        if template:
+            snapshot.__dict__["_emu_db"] = _server().create(template=template)
+        return snapshot
+
+    return copy_db_cluster_snapshot
+
+
+def _delete_db_cluster_snapshot(original: Any) -> Any:
+    def delete_db_cluster_snapshot(self: Any, db_snapshot_identifier: str) -> Any:
+        snapshot = original(self, db_snapshot_identifier)
+        _server().drop(snapshot.__dict__.get("_emu_db"))
+        return snapshot
+
+    return delete_db_cluster_snapshot
+
+
+def _delete_db_cluster(original: Any) -> Any:
+    def delete_db_cluster(self: Any, cluster_identifier: str, snapshot_name: str | None = None) -> Any:
+        cluster = original(self, cluster_identifier, snapshot_name)
+        _server().drop(cluster.__dict__.get("_emu_db"))
+        return cluster
+
+    return delete_db_cluster
+
+
+def _modify_db_cluster(original: Any) -> Any:
+    def modify_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
+        cluster_id = kwargs["db_cluster_identifier"]
+        if cluster_id not in self.clusters:
+            raise DBClusterNotFoundError(cluster_id)
+        cluster = self.clusters[cluster_id]
+        new_id = kwargs.get("new_db_cluster_identifier")
+        renaming = bool(new_id) and new_id != cluster_id
+        if renaming:
+            if new_id in self.clusters:
+                raise _already_exists(new_id)
+            if cluster.status != "available":
+                raise InvalidDBClusterStateFault(
+                    f"DbCluster {cluster_id} is in {cluster.status} state but expected it to be one of available."
+                )
+        result = original(self, kwargs)
+        if renaming:
+            for instance in self.databases.values():
+                if isinstance(instance, DBInstanceClustered) and instance.db_cluster_identifier == cluster_id:
+                    instance.db_cluster_identifier = cluster.db_cluster_identifier
+            seconds = _cfg().seconds("rename_seconds")
+            _busy(cluster, "renaming", seconds)
+            _busy(result, "renaming", seconds)
+        return result
+
+    return modify_db_cluster
+
+
+def _create_db_instance(original: Any) -> Any:
+    def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
+        instance = original(self, db_kwargs)
+        _busy(instance, "creating", _cfg().seconds("instance_seconds"))
+        return instance
+
+    return create_db_instance
+
+
+def _describe_account_attributes(self: Any) -> ActionResult:
+    backend = self.backend
+    quotas = [
+        {
+            "AccountQuotaName": "ManualClusterSnapshots",
+            "Used": _manual_snapshot_count(backend),
+            "Max": int(_cfg().get("snapshot_quota")),
+        },
+        {"AccountQuotaName": "DBClusters", "Used": len(backend.clusters), "Max": 40},
+        {"AccountQuotaName": "DBInstances", "Used": len(backend.databases), "Max": 40},
+        {
+            "AccountQuotaName": "ManualSnapshots",
+            "Used": sum(1 for s in backend.database_snapshots.values() if s.snapshot_type == "manual"),
+            "Max": 100,
+        },
+    ]
+    return ActionResult({"AccountQuotas": quotas})
+
+
+def install(settings: Settings, pg: PgServer) -> None:
+    global _settings, _pg, _installed
+    _settings, _pg = settings, pg
+    if _installed:
+        return
+    _installed = True
+    DBCluster.status = property(_cluster_status_get, _cluster_status_set)
+    DBCluster.endpoint = property(_cluster_endpoint)
+    DBCluster.reader_endpoint = property(_cluster_reader_endpoint)
+    DBInstance.status = property(_instance_status_get, _instance_status_set)
+    DBClusterSnapshot.status = property(_snapshot_status_get, _snapshot_status_set)
+    DBClusterSnapshot.percent_progress = property(_snapshot_percent_get, _snapshot_percent_set)
+    _wrap(RDSBackend, "create_db_cluster", _create_db_cluster)
+    _wrap(RDSBackend, "restore_db_cluster_from_snapshot", _restore_db_cluster_from_snapshot)
+    _wrap(RDSBackend, "create_db_cluster_snapshot", _create_db_cluster_snapshot)
+    _wrap(RDSBackend, "copy_db_cluster_snapshot", _copy_db_cluster_snapshot)
+    _wrap(RDSBackend, "delete_db_cluster_snapshot", _delete_db_cluster_snapshot)
+    _wrap(RDSBackend, "delete_db_cluster", _delete_db_cluster)
+    _wrap(RDSBackend, "modify_db_cluster", _modify_db_cluster)
+    _wrap(RDSBackend, "create_db_instance", _create_db_instance)
+    RDSResponse.describe_account_attributes = _describe_account_attributes
+
+
+# -- views for the debug endpoint and the ECS runner ----------------------------
+
+
+def _backends() -> list[Any]:
+    from moto.rds.models import rds_backends
+
+    return [backend for _, _, backend in rds_backends.iter_backends()]
+
+
+def clusters_view() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    with MOTO_LOCK:
+        for backend in _backends():
+            for cluster_id, cluster in backend.clusters.items():
+                db = cluster.__dict__.get("_emu_db")
+                out[cluster_id] = {
+                    "database": db,
+                    "url": _server().url_for(db) if db else None,
+                    "status": cluster.status,
+                    "endpoint": cluster.endpoint,
+                    "region": backend.region_name,
+                }
+    return out
+
+
+def snapshots_view() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    with MOTO_LOCK:
+        for backend in _backends():
+            for snapshot_id, snapshot in backend.cluster_snapshots.items():
+                db = snapshot.__dict__.get("_emu_db")
+                entry = {
+                    "database": db,
+                    "url": _server().url_for(db) if db else None,
+                    "status": snapshot.status,
+                    "percent": snapshot.percent_progress,
+                    "cluster": snapshot.db_cluster_identifier,
+                    "type": snapshot.snapshot_type,
+                    "region": backend.region_name,
+                }
+                if "_emu_error" in snapshot.__dict__:
+                    entry["error"] = snapshot.__dict__["_emu_error"]
+                out[snapshot_id] = entry
+    return out
+
+
+def endpoint_databases() -> dict[str, str]:
+    """Every host name that reaches a cluster (writer and reader endpoints, the
+    addresses of its instances) -> the name of the cluster's database, now."""
+    out: dict[str, str] = {}
+    with MOTO_LOCK:
+        for backend in _backends():
+            for cluster in backend.clusters.values():
+                db = cluster.__dict__.get("_emu_db")
+                if not db:
+                    continue
+                out[cluster.endpoint.lower()] = db
+                out[cluster.reader_endpoint.lower()] = db
+            for instance in backend.databases.values():
+                if isinstance(instance, DBInstanceClustered):
+                    cluster = backend.clusters.get(instance.db_cluster_identifier)
+                    db = cluster.__dict__.get("_emu_db") if cluster is not None else None
+                    if db:
+                        out[instance.address.lower()] = db
+    return out

@@ -1,0 +1,940 @@
+"""Self-check of the emulator, end to end over HTTP with boto3 (no pytest).
+
+    python tests/emulator/test_emulator.py [--pg-url URL] [--delay-scale 0.5] [--keep-going]
+
+Starts server.py as a subprocess, drives RDS <-> PostgreSQL, ECS tasks that
+really run, App Runner and CloudFormation the way ferry does, and ends with
+the line ``N passed, M failed``; exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import psycopg
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "server.py")
+REGION = "us-east-1"
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, ok: Any, detail: Any = "") -> bool:
+        if ok:
+            self.passed += 1
+            print(f"ok    {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL  {name}" + (f": {detail}" if detail != "" else ""))
+        return bool(ok)
+
+    def error_code(self, name: str, fn: Callable[[], Any], code: str) -> None:
+        try:
+            fn()
+        except ClientError as e:
+            got = e.response.get("Error", {}).get("Code")
+            self.check(name, got == code, f"expected {code}, got {got}")
+            return
+        self.check(name, False, f"expected {code}, got success")
+
+
+def wait_until(what: str, fn: Callable[[], Any], timeout: float = 30, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Emulator:
+    def __init__(self, pg_url: str, delay_scale: float, task_cwd: str) -> None:
+        self.stderr = tempfile.NamedTemporaryFile(prefix="emulator-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                SERVER,
+                "--port",
+                "0",
+                "--pg-url",
+                pg_url,
+                "--delay-scale",
+                str(delay_scale),
+                "--task-cwd",
+                task_cwd,
+                "--exit-on-stdin-eof",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        if not line or not line[0].startswith("READY "):
+            self.proc.kill()
+            raise RuntimeError(f"emulator did not start: {line!r}; stderr in {self.stderr.name}")
+        self.url = line[0].split()[1]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, payload: dict[str, Any]) -> Any:
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        return cur.fetchall() if cur.description is not None else []
+
+
+def cluster_status(rds: Any, cluster_id: str) -> str | None:
+    try:
+        return rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]["Status"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] == "DBClusterNotFoundFault":
+            return None
+        raise
+
+
+# -- RDS <-> PostgreSQL -------------------------------------------------------------------------
+
+
+def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
+    rds = emu.client("rds")
+    rds.create_db_subnet_group(
+        DBSubnetGroupName="app-subnets", DBSubnetGroupDescription="app", SubnetIds=[net["subnet"], net["subnet_b"]]
+    )
+    rds.create_db_cluster_parameter_group(
+        DBClusterParameterGroupName="app-cpg", DBParameterGroupFamily="aurora-postgresql15", Description="app"
+    )
+    created = rds.create_db_cluster(
+        DBClusterIdentifier="app-db",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername="app",
+        MasterUserPassword="correct-horse",
+        DBSubnetGroupName="app-subnets",
+        VpcSecurityGroupIds=[net["sg"]],
+        DBClusterParameterGroupName="app-cpg",
+        KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/k1",
+        StorageEncrypted=True,
+        Port=5432,
+        DeletionProtection=True,
+        EnableIAMDatabaseAuthentication=True,
+        ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 8},
+        Tags=[{"Key": "team", "Value": "payments"}],
+    )["DBCluster"]
+    c.check("CreateDBCluster reports creating", created["Status"] == "creating", created["Status"])
+    c.check(
+        "cluster Endpoint is <id>.cluster-emu.us-east-1.rds.amazonaws.com",
+        created["Endpoint"] == "app-db.cluster-emu.us-east-1.rds.amazonaws.com",
+        created["Endpoint"],
+    )
+    wait_until("app-db available", lambda: cluster_status(rds, "app-db") == "available")
+    c.check("cluster becomes available", True)
+    inst = rds.create_db_instance(
+        DBInstanceIdentifier="app-db-w",
+        DBClusterIdentifier="app-db",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.serverless",
+    )["DBInstance"]
+    c.check("CreateDBInstance reports creating", inst["DBInstanceStatus"] == "creating", inst["DBInstanceStatus"])
+    wait_until(
+        "instance available",
+        lambda: (
+            rds.describe_db_instances(DBInstanceIdentifier="app-db-w")["DBInstances"][0]["DBInstanceStatus"]
+            == "available"
+        ),
+    )
+    c.check("instance becomes available", True)
+
+    clusters = emu.get("/_emulator/clusters")
+    c.check("debug endpoint lists app-db", "app-db" in clusters, clusters)
+    original_db = clusters["app-db"]["database"]
+    c.check("cluster database is named emu_<hex>", original_db.startswith("emu_"), original_db)
+    url = clusters["app-db"]["url"]
+    query(url, "CREATE TABLE items (id int PRIMARY KEY, name text)")
+    query(url, "INSERT INTO items VALUES (1, 'one'), (2, 'two')")
+    c.check("cluster database is a real PostgreSQL database", query(url, "SELECT count(*) FROM items")[0][0] == 2)
+
+    quota = {q["AccountQuotaName"]: q for q in rds.describe_account_attributes()["AccountQuotas"]}
+    c.check(
+        "DescribeAccountAttributes has ManualClusterSnapshots",
+        quota.get("ManualClusterSnapshots", {}).get("Used") == 0 and quota["ManualClusterSnapshots"]["Max"] > 0,
+        quota,
+    )
+
+    snap = rds.create_db_cluster_snapshot(
+        DBClusterIdentifier="app-db",
+        DBClusterSnapshotIdentifier="app-db-pre-deploy-1",
+        Tags=[{"Key": "ferry:run-id", "Value": "r1"}, {"Key": "ferry:purpose", "Value": "pre-deploy"}],
+    )["DBClusterSnapshot"]
+    c.check("CreateDBClusterSnapshot reports creating", snap["Status"] == "creating", snap["Status"])
+    c.check("snapshot keeps its tags", {t["Key"] for t in snap.get("TagList", [])} >= {"ferry:run-id"}, snap)
+    seen: list[int] = []
+
+    def snap_done() -> bool:
+        s = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="app-db-pre-deploy-1")["DBClusterSnapshots"][
+            0
+        ]
+        seen.append(s["PercentProgress"])
+        return s["Status"] == "available"
+
+    wait_until("snapshot available", snap_done, interval=0.2)
+    c.check("PercentProgress grows to 100", seen[-1] == 100 and any(0 < p < 100 for p in seen), seen)
+    c.error_code(
+        "duplicate snapshot id -> DBClusterSnapshotAlreadyExistsFault",
+        lambda: rds.create_db_cluster_snapshot(
+            DBClusterIdentifier="app-db", DBClusterSnapshotIdentifier="app-db-pre-deploy-1"
+        ),
+        "DBClusterSnapshotAlreadyExistsFault",
+    )
+    quota = {q["AccountQuotaName"]: q for q in rds.describe_account_attributes()["AccountQuotas"]}
+    c.check("quota counts the manual snapshot", quota["ManualClusterSnapshots"]["Used"] == 1, quota)
+
+    # The deploy breaks the data after the snapshot.
+    query(url, "DELETE FROM items WHERE id = 1")
+    query(url, "INSERT INTO items VALUES (3, 'three')")
+
+    source = rds.describe_db_clusters(DBClusterIdentifier="app-db")["DBClusters"][0]
+    restored = rds.restore_db_cluster_from_snapshot(
+        DBClusterIdentifier="app-db-restored-1",
+        SnapshotIdentifier="app-db-pre-deploy-1",
+        Engine=source["Engine"],
+        EngineVersion=source["EngineVersion"],
+        DBSubnetGroupName=source["DBSubnetGroup"],
+        VpcSecurityGroupIds=[g["VpcSecurityGroupId"] for g in source["VpcSecurityGroups"]],
+        DBClusterParameterGroupName=source["DBClusterParameterGroup"],
+        KmsKeyId=source["KmsKeyId"],
+        Port=source["Port"],
+        DeletionProtection=source["DeletionProtection"],
+        EnableIAMDatabaseAuthentication=source["IAMDatabaseAuthenticationEnabled"],
+        ServerlessV2ScalingConfiguration={
+            "MinCapacity": source["ServerlessV2ScalingConfiguration"]["MinCapacity"],
+            "MaxCapacity": source["ServerlessV2ScalingConfiguration"]["MaxCapacity"],
+        },
+        Tags=source["TagList"],
+    )["DBCluster"]
+    c.check("RestoreDBClusterFromSnapshot reports creating", restored["Status"] == "creating", restored["Status"])
+    described = rds.describe_db_clusters(DBClusterIdentifier="app-db-restored-1")["DBClusters"][0]
+    echoed = {
+        "EngineVersion": "15.4",
+        "DBSubnetGroup": "app-subnets",
+        "DBClusterParameterGroup": "app-cpg",
+        "KmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k1",
+        "Port": 5432,
+        "DeletionProtection": True,
+        "IAMDatabaseAuthenticationEnabled": True,
+    }
+    for key, want in echoed.items():
+        c.check(f"restored cluster echoes {key}", described.get(key) == want, described.get(key))
+    c.check(
+        "restored cluster echoes VpcSecurityGroups",
+        [g["VpcSecurityGroupId"] for g in described["VpcSecurityGroups"]] == [net["sg"]],
+        described["VpcSecurityGroups"],
+    )
+    c.check(
+        "restored cluster echoes ServerlessV2ScalingConfiguration",
+        described.get("ServerlessV2ScalingConfiguration", {}).get("MaxCapacity") == 8.0,
+        described.get("ServerlessV2ScalingConfiguration"),
+    )
+    c.check("restored cluster echoes Tags", described.get("TagList") == [{"Key": "team", "Value": "payments"}])
+    c.error_code(
+        "restore onto an existing id -> DBClusterAlreadyExistsFault",
+        lambda: rds.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier="app-db-restored-1",
+            SnapshotIdentifier="app-db-pre-deploy-1",
+            Engine="aurora-postgresql",
+        ),
+        "DBClusterAlreadyExistsFault",
+    )
+    wait_until("restored cluster available", lambda: cluster_status(rds, "app-db-restored-1") == "available")
+    c.check("restored cluster becomes available", True)
+    rds.create_db_instance(
+        DBInstanceIdentifier="app-db-restored-1-1",
+        DBClusterIdentifier="app-db-restored-1",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.serverless",
+    )
+    wait_until(
+        "restored instance available",
+        lambda: all(
+            i["DBInstanceStatus"] == "available"
+            for i in rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["app-db-restored-1"]}])[
+                "DBInstances"
+            ]
+        ),
+    )
+
+    # rename: source -> -failed, restored -> original id
+    renamed = rds.modify_db_cluster(
+        DBClusterIdentifier="app-db", NewDBClusterIdentifier="app-db-failed-1", ApplyImmediately=True
+    )["DBCluster"]
+    c.check("ModifyDBCluster rename answers with the new id", renamed["DBClusterIdentifier"] == "app-db-failed-1")
+    c.check("renamed cluster is visible at once as renaming", cluster_status(rds, "app-db-failed-1") == "renaming")
+    c.error_code(
+        "old id is gone -> DBClusterNotFoundFault",
+        lambda: rds.describe_db_clusters(DBClusterIdentifier="app-db"),
+        "DBClusterNotFoundFault",
+    )
+    c.error_code(
+        "renaming a cluster that is renaming -> InvalidDBClusterStateFault",
+        lambda: rds.modify_db_cluster(
+            DBClusterIdentifier="app-db-failed-1", NewDBClusterIdentifier="app-db-x", ApplyImmediately=True
+        ),
+        "InvalidDBClusterStateFault",
+    )
+    members = rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["app-db-failed-1"]}])
+    c.check("instances follow the rename", [i["DBInstanceIdentifier"] for i in members["DBInstances"]] == ["app-db-w"])
+    wait_until("rename settles", lambda: cluster_status(rds, "app-db-failed-1") == "available")
+    c.check("renamed cluster becomes available", True)
+    c.error_code(
+        "renaming onto an existing id -> DBClusterAlreadyExistsFault",
+        lambda: rds.modify_db_cluster(
+            DBClusterIdentifier="app-db-restored-1", NewDBClusterIdentifier="app-db-failed-1", ApplyImmediately=True
+        ),
+        "DBClusterAlreadyExistsFault",
+    )
+    rds.modify_db_cluster(
+        DBClusterIdentifier="app-db-restored-1", NewDBClusterIdentifier="app-db", ApplyImmediately=True
+    )
+    wait_until("second rename settles", lambda: cluster_status(rds, "app-db") == "available")
+    final = rds.describe_db_clusters(DBClusterIdentifier="app-db")["DBClusters"][0]
+    c.check(
+        "the original endpoint name now leads to the restored cluster",
+        final["Endpoint"] == "app-db.cluster-emu.us-east-1.rds.amazonaws.com",
+        final["Endpoint"],
+    )
+
+    clusters = emu.get("/_emulator/clusters")
+    c.check("debug view follows the renames", set(clusters) >= {"app-db", "app-db-failed-1"}, list(clusters))
+    c.check("app-db-failed-1 keeps the original database", clusters["app-db-failed-1"]["database"] == original_db)
+    rows = query(clusters["app-db"]["url"], "SELECT id, name FROM items ORDER BY id")
+    c.check("app-db holds the pre-deploy rows", rows == [(1, "one"), (2, "two")], rows)
+    rows = query(clusters["app-db-failed-1"]["url"], "SELECT id FROM items ORDER BY id")
+    c.check("app-db-failed-1 holds the broken rows", rows == [(2,), (3,)], rows)
+
+    # fault injection and deletes
+    emu.post("/_emulator/config", {"fail_snapshot": True})
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="app-db", DBClusterSnapshotIdentifier="doomed")
+    status = wait_until(
+        "doomed snapshot settles",
+        lambda: (
+            (
+                s := rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="doomed")["DBClusterSnapshots"][0][
+                    "Status"
+                ]
+            )
+            != "creating"
+            and s
+        ),
+    )
+    c.check("fail_snapshot: the next snapshot ends failed", status == "failed", status)
+    c.check("fail_snapshot is one-shot", emu.get("/_emulator/config")["fail_snapshot"] is False)
+    snap_db = emu.get("/_emulator/snapshots")["app-db-pre-deploy-1"]["database"]
+    rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="app-db-pre-deploy-1")
+    gone = query(
+        emu.get("/_emulator/clusters")["app-db"]["url"], f"SELECT count(*) FROM pg_database WHERE datname = '{snap_db}'"
+    )
+    c.check("DeleteDBClusterSnapshot drops the snapshot's database", gone[0][0] == 0)
+    return {"endpoint": final["Endpoint"], "db_url": clusters["app-db"]["url"]}
+
+
+# -- ECS tasks that run ------------------------------------------------------------------------------
+
+
+def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any]) -> None:
+    ecs = emu.client("ecs")
+    logs = emu.client("logs")
+    ecs.create_cluster(clusterName="app-ecs")
+    logs.create_log_group(logGroupName="/app/migrate")
+    td = ecs.register_task_definition(
+        family="app-migrate",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "migrate",
+                "image": "example/app:1",
+                "essential": True,
+                "command": ["sh", "-c", "echo hello; echo oops >&2; exit 3"],
+                "environment": [
+                    {
+                        "name": "DATABASE_URL",
+                        "value": f"postgresql+psycopg://app@{db['endpoint']}:5432/app?sslmode=require",
+                    },
+                    {"name": "GREETING", "value": "from-task-definition"},
+                ],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/app/migrate",
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": "migrate",
+                    },
+                },
+            }
+        ],
+    )["taskDefinition"]
+    network = {
+        "awsvpcConfiguration": {"subnets": [net["subnet"]], "securityGroups": [net["sg"]], "assignPublicIp": "DISABLED"}
+    }
+
+    def run(token: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            cluster="app-ecs",
+            taskDefinition=td["taskDefinitionArn"],
+            launchType="FARGATE",
+            count=1,
+            networkConfiguration=network,
+            startedBy="ferry",
+            clientToken=token,
+            tags=[{"key": "ferry:run-id", "value": token}],
+        )
+        if overrides:
+            kwargs["overrides"] = overrides
+        out = ecs.run_task(**kwargs)
+        c.check(f"RunTask {token} has no failures", out["failures"] == [], out["failures"])
+        return out["tasks"][0]
+
+    def describe(arn: str) -> dict[str, Any]:
+        return ecs.describe_tasks(cluster="app-ecs", tasks=[arn], include=["TAGS"])["tasks"][0]
+
+    def stopped(arn: str) -> dict[str, Any]:
+        return wait_until(f"{arn} STOPPED", lambda: (t := describe(arn))["lastStatus"] == "STOPPED" and t, timeout=30)
+
+    # 1. a task that logs to both streams and exits 3
+    task = run("run-exit3")
+    arn = task["taskArn"]
+    c.check("RunTask starts PROVISIONING", task["lastStatus"] == "PROVISIONING", task["lastStatus"])
+    c.check("RunTask with awsvpc has an ENI attachment", task["attachments"][0]["type"] == "ElasticNetworkInterface")
+    running = ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="RUNNING")["taskArns"]
+    c.check("ListTasks desiredStatus RUNNING lists the pending task", arn in running, running)
+    again = run("run-exit3")
+    c.check("clientToken: a repeated token returns the same task", again["taskArn"] == arn)
+    c.check(
+        "clientToken: no second task was started",
+        len(ecs.list_tasks(cluster="app-ecs", family="app-migrate")["taskArns"]) == 1,
+    )
+    t = stopped(arn)
+    container = t["containers"][0]
+    c.check("exitCode 3", container.get("exitCode") == 3, container)
+    c.check("stopCode EssentialContainerExited", t.get("stopCode") == "EssentialContainerExited", t.get("stopCode"))
+    c.check("stoppedReason", t.get("stoppedReason") == "Essential container in task exited", t.get("stoppedReason"))
+    c.check("desiredStatus STOPPED", t["desiredStatus"] == "STOPPED")
+    c.check("startedAt and stoppedAt set", "startedAt" in t and "stoppedAt" in t)
+    c.check(
+        "DescribeTasks include TAGS returns the tags",
+        {"key": "ferry:run-id", "value": "run-exit3"} in t.get("tags", []),
+    )
+    stream = f"migrate/migrate/{arn.rsplit('/', 1)[-1]}"
+    page = logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream, startFromHead=True)
+    messages = [e["message"] for e in page["events"]]
+    c.check("logs hold stdout and stderr lines in order", messages == ["hello", "oops"], messages)
+    stamps = [e["timestamp"] for e in page["events"]]
+    c.check("log timestamps are real milliseconds", all(abs(s / 1000 - time.time()) < 120 for s in stamps), stamps)
+    nxt = logs.get_log_events(
+        logGroupName="/app/migrate", logStreamName=stream, startFromHead=True, nextToken=page["nextForwardToken"]
+    )
+    c.check("forward token: nothing new after the end", nxt["events"] == [], nxt["events"])
+    stopped_list = ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="STOPPED")["taskArns"]
+    c.check("ListTasks desiredStatus STOPPED lists it", arn in stopped_list)
+    c.check(
+        "ListTasks desiredStatus RUNNING no longer does",
+        arn not in ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="RUNNING")["taskArns"],
+    )
+    missing = ecs.describe_tasks(cluster="app-ecs", tasks=["arn:aws:ecs:us-east-1:123456789012:task/app-ecs/nope"])
+    c.check(
+        "DescribeTasks of an unknown ARN -> failures MISSING", missing["failures"][0]["reason"] == "MISSING", missing
+    )
+
+    # 2. overrides, and DATABASE_URL reaching the real database
+    probe = (
+        "import os, psycopg; u = os.environ['DATABASE_URL']; print(u.split('://')[0]); "
+        "print(os.environ['GREETING']); "
+        "c = psycopg.connect(u.replace('postgresql+psycopg://', 'postgresql://')); "
+        "print('rows', c.execute('SELECT count(*) FROM items').fetchone()[0])"
+    )
+    task = run(
+        "run-override",
+        {
+            "containerOverrides": [
+                {
+                    "name": "migrate",
+                    "command": [sys.executable, "-c", probe],
+                    "environment": [{"name": "GREETING", "value": "from-override"}],
+                }
+            ]
+        },
+    )
+    t = stopped(task["taskArn"])
+    stream = f"migrate/migrate/{task['taskArn'].rsplit('/', 1)[-1]}"
+    messages = [
+        e["message"]
+        for e in logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream, startFromHead=True)["events"]
+    ]
+    c.check(
+        "command override runs and exits 0", t["containers"][0].get("exitCode") == 0, (t["containers"][0], messages)
+    )
+    c.check("environment override wins over the task definition", "from-override" in messages, messages)
+    c.check("DATABASE_URL keeps the scheme it was given", "postgresql+psycopg" in messages, messages)
+    c.check("DATABASE_URL with the cluster endpoint reaches the cluster's database", "rows 2" in messages, messages)
+
+    # 3. StopTask of a long task
+    task = run("run-sleep", {"containerOverrides": [{"name": "migrate", "command": ["sleep", "60"]}]})
+    wait_until("sleep RUNNING", lambda: describe(task["taskArn"])["lastStatus"] == "RUNNING")
+    c.check("long task reaches RUNNING", True)
+    out = ecs.stop_task(cluster="app-ecs", task=task["taskArn"], reason="ferry: migration timed out")
+    c.check("StopTask answers desiredStatus STOPPED", out["task"]["desiredStatus"] == "STOPPED")
+    started = time.monotonic()
+    t = stopped(task["taskArn"])
+    c.check("StopTask stops it well before 60 s", time.monotonic() - started < 10)
+    c.check("StopTask: stopCode UserInitiated", t.get("stopCode") == "UserInitiated", t.get("stopCode"))
+    c.check("StopTask: stoppedReason is the request's", t.get("stoppedReason") == "ferry: migration timed out")
+    c.check("StopTask: exit code of SIGTERM (143)", t["containers"][0].get("exitCode") == 143, t["containers"][0])
+
+    # 4. a command that cannot start
+    task = run("run-bad", {"containerOverrides": [{"name": "migrate", "command": ["definitely-not-a-command-x1"]}]})
+    statuses = set()
+
+    def bad_done() -> dict[str, Any] | None:
+        t = describe(task["taskArn"])
+        statuses.add(t["lastStatus"])
+        return t if t["lastStatus"] == "STOPPED" else None
+
+    t = wait_until("unstartable STOPPED", bad_done, interval=0.1)
+    container = t["containers"][0]
+    c.check("unstartable: never RUNNING", "RUNNING" not in statuses and "PENDING" in statuses, statuses)
+    c.check("unstartable: no exitCode", "exitCode" not in container, container)
+    c.check(
+        "unstartable: container reason CannotStartContainerError",
+        container.get("reason", "").startswith("CannotStartContainerError:"),
+    )
+    c.check(
+        "unstartable: task stoppedReason CannotStartContainerError",
+        t.get("stoppedReason", "").startswith("CannotStartContainerError:"),
+    )
+    c.check("unstartable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart")
+    c.check("unstartable: no startedAt", "startedAt" not in t)
+
+
+# -- App Runner -----------------------------------------------------------------------------------
+
+
+def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
+    ar = emu.client("apprunner")
+
+    def status(arn: str) -> str:
+        return ar.describe_service(ServiceArn=arn)["Service"]["Status"]
+
+    def settle(arn: str, want: str) -> None:
+        wait_until(f"service {want}", lambda: status(arn) == want)
+
+    out = ar.create_service(
+        ServiceName="app-web",
+        SourceConfiguration={
+            "ImageRepository": {
+                "ImageIdentifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
+                "ImageRepositoryType": "ECR",
+                "ImageConfiguration": {
+                    "Port": "8080",
+                    "RuntimeEnvironmentVariables": {"DATABASE_URL": f"postgresql://app@{db['endpoint']}:5432/app"},
+                },
+            },
+            "AutoDeploymentsEnabled": False,
+        },
+    )
+    arn = out["Service"]["ServiceArn"]
+    c.check("CreateService returns an OperationId", bool(out.get("OperationId")))
+    c.check("new service is OPERATION_IN_PROGRESS", out["Service"]["Status"] == "OPERATION_IN_PROGRESS")
+    settle(arn, "RUNNING")
+    c.check("service becomes RUNNING", True)
+    paused = ar.pause_service(ServiceArn=arn)
+    c.check("PauseService -> OPERATION_IN_PROGRESS", paused["Service"]["Status"] == "OPERATION_IN_PROGRESS")
+    c.error_code(
+        "mutating call while in progress -> InvalidStateException",
+        lambda: ar.start_deployment(ServiceArn=arn),
+        "InvalidStateException",
+    )
+    settle(arn, "PAUSED")
+    c.check("service becomes PAUSED", True)
+    c.error_code(
+        "pausing a paused service -> InvalidStateException",
+        lambda: ar.pause_service(ServiceArn=arn),
+        "InvalidStateException",
+    )
+    ar.resume_service(ServiceArn=arn)
+    settle(arn, "RUNNING")
+    c.check("ResumeService -> RUNNING", True)
+    deploy = ar.start_deployment(ServiceArn=arn)["OperationId"]
+    settle(arn, "RUNNING")
+    new_url = db["endpoint"].replace("app-db.", "app-db-restored-2.")
+    updated = ar.update_service(
+        ServiceArn=arn,
+        SourceConfiguration={
+            "ImageRepository": {
+                "ImageIdentifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
+                "ImageRepositoryType": "ECR",
+                "ImageConfiguration": {
+                    "RuntimeEnvironmentVariables": {"DATABASE_URL": f"postgresql://app@{new_url}:5432/app"}
+                },
+            }
+        },
+    )
+    env = updated["Service"]["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"][
+        "RuntimeEnvironmentVariables"
+    ]
+    c.check("UpdateService replaces RuntimeEnvironmentVariables", new_url in env["DATABASE_URL"], env)
+    settle(arn, "RUNNING")
+    ops = ar.list_operations(ServiceArn=arn)["OperationSummaryList"]
+    types = [o["Type"] for o in ops]
+    c.check(
+        "ListOperations newest first",
+        types == ["UPDATE_SERVICE", "START_DEPLOYMENT", "RESUME_SERVICE", "PAUSE_SERVICE", "CREATE_SERVICE"],
+        types,
+    )
+    c.check("operations SUCCEEDED with EndedAt", all(o["Status"] == "SUCCEEDED" and "EndedAt" in o for o in ops), ops)
+    c.check("StartDeployment's OperationId is listed", any(o["Id"] == deploy for o in ops))
+    emu.post("/_emulator/config", {"fail_deployment": True})
+    failing = ar.start_deployment(ServiceArn=arn)["OperationId"]
+    settle(arn, "RUNNING")
+    op = ar.list_operations(ServiceArn=arn, MaxResults=1)["OperationSummaryList"][0]
+    c.check("fail_deployment: the next deployment ends FAILED", op["Id"] == failing and op["Status"] == "FAILED", op)
+    c.error_code(
+        "unknown service -> ResourceNotFoundException",
+        lambda: ar.describe_service(ServiceArn="arn:aws:apprunner:us-east-1:123456789012:service/nope/0"),
+        "ResourceNotFoundException",
+    )
+    events = emu.client("logs").get_log_events(
+        logGroupName=f"/aws/apprunner/app-web/{arn.rsplit('/', 1)[-1]}/service",
+        logStreamName="events",
+        startFromHead=True,
+    )["events"]
+    c.check("service events go to the service log group", len(events) >= 10, len(events))
+
+    # StartCommand runs for real; one that exits non-zero fails the deployment.
+    def image(command: str) -> dict[str, Any]:
+        return {
+            "ImageRepository": {
+                "ImageIdentifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:2",
+                "ImageRepositoryType": "ECR",
+                "ImageConfiguration": {
+                    "StartCommand": command,
+                    "RuntimeEnvironmentVariables": {"DATABASE_URL": f"postgresql://app@{db['endpoint']}:5432/app"},
+                },
+            }
+        }
+
+    arn = ar.create_service(
+        ServiceName="app-migrating", SourceConfiguration=image('echo "up on $DATABASE_URL"; sleep 30')
+    )["Service"]["ServiceArn"]
+    settle(arn, "RUNNING")
+    group = f"/aws/apprunner/app-migrating/{arn.rsplit('/', 1)[-1]}/application"
+    logs = emu.client("logs")
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    lines = [
+        e["message"]
+        for e in logs.get_log_events(logGroupName=group, logStreamName=streams[0]["logStreamName"], startFromHead=True)[
+            "events"
+        ]
+    ]
+    c.check(
+        "StartCommand runs with DATABASE_URL pointed at the cluster's database",
+        lines and lines[0].startswith("up on postgresql://") and "/emu_" in lines[0],
+        lines,
+    )
+    ar.update_service(ServiceArn=arn, SourceConfiguration=image("echo migration failed; exit 1"))
+    settle(arn, "RUNNING")
+    op = ar.list_operations(ServiceArn=arn)["OperationSummaryList"][0]
+    c.check(
+        "a StartCommand that exits 1 fails the deployment",
+        op["Type"] == "UPDATE_SERVICE" and op["Status"] == "FAILED",
+        op,
+    )
+    command = ar.describe_service(ServiceArn=arn)["Service"]["SourceConfiguration"]["ImageRepository"][
+        "ImageConfiguration"
+    ]["StartCommand"]
+    c.check("a failed UpdateService rolls the configuration back", "sleep 30" in command, command)
+
+
+# -- CloudFormation ---------------------------------------------------------------------------------
+
+
+def check_cloudformation(c: Checks, emu: Emulator) -> None:
+    cfn = emu.client("cloudformation")
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.20.0.0/16"}},
+            "SubnetA": {
+                "Type": "AWS::EC2::Subnet",
+                "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.20.1.0/24"},
+            },
+            "SubnetB": {
+                "Type": "AWS::EC2::Subnet",
+                "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.20.2.0/24"},
+            },
+            "MigrationSg": {
+                "Type": "AWS::EC2::SecurityGroup",
+                "Properties": {"GroupDescription": "m", "VpcId": {"Ref": "Vpc"}},
+            },
+            "Logs": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"LogGroupName": "/wumbo/migrate", "RetentionInDays": 7},
+            },
+            "ExecRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                },
+            },
+            "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": "wumbo-ecs"}},
+            "TaskDef": {
+                "Type": "AWS::ECS::TaskDefinition",
+                "Properties": {
+                    "Family": "wumbo-migrate",
+                    "NetworkMode": "awsvpc",
+                    "RequiresCompatibilities": ["FARGATE"],
+                    "Cpu": "256",
+                    "Memory": "512",
+                    "ExecutionRoleArn": {"Fn::GetAtt": ["ExecRole", "Arn"]},
+                    "ContainerDefinitions": [
+                        {
+                            "Name": "migrate",
+                            "Image": "example/app:1",
+                            "Command": ["sh", "-c", "echo from-cfn"],
+                            "LogConfiguration": {
+                                "LogDriver": "awslogs",
+                                "Options": {
+                                    "awslogs-group": {"Ref": "Logs"},
+                                    "awslogs-region": {"Ref": "AWS::Region"},
+                                    "awslogs-stream-prefix": "migrate",
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+        "Outputs": {
+            "ClusterName": {"Value": {"Ref": "Cluster"}},
+            "MigrationTaskDefinitionArn": {"Value": {"Ref": "TaskDef"}},
+            "PrivateSubnetIds": {"Value": {"Fn::Join": [",", [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]]}},
+            "MigrationSecurityGroupId": {"Value": {"Fn::GetAtt": ["MigrationSg", "GroupId"]}},
+            "LogGroupArn": {"Value": {"Fn::GetAtt": ["Logs", "Arn"]}},
+            "ExecRoleArn": {"Value": {"Fn::GetAtt": ["ExecRole", "Arn"]}},
+        },
+    }
+    cfn.create_stack(
+        StackName="production-ComputeStack", TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"]
+    )
+    stack = wait_until(
+        "stack created",
+        lambda: (
+            (s := cfn.describe_stacks(StackName="production-ComputeStack")["Stacks"][0])["StackStatus"].endswith(
+                "COMPLETE"
+            )
+            and s
+        ),
+    )
+    c.check("CreateStack -> CREATE_COMPLETE", stack["StackStatus"] == "CREATE_COMPLETE", stack["StackStatus"])
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    c.check("Output Ref of AWS::ECS::Cluster", outputs.get("ClusterName") == "wumbo-ecs", outputs)
+    c.check(
+        "Output Ref of AWS::ECS::TaskDefinition",
+        outputs.get("MigrationTaskDefinitionArn", "").endswith(":task-definition/wumbo-migrate:1"),
+    )
+    subnets = outputs.get("PrivateSubnetIds", "").split(",")
+    c.check("Output Fn::Join of subnets", len(subnets) == 2 and all(s.startswith("subnet-") for s in subnets), subnets)
+    c.check("Output GetAtt GroupId", outputs.get("MigrationSecurityGroupId", "").startswith("sg-"))
+    c.check("Output GetAtt LogGroup Arn", outputs.get("LogGroupArn", "").startswith("arn:aws:logs:"))
+    c.check("Output GetAtt Role Arn", outputs.get("ExecRoleArn", "").startswith("arn:aws:iam::"))
+    td = emu.client("ecs").describe_task_definition(taskDefinition=outputs["MigrationTaskDefinitionArn"])[
+        "taskDefinition"
+    ]
+    c.check("stack task definition keeps NetworkMode awsvpc", td.get("networkMode") == "awsvpc", td.get("networkMode"))
+    options = td["containerDefinitions"][0]["logConfiguration"]["options"]
+    c.check(
+        "stack task definition resolves the awslogs group", options.get("awslogs-group") == "/wumbo/migrate", options
+    )
+    # a task from the stack's definition runs too
+    ecs = emu.client("ecs")
+    task = ecs.run_task(
+        cluster=outputs["ClusterName"],
+        taskDefinition=outputs["MigrationTaskDefinitionArn"],
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": subnets, "securityGroups": [outputs["MigrationSecurityGroupId"]]}
+        },
+    )["tasks"][0]
+    t = wait_until(
+        "cfn task STOPPED",
+        lambda: (
+            (x := ecs.describe_tasks(cluster="wumbo-ecs", tasks=[task["taskArn"]])["tasks"][0])["lastStatus"]
+            == "STOPPED"
+            and x
+        ),
+    )
+    c.check("task from the stack's task definition runs", t["containers"][0].get("exitCode") == 0, t["containers"][0])
+
+
+# -- shutdown ------------------------------------------------------------------------------------------
+
+
+def running_task_pids(c: Checks, emu: Emulator, net: dict[str, str]) -> list[int]:
+    """Leave a task running for the shutdown check; returns its process ids."""
+    ecs = emu.client("ecs")
+    td = ecs.register_task_definition(
+        family="long",
+        containerDefinitions=[{"name": "main", "image": "x", "memory": 64, "command": ["sleep", "120"]}],
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+    )["taskDefinition"]
+    arn = ecs.run_task(
+        cluster="app-ecs",
+        taskDefinition=td["taskDefinitionArn"],
+        launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [net["subnet"]]}},
+    )["tasks"][0]["taskArn"]
+    wait_until(
+        "long task RUNNING",
+        lambda: ecs.describe_tasks(cluster="app-ecs", tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING",
+    )
+    pids = [c["pid"] for c in emu.get("/_emulator/tasks")[arn]["containers"].values() if c["pid"]]
+    c.check("debug endpoint shows the running task's pid", len(pids) == 1 and alive(pids[0]), pids)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# -- main ----------------------------------------------------------------------------------------------
+
+
+def network(emu: Emulator) -> dict[str, str]:
+    ec2 = emu.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    subnet_b = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24", AvailabilityZone="us-east-1b")["Subnet"][
+        "SubnetId"
+    ]
+    sg = ec2.create_security_group(GroupName="migrations", Description="m", VpcId=vpc)["GroupId"]
+    return {"vpc": vpc, "subnet": subnet, "subnet_b": subnet_b, "sg": sg}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--pg-url", default=os.environ.get("FERRY_EMULATOR_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    )
+    p.add_argument("--delay-scale", type=float, default=0.5)
+    args = p.parse_args()
+
+    c = Checks()
+    task_cwd = tempfile.mkdtemp(prefix="emulator-tasks-")
+    emu = Emulator(args.pg_url, args.delay_scale, task_cwd)
+    print(f"emulator at {emu.url} (stderr: {emu.stderr.name})")
+    databases: list[str] = []
+    pids: list[int] = []
+    try:
+        net = network(emu)
+        db = check_rds(c, emu, net)  # the other areas use its cluster
+        for name, fn in [
+            ("ecs", lambda: check_ecs(c, emu, net, db)),
+            ("apprunner", lambda: check_apprunner(c, emu, db)),
+            ("cloudformation", lambda: check_cloudformation(c, emu)),
+        ]:
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - count it and go on with the next area
+                traceback.print_exc()
+                c.check(f"{name} section ran to the end", False, repr(e))
+        databases = [v["database"] for v in emu.get("/_emulator/clusters").values()]
+        databases += [v["database"] for v in emu.get("/_emulator/snapshots").values() if v["database"]]
+        pids = running_task_pids(c, emu, net)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        c.check("rds section ran to the end", False, repr(e))
+    finally:
+        code = emu.stop()
+    c.check("SIGTERM stops the emulator cleanly", code == 0, code)
+    c.check("shutdown ends the task processes still running", not any(alive(p) for p in pids), pids)
+    if databases:
+        left = query(args.pg_url, "SELECT datname FROM pg_database WHERE datname LIKE 'emu\\_%'")
+        left_names = {r[0] for r in left}
+        c.check(
+            "shutdown drops every database it created", not (set(databases) & left_names), set(databases) & left_names
+        )
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
