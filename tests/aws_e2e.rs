@@ -249,6 +249,8 @@ fn a_migration_failing_halfway_is_restored_under_the_original_identifier() {
     assert_eq!(journal, rec);
     let logs = p.ferry(&["logs", "stage", "--run", rec["run_id"].as_str().unwrap()]);
     assert!(logs.stdout.contains("UndefinedColumn"), "{logs:?}");
+    let by_task = p.ferry(&["logs", "stage", "--task", rec["task"]["arn"].as_str().unwrap()]);
+    assert_eq!(by_task.stdout, logs.stdout, "--task reads the same CloudWatch stream: {by_task:?}");
 }
 
 #[test]

@@ -128,6 +128,10 @@ fn logs_runs_status_and_plan_describe_what_happened() {
     assert_eq!(messages, ["line one", "line two"], "{recent:?}");
     let r = p.ferry(&["logs", "local", "--task", "nope"]);
     assert_eq!(r.code, 2, "an unknown task is an error: {r:?}");
+    let r = p.ferry(&["logs", "local", "--task", "bad id"]);
+    assert_eq!(r.code, 2, "a malformed task id is a usage error: {r:?}");
+    let r = p.ferry(&["logs", "local", "--task", &run_id]);
+    assert_eq!(r.stdout.matches("| line").count(), 2, "--task finds the stream: {r:?}");
     let followed = p.ferry(&["logs", "local", "--follow"]);
     assert_eq!(followed.code, 0, "follow ends when the task has stopped: {followed:?}");
     let r = p.ferry(&["logs", "local", "--run", "local-20000101T000000Z-0000"]);
@@ -198,4 +202,37 @@ fn config_is_found_through_flag_env_and_parent_directories() {
         .unwrap()
         .into();
     assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn a_snapshot_a_failed_run_needs_is_protected_until_it_is_restored() {
+    let p = Project::sqlite(
+        "\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders\"\nexit 1\n",
+        "restore_on_failure = \"never\"",
+    );
+    let r = p.ferry(&["deploy", "local", "--output", "json"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    let snap = r.json()["snapshot"]["id"].as_str().unwrap().to_string();
+    let r = p.ferry(&["snapshot", "delete", "local", &snap]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("needs attention"), "{r:?}");
+    let r = p.ferry(&["snapshot", "prune", "local", "--keep", "0"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains(&format!("keeping snapshot {snap}")), "{r:?}");
+    // The next command the run named brings the data back; then the snapshot is free.
+    assert_eq!(p.ferry(&["restore", "local", "--snapshot", &snap]).code, 0);
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5");
+    let r = p.ferry(&["snapshot", "delete", "local", &snap]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn db_exec_reports_whether_anything_was_applied() {
+    let p = Project::sqlite("true\n", "");
+    let r = p.ferry(&["db", "exec", "local", "--sql", "SELEC nonsense"]);
+    assert_eq!(r.code, 3, "nothing ran: {r:?}");
+    let r = p.ferry(&["db", "exec", "local", "--sql", "DELETE FROM orders WHERE id = 1; DELETE FROM nope"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stderr.contains("the statement before it was applied"), "{r:?}");
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "4");
 }

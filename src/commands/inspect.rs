@@ -9,7 +9,7 @@ use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{LogsArgs, RunsCommand};
 use crate::config::HumanDuration;
 use crate::output::{Redactor, render};
-use crate::provider::{LogCursor, TaskState};
+use crate::provider::{LogCursor, ProviderError, TaskState};
 use crate::runbook::journal::{list_runs, read_run};
 use crate::runbook::plan::deploy_plan;
 use crate::runbook::record::RunOptions;
@@ -114,8 +114,13 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         Some(s) => Some(HumanDuration::parse(s).map_err(|e| CommandError::Usage(format!("--since: {e}")))?.0),
         None => None,
     };
+    let cloud = ctx.cloud(env).await?;
+    let usage = |e: ProviderError| match e {
+        ProviderError::Rejected(m) => CommandError::Usage(m),
+        other => other.into(),
+    };
     let (task_id, stream) = match (&a.task, &a.run) {
-        (Some(task), _) => (task.clone(), task.clone()),
+        (Some(task), _) => (task.clone(), cloud.runner.log_stream_of(task).await.map_err(usage)?),
         (None, Some(run_id)) => {
             let r = read_run(&ctx.config.state_dir, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
             let t = r.task.ok_or_else(|| CommandError::Usage(format!("run {run_id} started no migration task")))?;
@@ -132,8 +137,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
             (t.arn, t.log_stream)
         }
     };
-    let cloud = ctx.cloud(env).await?;
-    if cloud.runner.poll(&task_id).await? == TaskState::Missing {
+    if cloud.runner.poll(&task_id).await.map_err(usage)? == TaskState::Missing {
         return Err(CommandError::Usage(format!("no migration task {task_id} in {}", env.name)));
     }
     let redactor = Redactor::new(env.secrets());

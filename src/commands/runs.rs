@@ -30,7 +30,11 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
 }
 
 /// Invariant 1: `--no-snapshot` exists only for environments without `confirm = true`.
+/// Also refuses, before anything is touched, a runner this build cannot drive.
 fn refuse_no_snapshot(env: &EnvConfig, no_snapshot: bool) -> Result<(), CommandError> {
+    if env.migration.runner == crate::config::RunnerKind::Apprunner {
+        return Err(CommandError::Usage(format!("{}: {}", env.name, crate::provider::aws::APPRUNNER_UNAVAILABLE)));
+    }
     if no_snapshot && env.confirm {
         return Err(CommandError::Usage(format!(
             "--no-snapshot is refused for {}: it has confirm = true, and a migration there always starts from a snapshot",

@@ -98,8 +98,8 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     }
     if let Some(run) = needed_by(ctx, &env.name).into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
         return Err(CommandError::Usage(format!(
-            "snapshot {id} is the pre-deploy snapshot of run {run}, which has not finished well; \
-             resume or restore it first (`ferry runs show {run}`)"
+            "snapshot {id} is the pre-deploy snapshot of run {run}, which needs attention and may need it: \
+             `ferry resume {run}` or `ferry restore <env> --snapshot {id}` first (`ferry runs show {run}`)"
         )));
     }
     ctx.guard(env, &format!("delete snapshot {id}"))?;
@@ -108,16 +108,26 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     Ok(0)
 }
 
-/// Snapshots that runs of this environment may still restore from: those of
-/// runs that are running, interrupted or need attention. `(snapshot, run)`.
-fn needed_by(ctx: &Context, env: &str) -> Vec<(String, String)> {
+/// Snapshots that runs may still restore from: those of runs that are running,
+/// interrupted or need attention, unless a later `ferry restore` from that
+/// snapshot succeeded. `(snapshot, run)`. Snapshot ids are unique per database,
+/// so every environment's runs count (two environments may share a database).
+fn needed_by(ctx: &Context, _env: &str) -> Vec<(String, String)> {
     use crate::runbook::record::Outcome;
-    crate::runbook::journal::list_runs(&ctx.config.state_dir)
-        .into_iter()
-        .filter(|r| {
-            r.env == env && matches!(r.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)
+    let runs = crate::runbook::journal::list_runs(&ctx.config.state_dir);
+    let restored_later = |snapshot: &str, after: chrono::DateTime<Utc>| {
+        runs.iter().any(|r| {
+            r.command == "restore"
+                && r.outcome == Outcome::Succeeded
+                && r.started_at > after
+                && r.restore.as_ref().is_some_and(|x| x.snapshot_id == snapshot)
         })
-        .filter_map(|r| Some((r.snapshot?.id, r.run_id)))
+    };
+    runs.iter()
+        .filter(|r| matches!(r.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention))
+        .filter_map(|r| Some((r.snapshot.as_ref()?.id.clone(), r.run_id.clone(), r.started_at)))
+        .filter(|(snap, _, at)| !restored_later(snap, *at))
+        .map(|(snap, run, _)| (snap, run))
         .collect()
 }
 

@@ -407,7 +407,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
             (k, v)
         })
         .collect::<BTreeMap<_, _>>();
-    if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL") {
+    if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL" && provider == ProviderKind::Local) {
         return Err(err(format!("migration.env.{k} is set by ferry from database.url; remove it")));
     }
 

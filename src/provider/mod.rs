@@ -196,6 +196,10 @@ pub trait MigrationRunner: Send + Sync {
     async fn active_tasks(&self) -> PResult<Vec<TaskSummary>>;
     /// Find the task a run started (after a crash between start and journal).
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>>;
+    /// The log stream of a task given by id (`ferry logs --task`).
+    async fn log_stream_of(&self, task_id: &str) -> PResult<String> {
+        Ok(task_id.to_string())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -224,7 +224,11 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
 /// ferry.toml still name the old database: say so.
 fn new_cluster_note(run: &Run) -> String {
     if run.cloud.service.is_some() {
-        return "; the App Runner service now points at it".to_string();
+        return format!(
+            "; the App Runner service now points at it, but ferry.toml (database.cluster) and anything else naming {} \
+             still name the old database: update them before the next deploy",
+            run.cloud.database.cluster_id()
+        );
     }
     format!(
         "; the environment's database setting still names {}: point the app (and ferry.toml) at the restored database to use it",

@@ -64,6 +64,9 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
         format!("check database {} exists and is available", env.database_label()),
         "check no migration task of this environment is pending or running".to_string(),
     ];
+    if env.migration.runner == RunnerKind::Ecs {
+        does.push("check the task definition has the container and it logs with awslogs and a stream prefix".into());
+    }
     if env.service.is_some() {
         does.push("check the App Runner service is RUNNING (not OPERATION_IN_PROGRESS)".into());
     }

@@ -256,6 +256,10 @@ impl MigrationRunner for EcsRunner {
         Ok(out)
     }
 
+    async fn log_stream_of(&self, task_id: &str) -> PResult<String> {
+        Ok(log_stream(&self.awslogs().await?, &self.target.container, task_id))
+    }
+
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
         let family = family_of(&self.target.task_definition);
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {

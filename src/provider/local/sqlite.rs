@@ -75,13 +75,17 @@ impl SqliteDatabase {
         let mut out = Vec::new();
         let mut batch = rusqlite::Batch::new(&conn, sql);
         let mut done = 0;
-        // SQL errors are `Rejected`: the statements before them stay applied.
+        // SQL errors after applied statements are `Rejected`: those stay applied.
         let failed = |done: usize| {
-            move |e: rusqlite::Error| {
-                ProviderError::Rejected(format!(
-                    "SQL error in statement {}: {e} ({done} statements before it were applied)",
-                    done + 1
-                ))
+            move |e: rusqlite::Error| match done {
+                0 => ProviderError::Other(format!("SQL error in statement 1: {e}")),
+                1 => ProviderError::Rejected(format!(
+                    "SQL error in statement 2: {e} (the statement before it was applied)"
+                )),
+                n => ProviderError::Rejected(format!(
+                    "SQL error in statement {}: {e} (the {n} statements before it were applied)",
+                    n + 1
+                )),
             }
         };
         while let Some(mut stmt) = batch.next().map_err(failed(done))? {
