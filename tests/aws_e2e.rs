@@ -179,6 +179,8 @@ fn a_good_migration_reaches_head_with_a_tagged_snapshot() {
     let s = emu.setup(false);
     let cmd = emu.alembic();
     let p = emu.project(&s, &strs(&cmd), "");
+    let plan = p.ferry(&["plan", "stage"]);
+    assert!(plan.stdout.contains("${output:ClusterName} = e") && plan.stdout.contains("-migrations"), "{plan:?}");
     let r = p.ferry(&["deploy", "stage", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let rec = r.json();

@@ -1,5 +1,6 @@
 //! Read-only commands: plan, status, logs, runs, config validate.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -7,19 +8,41 @@ use serde_json::json;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{LogsArgs, RunsCommand};
-use crate::config::HumanDuration;
+use crate::config::{EnvConfig, HumanDuration};
 use crate::output::{Redactor, render};
-use crate::provider::{LogCursor, ProviderError, TaskState};
+use crate::provider::{LogCursor, ProviderError, StackOutputs, TaskState, aws};
 use crate::runbook::journal::{list_runs, read_run};
 use crate::runbook::plan::deploy_plan;
 use crate::runbook::record::RunOptions;
+
+/// The stack outputs the environment refers to, read (read-only) when
+/// credentials allow; otherwise why they were not read. Plan never fails on this.
+async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String, String>, String> {
+    let Some(stack) = env.stack.as_deref().filter(|_| !env.output_refs().is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    let sdk = aws::sdk_config(env, &ctx.aws).await;
+    aws::check_credentials(&sdk).await?;
+    let stacks = aws::cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&sdk));
+    let all = stacks.outputs(stack).await.map_err(|e| e.to_string())?;
+    let refs = env.output_refs();
+    Ok(all.into_iter().filter(|(k, _)| refs.contains(k)).collect())
+}
 
 pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
     let plan = deploy_plan(env, &RunOptions::default());
     let redactor = Redactor::new(env.secrets());
+    let outputs = stack_outputs(ctx, env).await;
     if ctx.json() {
-        print_json(&json!({ "env": env, "stack_outputs": {}, "plan": plan }), &redactor);
+        let (outputs, not_read) = match &outputs {
+            Ok(o) => (json!(o), serde_json::Value::Null),
+            Err(why) => (json!({}), json!(why)),
+        };
+        print_json(
+            &json!({ "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan }),
+            &redactor,
+        );
         return Ok(0);
     }
     let config = toml_like(&serde_json::to_value(env).unwrap_or_default(), "");
@@ -27,8 +50,20 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
     for line in config {
         crate::outln!("{}", redactor.clean(&line));
     }
-    if let Some(stack) = &env.stack {
-        crate::outln!("\nstack outputs of {stack} are read when the command runs: {}", env.output_refs().join(", "));
+    if let Some(stack) = env.stack.as_deref().filter(|_| !env.output_refs().is_empty()) {
+        match &outputs {
+            Ok(values) => {
+                crate::outln!("\nstack outputs of {stack}:");
+                for name in env.output_refs() {
+                    let value = values.get(&name).map_or("(missing: commands will exit 2)", String::as_str);
+                    crate::outln!("  ${{output:{name}}} = {}", redactor.clean(value));
+                }
+            }
+            Err(why) => crate::outln!(
+                "\nstack outputs of {stack} not read ({why}); referenced: {}",
+                env.output_refs().join(", ")
+            ),
+        }
     }
     crate::outln!("\nferry deploy {} will:", env.name);
     for (i, s) in plan.steps.iter().enumerate() {

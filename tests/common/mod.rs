@@ -88,6 +88,8 @@ impl Project {
             .env_remove("FERRY_CONFIG")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_STEP_SUMMARY")
+            // Tests talk to loopback only: no instance-metadata lookups by the AWS chain.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null());
         c
     }
