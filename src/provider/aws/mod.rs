@@ -219,3 +219,39 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
     };
     Ok((cloud, resolved))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::fake::FakeCloud;
+
+    fn env(migration_cluster: &str) -> EnvConfig {
+        let text = format!(
+            "project = \"p\"\n[env.prod]\nstack = \"s\"\ndatabase = {{ cluster = \"db-1\" }}\nmigration = {{ cluster = \"{migration_cluster}\", task_definition = \"td:3\", subnets = \"${{output:PrivateSubnetIds}}\", security_groups = [\"sg-1\"], container = \"migrate\", command = [\"m\"] }}\n"
+        );
+        crate::config::parse(std::path::Path::new("/x/ferry.toml"), &text).unwrap().env("prod").unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn outputs_fill_templates_and_comma_separated_lists() {
+        let stacks = FakeCloud::new("db-1", "v1", false);
+        let r = resolve(&env("${output:ClusterName}"), &stacks).await.unwrap();
+        assert_eq!(r.cluster_id, "db-1");
+        let ecs = r.ecs.unwrap();
+        assert_eq!(ecs.cluster, "fake-ecs");
+        assert_eq!(ecs.subnets, ["subnet-a", "subnet-b"]);
+        assert_eq!(ecs.security_groups, ["sg-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_output_is_named_with_the_ones_that_exist() {
+        let stacks = FakeCloud::new("db-1", "v1", false);
+        let err = resolve(&env("${output:EcsCluster}"), &stacks).await.unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::Rejected(
+                "stack s has no output \"EcsCluster\"; its outputs are: ClusterName, PrivateSubnetIds".into()
+            )
+        );
+    }
+}
