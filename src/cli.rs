@@ -154,7 +154,7 @@ pub struct LogsArgs {
     /// The task of this run (default: the newest run of the environment)
     #[arg(long, value_name = "RUN_ID", conflicts_with = "task")]
     pub run: Option<String>,
-    /// A task id
+    /// A task: the run id on the local provider, the task ARN on AWS
     #[arg(long, value_name = "TASK_ID")]
     pub task: Option<String>,
 }

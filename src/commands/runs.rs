@@ -13,7 +13,7 @@ use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
-    refuse_no_snapshot(env, a.no_snapshot)?;
+    refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "deploy")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, ..RunOptions::default() };
     let steps = plan::deploy_plan(env, &options).names();
@@ -22,16 +22,16 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
 
 pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
-    refuse_no_snapshot(env, a.no_snapshot)?;
+    refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, ..RunOptions::default() };
     let steps = plan::migrate_plan(env, &options).names();
     start(ctx, env, "migrate", options, &steps).await
 }
 
-/// Invariant 1: `--no-snapshot` exists only for environments without `confirm = true`.
-/// Also refuses, before anything is touched, a runner this build cannot drive.
-fn refuse_no_snapshot(env: &EnvConfig, no_snapshot: bool) -> Result<(), CommandError> {
+/// What deploy and migrate refuse before touching anything: a runner this build
+/// cannot drive, and (invariant 1) `--no-snapshot` on a `confirm = true` environment.
+fn refuse_before_running(env: &EnvConfig, no_snapshot: bool) -> Result<(), CommandError> {
     if env.migration.runner == crate::config::RunnerKind::Apprunner {
         return Err(CommandError::Usage(format!("{}: {}", env.name, crate::provider::aws::APPRUNNER_UNAVAILABLE)));
     }

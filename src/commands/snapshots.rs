@@ -96,7 +96,7 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
             env.name
         )));
     }
-    if let Some(run) = needed_by(ctx, &env.name).into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
+    if let Some(run) = needed_by(ctx).into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
         return Err(CommandError::Usage(format!(
             "snapshot {id} is the pre-deploy snapshot of run {run}, which needs attention and may need it: \
              `ferry resume {run}` or `ferry restore <env> --snapshot {id}` first (`ferry runs show {run}`)"
@@ -112,7 +112,7 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
 /// interrupted or need attention, unless a later `ferry restore` from that
 /// snapshot succeeded. `(snapshot, run)`. Snapshot ids are unique per database,
 /// so every environment's runs count (two environments may share a database).
-fn needed_by(ctx: &Context, _env: &str) -> Vec<(String, String)> {
+fn needed_by(ctx: &Context) -> Vec<(String, String)> {
     use crate::runbook::record::Outcome;
     let runs = crate::runbook::journal::list_runs(&ctx.config.state_dir);
     let restored_later = |snapshot: &str, after: chrono::DateTime<Utc>| {
@@ -144,7 +144,7 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
         .filter(|s| s.is_ferry_pre_deploy(&env.name) && s.status == SnapshotStatus::Available)
         .collect();
     ours.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-    let needed = needed_by(ctx, &env.name);
+    let needed = needed_by(ctx);
     let doomed: Vec<Snapshot> = ours
         .into_iter()
         .skip(keep)

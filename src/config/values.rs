@@ -234,18 +234,31 @@ impl<'de> Deserialize<'de> for DbUrl {
     }
 }
 
-/// Replace the password of `scheme://user:password@host` with `***`.
-pub fn redact_url(s: &str) -> String {
-    let Some(scheme_end) = s.find("://") else { return s.to_string() };
-    let rest = &s[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}://{}:***{}", &s[..scheme_end], &authority[..colon], &rest[at..])
+/// Replace the password of every `scheme://user:password@host` in `text` with
+/// `***` (a whole URL, or URLs inside a line of output).
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first character that cannot be in it.
+        let end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon + 1]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
         }
-        _ => s.to_string(),
+        rest = &tail[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// RDS DB cluster snapshot identifier rules: 1–63 characters, ASCII letters,

@@ -69,10 +69,6 @@ impl Reporter {
         &self.redactor
     }
 
-    pub fn is_tty(&self) -> bool {
-        self.tty
-    }
-
     fn write_line(&self, line: &str) {
         let line = self.redactor.clean(line);
         let Ok(mut sink) = self.sink.lock() else { return };

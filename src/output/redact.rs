@@ -26,7 +26,7 @@ impl Redactor {
                 out = out.replace(s.as_str(), MASK);
             }
         }
-        mask_url_passwords(&out)
+        crate::config::redact_url(&out)
     }
 
     /// Like [`Redactor::clean`] for JSON text, where secrets appear escaped.
@@ -42,31 +42,6 @@ impl Redactor {
         }
         self.clean(&out)
     }
-}
-
-fn mask_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first character that cannot be in it.
-        let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon + 1]);
-                out.push_str(MASK);
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -652,18 +652,11 @@ impl AppService for FakeCloud {
         Ok(Some(op))
     }
 
-    async fn start_deployment(&self) -> PResult<String> {
-        Ok(self.new_operation("RUNNING", false))
-    }
-
     async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>> {
         {
             let mut s = self.lock();
             let old = s.service_env.get(var).cloned().unwrap_or_default();
-            let new = match (old.find('@'), old.rfind(':')) {
-                (Some(at), Some(colon)) if colon > at => format!("{}{host}{}", &old[..=at], &old[colon..]),
-                _ => host.to_string(),
-            };
+            let new = super::aws::apprunner::replace_host(&old, host).unwrap_or_else(|| host.to_string());
             s.service_env.insert(var.to_string(), new);
         }
         Ok(Some(self.new_operation("RUNNING", false)))

@@ -238,7 +238,6 @@ pub trait AppService: Send + Sync {
     /// Pause; returns an operation id to wait for (None when already paused).
     async fn pause(&self) -> PResult<Option<String>>;
     async fn resume(&self) -> PResult<Option<String>>;
-    async fn start_deployment(&self) -> PResult<String>;
     /// Point the service's database URL variable `var` at `host` (keeping the
     /// rest of the URL); returns the operation to wait for.
     async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>>;

@@ -195,10 +195,6 @@ impl Run {
         self.finish(Outcome::Interrupted, Some("interrupted by a signal".into()), Some(state), Some(next))
     }
 
-    fn timeouts(&self) -> &crate::config::Timeouts {
-        &self.env.timeouts
-    }
-
     fn progress(&self, what: &str, state: &str, waited: Duration) {
         self.out.progress(what, state, waited);
     }

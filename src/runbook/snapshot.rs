@@ -41,7 +41,7 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
         )));
     }
     let out = run.out.clone();
-    let limit = run.timeouts().snapshot;
+    let limit = run.env.timeouts.snapshot;
     let result = wait_snapshot(db.as_ref(), &id, limit, &out, |snap| {
         run.record.snapshot =
             Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });

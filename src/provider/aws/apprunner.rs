@@ -72,17 +72,6 @@ impl AppService for AppRunner {
         Ok(out.operation_id().map(String::from))
     }
 
-    async fn start_deployment(&self) -> PResult<String> {
-        let out = self
-            .client
-            .start_deployment()
-            .service_arn(&self.arn)
-            .send()
-            .await
-            .map_err(|e| classify("StartDeployment", e))?;
-        Ok(out.operation_id().to_string())
-    }
-
     async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>> {
         let service = self.describe().await?;
         let source = service
