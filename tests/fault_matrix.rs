@@ -383,6 +383,41 @@ async fn the_new_cluster_strategy_points_the_service_at_the_new_endpoint() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_restore_waits_for_an_operation_already_in_progress_on_the_service() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    // Someone starts a 4-minute deployment of the service while the migration runs.
+    let fake = h.fake.clone();
+    let deploying = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(100)).await;
+        fake.start_foreign_operation(std::time::Duration::from_secs(240));
+    });
+    let (r, _) = h.deploy().await;
+    deploying.await.unwrap();
+    assert_eq!(r.outcome, Outcome::Restored, "{r:#?}\n{}", h.output());
+    assert!(h.fake.busy_refusals() >= 1, "the pause met the operation in progress");
+    assert!(h.output().contains("another App Runner operation is in progress; waiting"), "{}", h.output());
+    assert_eq!(h.fake.service_status().as_deref(), Some("RUNNING"));
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_gives_up_on_a_service_busy_past_its_timeout_and_says_so() {
+    let h = Harness::new(env_config("timeouts = { service = \"2m\" }"));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let fake = h.fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(100)).await;
+        fake.start_foreign_operation(std::time::Duration::from_secs(3600));
+    });
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NeedsAttention, "{r:#?}");
+    assert_eq!(r.exit_code, Some(5));
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0, "nothing restored while the service could not be paused");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let h = Harness::new(env_config(""));
     let steps = plan::deploy_plan(&h.env, &h.options).names();

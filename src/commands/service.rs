@@ -3,7 +3,7 @@
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::ServiceCommand;
 use crate::output::Redactor;
-use crate::runbook::service::wait_operation;
+use crate::runbook::service::Change;
 
 pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     let (env_name, action) = match &c {
@@ -24,14 +24,13 @@ pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     let cloud = ctx.cloud(env).await?;
     let service = cloud.service.clone().ok_or_else(|| CommandError::Usage("no App Runner service".into()))?;
     let out = ctx.reporter(Some(env));
-    let op = match action {
-        Some("pause") => service.pause().await?,
-        Some(_) => service.resume().await?,
+    let change = match action {
+        Some("pause") => Some(Change::Pause),
+        Some(_) => Some(Change::Resume),
         None => None,
     };
-    if let Some(op) = op {
-        let what = format!("{} the service", if action == Some("pause") { "pausing" } else { "resuming" });
-        wait_operation(service.as_ref(), &op, &what, env.timeouts.service, &out)
+    if let Some(c) = change {
+        crate::runbook::service::change(service.as_ref(), c, env.timeouts.service, &out)
             .await
             .map_err(CommandError::NeedsAttention)?;
     }

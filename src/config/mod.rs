@@ -366,6 +366,11 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         }
     }
     let command = m.command.unwrap_or_default();
+    if runner == RunnerKind::Apprunner && (!command.is_empty() || m.env.as_ref().is_some_and(|e| !e.is_empty())) {
+        return Err(err("runner \"apprunner\" migrates in the app's own start-up (a deployment of the service): \
+             migration.command and migration.env are not used; remove them"
+            .into()));
+    }
     if runner != RunnerKind::Apprunner && command.is_empty() {
         return Err(err("missing migration.command, e.g. command = [\"alembic\", \"upgrade\", \"head\"]".into()));
     }

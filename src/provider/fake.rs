@@ -121,6 +121,7 @@ struct State {
     snapshots: BTreeMap<String, FakeSnapshot>,
     tasks: BTreeMap<String, FakeTask>,
     service_status: Option<String>,
+    busy_calls: u32,
     service_env: BTreeMap<String, String>,
     operations: BTreeMap<String, FakeOperation>,
     health: Vec<u16>,
@@ -258,6 +259,36 @@ impl FakeCloud {
     pub fn service_status(&self) -> Option<String> {
         self.tick();
         self.lock().service_status.clone()
+    }
+
+    /// Someone else's operation (a deployment, say) that keeps the service
+    /// busy for `lasts`: until then App Runner refuses pause, resume and update.
+    pub fn start_foreign_operation(&self, lasts: std::time::Duration) -> String {
+        let id = self.new_id("op");
+        let mut s = self.lock();
+        s.operations.insert(
+            id.clone(),
+            FakeOperation { ready_at: Instant::now() + lasts, never: false, then_status: "RUNNING" },
+        );
+        s.service_status = Some("OPERATION_IN_PROGRESS".into());
+        s.busy_calls = 0;
+        id
+    }
+
+    /// Calls refused with Busy since the last foreign operation started.
+    pub fn busy_refusals(&self) -> u32 {
+        self.lock().busy_calls
+    }
+
+    /// App Runner refuses a change while an operation is in progress.
+    fn refuse_if_busy(&self) -> PResult<()> {
+        self.tick();
+        let mut s = self.lock();
+        if s.service_status.as_deref() == Some("OPERATION_IN_PROGRESS") {
+            s.busy_calls += 1;
+            return Err(ProviderError::Busy("InvalidStateException: an operation is in progress".into()));
+        }
+        Ok(())
     }
 
     pub fn service_env(&self) -> BTreeMap<String, String> {
@@ -637,6 +668,7 @@ impl AppService for FakeCloud {
         if self.lock().service_status.as_deref() == Some("PAUSED") {
             return Ok(None);
         }
+        self.refuse_if_busy()?;
         let op = self.new_operation("PAUSED", hang);
         self.leave(Op::ServicePause).await;
         Ok(Some(op))
@@ -647,12 +679,14 @@ impl AppService for FakeCloud {
         if self.lock().service_status.as_deref() == Some("RUNNING") {
             return Ok(None);
         }
+        self.refuse_if_busy()?;
         let op = self.new_operation("RUNNING", hang);
         self.leave(Op::ServiceResume).await;
         Ok(Some(op))
     }
 
     async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>> {
+        self.refuse_if_busy()?;
         {
             let mut s = self.lock();
             let old = s.service_env.get(var).cloned().unwrap_or_default();

@@ -37,6 +37,10 @@ pub enum ProviderError {
     /// The request was rejected as invalid (bad identifier, quota, wrong state).
     #[error("{0}")]
     Rejected(String),
+    /// The resource is busy with another operation (App Runner's
+    /// InvalidStateException while an operation runs); wait for it, then retry.
+    #[error("{0}")]
+    Busy(String),
     /// Credentials or permissions are missing.
     #[error("access denied: {0}")]
     AccessDenied(String),

@@ -9,6 +9,7 @@ use tokio::time::{Instant, sleep};
 use super::record::TaskRecord;
 use super::wait::{Backoff, PollPolicy, call};
 use super::{Run, StepError};
+use crate::config::RunnerKind;
 use crate::config::values::format_duration;
 use crate::provider::{LogCursor, LogSource, TaskHandle, TaskSpec, TaskState};
 
@@ -24,8 +25,7 @@ const STOP_WAIT: Duration = Duration::from_secs(90);
 pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let handle = start(run).await?;
     run.out.group_start(&format!("migration logs ({})", handle.id));
-    let mut stream =
-        LogStream { logs: run.cloud.logs.as_ref(), name: &handle.log_stream, cursor: LogCursor::default() };
+    let mut stream = LogStream::new(run.cloud.logs.as_ref(), &handle.log_stream);
     let (state, timed_out) = watch(run, &handle, &mut stream).await;
     stream.drain(run).await;
     run.out.group_end();
@@ -40,6 +40,9 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     }
     run.save()?;
     let why = reason.clone().unwrap_or_else(|| "no reason given".into());
+    if run.env.migration.runner == RunnerKind::Apprunner {
+        return deployment_result(run, &handle, exit_code, &why, timed_out);
+    }
     if timed_out {
         return Err(StepError::Failed(format!(
             "the migration did not finish within {}; ferry stopped task {} ({why})",
@@ -55,6 +58,24 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
         }
         (true, Some(code)) => Err(StepError::Failed(format!("the migration exited with code {code} ({why})"))),
         (true, None) => Err(StepError::Failed(format!("the migration task ended without an exit code: {why}"))),
+    }
+}
+
+/// An App Runner deployment has no exit code: it succeeded or it did not.
+fn deployment_result(
+    run: &Run,
+    handle: &TaskHandle,
+    exit_code: Option<i32>,
+    why: &str,
+    timed_out: bool,
+) -> Result<String, StepError> {
+    match exit_code {
+        Some(0) if !timed_out => Ok(format!("deployment {} succeeded", handle.id)),
+        _ if timed_out => Err(StepError::Failed(format!(
+            "the deployment did not finish within {} ({why})",
+            format_duration(run.env.timeouts.migration)
+        ))),
+        _ => Err(StepError::Failed(format!("the deployment that migrates on start-up failed: {why}"))),
     }
 }
 
@@ -161,28 +182,36 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     }
 }
 
+/// The task's log streams (one for ECS and local tasks; App Runner's two log
+/// groups), each with its own cursor.
 struct LogStream<'a> {
     logs: &'a dyn LogSource,
-    name: &'a str,
-    cursor: LogCursor,
+    streams: Vec<(&'a str, LogCursor)>,
 }
 
-impl LogStream<'_> {
-    /// Print one page of new events; returns how many there were.
+impl<'a> LogStream<'a> {
+    /// `refs`: one or more stream references separated by spaces (none of the
+    /// providers' references contains one).
+    fn new(logs: &'a dyn LogSource, refs: &'a str) -> Self {
+        LogStream { logs, streams: refs.split_whitespace().map(|r| (r, LogCursor::default())).collect() }
+    }
+
+    /// Print one page of new events from each stream; returns how many there were.
     async fn read_page(&mut self, run: &Run) -> usize {
-        match call("read the task's logs", || self.logs.read(self.name, &self.cursor)).await {
-            Ok(page) => {
-                for e in &page.events {
-                    run.out.log_line(e.timestamp, &e.message);
+        let mut printed = 0;
+        for (name, cursor) in &mut self.streams {
+            match call("read the task's logs", || self.logs.read(name, cursor)).await {
+                Ok(page) => {
+                    for e in &page.events {
+                        run.out.log_line(e.timestamp, &e.message);
+                    }
+                    *cursor = page.next;
+                    printed += page.events.len();
                 }
-                self.cursor = page.next;
-                page.events.len()
-            }
-            Err(e) => {
-                run.out.warn(&format!("cannot read logs of {}: {e}", self.name));
-                0
+                Err(e) => run.out.warn(&format!("cannot read logs of {name}: {e}")),
             }
         }
+        printed
     }
 
     /// After the task stopped: read until two empty pages in a row (or the cap),

@@ -84,10 +84,20 @@ fn migrate(env: &EnvConfig) -> PlannedStep {
             env.migration.command.join(" "),
             env.migration.ecs.as_ref().map_or("?", |e| e.container.as_str())
         ),
-        RunnerKind::Apprunner => "start an App Runner deployment that migrates on start-up".into(),
+        RunnerKind::Apprunner => "start a deployment of the App Runner service, which migrates on start-up".into(),
     };
-    let mut does = vec![runner, "stream its logs; its exit code decides".to_string()];
-    does.push(format!("stop it and fail after {}", format_duration(env.timeouts.migration)));
+    let mut does = vec![runner];
+    if env.migration.runner == RunnerKind::Apprunner {
+        does.push("tail the service's log groups (.../service and .../application) until the operation ends".into());
+        does.push("SUCCEEDED passes; FAILED or ROLLBACK_* fails".into());
+        does.push(format!(
+            "fail after {} (App Runner cannot cancel a deployment: a restore waits for it)",
+            format_duration(env.timeouts.migration)
+        ));
+    } else {
+        does.push("stream its logs; its exit code decides".to_string());
+        does.push(format!("stop it and fail after {}", format_duration(env.timeouts.migration)));
+    }
     if !env.migration.env.is_empty() {
         let vars: Vec<String> = env.migration.env.iter().map(|(k, v)| format!("{k}={}", v.shown())).collect();
         does.push(format!("environment: {}", vars.join(" ")));
@@ -197,6 +207,14 @@ pub fn migrate_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
 /// `ferry restore`: bring a snapshot back under the environment's database.
 pub fn restore_plan(env: &EnvConfig, snapshot: &str, strategy: RestoreStrategy) -> Plan {
     let mut check = preflight(env, false);
+    for line in &mut check.does {
+        if line.starts_with("check the App Runner service") {
+            *line = "check the App Runner service exists (an operation in progress is waited for)".into();
+        }
+        if line.starts_with("check no migration task") && env.migration.runner == RunnerKind::Apprunner {
+            *line = "wait for a deployment in progress to end (when pausing the service)".into();
+        }
+    }
     check.does.push(format!("check snapshot {snapshot} is available"));
     Plan { command: "restore", env: env.name.clone(), steps: vec![check, restore(env, strategy, snapshot)] }
 }

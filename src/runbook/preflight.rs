@@ -2,6 +2,7 @@
 
 use super::wait::call;
 use super::{Run, StepError};
+use crate::config::RunnerKind;
 
 /// Everything that must hold before the run changes anything. Returns a one-line
 /// description of what was found.
@@ -17,10 +18,17 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
     }
     let mut found = vec![format!("database {id} available")];
 
+    let restoring = run.record.command == "restore";
     let runner = run.cloud.runner.clone();
-    let active = call("list migration tasks", || runner.active_tasks())
-        .await
-        .map_err(|e| StepError::Abort(format!("cannot list migration tasks: {e}")))?;
+    // A restore waits for App Runner operations (deployments included) rather
+    // than refusing them; a running migration task, though, would go on writing.
+    let active = if restoring && run.env.migration.runner == RunnerKind::Apprunner {
+        Vec::new()
+    } else {
+        call("list migration tasks", || runner.active_tasks())
+            .await
+            .map_err(|e| StepError::Abort(format!("cannot list migration tasks: {e}")))?
+    };
     let others: Vec<_> =
         active.iter().filter(|t| Some(t.id.as_str()) != run.record.task.as_ref().map(|t| t.arn.as_str())).collect();
     if !others.is_empty() {
@@ -41,10 +49,21 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
         let s = call("describe the service", || service.status())
             .await
             .map_err(|e| StepError::Abort(format!("cannot describe the App Runner service: {e}")))?;
-        if s.status != "RUNNING" {
-            return Err(StepError::Abort(format!("App Runner service {} is {}, not RUNNING", s.id, s.status)));
+        match s.status.as_str() {
+            "RUNNING" => {}
+            // The restore pauses it anyway, waiting for an operation in progress to end.
+            "PAUSED" | "OPERATION_IN_PROGRESS" if restoring => {}
+            "OPERATION_IN_PROGRESS" => {
+                return Err(StepError::Abort(format!(
+                    "App Runner service {} has an operation in progress; wait for it to end (`ferry service status {}`)",
+                    s.id, run.env.name
+                )));
+            }
+            other => {
+                return Err(StepError::Abort(format!("App Runner service {} is {other}, not RUNNING", s.id)));
+            }
         }
-        found.push("service RUNNING".into());
+        found.push(format!("service {}", s.status));
     }
 
     if with_snapshot {

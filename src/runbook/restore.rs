@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::Run;
 use super::record::{RestoreRecord, name_stamp};
+use super::service::{Change, change};
 use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
 use crate::config::RestoreStrategy;
@@ -61,10 +62,7 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
 
     if let Some(service) = run.cloud.service.clone() {
         run.out.info("    pausing the App Runner service");
-        let op = call("pause the service", || service.pause())
-            .await
-            .map_err(|e| format!("cannot pause the service: {e}"))?;
-        wait_operation(run, op, "pausing the service").await?;
+        change(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
     }
 
     // After a completed swap the staging name is gone and the failed copy exists:
@@ -107,16 +105,11 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
             && let (Some(endpoint), Some(cfg)) = (&info.endpoint, run.env.service.clone())
         {
             run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
-            let op = call("update the service", || service.replace_env_host(&cfg.database_url_var, endpoint))
-                .await
-                .map_err(|e| format!("cannot update the service's {}: {e}", cfg.database_url_var))?;
-            wait_operation(run, op, "updating the service").await?;
+            let repoint = Change::Repoint { var: &cfg.database_url_var, host: endpoint };
+            change(service.as_ref(), repoint, run.env.timeouts.service, &run.out).await?;
         }
         run.out.info("    resuming the App Runner service");
-        let op = call("resume the service", || service.resume())
-            .await
-            .map_err(|e| format!("cannot resume the service: {e}"))?;
-        wait_operation(run, op, "resuming the service").await?;
+        change(service.as_ref(), Change::Resume, run.env.timeouts.service, &run.out).await?;
     }
 
     if let Some(r) = run.record.restore.as_mut() {
@@ -163,11 +156,6 @@ async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterIn
     )
     .await
     .map_err(|e| e.to_string())
-}
-
-async fn wait_operation(run: &Run, op: Option<String>, what: &str) -> Result<(), String> {
-    let (Some(op), Some(service)) = (op, run.cloud.service.clone()) else { return Ok(()) };
-    super::service::wait_operation(service.as_ref(), &op, what, run.env.timeouts.service, &run.out).await
 }
 
 /// Describe, from what exists now, where each database is.

@@ -5,7 +5,15 @@
         fixture Alembic project to 0002_add_email and seeds it, creates the
         migration stack from infra/migration-stack.yaml (stack NAME-stack), and
         with --service an App Runner service whose DATABASE_URL points at the
-        cluster. Prints one JSON object: stack, cluster, service_arn, endpoint.
+        cluster (with --app --task-cwd DIR it runs tests/fixtures/alembic/serve.py,
+        which migrates on start-up). Prints one JSON object: stack, cluster,
+        service_arn, service_name, image, endpoint.
+
+    python scenario.py push-image --endpoint URL --task-cwd DIR --image IMAGE --release JSON
+        "Pushes" an image: what the emulator's App Runner deploys next for IMAGE.
+
+    python scenario.py apprunner --endpoint URL --arn ARN --call start_deployment|pause_service|resume_service
+        Makes one App Runner call, as another operator would.
 
     python scenario.py query  --endpoint URL --cluster ID --sql SQL
         Runs SQL on the real database behind cluster ID; prints the rows as JSON.
@@ -118,27 +126,55 @@ def setup(args):
          lambda: cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE")
 
     service_arn = None
+    image = f"public.ecr.aws/app/{args.name}-web:latest"
     if args.service:
         apprunner = client("apprunner", args.endpoint)
+        config = {
+            "Port": "8080",
+            "RuntimeEnvironmentVariables": {
+                "DATABASE_URL": f"postgresql://app@{endpoint}:5432/app",
+                "APP_MODE": "web",
+            },
+        }
+        if args.app:
+            # The app migrates on start-up (tests/fixtures/alembic/serve.py); the
+            # image it starts from is already at the database's revision.
+            config["StartCommand"] = f"{sys.executable} {os.path.join(fixture, 'serve.py')}"
+            push_image(args.task_cwd, image, {"revision": "0002_add_email"})
         out = apprunner.create_service(
             ServiceName=f"{args.name}-web",
             SourceConfiguration={
                 "ImageRepository": {
-                    "ImageIdentifier": "public.ecr.aws/app/web:latest",
+                    "ImageIdentifier": image,
                     "ImageRepositoryType": "ECR_PUBLIC",
-                    "ImageConfiguration": {
-                        "Port": "8080",
-                        "RuntimeEnvironmentVariables": {"DATABASE_URL": f"postgresql://app@{endpoint}:5432/app"},
-                    },
+                    "ImageConfiguration": config,
                 },
                 "AutoDeploymentsEnabled": False,
             },
+            InstanceConfiguration={"Cpu": "256", "Memory": "512"},
         )
         service_arn = out["Service"]["ServiceArn"]
         wait("the service to run", lambda: apprunner.describe_service(ServiceArn=service_arn)["Service"]["Status"]
              == "RUNNING")
 
-    print(json.dumps({"stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint}))
+    print(json.dumps({"stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint,
+                      "image": image if args.service else None,
+                      "service_name": f"{args.name}-web" if args.service else None}))
+
+
+def push_image(task_cwd, image, release):
+    """Write what the emulator's App Runner pulls for the image tag (see tests/emulator/apprunner.py)."""
+    folder = os.path.join(task_cwd, "images")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, image.replace("/", "_").replace(":", "_")), "w") as f:
+        json.dump(release, f)
+
+
+def apprunner_call(args):
+    """Start an App Runner call outside ferry (another operator, say); prints its answer."""
+    out = getattr(client("apprunner", args.endpoint), args.call)(ServiceArn=args.arn)
+    out.pop("ResponseMetadata", None)
+    print(json.dumps(out, default=str))
 
 
 def query(args):
@@ -156,6 +192,17 @@ def main():
     s.add_argument("--repo", required=True)
     s.add_argument("--name", required=True)
     s.add_argument("--service", action="store_true")
+    s.add_argument("--app", action="store_true", help="the service runs serve.py, which migrates on start-up")
+    s.add_argument("--task-cwd", help="the emulator's --task-cwd (where its image files are)")
+    i = sub.add_parser("push-image")
+    i.add_argument("--endpoint", required=True)
+    i.add_argument("--task-cwd", required=True)
+    i.add_argument("--image", required=True)
+    i.add_argument("--release", required=True, help="JSON for serve.py")
+    a = sub.add_parser("apprunner")
+    a.add_argument("--endpoint", required=True)
+    a.add_argument("--arn", required=True)
+    a.add_argument("--call", required=True, choices=["start_deployment", "pause_service", "resume_service"])
     q = sub.add_parser("query")
     q.add_argument("--endpoint", required=True)
     q.add_argument("--cluster", required=True)
@@ -165,6 +212,10 @@ def main():
     args = p.parse_args()
     if args.cmd == "setup":
         setup(args)
+    elif args.cmd == "push-image":
+        push_image(args.task_cwd, args.image, json.loads(args.release))
+    elif args.cmd == "apprunner":
+        apprunner_call(args)
     elif args.cmd == "query":
         query(args)
     else:

@@ -14,11 +14,28 @@ CreateService, StartDeployment, UpdateService and ResumeService (re)start
 ``sh -c <StartCommand>`` as a local process with RuntimeEnvironmentVariables
 (cluster endpoints rewritten to the real databases, as for ECS tasks), its
 output going to ``/aws/apprunner/<name>/<id>/application``, stream
-``instance/<hex>``. If it has exited non-zero when the operation's
-service_seconds are up, the operation FAILS (an app that migrates on start-up
-and breaks); running on or exit 0 counts as healthy. PauseService,
-DeleteService and shutdown stop it. The one-shot fail_deployment makes the
-next StartDeployment or UpdateService FAIL regardless.
+``instance/<hex>``, with PORT set to a free local port. When the operation's
+service_seconds are up, an app that exited non-zero fails it (an app that
+migrates on start-up and breaks); one that listens on PORT passes App
+Runner's TCP health check; one still starting is given app_ready_seconds more
+to do either. Exit 0 also passes. A failed deployment
+(StartDeployment, UpdateService) ends ROLLBACK_SUCCEEDED with the previous
+configuration back, as App Runner rolls back; a failed CreateService ends
+FAILED. PauseService, DeleteService and shutdown stop the app. The one-shot
+fail_deployment makes the next StartDeployment or UpdateService fail regardless.
+
+Images: the image tag's content is the file ``<task cwd>/images/<ImageIdentifier
+with / and : replaced by _>``, if there is one. A deployment (CreateService,
+StartDeployment, UpdateService) reads it again and gives it to the app as
+APP_IMAGE; a failed deployment keeps the previously deployed content, and
+ResumeService restarts the app with that, as App Runner does with images.
+
+Every status a service goes through is kept with its time (``history`` in
+``GET /_emulator/apprunner``), so tests can assert the sequence a restore
+caused. ``GET /_emulator/apprunner/health/<service name>`` stands for the
+app's health URL: 503 while the service is paused or resuming, or when the
+database its DATABASE_URL points at does not answer; 200 with the database
+(cluster id) and its Alembic revision otherwise.
 
 Shapes follow botocore's apprunner 2020-05-15 model; timestamps are epoch
 seconds.
@@ -28,16 +45,21 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 from moto.core import DEFAULT_ACCOUNT_ID
 
 import procs
+import rds_pg
 from cwlogs import StreamWriter
 from pg import PgServer
 from settings import Settings
@@ -87,6 +109,8 @@ class Operation:
     started_at: float = field(default_factory=_epoch)
     ended_at: float | None = None
     updated_at: float = field(default_factory=_epoch)
+    ready_by: float = 0.0  # time.monotonic() by which a started app must listen on its port
+    image: str | None = None  # the image content this operation runs
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -121,6 +145,14 @@ class AppService:
     operations: list[Operation] = field(default_factory=list)  # oldest first
     log: StreamWriter | None = None
     app: subprocess.Popen | None = None  # the running StartCommand, if any
+    app_port: int = 0  # the PORT it was given
+    deployed_image: str | None = None  # image content of the last successful deployment
+    history: list[tuple[float, str]] = field(default_factory=list)  # (time, status), oldest first
+
+    def set_status(self, status: str) -> None:
+        if not self.history or self.history[-1][1] != status:
+            self.history.append((_epoch(), status))
+        self.status = status
 
     @property
     def start_command(self) -> str | None:
@@ -178,6 +210,8 @@ class AppService:
 
 # Operations after which the service's instances (re)start.
 _STARTS_APP = {"CREATE_SERVICE", "START_DEPLOYMENT", "UPDATE_SERVICE", "RESUME_SERVICE"}
+# Operations that pull the image tag again (a resume restarts what was deployed).
+_PULLS_IMAGE = {"CREATE_SERVICE", "START_DEPLOYMENT", "UPDATE_SERVICE"}
 
 
 class AppRunner:
@@ -225,30 +259,50 @@ class AppRunner:
     def _start_operation(self, service: AppService, op_type: str, on_success: str, rollback: Any = None) -> Operation:
         op = Operation(id=str(uuid.uuid4()), type=op_type, target_arn=service.arn)
         service.operations.append(op)
-        service.status = "OPERATION_IN_PROGRESS"
+        service.set_status("OPERATION_IN_PROGRESS")
         service.updated_at = _epoch()
         fail = op_type in ("START_DEPLOYMENT", "UPDATE_SERVICE") and self.settings.take_flag("fail_deployment")
         service.event(f"{op_type} operation {op.id} started.")
         self._stop_app(service)
+        # A deployment pulls the image again; resuming restarts the one deployed.
+        op.image = self._pull_image(service) if op_type in _PULLS_IMAGE else service.deployed_image
         if op_type in _STARTS_APP:
-            self._start_app(service)
-        timer = threading.Timer(
-            self.settings.seconds("service_seconds"),
-            self._end_operation,
-            args=(service, op, on_success, fail, rollback),
+            self._start_app(service, op.image)
+        op.ready_by = time.monotonic() + self.settings.seconds("service_seconds") + self.settings.seconds(
+            "app_ready_seconds"
         )
+        self._end_later(self.settings.seconds("service_seconds"), service, op, on_success, fail, rollback)
+        return op
+
+    def _end_later(self, delay: float, *args: Any) -> None:
+        timer = threading.Timer(delay, self._end_operation, args=args)
         timer.daemon = True
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
-        return op
 
-    def _start_app(self, service: AppService) -> None:
+    def _pull_image(self, service: AppService) -> str | None:
+        """The content of the service's image tag now: the file
+        ``<task cwd>/images/<ImageIdentifier with / and : as _>``, if any."""
+        image = (service.source.get("ImageRepository") or {}).get("ImageIdentifier") or ""
+        path = os.path.join(self.cwd, "images", image.replace("/", "_").replace(":", "_"))
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def _start_app(self, service: AppService, image: str | None) -> None:
         command = service.start_command
         if not command:
             return
         stream = f"instance/{uuid.uuid4().hex}"
         writer = StreamWriter(f"/aws/apprunner/{service.name}/{service.id}/application", stream, service.region)
         env = procs.container_env(service.environment, service.region, self.pg)
+        # App Runner tells the app its port; its TCP health check is "something listens there".
+        service.app_port = _free_port()
+        env["PORT"] = str(service.app_port)
+        if image is not None:
+            env["APP_IMAGE"] = image
         try:
             service.app = procs.spawn(["sh", "-c", command], env, self.cwd)
         except OSError as e:
@@ -265,25 +319,35 @@ class AppRunner:
     def _end_operation(self, service: AppService, op: Operation, on_success: str, fail: bool, rollback: Any) -> None:
         with self._lock:
             now = _epoch()
-            if op.type in _STARTS_APP and service.app is not None:
+            if op.type in _STARTS_APP and service.app is not None and not fail:
                 code = service.app.poll()
                 if code is not None and code != 0:
                     fail = True
                     service.event(f"The start command exited with code {procs.exit_code(code)}; health check failed.")
-            op.status = "FAILED" if fail else "SUCCEEDED"
+                elif code is None and not _listening(service.app_port):
+                    if time.monotonic() < op.ready_by:
+                        # Still starting (an app that migrates first): check again shortly.
+                        self._end_later(0.2, service, op, on_success, fail, rollback)
+                        return
+                    fail = True
+                    service.event(f"Health check failed: nothing listens on port {service.app_port}.")
+            rolls_back = op.type in ("START_DEPLOYMENT", "UPDATE_SERVICE")
+            op.status = ("ROLLBACK_SUCCEEDED" if rolls_back else "FAILED") if fail else "SUCCEEDED"
             op.ended_at = op.updated_at = now
             service.updated_at = now
             if fail:
                 if rollback is not None:
                     service.source = rollback
-                service.status = "CREATE_FAILED" if op.type == "CREATE_SERVICE" else "RUNNING"
+                service.set_status("CREATE_FAILED" if op.type == "CREATE_SERVICE" else "RUNNING")
                 service.event(f"{op.type} operation {op.id} failed; rolled back to the previous configuration.")
             elif on_success == "DELETED":
-                service.status = "DELETED"
+                service.set_status("DELETED")
                 service.event(f"{op.type} operation {op.id} succeeded; service deleted.")
                 self._services.pop(service.arn, None)
             else:
-                service.status = on_success
+                if op.type in _PULLS_IMAGE:
+                    service.deployed_image = op.image
+                service.set_status(on_success)
                 service.event(f"{op.type} operation {op.id} succeeded; service {on_success}.")
 
     @staticmethod
@@ -418,9 +482,40 @@ class AppRunner:
     def view(self) -> dict[str, Any]:
         with self._lock:
             return {
-                arn: {"status": s.status, "operations": [op.to_json() for op in reversed(s.operations)]}
+                arn: {
+                    "status": s.status,
+                    "operations": [op.to_json() for op in reversed(s.operations)],
+                    "history": [{"at": at, "status": status} for at, status in s.history],
+                    "source": s.source,
+                    "instance": s.instance,
+                }
                 for arn, s in self._services.items()
             }
+
+    def health(self, name: str) -> tuple[int, dict[str, Any]]:
+        """The app's health answer (see the module docstring)."""
+        with self._lock:
+            service = next((s for s in self._services.values() if s.name == name), None)
+            if service is None:
+                return 404, {"error": f"no App Runner service {name}"}
+            resuming = bool(service.operations) and service.operations[-1].type in ("RESUME_SERVICE", "CREATE_SERVICE")
+            if service.status == "PAUSED" or (service.status == "OPERATION_IN_PROGRESS" and resuming):
+                return 503, {"status": service.status}
+            url = service.environment.get("DATABASE_URL", "")
+        hosts = rds_pg.endpoint_databases()
+        host = (urlsplit(url).hostname or "").lower() if url else ""
+        if host not in hosts:
+            return 503, {"status": service.status, "error": "the database host does not resolve to a cluster"}
+        try:
+            with psycopg.connect(self.pg.url_for(hosts[host]), connect_timeout=3) as conn:
+                try:
+                    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                except psycopg.Error:
+                    row = None
+        except psycopg.Error as e:
+            return 503, {"status": service.status, "error": f"the database does not answer: {e}"}
+        cluster = next((cid for cid, c in rds_pg.clusters_view().items() if c["database"] == hosts[host]), None)
+        return 200, {"status": service.status, "database": cluster, "revision": row[0] if row else None}
 
     def shutdown(self) -> None:
         with self._lock:
@@ -428,6 +523,20 @@ class AppRunner:
                 t.cancel()
             running = [s.app for s in self._services.values() if s.app is not None]
         procs.stop_group(running, 3.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _page(params: dict[str, Any], items: list[dict[str, Any]], key: str, default_max: int) -> dict[str, Any]:

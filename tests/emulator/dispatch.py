@@ -142,6 +142,9 @@ class Dispatcher:
             }
             if route in views:
                 return _json(200, views[route]())
+            if route.startswith("apprunner/health/"):
+                code, answer = self.apprunner.health(route[len("apprunner/health/") :])
+                return _json(code, answer)
         elif method == "POST" and route == "config":
             try:
                 changes = json.loads(_read_body(environ) or b"{}")

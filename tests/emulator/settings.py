@@ -19,6 +19,7 @@ from typing import Any
 #   instance_seconds    CreateDBInstance: instance "creating" -> "available"
 #   task_start_seconds  RunTask: PROVISIONING/PENDING before the command starts
 #   service_seconds     App Runner: OPERATION_IN_PROGRESS -> RUNNING / PAUSED
+#   app_ready_seconds   App Runner: how much longer a started app may take to listen on PORT
 DEFAULT_SECONDS: dict[str, float] = {
     "cluster_seconds": 1.0,
     "snapshot_seconds": 3.0,
@@ -27,11 +28,12 @@ DEFAULT_SECONDS: dict[str, float] = {
     "instance_seconds": 2.0,
     "task_start_seconds": 1.0,
     "service_seconds": 2.0,
+    "app_ready_seconds": 30.0,
 }
 
 # One-shot faults: each applies to the next matching operation, then resets.
 #   fail_snapshot    the next CreateDBClusterSnapshot ends "failed"
-#   fail_deployment  the next App Runner deployment (StartDeployment, UpdateService) ends FAILED
+#   fail_deployment  the next App Runner deployment (StartDeployment, UpdateService) fails (ROLLBACK_SUCCEEDED)
 ONE_SHOT_FLAGS = ("fail_snapshot", "fail_deployment")
 
 # Plain values.

@@ -650,7 +650,11 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
     failing = ar.start_deployment(ServiceArn=arn)["OperationId"]
     settle(arn, "RUNNING")
     op = ar.list_operations(ServiceArn=arn, MaxResults=1)["OperationSummaryList"][0]
-    c.check("fail_deployment: the next deployment ends FAILED", op["Id"] == failing and op["Status"] == "FAILED", op)
+    c.check(
+        "fail_deployment: the next deployment rolls back",
+        op["Id"] == failing and op["Status"] == "ROLLBACK_SUCCEEDED",
+        op,
+    )
     c.error_code(
         "unknown service -> ResourceNotFoundException",
         lambda: ar.describe_service(ServiceArn="arn:aws:apprunner:us-east-1:123456789012:service/nope/0"),
@@ -677,7 +681,7 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
         }
 
     arn = ar.create_service(
-        ServiceName="app-migrating", SourceConfiguration=image('echo "up on $DATABASE_URL"; sleep 30')
+        ServiceName="app-migrating", SourceConfiguration=image('echo "up on $DATABASE_URL"; exec python3 -m http.server "$PORT" --bind 127.0.0.1')
     )["Service"]["ServiceArn"]
     settle(arn, "RUNNING")
     group = f"/aws/apprunner/app-migrating/{arn.rsplit('/', 1)[-1]}/application"
@@ -699,13 +703,13 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
     op = ar.list_operations(ServiceArn=arn)["OperationSummaryList"][0]
     c.check(
         "a StartCommand that exits 1 fails the deployment",
-        op["Type"] == "UPDATE_SERVICE" and op["Status"] == "FAILED",
+        op["Type"] == "UPDATE_SERVICE" and op["Status"] == "ROLLBACK_SUCCEEDED",
         op,
     )
     command = ar.describe_service(ServiceArn=arn)["Service"]["SourceConfiguration"]["ImageRepository"][
         "ImageConfiguration"
     ]["StartCommand"]
-    c.check("a failed UpdateService rolls the configuration back", "sleep 30" in command, command)
+    c.check("a failed UpdateService rolls the configuration back", "http.server" in command, command)
 
 
 # -- CloudFormation ---------------------------------------------------------------------------------

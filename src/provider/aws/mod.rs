@@ -120,34 +120,6 @@ where
     }
 }
 
-pub const APPRUNNER_UNAVAILABLE: &str =
-    "migration.runner = \"apprunner\" is not available in this build of ferry; use runner = \"ecs\"";
-
-/// A runner that cannot run anything, saying why; it has no tasks.
-struct Unavailable(String);
-
-#[async_trait::async_trait]
-impl super::MigrationRunner for Unavailable {
-    async fn check(&self) -> PResult<Option<String>> {
-        Err(ProviderError::Rejected(self.0.clone()))
-    }
-    async fn start(&self, _spec: &super::TaskSpec) -> PResult<super::TaskHandle> {
-        Err(ProviderError::Rejected(self.0.clone()))
-    }
-    async fn poll(&self, _task_id: &str) -> PResult<super::TaskState> {
-        Ok(super::TaskState::Missing)
-    }
-    async fn stop(&self, _task_id: &str, _reason: &str) -> PResult<()> {
-        Ok(())
-    }
-    async fn active_tasks(&self) -> PResult<Vec<super::TaskSummary>> {
-        Ok(Vec::new())
-    }
-    async fn find_by_run(&self, _run_id: &str) -> PResult<Option<super::TaskHandle>> {
-        Ok(None)
-    }
-}
-
 /// The environment with `${output:Name}` resolved from its stack.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -205,10 +177,18 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
         .service_arn
         .clone()
         .map(|arn| Arc::new(apprunner::AppRunner::new(aws_sdk_apprunner::Client::new(sdk), arn)));
-    let runner: Arc<dyn super::MigrationRunner> = match (env.migration.runner, &resolved.ecs) {
-        (RunnerKind::Ecs, Some(target)) => Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone())),
-        // Commands that do not run a migration (status, snapshots, service) still work.
-        _ => Arc::new(Unavailable(APPRUNNER_UNAVAILABLE.to_string())),
+    let runner: Arc<dyn super::MigrationRunner> = match (env.migration.runner, &resolved.ecs, &service) {
+        (RunnerKind::Ecs, Some(target), _) => {
+            Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone()))
+        }
+        (RunnerKind::Apprunner, _, Some(service)) => Arc::new(apprunner::Deployments::new(service.clone())),
+        // config::parse guarantees each runner its settings.
+        (runner, _, _) => {
+            return Err(ProviderError::Rejected(format!(
+                "environment {}: migration.runner = {runner:?} is missing its settings",
+                env.name
+            )));
+        }
     };
     let cloud = Cloud {
         database,

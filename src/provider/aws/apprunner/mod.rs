@@ -1,9 +1,22 @@
 //! App Runner: pause around a restore, resume after it, point the service at a
-//! new cluster endpoint, and follow operations with ListOperations.
+//! new cluster endpoint, and follow operations with ListOperations. `runner`
+//! drives deployments that migrate on start-up.
+//!
+//! While an operation runs App Runner refuses every mutating call with
+//! InvalidStateException; that is reported as [`ProviderError::Busy`] so the
+//! runbook waits for the operation and retries (see `runbook::service`).
+
+mod runner;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_apprunner::Client;
-use aws_sdk_apprunner::types::{ImageConfiguration, ImageRepository, OperationStatus, SourceConfiguration};
+use aws_sdk_apprunner::types::{
+    ConfigurationSource, ImageConfiguration, OperationStatus, OperationSummary, SourceConfiguration,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+pub use runner::Deployments;
 
 use super::classify;
 use crate::provider::{AppService, PResult, ProviderError, ServiceInfo};
@@ -13,20 +26,56 @@ pub struct AppRunner {
     arn: String,
 }
 
+/// Map an App Runner error: a missing service is NotFound, a call refused because
+/// an operation is in progress is Busy, the rest as for every service.
+fn app_error<E, R>(what: &str, arn: &str, e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error().and_then(|s| s.code()) {
+        Some("ResourceNotFoundException") => ProviderError::NotFound(format!("App Runner service {arn}")),
+        Some("InvalidStateException") => ProviderError::Busy(format!(
+            "{what}: the App Runner service is busy: {}",
+            e.as_service_error().and_then(|s| s.message()).unwrap_or("another operation is in progress")
+        )),
+        _ => classify(what, e),
+    }
+}
+
 impl AppRunner {
     pub fn new(client: Client, arn: String) -> Self {
         AppRunner { client, arn }
     }
 
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
     async fn describe(&self) -> PResult<aws_sdk_apprunner::types::Service> {
-        let out = self.client.describe_service().service_arn(&self.arn).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) {
-                ProviderError::NotFound(format!("App Runner service {}", self.arn))
-            } else {
-                classify("DescribeService", e)
-            }
-        })?;
+        let out = self
+            .client
+            .describe_service()
+            .service_arn(&self.arn)
+            .send()
+            .await
+            .map_err(|e| app_error("DescribeService", &self.arn, e))?;
         out.service().cloned().ok_or_else(|| ProviderError::NotFound(format!("App Runner service {}", self.arn)))
+    }
+
+    /// The service's operations, newest first (as App Runner lists them).
+    async fn operations(&self) -> PResult<Vec<OperationSummary>> {
+        let mut pages = self.client.list_operations().service_arn(&self.arn).into_paginator().send();
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| app_error("ListOperations", &self.arn, e))?;
+            all.extend(page.operation_summary_list().iter().cloned());
+        }
+        Ok(all)
+    }
+
+    async fn operation(&self, operation_id: &str) -> PResult<Option<OperationSummary>> {
+        Ok(self.operations().await?.into_iter().find(|o| o.id() == Some(operation_id)))
     }
 }
 
@@ -42,6 +91,59 @@ pub fn replace_host(url: &str, host: &str) -> Option<String> {
     Some(format!("{}{}{host}{port}{}", &url[..scheme_end], &authority[..host_start], &rest[authority_end..]))
 }
 
+/// The runtime environment variables of the service's image or code
+/// configuration, for changing in place; or why they cannot be changed through
+/// the API. Secrets in the values are never part of the error.
+fn runtime_variables<'a>(
+    source: &'a mut SourceConfiguration,
+    var: &str,
+) -> Result<&'a mut HashMap<String, String>, ProviderError> {
+    let secret_ref = |secrets: Option<&HashMap<String, String>>| {
+        secrets.is_some_and(|s| s.contains_key(var)).then(|| {
+            ProviderError::Rejected(format!(
+                "{var} is a secret reference (Secrets Manager or Parameter Store) on the service; \
+                 ferry cannot repoint it: update the secret to the new endpoint, or use restore_strategy = \"rename\""
+            ))
+        })
+    };
+    if let Some(image) = source.image_repository.as_mut() {
+        let config = image.image_configuration.get_or_insert_with(|| ImageConfiguration::builder().build());
+        if let Some(e) = secret_ref(config.runtime_environment_secrets.as_ref()) {
+            return Err(e);
+        }
+        return Ok(config.runtime_environment_variables.get_or_insert_with(HashMap::new));
+    }
+    if let Some(code) = source.code_repository.as_mut() {
+        let api_values = code
+            .code_configuration
+            .as_mut()
+            .filter(|c| c.configuration_source == ConfigurationSource::Api)
+            .and_then(|c| c.code_configuration_values.as_mut());
+        let Some(values) = api_values else {
+            return Err(ProviderError::Rejected(format!(
+                "the service reads its settings from apprunner.yaml in its repository, so {var} cannot be changed \
+                 through the API: change it there, or use restore_strategy = \"rename\" (the endpoint stays the same)"
+            )));
+        };
+        if let Some(e) = secret_ref(values.runtime_environment_secrets.as_ref()) {
+            return Err(e);
+        }
+        return Ok(values.runtime_environment_variables.get_or_insert_with(HashMap::new));
+    }
+    Err(ProviderError::Rejected("the App Runner service has neither an image nor a code repository".into()))
+}
+
+/// Whether an operation ended, and how: `None` while it runs.
+fn ended(status: Option<&OperationStatus>) -> Option<bool> {
+    match status {
+        Some(OperationStatus::Succeeded) => Some(true),
+        Some(OperationStatus::Failed | OperationStatus::RollbackFailed | OperationStatus::RollbackSucceeded) => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl AppService for AppRunner {
     async fn status(&self) -> PResult<ServiceInfo> {
@@ -53,8 +155,13 @@ impl AppService for AppRunner {
         if self.status().await?.status == "PAUSED" {
             return Ok(None);
         }
-        let out =
-            self.client.pause_service().service_arn(&self.arn).send().await.map_err(|e| classify("PauseService", e))?;
+        let out = self
+            .client
+            .pause_service()
+            .service_arn(&self.arn)
+            .send()
+            .await
+            .map_err(|e| app_error("PauseService", &self.arn, e))?;
         Ok(out.operation_id().map(String::from))
     }
 
@@ -68,22 +175,19 @@ impl AppService for AppRunner {
             .service_arn(&self.arn)
             .send()
             .await
-            .map_err(|e| classify("ResumeService", e))?;
+            .map_err(|e| app_error("ResumeService", &self.arn, e))?;
         Ok(out.operation_id().map(String::from))
     }
 
+    /// UpdateService with the service's own source configuration, in which only
+    /// `var` changes: every other setting is sent back exactly as described.
     async fn replace_env_host(&self, var: &str, host: &str) -> PResult<Option<String>> {
         let service = self.describe().await?;
-        let source = service
+        let mut source = service
             .source_configuration()
-            .ok_or_else(|| ProviderError::Rejected("service has no source configuration".into()))?;
-        let repo = source.image_repository().ok_or_else(|| {
-            ProviderError::Rejected(
-                "only image-based App Runner services can be pointed at a new endpoint by ferry".into(),
-            )
-        })?;
-        let image = repo.image_configuration();
-        let mut vars = image.and_then(|c| c.runtime_environment_variables()).cloned().unwrap_or_default();
+            .cloned()
+            .ok_or_else(|| ProviderError::Rejected("the App Runner service has no source configuration".into()))?;
+        let vars = runtime_variables(&mut source, var)?;
         let current = vars
             .get(var)
             .ok_or_else(|| ProviderError::Rejected(format!("the service has no environment variable {var}")))?;
@@ -94,23 +198,6 @@ impl AppService for AppRunner {
             return Ok(None);
         }
         vars.insert(var.to_string(), updated);
-        let config = ImageConfiguration::builder()
-            .set_runtime_environment_variables(Some(vars))
-            .set_runtime_environment_secrets(image.and_then(|c| c.runtime_environment_secrets()).cloned())
-            .set_start_command(image.and_then(|c| c.start_command()).map(String::from))
-            .set_port(image.and_then(|c| c.port()).map(String::from))
-            .build();
-        let repo = ImageRepository::builder()
-            .image_identifier(repo.image_identifier())
-            .image_repository_type(repo.image_repository_type().clone())
-            .image_configuration(config)
-            .build()
-            .map_err(|e| ProviderError::Rejected(e.to_string()))?;
-        let source = SourceConfiguration::builder()
-            .image_repository(repo)
-            .set_auto_deployments_enabled(source.auto_deployments_enabled())
-            .set_authentication_configuration(source.authentication_configuration().cloned())
-            .build();
         let out = self
             .client
             .update_service()
@@ -118,25 +205,15 @@ impl AppService for AppRunner {
             .source_configuration(source)
             .send()
             .await
-            .map_err(|e| classify("UpdateService", e))?;
+            .map_err(|e| app_error("UpdateService", &self.arn, e))?;
         Ok(Some(out.operation_id().to_string()))
     }
 
     async fn operation_done(&self, operation_id: &str) -> PResult<Option<bool>> {
-        let mut pages = self.client.list_operations().service_arn(&self.arn).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListOperations", e))?;
-            if let Some(op) = page.operation_summary_list().iter().find(|o| o.id() == Some(operation_id)) {
-                return Ok(match op.status() {
-                    Some(OperationStatus::Succeeded) => Some(true),
-                    Some(
-                        OperationStatus::Failed | OperationStatus::RollbackFailed | OperationStatus::RollbackSucceeded,
-                    ) => Some(false),
-                    _ => None,
-                });
-            }
+        match self.operation(operation_id).await? {
+            Some(op) => Ok(ended(op.status())),
+            None => Err(ProviderError::NotFound(format!("App Runner operation {operation_id}"))),
         }
-        Err(ProviderError::NotFound(format!("App Runner operation {operation_id}")))
     }
 }
 
@@ -146,8 +223,13 @@ mod tests {
     use aws_sdk_apprunner::operation::describe_service::DescribeServiceOutput;
     use aws_sdk_apprunner::operation::list_operations::ListOperationsOutput;
     use aws_sdk_apprunner::operation::pause_service::PauseServiceOutput;
+    use aws_sdk_apprunner::operation::resume_service::ResumeServiceError;
     use aws_sdk_apprunner::operation::update_service::UpdateServiceOutput;
-    use aws_sdk_apprunner::types::{ImageRepositoryType, OperationSummary, Service, ServiceStatus};
+    use aws_sdk_apprunner::types::error::InvalidStateException;
+    use aws_sdk_apprunner::types::{
+        CodeConfiguration, CodeRepository, ImageRepository, ImageRepositoryType, Runtime, Service, ServiceStatus,
+        SourceCodeVersion, SourceCodeVersionType,
+    };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     fn service(status: ServiceStatus) -> Service {
@@ -245,6 +327,68 @@ mod tests {
         let op = AppRunner::new(c, "arn:svc".into()).replace_env_host("DATABASE_URL", "new.cluster").await.unwrap();
         assert_eq!(op.as_deref(), Some("op-9"));
         assert_eq!(update.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_refused_during_an_operation_is_busy_not_a_failure() {
+        let paused = mock!(Client::describe_service).then_output(|| {
+            DescribeServiceOutput::builder().service(service(ServiceStatus::OperationInProgress)).build()
+        });
+        let refused = mock!(Client::resume_service).then_error(|| {
+            ResumeServiceError::InvalidStateException(
+                InvalidStateException::builder().message("an operation is in progress").build(),
+            )
+        });
+        let c = mock_client!(aws_sdk_apprunner, RuleMode::MatchAny, [&paused, &refused]);
+        let err = AppRunner::new(c, "arn:svc".into()).resume().await.unwrap_err();
+        assert!(matches!(err, ProviderError::Busy(ref m) if m.contains("an operation is in progress")), "{err:?}");
+    }
+
+    #[test]
+    fn only_variables_the_api_owns_can_be_repointed() {
+        let code = |source: ConfigurationSource| {
+            let values = aws_sdk_apprunner::types::CodeConfigurationValues::builder()
+                .runtime(Runtime::Python311)
+                .runtime_environment_variables("DATABASE_URL", "postgresql://a:pw@old:5432/app")
+                .build()
+                .unwrap();
+            SourceConfiguration::builder()
+                .code_repository(
+                    CodeRepository::builder()
+                        .repository_url("https://example.invalid/app")
+                        .source_code_version(
+                            SourceCodeVersion::builder()
+                                .r#type(SourceCodeVersionType::Branch)
+                                .value("main")
+                                .build()
+                                .unwrap(),
+                        )
+                        .code_configuration(
+                            CodeConfiguration::builder()
+                                .configuration_source(source)
+                                .code_configuration_values(values)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let mut api = code(ConfigurationSource::Api);
+        assert_eq!(
+            runtime_variables(&mut api, "DATABASE_URL").unwrap()["DATABASE_URL"],
+            "postgresql://a:pw@old:5432/app"
+        );
+        let mut repo = code(ConfigurationSource::Repository);
+        let err = runtime_variables(&mut repo, "DATABASE_URL").unwrap_err().to_string();
+        assert!(err.contains("apprunner.yaml") && !err.contains("pw"), "{err}");
+
+        let mut secret = service(ServiceStatus::Running).source_configuration().cloned().unwrap();
+        let image = secret.image_repository.as_mut().unwrap().image_configuration.as_mut().unwrap();
+        image.runtime_environment_secrets = Some([("DATABASE_URL".to_string(), "arn:secret".to_string())].into());
+        let err = runtime_variables(&mut secret, "DATABASE_URL").unwrap_err().to_string();
+        assert!(err.contains("secret reference"), "{err}");
     }
 
     #[tokio::test]

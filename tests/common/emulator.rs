@@ -1,0 +1,164 @@
+//! The AWS emulator (tests/emulator/) for end-to-end tests, with the scenario
+//! helper (tests/e2e/scenario.py) and a ferry project pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::Run;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Emulator {
+    child: Child,
+    pub endpoint: String,
+    pub python: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    pub fn start() -> Option<Self> {
+        let (python, pg) = match (std::env::var("FERRY_EMULATOR_PYTHON"), std::env::var("FERRY_TEST_PG_URL")) {
+            (Ok(py), Ok(pg)) if !py.is_empty() && !pg.is_empty() => (PathBuf::from(py), pg),
+            _ if std::env::var("FERRY_TEST_REQUIRE_EMULATOR").is_ok_and(|v| v == "1") => {
+                panic!("FERRY_EMULATOR_PYTHON and FERRY_TEST_PG_URL must be set; run scripts/test")
+            }
+            _ => {
+                eprintln!("skipped: FERRY_EMULATOR_PYTHON / FERRY_TEST_PG_URL not set (scripts/test sets them)");
+                return None;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
+        let mut child = Command::new(&python)
+            .arg(repo().join("tests/emulator/server.py"))
+            .args(["--port", "0", "--pg-url", &pg, "--delay-scale", "0.5", "--exit-on-stdin-eof"])
+            .arg("--task-cwd")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let endpoint = line.trim().strip_prefix("READY ").unwrap_or_else(|| {
+            panic!(
+                "emulator did not start: {line:?}\n{}",
+                std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default()
+            )
+        });
+        Some(Emulator { endpoint: endpoint.to_string(), child, python, dir })
+    }
+
+    pub fn scenario(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.python)
+            .arg(repo().join("tests/e2e/scenario.py"))
+            .args(args)
+            .args(["--endpoint", &self.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scenario {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A cluster at schema 0002 with 4 customers and 7 orders, the migration
+    /// stack, and optionally an App Runner service.
+    pub fn setup(&self, service: bool) -> serde_json::Value {
+        let name = format!("e{:06x}", fastrand::u32(..0xff_ffff));
+        let repo = repo();
+        let mut args = vec!["setup", "--repo", repo.to_str().unwrap(), "--name", &name];
+        if service {
+            args.push("--service");
+        }
+        serde_json::from_str(&self.scenario(&args)).unwrap()
+    }
+
+    /// Rows of `sql` on the real database behind a cluster id.
+    pub fn query(&self, cluster: &str, sql: &str) -> serde_json::Value {
+        serde_json::from_str(&self.scenario(&["query", "--cluster", cluster, "--sql", sql])).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            ])
+            .arg(format!("{}{path}", self.endpoint))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A ferry project for the scenario; `migration` is the inline table's extra keys.
+    pub fn project(&self, s: &serde_json::Value, command: &[&str], extra: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let command = serde_json::to_string(command).unwrap();
+        let service = match s["service_arn"].as_str() {
+            Some(arn) => format!("service = {{ apprunner_arn = \"{arn}\" }}\n"),
+            None => String::new(),
+        };
+        let toml = format!(
+            "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\nstack = \"{stack}\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+             timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n{service}{extra}\n\
+             [env.stage.migration]\ncluster = \"${{output:ClusterName}}\"\ntask_definition = \"${{output:MigrationTaskDefinitionArn}}\"\n\
+             subnets = \"${{output:PrivateSubnetIds}}\"\nsecurity_groups = [\"${{output:MigrationSecurityGroupId}}\"]\n\
+             container = \"migrate\"\ncommand = {command}\n",
+            stack = s["stack"].as_str().unwrap(),
+            cluster = s["cluster"].as_str().unwrap(),
+        );
+        std::fs::write(dir.path().join("ferry.toml"), toml).unwrap();
+        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn alembic(&self) -> Vec<String> {
+        let bin = self.python.parent().unwrap().join("alembic");
+        let ini = repo().join("tests/fixtures/alembic/alembic.ini");
+        vec![bin.display().to_string(), "-c".into(), ini.display().to_string(), "upgrade".into(), "head".into()]
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+pub struct Project {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    home: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn ferry(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(super::FERRY);
+        c.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
+        for k in ["FERRY_CONFIG", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
+            c.env_remove(k);
+        }
+        c.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", self.home.path());
+        c.output().unwrap().into()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub fn strs(cmd: &[String]) -> Vec<&str> {
+    cmd.iter().map(String::as_str).collect()
+}
