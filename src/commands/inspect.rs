@@ -10,8 +10,9 @@ use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{LogsArgs, RunsCommand};
 use crate::config::{EnvConfig, HumanDuration};
 use crate::output::{Redactor, render};
-use crate::provider::{LogCursor, ProviderError, StackOutputs, TaskState, aws};
+use crate::provider::{ProviderError, StackOutputs, TaskState, aws};
 use crate::runbook::journal::{list_runs, read_run};
+use crate::runbook::logs::Streams;
 use crate::runbook::plan::deploy_plan;
 use crate::runbook::record::RunOptions;
 
@@ -178,12 +179,15 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
     let redactor = Redactor::new(env.secrets());
     let cutoff = since.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| Utc::now() - d);
     let mut collected = Vec::new();
-    let mut cursor = LogCursor::default();
+    let mut streams = Streams::new(&stream);
     let mut empty_after_stop = 0;
     loop {
-        let page = cloud.logs.read(&stream, &cursor).await?;
-        let got = page.events.len();
-        for e in page.events.into_iter().filter(|e| cutoff.is_none_or(|c| e.timestamp >= c)) {
+        let (events, errors) = streams.read(cloud.logs.as_ref()).await;
+        if let Some((_, e)) = errors.into_iter().next() {
+            return Err(e.into());
+        }
+        let got = events.len();
+        for e in events.into_iter().filter(|e| cutoff.is_none_or(|c| e.timestamp >= c)) {
             if ctx.json() {
                 collected.push(e);
             } else {
@@ -191,7 +195,6 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
                 crate::outln!("{at} | {}", redactor.clean(&e.message));
             }
         }
-        cursor = page.next;
         if !a.follow {
             if got == 0 {
                 break;

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use super::logs::Streams;
 use super::record::TaskRecord;
 use super::wait::{Backoff, PollPolicy, call};
 use super::{Run, StepError};
 use crate::config::RunnerKind;
 use crate::config::values::format_duration;
-use crate::provider::{LogCursor, LogSource, TaskHandle, TaskSpec, TaskState};
+use crate::provider::{LogSource, TaskHandle, TaskSpec, TaskState};
 
 /// ECS may not know a task for a while right after RunTask.
 const MISSING_GRACE: Duration = Duration::from_secs(60);
@@ -182,36 +183,26 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     }
 }
 
-/// The task's log streams (one for ECS and local tasks; App Runner's two log
-/// groups), each with its own cursor.
 struct LogStream<'a> {
     logs: &'a dyn LogSource,
-    streams: Vec<(&'a str, LogCursor)>,
+    streams: Streams,
 }
 
 impl<'a> LogStream<'a> {
-    /// `refs`: one or more stream references separated by spaces (none of the
-    /// providers' references contains one).
-    fn new(logs: &'a dyn LogSource, refs: &'a str) -> Self {
-        LogStream { logs, streams: refs.split_whitespace().map(|r| (r, LogCursor::default())).collect() }
+    fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
+        LogStream { logs, streams: Streams::new(refs) }
     }
 
-    /// Print one page of new events from each stream; returns how many there were.
+    /// Print the new events of every stream; returns how many there were.
     async fn read_page(&mut self, run: &Run) -> usize {
-        let mut printed = 0;
-        for (name, cursor) in &mut self.streams {
-            match call("read the task's logs", || self.logs.read(name, cursor)).await {
-                Ok(page) => {
-                    for e in &page.events {
-                        run.out.log_line(e.timestamp, &e.message);
-                    }
-                    *cursor = page.next;
-                    printed += page.events.len();
-                }
-                Err(e) => run.out.warn(&format!("cannot read logs of {name}: {e}")),
-            }
+        let (events, errors) = self.streams.read(self.logs).await;
+        for (name, e) in errors {
+            run.out.warn(&format!("cannot read logs of {name}: {e}"));
         }
-        printed
+        for e in &events {
+            run.out.log_line(e.timestamp, &e.message);
+        }
+        events.len()
     }
 
     /// After the task stopped: read until two empty pages in a row (or the cap),

@@ -5,6 +5,7 @@
 
 mod deploy;
 pub mod journal;
+pub mod logs;
 mod migrate;
 pub mod plan;
 mod preflight;

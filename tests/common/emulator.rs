@@ -67,13 +67,88 @@ impl Emulator {
     /// A cluster at schema 0002 with 4 customers and 7 orders, the migration
     /// stack, and optionally an App Runner service.
     pub fn setup(&self, service: bool) -> serde_json::Value {
+        self.setup_with(service, false)
+    }
+
+    /// As `setup`; with `app` the service runs tests/fixtures/alembic/serve.py,
+    /// which migrates on start-up, from an image at the database's revision.
+    pub fn setup_with(&self, service: bool, app: bool) -> serde_json::Value {
         let name = format!("e{:06x}", fastrand::u32(..0xff_ffff));
         let repo = repo();
+        let cwd = self.dir.path().to_str().unwrap().to_string();
         let mut args = vec!["setup", "--repo", repo.to_str().unwrap(), "--name", &name];
         if service {
             args.push("--service");
         }
+        if app {
+            args.extend(["--app", "--task-cwd", &cwd]);
+        }
         serde_json::from_str(&self.scenario(&args)).unwrap()
+    }
+
+    /// "Push" a new image for the scenario's service: what its next deployment runs.
+    pub fn push_image(&self, s: &serde_json::Value, release: serde_json::Value) {
+        let cwd = self.dir.path().to_str().unwrap().to_string();
+        let image = s["image"].as_str().unwrap();
+        self.scenario(&["push-image", "--task-cwd", &cwd, "--image", image, "--release", &release.to_string()]);
+    }
+
+    /// The scenario's App Runner service as the emulator sees it: status,
+    /// operations (newest first), status history, source configuration.
+    pub fn service(&self, s: &serde_json::Value) -> serde_json::Value {
+        self.get("/_emulator/apprunner")[s["service_arn"].as_str().unwrap()].clone()
+    }
+
+    /// The statuses the service went through, oldest first.
+    pub fn service_history(&self, s: &serde_json::Value) -> Vec<String> {
+        let svc = self.service(s);
+        svc["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// The URL standing for the app's health endpoint (see tests/emulator/apprunner.py).
+    pub fn health_url(&self, s: &serde_json::Value) -> String {
+        format!("{}/_emulator/apprunner/health/{}", self.endpoint, s["service_name"].as_str().unwrap())
+    }
+
+    /// GET a URL: the HTTP status and the JSON body.
+    pub fn fetch(&self, url: &str) -> (u16, serde_json::Value) {
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                "import json, sys, urllib.error, urllib.request\n\
+                 try:\n    r = urllib.request.urlopen(sys.argv[1]); code, body = r.status, r.read()\n\
+                 except urllib.error.HTTPError as e:\n    code, body = e.code, e.read()\n\
+                 print(code); sys.stdout.write(body.decode())",
+            ])
+            .arg(url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (code, body) = text.split_once('\n').unwrap_or_else(|| panic!("no answer from {url}: {text}"));
+        (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Change the emulator's timings or one-shot faults (POST /_emulator/config).
+    pub fn configure(&self, changes: serde_json::Value) {
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                "import sys, urllib.request\n\
+                 r = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST')\n\
+                 urllib.request.urlopen(r).read()",
+            ])
+            .arg(format!("{}/_emulator/config", self.endpoint))
+            .arg(changes.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A ferry project with this ferry.toml, pointed at the emulator.
+    pub fn project_with(&self, toml: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ferry.toml"), toml).unwrap();
+        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
     }
 
     /// Rows of `sql` on the real database behind a cluster id.

@@ -223,9 +223,7 @@ mod tests {
     use aws_sdk_apprunner::operation::describe_service::DescribeServiceOutput;
     use aws_sdk_apprunner::operation::list_operations::ListOperationsOutput;
     use aws_sdk_apprunner::operation::pause_service::PauseServiceOutput;
-    use aws_sdk_apprunner::operation::resume_service::ResumeServiceError;
     use aws_sdk_apprunner::operation::update_service::UpdateServiceOutput;
-    use aws_sdk_apprunner::types::error::InvalidStateException;
     use aws_sdk_apprunner::types::{
         CodeConfiguration, CodeRepository, ImageRepository, ImageRepositoryType, Runtime, Service, ServiceStatus,
         SourceCodeVersion, SourceCodeVersionType,
@@ -334,9 +332,13 @@ mod tests {
         let paused = mock!(Client::describe_service).then_output(|| {
             DescribeServiceOutput::builder().service(service(ServiceStatus::OperationInProgress)).build()
         });
-        let refused = mock!(Client::resume_service).then_error(|| {
-            ResumeServiceError::InvalidStateException(
-                InvalidStateException::builder().message("an operation is in progress").build(),
+        // As App Runner answers on the wire (the error code is what ferry maps).
+        let refused = mock!(Client::resume_service).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    r#"{"__type":"InvalidStateException","Message":"an operation is in progress"}"#,
+                ),
             )
         });
         let c = mock_client!(aws_sdk_apprunner, RuleMode::MatchAny, [&paused, &refused]);
