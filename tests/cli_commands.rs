@@ -5,6 +5,8 @@
 
 mod common;
 
+use serde_json::json;
+
 use common::Project;
 
 const SUCCEEDS: &str = "echo 'line one'\necho 'line two' >&2\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"ALTER TABLE customers ADD COLUMN email TEXT\"\n";
@@ -59,21 +61,32 @@ fn prune_only_touches_ferry_pre_deploy_snapshots_of_the_environment() {
 }
 
 #[test]
-fn restore_latest_brings_the_newest_snapshot_back_keeping_the_current_database() {
+fn restore_latest_brings_the_newest_pre_deploy_snapshot_back_keeping_the_current_database() {
     let p = Project::sqlite(SUCCEEDS, "");
-    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-a"]).code, 0);
+    let r = p.ferry(&["restore", "local", "--snapshot", "latest"]);
+    assert_eq!(r.code, 3, "no pre-deploy snapshot yet: {r:?}");
+    assert!(r.stderr.contains("no available pre-deploy snapshot taken by ferry for local"), "{r:?}");
+
+    let deploy = p.ferry(&["deploy", "local", "--output", "json"]);
+    assert_eq!(deploy.code, 0, "{deploy:?}");
+    let pre_deploy = deploy.json()["snapshot"]["id"].as_str().unwrap().to_string();
+    // A newer manual snapshot, taken after the orders are gone, is not "latest".
     p.sql("DELETE FROM orders");
+    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-a"]).code, 0);
     let r = p.ferry(&["restore", "local", "--snapshot", "latest", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains(&format!("from snapshot {pre_deploy} (taken ")), "what it restores is said first: {r:?}");
     let rec = r.json();
     assert_eq!(rec["command"], "restore");
-    assert_eq!(rec["restore"]["snapshot_id"], "snap-a");
+    assert_eq!(rec["restore"]["snapshot_id"], json!(pre_deploy));
     assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5");
     assert!(p.files().iter().any(|f| f.starts_with("app-failed-")), "{:?}", p.files());
 
+    let before = p.files();
     let r = p.ferry(&["restore", "local", "--snapshot", "nope"]);
-    assert_eq!(r.code, 3, "an unknown snapshot fails before any change: {r:?}");
-    assert!(r.stderr.contains("snapshot nope does not exist"), "{r:?}");
+    assert_eq!(r.code, 2, "an unknown snapshot is bad input: {r:?}");
+    assert!(r.stderr.contains("snapshot nope not found; nothing was done"), "{r:?}");
+    assert_eq!(p.files(), before, "nothing touched");
 }
 
 #[test]

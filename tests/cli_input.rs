@@ -97,7 +97,6 @@ fn confirm_environments_need_yes_without_a_tty() {
         &["deploy", "local"][..],
         &["migrate", "local"][..],
         &["snapshot", "create", "local"][..],
-        &["restore", "local", "--snapshot", "some-snapshot"][..],
         &["db", "exec", "local", "--sql", "DELETE FROM orders"][..],
     ] {
         let r = p.ferry(args);
@@ -112,6 +111,14 @@ fn confirm_environments_need_yes_without_a_tty() {
     }
     assert_untouched(&p, &before);
     assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "5"]);
+    // A restore first says what it would do, then refuses without --yes.
+    assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "some-snapshot", "--yes"]).code, 0);
+    p.sql("DELETE FROM orders WHERE id = 1");
+    let r = p.ferry(&["restore", "local", "--snapshot", "some-snapshot"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("confirm = true") && r.stderr.contains("--yes"), "{r:?}");
+    assert!(r.stderr.contains("from snapshot some-snapshot") && r.stderr.contains("Nothing is deleted"), "{r:?}");
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "4"], "not restored");
     // With --yes it goes ahead; global flags work after the command too.
     let r = p.ferry(&["deploy", "local", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -4,6 +4,7 @@
 
 mod db;
 mod inspect;
+mod restore;
 mod runs;
 mod service;
 mod snapshots;

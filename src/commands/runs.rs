@@ -4,12 +4,11 @@ use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RestoreArgs};
-use crate::config::values::format_duration;
-use crate::config::{EnvConfig, RestoreStrategy, check_snapshot_id};
+use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
 use crate::output::{append_step_summary, render};
-use crate::provider::{Cloud, Snapshot, SnapshotStatus, TAG_RUN_ID};
+use crate::provider::Cloud;
 use crate::runbook::journal::Journal;
-use crate::runbook::record::{RunOptions, RunRecord, StepStatus, new_run_id};
+use crate::runbook::record::{RunOptions, RunRecord, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
@@ -48,120 +47,20 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
         check_snapshot_id(&a.snapshot).map_err(CommandError::Usage)?;
     }
     let strategy = a.strategy.unwrap_or(env.restore_strategy);
+    if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
+        return Err(CommandError::Usage(format!("{}: {}", env.name, config::APPRUNNER_NEW_CLUSTER)));
+    }
     let cloud = ctx.cloud(env).await?;
-    let snapshot = restore_source(&cloud, env, &a.snapshot).await?;
+    let snapshot = super::restore::source(&cloud, env, &a.snapshot).await?;
     let out = ctx.reporter(Some(env));
     let history = crate::runbook::journal::list_runs(&ctx.config.state_dir);
-    for line in describe_restore(env, &cloud, &snapshot, strategy, &history) {
+    for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
         out.info(&line);
     }
     ctx.guard(env, "restore the database")?;
     let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
     start_with(ctx, env, cloud, "restore", options, &steps).await
-}
-
-/// The snapshot to restore: the one named, or for `latest` the newest available
-/// pre-deploy snapshot ferry took for this environment.
-async fn restore_source(cloud: &Cloud, env: &EnvConfig, wanted: &str) -> Result<Snapshot, CommandError> {
-    let db = cloud.database.cluster_id().to_string();
-    if wanted != "latest" {
-        return match cloud.database.describe_snapshot(wanted).await? {
-            Some(s) if s.status == SnapshotStatus::Available => Ok(s),
-            Some(s) => Err(CommandError::Usage(format!(
-                "snapshot {wanted} is {}, not available; nothing was done (`ferry snapshot list {}` shows the others)",
-                s.status, env.name
-            ))),
-            None => Err(CommandError::Usage(format!(
-                "snapshot {wanted} not found; nothing was done (`ferry snapshot list {}` shows those of {db})",
-                env.name
-            ))),
-        };
-    }
-    let mut snaps = cloud.database.list_snapshots().await?;
-    snaps.retain(|s| s.status == SnapshotStatus::Available && s.is_ferry_pre_deploy(&env.name));
-    snaps.sort_by_key(|s| s.created_at);
-    snaps.pop().ok_or_else(|| {
-        CommandError::Failed(format!(
-            "{db} has no available pre-deploy snapshot taken by ferry for {}; nothing was done. \
-             `ferry snapshot list {}` shows every snapshot; pass one with --snapshot <id>",
-            env.name, env.name
-        ))
-    })
-}
-
-/// What a restore will do, in this environment's terms, before anyone confirms it.
-fn describe_restore(
-    env: &EnvConfig,
-    cloud: &Cloud,
-    snapshot: &Snapshot,
-    strategy: RestoreStrategy,
-    history: &[RunRecord],
-) -> Vec<String> {
-    let db = cloud.database.cluster_id();
-    let taken = match snapshot.created_at {
-        Some(t) => format!(
-            "taken {} ({} ago{})",
-            t.format("%Y-%m-%d %H:%M UTC"),
-            format_duration(std::time::Duration::from_secs((Utc::now() - t).num_seconds().max(0) as u64)),
-            snapshot.tags.get(TAG_RUN_ID).map(|r| format!(", before run {r}")).unwrap_or_default()
-        ),
-        None => "creation time unknown".into(),
-    };
-    let mut lines = vec![format!("ferry restore {}: {db} from snapshot {} ({taken})", env.name, snapshot.id)];
-    let took = past_restore_minutes(history, &env.name);
-    let duration = match took {
-        Some(m) => format!("about {m} min (the last restore of {} took that long)", env.name),
-        None => format!(
-            "the whole restore: Aurora restores usually take 10-30 min, at most the restore timeout of {}",
-            format_duration(env.timeouts.restore)
-        ),
-    };
-    let mut steps = Vec::new();
-    if env.service.is_some() {
-        steps.push(format!("pause the App Runner service: the app is down for {duration}"));
-    }
-    steps.push(format!("restore the snapshot to a new database beside {db} ({db}-restored-<ts>)"));
-    match strategy {
-        RestoreStrategy::Rename => steps.push(format!(
-            "rename {db} to {db}-failed-<ts> (kept with all its current data, never deleted), and the restored \
-             database to {db}: the endpoint stays the same"
-        )),
-        RestoreStrategy::NewCluster => {
-            let repoint = match &env.service {
-                Some(s) => format!("; the service's {} is pointed at the new endpoint", s.database_url_var),
-                None => "; point your clients at its endpoint (ferry prints it)".into(),
-            };
-            steps.push(format!("keep the restored database under its new name{repoint}; {db} is left as it is (kept)"));
-        }
-    }
-    if env.service.is_some() {
-        steps.push("resume the App Runner service".into());
-    }
-    if let Some(h) = &env.health {
-        steps.push(format!("check {} answers {}", h.url, h.expect_status));
-    }
-    lines.extend(steps.iter().enumerate().map(|(i, s)| format!("  {}. {s}", i + 1)));
-    lines.push(format!(
-        "  Writes to {db} after the snapshot are not in the restored database; they stay in the kept copy. \
-         Nothing is deleted, the snapshot included."
-    ));
-    if env.service.is_none() && took.is_none() {
-        lines.push(format!("  Expect {duration}."));
-    }
-    lines
-}
-
-/// Minutes the newest completed restore of `env` took, from the journals.
-fn past_restore_minutes(history: &[RunRecord], env: &str) -> Option<u64> {
-    history
-        .iter()
-        .filter(|r| r.env == env)
-        .filter_map(|r| r.step("restore"))
-        .filter(|s| s.status == StepStatus::Succeeded)
-        .filter_map(|s| Some((s.ended_at?, (s.ended_at? - s.started_at?).num_seconds())))
-        .max_by_key(|(ended, _)| *ended)
-        .map(|(_, secs)| (secs.max(0) as u64).div_ceil(60).max(1))
 }
 
 async fn start(ctx: &Context, env: &EnvConfig, command: &str, options: RunOptions, steps: &[&str]) -> CmdResult {

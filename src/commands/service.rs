@@ -24,6 +24,8 @@ pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     let cloud = ctx.cloud(env).await?;
     let service = cloud.service.clone().ok_or_else(|| CommandError::Usage("no App Runner service".into()))?;
     let out = ctx.reporter(Some(env));
+    // Unreachable or missing: exit 3, before anything is asked of it.
+    service.status().await?;
     let change = match action {
         Some("pause") => Some(Change::Pause),
         Some(_) => Some(Change::Resume),

@@ -16,6 +16,12 @@ use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
 
 pub const FILE_NAME: &str = "ferry.toml";
+
+/// Why an app that migrates on start-up cannot be repointed at a new cluster.
+pub const APPRUNNER_NEW_CLUSTER: &str = "restore_strategy = \"new-cluster\" cannot be used with runner = \"apprunner\": \
+     repointing the service is an UpdateService, which redeploys the image tag that still holds the release whose \
+     start-up migration failed, so it would migrate the restored cluster again; use restore_strategy = \"rename\" \
+     (the endpoint stays the same and the service is only paused and resumed)";
 const DEFAULT_PREFIX: &str = "{project}-{env}-pre-deploy";
 
 /// A configuration problem, located in the file when it comes from one.
@@ -430,6 +436,9 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     };
     if runner == RunnerKind::Apprunner && service.is_none() {
         return Err(err("runner \"apprunner\" needs service = { apprunner_arn = \"...\" }".into()));
+    }
+    if runner == RunnerKind::Apprunner && raw.restore_strategy == Some(RestoreStrategy::NewCluster) {
+        return Err(err(APPRUNNER_NEW_CLUSTER.into()));
     }
     let health = match raw.health {
         None => None,

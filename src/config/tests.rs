@@ -103,6 +103,26 @@ fn semantic_errors_point_at_the_env() {
 }
 
 #[test]
+fn an_app_that_migrates_on_start_up_takes_no_command_and_is_restored_by_rename() {
+    let svc = "service = { apprunner_arn = \"arn:aws:apprunner:us-east-1:1:service/app/x\" }";
+    let ok = parse_str(&format!(
+        "project = \"x\"\n[env.a]\ndatabase = {{ cluster = \"db\" }}\nmigration = {{ runner = \"apprunner\" }}\n{svc}\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.env("a").unwrap().migration.runner, RunnerKind::Apprunner);
+
+    let e = error_of(&format!(
+        "project = \"x\"\n[env.a]\ndatabase = {{ cluster = \"db\" }}\nmigration = {{ runner = \"apprunner\", command = [\"alembic\"] }}\n{svc}\n"
+    ));
+    assert!(e.contains("[env.a]") && e.contains("migration.command and migration.env are not used"), "{e}");
+
+    let e = error_of(&format!(
+        "project = \"x\"\n[defaults]\nrestore_strategy = \"new-cluster\"\n[env.a]\ndatabase = {{ cluster = \"db\" }}\nmigration = {{ runner = \"apprunner\" }}\n{svc}\n"
+    ));
+    assert!(e.contains("[env.a]") && e.contains("use restore_strategy = \"rename\""), "{e}");
+}
+
+#[test]
 fn snapshot_prefix_must_make_valid_ids() {
     let e = error_of(
         "project = \"x\"\n[env.a]\nprovider = \"local\"\nsnapshot_prefix = \"{env}_snap\"\ndatabase = { url = \"sqlite://a.db\" }\nmigration = { command = [\"x\"] }\n",

@@ -21,8 +21,12 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
         lines.push(format!("  snapshot: {} ({}, {}%)", s.id, s.status, s.percent));
     }
     if let Some(t) = &r.task {
-        let exit = t.exit_code.map_or("none".to_string(), |c| c.to_string());
-        lines.push(format!("  task:     {} (exit code {exit})", t.arn));
+        let ended = match (t.exit_code, &t.stopped_reason) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(reason)) => reason.clone(),
+            (None, None) => "no exit code".into(),
+        };
+        lines.push(format!("  task:     {} ({ended})", t.arn));
     }
     if let Some(rs) = &r.restore {
         lines.push(format!("  restored: {} from {}", rs.restored_cluster, rs.snapshot_id));

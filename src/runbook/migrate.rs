@@ -76,7 +76,7 @@ fn deployment_result(
             "the deployment did not finish within {} ({why})",
             format_duration(run.env.timeouts.migration)
         ))),
-        _ => Err(StepError::Failed(format!("the deployment that migrates on start-up failed: {why}"))),
+        _ => Err(StepError::Failed(format!("deployment {} {why}", handle.id))),
     }
 }
 
@@ -108,7 +108,10 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
                 .map_err(|e| StepError::Abort(format!("the migration task could not be started: {e}")))?
         }
     };
-    run.out.info(&format!("    task {} (container {})", handle.id, handle.container));
+    run.out.info(&match run.env.migration.runner {
+        RunnerKind::Apprunner => format!("    deployment {} of App Runner service {}", handle.id, handle.container),
+        _ => format!("    task {} (container {})", handle.id, handle.container),
+    });
     run.record.task = Some(TaskRecord {
         arn: handle.id.clone(),
         container: handle.container.clone(),
@@ -151,7 +154,8 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
                     missing_since = None;
                     seen_running |= state == TaskState::Running;
                     let label = if state == TaskState::Running { "running" } else { "pending" };
-                    run.progress(&format!("task {}", handle.id), label, start.elapsed());
+                    let noun = if run.env.migration.runner == RunnerKind::Apprunner { "deployment" } else { "task" };
+                    run.progress(&format!("{noun} {}", handle.id), label, start.elapsed());
                 }
                 Err(e) => run.out.warn(&format!("cannot describe task {}: {e}; still trying", handle.id)),
             }

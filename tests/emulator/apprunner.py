@@ -266,7 +266,8 @@ class AppRunner:
         self._stop_app(service)
         # A deployment pulls the image again; resuming restarts the one deployed.
         op.image = self._pull_image(service) if op_type in _PULLS_IMAGE else service.deployed_image
-        if op_type in _STARTS_APP:
+        # A paused service has no instances: updating it changes only its configuration.
+        if op_type in _STARTS_APP and on_success != "PAUSED":
             self._start_app(service, op.image)
         op.ready_by = time.monotonic() + self.settings.seconds("service_seconds") + self.settings.seconds(
             "app_ready_seconds"
@@ -338,7 +339,8 @@ class AppRunner:
             if fail:
                 if rollback is not None:
                     service.source = rollback
-                service.set_status("CREATE_FAILED" if op.type == "CREATE_SERVICE" else "RUNNING")
+                back = {"CREATE_SERVICE": "CREATE_FAILED", "UPDATE_SERVICE": on_success}.get(op.type, "RUNNING")
+                service.set_status(back)
                 service.event(f"{op.type} operation {op.id} failed; rolled back to the previous configuration.")
             elif on_success == "DELETED":
                 service.set_status("DELETED")
