@@ -8,7 +8,8 @@
 //!
 //! The policy lives twice: infra/ferry-iam.yaml (CloudFormation, the source of
 //! truth) and infra/ferry-policy.json (the same statements rendered for a
-//! sample account). The two must agree statement by statement.
+//! sample account). The JSON must be exactly the template rendered with the
+//! sample values (SAMPLE): every Sid, effect, action, resource and condition.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -374,48 +375,171 @@ fn json_statements(policy: &Value) -> Vec<Statement> {
         .collect()
 }
 
-/// The statements of every `AWS::IAM::ManagedPolicy` in the template. A line
-/// reader for the template's block style (`- Sid:`, `Effect:`, `Action:` with
-/// one `- service:Action` per line); anything else under a policy fails loudly.
-fn template_statements(yaml: &str) -> Vec<Statement> {
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let lines: Vec<&str> = yaml.lines().collect();
-    let mut out: Vec<Statement> = Vec::new();
+/// The parameters infra/ferry-policy.json is rendered with.
+const SAMPLE: &[(&str, &str)] = &[
+    ("AWS::Partition", "aws"),
+    ("AWS::Region", "us-east-1"),
+    ("AWS::AccountId", "123456789012"),
+    ("AppName", "app"),
+    ("StackNamePattern", "app-*"),
+    ("DatabaseNamePattern", "app-*"),
+    ("AppRunnerServiceArn", "arn:aws:apprunner:us-east-1:123456789012:service/app/0123456789abcdef0123456789abcdef"),
+];
+
+fn param(name: &str, extra: &BTreeMap<String, String>) -> String {
+    extra
+        .get(name)
+        .cloned()
+        .or_else(|| SAMPLE.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        .unwrap_or_else(|| panic!("the template's policy uses ${{{name}}}, which has no sample value in SAMPLE"))
+}
+
+/// `Fn::Sub` of one string.
+fn substitute(text: &str, extra: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find('}').unwrap_or_else(|| panic!("unclosed ${{ in {text}")) + at;
+        out.push_str(&param(&rest[at + 2..end], extra));
+        rest = &rest[end + 1..];
+    }
+    out + rest
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v).to_string()
+}
+
+/// A scalar as the template writes it: plain, quoted, `!Sub "..."`, `!Ref Name`,
+/// or `!Select [N, !Split ["/", !Ref Name]]`.
+fn scalar(v: &str, extra: &BTreeMap<String, String>) -> String {
+    let v = v.trim();
+    if let Some(t) = v.strip_prefix("!Sub ") {
+        substitute(&unquote(t), extra)
+    } else if let Some(name) = v.strip_prefix("!Ref ") {
+        param(name.trim(), extra)
+    } else if let Some(args) = v.strip_prefix("!Select [") {
+        let (n, split) = args.split_once(',').unwrap_or_else(|| panic!("unexpected {v}"));
+        let inner = split.trim().strip_prefix("!Split [").unwrap_or_else(|| panic!("unexpected {v}"));
+        let (sep, rest) = inner.split_once(',').unwrap_or_else(|| panic!("unexpected {v}"));
+        let source = scalar(rest.trim().trim_end_matches(']'), extra);
+        let n: usize = n.trim().parse().unwrap_or_else(|_| panic!("unexpected {v}"));
+        source.split(unquote(sep).as_str()).nth(n).unwrap_or_else(|| panic!("{v}: no part {n}")).to_string()
+    } else if v.starts_with('!') || v.starts_with('[') || v.starts_with('{') {
+        panic!("the policy test does not read {v:?}: write it as !Sub, !Ref or !Select/!Split, or teach scalar()")
+    } else {
+        unquote(v)
+    }
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+/// The statements of every `AWS::IAM::ManagedPolicy` in the template,
+/// rendered with SAMPLE as IAM JSON. A reader for the template's block style
+/// (`- Sid:` first; `Effect:`; `Action:` and `Resource:` as block lists or
+/// `"*"`; `Condition:` as operator → key: value); anything it does not know
+/// fails loudly rather than being skipped.
+fn render_template_policy(yaml: &str) -> Vec<Value> {
+    let lines: Vec<&str> = yaml.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
+    let mut out = Vec::new();
     let mut in_policy = false;
     let mut i = 0;
     while i < lines.len() {
-        let line = lines[i];
-        let t = line.trim();
-        if indent(line) == 2 && t.ends_with(':') && !t.starts_with('#') {
-            // A new resource: is it a managed policy?
+        let (line, t) = (lines[i], lines[i].trim());
+        if indent(line) == 2 && t.ends_with(':') {
             in_policy = lines[i + 1..]
                 .iter()
-                .take_while(|l| l.trim().is_empty() || indent(l) > 2)
+                .take_while(|l| indent(l) > 2)
                 .any(|l| l.trim() == "Type: AWS::IAM::ManagedPolicy");
-        } else if in_policy {
-            if let Some(sid) = t.strip_prefix("- Sid: ") {
-                out.push(Statement { sid: sid.to_string(), effect: String::new(), actions: BTreeSet::new() });
-            } else if let Some(effect) = t.strip_prefix("Effect: ") {
-                out.last_mut().expect("Effect before Sid").effect = effect.to_string();
-            } else if t.starts_with("NotAction") {
-                panic!("NotAction in the template: {t}");
-            } else if let Some(rest) = t.strip_prefix("Action:") {
-                let s = out.last_mut().expect("Action before Sid");
-                if !rest.trim().is_empty() {
-                    panic!("write Action as a block list, one `- service:Action` per line: {t}");
-                }
-                let at = indent(line);
-                while i + 1 < lines.len() && indent(lines[i + 1]) > at && !lines[i + 1].trim().is_empty() {
-                    i += 1;
-                    let item =
-                        lines[i].trim().strip_prefix("- ").unwrap_or_else(|| panic!("not a list item: {}", lines[i]));
-                    s.actions.insert(item.trim().to_string());
-                }
-            }
+            i += 1;
+            continue;
         }
-        i += 1;
+        let Some(sid) = t.strip_prefix("- Sid: ").filter(|_| in_policy) else {
+            i += 1;
+            continue;
+        };
+        let dash = indent(line);
+        let end = (i + 1..lines.len()).find(|&k| indent(lines[k]) <= dash).unwrap_or(lines.len());
+        out.push(render_statement(sid, &lines[i + 1..end], dash + 2));
+        i = end;
     }
     out
+}
+
+fn render_statement(sid: &str, body: &[&str], key_indent: usize) -> Value {
+    let none = BTreeMap::new();
+    let mut st = serde_json::Map::new();
+    st.insert("Sid".into(), Value::String(sid.into()));
+    let mut k = 0;
+    while k < body.len() {
+        let t = body[k].trim();
+        assert_eq!(indent(body[k]), key_indent, "{sid}: unexpected line {t:?}");
+        let (key, value) = t.split_once(':').unwrap_or_else(|| panic!("{sid}: not a key: {t:?}"));
+        let block_end = (k + 1..body.len()).find(|&j| indent(body[j]) <= key_indent).unwrap_or(body.len());
+        let block = &body[k + 1..block_end];
+        let rendered = match (key, value.trim()) {
+            ("Effect", v) => Value::String(v.to_string()),
+            ("Action" | "Resource", "") => {
+                let items = list_items(block, &none, sid);
+                if items.len() == 1 { Value::String(items[0].clone()) } else { Value::from(items) }
+            }
+            ("Resource", v) => Value::String(scalar(v, &none)),
+            ("Condition", "") => {
+                let mut ops = serde_json::Map::new();
+                let mut op = String::new();
+                for l in block {
+                    let (name, v) = l.trim().split_once(": ").map_or((l.trim().trim_end_matches(':'), ""), |x| x);
+                    if v.is_empty() {
+                        op = name.to_string();
+                        ops.insert(op.clone(), Value::Object(serde_json::Map::new()));
+                    } else {
+                        let m = ops.get_mut(&op).and_then(Value::as_object_mut).expect("operator before key");
+                        m.insert(name.to_string(), Value::String(scalar(v, &none)));
+                    }
+                }
+                Value::Object(ops)
+            }
+            _ => panic!("{sid}: the policy test does not read {t:?} (NotAction, inline lists, ...)"),
+        };
+        st.insert(key.to_string(), rendered);
+        k = block_end;
+    }
+    Value::Object(st)
+}
+
+/// Items of a block list: `- scalar`, or `- !Sub` followed by its
+/// `[template, {Name: value}]` list.
+fn list_items(block: &[&str], extra: &BTreeMap<String, String>, sid: &str) -> Vec<String> {
+    let Some(first) = block.first() else { panic!("{sid}: empty list") };
+    let at = indent(first);
+    let mut items = Vec::new();
+    let mut k = 0;
+    while k < block.len() {
+        let t = block[k].trim();
+        let item = t.strip_prefix("- ").or((t == "-").then_some("")).unwrap_or_else(|| panic!("{sid}: {t:?}"));
+        let nested_end = (k + 1..block.len()).find(|&j| indent(block[j]) <= at).unwrap_or(block.len());
+        if item.trim() == "!Sub" {
+            // [template, {Name: value, ...}]
+            let parts = &block[k + 1..nested_end];
+            let template = unquote(parts[0].trim().strip_prefix("- ").expect("the !Sub template"));
+            let mut vars = extra.clone();
+            for l in &parts[1..] {
+                let l = l.trim().trim_start_matches("- ");
+                let (name, v) = l.split_once(": ").unwrap_or_else(|| panic!("{sid}: {l:?}"));
+                vars.insert(name.to_string(), scalar(v, extra));
+            }
+            items.push(substitute(&template, &vars));
+        } else {
+            assert_eq!(nested_end, k + 1, "{sid}: unexpected lines under {t:?}");
+            items.push(scalar(item, extra));
+        }
+        k = nested_end;
+    }
+    items
 }
 
 fn allowed(statements: &[Statement]) -> BTreeSet<String> {
@@ -467,18 +591,23 @@ fn the_policy_allows_exactly_the_calls_ferry_makes() {
 }
 
 #[test]
-fn the_template_and_the_rendered_policy_have_the_same_statements() {
-    let yaml = template_statements(&read(&repo().join("infra/ferry-iam.yaml")));
-    let json = json_statements(&policy_json());
-    assert!(yaml.len() >= 10, "found only {} statements in infra/ferry-iam.yaml: {yaml:?}", yaml.len());
-    let by_sid =
-        |v: &[Statement]| -> BTreeMap<String, Statement> { v.iter().map(|s| (s.sid.clone(), s.clone())).collect() };
-    let (yaml, json) = (by_sid(&yaml), by_sid(&json));
+fn ferry_policy_json_is_the_template_rendered() {
+    let rendered = render_template_policy(&read(&repo().join("infra/ferry-iam.yaml")));
+    assert!(rendered.len() >= 10, "found only {} statements in infra/ferry-iam.yaml: {rendered:?}", rendered.len());
+    let policy = policy_json();
+    let json = policy["Statement"].as_array().expect("Statement is a list");
+    let sids =
+        |v: &[Value]| -> Vec<String> { v.iter().map(|s| s["Sid"].as_str().unwrap_or("?").to_string()).collect() };
+    let order = (sids(&rendered), sids(json));
+    let by_sid = |v: &[Value]| -> BTreeMap<String, Value> {
+        v.iter().map(|s| (s["Sid"].as_str().expect("a Sid").to_string(), s.clone())).collect()
+    };
+    let (yaml, json) = (by_sid(&rendered), by_sid(json));
     let mut problems = Vec::new();
     for (sid, y) in &yaml {
         match json.get(sid) {
             None => problems.push(format!("{sid}: in infra/ferry-iam.yaml, not in infra/ferry-policy.json")),
-            Some(j) if j != y => problems.push(format!("{sid}: template {y:?} but ferry-policy.json {j:?}")),
+            Some(j) if j != y => problems.push(format!("{sid}:\n    template renders {y}\n    ferry-policy.json  {j}")),
             Some(_) => {}
         }
     }
@@ -486,6 +615,31 @@ fn the_template_and_the_rendered_policy_have_the_same_statements() {
         problems.push(format!("{sid}: in infra/ferry-policy.json, not in infra/ferry-iam.yaml"));
     }
     assert!(problems.is_empty(), "the two copies of ferry's policy differ:\n  {}", problems.join("\n  "));
+    // In the same order too, so the two read alike.
+    assert_eq!(order.0, order.1, "the statements are in a different order");
+}
+
+#[test]
+fn the_deploy_role_trusts_one_repository_and_one_github_environment() {
+    let yaml = read(&repo().join("infra/ferry-iam.yaml"));
+    let trust: Vec<&str> = yaml
+        .lines()
+        .skip_while(|l| !l.contains("AssumeRolePolicyDocument:"))
+        .take_while(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(str::trim)
+        .collect();
+    for want in [
+        "Action: sts:AssumeRoleWithWebIdentity",
+        "token.actions.githubusercontent.com:aud: sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub: !Sub repo:${GitHubRepository}:environment:${GitHubEnvironment}",
+    ] {
+        assert!(trust.contains(&want), "the deploy role's trust policy lacks `{want}`:\n{}", trust.join("\n"));
+    }
+    assert!(
+        !trust.iter().any(|l| l.contains("StringLike") || l.contains('*')),
+        "the trust policy must match the subject exactly, no wildcards:\n{}",
+        trust.join("\n")
+    );
 }
 
 #[test]
