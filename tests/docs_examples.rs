@@ -247,3 +247,95 @@ fn every_commands_help_names_its_docs_page() {
     let out = Command::new(common::FERRY).args(["snapshot", "prune", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Docs: docs/commands/snapshot.md"));
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut in_fence = false;
+    let mut out = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        } else if !in_fence && line.starts_with('#') {
+            out.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// `[text](target)` links outside code blocks and code spans.
+fn links(markdown: &str) -> Vec<(usize, String)> {
+    let mut in_fence = false;
+    let mut out = Vec::new();
+    for (n, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        let mut rest = line;
+        let mut in_code = false;
+        while let Some(at) = rest.find(['`', ']']) {
+            let c = rest.as_bytes()[at];
+            if c == b'`' {
+                in_code = !in_code;
+            } else if !in_code && rest[at + 1..].starts_with('(') {
+                if let Some(end) = rest[at + 2..].find(')') {
+                    out.push((n + 1, rest[at + 2..at + 2 + end].to_string()));
+                }
+            }
+            rest = &rest[at + 1..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let mut files = markdown_files();
+    files.push(repo().join("infra/README.md"));
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(repo()).unwrap().display().to_string();
+        for (line, target) in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = target.split_once('#').map_or((target.as_str(), None), |(p, a)| (p, Some(a)));
+            let dest = if path.is_empty() { file.clone() } else { file.parent().unwrap().join(path) };
+            if !dest.exists() {
+                broken.push(format!("{rel}:{line}: {target}: no such file"));
+                continue;
+            }
+            if let Some(anchor) = anchor
+                && dest.extension().is_some_and(|x| x == "md")
+                && !anchors(&std::fs::read_to_string(&dest).unwrap()).iter().any(|a| a == anchor)
+            {
+                broken.push(format!("{rel}:{line}: {target}: no heading with that anchor"));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} links found: the link reader is broken");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn anchors_are_githubs() {
+    assert_eq!(slug(" `${output:Name}` references"), "outputname-references");
+    assert_eq!(slug(" 6. AWS: the migration stack and ferry's policy"), "6-aws-the-migration-stack-and-ferrys-policy");
+    assert_eq!(links("see [a](b.md#c) and `[x](y)`\n```\n[p](q)\n```"), vec![(1, "b.md#c".to_string())]);
+}
