@@ -290,10 +290,11 @@ fn links(markdown: &str) -> Vec<(usize, String)> {
             let c = rest.as_bytes()[at];
             if c == b'`' {
                 in_code = !in_code;
-            } else if !in_code && rest[at + 1..].starts_with('(') {
-                if let Some(end) = rest[at + 2..].find(')') {
-                    out.push((n + 1, rest[at + 2..at + 2 + end].to_string()));
-                }
+            } else if !in_code
+                && rest[at + 1..].starts_with('(')
+                && let Some(end) = rest[at + 2..].find(')')
+            {
+                out.push((n + 1, rest[at + 2..at + 2 + end].to_string()));
             }
             rest = &rest[at + 1..];
         }
