@@ -218,3 +218,19 @@ fn scripts_find_ferry_on_path_when_ferry_is_unset() {
 fn link(from: &Path, to: &Path) {
     std::os::unix::fs::symlink(from, to).unwrap();
 }
+
+#[test]
+fn each_script_explains_itself() {
+    let p = Project::new(TOML);
+    for (name, says) in [
+        ("deploy-stage.sh", "--env NAME"),
+        ("deploy-prod.sh", "--i-have-reviewed-the-plan"),
+        ("run-migration-task.sh", "ferry migrate"),
+    ] {
+        let r = script(&p, name, &["--help"]);
+        assert_eq!(r.code, 0, "{name} --help: {r:?}");
+        assert!(r.stdout.contains(says) && !r.stdout.contains("set -euo"), "{name} --help: {r:?}");
+    }
+    let r = script(&p, "deploy-stage.sh", &["--env"]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
