@@ -46,33 +46,40 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Full runbook: preflight, snapshot, migrate, verify, restore on failure
+    #[command(after_help = "Docs: docs/commands/deploy.md")]
     Deploy(DeployArgs),
     /// Show the resolved config and the steps deploy would run; changes nothing
+    #[command(after_help = "Docs: docs/commands/plan.md")]
     Plan(EnvArg),
     /// Create, list, wait for, delete and prune snapshots
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/commands/snapshot.md")]
     Snapshot(SnapshotCommand),
     /// Snapshot, then run only the migration and stream its logs; no verify, no restore
+    #[command(after_help = "Docs: docs/commands/migrate.md")]
     Migrate(MigrateArgs),
     /// Restore the environment's database from a snapshot
+    #[command(after_help = "Docs: docs/commands/restore.md")]
     Restore(RestoreArgs),
     /// Show a migration task's logs
+    #[command(after_help = "Docs: docs/commands/logs.md")]
     Logs(LogsArgs),
     /// The App Runner service: status, pause, resume
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/commands/service.md")]
     Service(ServiceCommand),
     /// Database, newest snapshots, running migration tasks, last run
+    #[command(after_help = "Docs: docs/commands/status.md")]
     Status(EnvArg),
     /// Past runs from the journal
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/commands/runs.md")]
     Runs(RunsCommand),
     /// Continue an interrupted run from its journal
+    #[command(after_help = "Docs: docs/commands/resume.md")]
     Resume(ResumeArgs),
     /// Check ferry.toml without touching anything
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/commands/config.md")]
     Config(ConfigCommand),
     /// Run SQL against a local-provider database (seed data, inspect, repair)
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/commands/db.md")]
     Db(DbCommand),
     /// Internal: owns a local migration process so it outlives ferry
     #[command(name = "__task-supervisor", hide = true)]
@@ -107,6 +114,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Take a snapshot of the environment's database
+    #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Create {
         env: String,
         /// Wait until it is available
@@ -117,12 +125,16 @@ pub enum SnapshotCommand {
         id: Option<String>,
     },
     /// List the database's snapshots, newest first
+    #[command(after_help = "Docs: docs/commands/snapshot.md")]
     List { env: String },
     /// Wait until a snapshot is available
+    #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Wait { env: String, id: String },
     /// Delete one snapshot
+    #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Delete { env: String, id: String },
     /// Delete ferry's pre-deploy snapshots of this environment beyond the newest N
+    #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Prune {
         env: String,
         /// How many of the newest pre-deploy snapshots to keep
@@ -162,18 +174,23 @@ pub struct LogsArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// The service's status
+    #[command(after_help = "Docs: docs/commands/service.md")]
     Status { env: String },
     /// Pause the service and wait until it is paused
+    #[command(after_help = "Docs: docs/commands/service.md")]
     Pause { env: String },
     /// Resume the service and wait until it is running
+    #[command(after_help = "Docs: docs/commands/service.md")]
     Resume { env: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Runs, newest first
+    #[command(after_help = "Docs: docs/commands/runs.md")]
     List,
     /// One run's record
+    #[command(after_help = "Docs: docs/commands/runs.md")]
     Show { run_id: String },
 }
 
@@ -185,12 +202,14 @@ pub struct ResumeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Parse and check every environment; offline
+    #[command(after_help = "Docs: docs/commands/config.md")]
     Validate,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Execute SQL statements; rows of queries are printed tab-separated
+    #[command(after_help = "Docs: docs/commands/db.md")]
     Exec {
         env: String,
         /// A file of SQL statements

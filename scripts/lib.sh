@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Shared by deploy-stage.sh, deploy-prod.sh and run-migration-task.sh; sourced,
+# not run. Finds the ferry binary and splits the wrappers' arguments.
+
+ferry_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+
+usage_error() {
+    say "$*"
+    say "run with --help for usage"
+    exit 2
+}
+
+# Sets FERRY_BIN: $FERRY, else `ferry` on PATH, else a release build of this
+# repository (cargo build --release --locked).
+find_ferry() {
+    if [[ -n ${FERRY:-} ]]; then
+        FERRY_BIN=${FERRY}
+    elif command -v ferry >/dev/null 2>&1; then
+        FERRY_BIN=$(command -v ferry)
+    else
+        command -v cargo >/dev/null 2>&1 ||
+            usage_error "no ferry: set FERRY, put ferry on PATH, or install the Rust toolchain to build it"
+        say "ferry is not on PATH; building it (cargo build --release --locked)"
+        (cd "${ferry_repo}" && cargo build --release --locked --quiet) || exit 2
+        FERRY_BIN=${CARGO_TARGET_DIR:-${ferry_repo}/target}/release/ferry
+    fi
+    [[ -x ${FERRY_BIN} ]] || usage_error "ferry binary ${FERRY_BIN} is not executable"
+}
+
+# Splits "$@" into GLOBAL_ARGS (the flags that choose config, credentials and
+# output detail: --config, --profile, --region, -v; given to every ferry call)
+# and PASS_ARGS (everything else, given to the main command only). A wrapper's
+# own flags are taken out first by the wrapper.
+split_args() {
+    GLOBAL_ARGS=()
+    PASS_ARGS=()
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --config | --profile | --region)
+            [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+            GLOBAL_ARGS+=("$1" "$2")
+            shift 2
+            ;;
+        --config=* | --profile=* | --region=* | -v | -vv | -vvv | --verbose)
+            GLOBAL_ARGS+=("$1")
+            shift
+            ;;
+        *)
+            PASS_ARGS+=("$1")
+            shift
+            ;;
+        esac
+    done
+}
+
+# Runs ferry with GLOBAL_ARGS, echoing the command to stderr first.
+run_ferry() {
+    say "ferry $*${GLOBAL_ARGS[*]:+ ${GLOBAL_ARGS[*]}}"
+    "${FERRY_BIN}" "$@" "${GLOBAL_ARGS[@]}"
+}
