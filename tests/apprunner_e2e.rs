@@ -247,3 +247,27 @@ fn a_responders_restore_of_latest_says_what_it_will_do_and_waits_for_a_deploymen
     assert_eq!(revision(&emu, cluster), json!([["0002_add_email"]]));
     assert_eq!(emu.service(&s)["status"], "RUNNING");
 }
+
+#[test]
+fn a_deployment_past_the_timeout_is_followed_to_its_real_end_then_restored() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup_with(true, true);
+    let cluster = s["cluster"].as_str().unwrap();
+    let before = orders(&emu, cluster);
+    // The release migrates, then never listens: App Runner rolls it back after
+    // app_ready_seconds, long after ferry's 3 s migration timeout.
+    emu.configure(json!({"app_ready_seconds": 8}));
+    emu.push_image(&s, json!({"revision": "head", "hang": true}));
+    let toml = apprunner_toml(&emu, &s, "").replace("migration = \"2m\"", "migration = \"3s\"");
+    let p = emu.project_with(&toml);
+
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("App Runner cannot cancel deployment"), "{}", r.stderr);
+    let rec = r.json();
+    // What ferry acted on is App Runner's own outcome, not the timeout.
+    assert!(rec["error"].as_str().unwrap().contains("ended ROLLBACK_SUCCEEDED"), "{rec}");
+    assert_eq!(orders(&emu, cluster), before);
+    assert_eq!(revision(&emu, cluster), json!([["0002_add_email"]]));
+    assert_eq!(emu.service(&s)["status"], "RUNNING");
+}

@@ -71,9 +71,17 @@ fn deployment_result(
     timed_out: bool,
 ) -> Result<String, StepError> {
     match exit_code {
-        Some(0) if !timed_out => Ok(format!("deployment {} succeeded", handle.id)),
-        _ if timed_out => Err(StepError::Failed(format!(
-            "the deployment did not finish within {} ({why})",
+        // Late is still succeeded: the new version runs on the migrated schema,
+        // and restoring under it would break the app.
+        Some(0) if timed_out => Ok(format!(
+            "deployment {} succeeded, after the migration timeout of {}",
+            handle.id,
+            format_duration(run.env.timeouts.migration)
+        )),
+        Some(0) => Ok(format!("deployment {} succeeded", handle.id)),
+        None if why.starts_with("still in progress") => Err(StepError::Failed(format!(
+            "deployment {} did not finish within {} ({why})",
+            handle.id,
             format_duration(run.env.timeouts.migration)
         ))),
         _ => Err(StepError::Failed(format!("deployment {} {why}", handle.id))),
@@ -134,6 +142,11 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     let mut missing_since: Option<Instant> = None;
     let mut seen_running = false;
     let mut stop_sent: Option<Instant> = None;
+    // App Runner cannot cancel a deployment: past the timeout ferry follows it
+    // until it ends (at most `timeouts.service` more), so what it acts on is
+    // the real outcome, never a guess.
+    let apprunner = run.env.migration.runner == RunnerKind::Apprunner;
+    let stop_wait = if apprunner { run.env.timeouts.service } else { STOP_WAIT };
     loop {
         stream.read_page(run).await;
         let now = Instant::now();
@@ -165,18 +178,30 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
             match stop_sent {
                 None => {
                     let reason = format!("migration timed out after {}", format_duration(run.env.timeouts.migration));
-                    run.out.warn(&format!("{reason}; stopping task {}", handle.id));
-                    if let Err(e) = call("stop the task", || runner.stop(&handle.id, &reason)).await {
-                        run.out.warn(&format!("cannot stop task {}: {e}", handle.id));
+                    if apprunner {
+                        run.out.warn(&format!(
+                            "{reason}; App Runner cannot cancel deployment {}: following it until it ends (at most {} more)",
+                            handle.id,
+                            format_duration(stop_wait)
+                        ));
+                    } else {
+                        run.out.warn(&format!("{reason}; stopping task {}", handle.id));
+                        if let Err(e) = call("stop the task", || runner.stop(&handle.id, &reason)).await {
+                            run.out.warn(&format!("cannot stop task {}: {e}", handle.id));
+                        }
                     }
                     stop_sent = Some(now);
                     next_poll = now;
                 }
-                Some(at) if now - at >= STOP_WAIT => {
-                    let reason = format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs());
+                Some(at) if now - at >= stop_wait => {
+                    let reason = if apprunner {
+                        format!("still in progress {} after the migration timeout", format_duration(stop_wait))
+                    } else {
+                        format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs())
+                    };
                     return (TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) }, true);
                 }
-                Some(at) if now - at >= STOP_WAIT / 3 => {
+                Some(at) if !apprunner && now - at >= STOP_WAIT / 3 => {
                     // Ask again: the local runner escalates to SIGKILL.
                     let _ = runner.stop(&handle.id, "did not stop after SIGTERM").await;
                 }

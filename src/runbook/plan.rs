@@ -91,8 +91,9 @@ fn migrate(env: &EnvConfig) -> PlannedStep {
         does.push("tail the service's log groups (.../service and .../application) until the operation ends".into());
         does.push("SUCCEEDED passes; FAILED or ROLLBACK_* fails".into());
         does.push(format!(
-            "fail after {} (App Runner cannot cancel a deployment: a restore waits for it)",
-            format_duration(env.timeouts.migration)
+            "after {} follow it to its end, at most {} more (App Runner cannot cancel a deployment)",
+            format_duration(env.timeouts.migration),
+            format_duration(env.timeouts.service)
         ));
     } else {
         does.push("stream its logs; its exit code decides".to_string());
