@@ -246,6 +246,9 @@ fn a_responders_restore_of_latest_says_what_it_will_do_and_waits_for_a_deploymen
     assert_eq!(orders(&emu, cluster), before);
     assert_eq!(revision(&emu, cluster), json!([["0002_add_email"]]));
     assert_eq!(emu.service(&s)["status"], "RUNNING");
+    let status = p.ferry(&["status", "stage"]);
+    let line = format!("service    {} RUNNING", s["service_arn"].as_str().unwrap());
+    assert!(status.stdout.contains(&line) && status.stdout.contains("restore succeeded"), "{status:?}");
 }
 
 #[test]

@@ -103,11 +103,22 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     snaps.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     snaps.truncate(5);
     let tasks = cloud.runner.active_tasks().await?;
+    let service = match &cloud.service {
+        Some(s) => Some(s.status().await?),
+        None => None,
+    };
     let last = list_runs(&ctx.config.state_dir).into_iter().find(|r| r.env == env.name);
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
         print_json(
-            &json!({ "env": env.name, "database": info, "snapshots": snaps, "running_tasks": tasks, "last_run": last }),
+            &json!({
+                "env": env.name,
+                "database": info,
+                "snapshots": snaps,
+                "running_tasks": tasks,
+                "service": service,
+                "last_run": last
+            }),
             &redactor,
         );
         return Ok(0);
@@ -128,6 +139,9 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     }
     for t in &tasks {
         crate::outln!("migration  {} {}", t.id, t.status);
+    }
+    if let Some(s) = &service {
+        crate::outln!("service    {} {}", s.id, s.status);
     }
     match &last {
         Some(r) => {
