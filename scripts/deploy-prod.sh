@@ -54,12 +54,7 @@ done
 split_args "${args[@]+"${args[@]}"}"
 find_ferry
 
-code=0
-run_ferry plan "${env_name}" >&2 || code=$?
-if [[ ${code} -ne 0 ]]; then
-    say "ferry plan ${env_name} failed (exit ${code}); not deploying"
-    exit "${code}"
-fi
+plan_or_exit "${env_name}"
 if [[ ${confirmed} != true ]]; then
     say "not deploying ${env_name}: nothing was changed."
     say "review the plan above, then run: $0 --i-have-reviewed-the-plan${args[*]:+ ${args[*]}}"

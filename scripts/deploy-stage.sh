@@ -41,12 +41,7 @@ done
 split_args "${args[@]+"${args[@]}"}"
 find_ferry
 
-code=0
-run_ferry plan "${env_name}" >&2 || code=$?
-if [[ ${code} -ne 0 ]]; then
-    say "ferry plan ${env_name} failed (exit ${code}); not deploying"
-    exit "${code}"
-fi
+plan_or_exit "${env_name}"
 code=0
 run_ferry deploy "${env_name}" "${PASS_ARGS[@]+"${PASS_ARGS[@]}"}" || code=$?
 exit "${code}"

@@ -60,3 +60,14 @@ run_ferry() {
     say "ferry $*${GLOBAL_ARGS[*]:+ ${GLOBAL_ARGS[*]}}"
     "${FERRY_BIN}" "$@" "${GLOBAL_ARGS[@]}"
 }
+
+# Prints `ferry plan ENV` on stderr (stdout stays the deploy's); a plan that
+# fails ends the wrapper with ferry's exit code, before anything is deployed.
+plan_or_exit() {
+    local code=0
+    run_ferry plan "$1" >&2 || code=$?
+    if [[ ${code} -ne 0 ]]; then
+        say "ferry plan $1 failed (exit ${code}); not deploying"
+        exit "${code}"
+    fi
+}

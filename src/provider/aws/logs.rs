@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
+use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsError;
 use chrono::{DateTime, Utc};
 
 use super::classify;
@@ -23,6 +25,23 @@ pub struct CloudWatchLogs {
 impl CloudWatchLogs {
     pub fn new(client: Client) -> Self {
         CloudWatchLogs { client }
+    }
+}
+
+/// The answer, `None` for a stream or group that does not exist (yet), or the error.
+fn unless_missing<T, E, R>(
+    missing: impl Fn(&E) -> bool,
+    what: &str,
+    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+) -> PResult<Option<T>>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.as_service_error().is_some_and(missing) => Ok(None),
+        Err(e) => Err(classify(what, e)),
     }
 }
 
@@ -88,13 +107,10 @@ impl LogSource for CloudWatchLogs {
             .set_next_token(cursor.0.clone())
             .send()
             .await;
-        let out = match result {
-            Ok(out) => out,
-            // awslogs creates the stream when the container starts: until then, nothing to read.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                return Ok(LogPage { events: Vec::new(), next: cursor.clone() });
-            }
-            Err(e) => return Err(classify("GetLogEvents", e)),
+        // awslogs creates the stream when the container starts: until then, nothing to read.
+        let Some(out) = unless_missing(GetLogEventsError::is_resource_not_found_exception, "GetLogEvents", result)?
+        else {
+            return Ok(LogPage { events: Vec::new(), next: cursor.clone() });
         };
         let events = out
             .events()
@@ -127,12 +143,11 @@ impl CloudWatchLogs {
                 .set_next_token(token.take())
                 .send()
                 .await;
-            let out = match result {
-                Ok(out) => out,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                    return Ok(LogPage { events: Vec::new(), next: cursor.clone() });
-                }
-                Err(e) => return Err(classify("FilterLogEvents", e)),
+            // App Runner creates its log groups with the service's first output.
+            let Some(out) =
+                unless_missing(FilterLogEventsError::is_resource_not_found_exception, "FilterLogEvents", result)?
+            else {
+                return Ok(LogPage { events: Vec::new(), next: cursor.clone() });
             };
             for e in out.events() {
                 let (Some(id), Some(ts)) = (e.event_id(), e.timestamp()) else { continue };
