@@ -94,6 +94,9 @@ pub struct DeployArgs {
     /// Do not restore when the migration fails; exit 5 with the restore command
     #[arg(long)]
     pub no_restore: bool,
+    /// Snapshot and migrate even when the database is already at the Alembic heads
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +105,9 @@ pub struct MigrateArgs {
     /// Skip the snapshot (refused for confirm = true environments)
     #[arg(long)]
     pub no_snapshot: bool,
+    /// Snapshot and migrate even when the database is already at the Alembic heads
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

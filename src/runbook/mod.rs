@@ -6,6 +6,7 @@
 mod deploy;
 pub mod journal;
 mod migrate;
+pub mod migrations;
 pub mod plan;
 mod preflight;
 pub mod record;
