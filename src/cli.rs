@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::RestoreStrategy;
+use crate::config::{HumanDuration, RestoreStrategy};
 use crate::output::OutputFormat;
 
 const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), \
@@ -71,6 +71,10 @@ pub enum Command {
     /// Check ferry.toml without touching anything
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Are the database's applied migrations the Alembic heads? 0 yes, 3 no (pending listed); read-only
+    Check(EnvArg),
+    /// Locks, blocked queries, long transactions and replica lag that would block a migration; read-only
+    Doctor(DoctorArgs),
     /// Run SQL against a local-provider database (seed data, inspect, repair)
     #[command(subcommand)]
     Db(DbCommand),
@@ -97,6 +101,17 @@ pub struct DeployArgs {
     /// Snapshot and migrate even when the database is already at the Alembic heads
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    pub env: String,
+    /// Report queries running and transactions open longer than this (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = HumanDuration::parse)]
+    pub threshold: HumanDuration,
+    /// Report replicas trailing by more than this
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = HumanDuration::parse)]
+    pub lag_threshold: HumanDuration,
 }
 
 #[derive(Debug, Args)]

@@ -228,13 +228,18 @@ fn session(env: &EnvConfig, cluster: &str) -> PResult<Result<Arc<dyn super::Sess
         Some(crate::config::DbUrl::Postgres(url)) => {
             Ok(Ok(Arc::new(super::session::PgSession::new(url)?) as Arc<dyn super::Session>))
         }
-        _ => Ok(Err(format!(
-            "ferry cannot see inside cluster {cluster} from here (the RDS API does not read tables); set \
-             database.url next to database.cluster in [env.{}] to a postgres:// URL that reaches it, e.g. \
-             through the bastion tunnel: database = {{ cluster = \"{cluster}\", url = \"postgres://USER@127.0.0.1:5433/DB\" }}",
-            env.name
-        ))),
+        _ => Ok(Err(cannot_see_inside(env, cluster))),
     }
+}
+
+/// Why ferry cannot read the cluster's tables, and how to let it.
+pub fn cannot_see_inside(env: &EnvConfig, cluster: &str) -> String {
+    format!(
+        "ferry cannot see inside cluster {cluster} from here (the RDS API does not read tables); set \
+         database.url next to database.cluster in [env.{}] to a postgres:// URL that reaches it, e.g. \
+         through the bastion tunnel: database = {{ cluster = \"{cluster}\", url = \"postgres://USER@127.0.0.1:5433/DB\" }}",
+        env.name
+    )
 }
 
 #[cfg(test)]
