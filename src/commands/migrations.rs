@@ -67,11 +67,12 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
             crate::outln!("  heads:   {}", r.expected_heads.join(", "));
             crate::outln!("  pending: {}", r.pending.join(", "));
         }
-        if r.expected_heads.len() > 1 {
+        let merge = graph.heads_to_merge();
+        if !merge.is_empty() {
             crate::outln!(
-                "note: the revisions have {} heads; deploy refuses until they are merged: {}",
-                r.expected_heads.len(),
-                crate::migrations::merge_command(&r.expected_heads)
+                "note: heads {} are on one branch; deploy refuses until they are merged: {}",
+                merge.join(", "),
+                crate::migrations::merge_command(&merge)
             );
         }
     }

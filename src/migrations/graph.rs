@@ -241,6 +241,38 @@ impl Graph {
         self.revisions.keys().filter(|id| !parents.contains(id.as_str())).cloned().collect()
     }
 
+    /// Heads that need a merge: several heads on the same branch. Alembic marks
+    /// branches kept apart on purpose with `branch_labels` (inherited along
+    /// `down_revision`), so heads whose label sets differ are separate branches;
+    /// heads sharing one (both unlabelled, say) are the accident `alembic merge`
+    /// fixes. Returns those heads, sorted; empty when there is nothing to merge.
+    pub fn heads_to_merge(&self) -> Vec<String> {
+        let heads = self.heads();
+        let labels: Vec<BTreeSet<&str>> = heads.iter().map(|h| self.branch_of(h)).collect();
+        heads
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| labels.iter().enumerate().any(|(j, l)| j != *i && *l == labels[*i]))
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+
+    /// The branch labels of `id` and its `down_revision` ancestors.
+    fn branch_of(&self, id: &str) -> BTreeSet<&str> {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut labels = BTreeSet::new();
+        let mut todo = vec![id];
+        while let Some(x) = todo.pop() {
+            let Some(r) = self.revisions.get(x) else { continue };
+            if !seen.insert(r.id.as_str()) {
+                continue;
+            }
+            labels.extend(r.branch_labels.iter().map(String::as_str));
+            todo.extend(r.down_revision.iter().map(String::as_str));
+        }
+        labels
+    }
+
     /// What `alembic upgrade heads` would apply to a database whose version
     /// table holds `applied`, parents before children (ties by id).
     pub fn pending(&self, applied: &[String]) -> Result<Vec<String>, GraphError> {
@@ -332,6 +364,22 @@ mod tests {
         assert_eq!(g.pending(&strings(&["a"])).unwrap(), strings(&["x1", "b"]));
         // b applied means x1 is too.
         assert!(g.pending(&strings(&["b"])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn heads_on_separately_labelled_branches_need_no_merge() {
+        let mut x = rev("x1", &[], &[]);
+        x.branch_labels = strings(&["other"]);
+        let revs = vec![rev("a", &[], &[]), rev("b", &["a"], &["x1"]), x, rev("x2", &["x1"], &[])];
+        let g = Graph::build(revs.clone()).unwrap();
+        assert_eq!(g.heads(), strings(&["b", "x2"]));
+        assert!(g.heads_to_merge().is_empty(), "two labelled branches are on purpose");
+        let mut more = revs;
+        more.push(rev("x3", &["x1"], &[]));
+        let g = Graph::build(more).unwrap();
+        assert_eq!(g.heads_to_merge(), strings(&["x2", "x3"]), "two heads within branch `other`");
+        let g = Graph::build(vec![rev("a", &[], &[]), rev("b", &["a"], &[]), rev("c", &["a"], &[])]).unwrap();
+        assert_eq!(g.heads_to_merge(), strings(&["b", "c"]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The preflight's migrations check, when `migration.alembic` is configured:
-//! the revision graph must have one head (several heads are refused before any
-//! snapshot, with the `alembic merge` command), and when the database's version
+//! the revision graph must have one head per branch (several heads on one
+//! branch are refused before any snapshot, with the `alembic merge` command;
+//! branches kept apart on purpose carry `branch_labels`), and when the database's version
 //! table already equals the heads there is nothing to migrate, so deploy and
 //! migrate skip the snapshot and the migration (unless `--force`).
 
@@ -25,11 +26,12 @@ pub fn graph(alembic: &AlembicConfig) -> Result<Graph, String> {
     migrations::load(&alembic.versions).map_err(|e| format!("the Alembic revision graph is not usable: {e}"))
 }
 
-/// Several heads: the refusal, naming them and the command that merges them.
+/// Several heads on one branch: the refusal, naming them and the command
+/// that merges them.
 pub fn heads_refusal(heads: &[String]) -> String {
     format!(
-        "the Alembic revisions have {} heads ({}): `alembic upgrade head` would fail and `upgrade heads` would \
-         apply unmerged branches; merge them first with `{}`, commit the new revision, and deploy again",
+        "the Alembic revisions have {} heads ({}) on one branch: `alembic upgrade head` would fail and \
+         `upgrade heads` would apply unmerged work; merge them first with `{}`, commit the new revision, and deploy again",
         heads.len(),
         heads.join(", "),
         migrations::merge_command(heads)
@@ -49,16 +51,17 @@ pub async fn check(run: &Run, force: bool) -> Result<Option<Check>, StepError> {
         return Ok(None);
     };
     let graph = graph(alembic).map_err(StepError::Abort)?;
-    let heads = graph.heads();
-    if heads.len() > 1 {
-        return Err(StepError::Abort(heads_refusal(&heads)));
+    let merge = graph.heads_to_merge();
+    if !merge.is_empty() {
+        return Err(StepError::Abort(heads_refusal(&merge)));
     }
+    let heads = graph.heads();
     let head = heads.join(", ");
     let session = match &run.cloud.session {
         Ok(s) => s.clone(),
         Err(why) => {
             return Ok(Some(Check {
-                line: format!("migrations: one head ({head}); database version not checked: {why}"),
+                line: format!("migrations: head {head}; database version not checked: {why}"),
                 up_to_date: None,
             }));
         }
