@@ -273,12 +273,12 @@ impl Graph {
         labels
     }
 
-    /// What `alembic upgrade heads` would apply to a database whose version
-    /// table holds `applied`, parents before children (ties by id).
-    pub fn pending(&self, applied: &[String]) -> Result<Vec<String>, GraphError> {
+    /// Every revision applied when the version table holds `rows`: each row
+    /// and what it descends from through `down_revision` and `depends_on`.
+    fn applied<'a>(&'a self, rows: &[String]) -> Result<BTreeSet<&'a str>, GraphError> {
         let mut done: BTreeSet<&str> = BTreeSet::new();
         let mut todo: Vec<&str> = Vec::new();
-        for row in applied {
+        for row in rows {
             let id = self
                 .revisions
                 .get_key_value(row)
@@ -291,6 +291,26 @@ impl Graph {
                 todo.extend(self.parents_of(id));
             }
         }
+        Ok(done)
+    }
+
+    /// The current revisions as `alembic current` shows them for `rows`: of
+    /// everything applied, those with no applied `down_revision` child. A row
+    /// whose `depends_on` reaches another branch makes that branch's tip current too.
+    pub fn current(&self, rows: &[String]) -> Result<Vec<String>, GraphError> {
+        let done = self.applied(rows)?;
+        let has_child: BTreeSet<&str> = done
+            .iter()
+            .filter_map(|id| self.revisions.get(*id))
+            .flat_map(|r| r.down_revision.iter().map(String::as_str))
+            .collect();
+        Ok(done.iter().filter(|id| !has_child.contains(*id)).map(|id| id.to_string()).collect())
+    }
+
+    /// What `alembic upgrade heads` would apply to a database whose version
+    /// table holds `applied`, parents before children (ties by id).
+    pub fn pending(&self, applied: &[String]) -> Result<Vec<String>, GraphError> {
+        let done = self.applied(applied)?;
         // Kahn's algorithm over what is left, smallest id first among the ready.
         let left: BTreeSet<&str> = self.revisions.keys().map(String::as_str).filter(|id| !done.contains(id)).collect();
         let mut waiting: BTreeMap<&str, usize> =
@@ -364,6 +384,8 @@ mod tests {
         assert_eq!(g.pending(&strings(&["a"])).unwrap(), strings(&["x1", "b"]));
         // b applied means x1 is too.
         assert!(g.pending(&strings(&["b"])).unwrap().is_empty());
+        assert_eq!(g.current(&strings(&["b"])).unwrap(), strings(&["b", "x1"]), "as `alembic current` shows it");
+        assert_eq!(g.current(&strings(&["a", "b"])).unwrap(), strings(&["b", "x1"]));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub fn revision_of(file: &Path, text: &str) -> Result<Revision, GraphError> {
 
 /// The database's version rows against the graph: `ferry check`'s answer,
 /// in the readiness shape `{name, ok, current_version, expected_heads, pending}`.
+/// `ok` exactly when nothing is pending, which is when `current_version`
+/// equals `expected_heads`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Readiness {
     pub name: &'static str,
@@ -84,10 +86,11 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn of(graph: &Graph, mut current: Vec<String>) -> Result<Readiness, GraphError> {
-        current.sort();
-        current.dedup();
-        let pending = graph.pending(&current)?;
+    /// `rows` as read from the version table; `current_version` is what
+    /// `alembic current` shows for them (dependencies included).
+    pub fn of(graph: &Graph, rows: Vec<String>) -> Result<Readiness, GraphError> {
+        let pending = graph.pending(&rows)?;
+        let current = graph.current(&rows)?;
         let expected_heads = graph.heads();
         Ok(Readiness { name: "migrations", ok: pending.is_empty(), current_version: current, expected_heads, pending })
     }
