@@ -76,7 +76,7 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
     if let Some(a) = &env.migration.alembic {
         let dirs: Vec<String> = a.versions.iter().map(|p| p.display().to_string()).collect();
         does.push(format!(
-            "check the Alembic revisions in {} have a single head (several: refuse, with the `alembic merge` command)",
+            "check the Alembic revisions in {} have one head per branch (several on one branch: refuse, with the `alembic merge` command)",
             dirs.join(", ")
         ));
         if env.session_url().is_some() {
