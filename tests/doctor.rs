@@ -181,3 +181,45 @@ fn a_long_query_is_a_warning_and_doctor_never_reports_itself() {
     }
     slow.abort();
 }
+
+/// An aws environment reads its database through `database.url` (a tunnel in
+/// real life): check and doctor need no AWS credentials and make no AWS call.
+#[test]
+fn an_aws_environment_is_read_through_its_database_url() {
+    let Some(d) = PgDoctor::new() else { return };
+    std::fs::create_dir_all(d.p.path().join("versions")).unwrap();
+    d.p.write("versions/a1.py", "revision = 'a1'\ndown_revision = None\n");
+    let toml = std::fs::read_to_string(d.p.path().join("ferry.toml")).unwrap();
+    d.p.write(
+        "ferry.toml",
+        &format!(
+            "{toml}[env.prod]\nprovider = \"aws\"\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"app-prod\", url = \"{}\" }}\nmigration = {{ cluster = \"c\", task_definition = \"t\", subnets = \"s\", security_groups = \"g\", container = \"m\", command = [\"x\"], alembic = {{ versions = \"versions\" }} }}\n",
+            d.url
+        ),
+    );
+    let no_aws = |args: &[&str]| -> Run {
+        d.p.command(args)
+            .env("AWS_ACCESS_KEY_ID", "")
+            .env("AWS_SECRET_ACCESS_KEY", "")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = no_aws(&["check", "prod", "--output", "json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(r.json()["pending"], serde_json::json!(["a1"]));
+    let r = d.p.ferry(&[
+        "db",
+        "exec",
+        "pg",
+        "--sql",
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('a1')",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = no_aws(&["check", "prod"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = no_aws(&["doctor", "prod"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("nothing would block a migration"), "{r:?}");
+}
