@@ -100,12 +100,14 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                     },
                     other => other,
                 };
+                // The skips are journaled before preflight is settled: a run
+                // killed in between re-runs preflight, never the migration.
+                if let (Ok(_), Some(why)) = (&result, &up_to_date) {
+                    skip_up_to_date(run, plan, why)?;
+                }
                 match result {
                     Ok(found) => run.end(step.name, StepStatus::Succeeded, &found)?,
                     Err(e) => return abort(run, step.name, e),
-                }
-                if let Some(why) = up_to_date {
-                    skip_up_to_date(run, plan, &why)?;
                 }
             }
             StepKind::Snapshot => match take_snapshot(run).await {
