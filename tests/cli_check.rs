@@ -127,4 +127,11 @@ fn plan_shows_the_migrations_check() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("have one head per branch"), "{r:?}");
     assert!(r.stdout.contains("compare the database's alembic_version with the head"), "{r:?}");
+    assert!(r.stdout.contains("Alembic revisions: 2, head(s): b2"), "{r:?}");
+    p.write("alembic/versions/c3_other.py", "revision = 'c3'\ndown_revision = 'a1'\n");
+    let r = p.ferry(&["plan", "local", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["migrations"]["heads_to_merge"], serde_json::json!(["b2", "c3"]));
+    let r = p.ferry(&["plan", "local"]);
+    assert!(r.stdout.contains("merge them with `alembic merge -m \"merge heads\" b2 c3`"), "{r:?}");
 }

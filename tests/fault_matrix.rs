@@ -404,8 +404,9 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let redactor = Redactor::new(h.env.secrets());
     let journal = Journal::create(h.dir.path(), &record, redactor.clone()).expect("journal");
     let mut run = h.run(journal, record);
-    // The "signal" arrives 2 minutes in: the snapshot (90 s) is done, the task runs.
-    let first = tokio::time::timeout(std::time::Duration::from_secs(100), deploy(&mut run)).await;
+    // The "signal" arrives 105 s in: the snapshot (90 s) is seen available by
+    // 101 s at the latest (10 s poll cap + 10 % jitter), and the task (20 s) runs.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(105), deploy(&mut run)).await;
     assert!(first.is_err(), "still running when the signal arrives");
     let r = run.interrupted();
     assert_eq!(r.outcome, Outcome::Interrupted);
@@ -564,5 +565,28 @@ async fn an_unhealthy_app_with_nothing_migrated_is_aborted_not_restored() {
     let (r, _) = h.deploy().await;
     assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
     assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_table_that_cannot_be_read_aborts_before_any_snapshot() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.fault(Op::VersionRows, FaultKind::Error);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
+    assert!(r.error.as_deref().unwrap_or_default().contains("cannot read the migration version table"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::CreateSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_version_table_read_is_retried() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    h.fake.fault(Op::VersionRows, FaultKind::Throttle(2));
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert_eq!(h.fake.calls(Op::VersionRows), 3);
+    assert_eq!(r.step("migrate").map(|s| s.status), Some(StepStatus::Skipped));
     h.assert_invariants(&r);
 }

@@ -135,3 +135,38 @@ pub async fn doctor(ctx: &Context, a: DoctorArgs) -> CmdResult {
     }
     Ok(if blocking == 0 { 0 } else { 3 })
 }
+
+/// For `ferry plan`: the revision graph as deploy's preflight will read it
+/// (files only, no database): `null` without `migration.alembic`.
+pub fn plan_summary(env: &EnvConfig) -> serde_json::Value {
+    let Some(alembic) = env.migration.alembic.as_ref() else {
+        return serde_json::Value::Null;
+    };
+    match preflight::graph(alembic) {
+        Ok(g) => json!({ "revisions": g.len(), "heads": g.heads(), "heads_to_merge": g.heads_to_merge() }),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+/// The human lines of [`plan_summary`].
+pub fn plan_lines(summary: &serde_json::Value) -> Vec<String> {
+    if let Some(e) = summary["error"].as_str() {
+        return vec![format!("{e}: deploy would refuse")];
+    }
+    let list = |v: &serde_json::Value| -> String {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    };
+    let mut lines = vec![format!("Alembic revisions: {}, head(s): {}", summary["revisions"], list(&summary["heads"]))];
+    if summary["heads_to_merge"].as_array().is_some_and(|a| !a.is_empty()) {
+        let merge: Vec<String> = summary["heads_to_merge"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        lines.push(format!(
+            "heads {} are on one branch: deploy would refuse; merge them with `{}`",
+            merge.join(", "),
+            crate::migrations::merge_command(&merge)
+        ));
+    }
+    lines
+}

@@ -4,7 +4,7 @@
 
 mod db;
 mod inspect;
-mod migrations;
+pub(crate) mod migrations;
 mod runs;
 mod service;
 mod snapshots;
