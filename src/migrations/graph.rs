@@ -160,12 +160,20 @@ impl Graph {
         Ok(graph)
     }
 
-    /// A revision id or branch label → the revision id.
+    /// A revision id, branch label or unique id prefix (all of which Alembic
+    /// accepts in `depends_on`) → the revision id.
     fn resolve(&self, name: &str) -> Option<&str> {
         if let Some((id, _)) = self.revisions.get_key_value(name) {
             return Some(id);
         }
-        self.labels.get(name).map(String::as_str)
+        if let Some(id) = self.labels.get(name) {
+            return Some(id);
+        }
+        let mut matching = self.revisions.keys().filter(|id| id.starts_with(name));
+        match (matching.next(), matching.next()) {
+            (Some(id), None) => Some(id),
+            _ => None,
+        }
     }
 
     /// Every revision this one needs first: `down_revision` and `depends_on`.
@@ -413,6 +421,10 @@ mod tests {
             e.to_string(),
             "versions/a.py:4: down_revision names revision zz, which no file in the versions directories defines"
         );
+        let g = Graph::build(vec![rev("abc123", &[], &[]), rev("b", &[], &["abc"])]).unwrap();
+        assert!(g.pending(&strings(&["b"])).unwrap().is_empty(), "a unique prefix in depends_on resolves");
+        let e = Graph::build(vec![rev("ab1", &[], &[]), rev("ab2", &[], &[]), rev("b", &[], &["ab"])]).unwrap_err();
+        assert!(e.to_string().contains("depends_on names revision ab"), "an ambiguous prefix does not: {e}");
         let e = Graph::build(vec![rev("a", &[], &["zz"])]).unwrap_err();
         assert!(e.to_string().starts_with("versions/a.py:6: depends_on names revision zz"), "{e}");
         let e = Graph::build(vec![rev("a", &["c"], &[]), rev("b", &["a"], &[]), rev("c", &["b"], &[])]).unwrap_err();
