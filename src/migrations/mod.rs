@@ -120,6 +120,19 @@ mod tests {
     }
 
     #[test]
+    fn several_version_locations_make_one_graph() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(one.path().join("a.py"), "revision = 'a'\ndown_revision = None\n").unwrap();
+        std::fs::write(two.path().join("p.py"), "revision = 'p'\ndown_revision = 'a'\nbranch_labels = ('plugin',)\n")
+            .unwrap();
+        let g = load(&[one.path().to_path_buf(), two.path().to_path_buf()]).unwrap();
+        assert_eq!(g.heads(), vec!["p".to_string()]);
+        std::fs::write(two.path().join("a2.py"), "revision = 'a'\ndown_revision = None\n").unwrap();
+        let e = load(&[one.path().to_path_buf(), two.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(e.contains("revision a is defined twice") && e.contains("a2.py"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.py"), "revision = 'a'\n\ndown_revision = other\n").unwrap();
