@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::RestoreStrategy;
+use crate::config::{HumanDuration, RestoreStrategy};
 use crate::output::OutputFormat;
 
 const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), \
@@ -66,7 +66,7 @@ pub enum Command {
     /// The App Runner service: status, pause, resume
     #[command(subcommand, after_help = "Docs: docs/commands/service.md")]
     Service(ServiceCommand),
-    /// Database, newest snapshots, running migration tasks, last run
+    /// Database, newest snapshots, running migration tasks, App Runner service, last run
     #[command(after_help = "Docs: docs/commands/status.md")]
     Status(EnvArg),
     /// Past runs from the journal
@@ -78,6 +78,12 @@ pub enum Command {
     /// Check ferry.toml without touching anything
     #[command(subcommand, after_help = "Docs: docs/commands/config.md")]
     Config(ConfigCommand),
+    /// Are the database's applied migrations the Alembic heads? 0 yes, 3 no (pending listed); read-only
+    #[command(after_help = "Docs: docs/commands/check.md")]
+    Check(EnvArg),
+    /// Locks, blocked queries, long transactions and replica lag that would block a migration; read-only
+    #[command(after_help = "Docs: docs/commands/doctor.md")]
+    Doctor(DoctorArgs),
     /// Run SQL against a local-provider database (seed data, inspect, repair)
     #[command(subcommand, after_help = "Docs: docs/commands/db.md")]
     Db(DbCommand),
@@ -101,6 +107,20 @@ pub struct DeployArgs {
     /// Do not restore when the migration fails; exit 5 with the restore command
     #[arg(long)]
     pub no_restore: bool,
+    /// Snapshot and migrate even when the database is already at the Alembic heads
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    pub env: String,
+    /// Report queries running and transactions open longer than this (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = HumanDuration::parse)]
+    pub threshold: HumanDuration,
+    /// Report replicas trailing by more than this
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = HumanDuration::parse)]
+    pub lag_threshold: HumanDuration,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +129,9 @@ pub struct MigrateArgs {
     /// Skip the snapshot (refused for confirm = true environments)
     #[arg(long)]
     pub no_snapshot: bool,
+    /// Snapshot and migrate even when the database is already at the Alembic heads
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

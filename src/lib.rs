@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod migrations;
 pub mod output;
 pub mod provider;
 pub mod runbook;

@@ -20,7 +20,16 @@ const CLUSTER: &str = "app-prod";
 const ORIGINAL: &str = "v1";
 
 fn env_config(extra: &str) -> EnvConfig {
-    let text = format!(
+    parse_env(&config_text(extra))
+}
+
+fn parse_env(text: &str) -> EnvConfig {
+    let cfg = config::parse(Path::new("/virtual/ferry.toml"), text).expect("test config parses");
+    cfg.env("prod").expect("env").clone()
+}
+
+fn config_text(extra: &str) -> String {
+    format!(
         r#"
 project = "app"
 [env.prod]
@@ -32,9 +41,7 @@ service = {{ apprunner_arn = "arn:aws:apprunner:us-east-1:1:service/app/x" }}
 health = {{ url = "https://app.example.com/readyz", timeout = "5m" }}
 {extra}
 "#
-    );
-    let cfg = config::parse(Path::new("/virtual/ferry.toml"), &text).expect("test config parses");
-    cfg.env("prod").expect("env").clone()
+    )
 }
 
 struct Harness {
@@ -124,7 +131,13 @@ impl Harness {
         let at_cluster = clusters.get(CLUSTER).map(|c| c.data.as_str());
         let any = |d: &str| clusters.values().any(|c| c.data == d);
         let migrated = tasks.values().any(|_| any("v1+migrated") || any("v1+half-migrated"));
+        let migrated_nothing = r.step("migrate").is_some_and(|s| s.status == StepStatus::Skipped);
         match r.outcome {
+            Outcome::Succeeded if migrated_nothing => {
+                assert_eq!(at_cluster, Some(ORIGINAL), "nothing to migrate: nothing changed");
+                assert!(tasks.is_empty() && self.fake.snapshot_ids().is_empty(), "no task, no snapshot");
+                assert_eq!(clusters.len(), 1);
+            }
             Outcome::Succeeded => assert_eq!(at_cluster, Some("v1+migrated")),
             Outcome::Aborted => {
                 assert_eq!(at_cluster, Some(ORIGINAL), "aborted runs change nothing");
@@ -426,8 +439,9 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let redactor = Redactor::new(h.env.secrets());
     let journal = Journal::create(h.dir.path(), &record, redactor.clone()).expect("journal");
     let mut run = h.run(journal, record);
-    // The "signal" arrives 2 minutes in: the snapshot (90 s) is done, the task runs.
-    let first = tokio::time::timeout(std::time::Duration::from_secs(100), deploy(&mut run)).await;
+    // The "signal" arrives 105 s in: the snapshot (90 s) is seen available by
+    // 101 s at the latest (10 s poll cap + 10 % jitter), and the task (20 s) runs.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(105), deploy(&mut run)).await;
     assert!(first.is_err(), "still running when the signal arrives");
     let r = run.interrupted();
     assert_eq!(r.outcome, Outcome::Interrupted);
@@ -461,4 +475,153 @@ async fn waiting_stays_within_api_budgets() {
     let calls = h.fake.calls(Op::DescribeSnapshot);
     assert!(calls <= 400, "{calls} DescribeDBClusterSnapshots calls in an hour");
     assert!(calls >= 300, "{calls}: polling should stay near the 10 s cap, not slower");
+}
+
+/// An environment whose `migration.alembic` reads `revisions` (file name,
+/// text) from a fresh versions directory; the directory lives as long as the harness.
+fn alembic_harness(revisions: &[(&str, &str)]) -> (Harness, tempfile::TempDir) {
+    let versions = tempfile::tempdir().expect("tempdir");
+    for (name, text) in revisions {
+        std::fs::write(versions.path().join(name), text).expect("write revision");
+    }
+    let text = config_text("").replace(
+        "command = [\"alembic\", \"upgrade\", \"head\"],",
+        &format!(
+            "command = [\"alembic\", \"upgrade\", \"head\"], alembic = {{ versions = \"{}\" }},",
+            versions.path().display()
+        ),
+    );
+    (Harness::new(parse_env(&text)), versions)
+}
+
+const LINEAR: [(&str, &str); 2] = [
+    ("a1_init.py", "revision = 'a1'\ndown_revision = None\n"),
+    ("b2_next.py", "revision: str = 'b2'\ndown_revision: Union[str, Sequence[str], None] = 'a1'\n"),
+];
+
+#[tokio::test(start_paused = true)]
+async fn several_heads_refuse_before_any_snapshot_with_the_merge_command() {
+    let (h, _dir) =
+        alembic_harness(&[LINEAR[0], LINEAR[1], ("c3_other.py", "revision = 'c3'\ndown_revision = 'a1'\n")]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
+    assert_eq!(r.exit_code, Some(3));
+    let error = r.error.clone().unwrap_or_default();
+    assert!(error.contains("2 heads (b2, c3)"), "{error}");
+    assert!(error.contains("`alembic merge -m \"merge heads\" b2 c3`"), "{error}");
+    assert_eq!(h.fake.calls(Op::CreateSnapshot), 0, "refused before any snapshot");
+    assert_eq!(r.step("snapshot").map(|s| s.status), Some(StepStatus::Pending));
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_revision_graph_refuses_naming_the_file() {
+    let (h, _dir) = alembic_harness(&[LINEAR[0], ("b2_next.py", "revision = 'b2'\n\ndown_revision = 'zz'\n")]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
+    let error = r.error.clone().unwrap_or_default();
+    assert!(error.contains("b2_next.py:3: down_revision names revision zz"), "{error}");
+    assert_eq!(h.fake.calls(Op::CreateSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_database_at_the_head_skips_the_snapshot_and_the_migration_but_verifies() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert_eq!(r.exit_code, Some(0));
+    for name in ["snapshot", "migrate"] {
+        let s = r.step(name).expect("step");
+        assert_eq!(s.status, StepStatus::Skipped, "{name}");
+        assert!(s.detail.as_deref().unwrap_or_default().contains("already at the head (b2)"), "{s:?}");
+    }
+    assert_eq!(r.step("verify").map(|s| s.status), Some(StepStatus::Succeeded), "verify still runs");
+    assert!(r.state.as_deref().unwrap_or_default().contains("nothing was changed"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::CreateSnapshot), 0);
+    assert_eq!(h.fake.calls(Op::StartTask), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_migrates_a_database_already_at_the_head() {
+    let (mut h, _dir) = alembic_harness(&LINEAR);
+    h.options.force = true;
+    h.fake.set_version_rows(&["b2"]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert!(r.step("preflight").and_then(|s| s.detail.clone()).unwrap_or_default().contains("--force"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::StartTask), 1);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_revisions_are_named_and_migrated() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["a1"]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    let detail = r.step("preflight").and_then(|s| s.detail.clone()).unwrap_or_default();
+    assert!(detail.contains("migrations: 1 pending (b2) from a1 to b2"), "{detail}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_database_ferry_cannot_see_into_is_said_and_the_run_goes_on() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    h.fake.set_session_unavailable("no database.url next to database.cluster");
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    let detail = r.step("preflight").and_then(|s| s.detail.clone()).unwrap_or_default();
+    assert!(detail.contains("database version not checked: no database.url"), "{detail}");
+    assert_eq!(h.fake.calls(Op::StartTask), 1, "migrated as before");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn killed_while_reading_the_version_table_resumes_to_the_same_skip() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    h.fake.fault(Op::VersionRows, FaultKind::Kill);
+    let (r, resumed) = h.deploy().await;
+    assert!(resumed);
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert_eq!(r.step("migrate").map(|s| s.status), Some(StepStatus::Skipped));
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_app_with_nothing_migrated_is_aborted_not_restored() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    h.fake.set_health(vec![500]);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_table_that_cannot_be_read_aborts_before_any_snapshot() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.fault(Op::VersionRows, FaultKind::Error);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted, "{r:#?}");
+    assert!(r.error.as_deref().unwrap_or_default().contains("cannot read the migration version table"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::CreateSnapshot), 0);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_version_table_read_is_retried() {
+    let (h, _dir) = alembic_harness(&LINEAR);
+    h.fake.set_version_rows(&["b2"]);
+    h.fake.fault(Op::VersionRows, FaultKind::Throttle(2));
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:#?}");
+    assert_eq!(h.fake.calls(Op::VersionRows), 3);
+    assert_eq!(r.step("migrate").map(|s| s.status), Some(StepStatus::Skipped));
+    h.assert_invariants(&r);
 }

@@ -9,33 +9,7 @@
 
 mod common;
 
-use common::Project;
-
-fn server() -> Option<String> {
-    match std::env::var("FERRY_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("FERRY_TEST_REQUIRE_PG").is_ok_and(|v| v == "1") => {
-            panic!("FERRY_TEST_PG_URL is not set; run scripts/test, which finds or starts a PostgreSQL server")
-        }
-        _ => {
-            eprintln!("skipped: FERRY_TEST_PG_URL is not set");
-            None
-        }
-    }
-}
-
-/// The server URL with another database name.
-fn with_db(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
+use common::{Project, pg_server as server, pg_url_with_db as with_db};
 
 struct PgProject {
     p: Project,

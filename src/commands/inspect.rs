@@ -40,8 +40,9 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
             Ok(o) => (json!(o), serde_json::Value::Null),
             Err(why) => (json!({}), json!(why)),
         };
+        let migrations = super::migrations::plan_summary(env);
         print_json(
-            &json!({ "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan }),
+            &json!({ "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan, "migrations": migrations }),
             &redactor,
         );
         return Ok(0);
@@ -73,6 +74,13 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
         crate::outln!("{}. {}{when}{skipped}", i + 1, s.name);
         for d in &s.does {
             crate::outln!("   - {}", redactor.clean(d));
+        }
+    }
+    let migrations = super::migrations::plan_summary(env);
+    if !migrations.is_null() {
+        crate::outln!("");
+        for line in super::migrations::plan_lines(&migrations) {
+            crate::outln!("{line}");
         }
     }
     Ok(0)

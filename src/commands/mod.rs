@@ -4,6 +4,7 @@
 
 mod db;
 mod inspect;
+pub(crate) mod migrations;
 mod restore;
 mod runs;
 mod service;
@@ -215,6 +216,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Config(crate::cli::ConfigCommand::Validate) => inspect::validate(ctx),
         Command::Snapshot(c) => snapshots::run(ctx, c).await,
         Command::Db(c) => db::run(ctx, c).await,
+        Command::Check(a) => migrations::check(ctx, &a.env).await,
+        Command::Doctor(a) => migrations::doctor(ctx, a).await,
         Command::TaskSupervisor(_) => Err(CommandError::Usage("__task-supervisor is internal".into())),
     }
 }

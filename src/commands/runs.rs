@@ -15,7 +15,8 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "deploy")?;
-    let options = RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, ..RunOptions::default() };
+    let options =
+        RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, force: a.force, ..RunOptions::default() };
     let steps = plan::deploy_plan(env, &options).names();
     start(ctx, env, "deploy", options, &steps).await
 }
@@ -24,7 +25,7 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
-    let options = RunOptions { no_snapshot: a.no_snapshot, ..RunOptions::default() };
+    let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
     let steps = plan::migrate_plan(env, &options).names();
     start(ctx, env, "migrate", options, &steps).await
 }

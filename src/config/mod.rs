@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::{Inherit, RawEnv, RawEnvValue, RawFile};
+use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile};
 pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
@@ -96,6 +96,12 @@ pub struct EnvConfig {
     pub timeouts: Timeouts,
     pub stack: Option<String>,
     pub database: DatabaseConfig,
+    /// provider = "aws": a PostgreSQL URL that reaches the cluster's database
+    /// from here (e.g. through a bastion tunnel), set next to `database.cluster`.
+    /// ferry reads the migration version table and the server's sessions
+    /// through it (`check`, `doctor`, the preflight); it never writes.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_db_url")]
+    pub database_url: Option<DbUrl>,
     pub migration: MigrationConfig,
     pub service: Option<ServiceConfig>,
     pub health: Option<HealthConfig>,
@@ -108,6 +114,13 @@ pub enum DatabaseConfig {
     Cluster(#[serde(serialize_with = "ser_display")] Template),
     /// A local database (local provider).
     Url(#[serde(serialize_with = "ser_db_url")] DbUrl),
+}
+
+fn ser_opt_db_url<S: serde::Serializer>(u: &Option<DbUrl>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => ser_db_url(u, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_db_url<S: serde::Serializer>(u: &DbUrl, s: S) -> Result<S::Ok, S::Error> {
@@ -124,6 +137,18 @@ pub struct MigrationConfig {
     pub env: BTreeMap<String, EnvValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecs: Option<EcsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alembic: Option<AlembicConfig>,
+}
+
+/// Where the Alembic revision files are, so ferry can know the heads.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlembicConfig {
+    /// The versions directories (`version_locations`), absolute: relative
+    /// paths in ferry.toml are relative to its directory.
+    pub versions: Vec<PathBuf>,
+    /// The table Alembic records applied revisions in (`alembic_version`).
+    pub version_table: String,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +230,15 @@ impl EnvConfig {
             DatabaseConfig::Cluster(t) => t.raw.clone(),
             DatabaseConfig::Url(DbUrl::Sqlite(p)) => p.clone(),
             DatabaseConfig::Url(DbUrl::Postgres(u)) => redact_url(u),
+        }
+    }
+
+    /// The URL ferry reads the database's contents through, when it has one:
+    /// the local provider's own URL, or an aws environment's `database.url`.
+    pub fn session_url(&self) -> Option<&DbUrl> {
+        match &self.database {
+            DatabaseConfig::Url(u) => Some(u),
+            DatabaseConfig::Cluster(_) => self.database_url.as_ref(),
         }
     }
 
@@ -299,8 +333,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut envs = BTreeMap::new();
     for (name, env) in &raw.env {
         let merged = env.get_ref().clone().inherit(&raw.defaults);
-        let resolved = resolve_env(&project, name.get_ref(), merged)
+        let mut resolved = resolve_env(&project, name.get_ref(), merged)
             .map_err(|(span, msg)| at(span.or(Some(env.span())), format!("[env.{}]: {msg}", name.get_ref())))?;
+        if let Some(a) = resolved.migration.alembic.as_mut() {
+            a.versions = a.versions.iter().map(|p| std::path::absolute(base.join(p)).unwrap_or(base.join(p))).collect();
+        }
         envs.insert(name.get_ref().clone(), resolved);
     }
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -337,14 +374,21 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     };
 
     let db = raw.database.unwrap_or_default();
+    let mut database_url = None;
     let database = match (provider, db.cluster, db.url) {
-        (_, Some(_), Some(_)) => {
-            return Err(err("database has both `cluster` and `url`; set `cluster` for provider \"aws\" or `url` for provider \"local\"".into()));
+        (ProviderKind::Local, Some(_), Some(_)) => {
+            return Err(err("database has both `cluster` and `url`; provider \"local\" takes only `url`".into()));
         }
-        (ProviderKind::Aws, Some(c), None) => DatabaseConfig::Cluster(c),
+        (ProviderKind::Aws, Some(_), Some(DbUrl::Sqlite(_))) => {
+            return Err(err("database.url next to database.cluster must be a postgres:// URL reaching the cluster (e.g. through a bastion tunnel)".into()));
+        }
+        (ProviderKind::Aws, Some(c), url) => {
+            database_url = url;
+            DatabaseConfig::Cluster(c)
+        }
         (ProviderKind::Local, None, Some(u)) => DatabaseConfig::Url(u),
         (ProviderKind::Aws, _, _) => {
-            return Err(err("missing database.cluster (the Aurora DB cluster identifier), e.g. database = { cluster = \"app-prod\" }".into()));
+            return Err(err("missing database.cluster (the Aurora DB cluster identifier), e.g. database = { cluster = \"app-prod\" } (database.url alone is for provider = \"local\"; on aws it goes next to cluster)".into()));
         }
         (ProviderKind::Local, _, _) => {
             return Err(err("missing database.url, e.g. database = { url = \"sqlite://./app.db\" } or \"postgres://user@127.0.0.1/app\"".into()));
@@ -457,6 +501,10 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     if provider == ProviderKind::Local && raw.stack.is_some() {
         return Err(err("stack (CloudFormation) needs provider = \"aws\"".into()));
     }
+    let alembic = match m.alembic {
+        None => None,
+        Some(a) => Some(alembic_config(a)?),
+    };
     let cfg = EnvConfig {
         name: name.to_string(),
         project: project.to_string(),
@@ -469,7 +517,8 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         timeouts,
         stack: raw.stack,
         database,
-        migration: MigrationConfig { runner, command, env, ecs },
+        database_url,
+        migration: MigrationConfig { runner, command, env, ecs, alembic },
         service,
         health,
     };
@@ -479,6 +528,44 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         return Err(err(format!("${{output:{first}}} is used but no `stack` is set to read outputs from")));
     }
     Ok(cfg)
+}
+
+/// `migration.alembic`: at least one versions directory, and a version table
+/// name PostgreSQL and SQLite take unquoted (optionally `schema.table`).
+fn alembic_config(a: RawAlembic) -> Result<AlembicConfig, EnvError> {
+    let versions_span = a.versions.span();
+    let versions = match a.versions.into_inner() {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if versions.is_empty() || versions.iter().any(|v| v.trim().is_empty()) {
+        return Err((
+            Some(versions_span),
+            "migration.alembic.versions needs a directory of revision files, e.g. \"alembic/versions\"".into(),
+        ));
+    }
+    let version_table = match a.version_table {
+        None => "alembic_version".to_string(),
+        Some(t) => {
+            let ok = |part: &str| {
+                part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && part.len() <= 63
+            };
+            let name = t.get_ref();
+            let parts: Vec<&str> = name.split('.').collect();
+            if parts.len() > 2 || !parts.iter().all(|p| ok(p)) {
+                return Err((
+                    Some(t.span()),
+                    format!(
+                        "migration.alembic.version_table {name:?} must be a table name (letters, digits, underscores), optionally schema.table"
+                    ),
+                ));
+            }
+            t.into_inner()
+        }
+    };
+    Ok(AlembicConfig { versions: versions.into_iter().map(PathBuf::from).collect(), version_table })
 }
 
 fn kebab<T: Serialize>(v: &T) -> String {

@@ -94,6 +94,23 @@ pub struct RawMigration {
     pub container: Option<String>,
     pub command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, RawEnvValue>>,
+    pub alembic: Option<RawAlembic>,
+}
+
+/// `migration.alembic = { versions = "alembic/versions", version_table = "alembic_version" }`;
+/// `versions` may also be a list (Alembic's `version_locations`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlembic {
+    pub versions: Spanned<OneOrMany>,
+    pub version_table: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a path or an array of paths")]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `KEY = "value"` or `KEY = { value = "...", secret = true }`.
@@ -162,7 +179,7 @@ inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {
     runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
-    command
+    command, alembic
 } { env });
 
 /// `migration.env` tables merge key by key, like every other table.

@@ -189,3 +189,56 @@ fn migration_env_tables_merge_key_by_key() {
     assert_eq!(shown, [("A", "1"), ("B", "3"), ("C", "***")]);
     assert_eq!(cfg.env("one").unwrap().migration.command, ["m"]);
 }
+
+#[test]
+fn alembic_versions_resolve_against_the_config_directory() {
+    let base = "project = \"x\"\n[env.a]\nprovider = \"local\"\ndatabase = { url = \"sqlite://a.db\" }\n";
+    let cfg = parse_str(&format!(
+        "{base}migration = {{ command = [\"x\"], alembic = {{ versions = \"alembic/versions\" }} }}\n"
+    ))
+    .unwrap();
+    let a = cfg.env("a").unwrap().migration.alembic.clone().unwrap();
+    assert_eq!(a.versions, [Path::new("/srv/app/alembic/versions")]);
+    assert_eq!(a.version_table, "alembic_version");
+
+    let cfg = parse_str(&format!(
+        "{base}migration = {{ command = [\"x\"], alembic = {{ versions = [\"a/v\", \"/abs/v\"], version_table = \"app.versions\" }} }}\n"
+    ))
+    .unwrap();
+    let a = cfg.env("a").unwrap().migration.alembic.clone().unwrap();
+    assert_eq!(a.versions, [Path::new("/srv/app/a/v"), Path::new("/abs/v")]);
+    assert_eq!(a.version_table, "app.versions");
+
+    let e = error_of(&format!("{base}migration = {{ command = [\"x\"], alembic = {{ versions = [] }} }}\n"));
+    assert!(e.starts_with("/srv/app/ferry.toml:5:55: "), "{e}");
+    assert!(e.contains("needs a directory of revision files"), "{e}");
+    let e = error_of(&format!(
+        "{base}migration = {{ command = [\"x\"], alembic = {{ versions = \"v\", version_table = \"x; drop\" }} }}\n"
+    ));
+    assert!(e.starts_with("/srv/app/ferry.toml:5:76: "), "{e}");
+    assert!(e.contains("must be a table name"), "{e}");
+    let e = error_of(&format!("{base}migration = {{ command = [\"x\"], alembic = {{ dir = \"v\" }} }}\n"));
+    assert!(e.contains("unknown field `dir`"), "{e}");
+}
+
+#[test]
+fn an_aws_env_may_set_a_url_next_to_its_cluster() {
+    let base = "project = \"x\"\n[env.p]\nprovider = \"aws\"\nmigration = { runner = \"ecs\", cluster = \"c\", task_definition = \"t\", subnets = \"s\", security_groups = \"g\", container = \"m\", command = [\"x\"] }\n";
+    let cfg = parse_str(&format!(
+        "{base}database = {{ cluster = \"app\", url = \"postgres://ro:pw@127.0.0.1:5433/app\" }}\n"
+    ))
+    .unwrap();
+    let p = cfg.env("p").unwrap();
+    assert!(matches!(p.session_url(), Some(DbUrl::Postgres(u)) if u.ends_with(":5433/app")));
+    let shown = serde_json::to_string(p).unwrap();
+    assert!(shown.contains("postgres://ro:***@127.0.0.1:5433/app") && !shown.contains("pw@"), "{shown}");
+    assert!(cfg.env("p").is_ok_and(|p| p.database_label() == "app"));
+    let e = error_of(&format!("{base}database = {{ cluster = \"app\", url = \"sqlite://x.db\" }}\n"));
+    assert!(e.contains("must be a postgres:// URL"), "{e}");
+    let e = error_of(&format!("{base}database = {{ url = \"postgres://h/app\" }}\n"));
+    assert!(e.contains("missing database.cluster"), "{e}");
+    let e = error_of(
+        "project = \"x\"\n[env.a]\nprovider = \"local\"\ndatabase = { cluster = \"c\", url = \"sqlite://a.db\" }\nmigration = { command = [\"x\"] }\n",
+    );
+    assert!(e.contains("takes only `url`"), "{e}");
+}

@@ -34,6 +34,7 @@ pub enum Op {
     ServiceResume,
     OperationDone,
     Health,
+    VersionRows,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,11 @@ struct State {
     faults: Vec<(Op, FaultKind, u32)>,
     calls: BTreeMap<Op, u32>,
     next_id: u32,
+    /// The rows of the migration version table (`Session::version_rows`).
+    version_rows: Vec<String>,
+    /// Set: the cloud cannot see inside the database, for this reason.
+    session_unavailable: Option<String>,
+    diagnosis: Diagnosis,
 }
 
 #[derive(Debug, Clone)]
@@ -231,9 +237,29 @@ impl FakeCloud {
         self.killed.clone()
     }
 
+    /// The revisions the database's version table holds.
+    pub fn set_version_rows(&self, rows: &[&str]) {
+        self.lock().version_rows = rows.iter().map(|r| r.to_string()).collect();
+    }
+
+    /// The cloud cannot see inside the database (aws without `database.url`).
+    pub fn set_session_unavailable(&self, why: &str) {
+        self.lock().session_unavailable = Some(why.to_string());
+    }
+
+    /// What `Session::diagnose` reports.
+    pub fn set_diagnosis(&self, d: Diagnosis) {
+        self.lock().diagnosis = d;
+    }
+
     pub fn cloud(&self) -> Cloud {
         let this = Arc::new(self.clone());
+        let session = match self.lock().session_unavailable.clone() {
+            Some(why) => Err(why),
+            None => Ok(this.clone() as Arc<dyn Session>),
+        };
         Cloud {
+            session,
             database: this.clone(),
             runner: this.clone(),
             logs: this.clone(),
@@ -731,5 +757,17 @@ impl StackOutputs for FakeCloud {
             ("ClusterName".to_string(), "fake-ecs".to_string()),
             ("PrivateSubnetIds".to_string(), "subnet-a,subnet-b".to_string()),
         ]))
+    }
+}
+
+#[async_trait]
+impl Session for FakeCloud {
+    async fn version_rows(&self, _table: &str) -> PResult<Vec<String>> {
+        self.call(Op::VersionRows).await?;
+        Ok(self.lock().version_rows.clone())
+    }
+
+    async fn diagnose(&self, _threshold: Duration, _lag: Duration) -> PResult<Diagnosis> {
+        Ok(self.lock().diagnosis.clone())
     }
 }

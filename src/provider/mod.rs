@@ -9,6 +9,7 @@ pub mod aws;
 pub mod fake;
 pub mod http;
 pub mod local;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -261,6 +262,62 @@ pub trait HealthCheck: Send + Sync {
     async fn probe(&self, url: &str) -> Result<u16, String>;
 }
 
+/// Read-only access to what is inside the database (not its infrastructure):
+/// the migration version table, and the server's sessions and locks. Never writes.
+#[async_trait]
+pub trait Session: Send + Sync {
+    /// The revision ids in the version table `table` (`alembic_version`, or
+    /// `schema.table`). A table that does not exist means nothing is applied: empty.
+    async fn version_rows(&self, table: &str) -> PResult<Vec<String>>;
+    /// What could block or slow a migration now; `threshold` is how long a
+    /// query or transaction may run before it is reported, `lag_threshold` how
+    /// far a replica may trail.
+    async fn diagnose(&self, threshold: std::time::Duration, lag_threshold: std::time::Duration) -> PResult<Diagnosis>;
+}
+
+/// `ferry doctor`'s findings about one database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// `postgresql 16.2`, `sqlite 3.46.0`.
+    pub server: String,
+    /// What was looked at, so a clean result says what it covers.
+    pub checked: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+/// One thing found, with plain advice. `blocks_migration` findings make doctor exit 3.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// advisory_lock, blocked_query, long_transaction, long_query, standby,
+    /// replica_lag, write_lock
+    pub kind: String,
+    pub blocks_migration: bool,
+    pub summary: String,
+    pub advice: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// When the session, transaction or query (per `kind`) started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub blocked_by: Vec<i32>,
+    /// The advisory lock's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_key: Option<String>,
+}
+
 /// One environment's view of a cloud: the parts the runbook drives.
 #[derive(Clone)]
 pub struct Cloud {
@@ -269,4 +326,7 @@ pub struct Cloud {
     pub logs: Arc<dyn LogSource>,
     pub service: Option<Arc<dyn AppService>>,
     pub health: Arc<dyn HealthCheck>,
+    /// Inside the database, when ferry can reach it from here; otherwise why
+    /// not and how to make it possible (aws without `database.url`).
+    pub session: Result<Arc<dyn Session>, String>,
 }

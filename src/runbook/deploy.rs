@@ -3,6 +3,7 @@
 //! re-run (idempotently), and the outcome follows from the record.
 
 use super::migrate::run_migration;
+use super::migrations;
 use super::plan::{self, Plan, StepKind};
 use super::preflight::preflight;
 use super::record::{Outcome, RunRecord, StepStatus};
@@ -84,12 +85,26 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         match step.kind {
             StepKind::Preflight => {
                 let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
+                let mut up_to_date = None;
                 let result = match preflight(run, with_snapshot).await {
                     Ok(found) if plan.command == "restore" => {
                         check_snapshot(run).await.map(|s| format!("{found}, {s}"))
                     }
+                    Ok(found) => match migrations::check(run, run.record.options.force).await {
+                        Ok(Some(check)) => {
+                            up_to_date = check.up_to_date;
+                            Ok(format!("{found}, {}", check.line))
+                        }
+                        Ok(None) => Ok(found),
+                        Err(e) => Err(e),
+                    },
                     other => other,
                 };
+                // The skips are journaled before preflight is settled: a run
+                // killed in between re-runs preflight, never the migration.
+                if let (Ok(_), Some(why)) = (&result, &up_to_date) {
+                    skip_up_to_date(run, plan, why)?;
+                }
                 match result {
                     Ok(found) => run.end(step.name, StepStatus::Succeeded, &found)?,
                     Err(e) => return abort(run, step.name, e),
@@ -142,8 +157,48 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     Ok(conclude(run, plan, &env, failure))
 }
 
+/// Nothing to migrate: the snapshot and the migration are settled as skipped
+/// (in the journal, so a resumed run skips them too), and so is the restore,
+/// which would have nothing to undo.
+fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepError> {
+    run.out.info(&format!("    {why}: the snapshot and the migration are skipped (--force runs them anyway)"));
+    let now = chrono::Utc::now();
+    for step in
+        plan.steps.iter().filter(|s| matches!(s.kind, StepKind::Snapshot | StepKind::Migrate | StepKind::Restore))
+    {
+        let s = run.record.step_mut(step.name);
+        s.status = StepStatus::Skipped;
+        s.ended_at = Some(now);
+        s.detail = Some(format!("{UP_TO_DATE}: {why}"));
+    }
+    run.save()?;
+    Ok(())
+}
+
+const UP_TO_DATE: &str = "nothing to migrate";
+
+/// The run found the database at the heads and migrated nothing. The migrate
+/// step is skipped for no other reason: it has no plan-level skip, and a
+/// failure is only ever recorded after it.
+fn migrated_nothing(run: &Run) -> bool {
+    run.record.step_status("migrate") == StepStatus::Skipped
+}
+
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
+    if plan.command != "restore" && migrated_nothing(run) {
+        let why = run.record.step("migrate").and_then(|s| s.detail.clone()).unwrap_or_default();
+        return match failure {
+            None => run.finish(Outcome::Succeeded, None, Some(format!("{why}; nothing was changed")), None),
+            // Nothing changed, so nothing to restore: the app is unhealthy on its own.
+            Some(error) => run.finish(
+                Outcome::Aborted,
+                Some(error),
+                Some(format!("nothing was changed ({why}); the health check fails without any migration")),
+                Some(format!("ferry status {env}")),
+            ),
+        };
+    }
     let restored = run.record.step_status("restore") == StepStatus::Succeeded;
     let snapshot = run
         .record

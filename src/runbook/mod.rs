@@ -7,6 +7,7 @@ mod deploy;
 pub mod journal;
 pub mod logs;
 mod migrate;
+pub mod migrations;
 pub mod plan;
 mod preflight;
 pub mod record;

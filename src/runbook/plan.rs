@@ -73,6 +73,24 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
     if with_snapshot {
         does.push("check the manual-snapshot quota has room".into());
     }
+    if let Some(a) = &env.migration.alembic {
+        let dirs: Vec<String> = a.versions.iter().map(|p| p.display().to_string()).collect();
+        does.push(format!(
+            "check the Alembic revisions in {} have one head per branch (several on one branch: refuse, with the `alembic merge` command)",
+            dirs.join(", ")
+        ));
+        if env.session_url().is_some() {
+            does.push(format!(
+                "compare the database's {} with the head: nothing pending skips the snapshot and the migration (--force runs them)",
+                a.version_table
+            ));
+        } else {
+            does.push(format!(
+                "the database's {} is not read: no database.url next to database.cluster",
+                a.version_table
+            ));
+        }
+    }
     step(StepKind::Preflight, does)
 }
 

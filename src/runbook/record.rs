@@ -111,6 +111,9 @@ pub struct RunOptions {
     pub no_snapshot: bool,
     #[serde(default)]
     pub no_restore: bool,
+    /// Run the migration even when the database is already at the heads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
     /// `restore` command: the snapshot asked for (`latest` already resolved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

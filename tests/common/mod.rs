@@ -145,3 +145,46 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// FERRY_TEST_PG_URL, the PostgreSQL server tests may create databases on; `None`
+/// (test skipped) when unset, a panic when FERRY_TEST_REQUIRE_PG=1 (how CI runs).
+pub fn pg_server() -> Option<String> {
+    match std::env::var("FERRY_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("FERRY_TEST_REQUIRE_PG").is_ok_and(|v| v == "1") => {
+            panic!("FERRY_TEST_PG_URL is not set; run scripts/test, which finds or starts a PostgreSQL server")
+        }
+        _ => {
+            eprintln!("skipped: FERRY_TEST_PG_URL is not set");
+            None
+        }
+    }
+}
+
+/// The emulator venv's python (with alembic), from FERRY_EMULATOR_PYTHON; `None`
+/// (test skipped) when unset, a panic when FERRY_TEST_REQUIRE_EMULATOR=1.
+pub fn emulator_python() -> Option<PathBuf> {
+    match std::env::var("FERRY_EMULATOR_PYTHON") {
+        Ok(py) if !py.is_empty() => Some(PathBuf::from(py)),
+        _ if std::env::var("FERRY_TEST_REQUIRE_EMULATOR").is_ok_and(|v| v == "1") => {
+            panic!("FERRY_EMULATOR_PYTHON is not set; run scripts/test (or py=$(tests/emulator/setup.sh | tail -n 1))")
+        }
+        _ => {
+            eprintln!("skipped: FERRY_EMULATOR_PYTHON is not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL URL with another database name.
+pub fn pg_url_with_db(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}

@@ -196,8 +196,30 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
         logs,
         service: service.map(|s| s as Arc<dyn super::AppService>),
         health: Arc::new(HttpHealth::new()),
+        session: session(env, &resolved.cluster_id)?,
     };
     Ok((cloud, resolved))
+}
+
+/// Inside the cluster's database: only through `database.url` (e.g. a bastion
+/// tunnel), since the RDS API does not reach into it.
+fn session(env: &EnvConfig, cluster: &str) -> PResult<Result<Arc<dyn super::Session>, String>> {
+    match &env.database_url {
+        Some(crate::config::DbUrl::Postgres(url)) => {
+            Ok(Ok(Arc::new(super::session::PgSession::new(url)?) as Arc<dyn super::Session>))
+        }
+        _ => Ok(Err(cannot_see_inside(env, cluster))),
+    }
+}
+
+/// Why ferry cannot read the cluster's tables, and how to let it.
+pub fn cannot_see_inside(env: &EnvConfig, cluster: &str) -> String {
+    format!(
+        "ferry cannot see inside cluster {cluster} from here (the RDS API does not read tables); set \
+         database.url next to database.cluster in [env.{}] to a postgres:// URL that reaches it, e.g. \
+         through the bastion tunnel: database = {{ cluster = \"{cluster}\", url = \"postgres://USER@127.0.0.1:5433/DB\" }}",
+        env.name
+    )
 }
 
 #[cfg(test)]

@@ -104,5 +104,9 @@ pub fn cloud(env: &EnvConfig, config_path: &Path, state_dir: &Path, ferry_exe: P
         logs: Arc::new(FileLogs::new(state_dir)),
         service: None,
         health: Arc::new(HttpHealth::new()),
+        session: match &env.database {
+            DatabaseConfig::Url(url) => Ok(crate::provider::session::open(url, base_dir)?),
+            DatabaseConfig::Cluster(_) => Err("the local provider needs database.url".into()),
+        },
     })
 }

@@ -1,0 +1,495 @@
+//! Inside the database, read-only: the migration version table, and (for
+//! `ferry doctor`) the sessions, locks and replication that could block or slow
+//! a migration. Used by the local provider for its own database and by the aws
+//! provider through `database.url` (e.g. a bastion tunnel to the cluster).
+//!
+//! Nothing here writes: PostgreSQL reads catalog views; SQLite opens its file
+//! read-only for the version table and, for the write-lock probe, begins an
+//! immediate transaction and rolls it back. Doctor's own session is always left
+//! out of its findings.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, Config, NoTls, Row};
+
+use super::{Diagnosis, Finding, PResult, ProviderError, Session};
+use crate::config::{DbUrl, redact_url};
+
+/// The session for a database URL; relative SQLite paths are relative to `base_dir`.
+pub fn open(url: &DbUrl, base_dir: &Path) -> PResult<Arc<dyn Session>> {
+    match url {
+        DbUrl::Sqlite(p) => {
+            let path = base_dir.join(p);
+            Ok(Arc::new(SqliteSession { path: std::path::absolute(&path).unwrap_or(path) }))
+        }
+        DbUrl::Postgres(u) => Ok(Arc::new(PgSession::new(u)?)),
+    }
+}
+
+/// `"a"."b"` for `a.b`: config/ has already checked each part is a plain name.
+fn quoted_table(table: &str) -> String {
+    table.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
+}
+
+pub struct PgSession {
+    config: Config,
+    /// The URL as shown (password masked), for messages.
+    shown: String,
+    password: Option<String>,
+}
+
+impl PgSession {
+    pub fn new(url: &str) -> PResult<Self> {
+        let shown = redact_url(url);
+        let mut config = Config::from_str(url)
+            .map_err(|e| ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("ferry (read-only check)");
+        let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).filter(|p| !p.is_empty());
+        Ok(PgSession { config, shown, password })
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let text = redact_url(text);
+        match &self.password {
+            Some(p) => text.replace(p.as_str(), "***"),
+            None => text,
+        }
+    }
+
+    fn err(&self, what: &str, e: &tokio_postgres::Error) -> ProviderError {
+        let mut msg = match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        };
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            msg.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        let msg = self.scrub(&format!("{what} ({}): {msg}", self.shown));
+        match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
+                ProviderError::AccessDenied(msg)
+            }
+            _ => ProviderError::Other(msg),
+        }
+    }
+
+    async fn connect(&self) -> PResult<Client> {
+        let (client, connection) =
+            self.config.connect(NoTls).await.map_err(|e| self.err("cannot connect to PostgreSQL", &e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+/// A session's row: the columns every finding query selects first.
+struct Who {
+    pid: i32,
+    user: Option<String>,
+    application_name: Option<String>,
+    client_addr: Option<String>,
+    state: Option<String>,
+    query: Option<String>,
+}
+
+const WHO: &str = "a.pid, a.usename::text, a.application_name, host(a.client_addr), a.state, a.query";
+
+fn who(row: &Row) -> Who {
+    Who {
+        pid: row.get(0),
+        user: row.get(1),
+        application_name: row.get::<_, Option<String>>(2).filter(|s| !s.is_empty()),
+        client_addr: row.get(3),
+        state: row.get(4),
+        query: row.get::<_, Option<String>>(5).map(|q| q.trim().to_string()),
+    }
+}
+
+impl Who {
+    /// `pid 123 (app@10.0.0.5, "worker")`
+    fn label(&self) -> String {
+        let user = self.user.as_deref().unwrap_or("?");
+        let from = self.client_addr.as_deref().unwrap_or("local socket");
+        match &self.application_name {
+            Some(a) => format!("pid {} ({user}@{from}, {a:?})", self.pid),
+            None => format!("pid {} ({user}@{from})", self.pid),
+        }
+    }
+
+    fn finding(self, kind: &str, blocks: bool, since: Option<f64>, seconds: Option<f64>) -> Finding {
+        Finding {
+            kind: kind.into(),
+            blocks_migration: blocks,
+            pid: Some(self.pid),
+            user: self.user,
+            application_name: self.application_name,
+            client_addr: self.client_addr,
+            state: self.state,
+            since: since.and_then(epoch),
+            seconds: seconds.map(|s| (s * 10.0).round() / 10.0),
+            query: self.query,
+            ..Finding::default()
+        }
+    }
+}
+
+fn epoch(secs: f64) -> Option<DateTime<Utc>> {
+    let whole = secs.floor();
+    DateTime::from_timestamp(whole as i64, ((secs - whole) * 1e9) as u32)
+}
+
+fn secs(s: f64) -> String {
+    crate::config::values::format_duration(Duration::from_secs(s.max(0.0) as u64))
+}
+
+#[async_trait]
+impl Session for PgSession {
+    async fn version_rows(&self, table: &str) -> PResult<Vec<String>> {
+        let client = self.connect().await?;
+        let quoted = quoted_table(table);
+        let exists = client
+            .query_one("SELECT to_regclass($1)::text", &[&quoted])
+            .await
+            .map_err(|e| self.err("cannot look for the version table", &e))?;
+        if exists.get::<_, Option<String>>(0).is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query(&format!("SELECT version_num::text FROM {quoted}"), &[])
+            .await
+            .map_err(|e| self.err(&format!("cannot read {table}"), &e))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    async fn diagnose(&self, threshold: Duration, lag_threshold: Duration) -> PResult<Diagnosis> {
+        let client = self.connect().await?;
+        let q = |what: &'static str| move |e: tokio_postgres::Error| self.err(what, &e);
+        let server = client
+            .query_one("SELECT current_setting('server_version'), pg_is_in_recovery(), current_database()", &[])
+            .await
+            .map_err(q("cannot read the server version"))?;
+        let version: String = server.get(0);
+        let standby: bool = server.get(1);
+        let database: String = server.get(2);
+        let limit = threshold.as_secs_f64();
+        let mut d = Diagnosis { server: format!("postgresql {version}"), ..Diagnosis::default() };
+
+        // Advisory locks held in this database (Alembic env.py and App Runner
+        // start-ups serialise migrations with one).
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {WHO}, extract(epoch from a.backend_start)::float8, \
+                     extract(epoch from now() - a.backend_start)::float8, \
+                     l.classid::int8, l.objid::int8, l.objsubid::int4, l.mode \
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     ORDER BY l.pid, l.classid, l.objid"
+                ),
+                &[],
+            )
+            .await
+            .map_err(q("cannot read pg_locks"))?;
+        d.checked.push(format!("advisory locks held in database {database}"));
+        for row in &rows {
+            let (class, obj, sub): (i64, i64, i32) = (row.get(8), row.get(9), row.get(10));
+            // pg_advisory_lock(bigint) is stored as (high, low, 1); the
+            // two-int4 form as (key1, key2, 2).
+            let key = if sub == 1 {
+                ((((class as u64) << 32) | (obj as u64 & 0xffff_ffff)) as i64).to_string()
+            } else {
+                format!("({}, {})", class as i32, obj as i32)
+            };
+            let mode: String = row.get(11);
+            let w = who(row);
+            let label = w.label();
+            let pid = w.pid;
+            let mut f = w.finding("advisory_lock", true, row.get(6), row.get(7));
+            f.summary = format!("{label} holds advisory lock {key} ({mode}), connected {} ago", secs(row.get(7)));
+            f.advice = format!(
+                "a migration that takes this lock waits until it is released. If {label} is a stuck migration or a \
+                 dead deploy, end it with `SELECT pg_terminate_backend({pid});` after checking who it is"
+            );
+            f.lock_key = Some(key);
+            d.findings.push(f);
+        }
+
+        // Queries waiting for a lock, and who holds it.
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {WHO}, extract(epoch from a.query_start)::float8, \
+                     extract(epoch from now() - a.query_start)::float8, pg_blocking_pids(a.pid) \
+                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+                     AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start"
+                ),
+                &[],
+            )
+            .await
+            .map_err(q("cannot read pg_stat_activity"))?;
+        d.checked.push("queries waiting for a lock (pg_blocking_pids)".into());
+        let mut reported: Vec<i32> = Vec::new();
+        for row in &rows {
+            let blockers: Vec<i32> = row.get(8);
+            let w = who(row);
+            let label = w.label();
+            reported.push(w.pid);
+            let mut f = w.finding("blocked_query", true, row.get(6), row.get(7));
+            let list: Vec<String> = blockers.iter().map(i32::to_string).collect();
+            f.summary = format!("{label} has waited {} for a lock held by pid {}", secs(row.get(7)), list.join(", "));
+            f.advice = format!(
+                "a migration would queue behind the same locks. Find out what pid {} is doing (its row in \
+                 pg_stat_activity); `SELECT pg_terminate_backend(<pid>);` ends it after checking who it is",
+                list.join(", ")
+            );
+            f.blocked_by = blockers;
+            d.findings.push(f);
+        }
+
+        // Long queries (warning: they end on their own) and long-open
+        // transactions (block: their locks stay until they end).
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {WHO}, extract(epoch from a.xact_start)::float8, \
+                     extract(epoch from now() - a.xact_start)::float8, \
+                     extract(epoch from a.query_start)::float8, extract(epoch from now() - a.query_start)::float8 \
+                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+                     AND a.backend_type = 'client backend' \
+                     AND ((a.xact_start IS NOT NULL AND now() - a.xact_start > make_interval(secs => $1)) \
+                       OR (a.state = 'active' AND now() - a.query_start > make_interval(secs => $1))) \
+                     ORDER BY a.xact_start"
+                ),
+                &[&limit],
+            )
+            .await
+            .map_err(q("cannot read pg_stat_activity"))?;
+        let shown = secs(limit);
+        d.checked.push(format!("queries running and transactions open longer than {shown}"));
+        for row in &rows {
+            let w = who(row);
+            if reported.contains(&w.pid) {
+                continue;
+            }
+            let label = w.label();
+            let pid = w.pid;
+            let query_secs: Option<f64> = row.get(9);
+            let long_query = w.state.as_deref() == Some("active") && query_secs.is_some_and(|s| s > limit);
+            let f = if long_query {
+                let mut f = w.finding("long_query", false, row.get(8), query_secs);
+                f.summary = format!("{label} has run one query for {}", secs(query_secs.unwrap_or(0.0)));
+                f.advice = format!(
+                    "DDL on the tables it reads waits for it. Wait for it, or `SELECT pg_cancel_backend({pid});` \
+                     cancels just the query"
+                );
+                f
+            } else {
+                let state = w.state.clone().unwrap_or_default();
+                let xact: Option<f64> = row.get(7);
+                let mut f = w.finding("long_transaction", true, row.get(6), xact);
+                f.summary = format!("{label} has had a transaction open for {} ({state})", secs(xact.unwrap_or(0.0)));
+                f.advice = format!(
+                    "its locks stay until it commits or rolls back, and a migration's DDL would wait behind them. \
+                     Ask its owner to finish it, or end it with `SELECT pg_terminate_backend({pid});` after \
+                     checking who it is"
+                );
+                f
+            };
+            d.findings.push(f);
+        }
+
+        // Replication: a standby cannot be migrated, and lag is worth knowing.
+        let lag_limit = lag_threshold.as_secs_f64();
+        if standby {
+            let lag: Option<f64> = client
+                .query_one("SELECT extract(epoch from now() - pg_last_xact_replay_timestamp())::float8", &[])
+                .await
+                .map_err(q("cannot read the replay position"))?
+                .get(0);
+            d.checked.push("replication: this server is a standby".into());
+            d.findings.push(Finding {
+                kind: "standby".into(),
+                blocks_migration: true,
+                summary: "this server is a standby (read-only, in recovery)".into(),
+                advice: "a migration must run against the primary: point the URL at the writer endpoint".into(),
+                seconds: lag,
+                ..Finding::default()
+            });
+            if let Some(lag) = lag.filter(|l| *l > lag_limit) {
+                d.findings.push(Finding {
+                    kind: "replica_lag".into(),
+                    summary: format!("the last replayed transaction is {} old", secs(lag)),
+                    advice: "readers of this standby see data that old; on an idle primary this only means \
+                             nothing was written since"
+                        .into(),
+                    seconds: Some(lag),
+                    ..Finding::default()
+                });
+            }
+        } else {
+            let rows = client
+                .query(
+                    "SELECT application_name, host(client_addr), state, extract(epoch from replay_lag)::float8 \
+                     FROM pg_stat_replication ORDER BY application_name",
+                    &[],
+                )
+                .await
+                .map_err(q("cannot read pg_stat_replication"))?;
+            d.checked.push(format!("replication: primary, {} standby(s) attached", rows.len()));
+            for row in &rows {
+                let lag: Option<f64> = row.get(3);
+                let Some(lag) = lag.filter(|l| *l > lag_limit) else { continue };
+                let name: Option<String> = row.get(0);
+                let name = name.filter(|n| !n.is_empty()).unwrap_or_else(|| "(unnamed)".into());
+                d.findings.push(Finding {
+                    kind: "replica_lag".into(),
+                    summary: format!("standby {name:?} replays {} behind", secs(lag)),
+                    advice: "readers of that standby see old data; a large migration adds to the lag, so \
+                             consider waiting until it catches up"
+                        .into(),
+                    application_name: Some(name),
+                    client_addr: row.get(1),
+                    state: row.get(2),
+                    seconds: Some(lag),
+                    ..Finding::default()
+                });
+            }
+        }
+        Ok(d)
+    }
+}
+
+pub struct SqliteSession {
+    path: PathBuf,
+}
+
+impl SqliteSession {
+    fn open(&self, flags: rusqlite::OpenFlags) -> PResult<rusqlite::Connection> {
+        if !self.path.is_file() {
+            return Err(ProviderError::NotFound(format!("SQLite database {}", self.path.display())));
+        }
+        rusqlite::Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| ProviderError::Other(format!("cannot open {}: {e}", self.path.display())))
+    }
+}
+
+const WRITE_PROBE: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl Session for SqliteSession {
+    async fn version_rows(&self, table: &str) -> PResult<Vec<String>> {
+        let conn = self.open(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let table = table.to_string();
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: rusqlite::Error| ProviderError::Other(format!("cannot read {table} in {path}: {e}"));
+            let (schema, name) = table.split_once('.').unwrap_or(("main", &table));
+            let exists: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{schema}\".sqlite_master WHERE type = 'table' AND name = ?1"),
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(fail)?;
+            if exists == 0 {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare(&format!("SELECT version_num FROM {}", quoted_table(&table))).map_err(fail)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+        })
+        .await
+        .map_err(|e| ProviderError::Other(e.to_string()))?
+    }
+
+    async fn diagnose(&self, _threshold: Duration, _lag: Duration) -> PResult<Diagnosis> {
+        let conn = self.open(rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            conn.busy_timeout(WRITE_PROBE).map_err(|e| ProviderError::Other(e.to_string()))?;
+            let mut d = Diagnosis {
+                server: format!("sqlite {}", rusqlite::version()),
+                checked: vec![
+                    format!(
+                        "write lock on {path} (BEGIN IMMEDIATE with a {}ms busy timeout, rolled back)",
+                        WRITE_PROBE.as_millis()
+                    ),
+                    "SQLite has no sessions, advisory locks or replicas to inspect".into(),
+                ],
+                findings: Vec::new(),
+            };
+            match conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => {
+                    conn.execute_batch("ROLLBACK").map_err(|e| ProviderError::Other(e.to_string()))?;
+                }
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+                {
+                    d.findings.push(Finding {
+                        kind: "write_lock".into(),
+                        blocks_migration: true,
+                        summary: format!("another process holds a write lock on {path}"),
+                        advice: format!(
+                            "a migration would fail with \"database is locked\". Find the process with `fuser {path}` \
+                             (or lsof) and let it finish or stop it"
+                        ),
+                        ..Finding::default()
+                    });
+                }
+                Err(e) => return Err(ProviderError::Other(format!("cannot probe {path}: {e}"))),
+            }
+            Ok(d)
+        })
+        .await
+        .map_err(|e| ProviderError::Other(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_versions_and_a_held_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let s = open(&DbUrl::Sqlite("app.db".into()), dir.path()).unwrap();
+        assert!(s.version_rows("alembic_version").await.unwrap().is_empty(), "no table: nothing applied");
+        conn.execute_batch(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL); INSERT INTO alembic_version VALUES ('a1'), ('b2');",
+        )
+        .unwrap();
+        assert_eq!(s.version_rows("alembic_version").await.unwrap(), ["a1", "b2"]);
+        assert_eq!(s.version_rows("main.alembic_version").await.unwrap(), ["a1", "b2"]);
+
+        let clean = s.diagnose(Duration::from_secs(60), Duration::from_secs(30)).await.unwrap();
+        assert!(clean.findings.is_empty(), "{clean:?}");
+        conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO alembic_version VALUES ('c3');").unwrap();
+        let locked = s.diagnose(Duration::from_secs(60), Duration::from_secs(30)).await.unwrap();
+        assert_eq!(locked.findings.len(), 1, "{locked:?}");
+        assert!(locked.findings[0].blocks_migration);
+        assert_eq!(locked.findings[0].kind, "write_lock");
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(s.version_rows("alembic_version").await.unwrap(), ["a1", "b2"], "the probe wrote nothing");
+    }
+
+    #[test]
+    fn a_missing_sqlite_file_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteSession { path: dir.path().join("nope.db") };
+        assert!(matches!(s.open(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY), Err(ProviderError::NotFound(_))));
+    }
+}
