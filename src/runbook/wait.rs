@@ -1,11 +1,14 @@
 //! Waiting and retrying, on tokio's clock so tests run hour-long waits under
 //! virtual time in milliseconds.
 //!
-//! Polls start at ~1 s and grow by half each time toward a 10 s cap, with ±10 %
-//! jitter: a state change early in a wait is seen within about a second, and a
-//! long wait costs at most ~6-7 calls a minute per resource (RDS allows ~12 TPS
-//! sustained; CloudWatch Logs GetLogEvents 10 TPS). Throttling is retried with
-//! exponential backoff; every call and every wait has a deadline.
+//! Polls come every ~1 s for the first 10 s of a wait, then grow by half each
+//! time toward a 10 s cap, with ±10 % jitter: a change in the first seconds
+//! (a small snapshot, a quick migration: where the wait is most of the run) is
+//! seen within about a second, and a long wait costs at most ~6-7 calls a
+//! minute per resource (RDS allows ~12 TPS sustained; CloudWatch Logs
+//! GetLogEvents 10 TPS). scripts/bench measures what this costs and buys.
+//! Throttling is retried with exponential backoff; every call and every wait
+//! has a deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,13 +20,20 @@ use crate::provider::{PResult, ProviderError};
 #[derive(Debug, Clone, Copy)]
 pub struct PollPolicy {
     pub first: Duration,
+    /// Polls stay at `first` until this much of the wait has passed.
+    pub steady_for: Duration,
     pub cap: Duration,
     pub growth: f64,
 }
 
 impl Default for PollPolicy {
     fn default() -> Self {
-        PollPolicy { first: Duration::from_secs(1), cap: Duration::from_secs(10), growth: 1.5 }
+        PollPolicy {
+            first: Duration::from_secs(1),
+            steady_for: Duration::from_secs(10),
+            cap: Duration::from_secs(10),
+            growth: 1.5,
+        }
     }
 }
 
@@ -31,17 +41,21 @@ impl Default for PollPolicy {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    waited: Duration,
     policy: PollPolicy,
 }
 
 impl Backoff {
     pub fn new(policy: PollPolicy) -> Self {
-        Backoff { next: policy.first, policy }
+        Backoff { next: policy.first, waited: Duration::ZERO, policy }
     }
 
     pub fn next_delay(&mut self) -> Duration {
         let base = self.next;
-        self.next = base.mul_f64(self.policy.growth).min(self.policy.cap);
+        if self.waited >= self.policy.steady_for {
+            self.next = base.mul_f64(self.policy.growth).min(self.policy.cap);
+        }
+        self.waited += base;
         jitter(base)
     }
 }
@@ -142,13 +156,14 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
-    fn intervals_grow_to_the_cap() {
+    fn intervals_stay_short_for_ten_seconds_then_grow_to_the_cap() {
         let mut b = Backoff::new(PollPolicy::default());
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(900) && delays[0] <= Duration::from_millis(1100));
-        assert!(delays.windows(2).take(5).all(|w| w[1] > w[0].mul_f64(1.2)));
+        let delays: Vec<Duration> = (0..22).map(|_| b.next_delay()).collect();
+        let second = |d: &Duration| *d >= Duration::from_millis(900) && *d <= Duration::from_millis(1100);
+        assert!(delays[..10].iter().all(second), "{delays:?}");
+        assert!(delays[10..16].windows(2).all(|w| w[1] > w[0].mul_f64(1.2)), "{delays:?}");
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(11)));
-        assert!(delays[11] >= Duration::from_secs(9));
+        assert!(delays[21] >= Duration::from_secs(9));
     }
 
     #[tokio::test(start_paused = true)]
