@@ -132,6 +132,8 @@ def make_scenarios(emu: Emulator, names: list[str], logger_cmd: list[str]) -> li
         rds.create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", EngineVersion="15.4",
                               MasterUsername="app", MasterUserPassword="not-used-by-the-emulator",
                               DatabaseName="app")
+        rds.create_db_instance(DBInstanceIdentifier=f"{cluster}-1", DBClusterIdentifier=cluster,
+                               DBInstanceClass="db.r6g.large", Engine="aurora-postgresql")
         endpoint = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"][0]["Endpoint"]
         cfn.create_stack(
             StackName=f"{name}-stack", TemplateBody=template, Capabilities=["CAPABILITY_NAMED_IAM"],
@@ -148,6 +150,8 @@ def make_scenarios(emu: Emulator, names: list[str], logger_cmd: list[str]) -> li
              == "CREATE_COMPLETE")
         wait(f"cluster {s['db_cluster']}", lambda s=s: rds.describe_db_clusters(
             DBClusterIdentifier=s["db_cluster"])["DBClusters"][0]["Status"] == "available")
+        wait(f"instance {s['db_cluster']}-1", lambda s=s: rds.describe_db_instances(
+            DBInstanceIdentifier=f"{s['db_cluster']}-1")["DBInstances"][0]["DBInstanceStatus"] == "available")
     return out
 
 
@@ -372,6 +376,10 @@ def analyse(emu: Emulator, tool: str, run: Timed, scen: dict[str, str], s: float
         res["task_detect_api_s"] = None if api is None else api - stopped
         res["task_ran_s"] = stopped - truth["task_started_at"]
         res["after_task_stop_s"] = run.end - stopped
+    if "snapshot_ready_at" in truth:
+        res["start_to_snapshot_ready_s"] = truth["snapshot_ready_at"] - run.start
+        if truth.get("task_started_at"):
+            res["snapshot_ready_to_task_start_s"] = truth["task_started_at"] - truth["snapshot_ready_at"]
     return res
 
 
@@ -393,27 +401,65 @@ def rates(calls: list[list[Any]], start: float, end: float) -> dict[str, dict[st
     return out
 
 
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def combine(runs: list[dict[str, Any]], top: bool = True) -> dict[str, Any]:
+    """Repetitions of one tool at one S/T: numbers -> median (log lines lost,
+    duplicated, expected and printed -> sums; the worst latency -> max)."""
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [r[key] for r in runs if key in r]
+        if isinstance(first, bool) or not values:
+            out[key] = first
+        elif isinstance(first, (int, float)) and all(isinstance(v, (int, float)) for v in values):
+            out[key] = median([float(v) for v in values])
+        elif isinstance(first, dict) and key != "truth":
+            keys = sorted({k for v in values for k in v})
+            out[key] = combine([{k: v.get(k, 0) for k in keys} for v in values], top=False)
+        else:
+            out[key] = first
+    if not top:
+        return out
+    logs = [r["logs"] for r in runs]
+    for k in ("expected", "printed", "lost", "duplicated"):
+        out["logs"][k] = sum(x[k] for x in logs)
+    out["logs"]["latency_max_s"] = max((x["latency_max_s"] or 0) for x in logs)
+    out["exit_code"] = max(r["exit_code"] for r in runs)
+    out["runs"] = len(runs)
+    out["wall_each_s"] = [r["wall_s"] for r in runs]
+    return out
+
+
 # -- phases ------------------------------------------------------------------------------------
 
 
-def side_by_side(emu: Emulator, args: argparse.Namespace, root: str, s: float, t: float,
+def side_by_side(emu: Emulator, args: argparse.Namespace, root: str, s: float, t: float, reps: int,
                  logger: list[str]) -> dict[str, Any]:
+    """`reps` rounds of bash then ferry, each round on a fresh cluster and stack
+    (so the bash runbook's group-wide log follower sees only its own task)."""
     emu.configure(snapshot_seconds=s)
     command = [*logger, str(t)]
-    [scen] = make_scenarios(emu, [f"p{int(s)}x{int(t)}"], command)
     env = tool_env(emu.url, os.path.join(root, "home"), os.path.dirname(args.aws))
-    log(f"S/T = {s:g}/{t:g}: bash runbook")
-    bash = Timed(["bash", os.path.join(HERE, "runbook.sh"), scen["stack"], scen["db_cluster"], json.dumps(command)],
-                 root, env).wait()
-    time.sleep(1)
-    log(f"S/T = {s:g}/{t:g}: ferry deploy")
-    project = ferry_project(root, scen, command)
-    ferry = Timed([args.ferry, "deploy", "bench"], project, env).wait()
-    for name, run in (("bash", bash), ("ferry", ferry)):
-        with open(os.path.join(args.out, f"output-{int(s)}-{int(t)}-{name}.log"), "w") as f:
-            f.write("".join(f"{a:.3f} {raw.decode('utf-8', 'replace')}" for a, raw in run.lines))
-    return {"S": s, "T": t, "bash": analyse(emu, "bash", bash, scen, s, t),
-            "ferry": analyse(emu, "ferry", ferry, scen, s, t)}
+    each: dict[str, list[dict[str, Any]]] = {"bash": [], "ferry": []}
+    for rep in range(1, reps + 1):
+        [scen] = make_scenarios(emu, [f"p{int(s)}x{int(t)}r{rep}"], command)
+        log(f"S/T = {s:g}/{t:g} round {rep}/{reps}: bash runbook")
+        bash = Timed(["bash", os.path.join(HERE, "runbook.sh"), scen["stack"], scen["db_cluster"],
+                      json.dumps(command)], root, env).wait()
+        time.sleep(1)
+        log(f"S/T = {s:g}/{t:g} round {rep}/{reps}: ferry deploy")
+        project = ferry_project(root, scen, command)
+        ferry = Timed([args.ferry, "deploy", "bench"], project, env).wait()
+        for name, run in (("bash", bash), ("ferry", ferry)):
+            with open(os.path.join(args.out, f"output-{int(s)}-{int(t)}-{rep}-{name}.log"), "w") as f:
+                f.write("".join(f"{a:.3f} {raw.decode('utf-8', 'replace')}" for a, raw in run.lines))
+            each[name].append(analyse(emu, name, run, scen, s, t))
+        time.sleep(1)
+    return {"S": s, "T": t, "runs": each, "bash": combine(each["bash"]), "ferry": combine(each["ferry"])}
 
 
 def startup(emu: Emulator, args: argparse.Namespace, root: str, logger: list[str], reps: int) -> dict[str, Any]:
@@ -533,12 +579,22 @@ def report(res: dict[str, Any]) -> str:
         lines += [
             f"## S/T = {s:g}/{t:g} s (snapshot available after S, task runs T)",
             "",
+            f"Median of {b['runs']} round(s) (each: the bash runbook, then ferry, on a fresh cluster and stack); "
+            "log lines counted over all rounds. Wall times: bash "
+            + ", ".join(f(x, 1) for x in b["wall_each_s"]) + "; ferry " + ", ".join(f(x, 1) for x in fe["wall_each_s"])
+            + ".",
+            "",
             "| | bash + aws CLI | ferry |",
             "| --- | --- | --- |",
             f"| exit code | {b['exit_code']} | {fe['exit_code']} |",
             f"| wall time (s) | {f(b['wall_s'])} | {f(fe['wall_s'])} |",
             f"| ratio bash / ferry | {f(b['wall_s'] / fe['wall_s'])} | |",
             f"| overhead: wall - S - T (s) | {f(b['overhead_s'])} | {f(fe['overhead_s'])} |",
+            f"| start -> snapshot available (S + create call) (s) | {f(b.get('start_to_snapshot_ready_s'))} | "
+            f"{f(fe.get('start_to_snapshot_ready_s'))} |",
+            f"| snapshot available -> task started (s) | {f(b.get('snapshot_ready_to_task_start_s'))} | "
+            f"{f(fe.get('snapshot_ready_to_task_start_s'))} |",
+            f"| task ran (emulator startedAt -> stoppedAt) (s) | {f(b.get('task_ran_s'))} | {f(fe.get('task_ran_s'))} |",
             f"| snapshot available -> printed (s) | {f(b.get('snapshot_detect_output_s'))} | "
             f"{f(fe.get('snapshot_detect_output_s'))} |",
             f"| snapshot available -> first API answer saying so (s) | {f(b.get('snapshot_detect_api_s'))} | "
@@ -618,7 +674,8 @@ def main() -> int:
     args.ferry = os.path.abspath(args.ferry)
     args.aws = os.path.abspath(args.aws)
     os.makedirs(args.out, exist_ok=True)
-    pairs = [(5.0, 10.0)] if args.quick else [(5.0, 10.0), (30.0, 60.0)]
+    # (S, T, rounds): each round is one bash run and one ferry run.
+    pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 1)]
     ns, scale_st = ([1, 3], (5.0, 10.0)) if args.quick else ([1, 10, 50], (10.0, 30.0))
     reps = 3 if args.quick else 10
 
@@ -640,7 +697,7 @@ def main() -> int:
         }
         results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine(),
                                    "versions": versions, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        results["pairs"] = [side_by_side(emu, args, root, s, t, logger) for s, t in pairs]
+        results["pairs"] = [side_by_side(emu, args, root, s, t, n, logger) for s, t, n in pairs]
         log("startup")
         results["startup"] = startup(emu, args, root, logger, reps)
         results["scale"] = scale(emu, args, root, ns, scale_st[0], scale_st[1], logger)
