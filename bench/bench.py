@@ -558,6 +558,8 @@ def machine() -> dict[str, Any]:
 def f(x: Any, digits: int = 2) -> str:
     if x is None:
         return "-"
+    if isinstance(x, float) and digits == 0:
+        return f"{x:g}"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
@@ -613,7 +615,7 @@ def report(res: dict[str, Any]) -> str:
             f"{f(fe['logs']['latency_p95_s'])} / {f(fe['logs']['latency_max_s'])} |",
             f"| CPU seconds (with children) | {f(b['cpu_s'])} | {f(fe['cpu_s'])} |",
             f"| peak RSS (MiB, largest process) | {f(b['maxrss_mib'], 1)} | {f(fe['maxrss_mib'], 1)} |",
-            f"| API calls | {b['calls_total']} | {fe['calls_total']} |",
+            f"| API calls | {f(b['calls_total'], 0)} | {f(fe['calls_total'], 0)} |",
             "",
             "API calls by operation:",
             "",
@@ -621,7 +623,7 @@ def report(res: dict[str, Any]) -> str:
             "| --- | --- | --- |",
         ]
         for op in sorted(set(b["calls"]) | set(fe["calls"])):
-            lines.append(f"| {op} | {b['calls'].get(op, 0)} | {fe['calls'].get(op, 0)} |")
+            lines.append(f"| {op} | {f(b['calls'].get(op, 0), 0)} | {f(fe['calls'].get(op, 0), 0)} |")
         lines.append("")
     lines += ["## Startup (mean of runs; min-max)", "", "| command | mean (s) | min-max (s) |", "| --- | --- | --- |"]
     for name, st in res["startup"].items():
@@ -665,12 +667,19 @@ def report(res: dict[str, Any]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ferry", required=True)
-    p.add_argument("--aws", required=True)
-    p.add_argument("--pg-url", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--ferry")
+    p.add_argument("--aws")
+    p.add_argument("--pg-url")
+    p.add_argument("--out")
     p.add_argument("--quick", action="store_true", help="S/T 5/10 only, startup x3, scale N = 1, 3")
+    p.add_argument("--report-from", metavar="RESULTS_JSON", help="only render the report of an earlier run")
     args = p.parse_args()
+    if args.report_from:
+        with open(args.report_from) as fh:
+            print(report(json.load(fh)))
+        return 0
+    if not (args.ferry and args.aws and args.pg_url and args.out):
+        p.error("--ferry, --aws, --pg-url and --out are required (unless --report-from)")
     args.ferry = os.path.abspath(args.ferry)
     args.aws = os.path.abspath(args.aws)
     os.makedirs(args.out, exist_ok=True)
