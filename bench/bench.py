@@ -617,6 +617,22 @@ def report(res: dict[str, Any]) -> str:
             f"| peak RSS (MiB, largest process) | {f(b['maxrss_mib'], 1)} | {f(fe['maxrss_mib'], 1)} |",
             f"| API calls | {f(b['calls_total'], 0)} | {f(fe['calls_total'], 0)} |",
             "",
+            "Each round (s; detection as printed, first API answer in brackets):",
+            "",
+            "| round | bash wall | ferry wall | ratio | bash: snapshot / task noticed | ferry: snapshot / task noticed "
+            "| lines lost bash / ferry |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for i, (rb, rf) in enumerate(zip(pair["runs"]["bash"], pair["runs"]["ferry"]), start=1):
+            lines.append(
+                f"| {i} | {f(rb['wall_s'], 1)} | {f(rf['wall_s'], 1)} | {f(rb['wall_s'] / rf['wall_s'])} | "
+                f"{f(rb.get('snapshot_detect_output_s'))} ({f(rb.get('snapshot_detect_api_s'))}) / "
+                f"{f(rb.get('task_detect_output_s'))} ({f(rb.get('task_detect_api_s'))}) | "
+                f"{f(rf.get('snapshot_detect_output_s'))} ({f(rf.get('snapshot_detect_api_s'))}) / "
+                f"{f(rf.get('task_detect_output_s'))} ({f(rf.get('task_detect_api_s'))}) | "
+                f"{rb['logs']['lost']} / {rf['logs']['lost']} |")
+        lines += [
+            "",
             "API calls by operation:",
             "",
             "| operation | bash + aws CLI | ferry |",
@@ -684,7 +700,7 @@ def main() -> int:
     args.aws = os.path.abspath(args.aws)
     os.makedirs(args.out, exist_ok=True)
     # (S, T, rounds): each round is one bash run and one ferry run.
-    pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 1)]
+    pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 3)]
     ns, scale_st = ([1, 3], (5.0, 10.0)) if args.quick else ([1, 10, 50], (10.0, 30.0))
     reps = 3 if args.quick else 10
 
