@@ -27,9 +27,9 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import rds_pg
-from calls import CallLog
 from apprunner import TARGET_PREFIX as APPRUNNER_PREFIX
 from apprunner import AppRunner
+from calls import CallLog
 from ecs_runner import HANDLED as ECS_HANDLED
 from ecs_runner import TARGET_PREFIX as ECS_PREFIX
 from ecs_runner import EcsRunner
