@@ -17,8 +17,8 @@
 # Review the plan first: scripts/deploy-prod.sh prints it and stops. Then run
 # it again with --i-have-reviewed-the-plan. See docs/runbooks/release.md.
 set -euo pipefail
-# shellcheck source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/lib/wrappers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wrappers.sh"
 
 env_name=production
 confirmed=false

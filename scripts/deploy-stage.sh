@@ -12,8 +12,8 @@
 # ferry is $FERRY, else `ferry` on PATH, else built from this repository.
 # See docs/runbooks/release.md.
 set -euo pipefail
-# shellcheck source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/lib/wrappers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wrappers.sh"
 
 env_name=staging
 args=()

@@ -13,8 +13,8 @@
 #   ferry restore <env> --snapshot latest
 # See docs/commands/migrate.md and docs/runbooks/incident-restore.md.
 set -euo pipefail
-# shellcheck source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/lib/wrappers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wrappers.sh"
 
 case ${1:-} in
 -h | --help)

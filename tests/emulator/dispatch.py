@@ -9,6 +9,8 @@ Routing, first match wins:
 * everything else                            moto's own server app (RDS changes live in rds_pg's
                                               wrappers around moto's models)
 
+Every call outside ``/_emulator`` is counted in calls.CallLog (``GET /_emulator/calls``).
+
 Every call into moto holds locks.MOTO_LOCK and is buffered whole.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -26,6 +29,7 @@ from xml.sax.saxutils import escape
 import rds_pg
 from apprunner import TARGET_PREFIX as APPRUNNER_PREFIX
 from apprunner import AppRunner
+from calls import CallLog
 from ecs_runner import HANDLED as ECS_HANDLED
 from ecs_runner import TARGET_PREFIX as ECS_PREFIX
 from ecs_runner import EcsRunner
@@ -78,8 +82,10 @@ class Dispatcher:
         self.settings = settings
         self.ecs = ecs
         self.apprunner = apprunner
+        self.calls = CallLog()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        started = time.time()
         try:
             code, headers, body = self._route(environ)
         except Exception as e:  # noqa: BLE001 - answer 500 and keep serving
@@ -89,6 +95,8 @@ class Dispatcher:
             )
         headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
         headers.append(("Content-Length", str(len(body))))
+        if "emulator.request_body" in environ:
+            self.calls.record(environ, environ["emulator.request_body"], started, code)
         start_response(_status_line(code), headers)
         return [body]
 
@@ -98,6 +106,7 @@ class Dispatcher:
             return self._control(environ, path)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         body = _read_body(environ)
+        environ["emulator.request_body"] = body
         if target.startswith(APPRUNNER_PREFIX):
             return self.apprunner.handle(target, environ, body)
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:
@@ -145,6 +154,8 @@ class Dispatcher:
             if route.startswith("apprunner/health/"):
                 code, answer = self.apprunner.health(route[len("apprunner/health/") :])
                 return _json(code, answer)
+            if route == "calls":
+                return _json(200, self.calls.view(environ.get("QUERY_STRING", "")))
         elif method == "POST" and route == "config":
             try:
                 changes = json.loads(_read_body(environ) or b"{}")

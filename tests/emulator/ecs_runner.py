@@ -579,6 +579,8 @@ class EcsRunner:
                     "lastStatus": t.last_status,
                     "desiredStatus": t.desired_status,
                     "stopCode": t.stop_code,
+                    "startedAt": t.started_at,
+                    "stoppedAt": t.stopped_at,
                     "containers": {
                         c.name: {
                             "argv": c.argv,

@@ -252,6 +252,7 @@ def _create_db_cluster_snapshot(original: Any) -> Any:
                 snapshot.__dict__["_emu_error"] = str(e)
                 final = "failed"
         snapshot.__dict__["_emu_timing"] = (_now(), _cfg().seconds("snapshot_seconds"), final)
+        snapshot.__dict__["_emu_started_epoch"] = time.time()  # for ready_at in snapshots_view
         return snapshot
 
     return create_db_cluster_snapshot
@@ -409,6 +410,10 @@ def snapshots_view() -> dict[str, dict[str, Any]]:
                 }
                 if "_emu_error" in snapshot.__dict__:
                     entry["error"] = snapshot.__dict__["_emu_error"]
+                timing = snapshot.__dict__.get("_emu_timing")
+                if timing is not None and "_emu_started_epoch" in snapshot.__dict__:
+                    # Epoch seconds of the change to the final status (ground truth for benchmarks).
+                    entry["ready_at"] = round(snapshot.__dict__["_emu_started_epoch"] + timing[1], 4)
                 out[snapshot_id] = entry
     return out
 

@@ -879,6 +879,31 @@ def alive(pid: int) -> bool:
     return True
 
 
+def check_bench_views(c: Checks, emu: Emulator) -> None:
+    """What scripts/bench reads: the call log and the ground-truth timestamps."""
+    calls = emu.get("/_emulator/calls")["calls"]
+    ops = {(x[2], x[3]) for x in calls}
+    c.check("call log names service and operation (Query protocol)", ("rds", "CreateDBClusterSnapshot") in ops, ops)
+    c.check("call log names service and operation (JSON protocol)", ("ecs", "RunTask") in ops, ops)
+    c.check("call log keeps the caller's agent", all(x[4].startswith("Boto3/") for x in calls), {x[4] for x in calls})
+    c.check("call log has no /_emulator requests", not any(x[3].startswith("GET /_emulator") for x in calls))
+    later = emu.get(f"/_emulator/calls?since={calls[-1][0]}")["calls"]
+    c.check("call log ?since= drops earlier calls", 1 <= len(later) < len(calls), len(later))
+    rds = emu.client("rds")
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="app-db", DBClusterSnapshotIdentifier="app-db-bench-view")
+    asked = time.time()
+    snap = emu.get("/_emulator/snapshots")["app-db-bench-view"]
+    c.check("a creating snapshot shows when it will be available", snap["status"] == "creating"
+            and isinstance(snap.get("ready_at"), float) and snap["ready_at"] > asked, snap)
+    wait_until("the snapshot to be available", lambda: rds.describe_db_cluster_snapshots(
+        DBClusterSnapshotIdentifier="app-db-bench-view")["DBClusterSnapshots"][0]["Status"] == "available")
+    c.check("a snapshot is reported available from ready_at on", time.time() >= snap["ready_at"])
+    rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="app-db-bench-view")
+    stopped = [t for t in emu.get("/_emulator/tasks").values() if t["lastStatus"] == "STOPPED" and t["startedAt"]]
+    c.check("a stopped task shows when it started and stopped",
+            bool(stopped) and all(t["stoppedAt"] >= t["startedAt"] for t in stopped), stopped[:1])
+
+
 # -- main ----------------------------------------------------------------------------------------------
 
 
@@ -914,6 +939,7 @@ def main() -> int:
             ("ecs", lambda: check_ecs(c, emu, net, db)),
             ("apprunner", lambda: check_apprunner(c, emu, db)),
             ("cloudformation", lambda: check_cloudformation(c, emu)),
+            ("bench views", lambda: check_bench_views(c, emu)),
         ]:
             try:
                 fn()

@@ -2,7 +2,7 @@
 # Shared by deploy-stage.sh, deploy-prod.sh and run-migration-task.sh; sourced,
 # not run. Finds the ferry binary and splits the wrappers' arguments.
 
-ferry_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ferry_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 
