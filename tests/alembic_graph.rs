@@ -204,28 +204,13 @@ impl Alembic {
     }
 
     fn databases(&self) -> Vec<String> {
-        let r = self.p.ferry(&[
-            "db",
-            "exec",
-            "admin",
-            "--sql",
-            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{}%' ORDER BY 1", self.tag),
-        ]);
-        r.stdout.lines().skip(1).map(String::from).collect()
+        common::tagged_databases(&self.p, &self.tag)
     }
 }
 
 impl Drop for Alembic {
     fn drop(&mut self) {
-        for db in self.databases() {
-            let _ = self.p.ferry(&[
-                "db",
-                "exec",
-                "admin",
-                "--sql",
-                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-            ]);
-        }
+        common::drop_tagged_databases(&self.p, &self.tag);
     }
 }
 

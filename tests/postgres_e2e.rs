@@ -41,24 +41,13 @@ impl PgProject {
     }
 
     fn databases(&self) -> Vec<String> {
-        let mut rows = self
-            .sql("admin", &format!("SELECT datname FROM pg_database WHERE datname LIKE '{}%' ORDER BY 1", self.tag));
-        rows.remove(0);
-        rows
+        common::tagged_databases(&self.p, &self.tag)
     }
 }
 
 impl Drop for PgProject {
     fn drop(&mut self) {
-        for db in self.databases() {
-            let _ = self.p.ferry(&[
-                "db",
-                "exec",
-                "admin",
-                "--sql",
-                &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-            ]);
-        }
+        common::drop_tagged_databases(&self.p, &self.tag);
     }
 }
 

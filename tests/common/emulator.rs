@@ -20,16 +20,7 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Option<Self> {
-        let (python, pg) = match (std::env::var("FERRY_EMULATOR_PYTHON"), std::env::var("FERRY_TEST_PG_URL")) {
-            (Ok(py), Ok(pg)) if !py.is_empty() && !pg.is_empty() => (PathBuf::from(py), pg),
-            _ if std::env::var("FERRY_TEST_REQUIRE_EMULATOR").is_ok_and(|v| v == "1") => {
-                panic!("FERRY_EMULATOR_PYTHON and FERRY_TEST_PG_URL must be set; run scripts/test")
-            }
-            _ => {
-                eprintln!("skipped: FERRY_EMULATOR_PYTHON / FERRY_TEST_PG_URL not set (scripts/test sets them)");
-                return None;
-            }
-        };
+        let (Some(python), Some(pg)) = (super::emulator_python(), super::pg_server()) else { return None };
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
         let mut child = Command::new(&python)

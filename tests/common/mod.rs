@@ -176,6 +176,23 @@ pub fn emulator_python() -> Option<PathBuf> {
     }
 }
 
+/// The databases on the test server whose names start with `tag`, listed through
+/// the project's `admin` environment (a local env on the server's own URL).
+pub fn tagged_databases(p: &Project, tag: &str) -> Vec<String> {
+    let sql = format!("SELECT datname FROM pg_database WHERE datname LIKE '{tag}%' ORDER BY 1");
+    let r = p.ferry(&["db", "exec", "admin", "--sql", &sql]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r.stdout.lines().skip(1).map(String::from).collect()
+}
+
+/// Drop every database a test made, the copies ferry made of them included
+/// (they all start with `tag`); for the tests' Drop impls.
+pub fn drop_tagged_databases(p: &Project, tag: &str) {
+    for db in tagged_databases(p, tag) {
+        let _ = p.ferry(&["db", "exec", "admin", "--sql", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")]);
+    }
+}
+
 /// A PostgreSQL URL with another database name.
 pub fn pg_url_with_db(url: &str, db: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));

@@ -63,7 +63,7 @@ import rds_pg
 from cwlogs import StreamWriter
 from pg import PgServer
 from settings import Settings
-from wire import region_of
+from wire import ServiceError, epoch, region_of
 
 JSON_10 = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AppRunner."
@@ -79,15 +79,8 @@ MUTATING_TYPES = {
 _REPLACED_MAPS = {"RuntimeEnvironmentVariables", "RuntimeEnvironmentSecrets"}
 
 
-class AppRunnerError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _epoch() -> float:
-    return round(time.time(), 3)
+class AppRunnerError(ServiceError):
+    pass
 
 
 def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +99,9 @@ class Operation:
     type: str
     target_arn: str
     status: str = "IN_PROGRESS"
-    started_at: float = field(default_factory=_epoch)
+    started_at: float = field(default_factory=epoch)
     ended_at: float | None = None
-    updated_at: float = field(default_factory=_epoch)
+    updated_at: float = field(default_factory=epoch)
     ready_by: float = 0.0  # time.monotonic() by which a started app must listen on its port
     image: str | None = None  # the image content this operation runs
 
@@ -139,8 +132,8 @@ class AppService:
     observability: dict[str, Any]
     encryption: dict[str, Any] | None
     auto_scaling_arn: str
-    created_at: float = field(default_factory=_epoch)
-    updated_at: float = field(default_factory=_epoch)
+    created_at: float = field(default_factory=epoch)
+    updated_at: float = field(default_factory=epoch)
     status: str = "OPERATION_IN_PROGRESS"
     operations: list[Operation] = field(default_factory=list)  # oldest first
     log: StreamWriter | None = None
@@ -151,7 +144,7 @@ class AppService:
 
     def set_status(self, status: str) -> None:
         if not self.history or self.history[-1][1] != status:
-            self.history.append((_epoch(), status))
+            self.history.append((epoch(), status))
         self.status = status
 
     @property
@@ -260,7 +253,7 @@ class AppRunner:
         op = Operation(id=str(uuid.uuid4()), type=op_type, target_arn=service.arn)
         service.operations.append(op)
         service.set_status("OPERATION_IN_PROGRESS")
-        service.updated_at = _epoch()
+        service.updated_at = epoch()
         fail = op_type in ("START_DEPLOYMENT", "UPDATE_SERVICE") and self.settings.take_flag("fail_deployment")
         service.event(f"{op_type} operation {op.id} started.")
         self._stop_app(service)
@@ -319,7 +312,7 @@ class AppRunner:
 
     def _end_operation(self, service: AppService, op: Operation, on_success: str, fail: bool, rollback: Any) -> None:
         with self._lock:
-            now = _epoch()
+            now = epoch()
             if op.type in _STARTS_APP and service.app is not None and not fail:
                 code = service.app.poll()
                 if code is not None and code != 0:

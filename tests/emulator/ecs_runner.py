@@ -37,25 +37,18 @@ from cwlogs import StreamWriter
 from locks import MOTO_LOCK
 from pg import PgServer
 from settings import Settings
-from wire import region_of
+from wire import ServiceError, epoch, region_of
 
 JSON_11 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 HANDLED = ("RunTask", "DescribeTasks", "ListTasks", "StopTask")
 
 
-class EcsError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class EcsError(ServiceError):
+    pass
 
 
 # -- task model ----------------------------------------------------------------------
-
-
-def _epoch() -> float:
-    return round(time.time(), 3)
 
 
 @dataclass
@@ -99,7 +92,7 @@ class TaskRun:
     memory: str | None
     containers: list[ContainerRun]
     platform_version: str | None
-    created_at: float = field(default_factory=_epoch)
+    created_at: float = field(default_factory=epoch)
     last_status: str = "PROVISIONING"
     desired_status: str = "RUNNING"
     version: int = 1
@@ -377,19 +370,19 @@ class EcsRunner:
             return self._finish_before_start(task)
         with task.lock:
             task.set_status("PENDING")
-            task.pull_started_at = _epoch()
-            task.connectivity_at = _epoch()
+            task.pull_started_at = epoch()
+            task.connectivity_at = epoch()
         if self._wait(task, start / 2):
             return self._finish_before_start(task)
         with task.lock:
-            task.pull_stopped_at = _epoch()
+            task.pull_stopped_at = epoch()
         failure = self._start_containers(task)
         if failure:
             self._kill_all(task)
             self._join_pumps(task)
             return self._finish(task, code="TaskFailedToStart", reason=failure)
         with task.lock:
-            task.started_at = _epoch()
+            task.started_at = epoch()
             task.set_status("RUNNING")
             for c in task.containers:
                 if c.proc is not None:
@@ -405,12 +398,12 @@ class EcsRunner:
             task.changed.clear()
         with task.lock:
             task.desired_status = "STOPPED"
-            task.stopping_at = _epoch()
+            task.stopping_at = epoch()
             task.set_status("DEACTIVATING" if task.stop_request is None else "STOPPING")
         self._kill_all(task)
         self._join_pumps(task)
         with task.lock:
-            task.execution_stopped_at = _epoch()
+            task.execution_stopped_at = epoch()
         if task.stop_request is not None:
             self._finish(task, code="UserInitiated", reason=task.stop_request)
         elif self._shutting_down.is_set():
@@ -425,7 +418,7 @@ class EcsRunner:
 
     def _finish(self, task: TaskRun, code: str, reason: str) -> None:
         with task.lock:
-            now = _epoch()
+            now = epoch()
             task.desired_status = "STOPPED"
             task.stop_code = task.stop_code or code
             task.stopped_reason = task.stopped_reason or reason

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+
+class ServiceError(Exception):
+    """An error answered in the protocol's shape: an AWS error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def epoch() -> float:
+    """Now, as AWS JSON protocols send timestamps: epoch seconds, to the millisecond."""
+    return round(time.time(), 3)
 
 
 def region_of(environ: dict[str, Any], default: str = "us-east-1") -> str:
