@@ -51,11 +51,7 @@ fn a_failed_ecs_migration_pauses_the_service_for_the_restore_keeps_its_endpoint_
     let cmd = emu.alembic();
     let health = format!("health = {{ url = \"{}\", timeout = \"30s\" }}", emu.health_url(&s));
     let p = emu.project(&s, &strs(&cmd), &health);
-    std::fs::write(
-        p.path().join("ferry.toml"),
-        std::fs::read_to_string(p.path().join("ferry.toml")).unwrap() + "env = { FERRY_FIXTURE_FAIL = \"1\" }\n",
-    )
-    .unwrap();
+    p.failing_migration();
     let before = orders(&emu, cluster);
     let source_before = emu.service(&s)["source"].clone();
     let seen = emu.service_history(&s).len();
@@ -93,11 +89,7 @@ fn the_new_cluster_strategy_points_only_database_url_at_the_restored_cluster() {
         emu.health_url(&s)
     );
     let p = emu.project(&s, &strs(&cmd), &extra);
-    std::fs::write(
-        p.path().join("ferry.toml"),
-        std::fs::read_to_string(p.path().join("ferry.toml")).unwrap() + "env = { FERRY_FIXTURE_FAIL = \"1\" }\n",
-    )
-    .unwrap();
+    p.failing_migration();
     let before = orders(&emu, cluster);
     let service_before = emu.service(&s);
     let seen = emu.service_history(&s).len();

@@ -47,12 +47,7 @@ fn a_migration_failing_halfway_is_restored_under_the_original_identifier() {
     let s = emu.setup(true);
     let cmd = emu.alembic();
     let p = emu.project(&s, &strs(&cmd), "");
-    // The fixture's 0003b fails when FERRY_FIXTURE_FAIL=1, after 0003a committed its changes.
-    std::fs::write(
-        p.path().join("ferry.toml"),
-        std::fs::read_to_string(p.path().join("ferry.toml")).unwrap() + "env = { FERRY_FIXTURE_FAIL = \"1\" }\n",
-    )
-    .unwrap();
+    p.failing_migration();
     let cluster = s["cluster"].as_str().unwrap();
     let before = emu.query(cluster, "SELECT id, customer_id, total_cents FROM orders ORDER BY id");
     assert_eq!(before.as_array().unwrap().len(), 7);

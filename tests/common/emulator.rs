@@ -223,6 +223,15 @@ impl Project {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Make the migration fail halfway: the fixture's 0003b breaks with
+    /// FERRY_FIXTURE_FAIL=1, after 0003a committed its changes. The ECS
+    /// migration table is the last one `Emulator::project` writes.
+    pub fn failing_migration(&self) {
+        let toml = self.dir.path().join("ferry.toml");
+        let text = std::fs::read_to_string(&toml).unwrap() + "env = { FERRY_FIXTURE_FAIL = \"1\" }\n";
+        std::fs::write(toml, text).unwrap();
+    }
 }
 
 pub fn strs(cmd: &[String]) -> Vec<&str> {
