@@ -79,11 +79,6 @@ fn deployment_result(
             format_duration(run.env.timeouts.migration)
         )),
         Some(0) => Ok(format!("deployment {} succeeded", handle.id)),
-        None if why.starts_with("still in progress") => Err(StepError::Failed(format!(
-            "deployment {} did not finish within {} ({why})",
-            handle.id,
-            format_duration(run.env.timeouts.migration)
-        ))),
         _ => Err(StepError::Failed(format!("deployment {} {why}", handle.id))),
     }
 }
@@ -195,7 +190,11 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
                 }
                 Some(at) if now - at >= stop_wait => {
                     let reason = if apprunner {
-                        format!("still in progress {} after the migration timeout", format_duration(stop_wait))
+                        format!(
+                            "did not finish within {}, nor in the {} after it",
+                            format_duration(run.env.timeouts.migration),
+                            format_duration(stop_wait)
+                        )
                     } else {
                         format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs())
                     };

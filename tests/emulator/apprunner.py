@@ -63,7 +63,7 @@ import rds_pg
 from cwlogs import StreamWriter
 from pg import PgServer
 from settings import Settings
-from wire import ServiceError, epoch, region_of
+from wire import ServiceError, epoch, json_object, region_of
 
 JSON_10 = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AppRunner."
@@ -222,12 +222,7 @@ class AppRunner:
         action = target[len(TARGET_PREFIX) :]
         headers = [("Content-Type", JSON_10)]
         try:
-            try:
-                params = json.loads(body or b"{}")
-            except ValueError as e:
-                raise AppRunnerError("InvalidRequestException", f"body is not JSON: {e}") from e
-            if not isinstance(params, dict):
-                raise AppRunnerError("InvalidRequestException", "body must be a JSON object")
+            params = json_object(body, AppRunnerError, "InvalidRequestException")
             method = getattr(self, "op_" + action, None)
             if method is None:
                 raise AppRunnerError("UnknownOperationException", f"emulator: App Runner {action} is not emulated")

@@ -37,7 +37,7 @@ from cwlogs import StreamWriter
 from locks import MOTO_LOCK
 from pg import PgServer
 from settings import Settings
-from wire import ServiceError, epoch, region_of
+from wire import ServiceError, epoch, json_object, region_of
 
 JSON_11 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -222,12 +222,7 @@ class EcsRunner:
         self, action: str, environ: dict[str, Any], body: bytes, call_moto: Callable[[bytes], tuple[int, list, bytes]]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         try:
-            try:
-                params = json.loads(body or b"{}")
-            except ValueError as e:
-                raise EcsError("SerializationException", f"body is not JSON: {e}") from e
-            if not isinstance(params, dict):
-                raise EcsError("SerializationException", "body must be a JSON object")
+            params = json_object(body, EcsError, "SerializationException")
             region = region_of(environ)
             if action == "RunTask":
                 result = self.run_task(params, region, body, call_moto)

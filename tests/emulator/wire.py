@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,6 +14,17 @@ class ServiceError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def json_object(body: bytes, error: type[ServiceError], code: str) -> dict[str, Any]:
+    """A JSON protocol's request body, which must be an object; else `error(code, ...)`."""
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError as e:
+        raise error(code, f"body is not JSON: {e}") from e
+    if not isinstance(params, dict):
+        raise error(code, "body must be a JSON object")
+    return params
 
 
 def epoch() -> float:
