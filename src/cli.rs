@@ -72,6 +72,9 @@ pub enum Command {
     /// Past runs from the journal
     #[command(subcommand, after_help = "Docs: docs/commands/runs.md")]
     Runs(RunsCommand),
+    /// Remove an environment's lock whose holder is gone (killed, machine lost); recorded
+    #[command(after_help = "Docs: docs/commands/unlock.md")]
+    Unlock(UnlockArgs),
     /// Continue an interrupted run from its journal
     #[command(after_help = "Docs: docs/commands/resume.md")]
     Resume(ResumeArgs),
@@ -209,12 +212,36 @@ pub enum ServiceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Runs, newest first
+    /// Runs, newest first; journals that cannot be read are listed too
     #[command(after_help = "Docs: docs/commands/runs.md")]
-    List,
+    List {
+        /// Only this environment's runs
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// Only runs started since then: a duration back from now (90m, 7d) or an RFC 3339 time
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+    },
     /// One run's record
     #[command(after_help = "Docs: docs/commands/runs.md")]
     Show { run_id: String },
+    /// Declare an unfinished run over, with the reason, so it stops blocking its environment
+    #[command(after_help = "Docs: docs/commands/runs.md")]
+    Abandon {
+        run_id: String,
+        /// Why (recorded in the run, with who and when)
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The environment whose database lock to remove
+    pub env: String,
+    /// Why (recorded with the removed lock)
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]

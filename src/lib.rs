@@ -9,5 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod migrations;
 pub mod output;
+pub mod provenance;
 pub mod provider;
 pub mod runbook;
+pub mod state;

@@ -10,6 +10,7 @@ fn main() {
         eprintln!("error: internal error in ferry (a bug); the run's journal, if any, is in .ferry/runs/");
         std::process::exit(1);
     }));
+    ferry::state::private_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

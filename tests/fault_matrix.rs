@@ -14,6 +14,7 @@ use ferry::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
 use ferry::runbook::journal::{self, Journal};
 use ferry::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
 use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
+use ferry::state::Store;
 
 const SECRET: &str = "s3cr3t-t0ken-value";
 const CLUSTER: &str = "app-prod";
@@ -90,7 +91,7 @@ impl Harness {
             RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", self.options.clone(), &steps);
         let run_id = record.run_id.clone();
         let redactor = Redactor::new(self.env.secrets());
-        let journal = Journal::create(self.dir.path(), &record, redactor.clone()).expect("journal");
+        let journal = Journal::create(&Store::local(self.dir.path()), &record, redactor.clone()).expect("journal");
         let killed = self.fake.killed();
         let first = {
             let mut run = self.run(journal, record);
@@ -103,10 +104,12 @@ impl Harness {
             return (r, false);
         }
         // What a SIGKILL leaves behind: a journal saying "running".
-        let on_disk = journal::read_run(self.dir.path(), &run_id).expect("journal readable after kill");
+        let on_disk = journal::read_run(&Store::local(self.dir.path()), &run_id).expect("journal readable after kill");
         assert_eq!(on_disk.outcome, Outcome::Running, "a killed run is recorded as running, not finished");
         self.fake.clear_faults();
-        let (journal, mut record) = Journal::open(self.dir.path(), &run_id, redactor).expect("reopen");
+        let store = Store::local(self.dir.path());
+        let mut record = journal::read_run(&store, &run_id).expect("reopen");
+        let journal = Journal::attach(&store, &run_id, redactor);
         prepare_resume(&mut record).expect("a killed run can be resumed");
         let mut run = self.run(journal, record);
         (deploy(&mut run).await, true)
@@ -152,14 +155,22 @@ impl Harness {
                     "failed copy kept as the migration left it: {kept:?}"
                 );
             }
+            Outcome::NeedsAttention if r.state.as_deref().is_some_and(|s| s.starts_with("unknown:")) => {
+                // What the migration did is unknown: nothing is restored (that
+                // could throw away a migration that succeeded), nothing deleted.
+                assert!(r.restore.is_none(), "no automatic restore when the outcome is unknown");
+                assert!(!self.fake.snapshot_ids().is_empty(), "the snapshot is kept");
+                assert!(r.exit_code == Some(5));
+            }
             Outcome::NeedsAttention => {
                 assert!(!tasks.is_empty() && migrated, "needs_attention only after the migration changed data");
                 assert!(!self.fake.snapshot_ids().is_empty(), "the snapshot is kept");
             }
             Outcome::Interrupted | Outcome::Running => panic!("run did not finish: {r:?}"),
+            Outcome::Abandoned => panic!("a run is only abandoned by a person: {r:?}"),
         }
         // 3. The journal on disk is the final record, every step accounted for.
-        let on_disk = journal::read_run(self.dir.path(), &r.run_id).expect("journal");
+        let on_disk = journal::read_run(&Store::local(self.dir.path()), &r.run_id).expect("journal");
         assert_eq!(&on_disk, r, "journal matches the returned record");
         assert_eq!(r.exit_code, Some(r.outcome.exit_code()));
         for s in &r.steps {
@@ -186,9 +197,10 @@ impl Harness {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Error,
+    Refused,
     Throttle,
     Hang,
     Kill,
@@ -199,6 +211,7 @@ enum Fault {
 fn arm(h: &Harness, step: &str, fault: Fault) {
     let kind = match fault {
         Fault::Error => FaultKind::Error,
+        Fault::Refused => FaultKind::Refused,
         Fault::Throttle => FaultKind::Throttle(3),
         Fault::Hang => FaultKind::Hang,
         Fault::Kill => FaultKind::Kill,
@@ -211,7 +224,7 @@ fn arm(h: &Harness, step: &str, fault: Fault) {
             // The new code answers 500 on the migrated schema, until the restore.
             Fault::Error => h.fake.set_unhealthy_while_migrated(500),
             Fault::Throttle => h.fake.set_health(vec![503, 503, 200]),
-            Fault::Hang | Fault::Kill => h.fake.fault(Op::Health, kind),
+            Fault::Hang | Fault::Kill | Fault::Refused => h.fake.fault(Op::Health, kind),
         },
         "restore" => {
             h.fake.set_task_script(TaskScript::fails_halfway());
@@ -233,7 +246,10 @@ fn expected(step: &str, fault: Fault) -> Outcome {
     use Outcome::*;
     match (step, fault) {
         ("preflight" | "snapshot", Fault::Error | Fault::Hang) => Aborted,
-        ("migrate", Fault::Error) => Aborted,
+        // RunTask refused: proof that nothing started. RunTask failing without
+        // an answer: it may have started, so the outcome is unknown (exit 5).
+        ("migrate", Fault::Refused) => Aborted,
+        ("migrate", Fault::Error) => NeedsAttention,
         ("migrate", Fault::Hang) => Restored,
         ("verify", Fault::Error | Fault::Hang) => Restored,
         ("restore" | "rename" | "service", Fault::Error | Fault::Hang) => NeedsAttention,
@@ -251,13 +267,20 @@ async fn scenario(step: &str, fault: Fault) {
     assert_eq!(r.outcome, want, "{step} × {fault:?}: {r:#?}\noutput:\n{}", h.output());
     assert_eq!(resumed, matches!(fault, Fault::Kill), "{step} × {fault:?}: kill fault fired iff armed");
     h.assert_invariants(&r);
+    if step == "migrate" && fault == Fault::Error {
+        let next = r.next.clone().unwrap_or_default();
+        assert!(next.starts_with("ferry check"), "unknown outcome: check first, then decide: {next}");
+        return;
+    }
     if let Outcome::NeedsAttention = want {
         // A failed restore is retried by `ferry resume`, which then completes it.
         let next = r.next.clone().unwrap_or_default();
         assert!(next.starts_with("ferry resume"), "{step} × {fault:?}: {next}");
         h.fake.recover();
         let redactor = Redactor::new(h.env.secrets());
-        let (journal, mut record) = Journal::open(h.dir.path(), &r.run_id, redactor).expect("reopen");
+        let store = Store::local(h.dir.path());
+        let mut record = journal::read_run(&store, &r.run_id).expect("reopen");
+        let journal = Journal::attach(&store, &r.run_id, redactor);
         prepare_resume(&mut record).expect("failed restore is resumable");
         let mut run = h.run(journal, record);
         let again = deploy(&mut run).await;
@@ -287,6 +310,7 @@ matrix! {
     snapshot_hang: "snapshot", Hang;
     snapshot_killed: "snapshot", Kill;
     migrate_error: "migrate", Error;
+    migrate_refused: "migrate", Refused;
     migrate_throttled: "migrate", Throttle;
     migrate_hang: "migrate", Hang;
     migrate_killed: "migrate", Kill;
@@ -437,7 +461,7 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let record =
         RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
     let redactor = Redactor::new(h.env.secrets());
-    let journal = Journal::create(h.dir.path(), &record, redactor.clone()).expect("journal");
+    let journal = Journal::create(&Store::local(h.dir.path()), &record, redactor.clone()).expect("journal");
     let mut run = h.run(journal, record);
     // The "signal" arrives 105 s in: the snapshot (90 s) is seen available by
     // 101 s at the latest (10 s poll cap + 10 % jitter), and the task (20 s) runs.
@@ -452,7 +476,9 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     assert_eq!(tasks.len(), 1);
     drop(run);
 
-    let (journal, mut record) = Journal::open(h.dir.path(), &r.run_id, redactor).expect("reopen");
+    let store = Store::local(h.dir.path());
+        let mut record = journal::read_run(&store, &r.run_id).expect("reopen");
+        let journal = Journal::attach(&store, &r.run_id, redactor);
     prepare_resume(&mut record).expect("resumable");
     let mut run = h.run(journal, record);
     let done = deploy(&mut run).await;

@@ -30,6 +30,16 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         ProviderError::Rejected(m) => CommandError::Usage(m),
         other => other.into(),
     })?;
+    // The migration of a run runs `ferry db exec` under the lock its run holds
+    // (FERRY_RUN_ID names that run); anyone else takes the lock.
+    let store = ctx.store(env)?;
+    let database = db.as_database().cluster_id().to_string();
+    let own_run = std::env::var("FERRY_RUN_ID").ok();
+    let held_by_own_run = match (&own_run, crate::state::lock::read(&store, &database)) {
+        (Some(run), Ok(Some((holder, _)))) => holder.run_id.as_deref() == Some(run.as_str()),
+        _ => false,
+    };
+    let _lock = if held_by_own_run { None } else { Some(ctx.lock(&store, env, &database, None, "db exec")?) };
     // Statements before a failing one may have been applied (SQLite): a person must look.
     let rows = db.exec(&sql, create).await.map_err(|e| match e.error {
         ProviderError::NotFound(what) => {

@@ -7,11 +7,11 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{CmdResult, CommandError, Context, print_json};
-use crate::cli::{LogsArgs, RunsCommand};
+use crate::cli::LogsArgs;
 use crate::config::{EnvConfig, HumanDuration};
-use crate::output::{Redactor, render};
+use crate::output::Redactor;
 use crate::provider::{ProviderError, StackOutputs, TaskState, aws};
-use crate::runbook::journal::{list_runs, read_run};
+use crate::runbook::journal::{read_run, readable_runs};
 use crate::runbook::logs::Streams;
 use crate::runbook::plan::deploy_plan;
 use crate::runbook::record::RunOptions;
@@ -115,7 +115,10 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         Some(s) => Some(s.status().await?),
         None => None,
     };
-    let last = list_runs(&ctx.config.state_dir).into_iter().find(|r| r.env == env.name);
+    let store = ctx.store(env)?;
+    let last = readable_runs(&store, Some(&env.name)).into_iter().next();
+    let lock = crate::state::lock::read(&store, db.cluster_id());
+    let blocking = crate::runbook::journal::blocking_runs(&store, &env.name, None).unwrap_or_default();
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
         print_json(
@@ -125,7 +128,10 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
                 "snapshots": snaps,
                 "running_tasks": tasks,
                 "service": service,
-                "last_run": last
+                "last_run": last,
+                "lock": lock.as_ref().ok().and_then(|l| l.as_ref().map(|(h, _)| h.clone())),
+                "unfinished_runs": blocking.iter().map(|l| l.run_id()).collect::<Vec<_>>(),
+                "state": store.describe(),
             }),
             &redactor,
         );
@@ -139,7 +145,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         crate::outln!("snapshots  none");
     }
     for s in &snaps {
-        let at = s.created_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
         crate::outln!("snapshot   {} {} {}% {at}", s.id, s.status, s.percent);
     }
     if tasks.is_empty() {
@@ -163,6 +169,14 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         }
         None => crate::outln!("last run   none"),
     }
+    match &lock {
+        Ok(Some((h, _))) => crate::outln!("lock       held: {}", h.describe()),
+        Ok(None) => crate::outln!("lock       free"),
+        Err(e) => crate::outln!("lock       {e}"),
+    }
+    for l in &blocking {
+        crate::outln!("unfinished {}", super::unfinished_message(env, l, 1));
+    }
     Ok(0)
 }
 
@@ -180,14 +194,13 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
     let (task_id, stream) = match (&a.task, &a.run) {
         (Some(task), _) => (task.clone(), cloud.runner.log_stream_of(task).await.map_err(usage)?),
         (None, Some(run_id)) => {
-            let r = read_run(&ctx.config.state_dir, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
+            let r = read_run(&ctx.store(env)?, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
             let t = r.task.ok_or_else(|| CommandError::Usage(format!("run {run_id} started no migration task")))?;
             (t.arn, t.log_stream)
         }
         (None, None) => {
-            let t = list_runs(&ctx.config.state_dir)
+            let t = readable_runs(&ctx.store(env)?, Some(&env.name))
                 .into_iter()
-                .filter(|r| r.env == env.name)
                 .find_map(|r| r.task)
                 .ok_or_else(|| {
                     CommandError::Usage(format!("no run of {} has started a migration task yet", env.name))
@@ -240,48 +253,6 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         print_json(&collected, &redactor);
     }
     Ok(0)
-}
-
-pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
-    let redactor = Redactor::default();
-    match c {
-        RunsCommand::List => {
-            let runs = list_runs(&ctx.config.state_dir);
-            if ctx.json() {
-                print_json(&runs, &redactor);
-                return Ok(0);
-            }
-            if runs.is_empty() {
-                eprintln!("no runs yet in {}", ctx.config.state_dir.display());
-            }
-            for r in runs {
-                crate::outln!(
-                    "{:<40} {:<8} {:<16} exit {:<3} {}",
-                    r.run_id,
-                    r.command,
-                    r.outcome.as_str(),
-                    r.outcome.exit_code(),
-                    r.started_at.to_rfc3339()
-                );
-            }
-            Ok(0)
-        }
-        RunsCommand::Show { run_id } => {
-            let r = read_run(&ctx.config.state_dir, &run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
-            if ctx.json() {
-                print_json(&r, &redactor);
-                return Ok(0);
-            }
-            for line in render::summary(&r) {
-                crate::outln!("{line}");
-            }
-            crate::outln!("steps:");
-            for line in render::steps_table(&r) {
-                crate::outln!("{line}");
-            }
-            Ok(0)
-        }
-    }
 }
 
 pub fn validate(ctx: &Context) -> CmdResult {

@@ -3,6 +3,7 @@
 //! an exit code.
 
 mod db;
+mod history;
 mod inspect;
 pub(crate) mod migrations;
 mod restore;
@@ -18,7 +19,9 @@ use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError, EnvConfig, ProviderKind};
 use crate::output::{OutputFormat, Redactor, Reporter};
 use crate::provider::{Cloud, ProviderError, aws, local};
+use crate::runbook::journal::{Listed, blocking_runs};
 use crate::runbook::{AssumeYes, Confirm, NoOneToAsk};
+use crate::state::{EnvLock, Holder, Location, LockError, Store};
 
 /// A command that ended without a run record.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,62 @@ impl Context {
         }
     }
 
+    /// Where the environment's runs and locks live: `FERRY_STATE`, then its
+    /// `state`, then `state_dir`.
+    pub fn store(&self, env: &EnvConfig) -> Result<Store, CommandError> {
+        let location = match std::env::var("FERRY_STATE").ok().filter(|s| !s.trim().is_empty()) {
+            Some(s) if s.contains("://") => {
+                Location::parse_s3(&s).map_err(|e| CommandError::Usage(format!("FERRY_STATE: {e}")))?
+            }
+            Some(s) => {
+                let p = PathBuf::from(&s);
+                Location::Local(std::path::absolute(&p).unwrap_or(p))
+            }
+            None => env.state.clone(),
+        };
+        match location {
+            Location::Local(dir) => Ok(Store::local(&dir)),
+            Location::S3 { bucket, prefix } => {
+                let region = self.aws.region.clone().or_else(|| env.region.clone());
+                Store::s3(&bucket, &prefix, region, self.aws.profile.clone())
+                    .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
+            }
+        }
+    }
+
+    /// Take the lock on `database` for a command that changes it, for as long as
+    /// the returned guard lives. Held elsewhere: exit 3 naming the holder.
+    pub fn lock(
+        &self,
+        store: &Store,
+        env: &EnvConfig,
+        database: &str,
+        run_id: Option<&str>,
+        command: &str,
+    ) -> Result<EnvLock, CommandError> {
+        EnvLock::acquire(store, Holder::new(database, &env.name, run_id, command)).map_err(|e| {
+            let hint = match &e {
+                LockError::Held { .. } | LockError::Unreadable { .. } => format!(
+                    "; nothing was done. Run this again when that ferry has finished; if it is gone (killed, its machine lost),                      `ferry unlock {}` removes the lock",
+                    env.name
+                ),
+                LockError::Backend { .. } => format!("; nothing was done (state: {})", store.describe()),
+            };
+            CommandError::Failed(format!("{e}{hint}"))
+        })
+    }
+
+    /// Refuse while a run of the environment (other than `except`) is unfinished,
+    /// needs attention, or has a journal that cannot be read.
+    pub fn refuse_unfinished(&self, store: &Store, env: &EnvConfig, except: Option<&str>) -> Result<(), CommandError> {
+        let blocking = blocking_runs(store, &env.name, except)
+            .map_err(|e| CommandError::Failed(format!("{e}; nothing was done (cannot tell whether a run is unfinished)")))?;
+        match blocking.first() {
+            None => Ok(()),
+            Some(first) => Err(CommandError::Failed(unfinished_message(env, first, blocking.len()))),
+        }
+    }
+
     pub fn confirmer(&self) -> Arc<dyn Confirm> {
         if self.yes {
             Arc::new(AssumeYes)
@@ -132,6 +191,41 @@ impl Context {
 
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
+    }
+}
+
+/// Why an unfinished run blocks the environment, and the commands that settle it.
+pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String {
+    let more = if count > 1 { format!(" (and {} more; `ferry runs list --env {}`)", count - 1, env.name) } else { String::new() };
+    let abandon = format!("ferry runs abandon {} --reason \"...\"", run.run_id());
+    match run {
+        Listed::Unreadable { location, error, .. } => format!(
+            "environment {} has a run whose journal cannot be read: {location} ({error}){more}; nothing was done. \
+             Find out what that run did (`ferry status {}`), then repair the file or settle it with `{abandon}`",
+            env.name, env.name
+        ),
+        Listed::Run(r) => {
+            let at = r
+                .steps
+                .iter()
+                .find(|s| !s.status.is_settled())
+                .map(|s| format!(" at {}", s.name))
+                .unwrap_or_default();
+            let settle = match (&r.outcome, &r.next) {
+                (crate::runbook::record::Outcome::NeedsAttention, Some(next)) => {
+                    format!("`{next}` (what it asked for), then `{abandon}`")
+                }
+                (crate::runbook::record::Outcome::NeedsAttention, None) => format!("`{abandon}` once it is settled"),
+                _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
+            };
+            format!(
+                "environment {} has an unfinished run: {} ({} {}{at}){more}; nothing was done. Settle it first: {settle}",
+                env.name,
+                r.run_id,
+                r.command,
+                r.outcome.as_str(),
+            )
+        }
     }
 }
 
@@ -212,7 +306,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Status(a) => inspect::status(ctx, &a.env).await,
         Command::Service(c) => service::run(ctx, c).await,
         Command::Logs(a) => inspect::logs(ctx, a).await,
-        Command::Runs(c) => inspect::runs(ctx, c),
+        Command::Runs(c) => history::runs(ctx, c),
+        Command::Unlock(a) => history::unlock(ctx, &a.env, a.reason.as_deref()).await,
         Command::Config(crate::cli::ConfigCommand::Validate) => inspect::validate(ctx),
         Command::Snapshot(c) => snapshots::run(ctx, c).await,
         Command::Db(c) => db::run(ctx, c).await,

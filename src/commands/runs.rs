@@ -7,8 +7,8 @@ use crate::cli::{DeployArgs, MigrateArgs, RestoreArgs};
 use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
 use crate::output::{append_step_summary, render};
 use crate::provider::Cloud;
-use crate::runbook::journal::Journal;
-use crate::runbook::record::{RunOptions, RunRecord, new_run_id};
+use crate::runbook::journal::{Journal, Listed, blocking_runs, read_run, readable_runs};
+use crate::runbook::record::{RunOptions, RunRecord, is_run_of, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
@@ -52,36 +52,103 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
         return Err(CommandError::Usage(format!("{}: {}", env.name, config::APPRUNNER_NEW_CLUSTER)));
     }
     let cloud = ctx.cloud(env).await?;
+    let store = ctx.store(env)?;
     let snapshot = super::restore::source(&cloud, env, &a.snapshot).await?;
     let out = ctx.reporter(Some(env));
-    let history = crate::runbook::journal::list_runs(&ctx.config.state_dir);
+    let history = readable_runs(&store, Some(&env.name));
     for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
         out.info(&line);
     }
     ctx.guard(env, "restore the database")?;
+    let run_id = new_run_id(&env.name, Utc::now());
+    let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
+    let resolves = restore_may_settle(ctx, &store, env, &snapshot.id)?;
     let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
-    start_with(ctx, env, cloud, "restore", options, &steps).await
+    let code = start_with(ctx, Started { env, cloud, store: &store, run_id, command: "restore", options }, &steps).await?;
+    if code == 0 {
+        settle(&store, &resolves, &lock, &out);
+    }
+    Ok(code)
 }
 
-async fn start(ctx: &Context, env: &EnvConfig, command: &str, options: RunOptions, steps: &[&str]) -> CmdResult {
-    let cloud = ctx.cloud(env).await?;
-    start_with(ctx, env, cloud, command, options, steps).await
-}
-
-async fn start_with(
+/// An unfinished run blocks a restore, except a restore of that run's own
+/// snapshot, confirmed by a person (or `--yes`): that is how a failed run that
+/// did not restore is settled. Returns the runs the restore will settle.
+fn restore_may_settle(
     ctx: &Context,
+    store: &crate::state::Store,
     env: &EnvConfig,
+    snapshot: &str,
+) -> Result<Vec<String>, CommandError> {
+    let blocking = blocking_runs(store, &env.name, None).map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    let own = |l: &Listed| matches!(l, Listed::Run(r) if r.snapshot.as_ref().is_some_and(|s| s.id == snapshot));
+    if let Some(other) = blocking.iter().find(|l| !own(l)) {
+        return Err(CommandError::Failed(super::unfinished_message(env, other, blocking.len())));
+    }
+    if blocking.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = blocking.iter().map(|l| l.run_id().to_string()).collect();
+    let question = format!(
+        "Run {} is unfinished and {snapshot} is its pre-deploy snapshot. Restore it, and record the run as settled by this restore?",
+        ids.join(", ")
+    );
+    match ctx.confirmer().ask(&question) {
+        Some(true) => Ok(ids),
+        Some(false) => Err(CommandError::Usage("declined; nothing was done".into())),
+        None => Err(CommandError::Usage(format!(
+            "run {} is unfinished; restoring its snapshot settles it, which needs a person's yes: pass --yes (or run at a terminal); nothing was done",
+            ids.join(", ")
+        ))),
+    }
+}
+
+/// Record on each run that the restore `lock` belongs to settled it.
+fn settle(store: &crate::state::Store, runs: &[String], lock: &crate::state::EnvLock, out: &crate::output::Reporter) {
+    let by = lock.holder().run_id.unwrap_or_default();
+    for id in runs {
+        let done = read_run(store, id).and_then(|mut r| {
+            r.resolved_by = Some(by.clone());
+            Journal::attach(store, id, out.redactor().clone()).save(&r)
+        });
+        match done {
+            Ok(()) => out.info(&format!("run {id} is recorded as settled by run {by}")),
+            Err(e) => out.warn(&format!("cannot record that run {by} settled run {id}: {e}")),
+        }
+    }
+}
+
+/// What a new run starts from.
+struct Started<'a> {
+    env: &'a EnvConfig,
     cloud: Cloud,
-    command: &str,
+    store: &'a crate::state::Store,
+    run_id: String,
+    command: &'static str,
     options: RunOptions,
-    steps: &[&str],
-) -> CmdResult {
+}
+
+/// Deploy and migrate: the provider, the lock, no unfinished run, then the run.
+async fn start(ctx: &Context, env: &EnvConfig, command: &'static str, options: RunOptions, steps: &[&str]) -> CmdResult {
+    let cloud = ctx.cloud(env).await?;
+    let store = ctx.store(env)?;
+    let run_id = new_run_id(&env.name, Utc::now());
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), command)?;
+    ctx.refuse_unfinished(&store, env, None)?;
+    start_with(ctx, Started { env, cloud, store: &store, run_id, command, options }, steps).await
+}
+
+/// Write the run's first record (it must reach the state backend) and drive it.
+/// The caller holds the environment's lock.
+async fn start_with(ctx: &Context, s: Started<'_>, steps: &[&str]) -> CmdResult {
+    let Started { env, cloud, store, run_id, command, options } = s;
     let out = ctx.reporter(Some(env));
-    let record = RunRecord::new(new_run_id(&env.name, Utc::now()), &env.name, command, options, steps);
-    let journal = Journal::create(&ctx.config.state_dir, &record, out.redactor().clone())
-        .map_err(|e| CommandError::Failed(e.to_string()))?;
-    out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.path().display()));
+    let mut record = RunRecord::new(run_id, &env.name, command, options, steps);
+    record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
+    let journal = Journal::create(store, &record, out.redactor().clone())
+        .map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.location()));
     if out.is_verbose() {
         out.info(&format!(
             "config {}, provider {:?}, database {}",
@@ -94,26 +161,49 @@ async fn start_with(
     execute(ctx, &mut run).await
 }
 
+/// The environment a run id belongs to (the longest env name that fits).
+pub fn env_of_run<'a>(ctx: &'a Context, run_id: &str) -> Result<&'a EnvConfig, CommandError> {
+    ctx.config
+        .envs
+        .values()
+        .filter(|e| is_run_of(run_id, &e.name))
+        .max_by_key(|e| e.name.len())
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "{run_id:?} is not a run id of any environment in {} (run ids look like <env>-<yyyymmddThhmmssZ>-<4 hex>; `ferry runs list` shows them)",
+                ctx.config.path.display()
+            ))
+        })
+}
+
 /// `ferry resume <run-id>`: continue a run its journal says is unfinished; a run
 /// whose restore failed retries the restore; a finished run is reported again.
 pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
-    let probe = crate::runbook::journal::read_run(&ctx.config.state_dir, run_id)
-        .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let env = ctx.env(&probe.env)?;
+    let env = env_of_run(ctx, run_id)?;
+    let store = ctx.store(env)?;
     let out = ctx.reporter(Some(env));
-    let (journal, mut record) = Journal::open(&ctx.config.state_dir, run_id, out.redactor().clone())
-        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    let probe = read_run(&store, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let mut check = probe.clone();
+    if let Err(why) = prepare_resume(&mut check) {
+        out.info(&why);
+        report(ctx, &probe, &out);
+        return Ok(probe.outcome.exit_code());
+    }
+    ctx.guard(env, "resume the run")?;
+    let cloud = ctx.cloud(env).await?;
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(run_id), "resume")?;
+    // Read again under the lock: another ferry may have resumed it meanwhile.
+    let mut record = read_run(&store, run_id).map_err(|e| CommandError::Failed(e.to_string()))?;
     let last = record.outcome;
     if let Err(why) = prepare_resume(&mut record) {
         out.info(&why);
         report(ctx, &record, &out);
         return Ok(record.outcome.exit_code());
     }
-    ctx.guard(env, "resume the run")?;
     out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
-    let cloud = ctx.cloud(env).await?;
+    let journal = Journal::attach(&store, run_id, out.redactor().clone());
     let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
-    run.save().map_err(|e| CommandError::Failed(e.to_string()))?;
+    run.save().map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
     execute(ctx, &mut run).await
 }
 

@@ -24,6 +24,10 @@ pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     let cloud = ctx.cloud(env).await?;
     let service = cloud.service.clone().ok_or_else(|| CommandError::Usage("no App Runner service".into()))?;
     let out = ctx.reporter(Some(env));
+    let _lock = match action {
+        Some(a) => Some(ctx.lock(&ctx.store(env)?, env, cloud.database.cluster_id(), None, &format!("service {a}"))?),
+        None => None,
+    };
     // Unreachable or missing: exit 3, before anything is asked of it.
     service.status().await?;
     let change = match action {

@@ -31,7 +31,7 @@ fn show(ctx: &Context, snaps: &[Snapshot]) {
         return;
     }
     for s in snaps {
-        let at = s.created_at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default();
+        let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
         let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
         let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
         crate::outln!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent);
@@ -45,9 +45,12 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
     usage_id(&id)?;
     ctx.guard(env, "create a snapshot")?;
     let cloud = ctx.cloud(env).await?;
+    let _lock = lock(ctx, env, &cloud, "snapshot create")?;
     let db = cloud.database.clone();
     if db.describe_snapshot(&id).await?.is_some() {
-        return Err(CommandError::Usage(format!("snapshot {id} already exists; pick another --id")));
+        return Err(CommandError::Failed(format!(
+            "snapshot {id} already exists; nothing was done (a snapshot is never overwritten): pick another --id"
+        )));
     }
     let tags = snapshot_tags(&env.name, "manual", "manual");
     let mut snap = call("create the snapshot", || db.create_snapshot(&id, &tags)).await?;
@@ -96,7 +99,16 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
             env.name
         )));
     }
-    if let Some(run) = needed_by(ctx).into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
+    let _lock = lock(ctx, env, &cloud, "snapshot delete")?;
+    let (needed, unreadable) = needed_by(ctx)?;
+    if let Some(run) = unreadable.first().filter(|r| crate::runbook::record::is_run_of(r, &env.name)) {
+        return Err(CommandError::Failed(format!(
+            "run {run} has a journal that cannot be read, so whether it needs snapshot {id} is unknown; nothing was deleted \
+             (`ferry runs list --env {}`; `ferry runs abandon {run} --reason ...` once it is settled)",
+            env.name
+        )));
+    }
+    if let Some(run) = needed.into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
         return Err(CommandError::Usage(format!(
             "snapshot {id} is the pre-deploy snapshot of run {run}, which needs attention and may need it: \
              `ferry resume {run}` or `ferry restore <env> --snapshot {id}` first (`ferry runs show {run}`)"
@@ -112,9 +124,26 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
 /// interrupted or need attention, unless a later `ferry restore` from that
 /// snapshot succeeded. `(snapshot, run)`. Snapshot ids are unique per database,
 /// so every environment's runs count (two environments may share a database).
-fn needed_by(ctx: &Context) -> Vec<(String, String)> {
+/// The second list holds runs whose journal cannot be read: what they need is
+/// unknown, so nothing of theirs may go.
+fn needed_by(ctx: &Context) -> Result<(Vec<(String, String)>, Vec<String>), CommandError> {
+    use crate::runbook::journal::{Listed, list_runs};
     use crate::runbook::record::Outcome;
-    let runs = crate::runbook::journal::list_runs(&ctx.config.state_dir);
+    let mut runs = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for env in ctx.config.envs.values() {
+        let store = ctx.store(env)?;
+        if !seen.insert(store.describe()) {
+            continue;
+        }
+        for l in list_runs(&store, None).map_err(|e| CommandError::Failed(format!("{e}; nothing was deleted")))? {
+            match l {
+                Listed::Run(r) => runs.push(*r),
+                Listed::Unreadable { run_id, .. } => unreadable.push(run_id),
+            }
+        }
+    }
     let restored_later = |snapshot: &str, after: chrono::DateTime<Utc>| {
         runs.iter().any(|r| {
             r.command == "restore"
@@ -123,12 +152,20 @@ fn needed_by(ctx: &Context) -> Vec<(String, String)> {
                 && r.restore.as_ref().is_some_and(|x| x.snapshot_id == snapshot)
         })
     };
-    runs.iter()
-        .filter(|r| matches!(r.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention))
+    let needed = runs
+        .iter()
+        .filter(|r| r.blocks_env())
         .filter_map(|r| Some((r.snapshot.as_ref()?.id.clone(), r.run_id.clone(), r.started_at)))
         .filter(|(snap, _, at)| !restored_later(snap, *at))
         .map(|(snap, run, _)| (snap, run))
-        .collect()
+        .collect();
+    Ok((needed, unreadable))
+}
+
+/// Take the environment's lock for a snapshot change.
+fn lock(ctx: &Context, env: &crate::config::EnvConfig, cloud: &crate::provider::Cloud, what: &str) -> Result<crate::state::EnvLock, CommandError> {
+    let store = ctx.store(env)?;
+    ctx.lock(&store, env, cloud.database.cluster_id(), None, what)
 }
 
 /// Only ferry's own pre-deploy snapshots of this environment are candidates
@@ -144,7 +181,14 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
         .filter(|s| s.is_ferry_pre_deploy(&env.name) && s.status == SnapshotStatus::Available)
         .collect();
     ours.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-    let needed = needed_by(ctx);
+    let _lock = lock(ctx, env, &cloud, "snapshot prune")?;
+    let (needed, unreadable) = needed_by(ctx)?;
+    if let Some(run) = unreadable.iter().find(|r| crate::runbook::record::is_run_of(r, &env.name)) {
+        return Err(CommandError::Failed(format!(
+            "run {run} has a journal that cannot be read, so which snapshots it needs is unknown; nothing was deleted \
+             (`ferry runs abandon {run} --reason ...` once it is settled)"
+        )));
+    }
     let doomed: Vec<Snapshot> = ours
         .into_iter()
         .skip(keep)

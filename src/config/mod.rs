@@ -105,6 +105,13 @@ pub struct EnvConfig {
     pub migration: MigrationConfig,
     pub service: Option<ServiceConfig>,
     pub health: Option<HealthConfig>,
+    /// Where run records and locks live (`state`, default `state_dir`).
+    #[serde(serialize_with = "ser_location")]
+    pub state: crate::state::Location,
+}
+
+fn ser_location<S: serde::Serializer>(l: &crate::state::Location, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&l.describe())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,8 +250,27 @@ impl EnvConfig {
     }
 
     /// Values that must never be printed.
+    /// Every secret of the environment as written: env values marked secret and
+    /// the passwords of its database URLs. The redactor adds their other forms.
     pub fn secrets(&self) -> Vec<String> {
-        self.migration.env.values().filter(|v| v.secret).map(|v| v.value.clone()).collect()
+        let mut out: Vec<String> =
+            self.migration.env.values().filter(|v| v.secret).map(|v| v.value.clone()).collect();
+        let urls = [
+            match &self.database {
+                DatabaseConfig::Url(DbUrl::Postgres(u)) => Some(u.as_str()),
+                _ => None,
+            },
+            match &self.database_url {
+                Some(DbUrl::Postgres(u)) => Some(u.as_str()),
+                _ => None,
+            },
+        ];
+        for u in urls.into_iter().flatten() {
+            if let Some(p) = url::Url::parse(u).ok().and_then(|u| u.password().map(str::to_string)) {
+                out.push(p);
+            }
+        }
+        out
     }
 }
 
@@ -325,16 +351,38 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let state_dir = match &raw.state_dir {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            return Err(at(
+                Some(s.span()),
+                "state_dir is empty: name a directory (default \".ferry\" beside ferry.toml), or remove the key".into(),
+            ));
+        }
         Some(s) => base.join(s.get_ref()),
         None => base.join(".ferry"),
     };
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
 
     let mut envs = BTreeMap::new();
+    let mut lowercase: BTreeMap<String, &str> = BTreeMap::new();
     for (name, env) in &raw.env {
+        // Snapshot ids and RDS identifiers ignore case: dev and DEV would collide.
+        if let Some(other) = lowercase.insert(name.get_ref().to_ascii_lowercase(), name.get_ref()) {
+            return Err(at(
+                Some(name.span()),
+                format!(
+                    "[env.{}] and [env.{other}] differ only in case; the names of snapshots and AWS resources ignore case, so rename one",
+                    name.get_ref()
+                ),
+            ));
+        }
         let merged = env.get_ref().clone().inherit(&raw.defaults);
+        let state = match &merged.state {
+            Some(s) => crate::state::Location::parse_s3(s.get_ref()).map_err(|e| at(Some(s.span()), e))?,
+            None => crate::state::Location::Local(state_dir.clone()),
+        };
         let mut resolved = resolve_env(&project, name.get_ref(), merged)
             .map_err(|(span, msg)| at(span.or(Some(env.span())), format!("[env.{}]: {msg}", name.get_ref())))?;
+        resolved.state = state;
         if let Some(a) = resolved.migration.alembic.as_mut() {
             a.versions = a.versions.iter().map(|p| std::path::absolute(base.join(p)).unwrap_or(base.join(p))).collect();
         }
@@ -357,8 +405,8 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     let prefix_span = raw.snapshot_prefix.as_ref().map(|s| s.span());
     let prefix_raw = raw.snapshot_prefix.map(|s| s.into_inner()).unwrap_or_else(|| DEFAULT_PREFIX.into());
     let snapshot_prefix = prefix_raw.replace("{project}", project).replace("{env}", name);
-    // The prefix is followed by -yyyymmdd-hhmmss: check a full id now.
-    check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000")).map_err(|e| {
+    // The prefix is followed by -yyyymmdd-hhmmss-<run hex>: check a full id now.
+    check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000-abcd")).map_err(|e| {
         (
             prefix_span.clone(),
             format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"),
@@ -424,6 +472,12 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     if runner != RunnerKind::Apprunner && command.is_empty() {
         return Err(err("missing migration.command, e.g. command = [\"alembic\", \"upgrade\", \"head\"]".into()));
     }
+    if command.first().is_some_and(|c| c.trim().is_empty()) {
+        return Err(err(
+            "migration.command starts with an empty program name; name the program first, e.g. [\"alembic\", \"upgrade\", \"head\"]"
+                .into(),
+        ));
+    }
     let ecs = if runner == RunnerKind::Ecs {
         fn need<T>(v: Option<T>, key: &str) -> Result<T, EnvError> {
             v.ok_or_else(|| (None, format!("runner \"ecs\" needs migration.{key}")))
@@ -462,6 +516,11 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
             (k, v)
         })
         .collect::<BTreeMap<_, _>>();
+    if let Some(k) = env.keys().find(|k| !is_env_name(k)) {
+        return Err(err(format!(
+            "migration.env key {k:?} is not an environment variable name: use letters, digits and underscores, not starting with a digit (the value goes on the right of =)"
+        )));
+    }
     if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL" && provider == ProviderKind::Local) {
         return Err(err(format!("migration.env.{k} is set by ferry from database.url; remove it")));
     }
@@ -521,6 +580,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         migration: MigrationConfig { runner, command, env, ecs, alembic },
         service,
         health,
+        state: crate::state::Location::Local(PathBuf::new()),
     };
     if cfg.stack.is_none()
         && let Some(first) = cfg.output_refs().first()
@@ -566,6 +626,11 @@ fn alembic_config(a: RawAlembic) -> Result<AlembicConfig, EnvError> {
         }
     };
     Ok(AlembicConfig { versions: versions.into_iter().map(PathBuf::from).collect(), version_table })
+}
+
+/// A name a process environment can carry and a shell can set: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn kebab<T: Serialize>(v: &T) -> String {

@@ -64,6 +64,8 @@ pub struct RawEnv {
     pub migration: Option<RawMigration>,
     pub service: Option<RawService>,
     pub health: Option<RawHealth>,
+    /// `s3://BUCKET/PREFIX`: run records and locks in S3 instead of `state_dir`.
+    pub state: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -115,7 +117,10 @@ pub enum OneOrMany {
 
 /// `KEY = "value"` or `KEY = { value = "...", secret = true }`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a string or a table { value = \"...\", secret = true }")]
+#[serde(
+    untagged,
+    expecting = "a migration.env value: a string, KEY = \"value\", or a table, KEY = { value = \"...\", secret = true } (quote numbers and booleans: KEY = \"1\")"
+)]
 pub enum RawEnvValue {
     Plain(String),
     Detailed(RawSecretValue),
@@ -173,7 +178,7 @@ macro_rules! inherit_fields {
 }
 
 inherit_fields!(RawEnv {
-    provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack
+    provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack, state
 } { timeouts, database, migration, service, health });
 inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});

@@ -99,6 +99,11 @@ enum Part {
 }
 
 impl Template {
+    /// The text, when it refers to no stack output.
+    pub fn as_literal(&self) -> Option<&str> {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_))).then_some(self.raw.as_str())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = raw;

@@ -22,6 +22,11 @@ pub enum OutputFormat {
     Json,
 }
 
+/// The one timestamp format ferry shows: RFC 3339, UTC, whole seconds.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 type Sink = Arc<Mutex<dyn Write + Send>>;
 
 pub struct Reporter {

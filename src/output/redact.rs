@@ -11,8 +11,29 @@ pub struct Redactor {
 const MASK: &str = "***";
 
 impl Redactor {
+    /// Every secret is masked in each of its forms: as written, percent-decoded
+    /// (a URL password `p%40ss` is `p@ss` to the program that uses it) and
+    /// percent-encoded (upper- and lower-case hex).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| {
+                let decoded = percent_decode(&s);
+                let mut forms = vec![s.clone()];
+                for base in [&s, &decoded] {
+                    forms.push(base.clone());
+                    forms.push(percent_encode(base, false));
+                    forms.push(percent_encode(base, true));
+                }
+                forms.push(decoded);
+                forms
+            })
+            // A one-character "form" would mask every such character in the output.
+            .filter(|s| s.len() > 1)
+            .collect();
+        secrets.sort();
+        secrets.dedup();
         // Longest first so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Redactor { secrets: Arc::new(secrets) }
@@ -44,6 +65,41 @@ impl Redactor {
     }
 }
 
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
+/// Encode every byte outside RFC 3986's unreserved set.
+fn percent_encode(s: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +115,17 @@ mod tests {
         let r = Redactor::new(["a\"b".to_string()]);
         let json = serde_json::to_string(&"x a\"b y").unwrap();
         assert_eq!(r.clean_json(&json), "\"x *** y\"");
+    }
+
+    #[test]
+    fn masks_a_secret_in_every_form() {
+        let r = Redactor::new(["Pw-URL-S3cr3t%40x".to_string()]);
+        for form in ["Pw-URL-S3cr3t%40x", "Pw-URL-S3cr3t@x", "Pw-URL-S3cr3t%2540x"] {
+            assert_eq!(r.clean(&format!("a {form} b")), "a *** b", "{form}");
+        }
+        let r = Redactor::new(["p@ss:w/rd".to_string()]);
+        for form in ["p@ss:w/rd", "p%40ss%3Aw%2Frd", "p%40ss%3aw%2frd"] {
+            assert_eq!(r.clean(&format!("[{form}]")), "[***]", "{form}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub fn outcome_line(r: &RunRecord) -> String {
         Outcome::NeedsAttention => "failed and needs attention",
         Outcome::Interrupted => "was interrupted",
         Outcome::Running => "is still running (or its ferry process died)",
+        Outcome::Abandoned => "was abandoned by a person",
     };
     format!("ferry {} {} {what} (exit {})", r.command, r.env, r.outcome.exit_code())
 }
@@ -17,6 +18,16 @@ pub fn outcome_line(r: &RunRecord) -> String {
 /// The closing block of a run: outcome, state, next command.
 pub fn summary(r: &RunRecord) -> Vec<String> {
     let mut lines = vec![outcome_line(r), format!("  run:      {}", r.run_id)];
+    if let Some(a) = &r.abandoned {
+        lines.push(format!(
+            "  abandoned: by {}@{} at {} ({}); it was {}",
+            a.by.user,
+            a.by.host,
+            crate::output::timestamp(a.at),
+            a.reason,
+            a.was.as_str()
+        ));
+    }
     if let Some(s) = &r.snapshot {
         lines.push(format!("  snapshot: {} ({}, {}%)", s.id, s.status, s.percent));
     }

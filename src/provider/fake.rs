@@ -39,8 +39,11 @@ pub enum Op {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
-    /// The call fails (not retryable).
+    /// The call fails (not retryable) without saying whether it took effect
+    /// (a network error, a server error).
     Error,
+    /// The platform refuses the request outright: it took no effect.
+    Refused,
     /// The call is throttled this many times, then goes through.
     Throttle(u32),
     /// The thing never finishes: a snapshot stays `creating`, a task keeps
@@ -383,6 +386,7 @@ impl FakeCloud {
         };
         match fault {
             Some(FaultKind::Error) => Err(ProviderError::Other(format!("injected failure in {op:?}"))),
+            Some(FaultKind::Refused) => Err(ProviderError::Rejected(format!("{op:?}: request refused"))),
             Some(FaultKind::Throttle(_)) => Err(ProviderError::Throttled(format!("{op:?}: rate exceeded"))),
             Some(FaultKind::Hang) => Ok(true),
             Some(FaultKind::Kill) | None => Ok(false),

@@ -205,6 +205,12 @@ pub trait MigrationRunner: Send + Sync {
     async fn log_stream_of(&self, task_id: &str) -> PResult<String> {
         Ok(task_id.to_string())
     }
+    /// How long a task this runner started may be "not found" and still be
+    /// there (a listing that lags behind the start). Past it the task's fate is
+    /// unknown.
+    fn missing_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

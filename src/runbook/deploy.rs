@@ -46,7 +46,9 @@ pub async fn restore_only(run: &mut Run) -> RunRecord {
 
 fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     // The journal could not be written: say so, and keep the outcome honest.
-    let migrating = run.record.task.is_some();
+    // Once the migration step began, something may have changed: never exit 3.
+    let migrating = run.record.task.is_some()
+        || !matches!(run.record.step_status("migrate"), StepStatus::Pending | StepStatus::Skipped);
     let outcome = if migrating { Outcome::NeedsAttention } else { Outcome::Aborted };
     let next = format!("ferry status {}", run.env.name);
     run.finish(
@@ -123,6 +125,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                     run.end(step.name, StepStatus::Failed, &e)?;
                     failure = Some(e);
                 }
+                Err(StepError::Unknown(e)) => return unknown(run, step.name, e),
                 Err(e) => return abort(run, step.name, e),
             },
             StepKind::Verify => match verify(run).await {
@@ -291,9 +294,33 @@ fn new_cluster_note(run: &Run) -> String {
     )
 }
 
+/// The migration began and what became of it is not known: the database may be
+/// migrated, partly migrated or untouched. No automatic restore (it would throw
+/// away a migration that succeeded): the state and the two ways on.
+fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, StepError> {
+    run.end(step, StepStatus::Failed, &message)?;
+    let db = run.cloud.database.cluster_id().to_string();
+    let env = run.env.name.clone();
+    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == "available").map(|s| s.id.clone());
+    let (state, next) = match snapshot {
+        Some(s) => (
+            format!(
+                "unknown: the migration may have run, fully or in part; {db} was not restored; snapshot {s} holds the data from before it"
+            ),
+            format!("ferry check {env}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})"),
+        ),
+        None => (
+            format!("unknown: the migration may have run, fully or in part; {db} was not restored and this run took no snapshot"),
+            format!("ferry check {env}"),
+        ),
+    };
+    Ok(run.finish(Outcome::NeedsAttention, Some(message), Some(state), Some(next)))
+}
+
 fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {
     let message = match e {
         StepError::Journal(j) => return Err(StepError::Journal(j)),
+        StepError::Unknown(m) => return unknown(run, step, m),
         StepError::Abort(m) | StepError::Failed(m) => m,
     };
     run.end(step, StepStatus::Failed, &message)?;

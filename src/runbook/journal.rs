@@ -1,112 +1,204 @@
-//! The journal: `<state_dir>/runs/<run-id>.json`, rewritten atomically (temp file,
-//! fsync, rename) before and after every step, so a run killed at any point can be
-//! read back and resumed. A lock file held for the life of the process keeps two
-//! ferry processes from driving one run.
+//! The journal: the run record at `runs/<run-id>.json` in the environment's
+//! state backend (a local directory or an S3 prefix), rewritten whole before and
+//! after every step, so a run killed at any point can be read back, from any
+//! machine that reaches the backend, and resumed.
+//!
+//! A write that the backend refuses mid-run goes to a local fallback file named
+//! on stderr, and the next write tries the backend again; only when both fail is
+//! the step refused (the runbook then ends the run with the record on stderr).
+//! The first write of a run must reach the backend itself: a run nobody else
+//! could see never starts.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
-use super::record::RunRecord;
+use super::record::{RunRecord, is_run_of};
 use crate::output::Redactor;
+use crate::state::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot write the journal {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("cannot read the journal {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    #[error("cannot write the journal {location}: {message}")]
+    Write { location: String, message: String },
+    #[error("cannot read the journal {location}: {message}")]
+    Read { location: String, message: String },
     #[error("no run {0} in {1}; `ferry runs list` shows the runs there")]
-    NoSuchRun(String, PathBuf),
-    #[error("run {0} is being driven by another ferry process right now")]
-    Locked(String),
+    NoSuchRun(String, String),
+}
+
+pub fn run_key(run_id: &str) -> String {
+    format!("runs/{run_id}.json")
 }
 
 pub struct Journal {
-    path: PathBuf,
+    store: Store,
+    run_id: String,
     redactor: Redactor,
-    _lock: File,
+    /// Where the record went when the backend refused it, if it did.
+    fallback: Mutex<Option<PathBuf>>,
 }
 
 impl Journal {
-    pub fn runs_dir(state_dir: &Path) -> PathBuf {
-        state_dir.join("runs")
-    }
-
-    /// Take the lock for `run_id` and write the first version of the record.
-    pub fn create(state_dir: &Path, record: &RunRecord, redactor: Redactor) -> Result<Self, JournalError> {
-        let journal = Self::lock(state_dir, &record.run_id, redactor)?;
-        journal.save(record)?;
+    /// Write the first version of the record; it must reach the backend.
+    pub fn create(store: &Store, record: &RunRecord, redactor: Redactor) -> Result<Self, JournalError> {
+        let journal = Self::attach(store, &record.run_id, redactor);
+        let text = journal.text(record)?;
+        store
+            .put(&run_key(&record.run_id), text.as_bytes())
+            .map_err(|e| JournalError::Write { location: journal.location(), message: e.0 })?;
         Ok(journal)
     }
 
-    /// Take the lock of an existing run and read its record.
-    pub fn open(state_dir: &Path, run_id: &str, redactor: Redactor) -> Result<(Self, RunRecord), JournalError> {
-        let path = Self::runs_dir(state_dir).join(format!("{run_id}.json"));
-        if !path.is_file() {
-            return Err(JournalError::NoSuchRun(run_id.to_string(), Self::runs_dir(state_dir)));
-        }
-        let journal = Self::lock(state_dir, run_id, redactor)?;
-        let record = read(&path)?;
-        Ok((journal, record))
+    /// The journal of an existing run (read it with [`read_run`]).
+    pub fn attach(store: &Store, run_id: &str, redactor: Redactor) -> Self {
+        Journal { store: store.clone(), run_id: run_id.to_string(), redactor, fallback: Mutex::new(None) }
     }
 
-    fn lock(state_dir: &Path, run_id: &str, redactor: Redactor) -> Result<Self, JournalError> {
-        let dir = Self::runs_dir(state_dir);
-        let werr = |source| JournalError::Write { path: dir.clone(), source };
-        fs::create_dir_all(&dir).map_err(werr)?;
-        let lock_path = dir.join(format!("{run_id}.lock"));
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(werr)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(run_id.to_string())),
-            Err(fs::TryLockError::Error(e)) => return Err(werr(e)),
-        }
-        Ok(Journal { path: dir.join(format!("{run_id}.json")), redactor, _lock: lock })
+    /// Where the record is, for messages.
+    pub fn location(&self) -> String {
+        self.store.location_of(&run_key(&self.run_id))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn text(&self, record: &RunRecord) -> Result<String, JournalError> {
+        let text = serde_json::to_string_pretty(record)
+            .map_err(|e| JournalError::Write { location: self.location(), message: e.to_string() })?;
+        Ok(self.redactor.clean_json(&text) + "\n")
     }
 
     pub fn save(&self, record: &RunRecord) -> Result<(), JournalError> {
-        let werr = |source| JournalError::Write { path: self.path.clone(), source };
-        let text = serde_json::to_string_pretty(record).map_err(|e| werr(std::io::Error::other(e)))?;
-        let text = self.redactor.clean_json(&text);
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).map_err(werr)?;
-        f.write_all(text.as_bytes()).map_err(werr)?;
-        f.write_all(b"\n").map_err(werr)?;
-        f.sync_all().map_err(werr)?;
-        fs::rename(&tmp, &self.path).map_err(werr)?;
-        Ok(())
+        let text = self.text(record)?;
+        let mut fallback = self.fallback.lock().unwrap_or_else(|e| e.into_inner());
+        let primary = match self.store.put(&run_key(&self.run_id), text.as_bytes()) {
+            Ok(_) => {
+                if let Some(path) = fallback.take() {
+                    eprintln!(
+                        "note: the journal is written to {} again; the fallback copy {} is no longer updated",
+                        self.location(),
+                        path.display()
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let path = fallback_path(&self.run_id);
+        match write_fallback(&path, text.as_bytes()) {
+            Ok(()) => {
+                if fallback.is_none() {
+                    eprintln!(
+                        "warning: cannot write the journal to {} ({primary}); writing it to {} until it can",
+                        self.location(),
+                        path.display()
+                    );
+                }
+                *fallback = Some(path);
+                Ok(())
+            }
+            Err(e) => Err(JournalError::Write {
+                location: self.location(),
+                message: format!("{primary}; and the fallback {} failed too: {e}", path.display()),
+            }),
+        }
     }
 }
 
-pub fn read(path: &Path) -> Result<RunRecord, JournalError> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| JournalError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| JournalError::Read { path: path.to_path_buf(), message: e.to_string() })
+/// `$TMPDIR/ferry-journals/<run-id>.json`: another file system than the state
+/// directory, in most set-ups.
+pub fn fallback_path(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join("ferry-journals").join(format!("{run_id}.json"))
 }
 
-/// Read a run without taking its lock (for `runs show`).
-pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalError> {
-    let path = Journal::runs_dir(state_dir).join(format!("{run_id}.json"));
-    if !path.is_file() {
-        return Err(JournalError::NoSuchRun(run_id.to_string(), Journal::runs_dir(state_dir)));
+fn write_fallback(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        crate::state::private_dir(dir)?;
     }
-    read(&path)
+    crate::state::write_private(path, body)
 }
 
-/// Every readable run, newest first.
-pub fn list_runs(state_dir: &Path) -> Vec<RunRecord> {
-    let Ok(entries) = fs::read_dir(Journal::runs_dir(state_dir)) else { return Vec::new() };
-    let mut runs: Vec<RunRecord> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .filter_map(|p| read(&p).ok())
-        .collect();
-    runs.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.run_id.cmp(&a.run_id)));
-    runs
+fn parse(location: String, body: &[u8]) -> Result<RunRecord, JournalError> {
+    serde_json::from_slice(body).map_err(|e| JournalError::Read { location, message: e.to_string() })
+}
+
+/// Read a run's record.
+pub fn read_run(store: &Store, run_id: &str) -> Result<RunRecord, JournalError> {
+    let key = run_key(run_id);
+    match store.get(&key) {
+        Ok(Some(v)) => parse(store.location_of(&key), &v.body),
+        Ok(None) => Err(JournalError::NoSuchRun(run_id.to_string(), store.location_of("runs"))),
+        Err(e) => Err(JournalError::Read { location: store.location_of(&key), message: e.0 }),
+    }
+}
+
+/// One entry of the runs in a backend: a record, or a journal that cannot be
+/// read (never hidden: it blocks its environment like an unfinished run).
+#[derive(Debug, Clone)]
+pub enum Listed {
+    Run(Box<RunRecord>),
+    Unreadable { run_id: String, location: String, error: String },
+}
+
+impl Listed {
+    pub fn run_id(&self) -> &str {
+        match self {
+            Listed::Run(r) => &r.run_id,
+            Listed::Unreadable { run_id, .. } => run_id,
+        }
+    }
+
+    /// Whether it keeps its environment from other changing commands.
+    pub fn blocks(&self) -> bool {
+        match self {
+            Listed::Run(r) => r.blocks_env(),
+            Listed::Unreadable { .. } => true,
+        }
+    }
+}
+
+/// Every run in the backend (of one environment when `env` is given), newest first.
+pub fn list_runs(store: &Store, env: Option<&str>) -> Result<Vec<Listed>, JournalError> {
+    let name_prefix = env.map(|e| format!("{e}-")).unwrap_or_default();
+    let keys = store
+        .list("runs", &name_prefix)
+        .map_err(|e| JournalError::Read { location: store.location_of("runs"), message: e.0 })?;
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(run_id) = key.strip_prefix("runs/").and_then(|k| k.strip_suffix(".json")) else { continue };
+        if env.is_some_and(|e| !is_run_of(run_id, e)) {
+            continue;
+        }
+        let location = store.location_of(&key);
+        let entry = match store.get(&key) {
+            Ok(Some(v)) => match parse(location.clone(), &v.body) {
+                Ok(r) => Listed::Run(Box::new(r)),
+                Err(e) => Listed::Unreadable { run_id: run_id.to_string(), location, error: e.to_string() },
+            },
+            Ok(None) => continue,
+            Err(e) => Listed::Unreadable { run_id: run_id.to_string(), location, error: e.0 },
+        };
+        out.push(entry);
+    }
+    // Run ids start with the env and the start time: newest first within an
+    // env; across envs, by start time.
+    out.sort_by(|a, b| match (a, b) {
+        (Listed::Run(x), Listed::Run(y)) => y.started_at.cmp(&x.started_at).then_with(|| y.run_id.cmp(&x.run_id)),
+        _ => b.run_id().cmp(a.run_id()),
+    });
+    Ok(out)
+}
+
+/// The runs of `env` that keep it from other changing commands, other than `except`.
+pub fn blocking_runs(store: &Store, env: &str, except: Option<&str>) -> Result<Vec<Listed>, JournalError> {
+    Ok(list_runs(store, Some(env))?.into_iter().filter(|l| l.blocks() && Some(l.run_id()) != except).collect())
+}
+
+/// Readable runs only, newest first (history for estimates and `status`).
+pub fn readable_runs(store: &Store, env: Option<&str>) -> Vec<RunRecord> {
+    list_runs(store, env)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| match l {
+            Listed::Run(r) => Some(*r),
+            Listed::Unreadable { .. } => None,
+        })
+        .collect()
 }

@@ -12,10 +12,8 @@ use super::wait::{Backoff, PollPolicy, call};
 use super::{Run, StepError};
 use crate::config::RunnerKind;
 use crate::config::values::format_duration;
-use crate::provider::{LogSource, TaskHandle, TaskSpec, TaskState};
+use crate::provider::{LogSource, ProviderError, TaskHandle, TaskSpec, TaskState};
 
-/// ECS may not know a task for a while right after RunTask.
-const MISSING_GRACE: Duration = Duration::from_secs(60);
 /// One log read per second per stream while the task runs.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// After the task stops, read until two empty pages, at most this long.
@@ -33,7 +31,15 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
 
     let (started, exit_code, reason) = match state {
         TaskState::Stopped { started, exit_code, reason } => (started, exit_code, reason),
-        other => (true, None, Some(format!("task state unknown: {other:?}"))),
+        TaskState::Missing => {
+            return Err(StepError::Unknown(format!(
+                "the migration task {} is no longer known to the runner (its state was lost): whether the migration ran, and how far, is unknown",
+                handle.id
+            )));
+        }
+        other => {
+            return Err(StepError::Unknown(format!("the migration task {} ended in an unknown state: {other:?}", handle.id)));
+        }
     };
     if let Some(t) = run.record.task.as_mut() {
         t.exit_code = exit_code;
@@ -106,9 +112,16 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
                 command: run.env.migration.command.clone(),
                 environment: run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
             };
-            call("start the migration task", || runner.start(&spec))
-                .await
-                .map_err(|e| StepError::Abort(format!("the migration task could not be started: {e}")))?
+            call("start the migration task", || runner.start(&spec)).await.map_err(|e| match e {
+                // The platform refused the request: nothing started.
+                ProviderError::Rejected(_) | ProviderError::AccessDenied(_) | ProviderError::NotFound(_) => {
+                    StepError::Abort(format!("the migration task could not be started: {e}"))
+                }
+                // No answer, or one that does not say: it may have started.
+                _ => StepError::Unknown(format!(
+                    "starting the migration task failed without a clear answer ({e}); it may have started"
+                )),
+            })?
         }
     };
     run.out.info(&match run.env.migration.runner {
@@ -135,7 +148,6 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     let mut backoff = Backoff::new(PollPolicy::default());
     let mut next_poll = start;
     let mut missing_since: Option<Instant> = None;
-    let mut seen_running = false;
     let mut stop_sent: Option<Instant> = None;
     // App Runner cannot cancel a deployment: past the timeout ferry follows it
     // until it ends (at most `timeouts.service` more), so what it acts on is
@@ -149,18 +161,15 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
             match call("describe the migration task", || runner.poll(&handle.id)).await {
                 Ok(state @ TaskState::Stopped { .. }) => return (state, stop_sent.is_some()),
                 Ok(TaskState::Missing) => {
+                    // Never "did not start": a task that is not found may have
+                    // run. After the grace the outcome is unknown.
                     let since = *missing_since.get_or_insert(now);
-                    if now - since >= MISSING_GRACE {
-                        let reason = format!("the task was not found for {}s", MISSING_GRACE.as_secs());
-                        return (
-                            TaskState::Stopped { started: seen_running, exit_code: None, reason: Some(reason) },
-                            stop_sent.is_some(),
-                        );
+                    if now - since >= runner.missing_grace() {
+                        return (TaskState::Missing, stop_sent.is_some());
                     }
                 }
                 Ok(state) => {
                     missing_since = None;
-                    seen_running |= state == TaskState::Running;
                     let label = if state == TaskState::Running { "running" } else { "pending" };
                     let noun = if run.env.migration.runner == RunnerKind::Apprunner { "deployment" } else { "task" };
                     run.progress(&format!("{noun} {}", handle.id), label, start.elapsed());

@@ -107,6 +107,12 @@ pub enum StepError {
     /// The database may have changed: the restore path decides what follows.
     #[error("{0}")]
     Failed(String),
+    /// A changing step began and the platform no longer says what became of it
+    /// (task state lost, an ambiguous answer): no automatic restore, which would
+    /// throw away the writes of a migration that in fact succeeded; a person
+    /// decides (exit 5).
+    #[error("{0}")]
+    Unknown(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -157,6 +163,9 @@ impl Run {
         self.record.next = clean(next);
         if let Err(e) = self.save() {
             self.out.warn(&format!("{e}; the record below is the only copy"));
+            if let Ok(text) = serde_json::to_string_pretty(&self.record) {
+                self.out.warn(&self.out.redactor().clean_json(&text));
+            }
         }
         self.record.clone()
     }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RestoreStrategy;
+use crate::provenance::{Actor, Build};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +20,8 @@ pub enum Outcome {
     NeedsAttention,
     /// Stopped by a signal; `ferry resume` continues it.
     Interrupted,
+    /// A person declared the run over without finishing it (`ferry runs abandon`).
+    Abandoned,
 }
 
 impl Outcome {
@@ -28,7 +31,7 @@ impl Outcome {
             Outcome::Succeeded => 0,
             Outcome::Aborted => 3,
             Outcome::Restored => 4,
-            Outcome::NeedsAttention => 5,
+            Outcome::NeedsAttention | Outcome::Abandoned => 5,
             Outcome::Interrupted | Outcome::Running => 130,
         }
     }
@@ -45,6 +48,7 @@ impl Outcome {
             Outcome::Restored => "restored",
             Outcome::NeedsAttention => "needs_attention",
             Outcome::Interrupted => "interrupted",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }
@@ -121,8 +125,23 @@ pub struct RunOptions {
     pub strategy: Option<RestoreStrategy>,
 }
 
+/// The version of every JSON document ferry writes or prints.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `ferry runs abandon`: who declared the run over, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abandoned {
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// The outcome the run had before.
+    pub was: Outcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
+    #[serde(default)]
+    pub format_version: u32,
     pub run_id: String,
     pub env: String,
     pub command: String,
@@ -141,11 +160,29 @@ pub struct RunRecord {
     pub state: Option<String>,
     /// The exact command to run next, when a human must act.
     pub next: Option<String>,
+    /// Who ran it, where.
+    #[serde(default)]
+    pub actor: Option<Actor>,
+    /// Which ferry.
+    #[serde(default)]
+    pub ferry: Option<Build>,
+    /// The CI run it belongs to (GitHub Actions).
+    #[serde(default)]
+    pub ci_url: Option<String>,
+    /// SHA-256 of ferry.toml as this run read it.
+    #[serde(default)]
+    pub config_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<Abandoned>,
+    /// A later run that settled what this one left (e.g. the restore of its snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
 }
 
 impl RunRecord {
     pub fn new(run_id: String, env: &str, command: &str, options: RunOptions, steps: &[&str]) -> Self {
         RunRecord {
+            format_version: FORMAT_VERSION,
             run_id,
             env: env.to_string(),
             command: command.to_string(),
@@ -170,7 +207,21 @@ impl RunRecord {
             error: None,
             state: None,
             next: None,
+            actor: Some(Actor::current()),
+            ferry: Some(crate::provenance::build()),
+            ci_url: crate::provenance::ci_url(),
+            config_sha256: None,
+            abandoned: None,
+            resolved_by: None,
         }
+    }
+
+    /// Whether this run keeps its environment from other changing commands: it
+    /// did not finish (running, interrupted) or it ended needing a person, and
+    /// nobody has resumed, abandoned or resolved it since.
+    pub fn blocks_env(&self) -> bool {
+        self.resolved_by.is_none()
+            && matches!(self.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)
     }
 
     pub fn step(&self, name: &str) -> Option<&StepRecord> {
@@ -200,6 +251,24 @@ impl RunRecord {
 /// `<env>-<yyyymmddThhmmssZ>-<4 hex>`
 pub fn new_run_id(env: &str, now: DateTime<Utc>) -> String {
     format!("{env}-{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u16(..))
+}
+
+/// Whether `run_id` is a run id of environment `env`.
+pub fn is_run_of(run_id: &str, env: &str) -> bool {
+    let Some(rest) = run_id.strip_prefix(env).and_then(|r| r.strip_prefix('-')) else { return false };
+    let b = rest.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+/// The 4 hex digits that end a run id.
+pub fn run_suffix(run_id: &str) -> &str {
+    run_id.rsplit('-').next().unwrap_or(run_id)
 }
 
 /// Timestamp used in generated names: `yyyymmdd-hhmmss`.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::record::{RunRecord, SnapshotRecord, name_stamp};
+use super::record::{RunRecord, SnapshotRecord, name_stamp, run_suffix};
 use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
 use super::{Run, StepError};
 use crate::config::EnvConfig;
@@ -12,10 +12,12 @@ use crate::provider::{
     Database, PURPOSE_PRE_DEPLOY, ProviderError, Snapshot, SnapshotStatus, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags,
 };
 
-/// The run's snapshot id: `<prefix>-<yyyymmdd-hhmmss>` of the run's start, so a
-/// resumed run finds the snapshot its first attempt created.
+/// The run's snapshot id: `<prefix>-<yyyymmdd-hhmmss>-<run hex>` of the run's
+/// start and the run id's last 4 hex digits, so a resumed run finds the snapshot
+/// its first attempt created, and two runs started in the same second never
+/// share one.
 pub fn snapshot_id_for(env: &EnvConfig, record: &RunRecord) -> String {
-    format!("{}-{}", env.snapshot_prefix, name_stamp(record.started_at))
+    format!("{}-{}-{}", env.snapshot_prefix, name_stamp(record.started_at), run_suffix(&record.run_id))
 }
 
 pub fn snapshot_tags(env: &str, run_id: &str, purpose: &str) -> Tags {
@@ -27,7 +29,8 @@ pub fn snapshot_tags(env: &str, run_id: &str, purpose: &str) -> Tags {
 }
 
 pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
-    let id = snapshot_id_for(&run.env, &run.record);
+    // A run that already named its snapshot keeps that name.
+    let id = run.record.snapshot.as_ref().map_or_else(|| snapshot_id_for(&run.env, &run.record), |s| s.id.clone());
     let tags = snapshot_tags(&run.env.name, &run.record.run_id, PURPOSE_PRE_DEPLOY);
     run.record.snapshot = Some(SnapshotRecord { id: id.clone(), status: "creating".into(), percent: 0 });
     run.save()?;
@@ -37,7 +40,7 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
         .map_err(|e| StepError::Abort(format!("cannot create snapshot {id}: {e}")))?;
     if created.tags.get(TAG_RUN_ID) != Some(&run.record.run_id) {
         return Err(StepError::Abort(format!(
-            "snapshot {id} already exists and was not taken by this run; use another snapshot_prefix or retry in a second"
+            "snapshot {id} already exists and was not taken by this run; it was left as it is (a snapshot is never overwritten)"
         )));
     }
     let out = run.out.clone();

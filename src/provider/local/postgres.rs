@@ -250,6 +250,47 @@ async fn copy_database(admin: &Client, source: &str, owner: &str, target: &str) 
         .await
 }
 
+/// How long a statement of an earlier, killed ferry may still run on the
+/// server (a `CREATE DATABASE … TEMPLATE` of a large database) before ferry
+/// gives up waiting for it.
+const SETTLE_LIMIT: Duration = Duration::from_secs(1800);
+
+/// Wait until no statement of another ferry session (a killed run's
+/// `CREATE DATABASE`, rename or drop, which the server finishes on its own)
+/// still works on one of `names`: only then does what exists say what happened.
+async fn settle(admin: &Client, names: &[&str]) -> PResult<()> {
+    let quoted: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+                 AND application_name LIKE 'ferry%' AND state IS DISTINCT FROM 'idle' \
+                 AND EXISTS (SELECT 1 FROM unnest($1::text[]) AS n WHERE position(n IN query) > 0)",
+                &[&quoted],
+            )
+            .await
+            .map_err(pg_err("looking for statements of an earlier ferry"))?;
+        let busy: i64 = row.get(0);
+        if busy == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            return Err(ProviderError::Other(format!(
+                "a statement of an earlier ferry on {} has been running for {} min; wait for it (pg_stat_activity) and resume",
+                names.join(", "),
+                SETTLE_LIMIT.as_secs() / 60
+            )));
+        }
+        if !said {
+            eprintln!("    waiting for a statement an earlier ferry started on {} to finish on the server", names.join(", "));
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Client sessions connected to database `name` (ferry's own are elsewhere).
 async fn sessions(admin: &Client, name: &str) -> PResult<i64> {
     let row = admin
@@ -563,6 +604,7 @@ impl Database for PgDatabase {
             tags: tags.clone(),
         };
         let admin = self.admin().await?;
+        settle(&admin, &[id]).await?;
         let dump = self.store.data_path(id, "pgdump");
         // A crash between making the copy and writing its metadata left the copy
         // behind, whole (CREATE DATABASE commits at once; a dump is renamed into
@@ -612,6 +654,7 @@ impl Database for PgDatabase {
                     )));
                 }
                 let admin = self.admin().await?;
+                settle(&admin, &[database]).await?;
                 drop_database(&admin, database).await?;
             }
             Stored::PgDump { file } => remove_if_exists(file, "removing the snapshot file")?,
@@ -627,6 +670,7 @@ impl Database for PgDatabase {
     async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
         check_name(target)?;
         let admin = self.admin().await?;
+        settle(&admin, &[target]).await?;
         if exists(&admin, target).await? {
             return Ok(());
         }
@@ -651,6 +695,7 @@ impl Database for PgDatabase {
     async fn rename(&self, from: &str, to: &str) -> PResult<()> {
         check_name(to)?;
         let admin = self.admin().await?;
+        settle(&admin, &[from, to]).await?;
         match (exists(&admin, from).await?, exists(&admin, to).await?) {
             (_, true) if from == to => return Ok(()),
             (false, true) => return Ok(()),

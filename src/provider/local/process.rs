@@ -40,6 +40,8 @@ use crate::provider::{
 pub const SUPERVISOR_COMMAND: &str = "__task-supervisor";
 /// Names of the environment variables whose values the supervisor masks in the log.
 pub const SECRET_VARS: &str = "FERRY_SECRET_VARS";
+/// The user's umask, octal: ferry itself runs with 077, the migration with this.
+const USER_UMASK: &str = "FERRY_USER_UMASK";
 const CONTAINER: &str = "command";
 /// How long a task directory may exist without a supervisor before it counts as never launched.
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);
@@ -114,6 +116,7 @@ impl ProcessRunner {
             .env("FERRY_RUN_ID", &spec.run_id)
             .env("FERRY_ENV", &spec.env)
             .env("FERRY_BIN", &self.supervisor_exe)
+            .env(USER_UMASK, format!("{:o}", crate::state::user_umask()))
             .env(SECRET_VARS, self.secret_vars.join(","))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -193,6 +196,12 @@ fn process_alive(pid: i32, ticks: Option<u64>) -> bool {
 
 #[async_trait]
 impl MigrationRunner for ProcessRunner {
+    /// The task directory is written before the process starts: a task that
+    /// is not found is gone (its state was lost), not late.
+    fn missing_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
         let dir = self.dir(&spec.run_id)?;
         fs::create_dir_all(&self.tasks_dir).map_err(|e| io_err("creating the tasks directory", e))?;
@@ -340,24 +349,37 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
     };
     // Secrets never reach the log file (invariant 5): mask the values of the
     // variables ferry marked secret, and passwords in URLs.
-    let secrets = std::env::var(SECRET_VARS)
+    let mut secrets = std::env::var(SECRET_VARS)
         .unwrap_or_default()
         .split(',')
         .filter_map(|name| std::env::var(name).ok())
         .collect::<Vec<_>>();
+    // The database password, in every form the migration might print it.
+    if let Some(p) = std::env::var("DATABASE_URL")
+        .ok()
+        .and_then(|u| url::Url::parse(&u).ok())
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        secrets.push(p);
+    }
     let redactor = crate::output::Redactor::new(secrets);
     let log = match fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log")) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => return ended(false, None, Some(format!("cannot open the task log: {e}"))),
     };
-    let mut child = match Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
+    // The migration creates its files as the user would: with the user's umask.
+    let user_umask = std::env::var(USER_UMASK).ok().and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o022);
+    let spawned = crate::state::with_umask(user_umask, || {
+        Command::new(program)
+            .args(args)
+            .env_remove(USER_UMASK)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+    });
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return ended(false, None, Some(format!("cannot start {program:?}: {e}"))),
     };

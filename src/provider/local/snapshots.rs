@@ -3,7 +3,6 @@
 //! describing a PostgreSQL template database.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -65,15 +64,21 @@ impl SnapshotStore {
         }
     }
 
-    /// Write atomically: the entry is either absent or complete.
+    /// Write atomically (0600): the entry is either absent or complete.
     pub fn put(&self, entry: &Entry) -> PResult<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| io_err("creating the snapshot directory", e))?;
+        crate::state::private_dir(&self.dir).map_err(|e| io_err("creating the snapshot directory", e))?;
         let path = self.meta_path(&entry.snapshot.id);
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(entry).map_err(|e| io_err("encoding snapshot metadata", e))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err("writing snapshot metadata", e))?;
-        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| io_err("writing snapshot metadata", e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_err("writing snapshot metadata", e))
+        crate::state::write_private(&path, text.as_bytes()).map_err(|e| io_err("writing snapshot metadata", e))
+    }
+
+    /// Write a new entry; an entry already under that id is left as it is.
+    pub fn create(&self, entry: &Entry) -> PResult<()> {
+        crate::state::private_dir(&self.dir).map_err(|e| io_err("creating the snapshot directory", e))?;
+        let text = serde_json::to_string_pretty(entry).map_err(|e| io_err("encoding snapshot metadata", e))?;
+        let store = crate::state::Store::local(&self.dir);
+        store.create(&format!("{}.json", entry.snapshot.id), text.as_bytes()).map_err(|e| io_err("writing snapshot metadata", e))?;
+        Ok(())
     }
 
     pub fn remove(&self, id: &str) -> PResult<()> {
@@ -96,10 +101,12 @@ impl SnapshotStore {
             let path = entry.path();
             if path.extension().is_some_and(|x| x == "json") {
                 let Some(id) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-                if let Some(e) = self.get(id)?
-                    && e.snapshot.cluster_id == cluster_id
-                {
-                    out.push(e);
+                // One unreadable metadata file must not hide every other
+                // snapshot: it is reported and skipped.
+                match self.get(id) {
+                    Ok(Some(e)) if e.snapshot.cluster_id == cluster_id => out.push(e),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("warning: {e}; that snapshot is not listed (fix or move the file)"),
                 }
             }
         }

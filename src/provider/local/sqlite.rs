@@ -43,19 +43,50 @@ fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> ProviderError + '_ {
     }
 }
 
-/// Copy a live database consistently into `dest` (via a temp file renamed into place).
-fn backup_file(src: &Path, dest: &Path) -> PResult<()> {
+/// Copy a live database consistently into `dest`, which must not exist: the
+/// copy is made under a temp name no other writer uses, given `like`'s mode and
+/// owner (or 0600 when `like` is `None`), synced, then linked into place, which
+/// fails rather than replace anything already at `dest`.
+fn backup_file(src: &Path, dest: &Path, like: Option<&Path>) -> PResult<()> {
     let from = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(sql_err("opening the database"))?;
-    let tmp = dest.with_extension("tmp");
+    let tmp = crate::state::unique_tmp(dest);
+    let result = (|| {
+        {
+            let mut to = Connection::open(&tmp).map_err(sql_err("creating the copy"))?;
+            let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql_err("starting the backup"))?;
+            backup.run_to_completion(256, Duration::from_millis(5), None).map_err(sql_err("copying the database"))?;
+        }
+        take_mode_and_owner(&tmp, like)?;
+        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the copy", e))?;
+        match fs::hard_link(&tmp, dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ProviderError::Rejected(format!(
+                "{} already exists; ferry never overwrites a database file or snapshot",
+                dest.display()
+            ))),
+            Err(e) => Err(io_err("moving the copy into place", e)),
+        }
+    })();
     let _ = fs::remove_file(&tmp);
-    {
-        let mut to = Connection::open(&tmp).map_err(sql_err("creating the copy"))?;
-        let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(sql_err("starting the backup"))?;
-        backup.run_to_completion(256, Duration::from_millis(5), None).map_err(sql_err("copying the database"))?;
+    for c in companions(&tmp) {
+        let _ = fs::remove_file(c);
     }
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("syncing the copy", e))?;
-    fs::rename(&tmp, dest).map_err(|e| io_err("moving the copy into place", e))
+    result
+}
+
+/// Give `path` the permission bits and owner of `like` (a restored database
+/// keeps the original's), or 0600 (ferry's own copies).
+fn take_mode_and_owner(path: &Path, like: Option<&Path>) -> PResult<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = like.and_then(|l| fs::metadata(l).ok());
+    let mode = meta.as_ref().map_or(0o600, |m| m.mode() & 0o7777);
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| io_err("setting the copy's mode", e))?;
+    if let Some(m) = meta {
+        // Only root may give a file away; as the owner already, this is a no-op.
+        let _ = std::os::unix::fs::chown(path, Some(m.uid()), Some(m.gid()));
+    }
+    Ok(())
 }
 
 impl SqliteDatabase {
@@ -163,12 +194,21 @@ impl Database for SqliteDatabase {
         let entry = Entry { snapshot: snapshot.clone(), stored: Stored::SqliteFile { file: file.clone() } };
         let (src, store) = (self.path.clone(), self.store.clone());
         blocking(move || {
-            fs::create_dir_all(store.dir()).map_err(|e| io_err("creating the snapshot directory", e))?;
-            backup_file(&src, &file)?;
-            store.put(&entry)
+            crate::state::private_dir(store.dir()).map_err(|e| io_err("creating the snapshot directory", e))?;
+            // A copy under this id without metadata is what a killed attempt of
+            // this same snapshot left, whole (copies are linked into place only
+            // when complete): the id carries the run, so it is adopted.
+            if !file.is_file() {
+                backup_file(&src, &file, None)?;
+            }
+            store.create(&entry)
         })
         .await?;
-        Ok(snapshot)
+        // Created by someone else in between: report theirs, never ours over it.
+        match self.store.get(id)? {
+            Some(e) => Ok(e.snapshot),
+            None => Ok(snapshot),
+        }
     }
 
     async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>> {
@@ -210,7 +250,8 @@ impl Database for SqliteDatabase {
         if !file.is_file() {
             return Err(ProviderError::NotFound(format!("snapshot file {}", file.display())));
         }
-        blocking(move || backup_file(&file, &target)).await
+        let like = self.path.clone();
+        blocking(move || backup_file(&file, &target, Some(&like))).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> PResult<()> {

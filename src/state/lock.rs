@@ -1,0 +1,326 @@
+//! The environment lock: one ferry changes a database at a time. The lock is
+//! the object `locks/<database>.json`, created only if absent, naming its holder;
+//! every changing command holds it for its whole life and removes it on the way
+//! out, only if it is still the version it wrote. The holder refreshes
+//! `heartbeat_at` every minute, so a lock whose heartbeat is old is shown as
+//! probably dead; still, only `ferry unlock` (a person's decision, recorded under
+//! `locks/history/`) removes a lock ferry did not release itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{StateError, Store, fingerprint};
+
+/// How often the holder refreshes `heartbeat_at`.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+/// A heartbeat older than this is shown as "probably dead".
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Who holds a lock, as written in the lock object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub format_version: u32,
+    /// The database the lock protects, as ferry names it.
+    pub database: String,
+    pub env: String,
+    pub run_id: Option<String>,
+    pub command: String,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub ferry_version: String,
+    pub ci_url: Option<String>,
+    pub since: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+impl Holder {
+    pub fn new(database: &str, env: &str, run_id: Option<&str>, command: &str) -> Self {
+        let now = Utc::now();
+        let actor = crate::provenance::Actor::current();
+        Holder {
+            format_version: 1,
+            database: database.to_string(),
+            env: env.to_string(),
+            run_id: run_id.map(str::to_string),
+            command: command.to_string(),
+            user: actor.user,
+            host: actor.host,
+            pid: std::process::id(),
+            ferry_version: crate::provenance::version().to_string(),
+            ci_url: crate::provenance::ci_url(),
+            since: now,
+            heartbeat_at: now,
+        }
+    }
+
+    /// One line naming the holder, e.g. for "locked by ...".
+    pub fn describe(&self) -> String {
+        let what = match &self.run_id {
+            Some(r) => format!("`ferry {}` (run {r})", self.command),
+            None => format!("`ferry {}`", self.command),
+        };
+        let mut s = format!(
+            "{what} by {}@{} pid {}, ferry {}, since {}",
+            self.user,
+            self.host,
+            self.pid,
+            self.ferry_version,
+            crate::output::timestamp(self.since)
+        );
+        if let Some(url) = &self.ci_url {
+            s.push_str(&format!(", CI run {url}"));
+        }
+        let age = (Utc::now() - self.heartbeat_at).to_std().unwrap_or_default();
+        if age > STALE_AFTER {
+            s.push_str(&format!(
+                "; its last heartbeat was {} ago, so it is probably dead",
+                crate::config::values::format_duration(Duration::from_secs(age.as_secs()))
+            ));
+        } else if self.host == crate::provenance::Actor::current().host && !pid_alive(self.pid) {
+            s.push_str(&format!("; pid {} is not running on this host, so it is probably dead", self.pid));
+        }
+        s
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e != nix::errno::Errno::ESRCH,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{database} is locked by {}", holder.describe())]
+    Held { database: String, holder: Box<Holder> },
+    #[error("{database} is locked (the lock {location} exists but cannot be read: {why})")]
+    Unreadable { database: String, location: String, why: String },
+    #[error("cannot take the lock on {database}: {source}")]
+    Backend { database: String, source: StateError },
+}
+
+/// The key of a database's lock. Characters outside `[A-Za-z0-9._-]` (paths,
+/// URLs) are replaced, and then a fingerprint of the original keeps two names
+/// that sanitise alike apart.
+pub fn lock_key(database: &str) -> String {
+    let clean: String =
+        database.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let clean = clean.trim_matches('_').to_string();
+    if clean == database {
+        format!("locks/{clean}.json")
+    } else {
+        let tail: String = clean.chars().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("locks/{tail}-{}.json", &fingerprint(database.as_bytes())[..8])
+    }
+}
+
+/// What the lock object holds now, if anything.
+pub fn read(store: &Store, database: &str) -> Result<Option<(Holder, String)>, LockError> {
+    let key = lock_key(database);
+    let found = store.get(&key).map_err(|source| LockError::Backend { database: database.into(), source })?;
+    match found {
+        None => Ok(None),
+        Some(v) => match serde_json::from_slice::<Holder>(&v.body) {
+            Ok(h) => Ok(Some((h, v.etag))),
+            Err(e) => Err(LockError::Unreadable {
+                database: database.into(),
+                location: store.location_of(&key),
+                why: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// A held lock; released when dropped.
+pub struct EnvLock {
+    inner: Arc<Inner>,
+    beat: Option<std::thread::JoinHandle<()>>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+struct Inner {
+    store: Store,
+    key: String,
+    database: String,
+    state: Mutex<(Holder, String)>,
+}
+
+impl EnvLock {
+    /// Take the lock, or say who has it.
+    pub fn acquire(store: &Store, holder: Holder) -> Result<EnvLock, LockError> {
+        let database = holder.database.clone();
+        let key = lock_key(&database);
+        let body = serde_json::to_vec_pretty(&holder).unwrap_or_default();
+        let backend = |source| LockError::Backend { database: database.clone(), source };
+        match store.create(&key, &body).map_err(backend)? {
+            Some(etag) => {
+                let inner =
+                    Arc::new(Inner { store: store.clone(), key, database, state: Mutex::new((holder, etag)) });
+                let (stop, beat) = heartbeat(inner.clone());
+                Ok(EnvLock { inner, beat: Some(beat), stop: Some(stop) })
+            }
+            None => match read(store, &database)? {
+                Some((holder, _)) => Err(LockError::Held { database, holder: Box::new(holder) }),
+                // Released between our create and our read: say so rather than retry
+                // forever; the caller's next attempt will most likely win.
+                None => Err(LockError::Backend {
+                    database,
+                    source: StateError("the lock was released while ferry was taking it; try again".into()),
+                }),
+            },
+        }
+    }
+
+    pub fn holder(&self) -> Holder {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    pub fn location(&self) -> String {
+        self.inner.store.location_of(&self.inner.key)
+    }
+
+    /// Name the run that holds the lock (a lock taken before the run id existed).
+    pub fn set_run(&self, run_id: &str) -> Result<(), StateError> {
+        self.inner.rewrite(|h| h.run_id = Some(run_id.to_string()))
+    }
+}
+
+impl Inner {
+    fn rewrite(&self, change: impl FnOnce(&mut Holder)) -> Result<(), StateError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut holder = state.0.clone();
+        change(&mut holder);
+        let body = serde_json::to_vec_pretty(&holder).unwrap_or_default();
+        match self.store.replace(&self.key, &body, &state.1)? {
+            Some(etag) => {
+                *state = (holder, etag);
+                Ok(())
+            }
+            None => Err(StateError(format!(
+                "the lock {} was removed or replaced by someone else (ferry unlock?)",
+                self.store.location_of(&self.key)
+            ))),
+        }
+    }
+}
+
+fn heartbeat(inner: Arc<Inner>) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(HEARTBEAT) {
+            if let Err(e) = inner.rewrite(|h| h.heartbeat_at = Utc::now()) {
+                eprintln!("warning: cannot refresh the lock on {}: {e}", inner.database);
+                if e.0.contains("removed or replaced") {
+                    return;
+                }
+            }
+        }
+    });
+    (tx, handle)
+}
+
+impl Drop for EnvLock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(b) = self.beat.take() {
+            let _ = b.join();
+        }
+        let etag = self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
+        match self.inner.store.delete_if(&self.inner.key, &etag) {
+            Ok(true) => {}
+            Ok(false) => eprintln!(
+                "warning: the lock {} was no longer ferry's own (removed or replaced); left as it is",
+                self.location()
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot release the lock on {}: {e}; `ferry unlock {}` removes it",
+                self.inner.database,
+                self.holder().env
+            ),
+        }
+    }
+}
+
+/// A lock removed by `ferry unlock`, as recorded under `locks/history/`.
+#[derive(Debug, Serialize)]
+pub struct Unlocked<'a> {
+    pub format_version: u32,
+    pub holder: &'a Holder,
+    pub removed_by: crate::provenance::Actor,
+    pub removed_at: DateTime<Utc>,
+    pub reason: Option<&'a str>,
+}
+
+/// Remove the lock whose content is still `etag` (what the person was shown),
+/// after recording the removal. Returns where the record is.
+pub fn force_unlock(
+    store: &Store,
+    holder: &Holder,
+    etag: &str,
+    reason: Option<&str>,
+) -> Result<Option<String>, StateError> {
+    let now = Utc::now();
+    let record = Unlocked {
+        format_version: 1,
+        holder,
+        removed_by: crate::provenance::Actor::current(),
+        removed_at: now,
+        reason,
+    };
+    let key = lock_key(&holder.database);
+    let stem = key.trim_start_matches("locks/").trim_end_matches(".json");
+    let history = format!("locks/history/{stem}-{}.json", now.format("%Y%m%dT%H%M%SZ"));
+    store.put(&history, &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+    if store.delete_if(&key, etag)? { Ok(Some(store.location_of(&history))) } else { Ok(None) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_keep_cluster_ids_and_sanitise_paths() {
+        assert_eq!(lock_key("acme-prod-aurora"), "locks/acme-prod-aurora.json");
+        let a = lock_key("/srv/app/app.db");
+        let b = lock_key("/srv/app_app.db");
+        assert!(a.starts_with("locks/srv_app_app.db-"), "{a}");
+        assert_ne!(a, b, "two paths that sanitise alike keep two locks");
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_and_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        let first = EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-1"), "deploy")).unwrap();
+        let err = match EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-2"), "deploy")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("two holders"),
+        };
+        assert!(err.contains("run prod-1") && err.contains("`ferry deploy`"), "{err}");
+        // Another database is another lock.
+        let other = EnvLock::acquire(&store, Holder::new("db2", "prod", None, "snapshot delete")).unwrap();
+        drop(first);
+        drop(other);
+        EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-3"), "deploy")).unwrap();
+    }
+
+    #[test]
+    fn unlock_removes_only_what_was_shown_and_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        let lock = EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-1"), "deploy")).unwrap();
+        std::mem::forget(lock); // what a SIGKILL leaves behind
+        let (holder, etag) = read(&store, "db1").unwrap().unwrap();
+        assert_eq!(force_unlock(&store, &holder, "stale-etag", None).unwrap(), None);
+        let at = force_unlock(&store, &holder, &etag, Some("runner died")).unwrap().unwrap();
+        assert!(std::fs::read_to_string(at).unwrap().contains("runner died"));
+        assert!(read(&store, "db1").unwrap().is_none());
+    }
+}

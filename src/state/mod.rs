@@ -1,0 +1,192 @@
+//! Where ferry keeps what must outlive one process and be seen from any machine:
+//! run records (`runs/<run-id>.json`) and environment locks
+//! (`locks/<database>.json`). Two backends behind one interface:
+//!
+//! - a local directory, `.ferry/` beside ferry.toml by default (`state_dir`),
+//!   created 0700 with files 0600;
+//! - an S3 prefix, `state = "s3://BUCKET/PREFIX"` (or `FERRY_STATE`), so a CI
+//!   runner that is thrown away, a release engineer's laptop and a responder's
+//!   laptop see the same runs and the same locks. Locks are created with a
+//!   conditional write (`If-None-Match: *`) and removed or refreshed only with
+//!   `If-Match` on the holder's ETag.
+//!
+//! Every call is synchronous on purpose: a journal write is a barrier that a run
+//! does not pass until the record is durable, and the runbook's many step
+//! boundaries call it from plain (non-async) code.
+
+pub mod lock;
+mod local;
+pub use local::{private_dir, private_umask, unique_tmp, user_umask, with_umask, write_private};
+
+mod s3;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use lock::{EnvLock, Holder, LockError};
+
+/// Where state lives, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// `s3://BUCKET[/PREFIX]`; anything else is not an S3 location.
+    pub fn parse_s3(text: &str) -> Result<Location, String> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Err(format!("state {text:?} must be an S3 URL, s3://BUCKET/PREFIX"));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(format!(
+                "state {text:?}: {bucket:?} is not an S3 bucket name (3-63 lowercase letters, digits, hyphens, dots)"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(format!("state {text:?}: the prefix {prefix:?} has an empty, `.` or `..` part"));
+        }
+        Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Local(p) => p.display().to_string(),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// A state backend that cannot be read or written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(pub String);
+
+/// An object and the tag that changes whenever it is rewritten.
+pub struct Versioned {
+    pub body: Vec<u8>,
+    pub etag: String,
+}
+
+/// One state backend. Cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    Local(local::LocalStore),
+    S3(Arc<s3::S3Store>),
+}
+
+impl Store {
+    pub fn local(dir: &Path) -> Store {
+        Store::Local(local::LocalStore::new(dir))
+    }
+
+    /// The S3 backend, with credentials and region from the AWS SDK's chain.
+    pub fn s3(bucket: &str, prefix: &str, region: Option<String>, profile: Option<String>) -> Result<Store, StateError> {
+        Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile)?)))
+    }
+
+    /// Where this backend is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Local(l) => l.dir().display().to_string(),
+            Store::S3(s) => s.describe(),
+        }
+    }
+
+    /// Where one key is, for messages.
+    pub fn location_of(&self, key: &str) -> String {
+        match self {
+            Store::Local(l) => l.path(key).display().to_string(),
+            Store::S3(s) => s.url(key),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Store::Local(_))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Versioned>, StateError> {
+        match self {
+            Store::Local(l) => l.get(key),
+            Store::S3(s) => s.get(key),
+        }
+    }
+
+    /// Write, replacing what is there.
+    pub fn put(&self, key: &str, body: &[u8]) -> Result<String, StateError> {
+        match self {
+            Store::Local(l) => l.put(key, body),
+            Store::S3(s) => s.put(key, body, None).map(Option::unwrap_or_default),
+        }
+    }
+
+    /// Create only if absent: `Ok(None)` when the key already exists.
+    pub fn create(&self, key: &str, body: &[u8]) -> Result<Option<String>, StateError> {
+        match self {
+            Store::Local(l) => l.create(key, body),
+            Store::S3(s) => s.create(key, body),
+        }
+    }
+
+    /// Rewrite only if unchanged since `etag`: `Ok(None)` when it changed or is gone.
+    pub fn replace(&self, key: &str, body: &[u8], etag: &str) -> Result<Option<String>, StateError> {
+        match self {
+            Store::Local(l) => l.replace(key, body, etag),
+            Store::S3(s) => s.put(key, body, Some(etag)),
+        }
+    }
+
+    /// Remove only if unchanged since `etag`: `Ok(false)` when it changed or is gone.
+    pub fn delete_if(&self, key: &str, etag: &str) -> Result<bool, StateError> {
+        match self {
+            Store::Local(l) => l.delete_if(key, etag),
+            Store::S3(s) => s.delete_if(key, etag),
+        }
+    }
+
+    /// The keys directly under `dir/` whose name starts with `name_prefix`.
+    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
+        match self {
+            Store::Local(l) => l.list(dir, name_prefix),
+            Store::S3(s) => s.list(dir, name_prefix),
+        }
+    }
+}
+
+/// A short, stable, non-cryptographic fingerprint (FNV-1a, 64 bit) used as the
+/// local backend's ETag and to keep sanitised lock names apart.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_locations_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            Location::parse_s3("s3://acme-ferry-state/prod/ferry/").unwrap(),
+            Location::S3 { bucket: "acme-ferry-state".into(), prefix: "prod/ferry".into() }
+        );
+        assert_eq!(
+            Location::parse_s3("s3://acme-state").unwrap(),
+            Location::S3 { bucket: "acme-state".into(), prefix: String::new() }
+        );
+        assert!(Location::parse_s3("s3://Upper/x").unwrap_err().contains("not an S3 bucket name"));
+        assert!(Location::parse_s3("s3://ok-bucket/a/../b").unwrap_err().contains("`..`"));
+        assert!(Location::parse_s3("/tmp/x").unwrap_err().contains("s3://BUCKET/PREFIX"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The S3 state backend. Locks rely on S3's conditional writes: PutObject with
+//! `If-None-Match: *` creates only if absent (412 otherwise), PutObject and
+//! DeleteObject with `If-Match: <etag>` act only on the version the holder
+//! wrote. A 409 ConditionalRequestConflict (another conditional write to the same
+//! key in flight) is retried.
+//!
+//! The SDK is async; this backend runs it on a runtime of its own, on a scoped
+//! thread per call, so callers anywhere (inside ferry's runtime or not) get a
+//! plain blocking call.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{StateError, Versioned};
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+}
+
+/// How often a write that met a 409 ConditionalRequestConflict is tried again.
+const CONFLICT_RETRIES: u32 = 6;
+
+/// What a failed request said, in ferry's terms.
+struct Failure {
+    status: Option<u16>,
+    code: String,
+    text: String,
+}
+
+type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+fn failure<E>(err: SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().unwrap_or_default().to_string();
+    let text = match &err {
+        SdkError::ServiceError(e) => {
+            format!("{}: {}", e.err().code().unwrap_or("error"), e.err().message().unwrap_or("no message"))
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            format!("cannot reach S3: {}", aws_smithy_types::error::display::DisplayErrorContext(&err))
+        }
+        _ => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    };
+    Failure { status, code, text }
+}
+
+impl S3Store {
+    pub fn connect(
+        bucket: &str,
+        prefix: &str,
+        region: Option<String>,
+        profile: Option<String>,
+    ) -> Result<Self, StateError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StateError(format!("cannot start the S3 client's runtime: {e}")))?;
+        let sdk = on(&rt, async move {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
+            if let Some(r) = region {
+                loader = loader.region(Region::new(r));
+            }
+            if let Some(p) = profile {
+                loader = loader.profile_name(p);
+            }
+            loader.load().await
+        });
+        if sdk.region().is_none() {
+            return Err(StateError(format!(
+                "no AWS region for the state bucket s3://{bucket}: set `region` in ferry.toml, pass --region, or set AWS_REGION"
+            )));
+        }
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk);
+        // An endpoint override (an S3-compatible store or a local emulator)
+        // rarely resolves bucket host names: address buckets by path there.
+        if sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+            conf = conf.force_path_style(true);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(conf.build()),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            rt,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+    }
+
+    pub fn describe(&self) -> String {
+        if self.prefix.is_empty() { format!("s3://{}", self.bucket) } else { format!("s3://{}/{}", self.bucket, self.prefix) }
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    fn err(&self, what: &str, key: &str, f: &Failure) -> StateError {
+        StateError(format!("cannot {what} {}: {}", self.url(key), f.text))
+    }
+
+    fn block<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        on(&self.rt, f)
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Versioned>, StateError> {
+        let full = self.key(key);
+        self.block(async {
+            let out = match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
+                Ok(o) => o,
+                Err(e) => {
+                    let f = failure(e);
+                    if f.code == "NoSuchKey" || f.status == Some(404) {
+                        return Ok(None);
+                    }
+                    return Err(self.err("read", key, &f));
+                }
+            };
+            let etag = out.e_tag().unwrap_or_default().to_string();
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StateError(format!("cannot read {}: {e}", self.url(key))))?
+                .into_bytes()
+                .to_vec();
+            Ok(Some(Versioned { body, etag }))
+        })
+    }
+
+    /// PutObject, unconditionally or `If-Match: etag`; `Ok(None)` when the
+    /// condition failed (the object changed or is gone).
+    pub fn put(&self, key: &str, body: &[u8], if_match: Option<&str>) -> Result<Option<String>, StateError> {
+        self.conditional_put(key, body, if_match.map(|e| (false, e)))
+    }
+
+    pub fn create(&self, key: &str, body: &[u8]) -> Result<Option<String>, StateError> {
+        self.conditional_put(key, body, Some((true, "*")))
+    }
+
+    /// `cond`: `(true, "*")` for If-None-Match, `(false, etag)` for If-Match.
+    fn conditional_put(&self, key: &str, body: &[u8], cond: Option<(bool, &str)>) -> Result<Option<String>, StateError> {
+        let full = self.key(key);
+        self.block(async {
+            let mut attempt = 0;
+            loop {
+                let mut req = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .content_type("application/json")
+                    .body(ByteStream::from(body.to_vec()));
+                req = match cond {
+                    Some((true, v)) => req.if_none_match(v),
+                    Some((false, v)) => req.if_match(v),
+                    None => req,
+                };
+                match req.send().await {
+                    Ok(out) => return Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+                    Err(e) => {
+                        let f = failure(e);
+                        match (f.status, f.code.as_str()) {
+                            (Some(412), _) | (_, "PreconditionFailed") if cond.is_some() => return Ok(None),
+                            (Some(404), _) | (_, "NoSuchKey") if matches!(cond, Some((false, _))) => return Ok(None),
+                            (Some(409), _) | (_, "ConditionalRequestConflict")
+                                if cond.is_some() && attempt < CONFLICT_RETRIES =>
+                            {
+                                attempt += 1;
+                                tokio::time::sleep(conflict_backoff(attempt)).await;
+                            }
+                            _ => return Err(self.err("write", key, &f)),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    pub fn delete_if(&self, key: &str, etag: &str) -> Result<bool, StateError> {
+        let full = self.key(key);
+        self.block(async {
+            let mut attempt = 0;
+            loop {
+                let req = self.client.delete_object().bucket(&self.bucket).key(&full).if_match(etag);
+                match req.send().await {
+                    Ok(_) => return Ok(true),
+                    Err(e) => {
+                        let f = failure(e);
+                        match (f.status, f.code.as_str()) {
+                            (Some(412 | 404), _) | (_, "PreconditionFailed" | "NoSuchKey") => return Ok(false),
+                            (Some(409), _) | (_, "ConditionalRequestConflict") if attempt < CONFLICT_RETRIES => {
+                                attempt += 1;
+                                tokio::time::sleep(conflict_backoff(attempt)).await;
+                            }
+                            _ => return Err(self.err("delete", key, &f)),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
+        let dir_key = self.key(dir);
+        let wanted = format!("{dir_key}/{name_prefix}");
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        self.block(async {
+            let mut keys = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&wanted)
+                    .delimiter("/")
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| self.err("list", dir, &failure(e)))?;
+                keys.extend(out.contents().iter().filter_map(|o| o.key()).map(|k| k[strip.min(k.len())..].to_string()));
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+}
+
+fn conflict_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 * u64::from(attempt) + u64::from(fastrand::u32(..50)))
+}
+
+/// Drive `f` to completion on `rt`, from a thread of its own so that the caller
+/// may itself be inside another runtime.
+fn on<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
