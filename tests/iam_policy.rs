@@ -2,7 +2,8 @@
 //! operations ferry's code calls, plus a short, explained list of permissions
 //! AWS checks on ferry's behalf. The operations are read from the source
 //! (every method call in `src/` named like an operation of an AWS SDK crate the
-//! file uses, with the operation's name as the SDK spells it), so adding an SDK
+//! file uses, with the operation's name as the SDK spells it, or the action IAM
+//! authorizes it as where the two differ, as for S3), so adding an SDK
 //! call without its permission, or leaving a permission behind when a call goes,
 //! fails here with the action's name.
 //!
@@ -27,6 +28,19 @@ const SDK_CRATES: &[(&str, &str)] = &[
     ("aws_sdk_cloudwatchlogs", "logs"),
     ("aws_sdk_ecs", "ecs"),
     ("aws_sdk_rds", "rds"),
+    ("aws_sdk_s3", "s3"),
+];
+
+/// Operations IAM authorizes under another action's name (S3's REST operations
+/// mostly). Any other operation `Op` of service `svc` needs `svc:Op`.
+const ACTIONS_OF_OPERATION: &[(&str, &[&str])] = &[
+    ("s3:HeadObject", &["s3:GetObject"]),
+    ("s3:ListObjects", &["s3:ListBucket"]),
+    ("s3:ListObjectsV2", &["s3:ListBucket"]),
+    ("s3:HeadBucket", &["s3:ListBucket"]),
+    ("s3:CopyObject", &["s3:GetObject", "s3:PutObject"]),
+    ("s3:DeleteObjects", &["s3:DeleteObject"]),
+    ("s3:ListObjectVersions", &["s3:ListBucketVersions"]),
 ];
 
 /// Permissions AWS checks that are not operations ferry calls, each with the
@@ -45,7 +59,13 @@ const REQUIRED_BY_AWS: &[(&str, &str)] = &[
     // grant on the cluster's KMS key with the caller's permissions.
     ("kms:CreateGrant", "rds:RestoreDBClusterFromSnapshot of an encrypted cluster"),
     ("kms:DescribeKey", "rds:RestoreDBClusterFromSnapshot of an encrypted cluster"),
+    // Releasing a lock deletes it with If-Match: <its ETag>; S3 authorizes a
+    // conditional delete as GetObject as well as DeleteObject.
+    ("s3:GetObject", "s3:DeleteObject with If-Match (the lock's release)"),
 ];
+
+/// The S3 actions the policy allows, all of them on the state prefix only.
+const STATE_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"];
 
 /// Deny statements: guard rails for invariant 2, not grants.
 const DENIED: &[&str] = &["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot"];
@@ -329,12 +349,22 @@ fn actions_called() -> BTreeMap<String, BTreeSet<String>> {
             let ops = ops_of.entry(prefix).or_insert_with(|| sdk_operations(dir));
             for call in &calls {
                 if let Some(op) = ops.get(call) {
-                    called.entry(format!("{prefix}:{op}")).or_default().insert(rel.clone());
+                    for action in actions_of(&format!("{prefix}:{op}")) {
+                        called.entry(action).or_default().insert(rel.clone());
+                    }
                 }
             }
         }
     }
     called
+}
+
+/// The IAM actions that authorize one operation (`service:Operation`).
+fn actions_of(operation: &str) -> Vec<String> {
+    match ACTIONS_OF_OPERATION.iter().find(|(op, _)| *op == operation) {
+        Some((_, actions)) => actions.iter().map(|a| a.to_string()).collect(),
+        None => vec![operation.to_string()],
+    }
 }
 
 // --- the policy ---------------------------------------------------------------
@@ -384,6 +414,8 @@ const SAMPLE: &[(&str, &str)] = &[
     ("StackNamePattern", "app-*"),
     ("DatabaseNamePattern", "app-*"),
     ("AppRunnerServiceArn", "arn:aws:apprunner:us-east-1:123456789012:service/app/0123456789abcdef0123456789abcdef"),
+    ("StateBucket", "app-ferry-state"),
+    ("StatePrefix", "ferry"),
 ];
 
 fn param(name: &str, extra: &BTreeMap<String, String>) -> String {
@@ -738,4 +770,147 @@ fn sdk_operation_names_keep_the_services_spelling() {
     assert_eq!(rds["restore_db_cluster_from_snapshot"], "RestoreDBClusterFromSnapshot");
     let logs = sdk_operations(&dirs["aws_sdk_cloudwatchlogs"]);
     assert_eq!(logs["get_log_events"], "GetLogEvents");
+    let s3 = sdk_operations(&dirs["aws_sdk_s3"]);
+    assert_eq!(s3["list_objects_v2"], "ListObjectsV2");
+    assert_eq!(actions_of(&format!("s3:{}", s3["list_objects_v2"])), ["s3:ListBucket"]);
+    assert_eq!(actions_of(&format!("s3:{}", s3["head_object"])), ["s3:GetObject"]);
+    assert_eq!(actions_of(&format!("s3:{}", s3["put_object"])), ["s3:PutObject"]);
+}
+
+// --- S3: the state prefix and nothing else ------------------------------------
+
+/// IAM's wildcard match: `*` any run of characters (`/` included), `?` one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Whether the policy's Allow statements grant `action` on `resource` to a
+/// request with the condition keys `context`. (Its Deny statements name no
+/// S3 action; the test checks that.)
+fn allows(policy: &Value, action: &str, resource: &str, context: &[(&str, &str)]) -> bool {
+    policy["Statement"].as_array().unwrap().iter().filter(|s| s["Effect"] == "Allow").any(|s| {
+        as_list(&s["Action"]).iter().any(|a| glob(&key(a), &key(action)))
+            && as_list(&s["Resource"]).iter().any(|r| glob(r, resource))
+            && conditions_hold(s, context)
+    })
+}
+
+fn conditions_hold(statement: &Value, context: &[(&str, &str)]) -> bool {
+    let Some(ops) = statement.get("Condition").and_then(Value::as_object) else { return true };
+    ops.iter().all(|(op, keys)| {
+        assert!(
+            op == "StringLike" || op == "StringEquals",
+            "this evaluation does not know the condition operator {op}: {statement}"
+        );
+        keys.as_object().unwrap().iter().all(|(name, want)| {
+            // A key the request does not carry fails the condition (no ...IfExists here).
+            let Some((_, got)) = context.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) else { return false };
+            as_list(want).iter().any(|w| if op == "StringLike" { glob(w, got) } else { w == got })
+        })
+    })
+}
+
+#[test]
+fn iam_wildcards_match_as_iam_does() {
+    assert!(glob("ferry/*", "ferry/runs/a.json") && glob("ferry/*", "ferry/") && glob("a?c", "abc"));
+    assert!(!glob("ferry/*", "ferry") && !glob("ferry/*", "ferryx/a") && !glob("ferry/*", "x/ferry/a"));
+    assert!(glob("arn:aws:s3:::b/ferry/*", "arn:aws:s3:::b/ferry/locks/db.json"));
+    assert!(!glob("arn:aws:s3:::b", "arn:aws:s3:::b2") && !glob("arn:aws:s3:::b/ferry/*", "arn:aws:s3:::b2/ferry/a"));
+}
+
+#[test]
+fn the_policy_allows_s3_only_under_the_state_prefix() {
+    let policy = policy_json();
+    let statements = json_statements(&policy);
+    let s3_actions: BTreeSet<String> =
+        statements.iter().flat_map(|s| s.actions.iter()).filter(|a| key(a).starts_with("s3:")).cloned().collect();
+    let want: BTreeSet<String> = STATE_ACTIONS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(s3_actions, want, "the policy's S3 actions are the state backend's, no more");
+    for s in &statements {
+        assert!(
+            s.actions.iter().all(|a| !a.contains('*')),
+            "{}: a wildcard action (s3:* or *) reaches beyond the state: {:?}",
+            s.sid,
+            s.actions
+        );
+        if s.effect == "Deny" {
+            assert!(!s.actions.iter().any(|a| key(a).starts_with("s3:")), "{}: an S3 Deny changes this test", s.sid);
+        }
+    }
+
+    // The sample's state is s3://app-ferry-state/ferry (SAMPLE).
+    let object = |k: &str| format!("arn:aws:s3:::app-ferry-state/{k}");
+    let bucket = "arn:aws:s3:::app-ferry-state";
+    for (action, k) in [
+        ("s3:GetObject", "ferry/runs/20260101-0123.json"),
+        ("s3:PutObject", "ferry/runs/20260101-0123.json"),
+        ("s3:PutObject", "ferry/locks/app-prod.json"),
+        ("s3:DeleteObject", "ferry/locks/app-prod.json"),
+    ] {
+        assert!(allows(&policy, action, &object(k), &[]), "{action} on {k} must be allowed");
+    }
+    for (action, resource) in [
+        ("s3:GetObject", object("other/runs/20260101-0123.json")),
+        ("s3:PutObject", object("ferry-other/locks/app-prod.json")),
+        ("s3:PutObject", object("ferryx")),
+        ("s3:PutObject", object("runs/20260101-0123.json")),
+        ("s3:GetObject", "arn:aws:s3:::other-bucket/ferry/runs/20260101-0123.json".into()),
+        ("s3:GetObject", "arn:aws:s3:::app-ferry-state-2/ferry/runs/20260101-0123.json".into()),
+        ("s3:GetObjectVersion", object("ferry/runs/20260101-0123.json")),
+        ("s3:DeleteObjectVersion", object("ferry/runs/20260101-0123.json")),
+        ("s3:PutObjectAcl", object("ferry/runs/20260101-0123.json")),
+        ("s3:PutBucketPolicy", bucket.into()),
+        ("s3:PutBucketVersioning", bucket.into()),
+        ("s3:PutLifecycleConfiguration", bucket.into()),
+        ("s3:DeleteBucket", bucket.into()),
+        ("s3:ListAllMyBuckets", "arn:aws:s3:::*".into()),
+    ] {
+        assert!(!allows(&policy, action, &resource, &[]), "{action} on {resource} must not be allowed");
+    }
+
+    let listing = |b: &str, prefix: Option<&str>| {
+        let context: Vec<(&str, &str)> = prefix.map(|p| ("s3:prefix", p)).into_iter().collect();
+        allows(&policy, "s3:ListBucket", b, &context)
+    };
+    for p in ["ferry/", "ferry/runs/", "ferry/locks/app-prod.json"] {
+        assert!(listing(bucket, Some(p)), "listing {p} in the state bucket must be allowed");
+    }
+    for p in [None, Some(""), Some("ferry"), Some("ferryx/"), Some("other/"), Some("/ferry/")] {
+        assert!(!listing(bucket, p), "listing {p:?} in the state bucket must not be allowed");
+    }
+    for other in ["arn:aws:s3:::other-bucket", "arn:aws:s3:::app-ferry-state-2"] {
+        assert!(!listing(other, Some("ferry/")), "listing {other} must not be allowed");
+    }
+    assert!(
+        !allows(&policy, "s3:ListBucketVersions", bucket, &[("s3:prefix", "ferry/")]),
+        "old versions are for humans, not ferry"
+    );
+
+    // The template builds those resources from its parameters, not from the sample's names.
+    let yaml = read(&repo().join("infra/ferry-iam.yaml"));
+    for want in [
+        "- !Sub arn:${AWS::Partition}:s3:::${StateBucket}/${StatePrefix}/*",
+        "- !Sub arn:${AWS::Partition}:s3:::${StateBucket}",
+        "s3:prefix: !Sub ${StatePrefix}/*",
+    ] {
+        assert!(yaml.lines().any(|l| l.trim() == want), "infra/ferry-iam.yaml lacks `{want}`");
+    }
 }

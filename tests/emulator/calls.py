@@ -2,11 +2,13 @@
 
 Each call is kept as ``[started, ended, service, operation, agent, status, subject]``:
 epoch seconds when the request arrived and when its answer was ready, the
-SigV4 signing service (``rds``, ``ecs``, ``logs``, ...), the operation
-(``X-Amz-Target`` suffix or the Query protocol's ``Action``), the first word
+SigV4 signing service (``rds``, ``ecs``, ``logs``, ``s3``, ...), the operation
+(``X-Amz-Target`` suffix, the Query protocol's ``Action``, or for S3 the REST
+operation: ``PutObject``, ``GetObject``, ``ListObjectsV2``, ...), the first word
 of the User-Agent (``aws-cli/1.46.3``, ``aws-sdk-rust/...``, ``Boto3/...``),
-the HTTP status and the first 400 characters of the request body (enough to
-tell which snapshot or task a describe call asked about).
+the HTTP status (0: dropped without an answer, ``s3_fault`` = ``reset``) and
+the first 400 characters of the request body (enough to tell which snapshot or
+task a describe call asked about).
 
 ``GET /_emulator/calls[?since=EPOCH]`` answers ``{"calls": [...]}``. The log
 only grows (a benchmark of a few thousand calls needs a few MB).
@@ -19,15 +21,14 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+import s3_cond
+from wire import signing_service
+
 SUBJECT_CHARS = 400
 
 
 def _service(environ: dict[str, Any]) -> str:
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    try:
-        return auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
-    except IndexError:
-        return "unsigned"
+    return signing_service(environ) or "unsigned"
 
 
 def _operation(environ: dict[str, Any], body: bytes) -> str:
@@ -38,6 +39,8 @@ def _operation(environ: dict[str, Any], body: bytes) -> str:
         action = parse_qs(body.decode("utf-8", "replace")).get("Action")
         if action:
             return action[0]
+    if s3_cond.is_s3(environ):
+        return s3_cond.operation(environ)
     query_action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
     if query_action:
         return query_action[0]

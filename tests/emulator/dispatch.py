@@ -6,6 +6,8 @@ Routing, first match wins:
 * ``X-Amz-Target: AppRunner.*``              apprunner.AppRunner
 * ``X-Amz-Target: AmazonEC2ContainerServiceV20141113.{RunTask,DescribeTasks,ListTasks,StopTask}``
                                               ecs_runner.EcsRunner (RunTask goes through moto first)
+* SigV4 service ``s3`` (REST-XML, no target)  s3_cond.S3Front: faults, DeleteObject ``If-Match: *``,
+                                              then moto's S3 (path-style and virtual-host-style)
 * everything else                            moto's own server app (RDS changes live in rds_pg's
                                               wrappers around moto's models)
 
@@ -27,6 +29,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import rds_pg
+import s3_cond
 from apprunner import TARGET_PREFIX as APPRUNNER_PREFIX
 from apprunner import AppRunner
 from calls import CallLog
@@ -65,7 +68,9 @@ def _json(code: int, payload: Any) -> Response:
 
 def _internal_error(environ: dict[str, Any], message: str) -> Response:
     """A 500 in the request's protocol: XML for the Query protocol (RDS, EC2,
-    IAM, CloudFormation), JSON otherwise."""
+    IAM, CloudFormation) and S3, JSON otherwise."""
+    if s3_cond.is_s3(environ):
+        return s3_cond.error(environ, 500, "InternalError", message)
     if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
         text = escape(message)
         xml = (
@@ -83,18 +88,29 @@ class Dispatcher:
         self.ecs = ecs
         self.apprunner = apprunner
         self.calls = CallLog()
+        self.s3 = s3_cond.S3Front(settings)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.time()
         try:
             code, headers, body = self._route(environ)
+        except s3_cond.DropConnection:
+            # No answer at all: server.py's request handler resets the connection.
+            environ["emulator.reset"] = True
+            self.calls.record(environ, environ.get("emulator.request_body", b""), started, 0)
+            raise ConnectionResetError("emulator: s3_fault = reset") from None
         except Exception as e:  # noqa: BLE001 - answer 500 and keep serving
             traceback.print_exc(file=sys.stderr)
             code, headers, body = _internal_error(
                 environ, f"emulator or moto error ({type(e).__name__}: {e}); see stderr"
             )
+        head_length = [v for k, v in headers if k.lower() == "content-length"]
         headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
-        headers.append(("Content-Length", str(len(body))))
+        if environ.get("REQUEST_METHOD") == "HEAD" and not body and head_length:
+            # A HEAD answer's Content-Length is the object's size (HeadObject), not its empty body's.
+            headers.append(("Content-Length", head_length[0]))
+        else:
+            headers.append(("Content-Length", str(len(body))))
         if "emulator.request_body" in environ:
             self.calls.record(environ, environ["emulator.request_body"], started, code)
         start_response(_status_line(code), headers)
@@ -111,6 +127,8 @@ class Dispatcher:
             return self.apprunner.handle(target, environ, body)
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:
             return self.ecs.handle(target[len(ECS_PREFIX) :], environ, body, lambda b: self.call_moto(environ, b))
+        if not target and s3_cond.is_s3(environ):
+            return self.s3.handle(environ, body, self.call_moto)
         return self.call_moto(environ, body)
 
     def call_moto(self, environ: dict[str, Any], body: bytes) -> Response:

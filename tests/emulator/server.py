@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 
@@ -83,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if verbose:
                 super().log_request(code, size)
+
+        def run_wsgi(self) -> None:
+            super().run_wsgi()
+            if getattr(self, "environ", {}).get("emulator.reset"):
+                # s3_fault = "reset": no answer was written; end the connection with a
+                # TCP reset (SO_LINGER 0) instead of waiting for another request on it.
+                self.close_connection = True
+
+        def finish(self) -> None:
+            super().finish()
+            if getattr(self, "environ", {}).get("emulator.reset"):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
 
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=Handler)
     serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)

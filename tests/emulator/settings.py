@@ -36,6 +36,18 @@ DEFAULT_SECONDS: dict[str, float] = {
 #   fail_deployment  the next App Runner deployment (StartDeployment, UpdateService) fails (ROLLBACK_SUCCEEDED)
 ONE_SHOT_FLAGS = ("fail_snapshot", "fail_deployment")
 
+# Counted faults: each matching operation uses one up until none is left.
+#   s3_conflicts     that many of the next S3 conditional writes (If-Match / If-None-Match)
+#                    answer 409 ConditionalRequestConflict and write nothing
+COUNTERS = ("s3_conflicts",)
+
+# Modes (one of the listed strings), in force until changed.
+#   s3_fault         "none"; "503": every S3 request answers 503 ServiceUnavailable;
+#                    "reset": every S3 request is dropped without an answer (connection reset)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "s3_fault": ("none", "503", "reset"),
+}
+
 # Plain values.
 #   snapshot_quota   Max of the ManualClusterSnapshots account quota (DescribeAccountAttributes)
 #   stop_timeout_seconds  StopTask: SIGTERM, then SIGKILL after this long
@@ -53,6 +65,10 @@ class Settings:
         self._values.update(OTHER_DEFAULTS)
         for flag in ONE_SHOT_FLAGS:
             self._values[flag] = False
+        for counter in COUNTERS:
+            self._values[counter] = 0
+        for name, modes in CHOICES.items():
+            self._values[name] = modes[0]
 
     def seconds(self, name: str) -> float:
         with self._lock:
@@ -68,6 +84,15 @@ class Settings:
             value = bool(self._values[name])
             self._values[name] = False
             return value
+
+    def take_count(self, name: str) -> bool:
+        """Use one of a counted fault: True (and one less left) while any is left."""
+        with self._lock:
+            left = int(self._values[name])
+            if left <= 0:
+                return False
+            self._values[name] = left - 1
+            return True
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -85,12 +110,20 @@ class Settings:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 parsed[key] = value
+            elif key in COUNTERS:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{key} must be a whole number >= 0")
+                parsed[key] = value
+            elif key in CHOICES:
+                if value not in CHOICES[key]:
+                    raise ValueError(f"{key} must be one of {', '.join(repr(m) for m in CHOICES[key])}")
+                parsed[key] = value
             elif key in DEFAULT_SECONDS or key in OTHER_DEFAULTS:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                     raise ValueError(f"{key} must be a number >= 0")
                 parsed[key] = value
             else:
-                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS])
+                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS, *COUNTERS, *CHOICES])
                 raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
         with self._lock:
             self._values.update(parsed)

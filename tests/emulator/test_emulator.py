@@ -3,13 +3,15 @@
     python tests/emulator/test_emulator.py [--pg-url URL] [--delay-scale 0.5] [--keep-going]
 
 Starts server.py as a subprocess, drives RDS <-> PostgreSQL, ECS tasks that
-really run, App Runner and CloudFormation the way ferry does, and ends with
-the line ``N passed, M failed``; exits non-zero on any failure.
+really run, App Runner, CloudFormation and S3 (conditional writes, faults) the
+way ferry does, and ends with the line ``N passed, M failed``; exits non-zero
+on any failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -19,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +29,7 @@ from typing import Any
 import boto3
 import psycopg
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "server.py")
@@ -904,6 +907,188 @@ def check_bench_views(c: Checks, emu: Emulator) -> None:
             bool(stopped) and all(t["stoppedAt"] >= t["startedAt"] for t in stopped), stopped[:1])
 
 
+# -- S3: conditional writes and faults ---------------------------------------------------------------
+
+STATE_BUCKET = "ferry-state"
+
+
+def s3_status(fn: Callable[[], Any]) -> tuple[int, str]:
+    """(HTTP status, error code or "") of one S3 call."""
+    try:
+        return fn()["ResponseMetadata"]["HTTPStatusCode"], ""
+    except ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]
+
+
+def race(calls: list[Callable[[], Any]]) -> list[tuple[int, str]]:
+    """Run the calls at the same instant, one thread each; their (status, code)s in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[tuple[int, str]] = [(0, "")] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = s3_status(calls[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def raw_s3(emu: Emulator, method: str, host: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One S3 request with a chosen Host header (virtual-host style without DNS)."""
+    port = int(emu.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    auth = "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+    headers = {"Host": f"{host}:{port}", "Authorization": auth, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def check_s3(c: Checks, emu: Emulator) -> None:
+    s3 = emu.client("s3")
+    b = STATE_BUCKET
+    s3.create_bucket(Bucket=b)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    check_s3_addressing(c, emu, s3)
+    check_s3_if_none_match(c, emu, s3)
+    check_s3_if_match(c, emu, s3)
+    check_s3_faults(c, emu, s3)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="st/locks/")["Contents"]]
+    c.check("ListObjectsV2 with a prefix lists the state's keys", "st/locks/app-db.json" in keys, keys)
+    ops = {(x[2], x[3]) for x in emu.get("/_emulator/calls")["calls"]}
+    c.check("call log names S3 operations", {("s3", "PutObject"), ("s3", "DeleteObject"), ("s3", "ListObjectsV2")}
+            <= ops, sorted(o for o in ops if o[0] == "s3"))
+
+
+def check_s3_addressing(c: Checks, emu: Emulator, s3: Any) -> None:
+    s3.put_object(Bucket=STATE_BUCKET, Key="st/hello.json", Body=b'{"hello": 1}')
+    got = s3.get_object(Bucket=STATE_BUCKET, Key="st/hello.json")["Body"].read()
+    c.check("S3 path-style put and get reach moto's S3", got == b'{"hello": 1}', got)
+    head = s3.head_object(Bucket=STATE_BUCKET, Key="st/hello.json")
+    c.check("HeadObject keeps the object's Content-Length", head["ContentLength"] == 12, head["ContentLength"])
+    put = raw_s3(emu, "PUT", f"{STATE_BUCKET}.localhost", "/st/virtual.json", b"v")
+    got = s3.get_object(Bucket=STATE_BUCKET, Key="st/virtual.json")["Body"].read()
+    c.check("S3 virtual-host-style requests reach the same bucket", put[0] == 200 and got == b"v", (put, got))
+    got_raw = raw_s3(emu, "GET", f"{STATE_BUCKET}.localhost", "/st/hello.json")
+    c.check("S3 virtual-host-style get", got_raw == (200, b'{"hello": 1}'), got_raw)
+
+
+def check_s3_if_none_match(c: Checks, emu: Emulator, s3: Any) -> None:
+    b, key = STATE_BUCKET, "st/locks/app-db.json"
+    first = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"holder-1", IfNoneMatch="*"))
+    c.check("PutObject If-None-Match: * creates a new key", first == (200, ""), first)
+    again = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"holder-2", IfNoneMatch="*"))
+    body = s3.get_object(Bucket=b, Key=key)["Body"].read()
+    c.check("PutObject If-None-Match: * on an existing key: 412 PreconditionFailed, nothing written",
+            again == (412, "PreconditionFailed") and body == b"holder-1", (again, body))
+
+    clients = [emu.client("s3") for _ in range(16)]
+    race_key = "st/locks/raced.json"
+    results = race([lambda cl=cl, i=i: cl.put_object(Bucket=b, Key=race_key, Body=f"holder-{i}".encode(),
+                                                     IfNoneMatch="*") for i, cl in enumerate(clients)])
+    winners = [i for i, r in enumerate(results) if r == (200, "")]
+    losers = [r for r in results if r == (412, "PreconditionFailed")]
+    body = s3.get_object(Bucket=b, Key=race_key)["Body"].read()
+    c.check("16 simultaneous PutObject If-None-Match: * of one key: exactly one 200, 15 x 412",
+            len(winners) == 1 and len(losers) == 15, results)
+    c.check("the stored lock is the winner's", winners and body == f"holder-{winners[0]}".encode(), (winners, body))
+
+    etag = s3.head_object(Bucket=b, Key=race_key)["ETag"]
+    gone = s3_status(lambda: s3.delete_object(Bucket=b, Key=race_key, IfMatch=etag))
+    again = s3_status(lambda: s3.put_object(Bucket=b, Key=race_key, Body=b"next", IfNoneMatch="*"))
+    c.check("after a delete (a delete marker in a versioned bucket) If-None-Match: * creates the key again",
+            gone == (204, "") and again == (200, ""), (gone, again))
+
+
+def check_s3_if_match(c: Checks, emu: Emulator, s3: Any) -> None:
+    b, key = STATE_BUCKET, "st/locks/app-db.json"
+    etag = s3.head_object(Bucket=b, Key=key)["ETag"]
+    wrong = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"thief", IfMatch='"0123456789abcdef"'))
+    c.check("PutObject If-Match with another ETag: 412, nothing written",
+            wrong == (412, "PreconditionFailed") and s3.get_object(Bucket=b, Key=key)["Body"].read() == b"holder-1",
+            wrong)
+    right = s3.put_object(Bucket=b, Key=key, Body=b"holder-1 refreshed", IfMatch=etag)
+    c.check("PutObject If-Match with the current ETag replaces the object, with a new ETag",
+            right["ETag"] != etag and s3.get_object(Bucket=b, Key=key)["Body"].read() == b"holder-1 refreshed",
+            right["ETag"])
+    stale = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"stale", IfMatch=etag))
+    c.check("PutObject If-Match with the old ETag after a refresh: 412", stale == (412, "PreconditionFailed"), stale)
+    missing = s3_status(lambda: s3.put_object(Bucket=b, Key="st/locks/none.json", Body=b"x", IfMatch=etag))
+    c.check("PutObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
+
+    etag = right["ETag"]
+    clients = [emu.client("s3") for _ in range(16)]
+    results = race([lambda cl=cl, i=i: cl.put_object(Bucket=b, Key=key, Body=f"refresh-{i}".encode(), IfMatch=etag)
+                    for i, cl in enumerate(clients)])
+    c.check("16 simultaneous PutObject If-Match of one ETag: exactly one 200",
+            sum(r == (200, "") for r in results) == 1 and sum(r == (412, "PreconditionFailed") for r in results) == 15,
+            results)
+
+    etag = s3.head_object(Bucket=b, Key=key)["ETag"]
+    wrong = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch='"0123456789abcdef"'))
+    c.check("DeleteObject If-Match with another ETag: 412, the object stays",
+            wrong == (412, "PreconditionFailed") and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 200,
+            wrong)
+    right = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
+    c.check("DeleteObject If-Match with the current ETag: 204, the object is gone",
+            right == (204, "") and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 404, right)
+    missing = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
+    c.check("DeleteObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
+
+    s3.put_object(Bucket=b, Key=key, Body=b"holder-3", IfNoneMatch="*")
+    star = s3_status(lambda: s3.delete_object(Bucket=b, Key="st/hello.json", IfMatch="*"))
+    star_missing = s3_status(lambda: s3.delete_object(Bucket=b, Key="st/hello.json", IfMatch="*"))
+    c.check("DeleteObject If-Match: * deletes an existing object; a missing one: 404 NoSuchKey",
+            star == (204, "") and star_missing == (404, "NoSuchKey"), (star, star_missing))
+
+
+def check_s3_faults(c: Checks, emu: Emulator, s3: Any) -> None:
+    b, key = STATE_BUCKET, "st/locks/conflict.json"
+    emu.post("/_emulator/config", {"s3_conflicts": 1})
+    plain = s3_status(lambda: s3.put_object(Bucket=b, Key="st/runs/r1.json", Body=b"{}"))
+    conflict = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"x", IfNoneMatch="*"))
+    absent = s3_status(lambda: s3.head_object(Bucket=b, Key=key))
+    c.check("s3_conflicts: the next conditional write answers 409 ConditionalRequestConflict, writes nothing, "
+            "and unconditional writes do not use it up",
+            plain == (200, "") and conflict == (409, "ConditionalRequestConflict") and absent[0] == 404,
+            (plain, conflict, absent))
+    retry = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"x", IfNoneMatch="*"))
+    c.check("s3_conflicts counts down: the retry succeeds", retry == (200, "")
+            and emu.get("/_emulator/config")["s3_conflicts"] == 0, retry)
+    emu.post("/_emulator/config", {"s3_conflicts": 1})
+    etag = s3.head_object(Bucket=b, Key=key)["ETag"]
+    deleted = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
+    c.check("s3_conflicts applies to DeleteObject If-Match too", deleted == (409, "ConditionalRequestConflict")
+            and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 200, deleted)
+
+    emu.post("/_emulator/config", {"s3_fault": "503"})
+    down = s3_status(lambda: s3.get_object(Bucket=b, Key=key))
+    rds_ok = s3_status(lambda: emu.client("rds").describe_db_clusters())
+    c.check("s3_fault = 503: S3 answers 503 ServiceUnavailable, other services are served",
+            down == (503, "ServiceUnavailable") and rds_ok == (200, ""), (down, rds_ok))
+    emu.post("/_emulator/config", {"s3_fault": "reset"})
+    try:
+        s3.put_object(Bucket=b, Key="st/runs/r2.json", Body=b"{}")
+        reset: Any = "answered"
+    except (ConnectionClosedError, EndpointConnectionError) as e:
+        reset = type(e).__name__
+    emu.post("/_emulator/config", {"s3_fault": "none"})
+    written = s3_status(lambda: s3.head_object(Bucket=b, Key="st/runs/r2.json"))
+    c.check("s3_fault = reset: the connection drops without an answer, nothing written",
+            reset == "ConnectionClosedError" and written[0] == 404, (reset, written))
+    c.check("s3_fault = none serves S3 again", s3_status(lambda: s3.get_object(Bucket=b, Key=key)) == (200, ""))
+    try:
+        emu.post("/_emulator/config", {"s3_fault": "down"})
+        bad: Any = "accepted"
+    except urllib.error.HTTPError as e:
+        bad = e.code
+    c.check("an unknown s3_fault answers 400", bad == 400, bad)
+
+
 # -- main ----------------------------------------------------------------------------------------------
 
 
@@ -940,6 +1125,7 @@ def main() -> int:
             ("apprunner", lambda: check_apprunner(c, emu, db)),
             ("cloudformation", lambda: check_cloudformation(c, emu)),
             ("bench views", lambda: check_bench_views(c, emu)),
+            ("s3", lambda: check_s3(c, emu)),
         ]:
             try:
                 fn()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 
 class ServiceError(Exception):
@@ -39,3 +40,18 @@ def region_of(environ: dict[str, Any], default: str = "us-east-1") -> str:
         return auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[2]
     except IndexError:
         return default
+
+
+def signing_service(environ: dict[str, Any]) -> str:
+    """The SigV4 credential scope's service: from the Authorization header or a presigned URL."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        return auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
+    except IndexError:
+        pass
+    credential = parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential")
+    if credential:
+        parts = credential[0].split("/")
+        if len(parts) >= 4:
+            return parts[3]
+    return ""
