@@ -130,6 +130,12 @@ impl S3Store {
                     if f.code == "NoSuchKey" || f.status == Some(404) {
                         return Ok(None);
                     }
+                    // Without ListBucket on the whole bucket (ferry's policy grants
+                    // it under the state prefix only), S3 answers a missing key
+                    // with 403: a listing tells missing from forbidden.
+                    if f.status == Some(403) && !self.exists(&full).await? {
+                        return Ok(None);
+                    }
                     return Err(self.err("read", key, &f));
                 }
             };
@@ -206,6 +212,7 @@ impl S3Store {
                         let f = failure(e);
                         match (f.status, f.code.as_str()) {
                             (Some(412 | 404), _) | (_, "PreconditionFailed" | "NoSuchKey") => return Ok(false),
+                            (Some(403), _) if !self.exists(&full).await? => return Ok(false),
                             (Some(409), _) | (_, "ConditionalRequestConflict") if attempt < CONFLICT_RETRIES => {
                                 attempt += 1;
                                 tokio::time::sleep(conflict_backoff(attempt)).await;
@@ -216,6 +223,20 @@ impl S3Store {
                 }
             }
         })
+    }
+
+    /// Whether the full key exists, from a listing (needs only ListBucket on the prefix).
+    async fn exists(&self, full: &str) -> Result<bool, StateError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full)
+            .max_keys(5)
+            .send()
+            .await
+            .map_err(|e| StateError(format!("cannot list s3://{}/{full}: {}", self.bucket, failure(e).text)))?;
+        Ok(out.contents().iter().any(|o| o.key() == Some(full)))
     }
 
     pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
