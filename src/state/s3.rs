@@ -23,7 +23,24 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
-    rt: tokio::runtime::Runtime,
+    rt: &'static tokio::runtime::Runtime,
+}
+
+/// The S3 client's own runtime, one per process and never dropped (a runtime
+/// may not be dropped inside ferry's main runtime, where stores are).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, StateError> {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StateError(format!("cannot start the S3 client's runtime: {e}")))?;
+    // Another thread may have won the race: its runtime is kept, ours dropped
+    // here, outside any runtime.
+    let _ = RT.set(rt);
+    RT.get().ok_or_else(|| StateError("the S3 client's runtime is missing".into()))
 }
 
 /// How often a write that met a 409 ConditionalRequestConflict is tried again.
@@ -63,11 +80,8 @@ impl S3Store {
         region: Option<String>,
         profile: Option<String>,
     ) -> Result<Self, StateError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StateError(format!("cannot start the S3 client's runtime: {e}")))?;
-        let sdk = on(&rt, async move {
+        let rt = runtime()?;
+        let sdk = on(rt, async move {
             let mut loader = aws_config::defaults(BehaviorVersion::latest());
             if let Some(r) = region {
                 loader = loader.region(Region::new(r));
@@ -117,7 +131,7 @@ impl S3Store {
         F: Future + Send,
         F::Output: Send,
     {
-        on(&self.rt, f)
+        on(self.rt, f)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Versioned>, StateError> {

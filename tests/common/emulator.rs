@@ -206,6 +206,11 @@ pub struct Project {
 
 impl Project {
     pub fn ferry(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    /// `ferry args` pointed at the emulator, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(super::FERRY);
         c.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
         for k in ["FERRY_CONFIG", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
@@ -217,7 +222,14 @@ impl Project {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("HOME", self.home.path());
-        c.output().unwrap().into()
+        c
+    }
+
+    /// The same project in a second, fresh checkout: same ferry.toml, nothing else.
+    pub fn checkout(&self) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(self.dir.path().join("ferry.toml"), dir.path().join("ferry.toml")).unwrap();
+        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
     }
 
     pub fn path(&self) -> &Path {

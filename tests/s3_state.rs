@@ -1,0 +1,118 @@
+//! Run records and the environment lock in S3 (the emulator's S3 with
+//! conditional writes), seen from several checkouts as CI runners and laptops
+//! see them: a run killed on one machine is resumed from another, N deploys at
+//! once from N checkouts let exactly one through, and an unreachable backend
+//! stops a deploy before anything changes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::emulator::{Emulator, Project};
+use common::eventually;
+
+const BUCKET: &str = "acme-ferry-state";
+
+fn make_bucket(emu: &Emulator) {
+    let out = Command::new(&emu.python)
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             s3.create_bucket(Bucket=sys.argv[2])\n\
+             s3.put_bucket_versioning(Bucket=sys.argv[2], VersioningConfiguration={'Status': 'Enabled'})",
+        ])
+        .args([&emu.endpoint, BUCKET])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A project of the emulator's scenario whose state is in S3 and whose
+/// migration is `command`.
+fn project(emu: &Emulator, command: &[&str]) -> (serde_json::Value, Project) {
+    make_bucket(emu);
+    let s = emu.setup(false);
+    let p = emu.project(&s, command, &format!("state = \"s3://{BUCKET}/ferry/team\""));
+    (s, p)
+}
+
+fn runs(p: &Project) -> Vec<serde_json::Value> {
+    let r = p.ferry(&["runs", "list", "--env", "stage", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r.json()["runs"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_deploy_killed_on_one_machine_is_seen_unlocked_and_resumed_from_a_fresh_checkout() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, runner) = project(&emu, &["sh", "-c", "echo migrating; sleep 6; echo migrated"]);
+    let laptop = runner.checkout();
+    let mut child = runner.command(&["deploy", "stage"]).stderr(Stdio::null()).spawn().unwrap();
+    // The laptop sees the run from S3 alone, once its task has started.
+    assert!(
+        eventually(Duration::from_secs(60), || runs(&laptop).iter().any(|r| !r["task"].is_null())),
+        "the run and its task are visible from another checkout"
+    );
+    child.kill().unwrap(); // the CI runner dies
+    child.wait().unwrap();
+    let run_id = runs(&laptop)[0]["run_id"].as_str().unwrap().to_string();
+    assert!(!runner.path().join(".ferry/runs").exists(), "nothing of the run is kept on the runner's disk");
+
+    let r = laptop.ferry(&["deploy", "stage"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains(&format!("(run {run_id})")), "the lock names the dead run: {r:?}");
+    let status = laptop.ferry(&["status", "stage"]);
+    assert!(status.stdout.contains("lock       held") && status.stdout.contains(&run_id), "{status:?}");
+    assert_eq!(laptop.ferry(&["unlock", "stage", "--yes", "--reason", "runner gone"]).code, 0);
+    let r = laptop.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["outcome"], "succeeded");
+    assert_eq!(r.json()["task"]["exit_code"], 0, "the task the runner started was followed to its end");
+    let shown = runner.ferry(&["runs", "show", &run_id, "--output", "json"]);
+    assert_eq!(shown.json()["outcome"], "succeeded", "the runner's checkout sees the same record");
+}
+
+#[test]
+fn eight_deploys_at_once_from_eight_checkouts_one_runs_and_seven_exit_3_naming_it() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, first) = project(&emu, &["sh", "-c", "sleep 3"]);
+    let checkouts: Vec<Project> = (0..8).map(|_| first.checkout()).collect();
+    let at = Instant::now() + Duration::from_millis(500);
+    let children: Vec<_> = checkouts
+        .iter()
+        .map(|p| {
+            let mut c = p.command(&["deploy", "stage"]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            c.spawn().unwrap()
+        })
+        .collect();
+    let results: Vec<common::Run> = children.into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
+    assert_eq!(results.iter().filter(|r| r.code == 0).count(), 1, "{results:#?}");
+    let refused: Vec<_> = results.iter().filter(|r| r.code == 3).collect();
+    assert_eq!(refused.len(), 7, "{results:#?}");
+    assert!(refused.iter().all(|r| r.stderr.contains("is locked by `ferry deploy` (run stage-")), "{refused:#?}");
+    assert_eq!(runs(&first).len(), 1, "one run recorded");
+    let snaps = first.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+    let ours = snaps.as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
+    assert_eq!(ours, 1, "one snapshot: {snaps}");
+}
+
+#[test]
+fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, p) = project(&emu, &["sh", "-c", "true"]);
+    let r: common::Run = p
+        .command(&["deploy", "stage"])
+        .env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("nothing was done"), "{r:?}");
+    let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+    assert!(snaps.as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"), "no snapshot: {snaps}");
+}
