@@ -206,7 +206,7 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
 fn session(env: &EnvConfig, cluster: &str) -> PResult<Result<Arc<dyn super::Session>, String>> {
     match &env.database_url {
         Some(crate::config::DbUrl::Postgres(url)) => {
-            Ok(Ok(Arc::new(super::session::PgSession::new(url)?) as Arc<dyn super::Session>))
+            Ok(Ok(Arc::new(super::session::PgSession::new(url, crate::config::ProviderKind::Aws)?) as Arc<dyn super::Session>))
         }
         _ => Ok(Err(cannot_see_inside(env, cluster))),
     }
