@@ -416,7 +416,10 @@ mod tests {
         }
         for bad in ["", "allow", "verify_full", "Require", "true"] {
             let e = SslMode::parse(bad).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")) && e.contains("disable, prefer, require, verify-ca, verify-full"), "{e}");
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("disable, prefer, require, verify-ca, verify-full"),
+                "{e}"
+            );
         }
         assert!(DbUrl::parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem").is_ok());
         let e = DbUrl::parse("postgres://u:pw@h/db?application_name=x&sslmode=verify-fll").unwrap_err();

@@ -76,12 +76,14 @@ impl Settings {
         }
     }
 
-    /// `sslmode=verify-full (ferry's default on the aws provider)`
-    fn mode_label(&self) -> String {
-        if self.defaulted {
-            format!("sslmode={} (ferry's default on this provider)", self.mode)
-        } else {
-            format!("sslmode={}", self.mode)
+    /// Why the certificate was checked, when the URL alone does not make it plain.
+    fn why_checked(&self) -> Option<String> {
+        match self.mode {
+            m if self.defaulted => Some(format!("sslmode={m} is ferry's default on this provider")),
+            SslMode::Prefer | SslMode::Require => {
+                Some(format!("sslmode={} with sslrootcert checks the chain, as libpq does", self.mode))
+            }
+            _ => None,
         }
     }
 
@@ -223,9 +225,8 @@ pub fn explain(settings: &Settings, e: &tokio_postgres::Error) -> Option<String>
             && db.message().contains("no encryption");
         return (refused_plain && settings.mode == SslMode::Disable).then(|| {
             format!(
-                "the server accepts only TLS connections and {} turns TLS off ({}); remove sslmode=disable \
-                 from database.url, or set sslmode=require or verify-full",
-                settings.mode_label(),
+                "the server accepts only TLS connections and sslmode=disable turns TLS off ({}); remove \
+                 sslmode=disable from database.url, or set sslmode=require or verify-full",
                 db.message()
             )
         });
@@ -233,10 +234,12 @@ pub fn explain(settings: &Settings, e: &tokio_postgres::Error) -> Option<String>
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         if c.to_string() == "server does not support TLS" {
+            let default = if settings.defaulted { ", ferry's default on this provider," } else { "" };
             return Some(format!(
-                "the server does not support TLS and {} requires it: turn on ssl in the server's configuration, \
-                 or set sslmode=prefer (or disable) in database.url if this connection never crosses a network",
-                settings.mode_label()
+                "the server does not support TLS and sslmode={}{default} requires it: turn on ssl in the \
+                 server's configuration, or set sslmode=prefer (or disable) in database.url if this connection \
+                 never crosses a network",
+                settings.mode
             ));
         }
         if let Some(r) = as_rustls(c) {
@@ -256,33 +259,49 @@ fn as_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
 }
 
 fn handshake_failure(settings: &Settings, e: &rustls::Error) -> String {
-    let cert = match e {
-        rustls::Error::InvalidCertificate(c) => c,
-        other => return format!("TLS handshake failed ({}): {other}", settings.mode_label()),
+    let rustls::Error::InvalidCertificate(cert) = e else {
+        return format!("TLS handshake failed (sslmode={}): {e}", settings.mode);
     };
+    let why = settings.why_checked().map(|w| format!(" ({w})")).unwrap_or_default();
     let name_fix = "connect to a name the certificate holds (through a tunnel: that name as the URL's host and \
                     hostaddr=127.0.0.1 for the tunnel's address), or set sslmode=verify-ca to check only the chain";
-    let chain_fix = "set sslrootcert=PATH in database.url to a PEM file with the CA that signed the server's \
-                     certificate, or sslmode=require to encrypt without checking it";
-    match cert {
+    let chain_fix = match &settings.rootcert {
+        Some(_) => {
+            "point sslrootcert at a PEM file with the CA that signed the server's certificate, or remove \
+                    sslrootcert and set sslmode=require to encrypt without checking it"
+        }
+        None => {
+            "set sslrootcert=PATH in database.url to a PEM file with the CA that signed the server's \
+                 certificate, or sslmode=require to encrypt without checking it"
+        }
+    };
+    let reason = match cert {
         CertificateError::NotValidForNameContext { expected, presented } => {
-            let names = if presented.is_empty() { "no host names".to_string() } else { presented.join(", ") };
-            format!(
-                "certificate verify failed: the server's certificate is not valid for {} (it names {names}); \
-                 {name_fix}",
-                expected.to_str()
-            )
+            let names: Vec<&str> = presented.iter().filter_map(|n| shown_name(n)).collect();
+            let names = if names.is_empty() { "no host name".to_string() } else { names.join(", ") };
+            let reason = format!("the server's certificate is not valid for {} (it names {names})", expected.to_str());
+            return format!("certificate verify failed: {reason}{why}; {name_fix}");
         }
         CertificateError::NotValidForName => {
-            format!("certificate verify failed: the server's certificate is not valid for this host; {name_fix}")
+            return format!(
+                "certificate verify failed: the server's certificate is not valid for this host{why}; {name_fix}"
+            );
         }
-        CertificateError::UnknownIssuer => format!(
-            "certificate verify failed: the server's certificate is not signed by a CA in {} ({}); {chain_fix}",
-            settings.roots_label(),
-            settings.mode_label()
-        ),
-        _ => format!("certificate verify failed: {e} ({}); {chain_fix}", settings.mode_label()),
+        CertificateError::UnknownIssuer => {
+            format!("the server's certificate is not signed by a CA in {}", settings.roots_label())
+        }
+        _ => e.to_string(),
+    };
+    format!("certificate verify failed: {reason}{why}; {chain_fix}")
+}
+
+/// `DnsName("db.example.com")` → `db.example.com`, `IpAddress(10.0.0.5)` → `10.0.0.5`;
+/// other kinds of subjectAltName do not name a host.
+fn shown_name(presented: &str) -> Option<&str> {
+    if let Some(dns) = presented.strip_prefix("DnsName(\"") {
+        return dns.strip_suffix("\")");
     }
+    presented.strip_prefix("IpAddress(")?.strip_suffix(')')
 }
 
 #[cfg(test)]

@@ -106,19 +106,39 @@ fn a_missing_or_empty_root_certificate_file_is_a_clear_error() {
 
 #[test]
 fn certificate_failures_say_what_to_change() {
-    let s = Settings::of("postgres://u@h/db", ProviderKind::Aws).unwrap();
+    let aws = Settings::of("postgres://u@h/db", ProviderKind::Aws).unwrap();
     let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
         expected: ServerName::try_from("127.0.0.1").unwrap(),
-        presented: vec!["DnsName(\"db.example.com\")".into()],
+        presented: vec!["DnsName(\"db.example.com\")".into(), "IpAddress(10.0.0.5)".into(), "DirectoryName".into()],
     });
-    let m = handshake_failure(&s, &name);
-    assert!(m.starts_with("certificate verify failed: the server's certificate is not valid for 127.0.0.1"), "{m}");
+    let m = handshake_failure(&aws, &name);
+    assert!(
+        m.starts_with(
+            "certificate verify failed: the server's certificate is not valid for 127.0.0.1 (it names db.example.com, \
+             10.0.0.5) (sslmode=verify-full is ferry's default on this provider); "
+        ),
+        "{m}"
+    );
     assert!(m.contains("hostaddr=127.0.0.1") && m.contains("sslmode=verify-ca"), "{m}");
-    let m = handshake_failure(&s, &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer));
-    assert!(m.contains("not signed by a CA in the Amazon RDS CA bundle built into ferry"), "{m}");
-    assert!(m.contains("sslmode=verify-full (ferry's default on this provider)"), "{m}");
-    assert!(m.contains("set sslrootcert=PATH") && m.contains("sslmode=require"), "{m}");
-    let expired = CertificateError::ExpiredContext { time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(200)), not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(100)) };
-    let m = handshake_failure(&s, &rustls::Error::InvalidCertificate(expired));
+    let m = handshake_failure(&aws, &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer));
+    assert!(
+        m.starts_with(
+            "certificate verify failed: the server's certificate is not signed by a CA in the Amazon RDS CA bundle \
+             built into ferry (sslmode=verify-full is ferry's default on this provider); set sslrootcert=PATH"
+        ),
+        "{m}"
+    );
+    assert!(m.ends_with("or sslmode=require to encrypt without checking it"), "{m}");
+
+    let require = Settings::of("postgres://u@h/db?sslmode=require&sslrootcert=/ca.pem", ProviderKind::Local).unwrap();
+    let m = handshake_failure(&require, &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer));
+    assert!(m.contains("not signed by a CA in sslrootcert=/ca.pem (sslmode=require with sslrootcert checks"), "{m}");
+    assert!(m.contains("remove sslrootcert and set sslmode=require"), "{m}");
+
+    let full = Settings::of("postgres://u@h/db?sslmode=verify-full", ProviderKind::Local).unwrap();
+    let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    let expired = CertificateError::ExpiredContext { time: at(200), not_after: at(100) };
+    let m = handshake_failure(&full, &rustls::Error::InvalidCertificate(expired));
     assert!(m.starts_with("certificate verify failed: invalid peer certificate: certificate expired"), "{m}");
+    assert!(!m.contains("ferry's default"), "the URL said verify-full itself: {m}");
 }
