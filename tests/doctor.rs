@@ -190,11 +190,14 @@ fn an_aws_environment_is_read_through_its_database_url() {
     std::fs::create_dir_all(d.p.path().join("versions")).unwrap();
     d.p.write("versions/a1.py", "revision = 'a1'\ndown_revision = None\n");
     let toml = std::fs::read_to_string(d.p.path().join("ferry.toml")).unwrap();
+    // The aws provider's default is verify-full against the RDS CA bundle; the
+    // test server is not an RDS one (tests/db_tls.rs covers TLS).
+    let sep = if d.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=prefer", d.url);
     d.p.write(
         "ferry.toml",
         &format!(
-            "{toml}[env.prod]\nprovider = \"aws\"\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"app-prod\", url = \"{}\" }}\nmigration = {{ cluster = \"c\", task_definition = \"t\", subnets = \"s\", security_groups = \"g\", container = \"m\", command = [\"x\"], alembic = {{ versions = \"versions\" }} }}\n",
-            d.url
+            "{toml}[env.prod]\nprovider = \"aws\"\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"app-prod\", url = \"{url}\" }}\nmigration = {{ cluster = \"c\", task_definition = \"t\", subnets = \"s\", security_groups = \"g\", container = \"m\", command = [\"x\"], alembic = {{ versions = \"versions\" }} }}\n",
         ),
     );
     let no_aws = |args: &[&str]| -> Run {

@@ -18,7 +18,9 @@ use crate::runbook::migrations as preflight;
 /// The environment's database session, or why there is none (exit 2).
 fn open_session(ctx: &Context, env: &EnvConfig) -> Result<Arc<dyn Session>, CommandError> {
     match env.session_url() {
-        Some(url) => session::open(url, ctx.config.base_dir()).map_err(|e| CommandError::Usage(e.to_string())),
+        Some(url) => {
+            session::open(url, ctx.config.base_dir(), env.provider).map_err(|e| CommandError::Usage(e.to_string()))
+        }
         None => {
             let cluster = match &env.database {
                 DatabaseConfig::Cluster(t) => t.raw.clone(),

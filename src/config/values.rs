@@ -225,6 +225,9 @@ impl DbUrl {
             }
             Ok(DbUrl::Sqlite(path.to_string()))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            if let Some((_, mode)) = url_query(s).into_iter().rev().find(|(k, _)| k == "sslmode") {
+                SslMode::parse(&mode).map_err(|e| format!("database url {}: {e}", redact_url(s)))?;
+            }
             Ok(DbUrl::Postgres(s.to_string()))
         } else {
             Err(format!("invalid database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB", redact_url(s)))
@@ -237,6 +240,83 @@ impl<'de> Deserialize<'de> for DbUrl {
         let s = String::deserialize(d)?;
         DbUrl::parse(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// libpq's `sslmode` in a PostgreSQL URL: whether ferry's own sessions use TLS,
+/// and what they check of the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const ACCEPTED: &str = "disable, prefer, require, verify-ca, verify-full";
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return Err(format!("unknown sslmode {s:?}: expected one of {}", Self::ACCEPTED)),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `key=value` parameters of a URL's query, percent-decoded as libpq does
+/// (`+` stays `+`). A key without `=` has an empty value.
+pub fn url_query(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else { return Vec::new() };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded; anything else (a stray `%` included) kept as written.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Replace the password of every `scheme://user:password@host` in `text` with
@@ -332,6 +412,34 @@ mod tests {
             let err = check_snapshot_id(bad).unwrap_err();
             assert!(err.contains("snapshot id"), "{err}");
         }
+    }
+
+    #[test]
+    fn sslmode_is_one_of_libpqs_and_checked_with_the_url() {
+        for m in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            assert_eq!(SslMode::parse(m).unwrap().as_str(), m);
+        }
+        for bad in ["", "allow", "verify_full", "Require", "true"] {
+            let e = SslMode::parse(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("disable, prefer, require, verify-ca, verify-full"),
+                "{e}"
+            );
+        }
+        assert!(DbUrl::parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem").is_ok());
+        let e = DbUrl::parse("postgres://u:pw@h/db?application_name=x&sslmode=verify-fll").unwrap_err();
+        assert!(e.contains("unknown sslmode \"verify-fll\"") && e.contains("verify-full"), "{e}");
+        assert!(e.contains("u:***@h") && !e.contains("pw"), "the password never shows: {e}");
+        assert!(DbUrl::parse("postgres://u@h/db?sslmode=ver%69fy-ca").is_ok(), "percent-decoded like libpq");
+    }
+
+    #[test]
+    fn url_queries_are_percent_decoded() {
+        assert_eq!(
+            url_query("postgres://h/db?sslrootcert=%2Ftmp%2Fa+b.pem&flag&x=%zz"),
+            [("sslrootcert".into(), "/tmp/a+b.pem".into()), ("flag".into(), String::new()), ("x".into(), "%zz".into())]
+        );
+        assert!(url_query("postgres://h/db").is_empty());
     }
 
     #[test]

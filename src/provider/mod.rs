@@ -10,6 +10,7 @@ pub mod fake;
 pub mod http;
 pub mod local;
 pub mod session;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,31 +3,35 @@
 //! a migration. Used by the local provider for its own database and by the aws
 //! provider through `database.url` (e.g. a bastion tunnel to the cluster).
 //!
+//! PostgreSQL sessions use TLS as `sslmode`/`sslrootcert` in the URL say, else
+//! as the provider's default (tls.rs).
+//!
 //! Nothing here writes: PostgreSQL reads catalog views; SQLite opens its file
 //! read-only for the version table and, for the write-lock probe, begins an
 //! immediate transaction and rolls it back. Doctor's own session is always left
 //! out of its findings.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Config, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Diagnosis, Finding, PResult, ProviderError, Session};
-use crate::config::{DbUrl, redact_url};
+use super::{Diagnosis, Finding, PResult, ProviderError, Session, tls};
+use crate::config::{DbUrl, ProviderKind, redact_url};
 
-/// The session for a database URL; relative SQLite paths are relative to `base_dir`.
-pub fn open(url: &DbUrl, base_dir: &Path) -> PResult<Arc<dyn Session>> {
+/// The session for a database URL; relative SQLite paths are relative to
+/// `base_dir`; `provider` decides TLS when the URL has no `sslmode`.
+pub fn open(url: &DbUrl, base_dir: &Path, provider: ProviderKind) -> PResult<Arc<dyn Session>> {
     match url {
         DbUrl::Sqlite(p) => {
             let path = base_dir.join(p);
             Ok(Arc::new(SqliteSession { path: std::path::absolute(&path).unwrap_or(path) }))
         }
-        DbUrl::Postgres(u) => Ok(Arc::new(PgSession::new(u)?)),
+        DbUrl::Postgres(u) => Ok(Arc::new(PgSession::new(u, provider)?)),
     }
 }
 
@@ -38,22 +42,25 @@ fn quoted_table(table: &str) -> String {
 
 pub struct PgSession {
     config: Config,
+    tls: MakeRustlsConnect,
+    settings: tls::Settings,
     /// The URL as shown (password masked), for messages.
     shown: String,
     password: Option<String>,
 }
 
 impl PgSession {
-    pub fn new(url: &str) -> PResult<Self> {
+    pub fn new(url: &str, provider: ProviderKind) -> PResult<Self> {
         let shown = redact_url(url);
-        let mut config = Config::from_str(url)
-            .map_err(|e| ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: {e}")))?;
+        // tls::target's errors never repeat the URL, so they cannot hold its password.
+        let tls::Target { mut config, settings, connector } =
+            tls::target(url, provider).map_err(|e| ProviderError::Rejected(format!("database.url {shown}: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("ferry (read-only check)");
         let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).filter(|p| !p.is_empty());
-        Ok(PgSession { config, shown, password })
+        Ok(PgSession { config, tls: connector, settings, shown, password })
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -65,6 +72,9 @@ impl PgSession {
     }
 
     fn err(&self, what: &str, e: &tokio_postgres::Error) -> ProviderError {
+        if let Some(msg) = tls::explain(&self.settings, e) {
+            return ProviderError::Other(self.scrub(&format!("{what} ({}): {msg}", self.shown)));
+        }
         let mut msg = match e.as_db_error() {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
@@ -85,7 +95,7 @@ impl PgSession {
 
     async fn connect(&self) -> PResult<Client> {
         let (client, connection) =
-            self.config.connect(NoTls).await.map_err(|e| self.err("cannot connect to PostgreSQL", &e))?;
+            self.config.connect(self.tls.clone()).await.map_err(|e| self.err("cannot connect to PostgreSQL", &e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -466,7 +476,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.db");
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let s = open(&DbUrl::Sqlite("app.db".into()), dir.path()).unwrap();
+        let s = open(&DbUrl::Sqlite("app.db".into()), dir.path(), ProviderKind::Local).unwrap();
         assert!(s.version_rows("alembic_version").await.unwrap().is_empty(), "no table: nothing applied");
         conn.execute_batch(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL); INSERT INTO alembic_version VALUES ('a1'), ('b2');",

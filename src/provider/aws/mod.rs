@@ -206,7 +206,8 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
 fn session(env: &EnvConfig, cluster: &str) -> PResult<Result<Arc<dyn super::Session>, String>> {
     match &env.database_url {
         Some(crate::config::DbUrl::Postgres(url)) => {
-            Ok(Ok(Arc::new(super::session::PgSession::new(url)?) as Arc<dyn super::Session>))
+            Ok(Ok(Arc::new(super::session::PgSession::new(url, crate::config::ProviderKind::Aws)?)
+                as Arc<dyn super::Session>))
         }
         _ => Ok(Err(cannot_see_inside(env, cluster))),
     }
@@ -217,7 +218,9 @@ pub fn cannot_see_inside(env: &EnvConfig, cluster: &str) -> String {
     format!(
         "ferry cannot see inside cluster {cluster} from here (the RDS API does not read tables); set \
          database.url next to database.cluster in [env.{}] to a postgres:// URL that reaches it, e.g. \
-         through the bastion tunnel: database = {{ cluster = \"{cluster}\", url = \"postgres://USER@127.0.0.1:5433/DB\" }}",
+         through a bastion tunnel on local port 5433: database = {{ cluster = \"{cluster}\", url = \
+         \"postgres://USER@ENDPOINT:5433/DB?hostaddr=127.0.0.1\" }} (ENDPOINT: the cluster's endpoint name, which \
+         its TLS certificate holds)",
         env.name
     )
 }

@@ -105,7 +105,9 @@ pub fn cloud(env: &EnvConfig, config_path: &Path, state_dir: &Path, ferry_exe: P
         service: None,
         health: Arc::new(HttpHealth::new()),
         session: match &env.database {
-            DatabaseConfig::Url(url) => Ok(crate::provider::session::open(url, base_dir)?),
+            DatabaseConfig::Url(url) => {
+                Ok(crate::provider::session::open(url, base_dir, crate::config::ProviderKind::Local)?)
+            }
             DatabaseConfig::Cluster(_) => Err("the local provider needs database.url".into()),
         },
     })
