@@ -477,8 +477,8 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     drop(run);
 
     let store = Store::local(h.dir.path());
-        let mut record = journal::read_run(&store, &r.run_id).expect("reopen");
-        let journal = Journal::attach(&store, &r.run_id, redactor);
+    let mut record = journal::read_run(&store, &r.run_id).expect("reopen");
+    let journal = Journal::attach(&store, &r.run_id, redactor);
     prepare_resume(&mut record).expect("resumable");
     let mut run = h.run(journal, record);
     let done = deploy(&mut run).await;

@@ -105,14 +105,13 @@ fn eight_deploys_at_once_from_eight_checkouts_one_runs_and_seven_exit_3_naming_i
 fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
     let Some(emu) = Emulator::start() else { return };
     let (_, p) = project(&emu, &["sh", "-c", "true"]);
-    let r: common::Run = p
-        .command(&["deploy", "stage"])
-        .env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
-        .output()
-        .unwrap()
-        .into();
+    let r: common::Run =
+        p.command(&["deploy", "stage"]).env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").output().unwrap().into();
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("nothing was done"), "{r:?}");
     let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
-    assert!(snaps.as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"), "no snapshot: {snaps}");
+    assert!(
+        snaps.as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"),
+        "no snapshot: {snaps}"
+    );
 }

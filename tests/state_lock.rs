@@ -175,10 +175,7 @@ fn an_unreadable_journal_is_listed_blocks_the_environment_and_can_be_abandoned()
 
 #[test]
 fn state_files_are_private_and_a_restored_database_keeps_its_mode() {
-    let p = Project::sqlite(
-        "\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders\"\nexit 1\n",
-        "",
-    );
+    let p = Project::sqlite("\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders\"\nexit 1\n", "");
     std::fs::set_permissions(p.path().join("app.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let r = p.ferry(&["deploy", "local", "--output", "json"]);
     assert_eq!(r.code, 4, "{r:?}");
@@ -215,12 +212,26 @@ fn a_secret_is_masked_as_written_decoded_and_encoded() {
 fn bad_settings_are_refused_up_front_naming_what_is_wrong() {
     let env = "[env.local]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./app.db\" }\n";
     let cases = [
-        (format!("project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\nstate = \"s3://Bad_Bucket/x\"\n"), "not an S3 bucket name"),
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\nstate = \"s3://Bad_Bucket/x\"\n"),
+            "not an S3 bucket name",
+        ),
         ("project = \"t\"\nstate_dir = \"\"\n".to_string(), "state_dir is empty"),
         (format!("project = \"t\"\n{env}migration = {{ command = [\"\"] }}\n"), "empty program name"),
-        (format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"A=B\" = \"x\" }} }}\n"), "not an environment variable name"),
-        (format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"\" = \"x\" }} }}\n"), "not an environment variable name"),
-        (format!("project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\n[env.LOCAL]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./b.db\" }}\nmigration = {{ command = [\"true\"] }}\n"), "differ only in case"),
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"A=B\" = \"x\" }} }}\n"),
+            "not an environment variable name",
+        ),
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"\" = \"x\" }} }}\n"),
+            "not an environment variable name",
+        ),
+        (
+            format!(
+                "project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\n[env.LOCAL]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./b.db\" }}\nmigration = {{ command = [\"true\"] }}\n"
+            ),
+            "differ only in case",
+        ),
     ];
     for (toml, want) in cases {
         let p = Project::new(&toml);

@@ -74,7 +74,10 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                 }),
             })
             .collect();
-        print_json(&serde_json::json!({ "format_version": crate::runbook::record::FORMAT_VERSION, "runs": items }), &redactor);
+        print_json(
+            &serde_json::json!({ "format_version": crate::runbook::record::FORMAT_VERSION, "runs": items }),
+            &redactor,
+        );
         return Ok(0);
     }
     if all.is_empty() {
@@ -96,7 +99,13 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                 );
             }
             Listed::Unreadable { run_id, location, error } => {
-                crate::outln!("{run_id:<44} {:<8} {:<16} {:<4} {:<20} {location}: {error}", "?", "unreadable", "-", "-");
+                crate::outln!(
+                    "{run_id:<44} {:<8} {:<16} {:<4} {:<20} {location}: {error}",
+                    "?",
+                    "unreadable",
+                    "-",
+                    "-"
+                );
             }
         }
     }
@@ -136,12 +145,8 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
     let Some(entry) = listed.into_iter().find(|l| l.run_id() == run_id) else {
         return Err(CommandError::Usage(format!("no run {run_id} in {}", store.describe())));
     };
-    let abandoned = |was| Abandoned {
-        by: crate::provenance::Actor::current(),
-        at: Utc::now(),
-        reason: reason.to_string(),
-        was,
-    };
+    let abandoned =
+        |was| Abandoned { by: crate::provenance::Actor::current(), at: Utc::now(), reason: reason.to_string(), was };
     let record = match entry {
         Listed::Run(r) if !r.blocks_env() => {
             out.info(&format!("run {run_id} is {} and blocks nothing; left as it is", r.outcome.as_str()));
@@ -160,15 +165,24 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
                 store.put(&aside, &v.body).map_err(|e| CommandError::Failed(e.to_string()))?;
             }
             out.info(&format!("the unreadable journal {location} is kept as {}", store.location_of(&aside)));
-            let mut r = crate::runbook::record::RunRecord::new(run_id.to_string(), &env.name, "unknown", Default::default(), &[]);
+            let mut r = crate::runbook::record::RunRecord::new(
+                run_id.to_string(),
+                &env.name,
+                "unknown",
+                Default::default(),
+                &[],
+            );
             r.started_at = Utc::now();
-            r.error = Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
+            r.error =
+                Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));
             r.outcome = Outcome::Abandoned;
             r
         }
     };
-    Journal::attach(&store, run_id, out.redactor().clone()).save(&record).map_err(|e| CommandError::Failed(e.to_string()))?;
+    Journal::attach(&store, run_id, out.redactor().clone())
+        .save(&record)
+        .map_err(|e| CommandError::Failed(e.to_string()))?;
     out.info(&format!("run {run_id} is recorded as abandoned ({reason}); it no longer blocks {}", env.name));
     // Its lock, if the run still holds it (its ferry was killed).
     if let Some(db) = lock_database(ctx, env)
@@ -230,7 +244,9 @@ pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdR
         Some(at) => {
             out.info(&format!("removed the lock on {db}; recorded at {at}"));
             if let Some(run) = &holder.run_id {
-                out.info(&format!("next: `ferry resume {run}` continues that run (or `ferry runs abandon {run} --reason ...`)"));
+                out.info(&format!(
+                    "next: `ferry resume {run}` continues that run (or `ferry runs abandon {run} --reason ...`)"
+                ));
             }
             Ok(0)
         }

@@ -199,10 +199,8 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
             (t.arn, t.log_stream)
         }
         (None, None) => {
-            let t = readable_runs(&ctx.store(env)?, Some(&env.name))
-                .into_iter()
-                .find_map(|r| r.task)
-                .ok_or_else(|| {
+            let t =
+                readable_runs(&ctx.store(env)?, Some(&env.name)).into_iter().find_map(|r| r.task).ok_or_else(|| {
                     CommandError::Usage(format!("no run of {} has started a migration task yet", env.name))
                 })?;
             (t.arn, t.log_stream)

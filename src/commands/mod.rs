@@ -151,8 +151,9 @@ impl Context {
     /// Refuse while a run of the environment (other than `except`) is unfinished,
     /// needs attention, or has a journal that cannot be read.
     pub fn refuse_unfinished(&self, store: &Store, env: &EnvConfig, except: Option<&str>) -> Result<(), CommandError> {
-        let blocking = blocking_runs(store, &env.name, except)
-            .map_err(|e| CommandError::Failed(format!("{e}; nothing was done (cannot tell whether a run is unfinished)")))?;
+        let blocking = blocking_runs(store, &env.name, except).map_err(|e| {
+            CommandError::Failed(format!("{e}; nothing was done (cannot tell whether a run is unfinished)"))
+        })?;
         match blocking.first() {
             None => Ok(()),
             Some(first) => Err(CommandError::Failed(unfinished_message(env, first, blocking.len()))),
@@ -196,7 +197,11 @@ impl Context {
 
 /// Why an unfinished run blocks the environment, and the commands that settle it.
 pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String {
-    let more = if count > 1 { format!(" (and {} more; `ferry runs list --env {}`)", count - 1, env.name) } else { String::new() };
+    let more = if count > 1 {
+        format!(" (and {} more; `ferry runs list --env {}`)", count - 1, env.name)
+    } else {
+        String::new()
+    };
     let abandon = format!("ferry runs abandon {} --reason \"...\"", run.run_id());
     match run {
         Listed::Unreadable { location, error, .. } => format!(
@@ -205,12 +210,8 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
             env.name, env.name
         ),
         Listed::Run(r) => {
-            let at = r
-                .steps
-                .iter()
-                .find(|s| !s.status.is_settled())
-                .map(|s| format!(" at {}", s.name))
-                .unwrap_or_default();
+            let at =
+                r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
             let settle = match (&r.outcome, &r.next) {
                 (crate::runbook::record::Outcome::NeedsAttention, Some(next)) => {
                     format!("`{next}` (what it asked for), then `{abandon}`")

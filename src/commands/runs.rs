@@ -65,7 +65,8 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     let resolves = restore_may_settle(ctx, &store, env, &snapshot.id)?;
     let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
-    let code = start_with(ctx, Started { env, cloud, store: &store, run_id, command: "restore", options }, &steps).await?;
+    let code =
+        start_with(ctx, Started { env, cloud, store: &store, run_id, command: "restore", options }, &steps).await?;
     if code == 0 {
         settle(&store, &resolves, &lock, &out);
     }
@@ -81,7 +82,8 @@ fn restore_may_settle(
     env: &EnvConfig,
     snapshot: &str,
 ) -> Result<Vec<String>, CommandError> {
-    let blocking = blocking_runs(store, &env.name, None).map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    let blocking =
+        blocking_runs(store, &env.name, None).map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
     let own = |l: &Listed| matches!(l, Listed::Run(r) if r.snapshot.as_ref().is_some_and(|s| s.id == snapshot));
     if let Some(other) = blocking.iter().find(|l| !own(l)) {
         return Err(CommandError::Failed(super::unfinished_message(env, other, blocking.len())));
@@ -130,7 +132,13 @@ struct Started<'a> {
 }
 
 /// Deploy and migrate: the provider, the lock, no unfinished run, then the run.
-async fn start(ctx: &Context, env: &EnvConfig, command: &'static str, options: RunOptions, steps: &[&str]) -> CmdResult {
+async fn start(
+    ctx: &Context,
+    env: &EnvConfig,
+    command: &'static str,
+    options: RunOptions,
+    steps: &[&str],
+) -> CmdResult {
     let cloud = ctx.cloud(env).await?;
     let store = ctx.store(env)?;
     let run_id = new_run_id(&env.name, Utc::now());

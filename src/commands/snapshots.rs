@@ -163,7 +163,12 @@ fn needed_by(ctx: &Context) -> Result<(Vec<(String, String)>, Vec<String>), Comm
 }
 
 /// Take the environment's lock for a snapshot change.
-fn lock(ctx: &Context, env: &crate::config::EnvConfig, cloud: &crate::provider::Cloud, what: &str) -> Result<crate::state::EnvLock, CommandError> {
+fn lock(
+    ctx: &Context,
+    env: &crate::config::EnvConfig,
+    cloud: &crate::provider::Cloud,
+    what: &str,
+) -> Result<crate::state::EnvLock, CommandError> {
     let store = ctx.store(env)?;
     ctx.lock(&store, env, cloud.database.cluster_id(), None, what)
 }

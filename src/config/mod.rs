@@ -253,8 +253,7 @@ impl EnvConfig {
     /// Every secret of the environment as written: env values marked secret and
     /// the passwords of its database URLs. The redactor adds their other forms.
     pub fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> =
-            self.migration.env.values().filter(|v| v.secret).map(|v| v.value.clone()).collect();
+        let mut out: Vec<String> = self.migration.env.values().filter(|v| v.secret).map(|v| v.value.clone()).collect();
         let urls = [
             match &self.database {
                 DatabaseConfig::Url(DbUrl::Postgres(u)) => Some(u.as_str()),
@@ -630,7 +629,8 @@ fn alembic_config(a: RawAlembic) -> Result<AlembicConfig, EnvError> {
 
 /// A name a process environment can carry and a shell can set: `[A-Za-z_][A-Za-z0-9_]*`.
 fn is_env_name(k: &str) -> bool {
-    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn kebab<T: Serialize>(v: &T) -> String {

@@ -307,10 +307,14 @@ fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, Step
             format!(
                 "unknown: the migration may have run, fully or in part; {db} was not restored; snapshot {s} holds the data from before it"
             ),
-            format!("ferry check {env}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})"),
+            format!(
+                "ferry check {env}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})"
+            ),
         ),
         None => (
-            format!("unknown: the migration may have run, fully or in part; {db} was not restored and this run took no snapshot"),
+            format!(
+                "unknown: the migration may have run, fully or in part; {db} was not restored and this run took no snapshot"
+            ),
             format!("ferry check {env}"),
         ),
     };

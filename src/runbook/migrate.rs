@@ -38,7 +38,10 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
             )));
         }
         other => {
-            return Err(StepError::Unknown(format!("the migration task {} ended in an unknown state: {other:?}", handle.id)));
+            return Err(StepError::Unknown(format!(
+                "the migration task {} ended in an unknown state: {other:?}",
+                handle.id
+            )));
         }
     };
     if let Some(t) = run.record.task.as_mut() {

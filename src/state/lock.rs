@@ -109,8 +109,10 @@ pub enum LockError {
 /// URLs) are replaced, and then a fingerprint of the original keeps two names
 /// that sanitise alike apart.
 pub fn lock_key(database: &str) -> String {
-    let clean: String =
-        database.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let clean: String = database
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
     let clean = clean.trim_matches('_').to_string();
     if clean == database {
         format!("locks/{clean}.json")
@@ -160,8 +162,7 @@ impl EnvLock {
         let backend = |source| LockError::Backend { database: database.clone(), source };
         match store.create(&key, &body).map_err(backend)? {
             Some(etag) => {
-                let inner =
-                    Arc::new(Inner { store: store.clone(), key, database, state: Mutex::new((holder, etag)) });
+                let inner = Arc::new(Inner { store: store.clone(), key, database, state: Mutex::new((holder, etag)) });
                 let (stop, beat) = heartbeat(inner.clone());
                 Ok(EnvLock { inner, beat: Some(beat), stop: Some(stop) })
             }

@@ -14,8 +14,8 @@
 //! does not pass until the record is durable, and the runbook's many step
 //! boundaries call it from plain (non-async) code.
 
-pub mod lock;
 mod local;
+pub mod lock;
 pub use local::{private_dir, private_umask, unique_tmp, user_umask, with_umask, write_private};
 
 mod s3;
@@ -88,7 +88,12 @@ impl Store {
     }
 
     /// The S3 backend, with credentials and region from the AWS SDK's chain.
-    pub fn s3(bucket: &str, prefix: &str, region: Option<String>, profile: Option<String>) -> Result<Store, StateError> {
+    pub fn s3(
+        bucket: &str,
+        prefix: &str,
+        region: Option<String>,
+        profile: Option<String>,
+    ) -> Result<Store, StateError> {
         Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile)?)))
     }
 

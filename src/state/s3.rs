@@ -115,7 +115,11 @@ impl S3Store {
     }
 
     pub fn describe(&self) -> String {
-        if self.prefix.is_empty() { format!("s3://{}", self.bucket) } else { format!("s3://{}/{}", self.bucket, self.prefix) }
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
     }
 
     pub fn url(&self, key: &str) -> String {
@@ -176,7 +180,12 @@ impl S3Store {
     }
 
     /// `cond`: `(true, "*")` for If-None-Match, `(false, etag)` for If-Match.
-    fn conditional_put(&self, key: &str, body: &[u8], cond: Option<(bool, &str)>) -> Result<Option<String>, StateError> {
+    fn conditional_put(
+        &self,
+        key: &str,
+        body: &[u8],
+        cond: Option<(bool, &str)>,
+    ) -> Result<Option<String>, StateError> {
         let full = self.key(key);
         self.block(async {
             let mut attempt = 0;

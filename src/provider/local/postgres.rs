@@ -12,14 +12,14 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::str::FromStr;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::snapshots::{Entry, SnapshotStore, Stored, io_err};
 use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
@@ -38,6 +38,8 @@ pub struct PgDatabase {
     /// The environment's URL as configured. It holds the password: it is only
     /// ever shown through [`rewrite_url`].
     url: String,
+    /// TLS for its sessions, as the URL's sslmode asks.
+    connector: tokio_postgres_rustls::MakeRustlsConnect,
     config: Config,
     /// The environment's database (`cluster_id`).
     db: String,
@@ -284,7 +286,10 @@ async fn settle(admin: &Client, names: &[&str]) -> PResult<()> {
             )));
         }
         if !said {
-            eprintln!("    waiting for a statement an earlier ferry started on {} to finish on the server", names.join(", "));
+            eprintln!(
+                "    waiting for a statement an earlier ferry started on {} to finish on the server",
+                names.join(", ")
+            );
             said = true;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -332,12 +337,11 @@ impl PgDatabase {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: expected {URL_SHAPE}")));
         }
-        let mut config = Config::from_str(&url).map_err(|e| {
-            ProviderError::Rejected(format!(
-                "invalid PostgreSQL URL {shown}: {} (expected {URL_SHAPE})",
-                pg_message(&e)
-            ))
-        })?;
+        // sslmode / sslrootcert as libpq reads them; TLS through rustls.
+        let target = crate::provider::tls::target(&url, crate::config::ProviderKind::Local)
+            .map_err(|e| ProviderError::Rejected(format!("{shown}: {e} (expected {URL_SHAPE})")))?;
+        let connector = target.connector;
+        let mut config = target.config;
         let db = match config.get_dbname() {
             Some(db) if !db.is_empty() => db.to_string(),
             _ => {
@@ -354,7 +358,7 @@ impl PgDatabase {
             config.application_name("ferry");
         }
         let maintenance_db = if db == "postgres" { "template1" } else { "postgres" };
-        Ok(PgDatabase { url, config, db, maintenance_db, tool_path: None, store })
+        Ok(PgDatabase { url, config, connector, db, maintenance_db, tool_path: None, store })
     }
 
     /// `db exec`: run SQL statements in order in the environment's database;
@@ -423,7 +427,7 @@ impl PgDatabase {
     async fn connect(&self, dbname: &str) -> PResult<Client> {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let (client, connection) = config.connect(self.connector.clone()).await.map_err(|e| {
             let msg =
                 self.scrub(&format!("cannot connect to PostgreSQL at {}: {}", self.location(dbname), pg_message(&e)));
             match e.code() {
@@ -743,8 +747,11 @@ impl Database for PgDatabase {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+    use std::str::FromStr;
+
     use std::hash::{BuildHasher, Hasher};
     use std::sync::Arc;
+    use tokio_postgres::NoTls;
 
     use super::*;
     use crate::provider::{TAG_ENV, TAG_RUN_ID};

@@ -77,7 +77,9 @@ impl SnapshotStore {
         crate::state::private_dir(&self.dir).map_err(|e| io_err("creating the snapshot directory", e))?;
         let text = serde_json::to_string_pretty(entry).map_err(|e| io_err("encoding snapshot metadata", e))?;
         let store = crate::state::Store::local(&self.dir);
-        store.create(&format!("{}.json", entry.snapshot.id), text.as_bytes()).map_err(|e| io_err("writing snapshot metadata", e))?;
+        store
+            .create(&format!("{}.json", entry.snapshot.id), text.as_bytes())
+            .map_err(|e| io_err("writing snapshot metadata", e))?;
         Ok(())
     }
 
