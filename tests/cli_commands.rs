@@ -23,7 +23,7 @@ fn snapshot_create_list_wait_delete() {
     assert_eq!(r.json()[0]["status"], "available");
     assert_eq!(r.json()[0]["tags"]["ferry:purpose"], "manual");
     let again = p.ferry(&["snapshot", "create", "local", "--id", "before-upgrade"]);
-    assert_eq!(again.code, 2, "an existing id is refused: {again:?}");
+    assert_eq!(again.code, 3, "an existing id is refused, never overwritten: {again:?}");
 
     let r = p.ferry(&["snapshot", "wait", "local", "before-upgrade"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -117,6 +117,11 @@ fn migrate_snapshots_then_runs_only_the_migration() {
     let rec = r.json();
     assert!(rec["state"].as_str().unwrap().contains("does not restore"), "{r:?}");
     assert_eq!(rec["next"], format!("ferry restore local --snapshot {}", rec["snapshot"]["id"].as_str().unwrap()));
+    // That run needs attention and blocks the environment until a person settles it.
+    let blocked = p.ferry(&["migrate", "local", "--no-snapshot"]);
+    assert_eq!(blocked.code, 3, "{blocked:?}");
+    let run = rec["run_id"].as_str().unwrap();
+    assert_eq!(p.ferry(&["runs", "abandon", run, "--reason", "the column is there already"]).code, 0);
     let r = p.ferry(&["migrate", "local", "--no-snapshot", "--output", "json"]);
     assert_eq!(r.code, 5, "{r:?}");
     assert_eq!(r.json()["steps"][1]["status"], "skipped");
@@ -236,8 +241,9 @@ fn a_snapshot_a_failed_run_needs_is_protected_until_it_is_restored() {
     let r = p.ferry(&["snapshot", "prune", "local", "--keep", "0"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains(&format!("keeping snapshot {snap}")), "{r:?}");
-    // The next command the run named brings the data back; then the snapshot is free.
-    assert_eq!(p.ferry(&["restore", "local", "--snapshot", &snap]).code, 0);
+    // The next command the run named brings the data back (restoring the run's
+    // own snapshot settles it: confirmed with --yes); then the snapshot is free.
+    assert_eq!(p.ferry(&["restore", "local", "--snapshot", &snap, "--yes"]).code, 0);
     assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5");
     let r = p.ferry(&["snapshot", "delete", "local", &snap]);
     assert_eq!(r.code, 0, "{r:?}");

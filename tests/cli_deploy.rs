@@ -107,8 +107,8 @@ fn restore_on_failure_never_exits_5_naming_the_restore_command() {
     let snap = rec["snapshot"]["id"].as_str().unwrap();
     assert_eq!(rec["next"], format!("ferry restore local --snapshot {snap}"));
     assert!(r.stderr.contains(&format!("next:     ferry restore local --snapshot {snap}")), "{r:?}");
-    // The next command does what it says.
-    let r = p.ferry(&["restore", "local", "--snapshot", snap, "--output", "json"]);
+    // The next command does what it says (confirmed: it settles the run).
+    let r = p.ferry(&["restore", "local", "--snapshot", snap, "--output", "json", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5");
 }
@@ -170,6 +170,9 @@ fn sigkill_during_the_migration_then_resume_finishes_the_same_migration_once() {
     assert_eq!(rec["steps"][2]["status"], "running");
     let run_id = rec["run_id"].as_str().unwrap().to_string();
 
+    // The killed ferry still holds the lock: a person removes it, then resumes.
+    assert_eq!(p.ferry(&["resume", &run_id]).code, 3);
+    assert_eq!(p.ferry(&["unlock", "local", "--yes"]).code, 0);
     let r = p.ferry(&["resume", &run_id, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["outcome"], "succeeded");

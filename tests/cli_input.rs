@@ -8,10 +8,15 @@ use common::{FERRY, Project};
 
 const GOOD_MIGRATION: &str = "echo migrating\n";
 
-/// The project as it was: same files, no journal, no snapshot.
+/// The project as it was: same files, no journal, no snapshot, no lock left.
+/// (The state directory itself exists: seeding the database took the lock.)
 fn assert_untouched(p: &Project, before: &[String]) {
     assert_eq!(p.files(), before, "files changed");
-    assert!(!p.path().join(".ferry").exists(), "state dir created");
+    for dir in ["runs", "snapshots", "tasks"] {
+        assert!(!p.path().join(".ferry").join(dir).exists(), "state dir {dir} created");
+    }
+    let locks = std::fs::read_dir(p.path().join(".ferry/locks")).map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).count());
+    assert_eq!(locks.unwrap_or(0), 0, "a lock left behind");
 }
 
 #[test]

@@ -247,3 +247,50 @@ fn bad_settings_are_refused_up_front_naming_what_is_wrong() {
     assert!(r.stderr.contains("FERRY_STATE") && r.stderr.contains("not an S3 bucket name"), "{r:?}");
     let _ = FERRY;
 }
+
+/// A migration that fails after deleting rows, slowly enough to break the
+/// state directory while it runs.
+const FAILS_SLOWLY: &str = "echo started >> attempts.txt\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders WHERE total < 50\"\nsleep 2\nexit 1\n";
+
+/// Make `<dir>/runs` unwritable even for root: a file where the directory was.
+fn break_runs_dir(state: &Path) {
+    std::fs::rename(state.join("runs"), state.join("runs.moved")).unwrap();
+    std::fs::write(state.join("runs"), "not a directory").unwrap();
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_mid_run_goes_to_the_fallback_and_the_restore_still_happens() {
+    let p = Project::sqlite(FAILS_SLOWLY, "");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = p.command(&["deploy", "local"]).env("TMPDIR", tmp.path()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+    break_runs_dir(&p.path().join(".ferry"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let fallback = tmp.path().join("ferry-journals");
+    assert!(stderr.contains(&fallback.display().to_string()), "the fallback is named: {stderr}");
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::fs::read_dir(&fallback).unwrap().next().unwrap().unwrap().path()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["outcome"], "restored", "the fallback holds the final record");
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "5"], "restored");
+}
+
+#[test]
+fn with_neither_the_journal_nor_the_fallback_writable_the_run_stops_at_exit_5_with_the_record_on_stderr() {
+    let p = Project::sqlite(FAILS_SLOWLY, "");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ferry-journals"), "not a directory").unwrap();
+    let child = p.command(&["deploy", "local"]).env("TMPDIR", tmp.path()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+    break_runs_dir(&p.path().join(".ferry"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("\"run_id\"") && stderr.contains("the record below is the only copy"), "{stderr}");
+    assert!(!stderr.contains("nothing was changed"), "{stderr}");
+    // No restore without a record of it: the database is as the migration left it.
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "1"]);
+}

@@ -318,6 +318,12 @@ pub fn locate(flag: Option<&Path>, env_var: Option<&str>, cwd: &Path) -> Result<
 fn exists(p: PathBuf, source: &str) -> Result<PathBuf, ConfigError> {
     if p.is_file() {
         Ok(p)
+    } else if p.is_dir() {
+        Err(ConfigError::plain(format!(
+            "config file {} (from {source}) is a directory; name the file, e.g. {}",
+            p.display(),
+            p.join(FILE_NAME).display()
+        )))
     } else {
         Err(ConfigError::plain(format!("config file {} (from {source}) does not exist", p.display())))
     }

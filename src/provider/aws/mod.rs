@@ -61,9 +61,17 @@ pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), String> {
         Err(e) => Err(format!(
             "no usable AWS credentials ({}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, \
              or configure web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE)",
-            DisplayErrorContext(&e)
+            short_reason(&DisplayErrorContext(&e).to_string())
         )),
     }
+}
+
+/// The credential chain explains every provider it tried, in about a kilobyte:
+/// the first sentence says what matters; -v is not needed to act on it.
+fn short_reason(full: &str) -> String {
+    let first = full.split(": ").next().unwrap_or(full);
+    let first = first.lines().next().unwrap_or(first).trim();
+    if first.chars().count() > 160 { format!("{}...", first.chars().take(160).collect::<String>()) } else { first.to_string() }
 }
 
 /// Error codes that mean "slow down".
