@@ -15,7 +15,8 @@ fn assert_untouched(p: &Project, before: &[String]) {
     for dir in ["runs", "snapshots", "tasks"] {
         assert!(!p.path().join(".ferry").join(dir).exists(), "state dir {dir} created");
     }
-    let locks = std::fs::read_dir(p.path().join(".ferry/locks")).map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).count());
+    let locks = std::fs::read_dir(p.path().join(".ferry/locks"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).count());
     assert_eq!(locks.unwrap_or(0), 0, "a lock left behind");
 }
 

@@ -212,6 +212,17 @@ pub trait MigrationRunner: Send + Sync {
     fn missing_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(60)
     }
+    /// Resolves when the task has stopped, for runners that are told (a local
+    /// process's exit); the default never resolves and polling finds the stop.
+    async fn stopped(&self, _task_id: &str) {
+        std::future::pending::<()>().await;
+    }
+    /// Whether every log line is readable once the task is stopped, so the
+    /// logs need no drain timer after it (true for a local process, whose
+    /// output is written before its exit is recorded).
+    fn logs_complete_when_stopped(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -152,6 +152,7 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     let mut next_poll = start;
     let mut missing_since: Option<Instant> = None;
     let mut stop_sent: Option<Instant> = None;
+    let mut stop_seen = false;
     // App Runner cannot cancel a deployment: past the timeout ferry follows it
     // until it ends (at most `timeouts.service` more), so what it acts on is
     // the real outcome, never a guess.
@@ -219,7 +220,15 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
                 Some(_) => {}
             }
         }
-        sleep(LOG_INTERVAL).await;
+        // Wake for the next log read, or at once when the runner tells of the
+        // task's stop (a local process's exit).
+        tokio::select! {
+            () = sleep(LOG_INTERVAL) => {}
+            () = runner.stopped(&handle.id), if !stop_seen => {
+                stop_seen = true;
+                next_poll = Instant::now();
+            }
+        }
     }
 }
 
@@ -248,6 +257,10 @@ impl<'a> LogStream<'a> {
     /// After the task stopped: read until two empty pages in a row (or the cap),
     /// so its last lines are not lost.
     async fn drain(&mut self, run: &Run) {
+        if run.cloud.runner.logs_complete_when_stopped() {
+            while self.read_page(run).await > 0 {}
+            return;
+        }
         let until = Instant::now() + DRAIN_CAP;
         let mut empty = 0;
         while empty < 2 && Instant::now() < until {

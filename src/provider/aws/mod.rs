@@ -71,7 +71,11 @@ pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), String> {
 fn short_reason(full: &str) -> String {
     let first = full.split(": ").next().unwrap_or(full);
     let first = first.lines().next().unwrap_or(first).trim();
-    if first.chars().count() > 160 { format!("{}...", first.chars().take(160).collect::<String>()) } else { first.to_string() }
+    if first.chars().count() > 160 {
+        format!("{}...", first.chars().take(160).collect::<String>())
+    } else {
+        first.to_string()
+    }
 }
 
 /// Error codes that mean "slow down".

@@ -75,6 +75,8 @@ pub struct ProcessRunner {
     base_env: BTreeMap<String, String>,
     /// Names of secret variables (values masked in the task log).
     secret_vars: Vec<String>,
+    /// Supervisors this process launched: each flips to true when it exits.
+    exits: std::sync::Mutex<BTreeMap<String, tokio::sync::watch::Receiver<bool>>>,
 }
 
 impl ProcessRunner {
@@ -93,6 +95,7 @@ impl ProcessRunner {
             supervisor_exe,
             base_env,
             secret_vars,
+            exits: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -126,8 +129,14 @@ impl ProcessRunner {
         let mut child = cmd
             .spawn()
             .map_err(|e| io_err(&format!("cannot launch the task supervisor {}", self.supervisor_exe.display()), e))?;
-        // Reap it when it ends so its pid does not linger as a zombie.
-        std::thread::spawn(move || child.wait());
+        // Reap it when it ends so its pid does not linger as a zombie, and
+        // tell whoever watches the task: its exit is an event, not a poll.
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id_of(dir), rx);
+        std::thread::spawn(move || {
+            let _ = child.wait();
+            let _ = tx.send(true);
+        });
         Ok(())
     }
 
@@ -165,6 +174,10 @@ impl ProcessRunner {
     }
 }
 
+fn task_id_of(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 fn read_status(dir: &Path) -> Option<StatusFile> {
     fs::read_to_string(dir.join("status.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
 }
@@ -200,6 +213,24 @@ impl MigrationRunner for ProcessRunner {
     /// is not found is gone (its state was lost), not late.
     fn missing_grace(&self) -> std::time::Duration {
         std::time::Duration::ZERO
+    }
+
+    async fn stopped(&self, task_id: &str) {
+        let rx = self.exits.lock().unwrap_or_else(|e| e.into_inner()).get(task_id).cloned();
+        match rx {
+            Some(mut rx) => {
+                if rx.wait_for(|done| *done).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            // Started by another ferry process (a resumed run): polling finds it.
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// The supervisor writes the last log line before it records the exit.
+    fn logs_complete_when_stopped(&self) -> bool {
+        true
     }
 
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
