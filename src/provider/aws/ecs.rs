@@ -103,26 +103,74 @@ impl EcsRunner {
     }
 
     fn state_of(&self, task: &Task) -> TaskState {
-        match task.last_status().unwrap_or("PENDING") {
-            "STOPPED" | "DELETED" => {
-                let container = task.containers().iter().find(|c| c.name() == Some(self.target.container.as_str()));
-                let failed_to_start =
-                    task.stop_code().is_some_and(|c| c.as_str() == "TaskFailedToStart") || task.started_at().is_none();
-                let mut reason: Vec<String> = task.stopped_reason().map(String::from).into_iter().collect();
-                if let Some(r) = container.and_then(|c| c.reason())
-                    && !reason.iter().any(|x| x == r)
-                {
-                    reason.push(r.to_string());
-                }
-                TaskState::Stopped {
-                    started: !failed_to_start,
-                    exit_code: container.and_then(|c| c.exit_code()),
-                    reason: (!reason.is_empty()).then(|| reason.join("; ")),
-                }
-            }
-            "RUNNING" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => TaskState::Running,
+        match task.last_status() {
+            Some("STOPPED" | "DELETED") => self.stopped(task),
+            Some("RUNNING" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING") => TaskState::Running,
+            // PROVISIONING, PENDING, ACTIVATING, a status ferry does not know, or
+            // none at all: not done yet (the migration timeout bounds the wait).
             _ => TaskState::Pending,
         }
+    }
+
+    /// A stopped task, judged on positive evidence only: the watched
+    /// container's exit code means the command ran; "never started" needs
+    /// `stopCode = TaskFailedToStart` or a start-failure reason. Anything else
+    /// (no exit code, no such proof) counts as started, so a failure takes the
+    /// restore path.
+    fn stopped(&self, task: &Task) -> TaskState {
+        let container = task.containers().iter().find(|c| c.name() == Some(self.target.container.as_str()));
+        let exit_code = container.and_then(|c| c.exit_code());
+        let mut reasons: Vec<&str> = Vec::new();
+        for r in [task.stopped_reason(), container.and_then(|c| c.reason())].into_iter().flatten() {
+            let r = r.trim();
+            if !r.is_empty() && !reasons.contains(&r) {
+                reasons.push(r);
+            }
+        }
+        let stop_code = task.stop_code().map(|c| c.as_str().to_string());
+        let code_line = stop_code.as_ref().map(|c| format!("stop code {c}"));
+        if reasons.is_empty()
+            && let Some(line) = &code_line
+        {
+            reasons.push(line);
+        }
+        let never_started = exit_code.is_none()
+            && (stop_code.as_deref() == Some("TaskFailedToStart")
+                || reasons.iter().any(|r| START_FAILURES.iter().any(|f| r.contains(f))));
+        TaskState::Stopped {
+            started: !never_started,
+            exit_code,
+            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        }
+    }
+}
+
+/// The error names ECS puts in `stoppedReason` (or a container's `reason`)
+/// when a container never started.
+pub const START_FAILURES: &[&str] = &[
+    "CannotPullContainerError",
+    "CannotCreateContainerError",
+    "CannotStartContainerError",
+    "CannotInspectContainerError",
+    "ResourceInitializationError",
+];
+
+/// Whether a task listed as wanted-running can still be writing: its own
+/// `lastStatus` wins over the listing's `desiredStatus` filter. STOPPED and
+/// DELETED never block, nor DEPROVISIONING once its stop is recorded; any
+/// other status, known or not, does.
+pub fn still_active(task: &Task) -> bool {
+    match task.last_status() {
+        Some("STOPPED" | "DELETED") => false,
+        Some("DEPROVISIONING") => {
+            let stop_recorded = task.desired_status() == Some("STOPPED")
+                || task.stop_code().is_some()
+                || task.stopping_at().is_some()
+                || task.execution_stopped_at().is_some()
+                || task.stopped_at().is_some();
+            !stop_recorded
+        }
+        _ => true,
     }
 }
 
@@ -245,11 +293,19 @@ impl MigrationRunner for EcsRunner {
                 .send()
                 .await
                 .map_err(|e| classify("DescribeTasks", e))?;
-            for t in described.tasks() {
+            for t in described.tasks().iter().filter(|t| still_active(t)) {
                 out.push(TaskSummary {
                     id: t.task_arn().unwrap_or_default().to_string(),
-                    status: t.last_status().unwrap_or("PENDING").to_string(),
+                    status: t.last_status().unwrap_or("UNKNOWN").to_string(),
                     started_by: t.started_by().map(String::from),
+                });
+            }
+            // Listed as running but not described: nothing proves it stopped.
+            for f in described.failures() {
+                out.push(TaskSummary {
+                    id: f.arn().unwrap_or("?").to_string(),
+                    status: format!("listed as running; DescribeTasks: {}", f.reason().unwrap_or("no answer")),
+                    started_by: None,
                 });
             }
         }
