@@ -123,6 +123,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                     run.end(step.name, StepStatus::Failed, &e)?;
                     failure = Some(e);
                 }
+                Err(StepError::Unknown(e)) => return super::migrate::lost(run, step.name, e),
                 Err(e) => return abort(run, step.name, e),
             },
             StepKind::Verify => match verify(run).await {
@@ -147,7 +148,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                             Some(m) => format!("{m}; then the restore failed: {}", f.error),
                             None => f.error,
                         };
-                        let next = format!("ferry resume {}", run.record.run_id);
+                        let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
                         return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
                     }
                 }
@@ -294,7 +295,7 @@ fn new_cluster_note(run: &Run) -> String {
 fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {
     let message = match e {
         StepError::Journal(j) => return Err(StepError::Journal(j)),
-        StepError::Abort(m) | StepError::Failed(m) => m,
+        StepError::Abort(m) | StepError::Failed(m) | StepError::Unknown(m) => m,
     };
     run.end(step, StepStatus::Failed, &message)?;
     let mut state = format!("nothing was changed: {} is as it was", run.cloud.database.cluster_id());

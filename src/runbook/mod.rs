@@ -9,7 +9,7 @@ pub mod logs;
 mod migrate;
 pub mod migrations;
 pub mod plan;
-mod preflight;
+pub mod preflight;
 pub mod record;
 mod restore;
 pub mod service;
@@ -107,6 +107,11 @@ pub enum StepError {
     /// The database may have changed: the restore path decides what follows.
     #[error("{0}")]
     Failed(String),
+    /// A changing step began and how it ended cannot be known (the task's
+    /// state was lost): a person decides, with no automatic restore, which
+    /// would throw away the writes of a migration that in fact succeeded.
+    #[error("{0}")]
+    Unknown(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
