@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::record::{RunRecord, SnapshotRecord, name_stamp};
 use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
 use super::{Run, StepError};
@@ -70,6 +72,7 @@ pub async fn wait_snapshot(
 ) -> Result<Snapshot, String> {
     let what = format!("snapshot {id}");
     let latest: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
+    let unseen: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
     let mut last_percent = None;
     let waited = wait_for(
         &what,
@@ -77,7 +80,17 @@ pub async fn wait_snapshot(
         PollPolicy::default(),
         || async {
             match db.describe_snapshot(id).await? {
-                None => Err(ProviderError::NotFound(format!("snapshot {id}"))),
+                // Just created: RDS may not list it yet.
+                None => {
+                    let since = *unseen.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+                    if since.elapsed() < super::service::VISIBILITY_GRACE {
+                        return Ok(Poll::Pending("not visible yet".into()));
+                    }
+                    Err(ProviderError::NotFound(format!(
+                        "snapshot {id} (not visible for {}s)",
+                        super::service::VISIBILITY_GRACE.as_secs()
+                    )))
+                }
                 Some(s) if matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Failed) => Ok(Poll::Ready(s)),
                 Some(s) => {
                     let state = format!("{} {}%", s.status, s.percent);
