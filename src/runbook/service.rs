@@ -171,8 +171,8 @@ async fn wait_operation_until(
                         return Ok(Poll::Ready(()));
                     }
                     if since.elapsed() >= VISIBILITY_GRACE {
-                        return Err(ProviderError::NotFound(format!(
-                            "{why} (still not listed {}s after it started)",
+                        return Err(ProviderError::Other(format!(
+                            "{why} is still not listed {}s after it started",
                             VISIBILITY_GRACE.as_secs()
                         )));
                     }

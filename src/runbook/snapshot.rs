@@ -86,8 +86,8 @@ pub async fn wait_snapshot(
                     if since.elapsed() < super::service::VISIBILITY_GRACE {
                         return Ok(Poll::Pending("not visible yet".into()));
                     }
-                    Err(ProviderError::NotFound(format!(
-                        "snapshot {id} (not visible for {}s)",
+                    Err(ProviderError::Other(format!(
+                        "snapshot {id} is still not visible {}s after it was created",
                         super::service::VISIBILITY_GRACE.as_secs()
                     )))
                 }
