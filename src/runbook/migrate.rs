@@ -130,7 +130,7 @@ pub(super) fn lost(run: &mut Run, step: &str, error: String) -> Result<super::re
     let task = run.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_default();
     let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == "available").map(|s| s.id.clone());
     let mut state = format!(
-        "the migration {task} may have run and may have changed the database; ferry did NOT restore it, because a \
+        "the migration task {task} may have run and may have changed the database; ferry did NOT restore it, because a \
          restore would throw away the migration's writes if it succeeded"
     );
     match &snapshot {

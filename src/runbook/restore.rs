@@ -135,7 +135,7 @@ async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) ->
             match run.confirm.ask(&format!("{note}. Resume the App Runner service now?")) {
                 Some(true) => {}
                 answer => {
-                    let why = if answer.is_none() { "nobody to ask (no TTY, no --yes)" } else { "declined" };
+                    let why = if answer.is_none() { "no terminal to ask at and no --yes" } else { "declined" };
                     return Err(format!(
                         "the database is restored, but the App Runner service was left PAUSED ({why}): {note}"
                     ));
