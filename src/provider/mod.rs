@@ -250,6 +250,11 @@ impl OperationInfo {
     pub fn deploys(&self) -> bool {
         matches!(self.kind.as_str(), "START_DEPLOYMENT" | "UPDATE_SERVICE")
     }
+
+    /// A deployment, or an operation ferry could not identify (which may be one).
+    pub fn may_deploy(&self) -> bool {
+        self.deploys() || self.kind == "UNKNOWN"
+    }
 }
 
 #[async_trait]

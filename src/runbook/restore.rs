@@ -195,16 +195,21 @@ async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterIn
 /// A deployment the pause waited out that succeeded (or whose end is unknown):
 /// resuming would start its version on the restored database. What to tell.
 async fn landed_deployment(service: &dyn AppService, waited: &[WaitedOut]) -> Option<String> {
-    let w = waited.iter().find(|w| w.op.deploys() && w.succeeded != Some(false))?;
+    let w = waited.iter().find(|w| w.op.may_deploy() && w.succeeded != Some(false))?;
     let image = match service.image().await {
         Ok(Some(image)) => image,
-        _ => "its new version".to_string(),
+        _ => "the service's current version".to_string(),
     };
     let ended = if w.succeeded == Some(true) { "succeeded" } else { "ended (how is not known)" };
+    let what = if w.op.kind == "UNKNOWN" {
+        "an App Runner operation ferry could not identify (it was not listed yet; it may have been a deployment)"
+            .to_string()
+    } else {
+        format!("{} operation {}", w.op.kind, w.op.id)
+    };
     Some(format!(
-        "{} operation {} {ended} while the restore waited for it: resuming the service starts {image} against the \
-         restored database, and a start-up migration in it runs again",
-        w.op.kind, w.op.id
+        "{what} {ended} while the restore waited for it: resuming the service starts {image} against the restored \
+         database, and a start-up migration in it runs again"
     ))
 }
 

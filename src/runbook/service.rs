@@ -94,15 +94,15 @@ pub async fn change_waiting(
                 if left.is_zero() {
                     return Err(format!("{doing}: {why}; still busy after {}", format_duration(limit)));
                 }
-                // Advisory: which operation it is only tells the operator more.
-                let current = service.operation_in_progress().await.ok().flatten();
-                let which = current.as_ref().map(|o| format!(" ({} {})", o.kind, o.id)).unwrap_or_default();
-                out.info(&format!("    another App Runner operation is in progress; waiting for it to end{which}"));
-                wait_idle(service, left, out).await?;
-                if let Some(op) = current {
-                    let succeeded = service.operation_done(&op.id).await.ok().flatten();
-                    waited.push(WaitedOut { op, succeeded });
-                }
+                out.info("    another App Runner operation is in progress; waiting for it to end");
+                let op = wait_idle(service, left, out).await?;
+                let succeeded = match &op {
+                    Some(op) => service.operation_done(&op.id).await.ok().flatten(),
+                    None => None,
+                };
+                // Not identified (not listed yet): it may have been a deployment.
+                let op = op.unwrap_or_else(|| OperationInfo { id: "(not listed)".into(), kind: "UNKNOWN".into() });
+                waited.push(WaitedOut { op, succeeded });
             }
             Err(e) => return Err(format!("{doing}: {e}")),
         }
@@ -114,21 +114,34 @@ pub async fn change_waiting(
     Ok(waited)
 }
 
-/// Wait until the service has no operation in progress.
-async fn wait_idle(service: &dyn AppService, limit: Duration, out: &Reporter) -> Result<(), String> {
+/// Wait until the service has no operation in progress. Returns that
+/// operation, when it could be identified while it ran (ListOperations may
+/// list a new operation only after a while).
+async fn wait_idle(service: &dyn AppService, limit: Duration, out: &Reporter) -> Result<Option<OperationInfo>, String> {
     let what = "the service's current operation";
+    let current: std::sync::Mutex<Option<OperationInfo>> = std::sync::Mutex::new(None);
     wait_for(
         what,
         limit,
         PollPolicy::default(),
         || async {
             let s = service.status().await?;
-            Ok(if s.status == "OPERATION_IN_PROGRESS" { Poll::Pending(s.status) } else { Poll::Ready(()) })
+            if s.status != "OPERATION_IN_PROGRESS" {
+                return Ok(Poll::Ready(()));
+            }
+            let known = current.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+            // Advisory: which operation it is decides only what the resume asks.
+            if !known && let Ok(Some(op)) = service.operation_in_progress().await {
+                out.info(&format!("    it is {} operation {}", op.kind, op.id));
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(op);
+            }
+            Ok(Poll::Pending(s.status))
         },
         |state, waited| out.progress(what, state, waited),
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    Ok(current.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Wait until the operation succeeded; a failed operation or the time limit is an error.
