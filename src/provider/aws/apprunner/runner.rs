@@ -62,7 +62,7 @@ fn started_at(op: &OperationSummary) -> DateTime<Utc> {
 /// first lines are not lost to clock skew.
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// A deployment's last service event may be logged a moment after it ended.
-const END_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+const END_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// When a run began, from its id (`<env>-<yyyymmddThhmmssZ>-<hex>`).
 fn run_started(run_id: &str) -> Option<DateTime<Utc>> {
