@@ -553,3 +553,81 @@ mod stacks_and_logs {
         assert_eq!(bounded.num_calls(), 1);
     }
 }
+
+// --- ECS: RunTask's answer ----------------------------------------------------------------------
+
+mod run_task {
+    use super::*;
+    use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    use aws_sdk_ecs::types::{ContainerDefinition, Failure, LogConfiguration, LogDriver, Task, TaskDefinition};
+
+    fn task_definition() -> Rule {
+        mock!(Client::describe_task_definition).then_output(|| {
+            let logs = LogConfiguration::builder()
+                .log_driver(LogDriver::Awslogs)
+                .options("awslogs-group", "/g")
+                .options("awslogs-stream-prefix", "p")
+                .build()
+                .unwrap();
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    TaskDefinition::builder()
+                        .container_definitions(ContainerDefinition::builder().name("migrate").log_configuration(logs).build())
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    fn spec() -> ferry::provider::TaskSpec {
+        ferry::provider::TaskSpec {
+            run_id: "prod-20261121T120000Z-abcd".into(),
+            env: "prod".into(),
+            command: vec!["m".into()],
+            environment: Default::default(),
+        }
+    }
+
+    fn runner(rules: &[&Rule]) -> EcsRunner {
+        let target = EcsTarget {
+            cluster: "c".into(),
+            task_definition: "td:1".into(),
+            subnets: vec!["s".into()],
+            security_groups: vec![],
+            assign_public_ip: false,
+            container: "migrate".into(),
+        };
+        EcsRunner::new(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, rules.iter().copied()), target)
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_is_asked_again_with_the_same_client_token() {
+        let td = task_definition();
+        let run = mock!(Client::run_task)
+            .match_requests(|r| r.client_token() == Some("prod-20261121T120000Z-abcd"))
+            .sequence()
+            .output(|| RunTaskOutput::builder().build())
+            .output(|| RunTaskOutput::builder().tasks(Task::builder().task_arn("arn:task/c/t1").build()).build())
+            .build();
+        let h = runner(&[&td, &run]).start(&spec()).await.unwrap();
+        assert_eq!((h.id.as_str(), run.num_calls()), ("arn:task/c/t1", 2));
+    }
+
+    #[tokio::test]
+    async fn empty_answers_and_no_listed_task_refuse_with_a_reason() {
+        let td = task_definition();
+        let run = mock!(Client::run_task).then_output(|| RunTaskOutput::builder().build());
+        let none = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+        let err = runner(&[&td, &run, &none]).start(&spec()).await.unwrap_err().to_string();
+        assert!(err.contains("neither a task nor a failure"), "{err}");
+        // A failure without reason or detail still reads as a sentence.
+        let td = task_definition();
+        let bare = mock!(Client::run_task)
+            .then_output(|| RunTaskOutput::builder().failures(Failure::builder().build()).build());
+        let err = runner(&[&td, &bare]).start(&spec()).await.unwrap_err().to_string();
+        assert_eq!(err, "RunTask started no task: no reason given");
+    }
+}

@@ -94,6 +94,52 @@ impl EcsRunner {
         }
     }
 
+    /// RunTask for `spec`: Fargate, awsvpc, the container's overrides, tags,
+    /// and the run id as `clientToken` (a repeated call returns the same task).
+    fn run_task_request(
+        &self,
+        spec: &TaskSpec,
+    ) -> PResult<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder> {
+        let env: Vec<KeyValuePair> =
+            spec.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect();
+        let overrides = TaskOverride::builder()
+            .container_overrides(
+                ContainerOverride::builder()
+                    .name(&self.target.container)
+                    .set_command(Some(spec.command.clone()))
+                    .set_environment((!env.is_empty()).then_some(env))
+                    .build(),
+            )
+            .build();
+        let network = NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                AwsVpcConfiguration::builder()
+                    .set_subnets(Some(self.target.subnets.clone()))
+                    .set_security_groups(Some(self.target.security_groups.clone()))
+                    .assign_public_ip(if self.target.assign_public_ip {
+                        AssignPublicIp::Enabled
+                    } else {
+                        AssignPublicIp::Disabled
+                    })
+                    .build()
+                    .map_err(|e| ProviderError::Rejected(e.to_string()))?,
+            )
+            .build();
+        Ok(self
+            .client
+            .run_task()
+            .cluster(&self.target.cluster)
+            .task_definition(&self.target.task_definition)
+            .launch_type(LaunchType::Fargate)
+            .count(1)
+            .network_configuration(network)
+            .overrides(overrides)
+            .started_by(STARTED_BY)
+            .client_token(&spec.run_id)
+            .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
+            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
+    }
+
     fn handle(&self, arn: &str, logs: &AwsLogs) -> TaskHandle {
         TaskHandle {
             id: arn.to_string(),
@@ -145,6 +191,15 @@ impl EcsRunner {
     }
 }
 
+/// A RunTask failure as `reason (detail)`, leaving out what ECS did not give.
+fn failure_text(f: &aws_sdk_ecs::types::Failure) -> String {
+    let reason = f.reason().filter(|r| !r.trim().is_empty()).unwrap_or("no reason given");
+    match f.detail().or(f.arn()).filter(|d| !d.trim().is_empty()) {
+        Some(detail) => format!("{reason} ({detail})"),
+        None => reason.to_string(),
+    }
+}
+
 /// The error names ECS puts in `stoppedReason` (or a container's `reason`)
 /// when a container never started.
 pub const START_FAILURES: &[&str] = &[
@@ -186,58 +241,25 @@ impl MigrationRunner for EcsRunner {
 
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
         let logs = self.awslogs().await?;
-        let env: Vec<KeyValuePair> =
-            spec.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect();
-        let overrides = TaskOverride::builder()
-            .container_overrides(
-                ContainerOverride::builder()
-                    .name(&self.target.container)
-                    .set_command(Some(spec.command.clone()))
-                    .set_environment((!env.is_empty()).then_some(env))
-                    .build(),
-            )
-            .build();
-        let network = NetworkConfiguration::builder()
-            .awsvpc_configuration(
-                AwsVpcConfiguration::builder()
-                    .set_subnets(Some(self.target.subnets.clone()))
-                    .set_security_groups(Some(self.target.security_groups.clone()))
-                    .assign_public_ip(if self.target.assign_public_ip {
-                        AssignPublicIp::Enabled
-                    } else {
-                        AssignPublicIp::Disabled
-                    })
-                    .build()
-                    .map_err(|e| ProviderError::Rejected(e.to_string()))?,
-            )
-            .build();
-        let out = self
-            .client
-            .run_task()
-            .cluster(&self.target.cluster)
-            .task_definition(&self.target.task_definition)
-            .launch_type(LaunchType::Fargate)
-            .count(1)
-            .network_configuration(network)
-            .overrides(overrides)
-            .started_by(STARTED_BY)
-            .client_token(&spec.run_id)
-            .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
-            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build())
-            .send()
-            .await
-            .map_err(|e| classify("RunTask", e))?;
-        match out.tasks().first().and_then(|t| t.task_arn()) {
-            Some(arn) => Ok(self.handle(arn, &logs)),
-            None => {
-                let reasons: Vec<String> = out
-                    .failures()
-                    .iter()
-                    .map(|f| format!("{} ({})", f.reason().unwrap_or("unknown"), f.detail().or(f.arn()).unwrap_or("-")))
-                    .collect();
-                Err(ProviderError::Rejected(format!("RunTask started no task: {}", reasons.join("; "))))
+        let request = self.run_task_request(spec)?;
+        for _ in 0..2 {
+            let out = request.clone().send().await.map_err(|e| classify("RunTask", e))?;
+            if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+                return Ok(self.handle(arn, &logs));
             }
+            if !out.failures().is_empty() {
+                let reasons: Vec<String> = out.failures().iter().map(failure_text).collect();
+                return Err(ProviderError::Rejected(format!("RunTask started no task: {}", reasons.join("; "))));
+            }
+            // Neither a task nor a failure: asked again with the same
+            // clientToken, RunTask returns the task if one started.
         }
+        if let Some(found) = self.find_by_run(&spec.run_id).await? {
+            return Ok(found);
+        }
+        Err(ProviderError::Rejected(
+            "RunTask answered twice with neither a task nor a failure, and no task of this run is listed".into(),
+        ))
     }
 
     async fn poll(&self, task_id: &str) -> PResult<TaskState> {
