@@ -63,7 +63,8 @@ mod ecs {
     }
 
     async fn poll(task: Task) -> TaskState {
-        let rule = mock!(Client::describe_tasks).then_output(move || DescribeTasksOutput::builder().tasks(task.clone()).build());
+        let rule = mock!(Client::describe_tasks)
+            .then_output(move || DescribeTasksOutput::builder().tasks(task.clone()).build());
         runner(&[&rule]).poll("arn:task/1").await.unwrap()
     }
 
@@ -207,7 +208,8 @@ mod rds {
     }
 
     fn cluster(c: DbCluster) -> Rule {
-        mock!(Client::describe_db_clusters).then_output(move || DescribeDbClustersOutput::builder().db_clusters(c.clone()).build())
+        mock!(Client::describe_db_clusters)
+            .then_output(move || DescribeDbClustersOutput::builder().db_clusters(c.clone()).build())
     }
 
     fn instances(list: Vec<DbInstance>) -> Rule {
@@ -242,7 +244,9 @@ mod rds {
     #[tokio::test]
     async fn a_snapshot_with_no_status_is_still_creating() {
         let bare = mock!(Client::describe_db_cluster_snapshots).then_output(|| {
-            DescribeDbClusterSnapshotsOutput::builder().db_cluster_snapshots(DbClusterSnapshot::builder().build()).build()
+            DescribeDbClusterSnapshotsOutput::builder()
+                .db_cluster_snapshots(DbClusterSnapshot::builder().build())
+                .build()
         });
         let s = db(&[&bare]).describe_snapshot("snap").await.unwrap().unwrap();
         assert_eq!((s.status, s.percent), (SnapshotStatus::Creating, 0));
@@ -254,9 +258,12 @@ mod rds {
     #[tokio::test]
     async fn a_created_snapshot_the_answer_does_not_describe_is_ours_and_creating() {
         let not_yet = mock!(Client::describe_db_cluster_snapshots).then_error(|| {
-            DescribeDBClusterSnapshotsError::DbClusterSnapshotNotFoundFault(DbClusterSnapshotNotFoundFault::builder().build())
+            DescribeDBClusterSnapshotsError::DbClusterSnapshotNotFoundFault(
+                DbClusterSnapshotNotFoundFault::builder().build(),
+            )
         });
-        let create = mock!(Client::create_db_cluster_snapshot).then_output(|| CreateDbClusterSnapshotOutput::builder().build());
+        let create =
+            mock!(Client::create_db_cluster_snapshot).then_output(|| CreateDbClusterSnapshotOutput::builder().build());
         let tags = [("ferry:run-id".to_string(), "prod-1".to_string())].into();
         let s = db(&[&not_yet, &create]).create_snapshot("snap-1", &tags).await.unwrap();
         assert_eq!((s.id.as_str(), s.status), ("snap-1", SnapshotStatus::Creating));
@@ -293,7 +300,8 @@ mod rds {
         assert_eq!(late.num_calls(), 5);
 
         // Never visible: an error once the grace is over, not a wait until the timeout.
-        let never = mock!(Client::describe_db_cluster_snapshots).then_output(|| DescribeDbClusterSnapshotsOutput::builder().build());
+        let never = mock!(Client::describe_db_cluster_snapshots)
+            .then_output(|| DescribeDbClusterSnapshotsOutput::builder().build());
         let start = tokio::time::Instant::now();
         let err = wait_snapshot(&db(&[&never]), "snap-2", Duration::from_secs(3600), &out, |_| {}).await.unwrap_err();
         assert!(err.contains("still not visible 60s after it was created"), "{err}");
@@ -302,7 +310,8 @@ mod rds {
 
     #[tokio::test]
     async fn a_quota_without_numbers_is_no_quota() {
-        let empty = mock!(Client::describe_account_attributes).then_output(|| DescribeAccountAttributesOutput::builder().build());
+        let empty = mock!(Client::describe_account_attributes)
+            .then_output(|| DescribeAccountAttributesOutput::builder().build());
         assert_eq!(db(&[&empty]).snapshot_quota().await.unwrap(), None);
         let nameless = mock!(Client::describe_account_attributes).then_output(|| {
             DescribeAccountAttributesOutput::builder()
@@ -434,7 +443,9 @@ mod apprunner {
         let list = mock!(Client::list_operations)
             .then_output(|| ops(vec![op("op-9", Some(OperationStatus::RollbackSucceeded))]));
         let state = Deployments::new(Arc::new(app(&[&list]))).poll("op-9").await.unwrap();
-        let TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) } = state else { panic!("{state:?}") };
+        let TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) } = state else {
+            panic!("{state:?}")
+        };
         assert!(reason.starts_with("ended ROLLBACK_SUCCEEDED") && !reason.contains("op-9"), "{reason}");
     }
 
@@ -459,7 +470,10 @@ mod apprunner {
 
     fn pause() -> Rule {
         mock!(Client::pause_service).then_output(|| {
-            PauseServiceOutput::builder().service(service(ServiceStatus::OperationInProgress)).operation_id("op-p").build()
+            PauseServiceOutput::builder()
+                .service(service(ServiceStatus::OperationInProgress))
+                .operation_id("op-p")
+                .build()
         })
     }
 
@@ -496,7 +510,8 @@ mod apprunner {
         let pause = pause();
         let (out, _) = reporter();
         let start = tokio::time::Instant::now();
-        let err = change(&app(&[&desc, &pause, &empty]), Change::Pause, Duration::from_secs(1200), &out).await.unwrap_err();
+        let err =
+            change(&app(&[&desc, &pause, &empty]), Change::Pause, Duration::from_secs(1200), &out).await.unwrap_err();
         assert!(err.contains("still not listed 60s after it started"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(90), "{:?}", start.elapsed());
     }
@@ -535,7 +550,8 @@ mod stacks_and_logs {
         let err = ferry::provider::aws::resolve(&env, &stacks).await.unwrap_err();
         assert_eq!(err, ProviderError::Rejected("stack prod has no output \"Db\"; its outputs are: none".into()));
 
-        let empty = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| DescribeStacksOutput::builder().build());
+        let empty = mock!(aws_sdk_cloudformation::Client::describe_stacks)
+            .then_output(|| DescribeStacksOutput::builder().build());
         let stacks = Stacks::new(mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&empty]));
         assert!(matches!(stacks.outputs("prod").await, Err(ProviderError::Rejected(_))));
     }
@@ -575,7 +591,9 @@ mod run_task {
             DescribeTaskDefinitionOutput::builder()
                 .task_definition(
                     TaskDefinition::builder()
-                        .container_definitions(ContainerDefinition::builder().name("migrate").log_configuration(logs).build())
+                        .container_definitions(
+                            ContainerDefinition::builder().name("migrate").log_configuration(logs).build(),
+                        )
                         .build(),
                 )
                 .build()

@@ -172,8 +172,11 @@ fn no_empty_reason(r: &RunRecord) {
 
 #[tokio::test(start_paused = true)]
 async fn a_stopped_task_without_an_exit_code_or_proof_it_never_ran_is_restored() {
-    let h = Harness::new(TaskScript::fails_halfway())
-        .answering(TaskState::Stopped { started: true, exit_code: None, reason: None });
+    let h = Harness::new(TaskScript::fails_halfway()).answering(TaskState::Stopped {
+        started: true,
+        exit_code: None,
+        reason: None,
+    });
     let r = h.deploy().await;
     assert_eq!((r.outcome, r.exit_code), (Outcome::Restored, Some(4)), "{r:#?}\n{}", h.output());
     let error = r.error.clone().unwrap();
@@ -184,8 +187,11 @@ async fn a_stopped_task_without_an_exit_code_or_proof_it_never_ran_is_restored()
 
 #[tokio::test(start_paused = true)]
 async fn an_exit_code_with_an_empty_reason_prints_no_empty_parentheses() {
-    let h = Harness::new(TaskScript::fails_halfway())
-        .answering(TaskState::Stopped { started: true, exit_code: Some(1), reason: Some("  ".into()) });
+    let h = Harness::new(TaskScript::fails_halfway()).answering(TaskState::Stopped {
+        started: true,
+        exit_code: Some(1),
+        reason: Some("  ".into()),
+    });
     let r = h.deploy().await;
     assert_eq!(r.outcome, Outcome::Restored, "{r:#?}");
     assert_eq!(r.error.as_deref(), Some("the migration exited with code 1"));

@@ -110,7 +110,8 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
             Ok(values) => {
                 crate::outln!("\nstack outputs of {stack}:");
                 for name in env.output_refs() {
-                    let value = values.get(&name).map_or("(missing: no such output; deploy would exit 2)", String::as_str);
+                    let value =
+                        values.get(&name).map_or("(missing: no such output; deploy would exit 2)", String::as_str);
                     crate::outln!("  ${{output:{name}}} = {}", redactor.clean(value));
                 }
             }

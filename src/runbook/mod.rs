@@ -192,6 +192,12 @@ impl Run {
                 let id = self.record.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
                 format!("snapshot {id} may still be creating; no migration was started")
             }
+            "restore" if self.cloud.service.is_some() => format!(
+                "the restore was in progress; the databases named in this record are kept as they are; the App \
+                 Runner service may be PAUSED (the resume finishes the restore and resumes it; `ferry service resume \
+                 {}` resumes it at once)",
+                self.env.name
+            ),
             "restore" => {
                 "the restore was in progress; the databases named in this record are kept as they are".to_string()
             }

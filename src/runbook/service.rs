@@ -177,7 +177,8 @@ async fn wait_operation_until(
                 Ok(Some(false)) => Err(ProviderError::Other(format!("operation {op} failed"))),
                 Ok(None) => Ok(Poll::Pending("in progress".into())),
                 Err(ProviderError::NotFound(why)) => {
-                    let since = *first_missing.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+                    let since =
+                        *first_missing.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
                     if let Some(target) = settles_at
                         && service.status().await?.status == target
                     {
