@@ -24,7 +24,7 @@ use ferry::provider::fake::FakeCloud;
 use ferry::provider::{AppService, Database, MigrationRunner, ProviderError, SnapshotStatus, TaskState};
 use ferry::runbook::preflight::{Scope, inspect};
 use ferry::runbook::service::{Change, change};
-use ferry::runbook::wait_snapshot;
+use ferry::runbook::{wait_new_snapshot, wait_snapshot};
 
 fn reporter() -> (Arc<Reporter>, Arc<Mutex<Vec<u8>>>) {
     let sink = Arc::new(Mutex::new(Vec::new()));
@@ -295,7 +295,7 @@ mod rds {
             .build();
         let d = db(&[&late]);
         let (out, _) = reporter();
-        let s = wait_snapshot(&d, "snap-1", Duration::from_secs(600), &out, |_| {}).await.unwrap();
+        let s = wait_new_snapshot(&d, "snap-1", Duration::from_secs(600), &out, |_| {}).await.unwrap();
         assert_eq!(s.status, SnapshotStatus::Available);
         assert_eq!(late.num_calls(), 5);
 
@@ -303,9 +303,18 @@ mod rds {
         let never = mock!(Client::describe_db_cluster_snapshots)
             .then_output(|| DescribeDbClusterSnapshotsOutput::builder().build());
         let start = tokio::time::Instant::now();
-        let err = wait_snapshot(&db(&[&never]), "snap-2", Duration::from_secs(3600), &out, |_| {}).await.unwrap_err();
+        let err =
+            wait_new_snapshot(&db(&[&never]), "snap-2", Duration::from_secs(3600), &out, |_| {}).await.unwrap_err();
         assert!(err.contains("still not visible 60s after it was created"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(120), "{:?}", start.elapsed());
+
+        // `ferry snapshot wait <id>` of an id that does not exist says so at once.
+        let never = mock!(Client::describe_db_cluster_snapshots)
+            .then_output(|| DescribeDbClusterSnapshotsOutput::builder().build());
+        let start = tokio::time::Instant::now();
+        let err = wait_snapshot(&db(&[&never]), "typo", Duration::from_secs(3600), &out, |_| {}).await.unwrap_err();
+        assert!(err.contains("snapshot typo not found"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ pub use deploy::{deploy, migrate_only, restore_only};
 use journal::{Journal, JournalError};
 pub use plan::{Plan, PlannedStep};
 use record::{Outcome, RunRecord, StepStatus};
-pub use snapshot::{snapshot_id_for, snapshot_tags, wait_snapshot};
+pub use snapshot::{snapshot_id_for, snapshot_tags, wait_new_snapshot, wait_snapshot};
 
 use crate::config::EnvConfig;
 use crate::output::Reporter;
