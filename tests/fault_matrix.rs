@@ -421,7 +421,10 @@ async fn the_new_cluster_strategy_points_the_service_at_the_new_endpoint() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restore_waits_for_an_operation_already_in_progress_on_the_service() {
-    let h = Harness::new(env_config(""));
+    let mut h = Harness::new(env_config(""));
+    // The operation may have been a deployment: resuming after it needs a yes
+    // (tests/positive_evidence.rs has the other answers).
+    h.confirm = Arc::new(AssumeYes);
     h.fake.set_task_script(TaskScript::fails_halfway());
     // Someone starts a 4-minute deployment of the service while the migration runs.
     let fake = h.fake.clone();

@@ -117,6 +117,8 @@ struct FakeOperation {
     ready_at: Instant,
     never: bool,
     then_status: &'static str,
+    /// As App Runner names it: PAUSE_SERVICE, RESUME_SERVICE, UPDATE_SERVICE, START_DEPLOYMENT.
+    kind: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -297,7 +299,12 @@ impl FakeCloud {
         let mut s = self.lock();
         s.operations.insert(
             id.clone(),
-            FakeOperation { ready_at: Instant::now() + lasts, never: false, then_status: "RUNNING" },
+            FakeOperation {
+                ready_at: Instant::now() + lasts,
+                never: false,
+                then_status: "RUNNING",
+                kind: "START_DEPLOYMENT",
+            },
         );
         s.service_status = Some("OPERATION_IN_PROGRESS".into());
         s.busy_calls = 0;
@@ -426,11 +433,11 @@ impl FakeCloud {
         format!("{prefix}-{:04}", s.next_id)
     }
 
-    fn new_operation(&self, then_status: &'static str, never: bool) -> String {
+    fn new_operation(&self, kind: &'static str, then_status: &'static str, never: bool) -> String {
         let id = self.new_id("op");
         let mut s = self.lock();
-        s.operations
-            .insert(id.clone(), FakeOperation { ready_at: Instant::now() + self.latency.service, never, then_status });
+        let ready_at = Instant::now() + self.latency.service;
+        s.operations.insert(id.clone(), FakeOperation { ready_at, never, then_status, kind });
         s.service_status = Some("OPERATION_IN_PROGRESS".into());
         id
     }
@@ -699,7 +706,7 @@ impl AppService for FakeCloud {
             return Ok(None);
         }
         self.refuse_if_busy()?;
-        let op = self.new_operation("PAUSED", hang);
+        let op = self.new_operation("PAUSE_SERVICE", "PAUSED", hang);
         self.leave(Op::ServicePause).await;
         Ok(Some(op))
     }
@@ -710,7 +717,7 @@ impl AppService for FakeCloud {
             return Ok(None);
         }
         self.refuse_if_busy()?;
-        let op = self.new_operation("RUNNING", hang);
+        let op = self.new_operation("RESUME_SERVICE", "RUNNING", hang);
         self.leave(Op::ServiceResume).await;
         Ok(Some(op))
     }
@@ -723,7 +730,16 @@ impl AppService for FakeCloud {
             let new = super::aws::apprunner::replace_host(&old, host).unwrap_or_else(|| host.to_string());
             s.service_env.insert(var.to_string(), new);
         }
-        Ok(Some(self.new_operation("RUNNING", false)))
+        Ok(Some(self.new_operation("UPDATE_SERVICE", "RUNNING", false)))
+    }
+
+    async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
+        let now = Instant::now();
+        let s = self.lock();
+        Ok(s.operations
+            .iter()
+            .find(|(_, op)| op.never || now < op.ready_at)
+            .map(|(id, op)| OperationInfo { id: id.clone(), kind: op.kind.to_string() }))
     }
 
     async fn operation_done(&self, operation_id: &str) -> PResult<Option<bool>> {

@@ -255,9 +255,38 @@ pub struct ServiceInfo {
     pub status: String,
 }
 
+/// An operation on the app service (App Runner's ListOperations entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationInfo {
+    pub id: String,
+    /// START_DEPLOYMENT, UPDATE_SERVICE, PAUSE_SERVICE, ... (`UNKNOWN` when not given).
+    pub kind: String,
+}
+
+impl OperationInfo {
+    /// Operations that start a new version of the app (whose start-up may migrate).
+    pub fn deploys(&self) -> bool {
+        matches!(self.kind.as_str(), "START_DEPLOYMENT" | "UPDATE_SERVICE")
+    }
+
+    /// A deployment, or an operation ferry could not identify (which may be one).
+    pub fn may_deploy(&self) -> bool {
+        self.deploys() || self.kind == "UNKNOWN"
+    }
+}
+
 #[async_trait]
 pub trait AppService: Send + Sync {
     async fn status(&self) -> PResult<ServiceInfo>;
+    /// The operation in progress now, when the provider can tell.
+    async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
+        Ok(None)
+    }
+    /// What the service starts when it runs next (its image, or its source
+    /// repository and version), when the provider can tell.
+    async fn image(&self) -> PResult<Option<String>> {
+        Ok(None)
+    }
     /// Pause; returns an operation id to wait for (None when already paused).
     async fn pause(&self) -> PResult<Option<String>>;
     async fn resume(&self) -> PResult<Option<String>>;

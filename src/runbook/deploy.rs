@@ -150,7 +150,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                             Some(m) => format!("{m}; then the restore failed: {}", f.error),
                             None => f.error,
                         };
-                        let next = format!("ferry resume {}", run.record.run_id);
+                        let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
                         return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
                     }
                 }

@@ -10,17 +10,27 @@ use chrono::Utc;
 
 use super::Run;
 use super::record::{RestoreRecord, name_stamp};
-use super::service::{Change, change};
+use super::service::{Change, WaitedOut, change, change_waiting};
 use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
 use crate::config::RestoreStrategy;
-use crate::provider::ClusterInfo;
+use crate::provider::{AppService, ClusterInfo};
 
 /// A restore that did not complete: what went wrong and what the world looks like.
 #[derive(Debug)]
 pub struct RestoreFailure {
     pub error: String,
     pub state: String,
+    /// The next command, when it is not `ferry resume <run-id>` (a restored
+    /// database behind a paused service: `ferry service resume <env>`).
+    pub next: Option<String>,
+}
+
+/// How far a restore got, for the failure's state and next command.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The restored database is in place under its final name.
+    database_in_place: Option<String>,
 }
 
 pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy) -> Result<String, RestoreFailure> {
@@ -44,25 +54,37 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
     };
     run.record.restore = Some(names.clone());
     if let Err(e) = run.save() {
-        return Err(RestoreFailure { error: e.to_string(), state: "nothing was changed by the restore".into() });
+        return Err(RestoreFailure {
+            error: e.to_string(),
+            state: "nothing was changed by the restore".into(),
+            next: None,
+        });
     }
-    match steps(run, &names).await {
+    let mut progress = Progress::default();
+    match steps(run, &names, &mut progress).await {
         Ok(done) => Ok(done),
         Err(error) => {
-            let state = observe(run, &cluster, &names).await;
-            Err(RestoreFailure { error, state })
+            let (state, paused) = observe(run, &cluster, &names, &progress).await;
+            let next = (paused && progress.database_in_place.is_some())
+                .then(|| format!("ferry service resume {}", run.env.name));
+            Err(RestoreFailure { error, state, next })
         }
     }
 }
 
-async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
+async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) -> Result<String, String> {
     let db = run.cloud.database.clone();
     let cluster = db.cluster_id().to_string();
     let limit = run.env.timeouts.restore;
 
+    let mut landed = None;
     if let Some(service) = run.cloud.service.clone() {
         run.out.info("    pausing the App Runner service");
-        change(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
+        let waited = change_waiting(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
+        landed = landed_deployment(service.as_ref(), &waited).await;
+        if let Some(note) = &landed {
+            run.out.warn(note);
+        }
     }
 
     // After a completed swap the staging name is gone and the failed copy exists:
@@ -99,6 +121,7 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
         _ => names.staging_cluster.clone(),
     };
     let info = wait_database(run, &final_id, limit).await?;
+    progress.database_in_place = Some(final_id.clone());
 
     if let Some(service) = run.cloud.service.clone() {
         if names.strategy == RestoreStrategy::NewCluster
@@ -107,6 +130,17 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
             run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
             let repoint = Change::Repoint { var: &cfg.database_url_var, host: endpoint };
             change(service.as_ref(), repoint, run.env.timeouts.service, &run.out).await?;
+        }
+        if let Some(note) = &landed {
+            match run.confirm.ask(&format!("{note}. Resume the App Runner service now?")) {
+                Some(true) => {}
+                answer => {
+                    let why = if answer.is_none() { "no terminal to ask at and no --yes" } else { "declined" };
+                    return Err(format!(
+                        "the database is restored, but the App Runner service was left PAUSED ({why}): {note}"
+                    ));
+                }
+            }
         }
         run.out.info("    resuming the App Runner service");
         change(service.as_ref(), Change::Resume, run.env.timeouts.service, &run.out).await?;
@@ -158,8 +192,30 @@ async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterIn
     .map_err(|e| e.to_string())
 }
 
-/// Describe, from what exists now, where each database is.
-async fn observe(run: &Run, cluster: &str, names: &RestoreRecord) -> String {
+/// A deployment the pause waited out that succeeded (or whose end is unknown):
+/// resuming would start its version on the restored database. What to tell.
+async fn landed_deployment(service: &dyn AppService, waited: &[WaitedOut]) -> Option<String> {
+    let w = waited.iter().find(|w| w.op.may_deploy() && w.succeeded != Some(false))?;
+    let image = match service.image().await {
+        Ok(Some(image)) => image,
+        _ => "the service's current version".to_string(),
+    };
+    let ended = if w.succeeded == Some(true) { "succeeded" } else { "ended (how is not known)" };
+    let what = if w.op.kind == "UNKNOWN" {
+        "an App Runner operation ferry could not identify (it was not listed yet; it may have been a deployment)"
+            .to_string()
+    } else {
+        format!("{} operation {}", w.op.kind, w.op.id)
+    };
+    Some(format!(
+        "{what} {ended} while the restore waited for it: resuming the service starts {image} against the restored \
+         database, and a start-up migration in it runs again"
+    ))
+}
+
+/// Describe, from what exists now, where each database is; and whether the
+/// App Runner service is paused.
+async fn observe(run: &Run, cluster: &str, names: &RestoreRecord, progress: &Progress) -> (String, bool) {
     let mut ids = vec![cluster.to_string(), names.staging_cluster.clone()];
     ids.extend(names.failed_cluster.clone());
     let mut parts = Vec::new();
@@ -173,12 +229,25 @@ async fn observe(run: &Run, cluster: &str, names: &RestoreRecord) -> String {
         };
         parts.push(format!("{id}: {seen}"));
     }
+    let mut paused = false;
     if let Some(service) = run.cloud.service.clone() {
         let seen = match tokio::time::timeout(Duration::from_secs(30), service.status()).await {
             Ok(Ok(s)) => s.status,
             _ => "unknown".into(),
         };
-        parts.push(format!("App Runner service: {seen}"));
+        paused = seen == "PAUSED";
+        if paused {
+            parts.push(format!(
+                "the App Runner service is PAUSED: the app is down until `ferry service resume {}`",
+                run.env.name
+            ));
+        } else {
+            parts.push(format!("App Runner service: {seen}"));
+        }
     }
-    format!("restore incomplete; {}; no database was deleted", parts.join("; "))
+    let head = match &progress.database_in_place {
+        Some(id) => format!("{id} holds the data of snapshot {}", names.snapshot_id),
+        None => "restore incomplete".to_string(),
+    };
+    (format!("{head}; {}; no database was deleted", parts.join("; ")), paused)
 }

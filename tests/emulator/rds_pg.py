@@ -327,6 +327,8 @@ def _create_db_instance(original: Any) -> Any:
 
 
 def _describe_account_attributes(self: Any) -> ActionResult:
+    if _cfg().get("sparse_no_account_attributes"):
+        raise RDSClientError("InvalidAction", "emulator: DescribeAccountAttributes is not implemented (sparse switch)")
     backend = self.backend
     quotas = [
         {

@@ -31,7 +31,8 @@ impl RdsDatabase {
         }
     }
 
-    /// Status of the cluster's instances: `None` when all are available.
+    /// Status of the cluster's instances: `None` when there are some and all
+    /// are available (an instance without a status is not).
     async fn instances_pending(&self, id: &str) -> PResult<Option<String>> {
         let out = self
             .client
@@ -48,6 +49,9 @@ impl RdsDatabase {
                 format!("{} {}", i.db_instance_identifier().unwrap_or("?"), i.db_instance_status().unwrap_or("unknown"))
             })
             .collect();
+        if out.db_instances().is_empty() {
+            return Ok(Some("no instances yet".into()));
+        }
         Ok((!pending.is_empty()).then(|| format!("instances: {}", pending.join(", "))))
     }
 
@@ -119,7 +123,13 @@ impl RdsDatabase {
     }
 
     async fn to_snapshot(&self, s: &DbClusterSnapshot) -> PResult<Snapshot> {
-        Ok(Snapshot {
+        Ok(Snapshot { tags: self.snapshot_tags(s).await?, ..self.to_snapshot_untagged(s) })
+    }
+
+    /// A snapshot as described; an unknown or missing status reads as
+    /// `creating` (not done), never `available`.
+    fn to_snapshot_untagged(&self, s: &DbClusterSnapshot) -> Snapshot {
+        Snapshot {
             id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
             cluster_id: s.db_cluster_identifier().unwrap_or_default().to_string(),
             status: match s.status() {
@@ -132,8 +142,8 @@ impl RdsDatabase {
             created_at: s
                 .snapshot_create_time()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
-            tags: self.snapshot_tags(s).await?,
-        })
+            tags: Tags::new(),
+        }
     }
 }
 
@@ -161,13 +171,12 @@ impl Database for RdsDatabase {
 
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
         let Some(c) = self.cluster(id).await? else { return Ok(None) };
+        // A missing or unknown status is not `available`: waits go on, preflight refuses.
         let mut status = c.status().unwrap_or("unknown").to_string();
-        if status == "available" {
-            if let Some(pending) = self.instances_pending(id).await? {
-                status = pending;
-            } else if c.db_cluster_members().is_empty() {
-                status = "no instances yet".into();
-            }
+        if status == "available"
+            && let Some(pending) = self.instances_pending(id).await?
+        {
+            status = pending;
         }
         Ok(Some(ClusterInfo {
             id: id.to_string(),
@@ -192,10 +201,21 @@ impl Database for RdsDatabase {
             .await;
         match result {
             Ok(out) => match out.db_cluster_snapshot() {
-                Some(s) => self.to_snapshot(s).await,
-                None => {
-                    self.describe_snapshot(id).await?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {id}")))
+                // Created by this call (an existing id is refused), so with these
+                // tags, whether or not the answer lists them.
+                Some(s) if s.db_cluster_snapshot_identifier() == Some(id) => {
+                    Ok(Snapshot { tags: tags.clone(), ..self.to_snapshot_untagged(s) })
                 }
+                // Accepted, but not described in the answer (and maybe not listed
+                // yet): it is ours and creating; the wait reads it again.
+                _ => Ok(Snapshot {
+                    id: id.to_string(),
+                    cluster_id: self.cluster_id.clone(),
+                    status: SnapshotStatus::Creating,
+                    percent: 0,
+                    created_at: None,
+                    tags: tags.clone(),
+                }),
             },
             // Created by an earlier attempt between our check and now.
             Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_snapshot_already_exists_fault()) => {
@@ -257,11 +277,11 @@ impl Database for RdsDatabase {
             .send()
             .await
             .map_err(|e| classify("DescribeAccountAttributes", e))?;
-        Ok(out.account_quotas().iter().find(|q| q.account_quota_name() == Some("ManualClusterSnapshots")).map(|q| {
-            SnapshotQuota {
-                used: q.used().unwrap_or(0).max(0) as u32,
-                max: q.max().unwrap_or(i64::from(u32::MAX)).clamp(0, i64::from(u32::MAX)) as u32,
-            }
+        // Both numbers or nothing: a quota without them says nothing about room.
+        let quota = out.account_quotas().iter().find(|q| q.account_quota_name() == Some("ManualClusterSnapshots"));
+        Ok(quota.and_then(|q| {
+            let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+            Some(SnapshotQuota { used: clamp(q.used()?), max: clamp(q.max()?) })
         }))
     }
 
