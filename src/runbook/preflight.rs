@@ -14,7 +14,7 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
         .map_err(|e| StepError::Abort(format!("cannot describe database {id}: {e}")))?
         .ok_or_else(|| StepError::Abort(format!("database {id} does not exist")))?;
     if !info.is_available() {
-        return Err(StepError::Abort(format!("database {id} is {}, not available", info.status)));
+        return Err(StepError::Abort(format!("database {id} is {}, not available", info.state())));
     }
     let mut found = vec![format!("database {id} available")];
 

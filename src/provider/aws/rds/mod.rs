@@ -1,14 +1,26 @@
-//! Aurora through RDS: cluster snapshots, restores that copy the source
-//! cluster's settings, renames. Never deletes a cluster (invariant 2): the IAM
-//! policy in infra/ does not even allow it.
+//! Aurora through RDS: cluster snapshots, restores that make the original's
+//! twin (restore.rs, by the table in settings.rs, compared by twin.rs),
+//! renames. Never deletes a cluster (invariant 2): the IAM policy in infra/
+//! does not even allow it.
+
+#[cfg(test)]
+mod fixtures;
+mod restore;
+mod settings;
+mod twin;
+#[cfg(test)]
+mod twin_tests;
 
 use async_trait::async_trait;
 use aws_sdk_rds::Client;
-use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Filter, ServerlessV2ScalingConfiguration, Tag};
+use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Filter, Tag};
 use chrono::{DateTime, Utc};
 
 use super::classify;
-use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
+use crate::provider::{
+    ClusterInfo, Database, PResult, ProviderError, RestoreWork, Snapshot, SnapshotQuota, SnapshotStatus, Tags,
+    TwinReport,
+};
 
 /// RDS identifiers are at most 63 characters.
 const MAX_ID: usize = 63;
@@ -31,8 +43,8 @@ impl RdsDatabase {
         }
     }
 
-    /// Status of the cluster's instances: `None` when all are available.
-    async fn instances_pending(&self, id: &str) -> PResult<Option<String>> {
+    /// The cluster's instances that are not available (`<id> <status>`).
+    async fn instances_pending(&self, id: &str) -> PResult<Vec<String>> {
         let out = self
             .client
             .describe_db_instances()
@@ -48,59 +60,7 @@ impl RdsDatabase {
                 format!("{} {}", i.db_instance_identifier().unwrap_or("?"), i.db_instance_status().unwrap_or("unknown"))
             })
             .collect();
-        Ok((!pending.is_empty()).then(|| format!("instances: {}", pending.join(", "))))
-    }
-
-    /// The restored cluster's writer, matching the source's writer; idempotent.
-    async fn ensure_writer(&self, source: &DbCluster, target: &str) -> PResult<()> {
-        let existing = self.cluster(target).await?;
-        if existing.is_some_and(|c| !c.db_cluster_members().is_empty()) {
-            return Ok(());
-        }
-        let writer = source
-            .db_cluster_members()
-            .iter()
-            .find(|m| m.is_cluster_writer() == Some(true))
-            .and_then(|m| m.db_instance_identifier());
-        let (class, parameter_group) = match writer {
-            Some(w) => {
-                let out = self
-                    .client
-                    .describe_db_instances()
-                    .db_instance_identifier(w)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeDBInstances", e))?;
-                let i = out.db_instances().first();
-                (
-                    i.and_then(|i| i.db_instance_class()).map(String::from),
-                    i.and_then(|i| i.db_parameter_groups().first())
-                        .and_then(|p| p.db_parameter_group_name())
-                        .map(String::from),
-                )
-            }
-            None => (None, None),
-        };
-        let class = class.unwrap_or_else(|| {
-            if source.serverless_v2_scaling_configuration().is_some() { "db.serverless" } else { "db.r6g.large" }
-                .to_string()
-        });
-        let instance_id = truncate_id(target, "-1");
-        let mut req = self
-            .client
-            .create_db_instance()
-            .db_instance_identifier(&instance_id)
-            .db_cluster_identifier(target)
-            .db_instance_class(class)
-            .engine(source.engine().unwrap_or("aurora-postgresql"));
-        if let Some(pg) = parameter_group {
-            req = req.db_parameter_group_name(pg);
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_already_exists_fault()) => Ok(()),
-            Err(e) => Err(classify("CreateDBInstance", e)),
-        }
+        Ok(pending)
     }
 
     async fn snapshot_tags(&self, s: &DbClusterSnapshot) -> PResult<Tags> {
@@ -161,12 +121,12 @@ impl Database for RdsDatabase {
 
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
         let Some(c) = self.cluster(id).await? else { return Ok(None) };
-        let mut status = c.status().unwrap_or("unknown").to_string();
+        let status = c.status().unwrap_or("unknown").to_string();
+        let mut pending_instances = Vec::new();
         if status == "available" {
-            if let Some(pending) = self.instances_pending(id).await? {
-                status = pending;
-            } else if c.db_cluster_members().is_empty() {
-                status = "no instances yet".into();
+            pending_instances = self.instances_pending(id).await?;
+            if c.db_cluster_members().is_empty() && !settings::is_serverless_v1(&c) {
+                pending_instances.push("no instance yet".into());
             }
         }
         Ok(Some(ClusterInfo {
@@ -174,6 +134,7 @@ impl Database for RdsDatabase {
             status,
             endpoint: c.endpoint().map(String::from),
             engine: format!("{} {}", c.engine().unwrap_or("?"), c.engine_version().unwrap_or("")).trim().to_string(),
+            pending_instances,
         }))
     }
 
@@ -265,251 +226,33 @@ impl Database for RdsDatabase {
         }))
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
-        let source = self.cluster(&self.cluster_id).await?.ok_or_else(|| {
-            ProviderError::NotFound(format!("cluster {} (the source of the restore's settings)", self.cluster_id))
-        })?;
-        if self.cluster(target).await?.is_none() {
-            let req = restore_request(&self.client, &source, snapshot_id, target);
-            match req.send().await {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_already_exists_fault()) => {}
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_snapshot_not_found_fault()) => {
-                    return Err(ProviderError::NotFound(format!("snapshot {snapshot_id}")));
-                }
-                Err(e) => return Err(classify("RestoreDBClusterFromSnapshot", e)),
-            }
-        }
-        self.ensure_writer(&source, target).await
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
+        self.restore_cluster(snapshot_id, target, tags).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
-        match (self.cluster(from).await?.is_some(), self.cluster(to).await?.is_some()) {
-            (false, true) => return Ok(()),
-            (true, true) => {
-                return Err(ProviderError::Rejected(format!(
-                    "cluster {to} already exists; not renaming {from} onto it"
-                )));
-            }
-            (false, false) => return Err(ProviderError::NotFound(format!("cluster {from}"))),
-            (true, false) => {}
-        }
-        match self
-            .client
-            .modify_db_cluster()
-            .db_cluster_identifier(from)
-            .new_db_cluster_identifier(to)
-            .apply_immediately(true)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_already_exists_fault()) => {
-                Err(ProviderError::Rejected(format!("cluster {to} already exists")))
-            }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_invalid_db_cluster_state_fault()) => {
-                Err(ProviderError::Throttled(format!("cluster {from} is busy; retrying the rename")))
-            }
-            Err(e) => Err(classify("ModifyDBCluster", e)),
-        }
+    async fn complete_restore(&self, target: &str, tags: &Tags) -> PResult<Option<RestoreWork>> {
+        self.next_twin_step(target, tags).await
     }
-}
 
-/// RestoreDBClusterFromSnapshot with the source's settings copied: without an
-/// engine version the API would pick the region's default.
-fn restore_request(
-    client: &Client,
-    source: &DbCluster,
-    snapshot_id: &str,
-    target: &str,
-) -> aws_sdk_rds::operation::restore_db_cluster_from_snapshot::builders::RestoreDBClusterFromSnapshotFluentBuilder {
-    let sgs: Vec<String> =
-        source.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(String::from)).collect();
-    let tags: Vec<Tag> = source.tag_list().to_vec();
-    let scaling = source.serverless_v2_scaling_configuration().map(|s| {
-        ServerlessV2ScalingConfiguration::builder()
-            .set_min_capacity(s.min_capacity())
-            .set_max_capacity(s.max_capacity())
-            .set_seconds_until_auto_pause(s.seconds_until_auto_pause())
-            .build()
-    });
-    client
-        .restore_db_cluster_from_snapshot()
-        .db_cluster_identifier(target)
-        .snapshot_identifier(snapshot_id)
-        .engine(source.engine().unwrap_or("aurora-postgresql"))
-        .set_engine_version(source.engine_version().map(String::from))
-        .set_db_subnet_group_name(source.db_subnet_group().map(String::from))
-        .set_vpc_security_group_ids((!sgs.is_empty()).then_some(sgs))
-        .set_db_cluster_parameter_group_name(source.db_cluster_parameter_group().map(String::from))
-        .set_kms_key_id(source.kms_key_id().map(String::from))
-        .set_port(source.port())
-        .set_deletion_protection(source.deletion_protection())
-        .set_enable_iam_database_authentication(source.iam_database_authentication_enabled())
-        .set_serverless_v2_scaling_configuration(scaling)
-        .set_tags((!tags.is_empty()).then_some(tags))
+    async fn compare(&self, original: &str, restored: &str) -> PResult<TwinReport> {
+        self.compare_twins(original, restored).await
+    }
+
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
+        self.rename_tagged(from, to, run_id).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_rds::operation::create_db_instance::CreateDbInstanceOutput;
     use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
-    use aws_sdk_rds::operation::describe_db_clusters::{DescribeDBClustersError, DescribeDbClustersOutput};
-    use aws_sdk_rds::operation::describe_db_instances::DescribeDbInstancesOutput;
-    use aws_sdk_rds::operation::modify_db_cluster::ModifyDbClusterOutput;
-    use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDbClusterFromSnapshotOutput;
+    use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
     use aws_sdk_rds::types::error::DbClusterNotFoundFault;
-    use aws_sdk_rds::types::{
-        DbClusterMember, DbInstance, DbParameterGroupStatus, ServerlessV2ScalingConfigurationInfo,
-        VpcSecurityGroupMembership,
-    };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-
-    fn source() -> DbCluster {
-        DbCluster::builder()
-            .db_cluster_identifier("app-prod")
-            .status("available")
-            .engine("aurora-postgresql")
-            .engine_version("15.4")
-            .db_subnet_group("app-subnets")
-            .vpc_security_groups(VpcSecurityGroupMembership::builder().vpc_security_group_id("sg-1").build())
-            .db_cluster_parameter_group("app-cpg")
-            .kms_key_id("arn:aws:kms:us-east-1:1:key/k")
-            .port(5433)
-            .deletion_protection(true)
-            .iam_database_authentication_enabled(true)
-            .serverless_v2_scaling_configuration(
-                ServerlessV2ScalingConfigurationInfo::builder().min_capacity(0.5).max_capacity(8.0).build(),
-            )
-            .tag_list(Tag::builder().key("team").value("payments").build())
-            .db_cluster_members(
-                DbClusterMember::builder().db_instance_identifier("app-prod-w").is_cluster_writer(true).build(),
-            )
-            .build()
-    }
 
     fn not_found() -> DescribeDBClustersError {
         DescribeDBClustersError::DbClusterNotFoundFault(DbClusterNotFoundFault::builder().build())
-    }
-
-    #[tokio::test]
-    async fn restore_copies_the_source_settings_and_creates_a_matching_writer() {
-        let describe_source = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("app-prod"))
-            .then_output(|| DescribeDbClustersOutput::builder().db_clusters(source()).build());
-        let target_missing = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("app-prod-restored-1"))
-            .then_error(not_found);
-        let restore = mock!(Client::restore_db_cluster_from_snapshot)
-            .match_requests(|r| {
-                r.db_cluster_identifier() == Some("app-prod-restored-1")
-                    && r.snapshot_identifier() == Some("snap-1")
-                    && r.engine() == Some("aurora-postgresql")
-                    && r.engine_version() == Some("15.4")
-                    && r.db_subnet_group_name() == Some("app-subnets")
-                    && r.vpc_security_group_ids() == ["sg-1"]
-                    && r.db_cluster_parameter_group_name() == Some("app-cpg")
-                    && r.kms_key_id() == Some("arn:aws:kms:us-east-1:1:key/k")
-                    && r.port() == Some(5433)
-                    && r.deletion_protection() == Some(true)
-                    && r.enable_iam_database_authentication() == Some(true)
-                    && r.serverless_v2_scaling_configuration().and_then(|s| s.max_capacity()) == Some(8.0)
-                    && r.tags().iter().any(|t| t.key() == Some("team"))
-            })
-            .then_output(|| RestoreDbClusterFromSnapshotOutput::builder().build());
-        let target_no_members = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("app-prod-restored-1"))
-            .then_output(|| {
-                DescribeDbClustersOutput::builder()
-                    .db_clusters(
-                        DbCluster::builder().db_cluster_identifier("app-prod-restored-1").status("creating").build(),
-                    )
-                    .build()
-            });
-        let writer = mock!(Client::describe_db_instances)
-            .match_requests(|r| r.db_instance_identifier() == Some("app-prod-w"))
-            .then_output(|| {
-                DescribeDbInstancesOutput::builder()
-                    .db_instances(
-                        DbInstance::builder()
-                            .db_instance_identifier("app-prod-w")
-                            .db_instance_class("db.r6g.xlarge")
-                            .db_parameter_groups(
-                                DbParameterGroupStatus::builder().db_parameter_group_name("app-pg").build(),
-                            )
-                            .build(),
-                    )
-                    .build()
-            });
-        let create = mock!(Client::create_db_instance)
-            .match_requests(|r| {
-                r.db_cluster_identifier() == Some("app-prod-restored-1")
-                    && r.db_instance_identifier() == Some("app-prod-restored-1-1")
-                    && r.db_instance_class() == Some("db.r6g.xlarge")
-                    && r.db_parameter_group_name() == Some("app-pg")
-            })
-            .then_output(|| CreateDbInstanceOutput::builder().build());
-        let client = mock_client!(
-            aws_sdk_rds,
-            RuleMode::Sequential,
-            [&describe_source, &target_missing, &restore, &target_no_members, &writer, &create]
-        );
-        let db = RdsDatabase::new(client, "app-prod".into());
-        db.restore_snapshot("snap-1", "app-prod-restored-1").await.unwrap();
-        assert_eq!(restore.num_calls(), 1);
-        assert_eq!(create.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn rename_is_idempotent_and_never_overwrites() {
-        let from_gone = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("a"))
-            .then_error(not_found);
-        let to_there = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("b"))
-            .then_output(|| {
-                DescribeDbClustersOutput::builder()
-                    .db_clusters(DbCluster::builder().db_cluster_identifier("b").build())
-                    .build()
-            });
-        let modify = mock!(Client::modify_db_cluster).then_output(|| ModifyDbClusterOutput::builder().build());
-        let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&from_gone, &to_there, &modify]);
-        let db = RdsDatabase::new(client, "a".into());
-        db.rename("a", "b").await.unwrap();
-        assert_eq!(modify.num_calls(), 0, "already renamed: nothing to do");
-
-        let both = mock!(Client::describe_db_clusters).then_output(|| {
-            DescribeDbClustersOutput::builder()
-                .db_clusters(DbCluster::builder().db_cluster_identifier("x").build())
-                .build()
-        });
-        let modify = mock!(Client::modify_db_cluster).then_output(|| ModifyDbClusterOutput::builder().build());
-        let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&both, &modify]);
-        let db = RdsDatabase::new(client, "a".into());
-        assert!(matches!(db.rename("a", "b").await, Err(ProviderError::Rejected(_))));
-        assert_eq!(modify.num_calls(), 0);
-
-        let from_there = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("a"))
-            .then_output(|| {
-                DescribeDbClustersOutput::builder()
-                    .db_clusters(DbCluster::builder().db_cluster_identifier("a").build())
-                    .build()
-            });
-        let to_gone = mock!(Client::describe_db_clusters)
-            .match_requests(|r| r.db_cluster_identifier() == Some("b"))
-            .then_error(not_found);
-        let modify = mock!(Client::modify_db_cluster)
-            .match_requests(|r| {
-                r.db_cluster_identifier() == Some("a")
-                    && r.new_db_cluster_identifier() == Some("b")
-                    && r.apply_immediately() == Some(true)
-            })
-            .then_output(|| ModifyDbClusterOutput::builder().build());
-        let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&from_there, &to_gone, &modify]);
-        RdsDatabase::new(client, "a".into()).rename("a", "b").await.unwrap();
-        assert_eq!(modify.num_calls(), 1);
     }
 
     #[tokio::test]
