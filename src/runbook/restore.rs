@@ -189,7 +189,7 @@ async fn build_twin(run: &mut Run, names: &RestoreRecord) -> Result<(), String> 
                 break;
             }
             Some(RestoreWork::Refused(why)) => {
-                run.out.warn(&format!("    {why}; the restore goes on and the comparison will show what differs"));
+                run.out.warn(&format!("{why}; the restore goes on and the comparison will show what differs"));
                 if let Some(r) = run.record.restore.as_mut()
                     && !r.notes.contains(&why)
                 {
@@ -217,10 +217,10 @@ async fn compare_twin(run: &mut Run, original: &str, restored: &str) {
         },
     };
     for d in &report.differences {
-        run.out.warn(&format!("    {restored} differs from {original}: {d}"));
+        run.out.warn(&format!("{restored} differs from {original}: {d}"));
     }
     for n in &report.notes {
-        run.out.warn(&format!("    {n}"));
+        run.out.warn(n);
     }
     if let Some(r) = run.record.restore.as_mut() {
         r.differences = report.differences;

@@ -197,6 +197,9 @@ fn run_tags() -> Tags {
     ])
 }
 
+/// A setting's request parameter and when it applies, for the `Create` or the `Modify` kind.
+type Pick<S, C, M> = fn(&How<S, C, M>) -> Option<(&'static str, &When<S>)>;
+
 /// Each `Create` / `Modify` setting of `table` is in `request` when it applies
 /// to `source` (with the source's value where it is a plain value), and is
 /// absent when it does not.
@@ -204,7 +207,7 @@ fn assert_carried<S: std::fmt::Debug, C, M>(
     table: &[Setting<S, C, M>],
     source: &S,
     request: &BTreeMap<String, String>,
-    pick: fn(&How<S, C, M>) -> Option<(&'static str, &When<S>)>,
+    pick: Pick<S, C, M>,
     what: &str,
 ) -> usize {
     let values = fields(&format!("{source:?}"));
