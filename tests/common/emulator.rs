@@ -83,8 +83,15 @@ impl Emulator {
     pub fn setup_production(&self) -> serde_json::Value {
         let name = format!("e{:06x}", fastrand::u32(..0xff_ffff));
         let repo = repo();
-        serde_json::from_str(&self.scenario(&["setup", "--repo", repo.to_str().unwrap(), "--name", &name, "--production"]))
-            .unwrap()
+        serde_json::from_str(&self.scenario(&[
+            "setup",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--name",
+            &name,
+            "--production",
+        ]))
+        .unwrap()
     }
 
     /// `{"cluster": DescribeDBClusters, "instances": DescribeDBInstances}` of a cluster.
