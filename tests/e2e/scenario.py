@@ -101,7 +101,10 @@ def production_cluster(rds, cluster):
         EnableIAMDatabaseAuthentication=True,
         Tags=[{"Key": "team", "Value": "e2e"}, {"Key": "cost-center", "Value": "42"}],
     )
-    instances = [(f"{cluster}-writer", "db.r6g.large", 0, "us-east-1a"), (f"{cluster}-reader", "db.r6g.xlarge", 1, "us-east-1b")]
+    instances = [
+        (f"{cluster}-writer", "db.r6g.large", 0, "us-east-1a"),
+        (f"{cluster}-reader", "db.r6g.xlarge", 1, "us-east-1b"),
+    ]
     for ident, klass, tier, zone in instances:
         rds.create_db_instance(
             DBInstanceIdentifier=ident,

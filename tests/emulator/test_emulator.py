@@ -907,7 +907,9 @@ def check_bench_views(c: Checks, emu: Emulator) -> None:
 def check_rds_settings(c: Checks, emu: Emulator) -> None:
     """A restore takes from the snapshot only what a snapshot holds; settings moto drops are kept."""
     rds = emu.client("rds")
-    rds.create_db_parameter_group(DBParameterGroupName="twin-pg", DBParameterGroupFamily="aurora-postgresql15", Description="t")
+    rds.create_db_parameter_group(
+        DBParameterGroupName="twin-pg", DBParameterGroupFamily="aurora-postgresql15", Description="t"
+    )
     rds.create_db_cluster(
         DBClusterIdentifier="twin",
         Engine="aurora-postgresql",
