@@ -144,7 +144,7 @@ impl Harness {
         let steps = plan::deploy_plan(&env, &RunOptions::default()).names();
         let record =
             RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
-        let journal = Journal::create(self.dir.path(), &record, Redactor::default()).unwrap();
+        let journal = Journal::create(&ferry::state::Store::local(self.dir.path()), &record, Redactor::default()).unwrap();
         let mut cloud = self.fake.cloud();
         if let Some(r) = &self.runner {
             cloud.runner = r.clone();

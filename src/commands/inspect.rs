@@ -214,7 +214,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         return Ok(0);
     }
     match &info {
-        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.status, i.engine),
+        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.state(), i.engine),
         None => crate::outln!("database   {} DOES NOT EXIST", db.cluster_id()),
     }
     if snaps.is_empty() {

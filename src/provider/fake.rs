@@ -23,6 +23,8 @@ pub enum Op {
     ListSnapshots,
     DeleteSnapshot,
     RestoreSnapshot,
+    CompleteRestore,
+    Compare,
     Rename,
     StartTask,
     PollTask,
@@ -87,6 +89,11 @@ impl TaskScript {
 pub struct FakeDb {
     /// Stands for the data: every change appends to it.
     pub data: String,
+    /// Tags, as the create call and renames set them.
+    pub tags: Tags,
+    /// Its instances (the writer first) and when each serves.
+    pub instances: Vec<String>,
+    instances_ready_at: Vec<Instant>,
     ready_at: Instant,
     never_ready: bool,
 }
@@ -142,6 +149,8 @@ struct State {
     /// Set: the cloud cannot see inside the database, for this reason.
     session_unavailable: Option<String>,
     diagnosis: Diagnosis,
+    /// What `Database::compare` reports.
+    twin: TwinReport,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +159,7 @@ pub struct Latency {
     pub restore: Duration,
     pub rename: Duration,
     pub service: Duration,
+    pub instance: Duration,
 }
 
 impl Default for Latency {
@@ -159,6 +169,7 @@ impl Default for Latency {
             restore: Duration::from_secs(600),
             rename: Duration::from_secs(60),
             service: Duration::from_secs(45),
+            instance: Duration::from_secs(300),
         }
     }
 }
@@ -174,12 +185,21 @@ pub struct FakeCloud {
 }
 
 impl FakeCloud {
-    /// One available cluster holding `data`, an App Runner service if `with_service`.
+    /// One available cluster holding `data` with a writer and a reader, an App
+    /// Runner service if `with_service`.
     pub fn new(cluster_id: &str, data: &str, with_service: bool) -> Self {
         let mut state = State::default();
+        let now = Instant::now();
         state.clusters.insert(
             cluster_id.to_string(),
-            FakeDb { data: data.to_string(), ready_at: Instant::now(), never_ready: false },
+            FakeDb {
+                data: data.to_string(),
+                tags: Tags::new(),
+                instances: vec![format!("{cluster_id}-writer"), format!("{cluster_id}-reader")],
+                instances_ready_at: vec![now, now],
+                ready_at: now,
+                never_ready: false,
+            },
         );
         state.service_status = with_service.then(|| "RUNNING".to_string());
         state.service_env.insert("DATABASE_URL".into(), format!("postgres://app@{cluster_id}.cluster:5432/app"));
@@ -255,6 +275,11 @@ impl FakeCloud {
     /// What `Session::diagnose` reports.
     pub fn set_diagnosis(&self, d: Diagnosis) {
         self.lock().diagnosis = d;
+    }
+
+    /// What comparing a restored database with the one it replaced finds.
+    pub fn set_twin_report(&self, report: TwinReport) {
+        self.lock().twin = report;
     }
 
     pub fn cloud(&self) -> Cloud {
@@ -456,11 +481,24 @@ impl Database for FakeCloud {
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
         self.call(Op::Describe).await?;
         let now = Instant::now();
-        Ok(self.lock().clusters.get(id).map(|db| ClusterInfo {
-            id: id.to_string(),
-            status: if !db.never_ready && now >= db.ready_at { "available" } else { "creating" }.into(),
-            endpoint: Some(format!("{id}.cluster.fake.local")),
-            engine: "aurora-postgresql".into(),
+        Ok(self.lock().clusters.get(id).map(|db| {
+            let mut pending: Vec<String> = db
+                .instances
+                .iter()
+                .zip(&db.instances_ready_at)
+                .filter(|(_, at)| now < **at)
+                .map(|(i, _)| format!("{i} creating"))
+                .collect();
+            if db.instances.is_empty() {
+                pending.push("no instance yet".into());
+            }
+            ClusterInfo {
+                id: id.to_string(),
+                status: if !db.never_ready && now >= db.ready_at { "available" } else { "creating" }.into(),
+                endpoint: Some(format!("{id}.cluster.fake.local")),
+                engine: "aurora-postgresql".into(),
+                pending_instances: pending,
+            }
         }))
     }
 
@@ -522,7 +560,7 @@ impl Database for FakeCloud {
         Ok(Some(SnapshotQuota { used, max: 100 }))
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
         let hang = self.enter(Op::RestoreSnapshot).await?;
         {
             let mut s = self.lock();
@@ -536,6 +574,9 @@ impl Database for FakeCloud {
                 }
                 let db = FakeDb {
                     data: snap.data.clone(),
+                    tags: tags.clone(),
+                    instances: Vec::new(),
+                    instances_ready_at: Vec::new(),
                     ready_at: Instant::now() + self.latency.restore,
                     never_ready: hang,
                 };
@@ -546,7 +587,32 @@ impl Database for FakeCloud {
         Ok(())
     }
 
-    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+    async fn complete_restore(&self, target: &str, _tags: &Tags) -> PResult<Option<RestoreWork>> {
+        self.call(Op::CompleteRestore).await?;
+        let mut s = self.lock();
+        let wanted = s.clusters.get(&self.cluster_id).map_or(0, |c| c.instances.len());
+        let db = s.clusters.get_mut(target).ok_or_else(|| ProviderError::NotFound(format!("cluster {target}")))?;
+        let have = db.instances.len();
+        if have >= wanted {
+            return Ok(None);
+        }
+        // The writer alone first, then every reader at once.
+        let upto = if have == 0 { 1 } else { wanted };
+        let ready_at = Instant::now() + self.latency.instance;
+        let created: Vec<String> = (have..upto).map(|n| format!("{target}-{}", n + 1)).collect();
+        for id in &created {
+            db.instances.push(id.clone());
+            db.instances_ready_at.push(ready_at);
+        }
+        Ok(Some(RestoreWork::Instances(created)))
+    }
+
+    async fn compare(&self, _original: &str, _restored: &str) -> PResult<TwinReport> {
+        self.call(Op::Compare).await?;
+        Ok(self.lock().twin.clone())
+    }
+
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         let hang = self.enter(Op::Rename).await?;
         {
             let mut s = self.lock();
@@ -556,6 +622,7 @@ impl Database for FakeCloud {
                 (false, false) => return Err(ProviderError::NotFound(format!("cluster {from}"))),
                 (true, false) => {
                     let mut db = s.clusters.remove(from).ok_or_else(|| ProviderError::NotFound(from.to_string()))?;
+                    db.tags.insert(TAG_RUN_ID.to_string(), run_id.to_string());
                     db.ready_at = Instant::now() + self.latency.rename;
                     db.never_ready = hang;
                     s.clusters.insert(to.to_string(), db);

@@ -122,28 +122,6 @@ async fn bound_logs(run: &mut Run, handle: &TaskHandle) {
     }
 }
 
-/// End the run of a migration whose task was lost: it began, nothing says how
-/// it ended, so a person decides (see [`StepError::Unknown`]); exit 5.
-pub(super) fn lost(run: &mut Run, step: &str, error: String) -> Result<super::record::RunRecord, StepError> {
-    use super::record::{Outcome, StepStatus};
-    run.end(step, StepStatus::Failed, &error)?;
-    let env = run.env.name.clone();
-    let task = run.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_default();
-    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == "available").map(|s| s.id.clone());
-    let mut state = format!(
-        "the migration task {task} may have run and may have changed the database; ferry did NOT restore it, because a \
-         restore would throw away the migration's writes if it succeeded"
-    );
-    match &snapshot {
-        Some(s) => state.push_str(&format!(
-            "; snapshot {s} holds the data from before it (`ferry restore {env} --snapshot {s}` if it must be undone)"
-        )),
-        None => state.push_str("; this run took no snapshot"),
-    }
-    let next = format!("ferry logs {env} --run {}", run.record.run_id);
-    Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next)))
-}
-
 /// Start the task once per run: reuse the journal's, then the provider's record
 /// of one this run started, and only then start a new one.
 async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {

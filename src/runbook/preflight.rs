@@ -81,7 +81,7 @@ async fn database(scope: &Scope<'_>, f: &mut Findings) {
     let id = db.cluster_id().to_string();
     match call("describe the database", || db.describe(&id)).await {
         Ok(Some(info)) if info.is_available() => f.found.push(format!("database {id} available")),
-        Ok(Some(info)) => f.refusals.push(format!("database {id} is {}, not available", info.status)),
+        Ok(Some(info)) => f.refusals.push(format!("database {id} is {}, not available", info.state())),
         Ok(None) => f.refusals.push(format!("database {id} does not exist")),
         Err(e) => f.refusals.push(format!("cannot describe database {id}: {e}")),
     }

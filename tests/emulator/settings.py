@@ -17,6 +17,7 @@ from typing import Any
 #   snapshot_seconds    CreateDBClusterSnapshot: "creating" (PercentProgress grows) -> "available"
 #   restore_seconds     RestoreDBClusterFromSnapshot: cluster "creating" -> "available"
 #   rename_seconds      ModifyDBCluster NewDBClusterIdentifier: "renaming" -> "available"
+#   modify_seconds      ModifyDBCluster of other settings: "modifying" -> "available"
 #   instance_seconds    CreateDBInstance: instance "creating" -> "available"
 #   task_start_seconds  RunTask: PROVISIONING/PENDING before the command starts
 #   service_seconds     App Runner: OPERATION_IN_PROGRESS -> RUNNING / PAUSED
@@ -26,6 +27,7 @@ DEFAULT_SECONDS: dict[str, float] = {
     "snapshot_seconds": 3.0,
     "restore_seconds": 4.0,
     "rename_seconds": 2.0,
+    "modify_seconds": 1.0,
     "instance_seconds": 2.0,
     "task_start_seconds": 1.0,
     "service_seconds": 2.0,

@@ -1151,6 +1151,103 @@ def check_sparse(c: Checks, emu: Emulator, net: dict[str, str]) -> None:
     c.check("sparse off: desiredStatus is STOPPED again", full["desiredStatus"] == "STOPPED", full["desiredStatus"])
 
 
+def check_rds_settings(c: Checks, emu: Emulator) -> None:
+    """A restore takes from the snapshot only what a snapshot holds; settings moto drops are kept."""
+    rds = emu.client("rds")
+    rds.create_db_parameter_group(
+        DBParameterGroupName="twin-pg", DBParameterGroupFamily="aurora-postgresql15", Description="t"
+    )
+    rds.create_db_cluster(
+        DBClusterIdentifier="twin",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername="app",
+        MasterUserPassword="correct-horse",
+        DatabaseName="app",
+        StorageType="aurora-iopt1",
+        EnableCloudwatchLogsExports=["postgresql"],
+        CopyTagsToSnapshot=True,
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=7,
+        EngineLifecycleSupport="open-source-rds-extended-support-disabled",
+    )
+    described = rds.describe_db_clusters(DBClusterIdentifier="twin")["DBClusters"][0]
+    for key, want in {
+        "StorageType": "aurora-iopt1",
+        "EnabledCloudwatchLogsExports": ["postgresql"],
+        "PerformanceInsightsEnabled": True,
+        "EngineLifecycleSupport": "open-source-rds-extended-support-disabled",
+        "DatabaseInsightsMode": "standard",
+        "HostedZoneId": "Z2R2ITUGPM61AM",
+    }.items():
+        c.check(f"an Aurora cluster keeps {key}", described.get(key) == want, described.get(key))
+    wait_until("twin available", lambda: cluster_status(rds, "twin") == "available")
+    rds.create_db_instance(
+        DBInstanceIdentifier="twin-a",
+        DBClusterIdentifier="twin",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.r6g.large",
+        DBParameterGroupName="twin-pg",
+        CACertificateIdentifier="rds-ca-rsa2048-g1",
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=7,
+        MonitoringInterval=60,
+        MonitoringRoleArn="arn:aws:iam::123456789012:role/rds-monitoring-role",
+        PromotionTier=0,
+        AutoMinorVersionUpgrade=False,
+    )
+    inst = rds.describe_db_instances(DBInstanceIdentifier="twin-a")["DBInstances"][0]
+    for key, want in {
+        "CACertificateIdentifier": "rds-ca-rsa2048-g1",
+        "PerformanceInsightsEnabled": True,
+        "MonitoringInterval": 60,
+        "PromotionTier": 0,
+        "AutoMinorVersionUpgrade": False,
+    }.items():
+        c.check(f"an Aurora instance keeps {key}", inst.get(key) == want, inst.get(key))
+
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="twin", DBClusterSnapshotIdentifier="twin-snap")
+    wait_until(
+        "twin snapshot available",
+        lambda: rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="twin-snap")["DBClusterSnapshots"][0][
+            "Status"
+        ]
+        == "available",
+    )
+    rds.restore_db_cluster_from_snapshot(
+        DBClusterIdentifier="twin-bare", SnapshotIdentifier="twin-snap", Engine="aurora-postgresql"
+    )
+    bare = rds.describe_db_clusters(DBClusterIdentifier="twin-bare")["DBClusters"][0]
+    for key, want in {
+        "StorageType": "aurora",
+        "EnabledCloudwatchLogsExports": [],
+        "CopyTagsToSnapshot": False,
+        "PerformanceInsightsEnabled": False,
+        "EngineLifecycleSupport": "open-source-rds-extended-support",
+        "MasterUsername": "app",
+        "DatabaseName": "app",
+    }.items():
+        c.check(f"a restore given nothing gets the API's {key}", bare.get(key) == want, bare.get(key))
+    wait_until("twin-bare available", lambda: cluster_status(rds, "twin-bare") == "available")
+    rds.modify_db_cluster(
+        DBClusterIdentifier="twin-bare",
+        ApplyImmediately=True,
+        PreferredMaintenanceWindow="sun:05:00-sun:05:30",
+        DatabaseInsightsMode="advanced",
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=465,
+    )
+    c.check("ModifyDBCluster reports modifying", cluster_status(rds, "twin-bare") == "modifying")
+    wait_until("twin-bare available again", lambda: cluster_status(rds, "twin-bare") == "available")
+    modified = rds.describe_db_clusters(DBClusterIdentifier="twin-bare")["DBClusters"][0]
+    for key, want in {
+        "PreferredMaintenanceWindow": "sun:05:00-sun:05:30",
+        "DatabaseInsightsMode": "advanced",
+        "PerformanceInsightsRetentionPeriod": 465,
+    }.items():
+        c.check(f"ModifyDBCluster keeps {key}", modified.get(key) == want, modified.get(key))
+
+
 # -- main ----------------------------------------------------------------------------------------------
 
 
@@ -1186,6 +1283,7 @@ def main() -> int:
             ("ecs", lambda: check_ecs(c, emu, net, db)),
             ("apprunner", lambda: check_apprunner(c, emu, db)),
             ("cloudformation", lambda: check_cloudformation(c, emu)),
+            ("rds settings", lambda: check_rds_settings(c, emu)),
             ("bench views", lambda: check_bench_views(c, emu)),
             ("s3", lambda: check_s3(c, emu)),
             ("sparse answers", lambda: check_sparse(c, emu, net)),
