@@ -136,3 +136,132 @@ fn a_missing_stack_output_is_named_with_the_outputs_that_exist() {
     assert!(r.stderr.contains("no output \"EcsCluster\"") && r.stderr.contains("ClusterName, LogGroupName"), "{r:?}");
     assert!(!p.path().join(".ferry").exists(), "nothing touched");
 }
+
+/// What always differs between a cluster and its restored twin (names,
+/// endpoints, ARNs, resource ids, times, status); tags are compared without
+/// ferry's and AWS's own. Everything else DescribeDBClusters and
+/// DescribeDBInstances return must be equal.
+const CLUSTER_ALLOWLIST: &[&str] = &[
+    "DBClusterIdentifier",
+    "Status",
+    "PercentProgress",
+    "EarliestRestorableTime",
+    "LatestRestorableTime",
+    "Endpoint",
+    "ReaderEndpoint",
+    "DBClusterMembers",
+    "DbClusterResourceId",
+    "DBClusterArn",
+    "ClusterCreateTime",
+    "TagList",
+];
+const INSTANCE_ALLOWLIST: &[&str] = &[
+    "DBInstanceIdentifier",
+    "DBInstanceStatus",
+    "Endpoint",
+    "InstanceCreateTime",
+    "LatestRestorableTime",
+    "DBClusterIdentifier",
+    "DBInstanceArn",
+    "DbiResourceId",
+    "EnhancedMonitoringResourceArn",
+    "TagList",
+];
+
+fn user_tags(v: &serde_json::Value) -> Vec<String> {
+    let mut tags: Vec<String> = v["TagList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some(format!("{}={}", t["Key"].as_str()?, t["Value"].as_str()?)))
+        .filter(|t| !t.starts_with("ferry:") && !t.starts_with("aws:"))
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn differing(label: &str, a: &serde_json::Value, b: &serde_json::Value, allowed: &[&str]) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> =
+        a.as_object().unwrap().keys().chain(b.as_object().unwrap().keys()).collect();
+    let mut out: Vec<String> = keys
+        .into_iter()
+        .filter(|k| !allowed.contains(&k.as_str()) && a[k.as_str()] != b[k.as_str()])
+        .map(|k| format!("{label}{k}: {} vs {}", a[k.as_str()], b[k.as_str()]))
+        .collect();
+    if user_tags(a) != user_tags(b) {
+        out.push(format!("{label}TagList: {:?} vs {:?}", user_tags(a), user_tags(b)));
+    }
+    out
+}
+
+/// The writer first, then the readers by name.
+fn twin_order(described: &serde_json::Value) -> Vec<serde_json::Value> {
+    let writer = described["cluster"]["DBClusterMembers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["IsClusterWriter"] == true)
+        .map(|m| m["DBInstanceIdentifier"].as_str().unwrap().to_string());
+    let mut instances = described["instances"].as_array().unwrap().clone();
+    instances.sort_by_key(|i| {
+        let id = i["DBInstanceIdentifier"].as_str().unwrap().to_string();
+        (Some(&id) != writer.as_ref(), id.len(), id)
+    });
+    instances
+}
+
+#[test]
+fn a_production_like_cluster_is_restored_as_its_twin_with_every_instance() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup_production();
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    p.failing_migration();
+    let cluster = s["cluster"].as_str().unwrap();
+
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["restore"]["differences"], serde_json::json!([]), "ferry found no difference: {rec}");
+    let failed = rec["restore"]["failed_cluster"].as_str().unwrap().to_string();
+    let staging = rec["restore"]["staging_cluster"].as_str().unwrap().to_string();
+    assert!(
+        r.stderr.contains(&format!("creating 1 instance of {staging}: {staging}-1"))
+            && r.stderr.contains(&format!("creating 1 instance of {staging}: {staging}-2")),
+        "the writer, then the reader: {}",
+        r.stderr
+    );
+
+    // DescribeDBClusters / DescribeDBInstances of the original (now kept aside) and the restored one.
+    let (original, restored) = (emu.describe(&failed), emu.describe(cluster));
+    let mut diffs = differing("", &original["cluster"], &restored["cluster"], CLUSTER_ALLOWLIST);
+    let (a, b) = (twin_order(&original), twin_order(&restored));
+    assert_eq!((a.len(), b.len()), (2, 2), "two instances on each side: {restored}");
+    for (n, (x, y)) in a.iter().zip(&b).enumerate() {
+        diffs.extend(differing(&format!("instance {n}: "), x, y, INSTANCE_ALLOWLIST));
+    }
+    assert!(diffs.is_empty(), "the restored cluster differs from the original:\n{}", diffs.join("\n"));
+
+    // What the issue found missing, named once more.
+    let c = &restored["cluster"];
+    assert_eq!((c["StorageType"].as_str(), c["CopyTagsToSnapshot"].as_bool()), (Some("aurora-iopt1"), Some(true)));
+    assert_eq!(c["EnabledCloudwatchLogsExports"], serde_json::json!(["postgresql"]));
+    let classes: Vec<&str> = b.iter().map(|i| i["DBInstanceClass"].as_str().unwrap()).collect();
+    assert_eq!(classes, ["db.r6g.large", "db.r6g.xlarge"]);
+    for (tier, i) in b.iter().enumerate() {
+        assert_eq!(i["CACertificateIdentifier"], "rds-ca-rsa2048-g1");
+        assert_eq!(i["MonitoringInterval"], 60);
+        assert_eq!(i["PerformanceInsightsEnabled"], true);
+        assert_eq!(i["AutoMinorVersionUpgrade"], false);
+        assert_eq!(i["PromotionTier"], tier);
+    }
+    let tag = |v: &serde_json::Value, k: &str| {
+        v["TagList"].as_array().unwrap().iter().find(|t| t["Key"] == k).map(|t| t["Value"].clone())
+    };
+    assert_eq!(tag(c, "ferry:purpose"), Some("restore".into()));
+    assert_eq!(tag(c, "ferry:run-id"), Some(rec["run_id"].clone()));
+    assert_eq!(tag(&original["cluster"], "ferry:run-id"), Some(rec["run_id"].clone()), "renamed aside, tagged first");
+
+    // And the data is the snapshot's.
+    assert_eq!(emu.query(cluster, "SELECT version_num FROM alembic_version"), serde_json::json!([["0002_add_email"]]));
+}

@@ -129,9 +129,13 @@ fn plan_shows_the_migrations_check() {
     assert!(r.stdout.contains("compare the database's alembic_version with the head"), "{r:?}");
     assert!(r.stdout.contains("Alembic revisions: 2, head(s): b2"), "{r:?}");
     p.write("alembic/versions/c3_other.py", "revision = 'c3'\ndown_revision = 'a1'\n");
+    // Deploy would refuse several heads on one branch: so does plan, with exit 3.
     let r = p.ferry(&["plan", "local", "--output", "json"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 3, "{r:?}");
     assert_eq!(r.json()["migrations"]["heads_to_merge"], serde_json::json!(["b2", "c3"]));
+    assert!(r.json()["refusals"][0].as_str().unwrap().contains("2 heads (b2, c3) on one branch"), "{r:?}");
     let r = p.ferry(&["plan", "local"]);
+    assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stdout.contains("merge them with `alembic merge -m \"merge heads\" b2 c3`"), "{r:?}");
+    assert!(r.stdout.contains("ferry deploy local would refuse (exit 3)"), "{r:?}");
 }

@@ -196,11 +196,14 @@ fn config_validate_is_offline_and_lists_environments() {
     assert!(r.stdout.contains("valid (2 environments: local, prod)"), "{r:?}");
     let plan = p.command(&["plan", "prod"]).env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION").output().unwrap();
     let plan: common::Run = plan.into();
-    assert_eq!(plan.code, 0, "plan works without credentials: {plan:?}");
+    // Without a region the stack outputs cannot be read: plan still prints the
+    // plan, and exits 2 as deploy would.
+    assert_eq!(plan.code, 2, "{plan:?}");
     assert!(
         plan.stdout.contains("not read (no AWS region") && plan.stdout.contains("ClusterName, PrivateSubnetIds"),
         "{plan:?}"
     );
+    assert!(plan.stdout.contains("ferry deploy prod would exit 2: the outputs of stack s cannot be read"), "{plan:?}");
 }
 
 #[test]

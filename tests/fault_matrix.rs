@@ -154,6 +154,13 @@ impl Harness {
                     matches!(kept, Some("v1+half-migrated" | "v1+migrated")),
                     "failed copy kept as the migration left it: {kept:?}"
                 );
+                // The clusters ferry renamed or created carry the run, for recovery from the cloud alone.
+                let run_tag = |id: &str| clusters.get(id).and_then(|c| c.tags.get("ferry:run-id").cloned());
+                assert_eq!(run_tag(&failed), Some(r.run_id.clone()), "the cluster renamed aside carries the run");
+                assert_eq!(run_tag(CLUSTER), Some(r.run_id.clone()), "the restored cluster carries the run");
+                let restored = &clusters[CLUSTER];
+                assert_eq!(restored.tags.get("ferry:purpose").map(String::as_str), Some("restore"));
+                assert_eq!(restored.instances.len(), 2, "every instance of the original recreated: {restored:?}");
             }
             Outcome::NeedsAttention if r.state.as_deref().is_some_and(|s| s.starts_with("unknown:")) => {
                 // What the migration did is unknown: nothing is restored (that
@@ -238,6 +245,14 @@ fn arm(h: &Harness, step: &str, fault: Fault) {
             h.fake.set_task_script(TaskScript::fails_halfway());
             h.fake.fault(Op::ServicePause, kind);
         }
+        "twin" => {
+            h.fake.set_task_script(TaskScript::fails_halfway());
+            h.fake.fault(Op::CompleteRestore, kind);
+        }
+        "compare" => {
+            h.fake.set_task_script(TaskScript::fails_halfway());
+            h.fake.fault(Op::Compare, kind);
+        }
         other => panic!("unknown step {other}"),
     }
 }
@@ -252,8 +267,10 @@ fn expected(step: &str, fault: Fault) -> Outcome {
         ("migrate", Fault::Error) => NeedsAttention,
         ("migrate", Fault::Hang) => Restored,
         ("verify", Fault::Error | Fault::Hang) => Restored,
-        ("restore" | "rename" | "service", Fault::Error | Fault::Hang) => NeedsAttention,
-        ("restore" | "rename" | "service", Fault::Throttle | Fault::Kill) => Restored,
+        ("restore" | "twin" | "rename" | "service", Fault::Error | Fault::Hang) => NeedsAttention,
+        ("restore" | "twin" | "rename" | "service", Fault::Throttle | Fault::Kill) => Restored,
+        // The comparison never stops a restore; one that cannot be made is itself reported.
+        ("compare", _) => Restored,
         (_, Fault::Throttle | Fault::Kill) => Succeeded,
         _ => unreachable!(),
     }
@@ -322,6 +339,14 @@ matrix! {
     restore_throttled: "restore", Throttle;
     restore_hang: "restore", Hang;
     restore_killed: "restore", Kill;
+    twin_error: "twin", Error;
+    twin_throttled: "twin", Throttle;
+    twin_hang: "twin", Hang;
+    twin_killed: "twin", Kill;
+    compare_error: "compare", Error;
+    compare_throttled: "compare", Throttle;
+    compare_hang: "compare", Hang;
+    compare_killed: "compare", Kill;
     rename_error: "rename", Error;
     rename_throttled: "rename", Throttle;
     rename_hang: "rename", Hang;
@@ -347,6 +372,47 @@ async fn a_migration_that_fails_is_restored_with_the_failed_cluster_kept() {
     assert!(out.contains("ERROR: column \"x\" does not exist"), "task logs streamed:\n{out}");
     assert_eq!(h.fake.calls(Op::ServicePause), 1);
     assert_eq!(h.fake.calls(Op::ServiceResume), 1);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_swap_waits_for_the_writer_then_the_readers() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored);
+    let staging = r.restore.clone().expect("restore").staging_cluster;
+    let out = h.output();
+    let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} not in:\n{out}"));
+    let writer = at(&format!("creating 1 instance of {staging}: {staging}-1"));
+    let wait = at(&format!("instances of {staging}: {staging}-1 creating"));
+    let reader = at(&format!("creating 1 instance of {staging}: {staging}-2"));
+    let swap = at("renaming app-prod to app-prod-failed-");
+    assert!(writer < wait && wait < reader && reader < swap, "writer, its wait, the reader, then the swap:\n{out}");
+    assert_eq!(r.restore.as_ref().map(|x| x.differences.len()), Some(0), "a twin: nothing differs");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_that_differs_from_the_original_completes_and_says_so_everywhere() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    let difference = "StorageType: aurora-iopt1 on the original, aurora on the restored";
+    let note = "the master user password of app-prod is in a new Secrets Manager secret";
+    h.fake.set_twin_report(ferry::provider::TwinReport {
+        differences: vec![difference.to_string()],
+        notes: vec![note.to_string()],
+    });
+    let (r, _) = h.deploy().await;
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Restored, Some(4)), "the data is back: still restored");
+    let restore = r.restore.clone().expect("restore");
+    assert_eq!(restore.differences, [difference]);
+    assert_eq!(restore.notes, [note]);
+    let state = r.state.clone().unwrap_or_default();
+    assert!(state.contains("WARNING") && state.contains(difference) && state.contains(note), "{state}");
+    let detail = r.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
+    assert!(detail.contains(difference), "the step summary's detail: {detail}");
+    assert!(h.output().contains(&format!("app-prod differs from {}: {difference}", restore.failed_cluster.unwrap())));
     h.assert_invariants(&r);
 }
 
@@ -421,7 +487,10 @@ async fn the_new_cluster_strategy_points_the_service_at_the_new_endpoint() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restore_waits_for_an_operation_already_in_progress_on_the_service() {
-    let h = Harness::new(env_config(""));
+    let mut h = Harness::new(env_config(""));
+    // The operation may have been a deployment: resuming after it needs a yes
+    // (tests/positive_evidence.rs has the other answers).
+    h.confirm = Arc::new(AssumeYes);
     h.fake.set_task_script(TaskScript::fails_halfway());
     // Someone starts a 4-minute deployment of the service while the migration runs.
     let fake = h.fake.clone();

@@ -47,8 +47,12 @@ const ACTIONS_OF_OPERATION: &[(&str, &[&str])] = &[
 /// call that needs it. Nothing else may be in the policy.
 const REQUIRED_BY_AWS: &[(&str, &str)] = &[
     // RunTask on a task definition with an execution role and a task role hands
-    // both roles to ECS; IAM authorizes that as PassRole on each.
-    ("iam:PassRole", "ecs:RunTask passes the task definition's execution and task roles"),
+    // both roles to ECS; IAM authorizes that as PassRole on each. CreateDBInstance
+    // with a MonitoringRoleArn hands that role to RDS's enhanced monitoring.
+    (
+        "iam:PassRole",
+        "ecs:RunTask passes the task definition's execution and task roles; rds:CreateDBInstance the monitoring role",
+    ),
     // Tags on RunTask (ferry:run-id, ferry:env) are authorized as TagResource
     // with ecs:CreateAction = RunTask.
     ("ecs:TagResource", "ecs:RunTask with tags (tag-on-create)"),
@@ -62,6 +66,13 @@ const REQUIRED_BY_AWS: &[(&str, &str)] = &[
     // Releasing a lock deletes it with If-Match: <its ETag>; S3 authorizes a
     // conditional delete as GetObject as well as DeleteObject.
     ("s3:GetObject", "s3:DeleteObject with If-Match (the lock's release)"),
+    // ModifyDBCluster with ManageMasterUserPassword: RDS creates and tags the
+    // cluster's new secret with the caller's permissions, encrypted with the
+    // original secret's KMS key through Secrets Manager.
+    ("secretsmanager:CreateSecret", "rds:ModifyDBCluster with ManageMasterUserPassword"),
+    ("secretsmanager:TagResource", "rds:ModifyDBCluster with ManageMasterUserPassword"),
+    ("kms:Decrypt", "rds:ModifyDBCluster with ManageMasterUserPassword and a customer managed key"),
+    ("kms:GenerateDataKey", "rds:ModifyDBCluster with ManageMasterUserPassword and a customer managed key"),
 ];
 
 /// The S3 actions the policy allows, all of them on the state prefix only.
@@ -413,6 +424,7 @@ const SAMPLE: &[(&str, &str)] = &[
     ("AppName", "app"),
     ("StackNamePattern", "app-*"),
     ("DatabaseNamePattern", "app-*"),
+    ("MonitoringRoleName", "rds-monitoring-role"),
     ("AppRunnerServiceArn", "arn:aws:apprunner:us-east-1:123456789012:service/app/0123456789abcdef0123456789abcdef"),
     ("StateBucket", "app-ferry-state"),
     ("StatePrefix", "ferry"),
@@ -704,8 +716,28 @@ fn the_policy_never_lets_ferry_delete_a_database_and_scopes_what_it_can() {
             );
         }
         if actions.iter().any(|a| a == "iam:PassRole") {
-            assert_eq!(s["Condition"]["StringEquals"]["iam:PassedToService"], "ecs-tasks.amazonaws.com", "{s}");
-            assert!(resources.iter().all(|r| r.contains(":role/app-migrate-")), "PassRole beyond the task roles: {s}");
+            // Each role only to the service that uses it: the task roles to ECS, the
+            // enhanced monitoring role to RDS's monitoring.
+            match s["Condition"]["StringEquals"]["iam:PassedToService"].as_str() {
+                Some("ecs-tasks.amazonaws.com") => assert!(
+                    resources.iter().all(|r| r.contains(":role/app-migrate-")),
+                    "PassRole to ECS beyond the task roles: {s}"
+                ),
+                Some("monitoring.rds.amazonaws.com") => assert!(
+                    resources.iter().all(|r| r.ends_with(":role/rds-monitoring-role")),
+                    "PassRole to RDS beyond the monitoring role: {s}"
+                ),
+                other => panic!("PassRole without a known iam:PassedToService ({other:?}): {s}"),
+            }
+        }
+        if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+            assert!(
+                resources.iter().all(|r| r.ends_with(":secret:rds!cluster-*")),
+                "Secrets Manager beyond the secrets RDS manages for clusters: {s}"
+            );
+        }
+        if actions.iter().any(|a| a.starts_with("kms:")) {
+            assert!(s["Condition"]["StringEquals"]["kms:ViaService"].is_string(), "KMS only through a service: {s}");
         }
         if actions.iter().any(|a| a == "ecs:ListTasks") {
             assert!(

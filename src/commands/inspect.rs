@@ -14,10 +14,11 @@ use crate::provider::{ProviderError, StackOutputs, TaskState, aws};
 use crate::runbook::journal::{read_run, readable_runs};
 use crate::runbook::logs::Streams;
 use crate::runbook::plan::deploy_plan;
+use crate::runbook::preflight::{Findings, Scope, inspect, revisions_refusal};
 use crate::runbook::record::RunOptions;
 
-/// The stack outputs the environment refers to, read (read-only) when
-/// credentials allow; otherwise why they were not read. Plan never fails on this.
+/// The stack outputs the environment refers to, read (read-only); or why they
+/// could not be read (no region, no credentials, no such stack...).
 async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String, String>, String> {
     let Some(stack) = env.stack.as_deref().filter(|_| !env.output_refs().is_empty()) else {
         return Ok(BTreeMap::new());
@@ -30,22 +31,74 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
     Ok(all.into_iter().filter(|(k, _)| refs.contains(k)).collect())
 }
 
+/// What `ferry plan` found beyond the configuration: the stack outputs and,
+/// when every value resolved, the read-only preflight of `ferry deploy`.
+struct PlanCheck {
+    outputs: Result<BTreeMap<String, String>, String>,
+    /// Why `ferry deploy` would exit 2 (a value that does not resolve).
+    problems: Vec<String>,
+    preflight: Option<Findings>,
+    /// Every reason `ferry deploy` would refuse before changing anything
+    /// (exit 3). Any further refusal deploy learns goes into this list.
+    refusals: Vec<String>,
+}
+
+impl PlanCheck {
+    fn exit_code(&self) -> i32 {
+        if !self.problems.is_empty() {
+            2
+        } else if !self.refusals.is_empty() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
+    let outputs = stack_outputs(ctx, env).await;
+    let mut check = PlanCheck { outputs, problems: Vec::new(), preflight: None, refusals: Vec::new() };
+    if let Err(why) = &check.outputs {
+        let stack = env.stack.as_deref().unwrap_or_default();
+        check.problems.push(format!("the outputs of stack {stack} cannot be read: {why}"));
+    } else {
+        // Resolves `${output:Name}` as deploy does: a misspelt name is exit 2 there too.
+        match ctx.cloud(env).await {
+            Ok(cloud) => {
+                let scope = Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true };
+                let found = inspect(&scope).await;
+                check.refusals.extend(found.refusals.iter().cloned());
+                check.preflight = Some(found);
+            }
+            Err(e) if e.exit_code() == 2 => check.problems.push(e.to_string()),
+            Err(e) => check.refusals.push(e.to_string()),
+        }
+    }
+    check.refusals.extend(revisions_refusal(env));
+    check
+}
+
 pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
     let plan = deploy_plan(env, &RunOptions::default());
     let redactor = Redactor::new(env.secrets());
-    let outputs = stack_outputs(ctx, env).await;
+    let check = plan_check(ctx, env).await;
+    let code = check.exit_code();
     if ctx.json() {
-        let (outputs, not_read) = match &outputs {
+        let (outputs, not_read) = match &check.outputs {
             Ok(o) => (json!(o), serde_json::Value::Null),
             Err(why) => (json!({}), json!(why)),
         };
         let migrations = super::migrations::plan_summary(env);
         print_json(
-            &json!({ "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan, "migrations": migrations }),
+            &json!({
+                "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan,
+                "migrations": migrations, "preflight": check.preflight, "problems": check.problems,
+                "refusals": check.refusals, "exit_code": code
+            }),
             &redactor,
         );
-        return Ok(0);
+        return Ok(code);
     }
     let config = toml_like(&serde_json::to_value(env).unwrap_or_default(), "");
     crate::outln!("# {} ({})\n", env.name, ctx.config.path.display());
@@ -53,11 +106,12 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
         crate::outln!("{}", redactor.clean(&line));
     }
     if let Some(stack) = env.stack.as_deref().filter(|_| !env.output_refs().is_empty()) {
-        match &outputs {
+        match &check.outputs {
             Ok(values) => {
                 crate::outln!("\nstack outputs of {stack}:");
                 for name in env.output_refs() {
-                    let value = values.get(&name).map_or("(missing: commands will exit 2)", String::as_str);
+                    let value =
+                        values.get(&name).map_or("(missing: no such output; deploy would exit 2)", String::as_str);
                     crate::outln!("  ${{output:{name}}} = {}", redactor.clean(value));
                 }
             }
@@ -83,7 +137,29 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
             crate::outln!("{line}");
         }
     }
-    Ok(0)
+    for line in verdict(env, &check) {
+        crate::outln!("{}", redactor.clean(&line));
+    }
+    Ok(code)
+}
+
+/// The preflight as found now, and whether deploy would start.
+fn verdict(env: &EnvConfig, check: &PlanCheck) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(f) = &check.preflight {
+        lines.push("\npreflight now (read-only):".to_string());
+        lines.extend(f.found.iter().map(|l| format!("  ok       {l}")));
+        lines.extend(f.warnings.iter().map(|l| format!("  warning  {l}")));
+        lines.extend(f.refusals.iter().map(|l| format!("  refuses  {l}")));
+    }
+    lines.push(String::new());
+    let name = &env.name;
+    match check.exit_code() {
+        0 => lines.push(format!("ferry deploy {name} can start.")),
+        2 => lines.extend(check.problems.iter().map(|p| format!("ferry deploy {name} would exit 2: {p}"))),
+        _ => lines.extend(check.refusals.iter().map(|r| format!("ferry deploy {name} would refuse (exit 3): {r}"))),
+    }
+    lines
 }
 
 /// `key = value` lines for a JSON object, nested tables dotted.
@@ -138,7 +214,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         return Ok(0);
     }
     match &info {
-        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.status, i.engine),
+        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.state(), i.engine),
         None => crate::outln!("database   {} DOES NOT EXIST", db.cluster_id()),
     }
     if snaps.is_empty() {

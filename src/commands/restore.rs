@@ -87,7 +87,11 @@ pub fn describe(
         }
     }
     if env.service.is_some() {
-        steps.push("resume the App Runner service".into());
+        steps.push(
+            "resume the App Runner service (if a deployment in progress had to be waited for and succeeded, ferry \
+             asks first: that version would start against the restored database; --yes resumes)"
+                .into(),
+        );
     }
     if let Some(h) = &env.health {
         steps.push(format!("check {} answers {}", h.url, h.expect_status));

@@ -57,7 +57,7 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
     let out = ctx.reporter(Some(env));
     out.info(&format!("snapshot {id} of {}: {}", db.cluster_id(), snap.status));
     if wait && snap.status != SnapshotStatus::Available {
-        snap = crate::runbook::wait_snapshot(db.as_ref(), &id, env.timeouts.snapshot, &out, |_| {})
+        snap = crate::runbook::wait_new_snapshot(db.as_ref(), &id, env.timeouts.snapshot, &out, |_| {})
             .await
             .map_err(CommandError::Failed)?;
     }

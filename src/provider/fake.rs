@@ -23,6 +23,8 @@ pub enum Op {
     ListSnapshots,
     DeleteSnapshot,
     RestoreSnapshot,
+    CompleteRestore,
+    Compare,
     Rename,
     StartTask,
     PollTask,
@@ -87,6 +89,11 @@ impl TaskScript {
 pub struct FakeDb {
     /// Stands for the data: every change appends to it.
     pub data: String,
+    /// Tags, as the create call and renames set them.
+    pub tags: Tags,
+    /// Its instances (the writer first) and when each serves.
+    pub instances: Vec<String>,
+    instances_ready_at: Vec<Instant>,
     ready_at: Instant,
     never_ready: bool,
 }
@@ -117,6 +124,8 @@ struct FakeOperation {
     ready_at: Instant,
     never: bool,
     then_status: &'static str,
+    /// As App Runner names it: PAUSE_SERVICE, RESUME_SERVICE, UPDATE_SERVICE, START_DEPLOYMENT.
+    kind: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +149,8 @@ struct State {
     /// Set: the cloud cannot see inside the database, for this reason.
     session_unavailable: Option<String>,
     diagnosis: Diagnosis,
+    /// What `Database::compare` reports.
+    twin: TwinReport,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +159,7 @@ pub struct Latency {
     pub restore: Duration,
     pub rename: Duration,
     pub service: Duration,
+    pub instance: Duration,
 }
 
 impl Default for Latency {
@@ -157,6 +169,7 @@ impl Default for Latency {
             restore: Duration::from_secs(600),
             rename: Duration::from_secs(60),
             service: Duration::from_secs(45),
+            instance: Duration::from_secs(300),
         }
     }
 }
@@ -172,12 +185,21 @@ pub struct FakeCloud {
 }
 
 impl FakeCloud {
-    /// One available cluster holding `data`, an App Runner service if `with_service`.
+    /// One available cluster holding `data` with a writer and a reader, an App
+    /// Runner service if `with_service`.
     pub fn new(cluster_id: &str, data: &str, with_service: bool) -> Self {
         let mut state = State::default();
+        let now = Instant::now();
         state.clusters.insert(
             cluster_id.to_string(),
-            FakeDb { data: data.to_string(), ready_at: Instant::now(), never_ready: false },
+            FakeDb {
+                data: data.to_string(),
+                tags: Tags::new(),
+                instances: vec![format!("{cluster_id}-writer"), format!("{cluster_id}-reader")],
+                instances_ready_at: vec![now, now],
+                ready_at: now,
+                never_ready: false,
+            },
         );
         state.service_status = with_service.then(|| "RUNNING".to_string());
         state.service_env.insert("DATABASE_URL".into(), format!("postgres://app@{cluster_id}.cluster:5432/app"));
@@ -255,6 +277,11 @@ impl FakeCloud {
         self.lock().diagnosis = d;
     }
 
+    /// What comparing a restored database with the one it replaced finds.
+    pub fn set_twin_report(&self, report: TwinReport) {
+        self.lock().twin = report;
+    }
+
     pub fn cloud(&self) -> Cloud {
         let this = Arc::new(self.clone());
         let session = match self.lock().session_unavailable.clone() {
@@ -297,7 +324,12 @@ impl FakeCloud {
         let mut s = self.lock();
         s.operations.insert(
             id.clone(),
-            FakeOperation { ready_at: Instant::now() + lasts, never: false, then_status: "RUNNING" },
+            FakeOperation {
+                ready_at: Instant::now() + lasts,
+                never: false,
+                then_status: "RUNNING",
+                kind: "START_DEPLOYMENT",
+            },
         );
         s.service_status = Some("OPERATION_IN_PROGRESS".into());
         s.busy_calls = 0;
@@ -426,11 +458,11 @@ impl FakeCloud {
         format!("{prefix}-{:04}", s.next_id)
     }
 
-    fn new_operation(&self, then_status: &'static str, never: bool) -> String {
+    fn new_operation(&self, kind: &'static str, then_status: &'static str, never: bool) -> String {
         let id = self.new_id("op");
         let mut s = self.lock();
-        s.operations
-            .insert(id.clone(), FakeOperation { ready_at: Instant::now() + self.latency.service, never, then_status });
+        let ready_at = Instant::now() + self.latency.service;
+        s.operations.insert(id.clone(), FakeOperation { ready_at, never, then_status, kind });
         s.service_status = Some("OPERATION_IN_PROGRESS".into());
         id
     }
@@ -449,11 +481,24 @@ impl Database for FakeCloud {
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>> {
         self.call(Op::Describe).await?;
         let now = Instant::now();
-        Ok(self.lock().clusters.get(id).map(|db| ClusterInfo {
-            id: id.to_string(),
-            status: if !db.never_ready && now >= db.ready_at { "available" } else { "creating" }.into(),
-            endpoint: Some(format!("{id}.cluster.fake.local")),
-            engine: "aurora-postgresql".into(),
+        Ok(self.lock().clusters.get(id).map(|db| {
+            let mut pending: Vec<String> = db
+                .instances
+                .iter()
+                .zip(&db.instances_ready_at)
+                .filter(|(_, at)| now < **at)
+                .map(|(i, _)| format!("{i} creating"))
+                .collect();
+            if db.instances.is_empty() {
+                pending.push("no instance yet".into());
+            }
+            ClusterInfo {
+                id: id.to_string(),
+                status: if !db.never_ready && now >= db.ready_at { "available" } else { "creating" }.into(),
+                endpoint: Some(format!("{id}.cluster.fake.local")),
+                engine: "aurora-postgresql".into(),
+                pending_instances: pending,
+            }
         }))
     }
 
@@ -515,7 +560,7 @@ impl Database for FakeCloud {
         Ok(Some(SnapshotQuota { used, max: 100 }))
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
         let hang = self.enter(Op::RestoreSnapshot).await?;
         {
             let mut s = self.lock();
@@ -529,6 +574,9 @@ impl Database for FakeCloud {
                 }
                 let db = FakeDb {
                     data: snap.data.clone(),
+                    tags: tags.clone(),
+                    instances: Vec::new(),
+                    instances_ready_at: Vec::new(),
                     ready_at: Instant::now() + self.latency.restore,
                     never_ready: hang,
                 };
@@ -539,7 +587,32 @@ impl Database for FakeCloud {
         Ok(())
     }
 
-    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+    async fn complete_restore(&self, target: &str, _tags: &Tags) -> PResult<Option<RestoreWork>> {
+        self.call(Op::CompleteRestore).await?;
+        let mut s = self.lock();
+        let wanted = s.clusters.get(&self.cluster_id).map_or(0, |c| c.instances.len());
+        let db = s.clusters.get_mut(target).ok_or_else(|| ProviderError::NotFound(format!("cluster {target}")))?;
+        let have = db.instances.len();
+        if have >= wanted {
+            return Ok(None);
+        }
+        // The writer alone first, then every reader at once.
+        let upto = if have == 0 { 1 } else { wanted };
+        let ready_at = Instant::now() + self.latency.instance;
+        let created: Vec<String> = (have..upto).map(|n| format!("{target}-{}", n + 1)).collect();
+        for id in &created {
+            db.instances.push(id.clone());
+            db.instances_ready_at.push(ready_at);
+        }
+        Ok(Some(RestoreWork::Instances(created)))
+    }
+
+    async fn compare(&self, _original: &str, _restored: &str) -> PResult<TwinReport> {
+        self.call(Op::Compare).await?;
+        Ok(self.lock().twin.clone())
+    }
+
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         let hang = self.enter(Op::Rename).await?;
         {
             let mut s = self.lock();
@@ -549,6 +622,7 @@ impl Database for FakeCloud {
                 (false, false) => return Err(ProviderError::NotFound(format!("cluster {from}"))),
                 (true, false) => {
                     let mut db = s.clusters.remove(from).ok_or_else(|| ProviderError::NotFound(from.to_string()))?;
+                    db.tags.insert(TAG_RUN_ID.to_string(), run_id.to_string());
                     db.ready_at = Instant::now() + self.latency.rename;
                     db.never_ready = hang;
                     s.clusters.insert(to.to_string(), db);
@@ -699,7 +773,7 @@ impl AppService for FakeCloud {
             return Ok(None);
         }
         self.refuse_if_busy()?;
-        let op = self.new_operation("PAUSED", hang);
+        let op = self.new_operation("PAUSE_SERVICE", "PAUSED", hang);
         self.leave(Op::ServicePause).await;
         Ok(Some(op))
     }
@@ -710,7 +784,7 @@ impl AppService for FakeCloud {
             return Ok(None);
         }
         self.refuse_if_busy()?;
-        let op = self.new_operation("RUNNING", hang);
+        let op = self.new_operation("RESUME_SERVICE", "RUNNING", hang);
         self.leave(Op::ServiceResume).await;
         Ok(Some(op))
     }
@@ -723,7 +797,16 @@ impl AppService for FakeCloud {
             let new = super::aws::apprunner::replace_host(&old, host).unwrap_or_else(|| host.to_string());
             s.service_env.insert(var.to_string(), new);
         }
-        Ok(Some(self.new_operation("RUNNING", false)))
+        Ok(Some(self.new_operation("UPDATE_SERVICE", "RUNNING", false)))
+    }
+
+    async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
+        let now = Instant::now();
+        let s = self.lock();
+        Ok(s.operations
+            .iter()
+            .find(|(_, op)| op.never || now < op.ready_at)
+            .map(|(id, op)| OperationInfo { id: id.clone(), kind: op.kind.to_string() }))
     }
 
     async fn operation_done(&self, operation_id: &str) -> PResult<Option<bool>> {

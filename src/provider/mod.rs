@@ -25,6 +25,8 @@ pub const TAG_RUN_ID: &str = "ferry:run-id";
 pub const TAG_ENV: &str = "ferry:env";
 pub const TAG_PURPOSE: &str = "ferry:purpose";
 pub const PURPOSE_PRE_DEPLOY: &str = "pre-deploy";
+/// `ferry:purpose` of a database ferry restored from a snapshot (set in the create call).
+pub const PURPOSE_RESTORE: &str = "restore";
 
 /// Errors a provider reports, classified so the runbook can decide without
 /// looking at message text.
@@ -69,12 +71,53 @@ pub struct ClusterInfo {
     /// Where clients connect (secrets already removed).
     pub endpoint: Option<String>,
     pub engine: String,
+    /// Instances that are not serving yet (`<id> <status>`), or `no instance
+    /// yet` for a cluster that has none: what a wait for the whole database
+    /// still waits for. Empty where the provider has no instances.
+    #[serde(default)]
+    pub pending_instances: Vec<String>,
 }
 
 impl ClusterInfo {
+    /// The database and every instance of it serve.
     pub fn is_available(&self) -> bool {
-        self.status == "available"
+        self.status == "available" && self.pending_instances.is_empty()
     }
+
+    /// The status with the instances still pending, for messages.
+    pub fn state(&self) -> String {
+        if self.pending_instances.is_empty() {
+            self.status.clone()
+        } else {
+            format!("{}; instances: {}", self.status, self.pending_instances.join(", "))
+        }
+    }
+}
+
+/// What one call of [`Database::complete_restore`] started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreWork {
+    /// These instances are being created (the writer alone first, then the
+    /// readers); wait for the database's `pending_instances` to empty.
+    Instances(Vec<String>),
+    /// These settings are being applied to the restored database (named as
+    /// the API names them); wait for it to be available again.
+    Settings(Vec<String>),
+    /// The platform refused to apply settings; the restore goes on and the
+    /// comparison reports what differs.
+    Refused(String),
+}
+
+/// How a restored database compares with the one it replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TwinReport {
+    /// Settings that differ beyond what always differs (identifiers,
+    /// endpoints, creation times, ARNs, status): each names the setting and
+    /// both values.
+    pub differences: Vec<String>,
+    /// What the operator must know even though it was intended (a new secret
+    /// for the master password, for example).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,13 +182,27 @@ pub trait Database: Send + Sync {
     async fn delete_snapshot(&self, id: &str) -> PResult<()>;
     /// Manual-snapshot quota, when the provider has one.
     async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>>;
-    /// Create a new database `target` from `snapshot_id`, copying the source's
-    /// settings. Returns at once; `describe(target)` reports progress. If
-    /// `target` already exists, does nothing.
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()>;
-    /// Rename a database. Idempotent: if `to` exists and `from` does not, it is
-    /// done. Never overwrites an existing database.
-    async fn rename(&self, from: &str, to: &str) -> PResult<()>;
+    /// Create a new database `target` from `snapshot_id`, copying the
+    /// environment's database's settings, with `tags` on it from its creation.
+    /// Returns at once; `describe(target)` reports progress. If `target`
+    /// already exists, does nothing.
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()>;
+    /// Take the next step that makes the restored `target` (available) the
+    /// twin of the environment's database: create its missing instances (the
+    /// writer alone first; once it exists, every reader at once), then apply
+    /// the settings the restore could not carry. Idempotent. `None` when there
+    /// is nothing left to do.
+    async fn complete_restore(&self, _target: &str, _tags: &Tags) -> PResult<Option<RestoreWork>> {
+        Ok(None)
+    }
+    /// Compare the restored database with the one it replaced, setting by setting.
+    async fn compare(&self, _original: &str, _restored: &str) -> PResult<TwinReport> {
+        Ok(TwinReport::default())
+    }
+    /// Rename a database, tagging it with `ferry:run-id` = `run_id` first
+    /// where the provider has tags. Idempotent: if `to` exists and `from` does
+    /// not, it is done. Never overwrites an existing database.
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,9 +312,38 @@ pub struct ServiceInfo {
     pub status: String,
 }
 
+/// An operation on the app service (App Runner's ListOperations entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationInfo {
+    pub id: String,
+    /// START_DEPLOYMENT, UPDATE_SERVICE, PAUSE_SERVICE, ... (`UNKNOWN` when not given).
+    pub kind: String,
+}
+
+impl OperationInfo {
+    /// Operations that start a new version of the app (whose start-up may migrate).
+    pub fn deploys(&self) -> bool {
+        matches!(self.kind.as_str(), "START_DEPLOYMENT" | "UPDATE_SERVICE")
+    }
+
+    /// A deployment, or an operation ferry could not identify (which may be one).
+    pub fn may_deploy(&self) -> bool {
+        self.deploys() || self.kind == "UNKNOWN"
+    }
+}
+
 #[async_trait]
 pub trait AppService: Send + Sync {
     async fn status(&self) -> PResult<ServiceInfo>;
+    /// The operation in progress now, when the provider can tell.
+    async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
+        Ok(None)
+    }
+    /// What the service starts when it runs next (its image, or its source
+    /// repository and version), when the provider can tell.
+    async fn image(&self) -> PResult<Option<String>> {
+        Ok(None)
+    }
     /// Pause; returns an operation id to wait for (None when already paused).
     async fn pause(&self) -> PResult<Option<String>>;
     async fn resume(&self) -> PResult<Option<String>>;

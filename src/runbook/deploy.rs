@@ -7,7 +7,7 @@ use super::migrations;
 use super::plan::{self, Plan, StepKind};
 use super::preflight::preflight;
 use super::record::{Outcome, RunRecord, StepStatus};
-use super::restore::restore;
+use super::restore::{restore, twin_summary};
 use super::snapshot::take_snapshot;
 use super::verify::verify;
 use super::{Run, StepError};
@@ -150,7 +150,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                             Some(m) => format!("{m}; then the restore failed: {}", f.error),
                             None => f.error,
                         };
-                        let next = format!("ferry resume {}", run.record.run_id);
+                        let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
                         return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
                     }
                 }
@@ -213,12 +213,20 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
     match (plan.command, failure) {
         ("restore", _) => {
             let r = run.record.restore.clone();
-            let state = r.map(|r| match r.failed_cluster {
-                Some(f) => format!(
-                    "{} holds the data of {}; the database it replaced is kept as {f}",
-                    r.restored_cluster, r.snapshot_id
-                ),
-                None => format!("{} holds the data of {}{}", r.restored_cluster, r.snapshot_id, new_cluster_note(run)),
+            let state = r.map(|r| {
+                let twin = twin_summary(&r);
+                match r.failed_cluster {
+                    Some(f) => format!(
+                        "{} holds the data of {}; the database it replaced is kept as {f}{twin}",
+                        r.restored_cluster, r.snapshot_id
+                    ),
+                    None => format!(
+                        "{} holds the data of {}{}{twin}",
+                        r.restored_cluster,
+                        r.snapshot_id,
+                        new_cluster_note(run)
+                    ),
+                }
             });
             run.finish(Outcome::Succeeded, None, state, None)
         }
@@ -232,13 +240,15 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         (_, Some(error)) if restored => {
             let r = run.record.restore.clone();
             let state = r.map(|r| {
-                let kept = match r.failed_cluster {
+                let kept = match &r.failed_cluster {
                     Some(f) => format!("; the failed database is kept as {f}"),
                     None => new_cluster_note(run),
                 };
                 format!(
-                    "{} holds the data of snapshot {} (taken before the migration){kept}",
-                    r.restored_cluster, r.snapshot_id
+                    "{} holds the data of snapshot {} (taken before the migration){kept}{}",
+                    r.restored_cluster,
+                    r.snapshot_id,
+                    twin_summary(&r)
                 )
             });
             let next = format!("ferry logs {env} --run {run_id}");

@@ -28,12 +28,17 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let (state, timed_out) = watch(run, &handle, &mut stream).await;
     stream.drain(run).await;
     run.out.group_end();
+    let apprunner = run.env.migration.runner == RunnerKind::Apprunner;
+    if apprunner {
+        bound_logs(run, &handle).await;
+    }
 
     let (started, exit_code, reason) = match state {
         TaskState::Stopped { started, exit_code, reason } => (started, exit_code, reason),
         TaskState::Missing => {
+            let noun = if apprunner { "deployment" } else { "migration task" };
             return Err(StepError::Unknown(format!(
-                "the migration task {} is no longer known to the runner (its state was lost): whether the migration ran, and how far, is unknown",
+                "the {noun} {} is no longer known to the runner (not found after it started): whether it ran, and how far, is unknown",
                 handle.id
             )));
         }
@@ -44,30 +49,43 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
             )));
         }
     };
+    // Empty reasons are dropped: a message never ends in "could not start: ".
+    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if let Some(t) = run.record.task.as_mut() {
         t.exit_code = exit_code;
         t.stopped_reason = reason.clone();
     }
     run.save()?;
-    let why = reason.clone().unwrap_or_else(|| "no reason given".into());
-    if run.env.migration.runner == RunnerKind::Apprunner {
-        return deployment_result(run, &handle, exit_code, &why, timed_out);
+    if apprunner {
+        return deployment_result(run, &handle, exit_code, reason.as_deref(), timed_out);
     }
+    let because = |prefix: String| match &reason {
+        Some(r) => format!("{prefix} ({r})"),
+        None => prefix,
+    };
     if timed_out {
-        return Err(StepError::Failed(format!(
-            "the migration did not finish within {}; ferry stopped task {} ({why})",
+        return Err(StepError::Failed(because(format!(
+            "the migration did not finish within {}; ferry stopped task {}",
             format_duration(run.env.timeouts.migration),
             handle.id
-        )));
+        ))));
     }
     match (started, exit_code) {
-        (false, _) => Err(StepError::Abort(format!("the migration task {} could not start: {why}", handle.id))),
+        (false, _) => Err(StepError::Abort(match &reason {
+            Some(r) => format!("the migration task {} could not start: {r}", handle.id),
+            None => format!("the migration task {} could not start", handle.id),
+        })),
         (true, Some(0)) => Ok(format!("task {} exited with code 0", handle.id)),
-        (true, Some(code)) if why == format!("exited with code {code}") => {
+        (true, Some(code)) if reason.as_deref() == Some(format!("exited with code {code}").as_str()) => {
             Err(StepError::Failed(format!("the migration exited with code {code}")))
         }
-        (true, Some(code)) => Err(StepError::Failed(format!("the migration exited with code {code} ({why})"))),
-        (true, None) => Err(StepError::Failed(format!("the migration task ended without an exit code: {why}"))),
+        (true, Some(code)) => Err(StepError::Failed(because(format!("the migration exited with code {code}")))),
+        (true, None) => Err(StepError::Failed(format!(
+            "the migration task {} stopped without an exit code{}; nothing shows it never started, so it counts as \
+             a failed migration that may have changed the database",
+            handle.id,
+            reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ))),
     }
 }
 
@@ -76,7 +94,7 @@ fn deployment_result(
     run: &Run,
     handle: &TaskHandle,
     exit_code: Option<i32>,
-    why: &str,
+    why: Option<&str>,
     timed_out: bool,
 ) -> Result<String, StepError> {
     match exit_code {
@@ -88,7 +106,19 @@ fn deployment_result(
             format_duration(run.env.timeouts.migration)
         )),
         Some(0) => Ok(format!("deployment {} succeeded", handle.id)),
-        _ => Err(StepError::Failed(format!("deployment {} {why}", handle.id))),
+        // The runner's reason does not name the deployment: this line does, once.
+        _ => Err(StepError::Failed(format!("deployment {} {}", handle.id, why.unwrap_or("did not succeed")))),
+    }
+}
+
+/// Once a deployment ended, its log references are bounded to it (its own
+/// service events, none of the next operation's), for `ferry logs --run`.
+async fn bound_logs(run: &mut Run, handle: &TaskHandle) {
+    let runner = run.cloud.runner.clone();
+    if let Ok(refs) = call("find the deployment's logs", || runner.log_stream_of(&handle.id)).await
+        && let Some(t) = run.record.task.as_mut()
+    {
+        t.log_stream = refs;
     }
 }
 

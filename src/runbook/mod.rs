@@ -9,7 +9,7 @@ pub mod logs;
 mod migrate;
 pub mod migrations;
 pub mod plan;
-mod preflight;
+pub mod preflight;
 pub mod record;
 mod restore;
 pub mod service;
@@ -26,7 +26,7 @@ pub use deploy::{deploy, migrate_only, restore_only};
 use journal::{Journal, JournalError};
 pub use plan::{Plan, PlannedStep};
 use record::{Outcome, RunRecord, StepStatus};
-pub use snapshot::{snapshot_id_for, snapshot_tags, wait_snapshot};
+pub use snapshot::{snapshot_id_for, snapshot_tags, wait_new_snapshot, wait_snapshot};
 
 use crate::config::EnvConfig;
 use crate::output::Reporter;
@@ -196,6 +196,12 @@ impl Run {
                 let id = self.record.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
                 format!("snapshot {id} may still be creating; no migration was started")
             }
+            "restore" if self.cloud.service.is_some() => format!(
+                "the restore was in progress; the databases named in this record are kept as they are; the App \
+                 Runner service may be PAUSED (the resume finishes the restore and resumes it; `ferry service resume \
+                 {}` resumes it at once)",
+                self.env.name
+            ),
             "restore" => {
                 "the restore was in progress; the databases named in this record are kept as they are".to_string()
             }

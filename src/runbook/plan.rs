@@ -162,6 +162,11 @@ fn restore(env: &EnvConfig, strategy: RestoreStrategy, snapshot: &str) -> Planne
     }
     if env.service.is_some() {
         does.push("resume the App Runner service and wait".into());
+        does.push(
+            "if a deployment the pause waited for succeeded, ask before resuming: its version would start against \
+             the restored database (--yes resumes; with nobody to ask the service stays paused, exit 5)"
+                .into(),
+        );
     }
     if env.health.is_some() {
         does.push("verify health again".into());

@@ -1,84 +1,162 @@
-//! Read-only checks before anything changes.
+//! Read-only checks before anything changes. `ferry deploy` (and migrate,
+//! restore) refuse on any refusal; `ferry plan` runs the same checks and
+//! exits 3 on them.
+//!
+//! Only checks that protect data refuse: the database is there and
+//! available, no migration task is running, the migration can start, the
+//! App Runner service is not in the middle of an operation. An advisory read
+//! (the snapshot quota) that cannot be made — access denied, an operation the
+//! endpoint does not know, anything but a clear answer — is a warning: the
+//! call it forecasts reports the same problem itself.
+
+use serde::Serialize;
 
 use super::wait::call;
 use super::{Run, StepError};
-use crate::config::RunnerKind;
+use crate::config::{EnvConfig, RunnerKind};
+use crate::provider::Cloud;
+
+/// What the checks found: lines that passed, advisory reads that could not be
+/// made, and what would stop the run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Findings {
+    pub found: Vec<String>,
+    pub warnings: Vec<String>,
+    pub refusals: Vec<String>,
+}
+
+/// What to check, and for which command.
+pub struct Scope<'a> {
+    pub env: &'a EnvConfig,
+    pub cloud: &'a Cloud,
+    /// `ferry restore`: App Runner operations in progress are waited for, not refused.
+    pub restoring: bool,
+    /// The run's own migration task (a resumed run), which does not block it.
+    pub own_task: Option<&'a str>,
+    /// A snapshot will be taken: its quota is looked at.
+    pub with_snapshot: bool,
+}
 
 /// Everything that must hold before the run changes anything. Returns a one-line
-/// description of what was found.
+/// description of what was found; warnings are printed and kept in it.
 pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepError> {
-    let db = run.cloud.database.clone();
-    let id = db.cluster_id().to_string();
-    let info = call("describe the database", || db.describe(&id))
-        .await
-        .map_err(|e| StepError::Abort(format!("cannot describe database {id}: {e}")))?
-        .ok_or_else(|| StepError::Abort(format!("database {id} does not exist")))?;
-    if !info.is_available() {
-        return Err(StepError::Abort(format!("database {id} is {}, not available", info.status)));
+    let scope = Scope {
+        env: &run.env,
+        cloud: &run.cloud,
+        restoring: run.record.command == "restore",
+        own_task: run.record.task.as_ref().map(|t| t.arn.as_str()),
+        with_snapshot,
+    };
+    let f = inspect(&scope).await;
+    for w in &f.warnings {
+        run.out.warn(w);
     }
-    let mut found = vec![format!("database {id} available")];
+    if !f.refusals.is_empty() {
+        return Err(StepError::Abort(f.refusals.join("; ")));
+    }
+    let mut found = f.found;
+    found.extend(f.warnings.iter().map(|w| format!("warning: {w}")));
+    Ok(found.join(", "))
+}
 
-    let restoring = run.record.command == "restore";
-    let runner = run.cloud.runner.clone();
+/// Run every read-only check and collect what each found.
+pub async fn inspect(scope: &Scope<'_>) -> Findings {
+    let mut f = Findings::default();
+    database(scope, &mut f).await;
+    tasks(scope, &mut f).await;
+    match call("check the migration task", || scope.cloud.runner.check()).await {
+        Ok(Some(line)) => f.found.push(line),
+        Ok(None) => {}
+        Err(e) => f.refusals.push(format!("the migration task cannot run: {e}")),
+    }
+    service(scope, &mut f).await;
+    if scope.with_snapshot {
+        quota(scope, &mut f).await;
+    }
+    f
+}
+
+async fn database(scope: &Scope<'_>, f: &mut Findings) {
+    let db = scope.cloud.database.clone();
+    let id = db.cluster_id().to_string();
+    match call("describe the database", || db.describe(&id)).await {
+        Ok(Some(info)) if info.is_available() => f.found.push(format!("database {id} available")),
+        Ok(Some(info)) => f.refusals.push(format!("database {id} is {}, not available", info.state())),
+        Ok(None) => f.refusals.push(format!("database {id} does not exist")),
+        Err(e) => f.refusals.push(format!("cannot describe database {id}: {e}")),
+    }
+}
+
+/// A running migration would go on writing: it always refuses.
+async fn tasks(scope: &Scope<'_>, f: &mut Findings) {
     // A restore waits for App Runner operations (deployments included) rather
     // than refusing them; a running migration task, though, would go on writing.
-    let active = if restoring && run.env.migration.runner == RunnerKind::Apprunner {
-        Vec::new()
-    } else {
-        call("list migration tasks", || runner.active_tasks())
-            .await
-            .map_err(|e| StepError::Abort(format!("cannot list migration tasks: {e}")))?
+    if scope.restoring && scope.env.migration.runner == RunnerKind::Apprunner {
+        return;
+    }
+    let runner = scope.cloud.runner.clone();
+    let active = match call("list migration tasks", || runner.active_tasks()).await {
+        Ok(active) => active,
+        Err(e) => return f.refusals.push(format!("cannot list migration tasks: {e}")),
     };
-    let others: Vec<_> =
-        active.iter().filter(|t| Some(t.id.as_str()) != run.record.task.as_ref().map(|t| t.arn.as_str())).collect();
-    if !others.is_empty() {
-        let ids: Vec<String> = others.iter().map(|t| format!("{} ({})", t.id, t.status)).collect();
-        return Err(StepError::Abort(format!(
-            "another migration task is already pending or running: {}; wait for it or stop it first",
-            ids.join(", ")
-        )));
+    let others: Vec<_> = active.iter().filter(|t| Some(t.id.as_str()) != scope.own_task).collect();
+    if others.is_empty() {
+        return f.found.push("no migration running".into());
     }
-    found.push("no migration running".into());
-    match call("check the migration task", || runner.check()).await {
-        Ok(Some(line)) => found.push(line),
+    let ids: Vec<String> = others.iter().map(|t| format!("{} ({})", t.id, t.status)).collect();
+    f.refusals.push(format!(
+        "another migration task is already pending or running: {}; wait for it or stop it first",
+        ids.join(", ")
+    ));
+}
+
+async fn service(scope: &Scope<'_>, f: &mut Findings) {
+    let Some(service) = scope.cloud.service.clone() else { return };
+    let s = match call("describe the service", || service.status()).await {
+        Ok(s) => s,
+        Err(e) => return f.refusals.push(format!("cannot describe the App Runner service: {e}")),
+    };
+    match s.status.as_str() {
+        "RUNNING" => {}
+        // The restore pauses it anyway, waiting for an operation in progress to end.
+        "PAUSED" | "OPERATION_IN_PROGRESS" if scope.restoring => {}
+        "OPERATION_IN_PROGRESS" => {
+            return f.refusals.push(format!(
+                "App Runner service {} has an operation in progress; wait for it to end (`ferry service status {}`)",
+                s.id, scope.env.name
+            ));
+        }
+        other => return f.refusals.push(format!("App Runner service {} is {other}, not RUNNING", s.id)),
+    }
+    f.found.push(format!("service {}", s.status));
+}
+
+/// Advisory: a full quota read as such refuses (the snapshot would be
+/// refused); a quota that cannot be read is a warning.
+async fn quota(scope: &Scope<'_>, f: &mut Findings) {
+    let db = scope.cloud.database.clone();
+    match call("read the snapshot quota", || db.snapshot_quota()).await {
+        Ok(Some(q)) if q.used >= q.max => f.refusals.push(format!(
+            "the manual snapshot quota is full ({}/{}); free room with `ferry snapshot prune {} --keep N`",
+            q.used, q.max, scope.env.name
+        )),
+        Ok(Some(q)) => f.found.push(format!("snapshot quota {}/{}", q.used, q.max)),
         Ok(None) => {}
-        Err(e) => return Err(StepError::Abort(format!("the migration task cannot run: {e}"))),
+        Err(e) => f.warnings.push(format!(
+            "the snapshot quota was not checked ({e}); if it is full, taking the snapshot fails and nothing is changed"
+        )),
     }
+}
 
-    if let Some(service) = run.cloud.service.clone() {
-        let s = call("describe the service", || service.status())
-            .await
-            .map_err(|e| StepError::Abort(format!("cannot describe the App Runner service: {e}")))?;
-        match s.status.as_str() {
-            "RUNNING" => {}
-            // The restore pauses it anyway, waiting for an operation in progress to end.
-            "PAUSED" | "OPERATION_IN_PROGRESS" if restoring => {}
-            "OPERATION_IN_PROGRESS" => {
-                return Err(StepError::Abort(format!(
-                    "App Runner service {} has an operation in progress; wait for it to end (`ferry service status {}`)",
-                    s.id, run.env.name
-                )));
-            }
-            other => {
-                return Err(StepError::Abort(format!("App Runner service {} is {other}, not RUNNING", s.id)));
-            }
-        }
-        found.push(format!("service {}", s.status));
-    }
-
-    if with_snapshot {
-        let quota = call("read the snapshot quota", || db.snapshot_quota())
-            .await
-            .map_err(|e| StepError::Abort(format!("cannot read the snapshot quota: {e}")))?;
-        if let Some(q) = quota {
-            if q.used >= q.max {
-                return Err(StepError::Abort(format!(
-                    "the manual snapshot quota is full ({}/{}); free room with `ferry snapshot prune {} --keep N`",
-                    q.used, q.max, run.env.name
-                )));
-            }
-            found.push(format!("snapshot quota {}/{}", q.used, q.max));
+/// The revision graph's refusal, before anything is read from the database:
+/// unreadable, or several heads on one branch.
+pub fn revisions_refusal(env: &EnvConfig) -> Option<String> {
+    let alembic = env.migration.alembic.as_ref()?;
+    match super::migrations::graph(alembic) {
+        Err(e) => Some(e),
+        Ok(g) => {
+            let merge = g.heads_to_merge();
+            (!merge.is_empty()).then(|| super::migrations::heads_refusal(&merge))
         }
     }
-    Ok(found.join(", "))
 }

@@ -106,6 +106,14 @@ pub struct RestoreRecord {
     /// Name the restore was first created under (`<cluster>-restored-<ts>`).
     pub staging_cluster: String,
     pub endpoint: Option<String>,
+    /// Settings of the restored database that differ from the original's
+    /// beyond what always differs (names, endpoints, creation times, ARNs).
+    #[serde(default)]
+    pub differences: Vec<String>,
+    /// What the operator must know about the restored database even though
+    /// it was intended (a new secret for the master password, for example).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// What the user asked for; kept so `ferry resume` does the same run.

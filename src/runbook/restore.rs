@@ -3,6 +3,12 @@
 //! one is renamed aside and kept, and the restored one takes its name.
 //! Every sub-step checks what exists first, so a resumed restore continues where
 //! the earlier attempt stopped. Names are fixed in the journal at the first attempt.
+//!
+//! The restored database is built as the original's twin before the swap: the
+//! cluster from the snapshot, then its instances (the writer, then the readers),
+//! then the settings the restore call cannot carry, each with its own wait. After
+//! the swap the two are compared and every difference is reported, never fixed
+//! silently and never a reason to stop: the data is what matters.
 
 use std::time::Duration;
 
@@ -10,17 +16,33 @@ use chrono::Utc;
 
 use super::Run;
 use super::record::{RestoreRecord, name_stamp};
-use super::service::{Change, change};
+use super::service::{Change, WaitedOut, change, change_waiting};
 use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
 use crate::config::RestoreStrategy;
-use crate::provider::ClusterInfo;
+use crate::provider::{
+    AppService, ClusterInfo, PURPOSE_RESTORE, RestoreWork, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags, TwinReport,
+};
+
+/// Rounds of `complete_restore`: the writer, the readers, the settings, and
+/// one spare for a create the platform did not show yet.
+const TWIN_ROUNDS: usize = 4;
 
 /// A restore that did not complete: what went wrong and what the world looks like.
 #[derive(Debug)]
 pub struct RestoreFailure {
     pub error: String,
     pub state: String,
+    /// The next command, when it is not `ferry resume <run-id>` (a restored
+    /// database behind a paused service: `ferry service resume <env>`).
+    pub next: Option<String>,
+}
+
+/// How far a restore got, for the failure's state and next command.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The restored database is in place under its final name.
+    database_in_place: Option<String>,
 }
 
 pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy) -> Result<String, RestoreFailure> {
@@ -39,58 +61,69 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
                     .then(|| db.sibling_id(&format!("failed-{stamp}"))),
                 staging_cluster: staging,
                 endpoint: None,
+                differences: Vec::new(),
+                notes: Vec::new(),
             }
         }
     };
     run.record.restore = Some(names.clone());
     if let Err(e) = run.save() {
-        return Err(RestoreFailure { error: e.to_string(), state: "nothing was changed by the restore".into() });
+        return Err(RestoreFailure {
+            error: e.to_string(),
+            state: "nothing was changed by the restore".into(),
+            next: None,
+        });
     }
-    match steps(run, &names).await {
+    let mut progress = Progress::default();
+    match steps(run, &names, &mut progress).await {
         Ok(done) => Ok(done),
         Err(error) => {
-            let state = observe(run, &cluster, &names).await;
-            Err(RestoreFailure { error, state })
+            let (state, paused) = observe(run, &cluster, &names, &progress).await;
+            let next = (paused && progress.database_in_place.is_some())
+                .then(|| format!("ferry service resume {}", run.env.name));
+            Err(RestoreFailure { error, state, next })
         }
     }
 }
 
-async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
+async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) -> Result<String, String> {
     let db = run.cloud.database.clone();
     let cluster = db.cluster_id().to_string();
     let limit = run.env.timeouts.restore;
+    let run_id = run.record.run_id.clone();
 
+    let mut landed = None;
     if let Some(service) = run.cloud.service.clone() {
         run.out.info("    pausing the App Runner service");
-        change(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
+        let waited = change_waiting(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
+        landed = landed_deployment(service.as_ref(), &waited).await;
+        if let Some(note) = &landed {
+            run.out.warn(note);
+        }
     }
 
-    // After a completed swap the staging name is gone and the failed copy exists:
-    // restoring again would make a second copy.
-    let swapped = match &names.failed_cluster {
-        Some(failed) => db_exists(run, failed).await? && !db_exists(run, &names.staging_cluster).await?,
+    // The original is renamed aside only once the restored twin is complete:
+    // after that, building it again would make a second copy.
+    let renamed_aside = match &names.failed_cluster {
+        Some(failed) => db_exists(run, failed).await?,
         None => false,
     };
-    if !swapped {
-        run.out.info(&format!("    restoring {} to {}", names.snapshot_id, names.staging_cluster));
-        call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &names.staging_cluster))
-            .await
-            .map_err(|e| format!("cannot restore {} to {}: {e}", names.snapshot_id, names.staging_cluster))?;
-        wait_database(run, &names.staging_cluster, limit).await?;
+    if !renamed_aside {
+        build_twin(run, names).await?;
     }
 
     let final_id = match (&names.strategy, &names.failed_cluster) {
         (RestoreStrategy::Rename, Some(failed)) => {
             if !db_exists(run, failed).await? {
                 run.out.info(&format!("    renaming {cluster} to {failed} (kept)"));
-                call("rename the failed database", || db.rename(&cluster, failed))
+                call("rename the failed database", || db.rename(&cluster, failed, &run_id))
                     .await
                     .map_err(|e| format!("cannot rename {cluster} to {failed}: {e}"))?;
             }
             wait_database(run, failed, limit).await?;
             if db_exists(run, &names.staging_cluster).await? {
                 run.out.info(&format!("    renaming {} to {cluster}", names.staging_cluster));
-                call("rename the restored database", || db.rename(&names.staging_cluster, &cluster))
+                call("rename the restored database", || db.rename(&names.staging_cluster, &cluster, &run_id))
                     .await
                     .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
             }
@@ -99,6 +132,9 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
         _ => names.staging_cluster.clone(),
     };
     let info = wait_database(run, &final_id, limit).await?;
+    progress.database_in_place = Some(final_id.clone());
+    let original = names.failed_cluster.clone().unwrap_or_else(|| cluster.clone());
+    compare_twin(run, &original, &final_id).await;
 
     if let Some(service) = run.cloud.service.clone() {
         if names.strategy == RestoreStrategy::NewCluster
@@ -107,6 +143,17 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
             run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
             let repoint = Change::Repoint { var: &cfg.database_url_var, host: endpoint };
             change(service.as_ref(), repoint, run.env.timeouts.service, &run.out).await?;
+        }
+        if let Some(note) = &landed {
+            match run.confirm.ask(&format!("{note}. Resume the App Runner service now?")) {
+                Some(true) => {}
+                answer => {
+                    let why = if answer.is_none() { "no terminal to ask at and no --yes" } else { "declined" };
+                    return Err(format!(
+                        "the database is restored, but the App Runner service was left PAUSED ({why}): {note}"
+                    ));
+                }
+            }
         }
         run.out.info("    resuming the App Runner service");
         change(service.as_ref(), Change::Resume, run.env.timeouts.service, &run.out).await?;
@@ -127,7 +174,121 @@ async fn steps(run: &mut Run, names: &RestoreRecord) -> Result<String, String> {
     if let Some(v) = verified {
         done.push_str(&format!("; {v}"));
     }
+    if let Some(r) = &run.record.restore {
+        done.push_str(&twin_summary(r));
+    }
     Ok(done)
+}
+
+/// The tags of a database this run restores, set in the create call.
+fn restore_tags(run: &Run) -> Tags {
+    Tags::from([
+        (TAG_RUN_ID.to_string(), run.record.run_id.clone()),
+        (TAG_ENV.to_string(), run.env.name.clone()),
+        (TAG_PURPOSE.to_string(), PURPOSE_RESTORE.to_string()),
+    ])
+}
+
+/// The snapshot restored beside the original, then made its twin: instances
+/// (the writer, then the readers) and the settings the restore cannot carry.
+/// Returns once the database and every instance of it are available.
+async fn build_twin(run: &mut Run, names: &RestoreRecord) -> Result<(), String> {
+    let db = run.cloud.database.clone();
+    let limit = run.env.timeouts.restore;
+    let staging = names.staging_cluster.clone();
+    let tags = restore_tags(run);
+    run.out.info(&format!("    restoring {} to {staging}", names.snapshot_id));
+    call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &staging, &tags))
+        .await
+        .map_err(|e| format!("cannot restore {} to {staging}: {e}", names.snapshot_id))?;
+    wait_cluster(run, &staging, limit).await?;
+    for _ in 0..TWIN_ROUNDS {
+        let work = call("complete the restored database", || db.complete_restore(&staging, &tags))
+            .await
+            .map_err(|e| format!("cannot complete {staging} as the twin of {}: {e}", db.cluster_id()))?;
+        match work {
+            None => break,
+            Some(RestoreWork::Instances(ids)) => {
+                run.out.info(&format!(
+                    "    creating {} of {staging}: {}",
+                    plural(ids.len(), "instance"),
+                    ids.join(", ")
+                ));
+                wait_instances(run, &staging, limit).await?;
+            }
+            Some(RestoreWork::Settings(settings)) => {
+                run.out.info(&format!(
+                    "    applying to {staging} what the restore call cannot carry: {}",
+                    settings.join(", ")
+                ));
+                wait_database(run, &staging, limit).await?;
+                break;
+            }
+            Some(RestoreWork::Refused(why)) => {
+                run.out.warn(&format!("{why}; the restore goes on and the comparison will show what differs"));
+                if let Some(r) = run.record.restore.as_mut()
+                    && !r.notes.contains(&why)
+                {
+                    r.notes.push(why);
+                }
+                let _ = run.save();
+                break;
+            }
+        }
+    }
+    // The swap waits for the whole database: the cluster and every instance.
+    wait_database(run, &staging, limit).await.map(|_| ())
+}
+
+/// Compare the restored database with the one it replaced and record what
+/// differs. Never fails the restore: a comparison that cannot be made is
+/// itself reported as a difference.
+async fn compare_twin(run: &mut Run, original: &str, restored: &str) {
+    let db = run.cloud.database.clone();
+    let report = match call("compare the restored database", || db.compare(original, restored)).await {
+        Ok(report) => report,
+        Err(e) => TwinReport {
+            differences: vec![format!("could not compare {restored} with {original}: {e}")],
+            notes: Vec::new(),
+        },
+    };
+    for d in &report.differences {
+        run.out.warn(&format!("{restored} differs from {original}: {d}"));
+    }
+    for n in &report.notes {
+        run.out.warn(n);
+    }
+    if let Some(r) = run.record.restore.as_mut() {
+        r.differences = report.differences;
+        for n in report.notes {
+            if !r.notes.contains(&n) {
+                r.notes.push(n);
+            }
+        }
+    }
+    let _ = run.save();
+}
+
+/// What the comparison found, to append to a restore's summary and `state:`;
+/// empty when the restored database is the original's twin.
+pub fn twin_summary(r: &RestoreRecord) -> String {
+    let mut out = String::new();
+    if !r.differences.is_empty() {
+        out.push_str(&format!(
+            "; WARNING: {} differs from the database it replaced in {}: {}",
+            r.restored_cluster,
+            plural(r.differences.len(), "setting"),
+            r.differences.join("; ")
+        ));
+    }
+    for n in &r.notes {
+        out.push_str(&format!("; NOTE: {n}"));
+    }
+    out
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 async fn db_exists(run: &Run, id: &str) -> Result<bool, String> {
@@ -138,19 +299,53 @@ async fn db_exists(run: &Run, id: &str) -> Result<bool, String> {
         .map_err(|e| format!("cannot describe {id}: {e}"))
 }
 
+/// What a wait waits for.
+#[derive(Clone, Copy)]
+enum Until {
+    /// The cluster itself (not its instances, which may not exist yet).
+    Cluster,
+    /// Every instance of it.
+    Instances,
+    /// The cluster and every instance: the whole database serves.
+    Database,
+}
+
 async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterInfo, String> {
+    wait_until(run, id, Until::Database, limit).await
+}
+
+async fn wait_cluster(run: &Run, id: &str, limit: Duration) -> Result<ClusterInfo, String> {
+    wait_until(run, id, Until::Cluster, limit).await
+}
+
+async fn wait_instances(run: &Run, id: &str, limit: Duration) -> Result<ClusterInfo, String> {
+    wait_until(run, id, Until::Instances, limit).await
+}
+
+async fn wait_until(run: &Run, id: &str, until: Until, limit: Duration) -> Result<ClusterInfo, String> {
     let db = run.cloud.database.clone();
-    let what = format!("database {id}");
+    let what = match until {
+        Until::Cluster | Until::Database => format!("database {id}"),
+        Until::Instances => format!("instances of {id}"),
+    };
     wait_for(
         &what,
         limit,
         PollPolicy::default(),
         || async {
-            match db.describe(id).await? {
-                Some(info) if info.is_available() => Ok(Poll::Ready(info)),
-                Some(info) => Ok(Poll::Pending(info.status)),
-                None => Ok(Poll::Pending("not visible yet".into())),
-            }
+            let Some(info) = db.describe(id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
+            let ready = match until {
+                Until::Cluster => info.status == "available",
+                Until::Instances => info.pending_instances.is_empty(),
+                Until::Database => info.is_available(),
+            };
+            Ok(if ready {
+                Poll::Ready(info)
+            } else if matches!(until, Until::Instances) {
+                Poll::Pending(info.pending_instances.join(", "))
+            } else {
+                Poll::Pending(info.state())
+            })
         },
         |state, waited| run.progress(&what, state, waited),
     )
@@ -158,27 +353,62 @@ async fn wait_database(run: &Run, id: &str, limit: Duration) -> Result<ClusterIn
     .map_err(|e| e.to_string())
 }
 
-/// Describe, from what exists now, where each database is.
-async fn observe(run: &Run, cluster: &str, names: &RestoreRecord) -> String {
+/// A deployment the pause waited out that succeeded (or whose end is unknown):
+/// resuming would start its version on the restored database. What to tell.
+async fn landed_deployment(service: &dyn AppService, waited: &[WaitedOut]) -> Option<String> {
+    let w = waited.iter().find(|w| w.op.may_deploy() && w.succeeded != Some(false))?;
+    let image = match service.image().await {
+        Ok(Some(image)) => image,
+        _ => "the service's current version".to_string(),
+    };
+    let ended = if w.succeeded == Some(true) { "succeeded" } else { "ended (how is not known)" };
+    let what = if w.op.kind == "UNKNOWN" {
+        "an App Runner operation ferry could not identify (it was not listed yet; it may have been a deployment)"
+            .to_string()
+    } else {
+        format!("{} operation {}", w.op.kind, w.op.id)
+    };
+    Some(format!(
+        "{what} {ended} while the restore waited for it: resuming the service starts {image} against the restored \
+         database, and a start-up migration in it runs again"
+    ))
+}
+
+/// Describe, from what exists now, where each database is; and whether the
+/// App Runner service is paused.
+async fn observe(run: &Run, cluster: &str, names: &RestoreRecord, progress: &Progress) -> (String, bool) {
     let mut ids = vec![cluster.to_string(), names.staging_cluster.clone()];
     ids.extend(names.failed_cluster.clone());
     let mut parts = Vec::new();
     for id in ids {
         let db = run.cloud.database.clone();
         let seen = match tokio::time::timeout(Duration::from_secs(30), db.describe(&id)).await {
-            Ok(Ok(Some(info))) => info.status,
+            Ok(Ok(Some(info))) => info.state(),
             Ok(Ok(None)) => "does not exist".into(),
             Ok(Err(e)) => format!("unknown ({e})"),
             Err(_) => "unknown (no answer)".into(),
         };
         parts.push(format!("{id}: {seen}"));
     }
+    let mut paused = false;
     if let Some(service) = run.cloud.service.clone() {
         let seen = match tokio::time::timeout(Duration::from_secs(30), service.status()).await {
             Ok(Ok(s)) => s.status,
             _ => "unknown".into(),
         };
-        parts.push(format!("App Runner service: {seen}"));
+        paused = seen == "PAUSED";
+        if paused {
+            parts.push(format!(
+                "the App Runner service is PAUSED: the app is down until `ferry service resume {}`",
+                run.env.name
+            ));
+        } else {
+            parts.push(format!("App Runner service: {seen}"));
+        }
     }
-    format!("restore incomplete; {}; no database was deleted", parts.join("; "))
+    let head = match &progress.database_in_place {
+        Some(id) => format!("{id} holds the data of snapshot {}", names.snapshot_id),
+        None => "restore incomplete".to_string(),
+    };
+    (format!("{head}; {}; no database was deleted", parts.join("; ")), paused)
 }

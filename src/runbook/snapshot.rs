@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::record::{RunRecord, SnapshotRecord, name_stamp, run_suffix};
 use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
 use super::{Run, StepError};
@@ -45,7 +47,7 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     }
     let out = run.out.clone();
     let limit = run.env.timeouts.snapshot;
-    let result = wait_snapshot(db.as_ref(), &id, limit, &out, |snap| {
+    let result = wait_new_snapshot(db.as_ref(), &id, limit, &out, |snap| {
         run.record.snapshot =
             Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });
         let _ = run.journal.save(&run.record);
@@ -62,17 +64,44 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     }
 }
 
-/// Wait for a snapshot to become available, reporting percent; `failed` or the
-/// time limit end the wait with a message naming the snapshot.
+/// Wait for a snapshot to become available, reporting percent; `failed`, a
+/// snapshot that does not exist, or the time limit end the wait with a message
+/// naming the snapshot.
 pub async fn wait_snapshot(
     db: &dyn Database,
     id: &str,
     limit: Duration,
     out: &Reporter,
+    seen: impl FnMut(&Snapshot),
+) -> Result<Snapshot, String> {
+    wait_visible_snapshot(db, id, limit, Duration::ZERO, out, seen).await
+}
+
+/// [`wait_snapshot`] for a snapshot just created: RDS may not list it for a
+/// while, so not finding it is waited out for [`VISIBILITY_GRACE`].
+///
+/// [`VISIBILITY_GRACE`]: super::service::VISIBILITY_GRACE
+pub async fn wait_new_snapshot(
+    db: &dyn Database,
+    id: &str,
+    limit: Duration,
+    out: &Reporter,
+    seen: impl FnMut(&Snapshot),
+) -> Result<Snapshot, String> {
+    wait_visible_snapshot(db, id, limit, super::service::VISIBILITY_GRACE, out, seen).await
+}
+
+async fn wait_visible_snapshot(
+    db: &dyn Database,
+    id: &str,
+    limit: Duration,
+    grace: Duration,
+    out: &Reporter,
     mut seen: impl FnMut(&Snapshot),
 ) -> Result<Snapshot, String> {
     let what = format!("snapshot {id}");
     let latest: std::sync::Mutex<Option<Snapshot>> = std::sync::Mutex::new(None);
+    let unseen: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
     let mut last_percent = None;
     let waited = wait_for(
         &what,
@@ -80,7 +109,20 @@ pub async fn wait_snapshot(
         PollPolicy::default(),
         || async {
             match db.describe_snapshot(id).await? {
-                None => Err(ProviderError::NotFound(format!("snapshot {id}"))),
+                // Just created: RDS may not list it yet.
+                None => {
+                    let since = *unseen.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+                    if grace.is_zero() {
+                        return Err(ProviderError::NotFound(format!("snapshot {id}")));
+                    }
+                    if since.elapsed() < grace {
+                        return Ok(Poll::Pending("not visible yet".into()));
+                    }
+                    Err(ProviderError::Other(format!(
+                        "snapshot {id} is still not visible {}s after it was created",
+                        grace.as_secs()
+                    )))
+                }
                 Some(s) if matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Failed) => Ok(Poll::Ready(s)),
                 Some(s) => {
                     let state = format!("{} {}%", s.status, s.percent);

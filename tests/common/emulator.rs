@@ -77,6 +77,28 @@ impl Emulator {
         serde_json::from_str(&self.scenario(&args)).unwrap()
     }
 
+    /// As `setup(false)`, with a cluster set up like a production one (see
+    /// `production_cluster` in tests/e2e/scenario.py): two instances and
+    /// every setting a restore must carry over.
+    pub fn setup_production(&self) -> serde_json::Value {
+        let name = format!("e{:06x}", fastrand::u32(..0xff_ffff));
+        let repo = repo();
+        serde_json::from_str(&self.scenario(&[
+            "setup",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--name",
+            &name,
+            "--production",
+        ]))
+        .unwrap()
+    }
+
+    /// `{"cluster": DescribeDBClusters, "instances": DescribeDBInstances}` of a cluster.
+    pub fn describe(&self, cluster: &str) -> serde_json::Value {
+        serde_json::from_str(&self.scenario(&["describe", "--cluster", cluster])).unwrap()
+    }
+
     /// "Push" a new image for the scenario's service: what its next deployment runs.
     pub fn push_image(&self, s: &serde_json::Value, release: serde_json::Value) {
         let cwd = self.dir.path().to_str().unwrap().to_string();

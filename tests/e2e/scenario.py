@@ -1,13 +1,18 @@
 """Set up and inspect an AWS end-to-end scenario in the emulator (tests/emulator).
 
-    python scenario.py setup  --endpoint URL --repo ROOT --name NAME [--service]
+    python scenario.py setup  --endpoint URL --repo ROOT --name NAME [--service] [--production]
         Creates an Aurora cluster NAME-db with a writer, migrates it with the
         fixture Alembic project to 0002_add_email and seeds it, creates the
         migration stack from infra/migration-stack.yaml (stack NAME-stack), and
         with --service an App Runner service whose DATABASE_URL points at the
         cluster (with --app --task-cwd DIR it runs tests/fixtures/alembic/serve.py,
-        which migrates on start-up). Prints one JSON object: stack, cluster,
-        service_arn, service_name, image, endpoint.
+        which migrates on start-up). With --production the cluster is set up
+        like a production one: I/O-Optimized storage, PostgreSQL log exports,
+        copy tags to snapshots, its own parameter groups, a writer
+        db.r6g.large and a reader db.r6g.xlarge in two zones with CA
+        rds-ca-rsa2048-g1, Performance Insights, enhanced monitoring every 60 s,
+        promotion tiers 0/1 and auto minor version upgrade off. Prints one JSON
+        object: stack, cluster, service_arn, service_name, image, endpoint.
 
     python scenario.py push-image --endpoint URL --task-cwd DIR --image IMAGE --release JSON
         "Pushes" an image: what the emulator's App Runner deploys next for IMAGE.
@@ -20,6 +25,10 @@
 
     python scenario.py clusters --endpoint URL
         Prints the emulator's cluster map as JSON.
+
+    python scenario.py describe --endpoint URL --cluster ID
+        Prints {"cluster": DescribeDBClusters[0], "instances": DescribeDBInstances
+        of the cluster} as JSON.
 
 Used by tests/aws_e2e.rs; runs with the emulator's venv (boto3, psycopg, alembic).
 """
@@ -62,9 +71,17 @@ def wait(what, check, limit=60):
     sys.exit(f"scenario: {what} did not happen within {limit}s")
 
 
-def setup(args):
-    rds = client("rds", args.endpoint)
-    cluster = f"{args.name}-db"
+MONITORING_ROLE = "arn:aws:iam::123456789012:role/rds-monitoring-role"
+
+
+def production_cluster(rds, cluster):
+    """A cluster set up as production ones are; returns its instances' ids."""
+    rds.create_db_cluster_parameter_group(
+        DBClusterParameterGroupName=f"{cluster}-cpg", DBParameterGroupFamily="aurora-postgresql15", Description="prod"
+    )
+    rds.create_db_parameter_group(
+        DBParameterGroupName=f"{cluster}-pg", DBParameterGroupFamily="aurora-postgresql15", Description="prod"
+    )
     rds.create_db_cluster(
         DBClusterIdentifier=cluster,
         Engine="aurora-postgresql",
@@ -73,19 +90,73 @@ def setup(args):
         MasterUserPassword="not-used-by-the-emulator",
         DatabaseName="app",
         DeletionProtection=True,
-        Tags=[{"Key": "team", "Value": "e2e"}],
+        StorageType="aurora-iopt1",
+        EnableCloudwatchLogsExports=["postgresql"],
+        CopyTagsToSnapshot=True,
+        DBClusterParameterGroupName=f"{cluster}-cpg",
+        BackupRetentionPeriod=14,
+        PreferredBackupWindow="03:00-03:30",
+        PreferredMaintenanceWindow="sun:05:00-sun:05:30",
+        EngineLifecycleSupport="open-source-rds-extended-support-disabled",
+        EnableIAMDatabaseAuthentication=True,
+        Tags=[{"Key": "team", "Value": "e2e"}, {"Key": "cost-center", "Value": "42"}],
     )
-    rds.create_db_instance(
-        DBInstanceIdentifier=f"{cluster}-1",
-        DBClusterIdentifier=cluster,
-        DBInstanceClass="db.r6g.large",
-        Engine="aurora-postgresql",
-    )
+    instances = [
+        (f"{cluster}-writer", "db.r6g.large", 0, "us-east-1a"),
+        (f"{cluster}-reader", "db.r6g.xlarge", 1, "us-east-1b"),
+    ]
+    for ident, klass, tier, zone in instances:
+        rds.create_db_instance(
+            DBInstanceIdentifier=ident,
+            DBClusterIdentifier=cluster,
+            DBInstanceClass=klass,
+            Engine="aurora-postgresql",
+            DBParameterGroupName=f"{cluster}-pg",
+            CACertificateIdentifier="rds-ca-rsa2048-g1",
+            EnablePerformanceInsights=True,
+            PerformanceInsightsRetentionPeriod=7,
+            MonitoringInterval=60,
+            MonitoringRoleArn=MONITORING_ROLE,
+            PromotionTier=tier,
+            AvailabilityZone=zone,
+            PubliclyAccessible=False,
+            AutoMinorVersionUpgrade=False,
+            PreferredMaintenanceWindow=f"{'mon' if tier == 0 else 'tue'}:06:00-{'mon' if tier == 0 else 'tue'}:06:30",
+            Tags=[{"Key": "team", "Value": "e2e"}, {"Key": "role", "Value": "writer" if tier == 0 else "reader"}],
+        )
+    return [i[0] for i in instances]
+
+
+def setup(args):
+    rds = client("rds", args.endpoint)
+    cluster = f"{args.name}-db"
+    if args.production:
+        instance_ids = production_cluster(rds, cluster)
+    else:
+        rds.create_db_cluster(
+            DBClusterIdentifier=cluster,
+            Engine="aurora-postgresql",
+            EngineVersion="15.4",
+            MasterUsername="app",
+            MasterUserPassword="not-used-by-the-emulator",
+            DatabaseName="app",
+            DeletionProtection=True,
+            Tags=[{"Key": "team", "Value": "e2e"}],
+        )
+        rds.create_db_instance(
+            DBInstanceIdentifier=f"{cluster}-1",
+            DBClusterIdentifier=cluster,
+            DBInstanceClass="db.r6g.large",
+            Engine="aurora-postgresql",
+        )
+        instance_ids = [f"{cluster}-1"]
 
     def available():
         c = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"][0]
-        inst = rds.describe_db_instances(DBInstanceIdentifier=f"{cluster}-1")["DBInstances"][0]
-        return c["Status"] == "available" and inst["DBInstanceStatus"] == "available"
+        return c["Status"] == "available" and all(
+            rds.describe_db_instances(DBInstanceIdentifier=i)["DBInstances"][0]["DBInstanceStatus"] == "available"
+            for i in instance_ids
+        )
 
     wait("the cluster to become available", available)
     endpoint = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"][0]["Endpoint"]
@@ -184,6 +255,13 @@ def query(args):
     print(json.dumps([list(r) for r in rows], default=str))
 
 
+def describe(args):
+    rds = client("rds", args.endpoint)
+    cluster = rds.describe_db_clusters(DBClusterIdentifier=args.cluster)["DBClusters"][0]
+    instances = rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [args.cluster]}])["DBInstances"]
+    print(json.dumps({"cluster": cluster, "instances": instances}, default=str))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,6 +272,7 @@ def main():
     s.add_argument("--service", action="store_true")
     s.add_argument("--app", action="store_true", help="the service runs serve.py, which migrates on start-up")
     s.add_argument("--task-cwd", help="the emulator's --task-cwd (where its image files are)")
+    s.add_argument("--production", action="store_true", help="a cluster set up like a production one")
     i = sub.add_parser("push-image")
     i.add_argument("--endpoint", required=True)
     i.add_argument("--task-cwd", required=True)
@@ -209,6 +288,9 @@ def main():
     q.add_argument("--sql", required=True)
     c = sub.add_parser("clusters")
     c.add_argument("--endpoint", required=True)
+    d = sub.add_parser("describe")
+    d.add_argument("--endpoint", required=True)
+    d.add_argument("--cluster", required=True)
     args = p.parse_args()
     if args.cmd == "setup":
         setup(args)
@@ -218,6 +300,8 @@ def main():
         apprunner_call(args)
     elif args.cmd == "query":
         query(args)
+    elif args.cmd == "describe":
+        describe(args)
     else:
         print(json.dumps(clusters(args.endpoint)))
 

@@ -464,7 +464,10 @@ class AppRunner:
 
     def op_ListOperations(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         service = self._service(params)
-        newest_first = [op.to_json() for op in reversed(service.operations)]
+        # late_operation_seconds: a new operation is listed only after a while (eventual consistency).
+        late = self.settings.seconds("late_operation_seconds")
+        listed = [op for op in service.operations if epoch() - op.started_at >= late]
+        newest_first = [op.to_json() for op in reversed(listed)]
         return _page(params, newest_first, "OperationSummaryList", default_max=20)
 
     # -- debug and shutdown ----------------------------------------------------------------------

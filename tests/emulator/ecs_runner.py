@@ -259,7 +259,7 @@ class EcsRunner:
             with self._lock:
                 arns = self._tokens.get((cluster, token))
                 if arns:
-                    return {"tasks": [self._tasks[a].to_json() for a in arns], "failures": []}
+                    return {"tasks": [self._json(self._tasks[a]) for a in arns], "failures": []}
         awsvpc = (params.get("networkConfiguration") or {}).get("awsvpcConfiguration")
         if isinstance(awsvpc, dict) and "securityGroups" not in awsvpc:
             # Optional in AWS (the VPC's default group); moto needs the key.
@@ -284,7 +284,7 @@ class EcsRunner:
                 self._tokens[(cluster, token)] = [r.arn for r in runs]
         for run in runs:
             threading.Thread(target=self._lifecycle, args=(run,), name=f"task-{run.task_id}", daemon=True).start()
-        return {"tasks": [r.to_json() for r in runs], "failures": []}
+        return {"tasks": [self._json(r) for r in runs], "failures": []}
 
     def _new_run(self, moto_task: Any, task_definition: Any, params: dict[str, Any], region: str) -> TaskRun:
         overrides = params.get("overrides") or {}
@@ -485,6 +485,22 @@ class EcsRunner:
 
     # -- DescribeTasks / ListTasks / StopTask ---------------------------------------------
 
+    def _desired(self, task: TaskRun) -> str:
+        """desiredStatus as answered: with sparse_desired_running a task that
+        stopped by itself keeps RUNNING (only StopTask changes it)."""
+        if self.settings.get("sparse_desired_running") and task.stop_request is None:
+            return "RUNNING"
+        return task.desired_status
+
+    def _json(self, task: TaskRun, include_tags: bool = True) -> dict[str, Any]:
+        """A task as answered, with the sparse switches applied."""
+        out = task.to_json(include_tags=include_tags)
+        out["desiredStatus"] = self._desired(task)
+        if self.settings.get("sparse_no_started_at"):
+            for key in ("startedAt", "pullStartedAt", "pullStoppedAt", "connectivityAt"):
+                out.pop(key, None)
+        return out
+
     def _find(self, cluster: str, ref: str) -> TaskRun | None:
         with self._lock:
             for task in self._tasks.values():
@@ -506,7 +522,7 @@ class EcsRunner:
             if task is None:
                 failures.append({"arn": ref, "reason": "MISSING"})
             else:
-                tasks.append(task.to_json(include_tags=include_tags))
+                tasks.append(self._json(task, include_tags=include_tags))
         return {"tasks": tasks, "failures": failures}
 
     def list_tasks(self, params: dict[str, Any], region: str) -> dict[str, Any]:
@@ -522,7 +538,7 @@ class EcsRunner:
         arns = []
         for t in tasks:
             with t.lock:
-                if t.cluster_name != cluster or t.desired_status != desired:
+                if t.cluster_name != cluster or self._desired(t) != desired:
                     continue
                 if family and t.family != family:
                     continue
@@ -553,7 +569,7 @@ class EcsRunner:
                 task.desired_status = "STOPPED"
                 task.version += 1
         task.changed.set()
-        return {"task": task.to_json()}
+        return {"task": self._json(task)}
 
     # -- debug and shutdown ------------------------------------------------------------
 

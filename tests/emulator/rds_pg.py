@@ -7,6 +7,17 @@ a few of moto's backend methods and model properties (``install``):
   ``emu_<hex>`` (empty, or a copy of the snapshot's) and is ``creating`` for
   cluster_seconds / restore_seconds. The name is fixed at creation and kept
   on the cluster object, so it follows renames.
+* RestoreDBClusterFromSnapshot takes from the snapshot only what a snapshot
+  holds (engine, master user, database name, encryption and KMS key, port,
+  storage size, zones, engine mode); every other setting is the request's or
+  the API's default, as on AWS (moto alone copies the live source cluster's).
+* Settings moto drops are kept and described (cluster: Performance Insights,
+  enhanced monitoring, Database Insights mode, engine lifecycle support, local
+  write forwarding; instance: Performance Insights; an Aurora instance's
+  Database Insights mode is its cluster's). Aurora clusters default to
+  StorageType ``aurora`` and accept ``aurora-iopt1``. HostedZoneId is the
+  Region's, the same for every cluster.
+* ModifyDBCluster without a new identifier: ``modifying`` for modify_seconds.
 * CreateDBClusterSnapshot (manual): ``CREATE DATABASE <snap> TEMPLATE
   <cluster db>`` at once (the snapshot is the data at that moment); the
   snapshot reports ``creating`` with a growing PercentProgress for
@@ -152,6 +163,38 @@ def _already_exists(cluster_id: str) -> RDSClientError:
     return RDSClientError("DBClusterAlreadyExistsFault", f"DB cluster already exists: {cluster_id}")
 
 
+# Request key -> (attribute DescribeDB* reads, value when the request has none)
+# for settings moto's models drop.
+_CLUSTER_KEEP: dict[str, tuple[str, Any]] = {
+    "monitoring_interval": ("monitoring_interval", 0),
+    "monitoring_role_arn": ("monitoring_role_arn", None),
+    "enable_performance_insights": ("performance_insights_enabled", False),
+    "performance_insights_kms_key_id": ("performance_insights_kms_key_id", None),
+    "performance_insights_retention_period": ("performance_insights_retention_period", None),
+    "database_insights_mode": ("database_insights_mode", "standard"),
+    "engine_lifecycle_support": ("engine_lifecycle_support", "open-source-rds-extended-support"),
+    "enable_local_write_forwarding": ("local_write_forwarding_status", None),
+}
+_INSTANCE_KEEP: dict[str, tuple[str, Any]] = {
+    "enable_performance_insights": ("performance_insights_enabled", False),
+    "performance_insights_kms_key_id": ("performance_insights_kms_key_id", None),
+    "performance_insights_retention_period": ("performance_insights_retention_period", None),
+}
+# The Region's hosted zone for RDS endpoints (us-east-1's), as AWS reports it for every cluster.
+_HOSTED_ZONE_ID = "Z2R2ITUGPM61AM"
+
+
+def _keep(obj: Any, kwargs: dict[str, Any], keep: dict[str, tuple[str, Any]], defaults: bool) -> None:
+    for key, (attr, default) in keep.items():
+        value = kwargs.get(key)
+        if key == "enable_local_write_forwarding" and value is not None:
+            value = "enabled" if value else "disabled"
+        if value is not None:
+            obj.__dict__[attr] = value
+        elif defaults:
+            obj.__dict__[attr] = default
+
+
 def _create_db_cluster(original: Any) -> Any:
     def create_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
         cluster_id = kwargs["db_cluster_identifier"]
@@ -159,7 +202,13 @@ def _create_db_cluster(original: Any) -> Any:
             raise _already_exists(cluster_id)
         restoring = getattr(_ctx, "restoring", False)
         template = getattr(_ctx, "template", None)
+        if str(kwargs.get("engine", "")).startswith("aurora"):
+            # Aurora's storage types (moto knows only gp2/io1/standard); its size is always reported as 1.
+            kwargs.setdefault("storage_type", "aurora")
+            kwargs.setdefault("allocated_storage", 1)
         cluster = original(self, kwargs)
+        _keep(cluster, kwargs, _CLUSTER_KEEP, defaults=True)
+        cluster.hosted_zone_id = _HOSTED_ZONE_ID
         try:
             cluster.__dict__["_emu_db"] = _server().create(template=template)
         except Exception as e:
@@ -172,20 +221,20 @@ def _create_db_cluster(original: Any) -> Any:
     return create_db_cluster
 
 
-# Restore parameters moto drops or only applies when truthy: request key ->
-# how to set it on the new cluster.
-_RESTORE_FIELDS: dict[str, Any] = {
-    "deletion_protection": lambda c, v: setattr(c, "deletion_protection", bool(v)),
-    "enable_iam_database_authentication": lambda c, v: setattr(c, "iam_auth", bool(v)),
-    "port": lambda c, v: setattr(c, "port", int(v)),
-    "engine_version": lambda c, v: setattr(c, "engine_version", v),
-    "db_subnet_group_name": lambda c, v: setattr(c, "db_subnet_group_name", v),
-    "vpc_security_group_ids": lambda c, v: setattr(c, "vpc_security_group_ids", list(v)),
-    "db_cluster_parameter_group_name": lambda c, v: setattr(c, "parameter_group", v),
-    "kms_key_id": lambda c, v: setattr(c, "kms_key_id", v),
-    "serverless_v2_scaling_configuration": lambda c, v: setattr(c, "serverless_v2_scaling_configuration", v),
-    "tags": lambda c, v: setattr(c, "tags", list(v)),
-    "copy_tags_to_snapshot": lambda c, v: setattr(c, "copy_tags_to_snapshot", bool(v)),
+# What a cluster snapshot holds, and so what a restore takes from it: cluster
+# attribute -> CreateDBCluster key. Everything else comes from the request or
+# is the API's default.
+_SNAPSHOT_HOLDS: dict[str, str] = {
+    "engine": "engine",
+    "engine_mode": "engine_mode",
+    "master_username": "master_username",
+    "database_name": "database_name",
+    "storage_encrypted": "storage_encrypted",
+    "kms_key_id": "kms_key_id",
+    "port": "port",
+    "allocated_storage": "allocated_storage",
+    "availability_zones": "availability_zones",
+    "character_set_name": "character_set_name",
 }
 
 
@@ -205,17 +254,20 @@ def _restore_db_cluster_from_snapshot(original: Any) -> Any:
                 "InvalidDBClusterSnapshotStateFault",
                 f"Cluster snapshot {from_snapshot_id} is in state {snapshot.status}, not available.",
             )
+        held = snapshot.cluster
+        props: dict[str, Any] = {}
+        for attr, key in _SNAPSHOT_HOLDS.items():
+            value = getattr(held, attr, None)
+            if value is not None:
+                props[key] = value
+        # moto wants a password; the restored database keeps the snapshot's users and passwords.
+        props["master_user_password"] = "kept-in-the-snapshot"
+        props.update({k: v for k, v in overrides.items() if v is not None and k != "snapshot_identifier"})
         _ctx.restoring, _ctx.template = True, snapshot.__dict__.get("_emu_db")
         try:
-            cluster = original(self, from_snapshot_id, overrides)
+            return self.create_db_cluster(props)
         finally:
             _ctx.restoring, _ctx.template = False, None
-        for key, apply in _RESTORE_FIELDS.items():
-            if key in overrides and overrides[key] is not None:
-                apply(cluster, overrides[key])
-        if "tags" not in overrides:
-            cluster.tags = []  # AWS does not carry the source's tags over unless asked
-        return cluster
 
     return restore_db_cluster_from_snapshot
 
@@ -304,7 +356,14 @@ def _modify_db_cluster(original: Any) -> Any:
                 raise InvalidDBClusterStateFault(
                     f"DbCluster {cluster_id} is in {cluster.status} state but expected it to be one of available."
                 )
+        keep = {k: kwargs[k] for k in _CLUSTER_KEEP if kwargs.get(k) is not None}
         result = original(self, kwargs)
+        _keep(cluster, keep, _CLUSTER_KEEP, defaults=False)
+        _keep(result, keep, _CLUSTER_KEEP, defaults=False)
+        if not renaming:
+            seconds = _cfg().seconds("modify_seconds")
+            _busy(cluster, "modifying", seconds)
+            _busy(result, "modifying", seconds)
         if renaming:
             for instance in self.databases.values():
                 if isinstance(instance, DBInstanceClustered) and instance.db_cluster_identifier == cluster_id:
@@ -320,13 +379,21 @@ def _modify_db_cluster(original: Any) -> Any:
 def _create_db_instance(original: Any) -> Any:
     def create_db_instance(self: Any, db_kwargs: dict[str, Any]) -> Any:
         instance = original(self, db_kwargs)
+        _keep(instance, db_kwargs, _INSTANCE_KEEP, defaults=True)
         _busy(instance, "creating", _cfg().seconds("instance_seconds"))
         return instance
 
     return create_db_instance
 
 
+def _instance_insights_mode(self: Any) -> str:
+    """An Aurora instance's Database Insights mode is its cluster's."""
+    return self.cluster.__dict__.get("database_insights_mode", "standard")
+
+
 def _describe_account_attributes(self: Any) -> ActionResult:
+    if _cfg().get("sparse_no_account_attributes"):
+        raise RDSClientError("InvalidAction", "emulator: DescribeAccountAttributes is not implemented (sparse switch)")
     backend = self.backend
     quotas = [
         {
@@ -355,6 +422,7 @@ def install(settings: Settings, pg: PgServer) -> None:
     DBCluster.endpoint = property(_cluster_endpoint)
     DBCluster.reader_endpoint = property(_cluster_reader_endpoint)
     DBInstance.status = property(_instance_status_get, _instance_status_set)
+    DBInstanceClustered.database_insights_mode = property(_instance_insights_mode)
     DBClusterSnapshot.status = property(_snapshot_status_get, _snapshot_status_set)
     DBClusterSnapshot.percent_progress = property(_snapshot_percent_get, _snapshot_percent_set)
     _wrap(RDSBackend, "create_db_cluster", _create_db_cluster)

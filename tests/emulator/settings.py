@@ -8,6 +8,7 @@ already under way.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -16,6 +17,7 @@ from typing import Any
 #   snapshot_seconds    CreateDBClusterSnapshot: "creating" (PercentProgress grows) -> "available"
 #   restore_seconds     RestoreDBClusterFromSnapshot: cluster "creating" -> "available"
 #   rename_seconds      ModifyDBCluster NewDBClusterIdentifier: "renaming" -> "available"
+#   modify_seconds      ModifyDBCluster of other settings: "modifying" -> "available"
 #   instance_seconds    CreateDBInstance: instance "creating" -> "available"
 #   task_start_seconds  RunTask: PROVISIONING/PENDING before the command starts
 #   service_seconds     App Runner: OPERATION_IN_PROGRESS -> RUNNING / PAUSED
@@ -25,6 +27,7 @@ DEFAULT_SECONDS: dict[str, float] = {
     "snapshot_seconds": 3.0,
     "restore_seconds": 4.0,
     "rename_seconds": 2.0,
+    "modify_seconds": 1.0,
     "instance_seconds": 2.0,
     "task_start_seconds": 1.0,
     "service_seconds": 2.0,
@@ -57,8 +60,29 @@ OTHER_DEFAULTS: dict[str, float] = {
 }
 
 
+# Sparse answers, as a plain moto and App Runner's eventual consistency give
+# them (all off by default; FERRY_EMULATOR_SPARSE=1 in the server's
+# environment turns them all on at start-up, late_operation_seconds at
+# SPARSE_LATE_OPERATION_SECONDS):
+#   sparse_no_started_at          DescribeTasks (and RunTask, StopTask) leave out startedAt,
+#                                 pullStartedAt, pullStoppedAt, connectivityAt
+#   sparse_desired_running        a stopped task keeps desiredStatus RUNNING, and ListTasks
+#                                 lists it under RUNNING
+#   sparse_no_account_attributes  DescribeAccountAttributes answers InvalidAction (not implemented)
+#   late_operation_seconds        (a number) a new App Runner operation shows in ListOperations
+#                                 only this long after it started; 0 = at once
+SPARSE_SWITCHES = ("sparse_no_started_at", "sparse_desired_running", "sparse_no_account_attributes")
+SPARSE_LATE_OPERATION_SECONDS = 4.0
+
+
+def sparse_from_environment(environ: dict[str, str] | None = None) -> bool:
+    """FERRY_EMULATOR_SPARSE=1 (or true/on/yes) turns every sparse switch on."""
+    value = (environ if environ is not None else os.environ).get("FERRY_EMULATOR_SPARSE", "")
+    return value.strip().lower() in ("1", "true", "on", "yes")
+
+
 class Settings:
-    def __init__(self, delay_scale: float = 1.0) -> None:
+    def __init__(self, delay_scale: float = 1.0, sparse: bool | None = None) -> None:
         self._lock = threading.Lock()
         self.delay_scale = delay_scale
         self._values: dict[str, Any] = {k: v * delay_scale for k, v in DEFAULT_SECONDS.items()}
@@ -69,6 +93,10 @@ class Settings:
             self._values[counter] = 0
         for name, modes in CHOICES.items():
             self._values[name] = modes[0]
+        on = sparse_from_environment() if sparse is None else sparse
+        for switch in SPARSE_SWITCHES:
+            self._values[switch] = on
+        self._values["late_operation_seconds"] = SPARSE_LATE_OPERATION_SECONDS if on else 0.0
 
     def seconds(self, name: str) -> float:
         with self._lock:
@@ -106,7 +134,7 @@ class Settings:
             raise ValueError("expected a JSON object")
         parsed: dict[str, Any] = {}
         for key, value in changes.items():
-            if key in ONE_SHOT_FLAGS:
+            if key in ONE_SHOT_FLAGS or key in SPARSE_SWITCHES:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 parsed[key] = value
@@ -118,12 +146,12 @@ class Settings:
                 if value not in CHOICES[key]:
                     raise ValueError(f"{key} must be one of {', '.join(repr(m) for m in CHOICES[key])}")
                 parsed[key] = value
-            elif key in DEFAULT_SECONDS or key in OTHER_DEFAULTS:
+            elif key in DEFAULT_SECONDS or key in OTHER_DEFAULTS or key == "late_operation_seconds":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                     raise ValueError(f"{key} must be a number >= 0")
                 parsed[key] = value
             else:
-                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS, *COUNTERS, *CHOICES])
+                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS, *COUNTERS, *CHOICES, *SPARSE_SWITCHES, "late_operation_seconds"])
                 raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
         with self._lock:
             self._values.update(parsed)

@@ -92,6 +92,8 @@ class Emulator:
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             text=True,
+            # The checks expect full answers; check_sparse turns the switches on itself.
+            env={k: v for k, v in os.environ.items() if k != "FERRY_EMULATOR_SPARSE"},
         )
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
@@ -1087,6 +1089,163 @@ def check_s3_faults(c: Checks, emu: Emulator, s3: Any) -> None:
     except urllib.error.HTTPError as e:
         bad = e.code
     c.check("an unknown s3_fault answers 400", bad == 400, bad)
+SPARSE_ON = {
+    "sparse_no_started_at": True,
+    "sparse_desired_running": True,
+    "sparse_no_account_attributes": True,
+    "late_operation_seconds": 2,
+}
+
+
+def check_sparse(c: Checks, emu: Emulator, net: dict[str, str]) -> None:
+    """The sparse-answer switches (settings.py): answers as a plain moto and an
+    eventually consistent App Runner give them."""
+    ecs, rds, ar = emu.client("ecs"), emu.client("rds"), emu.client("apprunner")
+    config = emu.post("/_emulator/config", SPARSE_ON)
+    c.check("sparse switches are settings", all(config[k] == v for k, v in SPARSE_ON.items()), config)
+    try:
+        ecs.create_cluster(clusterName="sparse-ecs")
+        td = ecs.register_task_definition(
+            family="sparse",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "migrate", "image": "x", "essential": True, "command": ["sh", "-c", "exit 1"]}],
+        )["taskDefinition"]["taskDefinitionArn"]
+        network = {"awsvpcConfiguration": {"subnets": [net["subnet"]], "securityGroups": [net["sg"]]}}
+        arn = ecs.run_task(
+            cluster="sparse-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network
+        )["tasks"][0]["taskArn"]
+
+        def describe() -> dict[str, Any]:
+            return ecs.describe_tasks(cluster="sparse-ecs", tasks=[arn])["tasks"][0]
+
+        t = wait_until("the sparse task to stop", lambda: (t := describe())["lastStatus"] == "STOPPED" and t)
+        c.check("sparse: a task that ran has no startedAt", "startedAt" not in t, t)
+        c.check("sparse: its container's exit code is still there", t["containers"][0].get("exitCode") == 1, t)
+        c.check("sparse: it keeps desiredStatus RUNNING", t["desiredStatus"] == "RUNNING", t["desiredStatus"])
+        listed = ecs.list_tasks(cluster="sparse-ecs", family="sparse", desiredStatus="RUNNING")["taskArns"]
+        c.check("sparse: ListTasks RUNNING lists the stopped task", arn in listed, listed)
+        c.error_code(
+            "sparse: DescribeAccountAttributes is not implemented",
+            lambda: rds.describe_account_attributes(),
+            "InvalidAction",
+        )
+        out = ar.create_service(
+            ServiceName="sparse-web",
+            SourceConfiguration={"ImageRepository": {"ImageIdentifier": "x:1", "ImageRepositoryType": "ECR_PUBLIC"}},
+        )
+        svc = out["Service"]["ServiceArn"]
+        ops = ar.list_operations(ServiceArn=svc)["OperationSummaryList"]
+        c.check("sparse: a new App Runner operation is not listed at once", ops == [], ops)
+        listed_ops = wait_until(
+            "the operation to be listed", lambda: ar.list_operations(ServiceArn=svc)["OperationSummaryList"], timeout=10
+        )
+        c.check("sparse: ... and is listed later", listed_ops[0]["Id"] == out["OperationId"], listed_ops)
+    finally:
+        off = {k: (0 if k == "late_operation_seconds" else False) for k in SPARSE_ON}
+        emu.post("/_emulator/config", off)
+    full = ecs.describe_tasks(cluster="sparse-ecs", tasks=[arn])["tasks"][0]
+    c.check("sparse off: startedAt is back", "startedAt" in full, full)
+    c.check("sparse off: desiredStatus is STOPPED again", full["desiredStatus"] == "STOPPED", full["desiredStatus"])
+
+
+def check_rds_settings(c: Checks, emu: Emulator) -> None:
+    """A restore takes from the snapshot only what a snapshot holds; settings moto drops are kept."""
+    rds = emu.client("rds")
+    rds.create_db_parameter_group(
+        DBParameterGroupName="twin-pg", DBParameterGroupFamily="aurora-postgresql15", Description="t"
+    )
+    rds.create_db_cluster(
+        DBClusterIdentifier="twin",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername="app",
+        MasterUserPassword="correct-horse",
+        DatabaseName="app",
+        StorageType="aurora-iopt1",
+        EnableCloudwatchLogsExports=["postgresql"],
+        CopyTagsToSnapshot=True,
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=7,
+        EngineLifecycleSupport="open-source-rds-extended-support-disabled",
+    )
+    described = rds.describe_db_clusters(DBClusterIdentifier="twin")["DBClusters"][0]
+    for key, want in {
+        "StorageType": "aurora-iopt1",
+        "EnabledCloudwatchLogsExports": ["postgresql"],
+        "PerformanceInsightsEnabled": True,
+        "EngineLifecycleSupport": "open-source-rds-extended-support-disabled",
+        "DatabaseInsightsMode": "standard",
+        "HostedZoneId": "Z2R2ITUGPM61AM",
+    }.items():
+        c.check(f"an Aurora cluster keeps {key}", described.get(key) == want, described.get(key))
+    wait_until("twin available", lambda: cluster_status(rds, "twin") == "available")
+    rds.create_db_instance(
+        DBInstanceIdentifier="twin-a",
+        DBClusterIdentifier="twin",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.r6g.large",
+        DBParameterGroupName="twin-pg",
+        CACertificateIdentifier="rds-ca-rsa2048-g1",
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=7,
+        MonitoringInterval=60,
+        MonitoringRoleArn="arn:aws:iam::123456789012:role/rds-monitoring-role",
+        PromotionTier=0,
+        AutoMinorVersionUpgrade=False,
+    )
+    inst = rds.describe_db_instances(DBInstanceIdentifier="twin-a")["DBInstances"][0]
+    for key, want in {
+        "CACertificateIdentifier": "rds-ca-rsa2048-g1",
+        "PerformanceInsightsEnabled": True,
+        "MonitoringInterval": 60,
+        "PromotionTier": 0,
+        "AutoMinorVersionUpgrade": False,
+    }.items():
+        c.check(f"an Aurora instance keeps {key}", inst.get(key) == want, inst.get(key))
+
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="twin", DBClusterSnapshotIdentifier="twin-snap")
+    wait_until(
+        "twin snapshot available",
+        lambda: rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="twin-snap")["DBClusterSnapshots"][0][
+            "Status"
+        ]
+        == "available",
+    )
+    rds.restore_db_cluster_from_snapshot(
+        DBClusterIdentifier="twin-bare", SnapshotIdentifier="twin-snap", Engine="aurora-postgresql"
+    )
+    bare = rds.describe_db_clusters(DBClusterIdentifier="twin-bare")["DBClusters"][0]
+    for key, want in {
+        "StorageType": "aurora",
+        "EnabledCloudwatchLogsExports": [],
+        "CopyTagsToSnapshot": False,
+        "PerformanceInsightsEnabled": False,
+        "EngineLifecycleSupport": "open-source-rds-extended-support",
+        "MasterUsername": "app",
+        "DatabaseName": "app",
+    }.items():
+        c.check(f"a restore given nothing gets the API's {key}", bare.get(key) == want, bare.get(key))
+    wait_until("twin-bare available", lambda: cluster_status(rds, "twin-bare") == "available")
+    rds.modify_db_cluster(
+        DBClusterIdentifier="twin-bare",
+        ApplyImmediately=True,
+        PreferredMaintenanceWindow="sun:05:00-sun:05:30",
+        DatabaseInsightsMode="advanced",
+        EnablePerformanceInsights=True,
+        PerformanceInsightsRetentionPeriod=465,
+    )
+    c.check("ModifyDBCluster reports modifying", cluster_status(rds, "twin-bare") == "modifying")
+    wait_until("twin-bare available again", lambda: cluster_status(rds, "twin-bare") == "available")
+    modified = rds.describe_db_clusters(DBClusterIdentifier="twin-bare")["DBClusters"][0]
+    for key, want in {
+        "PreferredMaintenanceWindow": "sun:05:00-sun:05:30",
+        "DatabaseInsightsMode": "advanced",
+        "PerformanceInsightsRetentionPeriod": 465,
+    }.items():
+        c.check(f"ModifyDBCluster keeps {key}", modified.get(key) == want, modified.get(key))
 
 
 # -- main ----------------------------------------------------------------------------------------------
@@ -1124,8 +1283,10 @@ def main() -> int:
             ("ecs", lambda: check_ecs(c, emu, net, db)),
             ("apprunner", lambda: check_apprunner(c, emu, db)),
             ("cloudformation", lambda: check_cloudformation(c, emu)),
+            ("rds settings", lambda: check_rds_settings(c, emu)),
             ("bench views", lambda: check_bench_views(c, emu)),
             ("s3", lambda: check_s3(c, emu)),
+            ("sparse answers", lambda: check_sparse(c, emu, net)),
         ]:
             try:
                 fn()

@@ -94,50 +94,12 @@ impl EcsRunner {
         }
     }
 
-    fn handle(&self, arn: &str, logs: &AwsLogs) -> TaskHandle {
-        TaskHandle {
-            id: arn.to_string(),
-            container: self.target.container.clone(),
-            log_stream: log_stream(logs, &self.target.container, arn),
-        }
-    }
-
-    fn state_of(&self, task: &Task) -> TaskState {
-        match task.last_status().unwrap_or("PENDING") {
-            "STOPPED" | "DELETED" => {
-                let container = task.containers().iter().find(|c| c.name() == Some(self.target.container.as_str()));
-                let failed_to_start =
-                    task.stop_code().is_some_and(|c| c.as_str() == "TaskFailedToStart") || task.started_at().is_none();
-                let mut reason: Vec<String> = task.stopped_reason().map(String::from).into_iter().collect();
-                if let Some(r) = container.and_then(|c| c.reason())
-                    && !reason.iter().any(|x| x == r)
-                {
-                    reason.push(r.to_string());
-                }
-                TaskState::Stopped {
-                    started: !failed_to_start,
-                    exit_code: container.and_then(|c| c.exit_code()),
-                    reason: (!reason.is_empty()).then(|| reason.join("; ")),
-                }
-            }
-            "RUNNING" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => TaskState::Running,
-            _ => TaskState::Pending,
-        }
-    }
-}
-
-#[async_trait]
-impl MigrationRunner for EcsRunner {
-    async fn check(&self) -> PResult<Option<String>> {
-        let logs = self.awslogs().await?;
-        Ok(Some(format!(
-            "task definition {} runs container {} logging to {} ({}/…)",
-            self.target.task_definition, self.target.container, logs.group, logs.prefix
-        )))
-    }
-
-    async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
-        let logs = self.awslogs().await?;
+    /// RunTask for `spec`: Fargate, awsvpc, the container's overrides, tags,
+    /// and the run id as `clientToken` (a repeated call returns the same task).
+    fn run_task_request(
+        &self,
+        spec: &TaskSpec,
+    ) -> PResult<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder> {
         let env: Vec<KeyValuePair> =
             spec.environment.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect();
         let overrides = TaskOverride::builder()
@@ -163,7 +125,7 @@ impl MigrationRunner for EcsRunner {
                     .map_err(|e| ProviderError::Rejected(e.to_string()))?,
             )
             .build();
-        let out = self
+        Ok(self
             .client
             .run_task()
             .cluster(&self.target.cluster)
@@ -175,21 +137,129 @@ impl MigrationRunner for EcsRunner {
             .started_by(STARTED_BY)
             .client_token(&spec.run_id)
             .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
-            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build())
-            .send()
-            .await
-            .map_err(|e| classify("RunTask", e))?;
-        match out.tasks().first().and_then(|t| t.task_arn()) {
-            Some(arn) => Ok(self.handle(arn, &logs)),
-            None => {
-                let reasons: Vec<String> = out
-                    .failures()
-                    .iter()
-                    .map(|f| format!("{} ({})", f.reason().unwrap_or("unknown"), f.detail().or(f.arn()).unwrap_or("-")))
-                    .collect();
-                Err(ProviderError::Rejected(format!("RunTask started no task: {}", reasons.join("; "))))
+            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
+    }
+
+    fn handle(&self, arn: &str, logs: &AwsLogs) -> TaskHandle {
+        TaskHandle {
+            id: arn.to_string(),
+            container: self.target.container.clone(),
+            log_stream: log_stream(logs, &self.target.container, arn),
+        }
+    }
+
+    fn state_of(&self, task: &Task) -> TaskState {
+        match task.last_status() {
+            Some("STOPPED" | "DELETED") => self.stopped(task),
+            Some("RUNNING" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING") => TaskState::Running,
+            // PROVISIONING, PENDING, ACTIVATING, a status ferry does not know, or
+            // none at all: not done yet (the migration timeout bounds the wait).
+            _ => TaskState::Pending,
+        }
+    }
+
+    /// A stopped task, judged on positive evidence only: the watched
+    /// container's exit code means the command ran; "never started" needs
+    /// `stopCode = TaskFailedToStart` or a start-failure reason. Anything else
+    /// (no exit code, no such proof) counts as started, so a failure takes the
+    /// restore path.
+    fn stopped(&self, task: &Task) -> TaskState {
+        let container = task.containers().iter().find(|c| c.name() == Some(self.target.container.as_str()));
+        let exit_code = container.and_then(|c| c.exit_code());
+        let mut reasons: Vec<&str> = Vec::new();
+        for r in [task.stopped_reason(), container.and_then(|c| c.reason())].into_iter().flatten() {
+            let r = r.trim();
+            if !r.is_empty() && !reasons.contains(&r) {
+                reasons.push(r);
             }
         }
+        let stop_code = task.stop_code().map(|c| c.as_str().to_string());
+        let code_line = stop_code.as_ref().map(|c| format!("stop code {c}"));
+        if reasons.is_empty()
+            && let Some(line) = &code_line
+        {
+            reasons.push(line);
+        }
+        let never_started = exit_code.is_none()
+            && (stop_code.as_deref() == Some("TaskFailedToStart")
+                || reasons.iter().any(|r| START_FAILURES.iter().any(|f| r.contains(f))));
+        TaskState::Stopped {
+            started: !never_started,
+            exit_code,
+            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        }
+    }
+}
+
+/// A RunTask failure as `reason (detail)`, leaving out what ECS did not give.
+fn failure_text(f: &aws_sdk_ecs::types::Failure) -> String {
+    let reason = f.reason().filter(|r| !r.trim().is_empty()).unwrap_or("no reason given");
+    match f.detail().or(f.arn()).filter(|d| !d.trim().is_empty()) {
+        Some(detail) => format!("{reason} ({detail})"),
+        None => reason.to_string(),
+    }
+}
+
+/// The error names ECS puts in `stoppedReason` (or a container's `reason`)
+/// when a container never started.
+pub const START_FAILURES: &[&str] = &[
+    "CannotPullContainerError",
+    "CannotCreateContainerError",
+    "CannotStartContainerError",
+    "CannotInspectContainerError",
+    "ResourceInitializationError",
+];
+
+/// Whether a task listed as wanted-running can still be writing: its own
+/// `lastStatus` wins over the listing's `desiredStatus` filter. STOPPED and
+/// DELETED never block, nor DEPROVISIONING once its stop is recorded; any
+/// other status, known or not, does.
+pub fn still_active(task: &Task) -> bool {
+    match task.last_status() {
+        Some("STOPPED" | "DELETED") => false,
+        Some("DEPROVISIONING") => {
+            let stop_recorded = task.desired_status() == Some("STOPPED")
+                || task.stop_code().is_some()
+                || task.stopping_at().is_some()
+                || task.execution_stopped_at().is_some()
+                || task.stopped_at().is_some();
+            !stop_recorded
+        }
+        _ => true,
+    }
+}
+
+#[async_trait]
+impl MigrationRunner for EcsRunner {
+    async fn check(&self) -> PResult<Option<String>> {
+        let logs = self.awslogs().await?;
+        Ok(Some(format!(
+            "task definition {} runs container {} logging to {} ({}/…)",
+            self.target.task_definition, self.target.container, logs.group, logs.prefix
+        )))
+    }
+
+    async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
+        let logs = self.awslogs().await?;
+        let request = self.run_task_request(spec)?;
+        for _ in 0..2 {
+            let out = request.clone().send().await.map_err(|e| classify("RunTask", e))?;
+            if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+                return Ok(self.handle(arn, &logs));
+            }
+            if !out.failures().is_empty() {
+                let reasons: Vec<String> = out.failures().iter().map(failure_text).collect();
+                return Err(ProviderError::Rejected(format!("RunTask started no task: {}", reasons.join("; "))));
+            }
+            // Neither a task nor a failure: asked again with the same
+            // clientToken, RunTask returns the task if one started.
+        }
+        if let Some(found) = self.find_by_run(&spec.run_id).await? {
+            return Ok(found);
+        }
+        Err(ProviderError::Rejected(
+            "RunTask answered twice with neither a task nor a failure, and no task of this run is listed".into(),
+        ))
     }
 
     async fn poll(&self, task_id: &str) -> PResult<TaskState> {
@@ -245,11 +315,19 @@ impl MigrationRunner for EcsRunner {
                 .send()
                 .await
                 .map_err(|e| classify("DescribeTasks", e))?;
-            for t in described.tasks() {
+            for t in described.tasks().iter().filter(|t| still_active(t)) {
                 out.push(TaskSummary {
                     id: t.task_arn().unwrap_or_default().to_string(),
-                    status: t.last_status().unwrap_or("PENDING").to_string(),
+                    status: t.last_status().unwrap_or("UNKNOWN").to_string(),
                     started_by: t.started_by().map(String::from),
+                });
+            }
+            // Listed as running but not described: nothing proves it stopped.
+            for f in described.failures() {
+                out.push(TaskSummary {
+                    id: f.arn().unwrap_or("?").to_string(),
+                    status: format!("listed as running; DescribeTasks: {}", f.reason().unwrap_or("no answer")),
+                    started_by: None,
                 });
             }
         }

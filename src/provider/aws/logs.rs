@@ -5,7 +5,8 @@
 //! A whole log group (App Runner's, whose streams are per instance and per
 //! deployment) is read with FilterLogEvents from a start time. Events reach a
 //! group's streams out of order, so each read looks back [`LOOKBACK_MS`] before
-//! the newest event seen and drops the event ids already printed.
+//! the newest event seen and drops the event ids already printed; a reference
+//! may end at a time (an App Runner operation's end), which bounds the reads.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +56,11 @@ pub fn all_streams(group: &str, since: DateTime<Utc>) -> String {
     format!("{group}:*@{}", since.timestamp_millis())
 }
 
+/// The reference for every stream of `group`, from `since` up to `until`.
+pub fn all_streams_between(group: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> String {
+    format!("{group}:*@{}-{}", since.timestamp_millis(), until.timestamp_millis())
+}
+
 /// Where a group read stands: the newest timestamp printed, and the ids of the
 /// events printed within the look-back window before it.
 #[derive(Debug, Default, PartialEq)]
@@ -93,10 +99,13 @@ impl LogSource for CloudWatchLogs {
         let (group, name) = stream
             .split_once(':')
             .ok_or_else(|| ProviderError::Rejected(format!("not a log stream reference: {stream:?}")))?;
-        if let Some(since) = name.strip_prefix("*@") {
-            let since =
-                since.parse().map_err(|_| ProviderError::Rejected(format!("not a log group reference: {stream:?}")))?;
-            return self.read_group(group, since, cursor).await;
+        if let Some(range) = name.strip_prefix("*@") {
+            let bad = || ProviderError::Rejected(format!("not a log group reference: {stream:?}"));
+            let (since, until) = match range.split_once('-') {
+                Some((a, b)) => (a.parse().map_err(|_| bad())?, Some(b.parse().map_err(|_| bad())?)),
+                None => (range.parse().map_err(|_| bad())?, None),
+            };
+            return self.read_group(group, since, until, cursor).await;
         }
         let result = self
             .client
@@ -129,7 +138,7 @@ impl LogSource for CloudWatchLogs {
 }
 
 impl CloudWatchLogs {
-    async fn read_group(&self, group: &str, since: i64, cursor: &LogCursor) -> PResult<LogPage> {
+    async fn read_group(&self, group: &str, since: i64, until: Option<i64>, cursor: &LogCursor) -> PResult<LogPage> {
         let mut state = GroupCursor::decode(cursor);
         let start = state.newest.map_or(since, |n| (n - LOOKBACK_MS).max(since));
         let mut token: Option<String> = None;
@@ -140,6 +149,7 @@ impl CloudWatchLogs {
                 .filter_log_events()
                 .log_group_name(group)
                 .start_time(start)
+                .set_end_time(until)
                 .set_next_token(token.take())
                 .send()
                 .await;

@@ -588,6 +588,7 @@ impl Database for PgDatabase {
             status: if row.conn_limit == -2 { "invalid" } else { "available" }.into(),
             endpoint: Some(self.endpoint(id)),
             engine: "postgresql".into(),
+            pending_instances: Vec::new(),
         }))
     }
 
@@ -671,7 +672,7 @@ impl Database for PgDatabase {
         Ok(None)
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, _tags: &Tags) -> PResult<()> {
         check_name(target)?;
         let admin = self.admin().await?;
         settle(&admin, &[target]).await?;
@@ -696,7 +697,7 @@ impl Database for PgDatabase {
         }
     }
 
-    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+    async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
         check_name(to)?;
         let admin = self.admin().await?;
         settle(&admin, &[from, to]).await?;
@@ -926,8 +927,8 @@ mod tests {
             let staging = db.sibling_id("restored-x");
             let failed = db.sibling_id("failed-x");
             assert_eq!(failed, format!("{}-failed-x", s.name));
-            db.restore_snapshot(&snap_id, &staging).await.expect("restore");
-            db.restore_snapshot(&snap_id, &staging).await.expect("restore again");
+            db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect("restore");
+            db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect("restore again");
             let info = db.describe(&staging).await.expect("describe").expect("staging exists");
             assert!(info.is_available());
             assert_eq!(info.engine, "postgresql");
@@ -937,10 +938,10 @@ mod tests {
             let app = s.client(&s.name).await;
             app.simple_query("SELECT 1").await.expect("app session");
 
-            db.rename(db.cluster_id(), &failed).await.expect("rename aside");
-            db.rename(db.cluster_id(), &failed).await.expect("rename aside again");
-            db.rename(&staging, db.cluster_id()).await.expect("rename into place");
-            db.rename(&staging, db.cluster_id()).await.expect("rename into place again");
+            db.rename(db.cluster_id(), &failed, "run").await.expect("rename aside");
+            db.rename(db.cluster_id(), &failed, "run").await.expect("rename aside again");
+            db.rename(&staging, db.cluster_id(), "run").await.expect("rename into place");
+            db.rename(&staging, db.cluster_id(), "run").await.expect("rename into place again");
             assert!(app.simple_query("SELECT 1").await.is_err(), "the app's old session was ended");
 
             assert_eq!(rows(&db, "SELECT v FROM t ORDER BY id").await, ["v", "a", "b"]);
@@ -978,7 +979,7 @@ mod tests {
             let entry = db.store.get(&snap_id).expect("store").expect("metadata");
             assert_eq!(entry.stored, Stored::PgTemplate { database: snap_id.clone() });
             let staging = db.sibling_id("restored-y");
-            db.restore_snapshot(&snap_id, &staging).await.expect("restore");
+            db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect("restore");
             assert_eq!(rows(&s.database(&staging), "SELECT v FROM t").await, ["v", "a"]);
         })
         .await;
@@ -991,12 +992,13 @@ mod tests {
             let (a, b) = (db.sibling_id("a"), db.sibling_id("b"));
             s.create(&a).await;
             s.create(&b).await;
-            let err = db.rename(&a, &b).await.expect_err("must refuse");
+            let err = db.rename(&a, &b, "run").await.expect_err("must refuse");
             assert!(matches!(err, ProviderError::Rejected(_)), "{err}");
             assert!(db.describe(&a).await.expect("describe").is_some());
             assert!(db.describe(&b).await.expect("describe").is_some());
 
-            let err = db.rename(&db.sibling_id("nope"), &db.sibling_id("nope2")).await.expect_err("neither exists");
+            let err =
+                db.rename(&db.sibling_id("nope"), &db.sibling_id("nope2"), "run").await.expect_err("neither exists");
             assert!(matches!(err, ProviderError::NotFound(_)), "{err}");
         })
         .await;
@@ -1042,8 +1044,8 @@ mod tests {
 
             app.batch_execute("DELETE FROM t WHERE id = 1; ALTER TABLE t ADD COLUMN w int;").await.expect("change");
             let staging = db.sibling_id("restored-d");
-            db.restore_snapshot(&snap_id, &staging).await.expect("restore from dump");
-            db.restore_snapshot(&snap_id, &staging).await.expect("restore again");
+            db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect("restore from dump");
+            db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect("restore again");
             assert_eq!(rows(&s.database(&staging), "SELECT * FROM t ORDER BY id").await, ["id\tv", "1\ta", "2\tb"]);
             assert_eq!(db.describe(&fit_name(&staging, "partial")).await.expect("describe"), None);
 
@@ -1075,7 +1077,7 @@ mod tests {
             };
             db.store.put(&Entry { snapshot, stored: Stored::PgDump { file } }).expect("put");
             let staging = db.sibling_id("restored-z");
-            let err = db.restore_snapshot(&snap_id, &staging).await.expect_err("garbage dump");
+            let err = db.restore_snapshot(&snap_id, &staging, &Tags::new()).await.expect_err("garbage dump");
             assert!(matches!(err, ProviderError::Other(_)), "{err}");
             assert!(err.to_string().contains("pg_restore"), "{err}");
             assert_eq!(db.describe(&staging).await.expect("describe"), None);

@@ -172,6 +172,7 @@ impl Database for SqliteDatabase {
             status: "available".into(),
             endpoint: Some(path.display().to_string()),
             engine: "sqlite".into(),
+            pending_instances: Vec::new(),
         }))
     }
 
@@ -237,7 +238,7 @@ impl Database for SqliteDatabase {
         Ok(None)
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, _tags: &Tags) -> PResult<()> {
         let target = PathBuf::from(target);
         if target.exists() {
             return Ok(());
@@ -254,7 +255,7 @@ impl Database for SqliteDatabase {
         blocking(move || backup_file(&file, &target, Some(&like))).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> PResult<()> {
+    async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
         let (from, to) = (PathBuf::from(from), PathBuf::from(to));
         let live = from == self.path;
         blocking(move || {
@@ -342,11 +343,11 @@ mod tests {
         let staging = db.sibling_id("restored-x");
         let failed = db.sibling_id("failed-x");
         assert!(failed.ends_with("/app-failed-x.db"), "{failed}");
-        db.restore_snapshot("s1", &staging).await.unwrap();
-        db.rename(db.cluster_id(), &failed).await.unwrap();
-        db.rename(db.cluster_id(), &failed).await.unwrap();
-        db.rename(&staging, db.cluster_id()).await.unwrap();
-        db.rename(&staging, db.cluster_id()).await.unwrap();
+        db.restore_snapshot("s1", &staging, &Tags::new()).await.unwrap();
+        db.rename(db.cluster_id(), &failed, "run").await.unwrap();
+        db.rename(db.cluster_id(), &failed, "run").await.unwrap();
+        db.rename(&staging, db.cluster_id(), "run").await.unwrap();
+        db.rename(&staging, db.cluster_id(), "run").await.unwrap();
 
         assert_eq!(rows(&db, "SELECT v FROM t ORDER BY id"), ["v", "a", "b"]);
         assert_eq!(rows(&db, "SELECT count(*) FROM pragma_table_info('t')"), ["count(*)", "2"]);
@@ -363,7 +364,7 @@ mod tests {
         fs::write(&a, b"").unwrap();
         fs::write(&b, b"").unwrap();
         let db = SqliteDatabase::new(dir.path().join("live.db"), SnapshotStore::new(dir.path()));
-        let err = db.rename(&a.display().to_string(), &b.display().to_string()).await.unwrap_err();
+        let err = db.rename(&a.display().to_string(), &b.display().to_string(), "run").await.unwrap_err();
         assert!(matches!(err, ProviderError::Rejected(_)), "{err}");
         assert!(a.exists() && b.exists());
     }

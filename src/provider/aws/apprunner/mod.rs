@@ -19,7 +19,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 pub use runner::Deployments;
 
 use super::classify;
-use crate::provider::{AppService, PResult, ProviderError, ServiceInfo};
+use crate::provider::{AppService, OperationInfo, PResult, ProviderError, ServiceInfo};
 
 pub struct AppRunner {
     client: Client,
@@ -144,11 +144,43 @@ fn ended(status: Option<&OperationStatus>) -> Option<bool> {
     }
 }
 
+/// Whether an operation is still going on. An operation without a status, or
+/// with one ferry does not know, is not counted: [`ended`] says it has not
+/// ended either, so nothing is decided on it.
+fn in_progress(op: &OperationSummary) -> bool {
+    matches!(
+        op.status(),
+        Some(OperationStatus::Pending | OperationStatus::InProgress | OperationStatus::RollbackInProgress)
+    )
+}
+
+/// What the service starts: its image, or its repository and version.
+fn source_label(source: &SourceConfiguration) -> Option<String> {
+    if let Some(image) = source.image_repository() {
+        return Some(format!("image {}", image.image_identifier()));
+    }
+    source.code_repository().map(|code| match code.source_code_version() {
+        Some(v) => format!("{} {} of {}", v.r#type().as_str().to_ascii_lowercase(), v.value(), code.repository_url()),
+        None => format!("source {}", code.repository_url()),
+    })
+}
+
 #[async_trait]
 impl AppService for AppRunner {
     async fn status(&self) -> PResult<ServiceInfo> {
         let s = self.describe().await?;
         Ok(ServiceInfo { id: s.service_arn().to_string(), status: s.status().as_str().to_string() })
+    }
+
+    async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
+        Ok(self.operations().await?.iter().find(|op| in_progress(op)).map(|op| OperationInfo {
+            id: op.id().unwrap_or_default().to_string(),
+            kind: op.r#type().map_or("UNKNOWN", |t| t.as_str()).to_string(),
+        }))
+    }
+
+    async fn image(&self) -> PResult<Option<String>> {
+        Ok(self.describe().await?.source_configuration().and_then(source_label))
     }
 
     async fn pause(&self) -> PResult<Option<String>> {

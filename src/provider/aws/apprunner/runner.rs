@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use aws_sdk_apprunner::types::{OperationStatus, OperationSummary, OperationType};
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{AppRunner, app_error, ended};
-use crate::provider::aws::logs::all_streams;
+use super::{AppRunner, app_error, ended, in_progress};
+use crate::provider::aws::logs::{all_streams, all_streams_between};
 use crate::provider::{MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec, TaskState, TaskSummary};
 
 pub struct Deployments {
@@ -27,40 +27,42 @@ impl Deployments {
         Deployments { service }
     }
 
-    /// The service's log groups (service events and application output) from
-    /// `since`, as log references for `LogSource::read` separated by a space.
-    async fn log_refs(&self, since: DateTime<Utc>) -> PResult<(String, String)> {
+    /// The service's log groups (service events and application output) as
+    /// log references for `LogSource::read`, separated by a space: service
+    /// events from `since` exactly (none of the previous operation's),
+    /// application output from a little earlier so its first lines are not
+    /// lost; both up to `until` when the operation has ended.
+    async fn log_refs(&self, since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> PResult<(String, String)> {
         let s = self.service.describe().await?;
         let base = format!("/aws/apprunner/{}/{}", s.service_name(), s.service_id());
-        let refs = format!(
-            "{} {}",
-            all_streams(&format!("{base}/service"), since),
-            all_streams(&format!("{base}/application"), since)
-        );
+        let group = |name: &str, from: DateTime<Utc>| match until {
+            Some(end) => all_streams_between(&format!("{base}/{name}"), from, end),
+            None => all_streams(&format!("{base}/{name}"), from),
+        };
+        let refs = format!("{} {}", group("service", since), group("application", since - CLOCK_SKEW));
         Ok((s.service_name().to_string(), refs))
     }
 
     async fn handle(&self, operation_id: &str, since: DateTime<Utc>) -> PResult<TaskHandle> {
-        let (name, log_stream) = self.log_refs(since).await?;
+        let (name, log_stream) = self.log_refs(since, None).await?;
         Ok(TaskHandle { id: operation_id.to_string(), container: name, log_stream })
     }
 }
 
-/// When an operation started (a little earlier, against clock skew).
+fn when(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| t.to_millis().ok()).and_then(DateTime::from_timestamp_millis)
+}
+
+/// When an operation started, as App Runner says (now, when it does not).
 fn started_at(op: &OperationSummary) -> DateTime<Utc> {
-    let t = op.started_at().and_then(|t| DateTime::from_timestamp(t.secs(), 0)).unwrap_or_else(Utc::now);
-    t - CLOCK_SKEW
+    when(op.started_at()).unwrap_or_else(Utc::now)
 }
 
-/// Log reads start this long before the deployment, so its first lines are not lost.
+/// Application output is read from this long before the deployment, so its
+/// first lines are not lost to clock skew.
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-
-fn in_progress(op: &OperationSummary) -> bool {
-    matches!(
-        op.status(),
-        Some(OperationStatus::Pending | OperationStatus::InProgress | OperationStatus::RollbackInProgress)
-    )
-}
+/// A deployment's last service event may be logged a moment after it ended.
+const END_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// When a run began, from its id (`<env>-<yyyymmddThhmmssZ>-<hex>`).
 fn run_started(run_id: &str) -> Option<DateTime<Utc>> {
@@ -77,6 +79,7 @@ impl MigrationRunner for Deployments {
     }
 
     async fn start(&self, _spec: &TaskSpec) -> PResult<TaskHandle> {
+        let before = Utc::now();
         let out = self
             .service
             .client
@@ -85,7 +88,7 @@ impl MigrationRunner for Deployments {
             .send()
             .await
             .map_err(|e| app_error("StartDeployment", self.service.arn(), e))?;
-        self.handle(out.operation_id(), Utc::now() - CLOCK_SKEW).await
+        self.handle(out.operation_id(), before).await
     }
 
     async fn poll(&self, operation_id: &str) -> PResult<TaskState> {
@@ -94,16 +97,15 @@ impl MigrationRunner for Deployments {
         Ok(match ended(op.status()) {
             None if op.status() == Some(&OperationStatus::Pending) => TaskState::Pending,
             None => TaskState::Running,
-            Some(true) => TaskState::Stopped {
-                started: true,
-                exit_code: Some(0),
-                reason: Some(format!("deployment {operation_id} SUCCEEDED")),
-            },
+            Some(true) => {
+                TaskState::Stopped { started: true, exit_code: Some(0), reason: Some("ended SUCCEEDED".into()) }
+            }
+            // The reason does not name the deployment: the runbook's line does.
             Some(false) => TaskState::Stopped {
                 started: true,
                 exit_code: None,
                 reason: Some(format!(
-                    "deployment {operation_id} ended {status}{}",
+                    "ended {status}{}",
                     if status == "ROLLBACK_SUCCEEDED" {
                         " (the service rolled back to its previous version)"
                     } else {
@@ -160,7 +162,8 @@ impl MigrationRunner for Deployments {
             .operation(operation_id)
             .await?
             .ok_or_else(|| ProviderError::NotFound(format!("App Runner operation {operation_id}")))?;
-        Ok(self.log_refs(started_at(&op)).await?.1)
+        let until = ended(op.status()).and(when(op.ended_at())).map(|t| t + END_MARGIN);
+        Ok(self.log_refs(started_at(&op), until).await?.1)
     }
 }
 
