@@ -173,11 +173,15 @@ pub enum SnapshotCommand {
 pub struct RestoreArgs {
     pub env: String,
     /// Snapshot id, or `latest` for the newest available snapshot of the database
-    #[arg(long)]
-    pub snapshot: String,
+    #[arg(long, required_unless_present = "finish")]
+    pub snapshot: Option<String>,
     /// rename: the restored database takes the original name; new-cluster: it keeps a new one
     #[arg(long, value_enum)]
     pub strategy: Option<RestoreStrategy>,
+    /// Complete a restore that stopped before or during its rename swap, from
+    /// what the cloud shows (no run record needed): `ferry status ENV` says when
+    #[arg(long, conflicts_with_all = ["snapshot", "strategy"])]
+    pub finish: bool,
 }
 
 #[derive(Debug, Args)]

@@ -229,7 +229,8 @@ mod rds {
         let up = cluster(DbCluster::builder().status("available").build());
         let none = instances(vec![]);
         let info = db(&[&up, &none]).describe("app-prod").await.unwrap().unwrap();
-        assert_eq!(info.status, "no instances yet");
+        assert!(!info.is_available(), "a cluster with no instance does not serve: {info:?}");
+        assert_eq!(info.pending_instances, ["no instance yet"]);
 
         let up = cluster(DbCluster::builder().status("available").build());
         let unknown = instances(vec![DbInstance::builder().build()]);

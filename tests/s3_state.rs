@@ -115,3 +115,79 @@ fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
         "no snapshot: {snaps}"
     );
 }
+
+/// The ids of the emulator's clusters.
+fn cluster_ids(emu: &Emulator) -> Vec<String> {
+    match emu.get("/_emulator/clusters") {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        other => panic!("clusters: {other}"),
+    }
+}
+
+/// A failing deploy SIGKILLed in the middle of its restore's swap: after the
+/// original was renamed aside, before the restored database took its id.
+fn killed_mid_swap(emu: &Emulator) -> (String, Project, String) {
+    make_bucket(emu);
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let runner = emu.project(&s, &common::emulator::strs(&cmd), &format!("state = \"s3://{BUCKET}/ferry/team\""));
+    runner.failing_migration();
+    let cluster = s["cluster"].as_str().unwrap().to_string();
+    emu.configure(serde_json::json!({ "rename_seconds": 6 }));
+    let mut child = runner.command(&["deploy", "stage"]).stderr(Stdio::null()).spawn().unwrap();
+    let aside = format!("{cluster}-failed-");
+    assert!(
+        eventually(Duration::from_secs(240), || cluster_ids(emu).iter().any(|c| c.starts_with(&aside))),
+        "the original was renamed aside"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cluster_ids(emu).contains(&cluster), "killed with the original id free");
+    let laptop = runner.checkout();
+    let run_id = runs(&laptop)[0]["run_id"].as_str().unwrap().to_string();
+    (cluster, laptop, run_id)
+}
+
+#[test]
+fn a_restore_killed_mid_swap_is_resumed_from_a_fresh_checkout_with_only_the_s3_state() {
+    let Some(emu) = Emulator::start() else { return };
+    let (cluster, laptop, run_id) = killed_mid_swap(&emu);
+    assert_eq!(laptop.ferry(&["unlock", "stage", "--yes"]).code, 0);
+    let r = laptop.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(r.json()["restore"]["restored_cluster"], cluster.as_str());
+    let orders = emu.query(&cluster, "SELECT count(*) FROM orders");
+    assert_eq!(orders, serde_json::json!([[7]]), "the original id holds the pre-deploy data");
+}
+
+#[test]
+fn with_the_record_gone_too_status_names_the_half_swap_and_restore_finish_completes_it() {
+    let Some(emu) = Emulator::start() else { return };
+    let (cluster, laptop, run_id) = killed_mid_swap(&emu);
+    let out = Command::new(&emu.python)
+        .args([
+            "-c",
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])",
+        ])
+        .args([&emu.endpoint, BUCKET, &format!("ferry/team/runs/{run_id}.json")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(laptop.ferry(&["unlock", "stage", "--yes"]).code, 0);
+    // Let the interrupted rename of the original settle in the emulator.
+    std::thread::sleep(Duration::from_secs(4));
+    let status = laptop.ferry(&["status", "stage"]);
+    assert!(status.stdout.contains(&format!("the id {cluster} is free")), "{status:?}");
+    assert!(status.stdout.contains("stopped halfway through its swap"), "{status:?}");
+    assert!(status.stdout.contains("next: ferry restore stage --finish"), "{status:?}");
+    let r = laptop.ferry(&["restore", "stage", "--finish", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(cluster_ids(&emu).contains(&cluster), "the restored database has the original id again");
+    assert_eq!(emu.query(&cluster, "SELECT count(*) FROM orders"), serde_json::json!([[7]]));
+    assert!(cluster_ids(&emu).iter().any(|c| c.starts_with(&format!("{cluster}-failed-"))), "the original is kept");
+    let again = laptop.ferry(&["restore", "stage", "--finish", "--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("nothing to finish"), "{again:?}");
+}

@@ -253,6 +253,14 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     for l in &blocking {
         crate::outln!("unfinished {}", super::unfinished_message(env, l, 1));
     }
+    // What the cloud shows of a restore, whether or not any record survived.
+    if let Ok(picture) = crate::runbook::recover::look(&cloud).await
+        && (picture.original.is_none() || !picture.restored.is_empty() || !picture.failed.is_empty())
+    {
+        for line in crate::runbook::recover::lines(&picture, &env.name) {
+            crate::outln!("cloud      {line}");
+        }
+    }
     Ok(0)
 }
 

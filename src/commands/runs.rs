@@ -44,8 +44,11 @@ fn refuse_before_running(env: &EnvConfig, no_snapshot: bool) -> Result<(), Comma
 
 pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
-    if a.snapshot != "latest" {
-        check_snapshot_id(&a.snapshot).map_err(CommandError::Usage)?;
+    let Some(wanted) = a.snapshot.clone().filter(|_| !a.finish) else {
+        return finish(ctx, env).await;
+    };
+    if wanted != "latest" {
+        check_snapshot_id(&wanted).map_err(CommandError::Usage)?;
     }
     let strategy = a.strategy.unwrap_or(env.restore_strategy);
     if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
@@ -53,7 +56,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     }
     let cloud = ctx.cloud(env).await?;
     let store = ctx.store(env)?;
-    let snapshot = super::restore::source(&cloud, env, &a.snapshot).await?;
+    let snapshot = super::restore::source(&cloud, env, &wanted).await?;
     let out = ctx.reporter(Some(env));
     let history = readable_runs(&store, Some(&env.name));
     for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
@@ -71,6 +74,44 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
         settle(&store, &resolves, &lock, &out);
     }
     Ok(code)
+}
+
+/// `ferry restore ENV --finish`: complete, from the cloud alone, a rename swap
+/// that a restore began and did not end. Not blocked by unfinished runs (it is
+/// how one is settled when its record is gone), but it holds the lock.
+async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
+    use crate::runbook::recover::{Verdict, finishing_record, lines, look, verdict};
+    let cloud = ctx.cloud(env).await?;
+    let store = ctx.store(env)?;
+    let out = ctx.reporter(Some(env));
+    let run_id = new_run_id(&env.name, Utc::now());
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore --finish")?;
+    let picture = look(&cloud).await.map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    for line in lines(&picture, &env.name) {
+        out.info(&line);
+    }
+    let v = verdict(&picture);
+    let steps = plan::restore_plan(env, "(from the cloud)", RestoreStrategy::Rename).names();
+    let Some(mut record) = finishing_record(run_id, &env.name, &v, &picture, &steps) else {
+        return match v {
+            Verdict::Settled => {
+                out.info(&format!("nothing to finish: {} is in place and no restore is half done", picture.cluster));
+                Ok(0)
+            }
+            Verdict::Human(why) => Err(CommandError::Failed(format!("nothing was done: {why}"))),
+            _ => Ok(0),
+        };
+    };
+    ctx.guard(env, "finish the restore")?;
+    if ctx.confirmer().ask("Finish the restore as described above?") == Some(false) {
+        return Err(CommandError::Usage("declined; nothing was done".into()));
+    }
+    record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
+    let journal = Journal::create(&store, &record, out.redactor().clone())
+        .map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    out.info(&format!("ferry restore {} --finish (run {}, journal {})", env.name, record.run_id, journal.location()));
+    let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
+    execute(ctx, &mut run).await
 }
 
 /// An unfinished run blocks a restore, except a restore of that run's own

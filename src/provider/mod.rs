@@ -78,6 +78,29 @@ pub struct ClusterInfo {
     pub pending_instances: Vec<String>,
 }
 
+/// A database a restore left beside the environment's (see [`Database::leftovers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    pub id: String,
+    /// What it was made as: `restored` (a restore's new database) or `failed`
+    /// (the original, renamed aside).
+    pub kind: String,
+    pub status: String,
+    pub tags: Tags,
+}
+
+/// `restored` or `failed` for a sibling id `<of>-restored-…` / `<of>-failed-…`.
+pub fn leftover_kind(of: &str, id: &str) -> Option<&'static str> {
+    let rest = id.strip_prefix(of)?;
+    if rest.starts_with("-restored-") {
+        Some("restored")
+    } else if rest.starts_with("-failed-") {
+        Some("failed")
+    } else {
+        None
+    }
+}
+
 impl ClusterInfo {
     /// The database and every instance of it serve.
     pub fn is_available(&self) -> bool {
@@ -198,6 +221,11 @@ pub trait Database: Send + Sync {
     /// Compare the restored database with the one it replaced, setting by setting.
     async fn compare(&self, _original: &str, _restored: &str) -> PResult<TwinReport> {
         Ok(TwinReport::default())
+    }
+    /// What restores of this database left beside it: databases whose id is
+    /// this one's followed by `-restored-` or `-failed-`, with their tags.
+    async fn leftovers(&self) -> PResult<Vec<Leftover>> {
+        Ok(Vec::new())
     }
     /// Rename a database, tagging it with `ferry:run-id` = `run_id` first
     /// where the provider has tags. Idempotent: if `to` exists and `from` does

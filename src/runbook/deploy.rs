@@ -315,7 +315,8 @@ fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, Step
     let (state, next) = match snapshot {
         Some(s) => (
             format!(
-                "unknown: the migration may have run, fully or in part; {db} was not restored; snapshot {s} holds the data from before it"
+                "unknown: the migration may have run, fully or in part; {db} was NOT restored, because a restore would \
+                 throw away the migration's writes if it succeeded; snapshot {s} holds the data from before it"
             ),
             format!(
                 "ferry check {env}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})"

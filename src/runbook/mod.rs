@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod plan;
 pub mod preflight;
 pub mod record;
+pub mod recover;
 mod restore;
 pub mod service;
 pub mod snapshot;

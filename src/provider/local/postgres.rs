@@ -697,6 +697,27 @@ impl Database for PgDatabase {
         }
     }
 
+    async fn leftovers(&self) -> PResult<Vec<crate::provider::Leftover>> {
+        let admin = self.admin().await?;
+        let rows = admin
+            .query("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", &[&self.db])
+            .await
+            .map_err(pg_err("listing databases"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let id: String = r.get(0);
+                let kind = crate::provider::leftover_kind(&self.db, &id)?;
+                Some(crate::provider::Leftover {
+                    id,
+                    kind: kind.to_string(),
+                    status: "available".into(),
+                    tags: Tags::new(),
+                })
+            })
+            .collect())
+    }
+
     async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
         check_name(to)?;
         let admin = self.admin().await?;

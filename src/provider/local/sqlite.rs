@@ -255,6 +255,32 @@ impl Database for SqliteDatabase {
         blocking(move || backup_file(&file, &target, Some(&like))).await
     }
 
+    async fn leftovers(&self) -> PResult<Vec<crate::provider::Leftover>> {
+        let Some(dir) = self.path.parent() else { return Ok(Vec::new()) };
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = self.path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let entries = fs::read_dir(dir).map_err(|e| io_err("listing the database's directory", e))?;
+        let mut out = Vec::new();
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(base) =
+                name.strip_suffix(ext.as_str()).filter(|_| !ext.is_empty()).or(ext.is_empty().then_some(name.as_str()))
+            else {
+                continue;
+            };
+            if let Some(kind) = crate::provider::leftover_kind(&stem, base) {
+                out.push(crate::provider::Leftover {
+                    id: e.path().display().to_string(),
+                    kind: kind.to_string(),
+                    status: "available".into(),
+                    tags: Tags::new(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
     async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
         let (from, to) = (PathBuf::from(from), PathBuf::from(to));
         let live = from == self.path;

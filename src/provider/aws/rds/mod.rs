@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 
 use super::classify;
 use crate::provider::{
-    ClusterInfo, Database, PResult, ProviderError, RestoreWork, Snapshot, SnapshotQuota, SnapshotStatus, Tags,
-    TwinReport,
+    ClusterInfo, Database, Leftover, PResult, ProviderError, RestoreWork, Snapshot, SnapshotQuota, SnapshotStatus,
+    Tags, TwinReport, leftover_kind,
 };
 
 /// RDS identifiers are at most 63 characters.
@@ -262,6 +262,38 @@ impl Database for RdsDatabase {
 
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         self.rename_tagged(from, to, run_id).await
+    }
+
+    async fn leftovers(&self) -> PResult<Vec<Leftover>> {
+        // DescribeDBClusters filters by exact ids only: list every page and
+        // keep this cluster's `-restored-` and `-failed-` siblings.
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_db_clusters()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeDBClusters", e))?;
+            for c in page.db_clusters() {
+                let id = c.db_cluster_identifier().unwrap_or_default();
+                if let Some(kind) = leftover_kind(&self.cluster_id, id) {
+                    out.push(Leftover {
+                        id: id.to_string(),
+                        kind: kind.to_string(),
+                        status: c.status().unwrap_or("unknown").to_string(),
+                        tags: tags_of(c.tag_list()),
+                    });
+                }
+            }
+            match page.marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 }
 
