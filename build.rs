@@ -43,8 +43,9 @@ fn non_empty(var: &str) -> Option<String> {
     std::env::var(var).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
+/// (`pub(crate)`: tests/release.rs includes this file to test it.)
 /// A full 40-hex commit id becomes the 12-character form `git` prints.
-fn shorten(commit: &str) -> String {
+pub(crate) fn shorten(commit: &str) -> String {
     if commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()) {
         commit[..12].to_string()
     } else {
@@ -96,7 +97,7 @@ fn build_date() -> String {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-fn civil_date(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_date(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

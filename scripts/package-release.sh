@@ -93,7 +93,7 @@ archive() {
     COPYFILE_DISABLE=1
     export COPYFILE_DISABLE
     (cd "${stage}" && find "ferry-${target}" -type f | LC_ALL=C sort | tar -cf - -T -) |
-        gzip -9n >"${out}/ferry-${target}.tar.gz"
+        gzip -n >"${out}/ferry-${target}.tar.gz"
     say "$("${bin}" --version)"
     printf '%s\n' "${out}/ferry-${target}.tar.gz"
 }
