@@ -121,7 +121,9 @@ fn serve(stream: std::net::TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
     let body = (!path.contains("..")).then(|| std::fs::read(&file).ok()).flatten();
     let _ = match body {
         Some(body) => out
-            .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+            .write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes(),
+            )
             .and_then(|()| out.write_all(&body)),
         None => out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     };
@@ -176,7 +178,10 @@ fn installs_the_latest_release_for_this_machine_into_ferry_install_dir() {
     assert_eq!(installed_version(&dir.join("ferry")), format!("ferry 1.1.0 (commit fake, built 2026-01-01, {target})"));
     assert_eq!(
         releases.requested(),
-        vec!["/releases/latest/download/SHA256SUMS".to_string(), format!("/releases/latest/download/ferry-{target}.tar.gz")]
+        vec![
+            "/releases/latest/download/SHA256SUMS".to_string(),
+            format!("/releases/latest/download/ferry-{target}.tar.gz")
+        ]
     );
     assert!(r.stderr.contains(&format!("installed {}", dir.join("ferry").display())), "{r:?}");
     assert!(r.stderr.contains("is not on PATH"), "says how to reach it: {r:?}");
@@ -457,7 +462,11 @@ fn the_setup_action_installs_its_own_release_by_default_and_puts_ferry_on_path()
     assert_eq!(out["cache"], "true");
 
     // (cache miss) download and verify, into the directory the cache keeps.
-    let env = [("FERRY_INSTALL_DIR", out["dir"].as_str()), ("FERRY_VERSION", out["version"].as_str()), ("FERRY_DOWNLOAD_URL", &url)];
+    let env = [
+        ("FERRY_INSTALL_DIR", out["dir"].as_str()),
+        ("FERRY_VERSION", out["version"].as_str()),
+        ("FERRY_DOWNLOAD_URL", &url),
+    ];
     let r = action_step(&runs[1], &gh, &env);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(releases.requested().contains(&format!("/releases/download/{default}/ferry-{}.tar.gz", host_target())));
@@ -474,13 +483,19 @@ fn the_setup_action_takes_a_version_input_and_does_not_cache_latest() {
     let releases = Releases::new();
     releases.publish("v1.2.3", true);
     let runs = action_runs();
-    for (input, version, cache) in [("1.2.3", "v1.2.3", "true"), ("v1.2.3", "v1.2.3", "true"), ("latest", "latest", "false")] {
+    for (input, version, cache) in
+        [("1.2.3", "v1.2.3", "true"), ("v1.2.3", "v1.2.3", "true"), ("latest", "latest", "false")]
+    {
         let gh = GithubFiles::new();
         let r = action_step(&runs[0], &gh, &[("INPUT_VERSION", input)]);
         assert_eq!(r.code, 0, "{r:?}");
         let out = gh.outputs();
         assert_eq!((out["version"].as_str(), out["cache"].as_str()), (version, cache), "input {input}");
-        let env = [("FERRY_INSTALL_DIR", out["dir"].as_str()), ("FERRY_VERSION", version), ("FERRY_DOWNLOAD_URL", releases.url.as_str())];
+        let env = [
+            ("FERRY_INSTALL_DIR", out["dir"].as_str()),
+            ("FERRY_VERSION", version),
+            ("FERRY_DOWNLOAD_URL", releases.url.as_str()),
+        ];
         assert_eq!(action_step(&runs[1], &gh, &env).code, 0);
         assert_eq!(action_step(&runs[2], &gh, &[("FERRY_INSTALL_DIR", out["dir"].as_str())]).code, 0);
         assert_eq!(gh.outputs()["version"], "1.2.3");

@@ -126,7 +126,14 @@ fn man_writes_ferry_1_and_a_page_per_subcommand() {
     let mut names: Vec<String> =
         std::fs::read_dir(&pages).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    for want in ["ferry.1", "ferry-deploy.1", "ferry-snapshot.1", "ferry-snapshot-create.1", "ferry-completions.1", "ferry-man.1"] {
+    for want in [
+        "ferry.1",
+        "ferry-deploy.1",
+        "ferry-snapshot.1",
+        "ferry-snapshot-create.1",
+        "ferry-completions.1",
+        "ferry-man.1",
+    ] {
         assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
     }
     assert!(!names.iter().any(|n| n.contains("supervisor") || n.contains("help")), "{names:?}");
@@ -145,12 +152,8 @@ fn man_writes_ferry_1_and_a_page_per_subcommand() {
     // A directory that cannot be made (a file is in the way): exit 2, named.
     let blocked = tempfile::tempdir().unwrap();
     std::fs::write(blocked.path().join("file"), "").unwrap();
-    let r: Run = Command::new(FERRY)
-        .args(["man", "--dir", "file/man1"])
-        .current_dir(blocked.path())
-        .output()
-        .unwrap()
-        .into();
+    let r: Run =
+        Command::new(FERRY).args(["man", "--dir", "file/man1"]).current_dir(blocked.path()).output().unwrap().into();
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("cannot write the man pages to file/man1"), "{r:?}");
 }
@@ -398,7 +401,8 @@ fn the_release_workflow_builds_every_target_and_publishes_checksums() {
     let w = yaml_lines(&repo().join(".github/workflows/release.yml"));
     let has = |want: &str| assert!(w.iter().any(|l| l == want), "release.yml lacks `{want}`");
     has("- \"v[0-9]+.[0-9]+.[0-9]+*\"");
-    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl", "x86_64-apple-darwin", "aarch64-apple-darwin"]
+    for target in
+        ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl", "x86_64-apple-darwin", "aarch64-apple-darwin"]
     {
         has(&format!("- target: {target}"));
     }
