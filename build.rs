@@ -7,7 +7,8 @@
 //!   `SOURCE_DATE_EPOCH` (reproducible builds), else today.
 //!
 //! They reach the crate as `FERRY_VERSION_COMMIT`, `FERRY_VERSION_DATE` and
-//! `FERRY_VERSION_TARGET` (the target triple).
+//! `FERRY_VERSION_TARGET` (the target triple). tests/release.rs includes
+//! this file to test its `pub(crate)` helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,20 +21,11 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
 
-    let commit = match non_empty("FERRY_BUILD_COMMIT") {
-        Some(c) => shorten(&c),
-        None => git_commit(&manifest_dir).unwrap_or_else(|| "unknown".into()),
-    };
-    let date = match non_empty("FERRY_BUILD_DATE") {
-        Some(d) => d,
-        None => build_date(),
-    };
+    let commit = commit(non_empty("FERRY_BUILD_COMMIT"), || git_commit(&manifest_dir));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let date = build_date(non_empty("FERRY_BUILD_DATE"), non_empty("SOURCE_DATE_EPOCH"), now)
+        .unwrap_or_else(|e| panic!("{e}"));
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
-    for (name, value) in [("FERRY_VERSION_COMMIT", &commit), ("FERRY_VERSION_DATE", &date)] {
-        if value.chars().any(char::is_control) {
-            panic!("{name} must be one line (got {value:?}): check FERRY_BUILD_COMMIT / FERRY_BUILD_DATE");
-        }
-    }
     println!("cargo:rustc-env=FERRY_VERSION_COMMIT={commit}");
     println!("cargo:rustc-env=FERRY_VERSION_DATE={date}");
     println!("cargo:rustc-env=FERRY_VERSION_TARGET={target}");
@@ -43,13 +35,13 @@ fn non_empty(var: &str) -> Option<String> {
     std::env::var(var).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-/// (`pub(crate)`: tests/release.rs includes this file to test it.)
-/// A full 40-hex commit id becomes the 12-character form `git` prints.
+/// A full 40-hex commit id becomes the 12-character form `git` prints;
+/// control characters (a second line) become spaces.
 pub(crate) fn shorten(commit: &str) -> String {
     if commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()) {
         commit[..12].to_string()
     } else {
-        commit.to_string()
+        commit.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
     }
 }
 
@@ -85,15 +77,35 @@ fn git_commit(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "--short=12", "HEAD"])
 }
 
-fn build_date() -> String {
-    let seconds = match non_empty("SOURCE_DATE_EPOCH") {
-        Some(s) => s
-            .parse::<i64>()
-            .unwrap_or_else(|_| panic!("SOURCE_DATE_EPOCH must be seconds since 1970-01-01 (got {s:?})")),
-        None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+/// The commit: the override (a 40-hex id shortened), else git's, else `unknown`.
+pub(crate) fn commit(overridden: Option<String>, git: impl FnOnce() -> Option<String>) -> String {
+    match overridden {
+        Some(c) => shorten(&c),
+        None => git().unwrap_or_else(|| "unknown".into()),
+    }
+}
+
+/// The build date: FERRY_BUILD_DATE as given, else the day of
+/// SOURCE_DATE_EPOCH, else the day of `now` (seconds since 1970, UTC).
+pub(crate) fn build_date(
+    overridden: Option<String>,
+    source_date_epoch: Option<String>,
+    now: i64,
+) -> Result<String, String> {
+    if let Some(date) = overridden {
+        if date.chars().any(char::is_control) {
+            return Err(format!("FERRY_BUILD_DATE must be one line (got {date:?})"));
+        }
+        return Ok(date);
+    }
+    let seconds = match source_date_epoch {
+        Some(s) => {
+            s.parse::<i64>().map_err(|_| format!("SOURCE_DATE_EPOCH must be seconds since 1970-01-01 (got {s:?})"))?
+        }
+        None => now,
     };
     let (y, m, d) = civil_date(seconds.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    Ok(format!("{y:04}-{m:02}-{d:02}"))
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).

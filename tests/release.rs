@@ -73,7 +73,21 @@ fn the_build_scripts_dates_are_the_calendars() {
         let (y, m, d) = build_script::civil_date(days);
         assert_eq!(format!("{y:04}-{m:02}-{d:02}"), want.format("%Y-%m-%d").to_string(), "day {days}");
     }
-    assert_eq!(build_script::shorten("0095b960dc4bd7c4ed1f19a9b0f4e1d1c2f3a4b5"), "0095b960dc4b");
+    // FERRY_BUILD_DATE wins, then SOURCE_DATE_EPOCH, then the clock.
+    let now = 1_780_000_000; // 2026-05-28
+    assert_eq!(build_script::build_date(Some("2026-01-02".into()), Some("0".into()), now).unwrap(), "2026-01-02");
+    assert_eq!(build_script::build_date(None, Some("1700000000".into()), now).unwrap(), "2023-11-14");
+    assert_eq!(build_script::build_date(None, None, now).unwrap(), "2026-05-28");
+    let bad = build_script::build_date(None, Some("yesterday".into()), now).unwrap_err();
+    assert!(bad.contains("SOURCE_DATE_EPOCH must be seconds"), "{bad}");
+    assert!(build_script::build_date(Some("2026\n01".into()), None, now).is_err());
+    // FERRY_BUILD_COMMIT wins over git; without either, unknown.
+    let full = "0095b960dc4bd7c4ed1f19a9b0f4e1d1c2f3a4b5";
+    assert_eq!(build_script::commit(Some(full.into()), || panic!("git asked")), "0095b960dc4b");
+    assert_eq!(build_script::commit(None, || Some("abc123".into())), "abc123");
+    assert_eq!(build_script::commit(None, || None), "unknown");
+    assert_eq!(build_script::shorten("a\nb"), "a b");
+    assert_eq!(build_script::shorten(full), "0095b960dc4b");
     assert_eq!(build_script::shorten("0095b96"), "0095b96");
     assert_eq!(build_script::shorten("release-build"), "release-build");
 }
