@@ -14,6 +14,10 @@
 #   anything else goes to `ferry deploy` (e.g. --output json, --no-restore);
 #   --profile, --region and -v go to both commands.
 #
+# ferry is $FERRY_BIN (or $FERRY), else `ferry` on PATH, else built from
+# ferry's repository when this script is in it. To run it from an
+# application's repository, copy it with scripts/lib/wrappers.sh.
+#
 # Review the plan first: scripts/deploy-prod.sh prints it and stops. Then run
 # it again with --i-have-reviewed-the-plan. See docs/runbooks/release.md.
 set -euo pipefail

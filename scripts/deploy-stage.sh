@@ -9,7 +9,9 @@
 #   anything else goes to `ferry deploy` (e.g. --yes, --output json, --no-restore);
 #   --profile, --region and -v go to both commands.
 #
-# ferry is $FERRY, else `ferry` on PATH, else built from this repository.
+# ferry is $FERRY_BIN (or $FERRY), else `ferry` on PATH, else built from
+# ferry's repository when this script is in it. To run it from an
+# application's repository, copy it with scripts/lib/wrappers.sh.
 # See docs/runbooks/release.md.
 set -euo pipefail
 # shellcheck source=scripts/lib/wrappers.sh

@@ -12,8 +12,22 @@ const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration erro
 3 failed before any change, 4 migration failed and the database was restored, 5 failed and needs a human, \
 130 interrupted (ferry resume continues it).\nEach command is documented in docs/commands/<command>.md.";
 
+/// `ferry --version`: the version, the commit and date it was built from
+/// (`unknown` without git), and the target it was built for. `-V` prints the
+/// version alone.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERRY_VERSION_COMMIT"),
+    ", built ",
+    env!("FERRY_VERSION_DATE"),
+    ", ",
+    env!("FERRY_VERSION_TARGET"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Snapshot, migrate, stream logs, and restore on failure", after_help = AFTER_HELP)]
+#[command(name = "ferry", version, long_version = LONG_VERSION, about = "Snapshot, migrate, stream logs, and restore on failure", after_help = AFTER_HELP)]
 pub struct Cli {
     /// Path to ferry.toml (default: FERRY_CONFIG, then ferry.toml in this directory or a parent)
     #[arg(long, global = true, value_name = "PATH")]
@@ -90,6 +104,12 @@ pub enum Command {
     /// Run SQL against a local-provider database (seed data, inspect, repair)
     #[command(subcommand, after_help = "Docs: docs/commands/db.md")]
     Db(DbCommand),
+    /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish)
+    #[command(after_help = "Docs: docs/commands/completions.md")]
+    Completions(CompletionsArgs),
+    /// Write ferry's man pages: ferry.1 and one page per subcommand
+    #[command(after_help = "Docs: docs/commands/completions.md")]
+    Man(ManArgs),
     /// Internal: owns a local migration process so it outlives ferry
     #[command(name = "__task-supervisor", hide = true)]
     TaskSupervisor(SupervisorArgs),
@@ -283,4 +303,19 @@ pub struct SupervisorArgs {
     pub dir: PathBuf,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into this directory (created if missing) and list them on stdout;
+    /// without it, print ferry.1 on stdout
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -63,6 +63,7 @@ fn script_cmd(p: &Project, name: &str, args: &[&str]) -> Command {
     c.args(args)
         .current_dir(p.path())
         .env_remove("FERRY")
+        .env_remove("FERRY_BIN")
         .env_remove("FERRY_CONFIG")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
@@ -213,6 +214,58 @@ fn scripts_find_ferry_on_path_when_ferry_is_unset() {
     let r: Run = script_cmd(&p, "deploy-stage.sh", &[]).env("PATH", path).output().unwrap().into();
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("ferry deploy staging succeeded"), "{r:?}");
+}
+
+/// The wrappers copied into an application's repository (with
+/// scripts/lib/wrappers.sh, as docs/github-actions.md says): ferry from
+/// FERRY_BIN, the config path as an argument; with no ferry at all, a clear
+/// refusal and never a build (the app's own Cargo.toml is not ferry's).
+#[test]
+fn copied_into_an_app_repo_they_use_the_installed_ferry_and_never_build_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = project();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(app.path().join("ci/lib")).unwrap();
+    for f in ["deploy-stage.sh", "deploy-prod.sh", "lib/wrappers.sh"] {
+        let to = app.path().join("ci").join(f);
+        std::fs::copy(repo().join("scripts").join(f), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(app.path().join("Cargo.toml"), "[package]\nname = \"shop\"\n").unwrap();
+    let config = p.path().join("ferry.toml");
+    let config = config.to_str().unwrap();
+    let run = |name: &str, args: &[&str], ferry_bin: Option<&str>| -> Run {
+        let mut c = Command::new(app.path().join("ci").join(name));
+        c.args(args)
+            .current_dir(app.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("FERRY")
+            .env_remove("FERRY_BIN")
+            .env_remove("FERRY_CONFIG")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null());
+        if let Some(bin) = ferry_bin {
+            c.env("FERRY_BIN", bin);
+        }
+        c.output().unwrap().into()
+    };
+
+    let r = run("deploy-stage.sh", &["--config", config], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("ferry is not on PATH: install it"), "{r:?}");
+    assert!(!r.stderr.contains("building"), "it tried to build ferry: {r:?}");
+
+    let r = run("deploy-prod.sh", &["--config", config], Some(FERRY));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("ferry deploy production will:"), "{r:?}");
+    assert_eq!(runs(&p), 0);
+
+    let r = run("deploy-stage.sh", &["--config", config], Some(FERRY));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("ferry deploy staging succeeded"), "{r:?}");
+    assert_eq!(versions(&p), "0001_init 0002_add_email");
 }
 
 fn link(from: &Path, to: &Path) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared by deploy-stage.sh, deploy-prod.sh and run-migration-task.sh; sourced,
-# not run. Finds the ferry binary and splits the wrappers' arguments.
+# not run. Finds the ferry binary and splits the wrappers' arguments. To use
+# the wrappers from an application's repository, copy them with this file,
+# keeping scripts/lib/ beside them (docs/github-actions.md).
 
 ferry_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -12,19 +14,25 @@ usage_error() {
     exit 2
 }
 
-# Sets FERRY_BIN: $FERRY, else `ferry` on PATH, else a release build of this
-# repository (cargo build --release --locked).
+# Sets FERRY_BIN: $FERRY_BIN, else $FERRY, else `ferry` on PATH, else, when
+# these scripts are in ferry's own repository, a release build of it (cargo
+# build --release --locked). Copied into an application's repository, they
+# never build: ferry must be installed (scripts/install.sh, the setup action).
 find_ferry() {
-    if [[ -n ${FERRY:-} ]]; then
+    if [[ -n ${FERRY_BIN:-} ]]; then
+        :
+    elif [[ -n ${FERRY:-} ]]; then
         FERRY_BIN=${FERRY}
     elif command -v ferry >/dev/null 2>&1; then
         FERRY_BIN=$(command -v ferry)
-    else
+    elif [[ -f ${ferry_repo}/Cargo.toml ]] && grep -q '^name = "ferry"$' "${ferry_repo}/Cargo.toml"; then
         command -v cargo >/dev/null 2>&1 ||
-            usage_error "no ferry: set FERRY, put ferry on PATH, or install the Rust toolchain to build it"
+            usage_error "no ferry: set FERRY_BIN, put ferry on PATH, or install the Rust toolchain to build it"
         say "ferry is not on PATH; building it (cargo build --release --locked)"
         (cd "${ferry_repo}" && cargo build --release --locked --quiet) || exit 2
         FERRY_BIN=${CARGO_TARGET_DIR:-${ferry_repo}/target}/release/ferry
+    else
+        usage_error "ferry is not on PATH: install it (ferry's scripts/install.sh, or its setup action in a workflow) or set FERRY_BIN to its path"
     fi
     [[ -x ${FERRY_BIN} ]] || usage_error "ferry binary ${FERRY_BIN} is not executable"
 }

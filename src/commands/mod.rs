@@ -2,6 +2,7 @@
 //! the provider, guard confirmations, run the command, and turn the result into
 //! an exit code.
 
+mod completions;
 mod db;
 mod history;
 mod inspect;
@@ -280,6 +281,9 @@ pub async fn run(cli: Cli) -> i32 {
     let Cli { config, output, yes, verbose, profile, region, command } = cli;
     let aws = aws::AwsOptions { profile, region };
     let result = async {
+        if let Some(done) = completions::without_config(&command) {
+            return done;
+        }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let env_var = std::env::var("FERRY_CONFIG").ok();
         let path = config::locate(config.as_deref(), env_var.as_deref(), &cwd)?;
@@ -314,6 +318,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Db(c) => db::run(ctx, c).await,
         Command::Check(a) => migrations::check(ctx, &a.env).await,
         Command::Doctor(a) => migrations::doctor(ctx, a).await,
+        Command::Completions(a) => completions::completions(a.shell),
+        Command::Man(a) => completions::man(a.dir.as_deref()),
         Command::TaskSupervisor(_) => Err(CommandError::Usage("__task-supervisor is internal".into())),
     }
 }
