@@ -141,6 +141,14 @@ pub struct RunRecord {
     pub state: Option<String>,
     /// The exact command to run next, when a human must act.
     pub next: Option<String>,
+    /// The image the migration runs (`--image`, `FERRY_IMAGE`, `migration.image`);
+    /// null: the one the task definition or the service pins.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The task definition revision ferry registered for `image` (ECS); a
+    /// resumed run starts this one instead of registering another.
+    #[serde(default)]
+    pub task_definition: Option<String>,
 }
 
 impl RunRecord {
@@ -170,6 +178,8 @@ impl RunRecord {
             error: None,
             state: None,
             next: None,
+            image: None,
+            task_definition: None,
         }
     }
 
