@@ -412,3 +412,28 @@ async fn the_migration_container_must_exist() {
     let err = revision_with_image(&client, &t, RUN, IMAGE).await.unwrap_err().to_string();
     assert!(err.contains("has no container \"web\""), "{err}");
 }
+
+#[tokio::test]
+async fn the_task_runs_the_prepared_revision() {
+    use crate::provider::{MigrationRunner, TaskSpec};
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    let logs = describe_rule(ORIGINAL, original(), original_tags());
+    let plain =
+        mock!(Client::describe_task_definition).then_http_response(|| answer(json!({"taskDefinition": original()})));
+    let run = mock!(Client::run_task).match_requests(|r| r.task_definition() == Some(NEW)).then_output(|| {
+        RunTaskOutput::builder()
+            .tasks(aws_sdk_ecs::types::Task::builder().task_arn("arn:aws:ecs:us-east-1:1:task/app/0123").build())
+            .build()
+    });
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&logs, &plain, &run]);
+    let spec = TaskSpec {
+        run_id: RUN.into(),
+        env: "prod".into(),
+        command: vec!["alembic".into(), "upgrade".into(), "head".into()],
+        environment: Default::default(),
+        image: Some(IMAGE.into()),
+        task_definition: Some(NEW.into()),
+    };
+    super::super::ecs::EcsRunner::new(client, target()).start(&spec).await.unwrap();
+    assert_eq!(run.num_calls(), 1, "RunTask named the new revision");
+}
