@@ -30,9 +30,11 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
     Ok(all.into_iter().filter(|(k, _)| refs.contains(k)).collect())
 }
 
-pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
+pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let plan = deploy_plan(env, &RunOptions::default());
+    let (with_image, chosen) = super::image::apply(env, image)?;
+    let plan = deploy_plan(&with_image, &RunOptions::default());
+    let image = chosen.map(|c| json!({ "image": c.image, "from": c.from }));
     let redactor = Redactor::new(env.secrets());
     let outputs = stack_outputs(ctx, env).await;
     if ctx.json() {
@@ -42,7 +44,7 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
         };
         let migrations = super::migrations::plan_summary(env);
         print_json(
-            &json!({ "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan, "migrations": migrations }),
+            &json!({ "env": env, "image": image, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan, "migrations": migrations }),
             &redactor,
         );
         return Ok(0);
@@ -66,6 +68,13 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
                 env.output_refs().join(", ")
             ),
         }
+    }
+    if let Some(i) = &image {
+        crate::outln!(
+            "\nimage: {} (from {})",
+            i["image"].as_str().unwrap_or_default(),
+            i["from"].as_str().unwrap_or_default()
+        );
     }
     crate::outln!("\nferry deploy {} will:", env.name);
     for (i, s) in plan.steps.iter().enumerate() {

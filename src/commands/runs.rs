@@ -12,7 +12,8 @@ use crate::runbook::record::{RunOptions, RunRecord, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
-    let env = ctx.env(&a.env)?;
+    let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
+    let env = &env;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "deploy")?;
     let options =
@@ -22,7 +23,8 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
 }
 
 pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
-    let env = ctx.env(&a.env)?;
+    let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
+    let env = &env;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
@@ -78,10 +80,16 @@ async fn start_with(
     steps: &[&str],
 ) -> CmdResult {
     let out = ctx.reporter(Some(env));
-    let record = RunRecord::new(new_run_id(&env.name, Utc::now()), &env.name, command, options, steps);
+    let mut record = RunRecord::new(new_run_id(&env.name, Utc::now()), &env.name, command, options, steps);
+    if command != "restore" {
+        record.image = env.migration.image.clone();
+    }
     let journal = Journal::create(&ctx.config.state_dir, &record, out.redactor().clone())
         .map_err(|e| CommandError::Failed(e.to_string()))?;
     out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.path().display()));
+    if let Some(image) = &record.image {
+        out.info(&format!("image {image}"));
+    }
     if out.is_verbose() {
         out.info(&format!(
             "config {}, provider {:?}, database {}",
@@ -99,7 +107,10 @@ async fn start_with(
 pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     let probe = crate::runbook::journal::read_run(&ctx.config.state_dir, run_id)
         .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let env = ctx.env(&probe.env)?;
+    // The run goes on with the image it started with, whatever the config says now.
+    let mut env = ctx.env(&probe.env)?.clone();
+    env.migration.image = probe.image.clone();
+    let env = &env;
     let out = ctx.reporter(Some(env));
     let (journal, mut record) = Journal::open(&ctx.config.state_dir, run_id, out.redactor().clone())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
@@ -132,6 +143,8 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
         Some(Some(r)) => r,
         Some(None) => return Err(CommandError::Usage(format!("a `{}` run cannot be driven", run.record.command))),
         None => {
+            // The migration's log group may be open: close it, so what follows is seen.
+            run.out.group_end();
             run.out.warn("interrupted: recording the run's state (nothing running is stopped)");
             run.interrupted()
         }
@@ -141,9 +154,7 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
 }
 
 fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
-    for line in render::summary(record) {
-        out.info(&line);
-    }
+    out.summary(&render::summary(record));
     if let Err(e) = append_step_summary(record, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));
     }
