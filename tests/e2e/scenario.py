@@ -21,6 +21,10 @@
     python scenario.py clusters --endpoint URL
         Prints the emulator's cluster map as JSON.
 
+    python scenario.py task-definition --endpoint URL --arn ARN
+        Prints DescribeTaskDefinition of ARN (a name, family:revision or ARN),
+        with its tags, as JSON.
+
 Used by tests/aws_e2e.rs; runs with the emulator's venv (boto3, psycopg, alembic).
 """
 
@@ -177,6 +181,12 @@ def apprunner_call(args):
     print(json.dumps(out, default=str))
 
 
+def task_definition(args):
+    out = client("ecs", args.endpoint).describe_task_definition(taskDefinition=args.arn, include=["TAGS"])
+    out.pop("ResponseMetadata", None)
+    print(json.dumps(out, default=str))
+
+
 def query(args):
     url = clusters(args.endpoint)[args.cluster]["url"]
     with psycopg.connect(url) as conn:
@@ -209,6 +219,9 @@ def main():
     q.add_argument("--sql", required=True)
     c = sub.add_parser("clusters")
     c.add_argument("--endpoint", required=True)
+    t = sub.add_parser("task-definition")
+    t.add_argument("--endpoint", required=True)
+    t.add_argument("--arn", required=True)
     args = p.parse_args()
     if args.cmd == "setup":
         setup(args)
@@ -218,6 +231,8 @@ def main():
         apprunner_call(args)
     elif args.cmd == "query":
         query(args)
+    elif args.cmd == "task-definition":
+        task_definition(args)
     else:
         print(json.dumps(clusters(args.endpoint)))
 
