@@ -206,11 +206,19 @@ pub struct Project {
 
 impl Project {
     pub fn ferry(&self, args: &[&str]) -> Run {
+        self.ferry_with(args, &[])
+    }
+
+    /// `ferry` with these environment variables set as well.
+    pub fn ferry_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut c = Command::new(super::FERRY);
         c.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
-        for k in ["FERRY_CONFIG", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
+        for k in
+            ["FERRY_CONFIG", "FERRY_IMAGE", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"]
+        {
             c.env_remove(k);
         }
+        c.envs(vars.iter().copied());
         c.env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
