@@ -124,7 +124,10 @@ fn a_signal_under_github_actions_closes_the_log_group_before_the_summary() {
         let warned = err.find("interrupted: recording").unwrap();
         let summary_at = err.find("ferry deploy local was interrupted (exit 130)").unwrap();
         assert!(group < logged && logged < end, "{signal}: {err}");
-        assert!(end < warned && warned < summary_at, "{signal}: the group closes before the warning and summary: {err}");
+        assert!(
+            end < warned && warned < summary_at,
+            "{signal}: the group closes before the warning and summary: {err}"
+        );
         assert_eq!(err.matches("::endgroup::").count(), 1, "{signal}: {err}");
         let md = std::fs::read_to_string(&summary).unwrap();
         assert!(md.contains("was interrupted (exit 130)"), "{md}");
