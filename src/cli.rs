@@ -123,7 +123,7 @@ pub struct DeployArgs {
 pub struct PlanArgs {
     /// Environment name ([env.NAME] in ferry.toml)
     pub env: String,
-    /// Run this image in the migration container instead of the pinned one (default: FERRY_IMAGE, then migration.image)
+    /// Show the deploy of this image in the migration container (default: FERRY_IMAGE, then migration.image)
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 }

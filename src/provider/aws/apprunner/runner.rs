@@ -144,9 +144,11 @@ impl MigrationRunner for Deployments {
     async fn find_started(&self, spec: &TaskSpec) -> PResult<Option<TaskHandle>> {
         let Some(image) = &spec.image else { return self.find_by_run(&spec.run_id).await };
         let Some(since) = run_started(&spec.run_id) else { return Ok(None) };
-        // Only the service running the image is evidence the update was made.
-        let current = self.image_source(image).await?;
-        if current.image_repository().map(|r| r.image_identifier()) != Some(image.as_str()) {
+        // Only the service running the image is evidence the update was made
+        // (a service built from code has none: `prepare_image` says why).
+        let service = self.service.describe().await?;
+        let current = service.source_configuration().and_then(|s| s.image_repository());
+        if current.map(|r| r.image_identifier()) != Some(image.as_str()) {
             return Ok(None);
         }
         let ops = self.service.operations().await?;
