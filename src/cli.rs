@@ -53,6 +53,10 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Only warnings, errors and the final summary on stderr (results still go to stdout)
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,7 +68,7 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Show the resolved config and the steps deploy would run; changes nothing
     #[command(after_help = "Docs: docs/commands/plan.md")]
-    Plan(EnvArg),
+    Plan(PlanArgs),
     /// Create, list, wait for, delete and prune snapshots
     #[command(subcommand, after_help = "Docs: docs/commands/snapshot.md")]
     Snapshot(SnapshotCommand),
@@ -133,6 +137,18 @@ pub struct DeployArgs {
     /// Snapshot and migrate even when the database is already at the Alembic heads
     #[arg(long)]
     pub force: bool,
+    /// Run this image in the migration container instead of the pinned one (default: FERRY_IMAGE, then migration.image)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Environment name ([env.NAME] in ferry.toml)
+    pub env: String,
+    /// Show the deploy of this image in the migration container (default: FERRY_IMAGE, then migration.image)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +171,9 @@ pub struct MigrateArgs {
     /// Snapshot and migrate even when the database is already at the Alembic heads
     #[arg(long)]
     pub force: bool,
+    /// Run this image in the migration container instead of the pinned one (default: FERRY_IMAGE, then migration.image)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

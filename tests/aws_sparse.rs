@@ -616,6 +616,8 @@ mod run_task {
             env: "prod".into(),
             command: vec!["m".into()],
             environment: Default::default(),
+            image: None,
+            task_definition: None,
         }
     }
 

@@ -46,16 +46,19 @@ const ACTIONS_OF_OPERATION: &[(&str, &[&str])] = &[
 /// Permissions AWS checks that are not operations ferry calls, each with the
 /// call that needs it. Nothing else may be in the policy.
 const REQUIRED_BY_AWS: &[(&str, &str)] = &[
-    // RunTask on a task definition with an execution role and a task role hands
-    // both roles to ECS; IAM authorizes that as PassRole on each. CreateDBInstance
+    // RunTask on a task definition with an execution role and a task role, and
+    // RegisterTaskDefinition of a revision naming them (`--image`), hand both
+    // roles to ECS; IAM authorizes that as PassRole on each. CreateDBInstance
     // with a MonitoringRoleArn hands that role to RDS's enhanced monitoring.
     (
         "iam:PassRole",
-        "ecs:RunTask passes the task definition's execution and task roles; rds:CreateDBInstance the monitoring role",
+        "ecs:RunTask and ecs:RegisterTaskDefinition pass the task definition's execution and task roles; \
+         rds:CreateDBInstance the monitoring role",
     ),
-    // Tags on RunTask (ferry:run-id, ferry:env) are authorized as TagResource
-    // with ecs:CreateAction = RunTask.
-    ("ecs:TagResource", "ecs:RunTask with tags (tag-on-create)"),
+    // Tags on RunTask (ferry:run-id, ferry:env) and on RegisterTaskDefinition
+    // (the original's and ferry:run-id) are authorized as TagResource with
+    // ecs:CreateAction = RunTask / RegisterTaskDefinition.
+    ("ecs:TagResource", "ecs:RunTask and ecs:RegisterTaskDefinition with tags (tag-on-create)"),
     // Tags passed to CreateDBClusterSnapshot and RestoreDBClusterFromSnapshot
     // are authorized as AddTagsToResource.
     ("rds:AddTagsToResource", "rds:CreateDBClusterSnapshot and rds:RestoreDBClusterFromSnapshot with tags"),
@@ -85,7 +88,7 @@ const DENIED: &[&str] = &["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:De
 /// condition, which the policy must then carry). Every other Allow names its
 /// resources.
 const RESOURCE_STAR_ALLOWED: &[&str] =
-    &["rds:DescribeAccountAttributes", "ecs:DescribeTaskDefinition", "ecs:ListTasks"];
+    &["rds:DescribeAccountAttributes", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:RegisterTaskDefinition"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -348,6 +351,10 @@ fn actions_called() -> BTreeMap<String, BTreeSet<String>> {
     let mut ops_of: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(&repo().join("src")) {
+        // A module's tests in their own file (`#[cfg(test)] mod tests;`) do not ship.
+        if file.file_name().is_some_and(|n| n == "tests.rs" || n.to_string_lossy().ends_with("_tests.rs")) {
+            continue;
+        }
         let code = shipped_code(&read(&file));
         let rel = file.strip_prefix(repo()).unwrap().display().to_string();
         let calls = method_calls(&code);
@@ -538,7 +545,8 @@ fn render_statement(sid: &str, body: &[&str], key_indent: usize) -> Value {
                 for l in block {
                     let (name, v) = l.trim().split_once(": ").map_or((l.trim().trim_end_matches(':'), ""), |x| x);
                     if v.is_empty() {
-                        op = name.to_string();
+                        // YAML would read a bare `Null:` as null: the template quotes it.
+                        op = unquote(name);
                         ops.insert(op.clone(), Value::Object(serde_json::Map::new()));
                     } else {
                         let m = ops.get_mut(&op).and_then(Value::as_object_mut).expect("operator before key");
@@ -738,6 +746,25 @@ fn the_policy_never_lets_ferry_delete_a_database_and_scopes_what_it_can() {
         }
         if actions.iter().any(|a| a.starts_with("kms:")) {
             assert!(s["Condition"]["StringEquals"]["kms:ViaService"].is_string(), "KMS only through a service: {s}");
+        }
+        if actions.iter().any(|a| a == "ecs:RegisterTaskDefinition") {
+            assert_eq!(
+                s["Condition"]["Null"]["aws:RequestTag/ferry:run-id"], "false",
+                "task definitions are registered only with ferry's run tag: {s}"
+            );
+        }
+        if actions.iter().any(|a| a == "ecs:TagResource") {
+            let create = &s["Condition"]["StringEquals"]["ecs:CreateAction"];
+            assert!(
+                create == "RunTask" || create == "RegisterTaskDefinition",
+                "tags only as part of creating a task or a task definition, never on existing resources: {s}"
+            );
+            assert!(
+                resources
+                    .iter()
+                    .all(|r| r.contains(":task/app-migrations/") || r.contains(":task-definition/app-migrate:")),
+                "tags only on the stack's tasks and task family: {s}"
+            );
         }
         if actions.iter().any(|a| a == "ecs:ListTasks") {
             assert!(

@@ -78,9 +78,11 @@ async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
     check
 }
 
-pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
+pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResult {
     let env = ctx.env(env_name)?;
-    let plan = deploy_plan(env, &RunOptions::default());
+    let (with_image, chosen) = super::image::apply(env, image)?;
+    let plan = deploy_plan(&with_image, &RunOptions::default());
+    let image = chosen.map(|c| json!({ "image": c.image, "from": c.from }));
     let redactor = Redactor::new(env.secrets());
     let check = plan_check(ctx, env).await;
     let code = check.exit_code();
@@ -92,7 +94,7 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
         let migrations = super::migrations::plan_summary(env);
         print_json(
             &json!({
-                "env": env, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan,
+                "env": env, "image": image, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan,
                 "migrations": migrations, "preflight": check.preflight, "problems": check.problems,
                 "refusals": check.refusals, "exit_code": code
             }),
@@ -120,6 +122,13 @@ pub async fn plan(ctx: &Context, env_name: &str) -> CmdResult {
                 env.output_refs().join(", ")
             ),
         }
+    }
+    if let Some(i) = &image {
+        crate::outln!(
+            "\nimage: {} (from {})",
+            i["image"].as_str().unwrap_or_default(),
+            i["from"].as_str().unwrap_or_default()
+        );
     }
     crate::outln!("\nferry deploy {} will:", env.name);
     for (i, s) in plan.steps.iter().enumerate() {

@@ -5,6 +5,7 @@
 mod completions;
 mod db;
 mod history;
+mod image;
 mod inspect;
 pub(crate) mod migrations;
 mod restore;
@@ -68,6 +69,8 @@ pub struct Context {
     pub output: OutputFormat,
     pub yes: bool,
     pub verbose: u8,
+    /// `--quiet`: only warnings, errors and the final summary on stderr.
+    pub quiet: bool,
 }
 
 impl Context {
@@ -77,7 +80,7 @@ impl Context {
 
     pub fn reporter(&self, env: Option<&EnvConfig>) -> Arc<Reporter> {
         let secrets = env.map(EnvConfig::secrets).unwrap_or_default();
-        Arc::new(Reporter::stderr(Redactor::new(secrets)).verbose(self.verbose > 0))
+        Arc::new(Reporter::stderr(Redactor::new(secrets)).verbose(self.verbose > 0).quiet(self.quiet))
     }
 
     /// The provider's view of one environment. For AWS this loads credentials
@@ -278,7 +281,7 @@ macro_rules! outln {
 
 /// Run a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let Cli { config, output, yes, verbose, profile, region, command } = cli;
+    let Cli { config, output, yes, verbose, quiet, profile, region, command } = cli;
     let aws = aws::AwsOptions { profile, region };
     let result = async {
         if let Some(done) = completions::without_config(&command) {
@@ -288,7 +291,7 @@ pub async fn run(cli: Cli) -> i32 {
         let env_var = std::env::var("FERRY_CONFIG").ok();
         let path = config::locate(config.as_deref(), env_var.as_deref(), &cwd)?;
         let config = config::load(&path)?;
-        let ctx = Context { config, aws, output, yes, verbose };
+        let ctx = Context { config, aws, output, yes, verbose, quiet };
         dispatch(&ctx, command).await
     }
     .await;
@@ -307,7 +310,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Migrate(a) => runs::migrate(ctx, a).await,
         Command::Restore(a) => runs::restore(ctx, a).await,
         Command::Resume(a) => runs::resume(ctx, &a.run_id).await,
-        Command::Plan(a) => inspect::plan(ctx, &a.env).await,
+        Command::Plan(a) => inspect::plan(ctx, &a.env, a.image.as_deref()).await,
         Command::Status(a) => inspect::status(ctx, &a.env).await,
         Command::Service(c) => service::run(ctx, c).await,
         Command::Logs(a) => inspect::logs(ctx, a).await,

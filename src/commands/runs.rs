@@ -12,7 +12,8 @@ use crate::runbook::record::{RunOptions, RunRecord, is_run_of, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
-    let env = ctx.env(&a.env)?;
+    let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
+    let env = &env;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "deploy")?;
     let options =
@@ -22,7 +23,8 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
 }
 
 pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
-    let env = ctx.env(&a.env)?;
+    let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
+    let env = &env;
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
@@ -195,9 +197,15 @@ async fn start_with(ctx: &Context, s: Started<'_>, steps: &[&str]) -> CmdResult 
     let out = ctx.reporter(Some(env));
     let mut record = RunRecord::new(run_id, &env.name, command, options, steps);
     record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
+    if command != "restore" {
+        record.image = env.migration.image.clone();
+    }
     let journal = Journal::create(store, &record, out.redactor().clone())
         .map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
     out.info(&format!("ferry {command} {} (run {}, journal {})", env.name, record.run_id, journal.location()));
+    if let Some(image) = &record.image {
+        out.info(&format!("image {image}"));
+    }
     if out.is_verbose() {
         out.info(&format!(
             "config {}, provider {:?}, database {}",
@@ -251,7 +259,10 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     }
     out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
     let journal = Journal::attach(&store, run_id, out.redactor().clone());
-    let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
+    // The run goes on with the image it started with, whatever the config says now.
+    let mut env = env.clone();
+    env.migration.image = record.image.clone();
+    let mut run = Run { env, cloud, out, confirm: ctx.confirmer(), journal, record };
     run.save().map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
     execute(ctx, &mut run).await
 }
@@ -271,6 +282,8 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
         Some(Some(r)) => r,
         Some(None) => return Err(CommandError::Usage(format!("a `{}` run cannot be driven", run.record.command))),
         None => {
+            // The migration's log group may be open: close it, so what follows is seen.
+            run.out.group_end();
             run.out.warn("interrupted: recording the run's state (nothing running is stopped)");
             run.interrupted()
         }
@@ -280,9 +293,7 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
 }
 
 fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
-    for line in render::summary(record) {
-        out.info(&line);
-    }
+    out.summary(&render::summary(record));
     if let Err(e) = append_step_summary(record, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));
     }

@@ -2,6 +2,7 @@
 //! Pure: the only I/O is reading the file. Stack outputs are resolved later by
 //! the provider (see [`Template`]).
 
+mod image;
 mod raw;
 pub mod values;
 
@@ -10,6 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use image::{IMAGE_SOURCES, check_image};
 use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile};
 pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
@@ -146,6 +148,10 @@ pub struct MigrationConfig {
     pub ecs: Option<EcsConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alembic: Option<AlembicConfig>,
+    /// `migration.image`: run this image instead of the one the task definition
+    /// (ecs) or the service (apprunner) pins. `--image` and `FERRY_IMAGE` win over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Where the Alembic revision files are, so ferry can know the heads.
@@ -569,6 +575,16 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         None => None,
         Some(a) => Some(alembic_config(a)?),
     };
+    let image = match m.image {
+        None => None,
+        Some(_) if runner == RunnerKind::Command => {
+            return Err(err("migration.image needs runner = \"ecs\" or \"apprunner\"; runner = \"command\" runs a local command, not an image".into()));
+        }
+        Some(i) => {
+            check_image(i.get_ref()).map_err(|e| (Some(i.span()), format!("migration.image: {e}")))?;
+            Some(i.into_inner())
+        }
+    };
     let cfg = EnvConfig {
         name: name.to_string(),
         project: project.to_string(),
@@ -582,7 +598,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         stack: raw.stack,
         database,
         database_url,
-        migration: MigrationConfig { runner, command, env, ecs, alembic },
+        migration: MigrationConfig { runner, command, env, ecs, alembic, image },
         service,
         health,
         state: crate::state::Location::Local(PathBuf::new()),

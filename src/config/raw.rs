@@ -97,6 +97,7 @@ pub struct RawMigration {
     pub command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, RawEnvValue>>,
     pub alembic: Option<RawAlembic>,
+    pub image: Option<Spanned<String>>,
 }
 
 /// `migration.alembic = { versions = "alembic/versions", version_table = "alembic_version" }`;
@@ -184,7 +185,7 @@ inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {
     runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
-    command, alembic
+    command, alembic, image
 } { env });
 
 /// `migration.env` tables merge key by key, like every other table.

@@ -18,6 +18,12 @@ pub fn markdown(r: &RunRecord) -> String {
     if let Some(s) = &r.snapshot {
         facts.push(format!("- snapshot: `{}` ({})", s.id, s.status));
     }
+    if let Some(image) = &r.image {
+        facts.push(format!("- image: `{image}`"));
+    }
+    if let Some(revision) = &r.task_definition {
+        facts.push(format!("- task definition: `{revision}`"));
+    }
     if let Some(t) = &r.task {
         let exit = t.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string());
         facts.push(format!("- migration task: `{}`, exit code {exit}", t.arn));

@@ -1,7 +1,8 @@
 //! Everything ferry tells a person goes through [`Reporter`] to stderr: plain
-//! timestamped lines, or on a TTY a spinner line for waits. Results (`--output
-//! json`) go to stdout, and under GitHub Actions a markdown summary goes to
-//! `$GITHUB_STEP_SUMMARY`.
+//! timestamped lines, or on a terminal that takes them a spinner line for waits
+//! (see [`escape_codes_allowed`]). `--quiet` keeps only warnings, errors and the
+//! final summary. Results (`--output json`) go to stdout, and under GitHub
+//! Actions a markdown summary goes to `$GITHUB_STEP_SUMMARY`.
 
 mod github;
 mod redact;
@@ -39,6 +40,10 @@ pub struct Reporter {
     frame: Mutex<usize>,
     /// `-v`: every poll of a wait is printed, not only changes.
     verbose: bool,
+    /// `--quiet`: only warnings, errors and the summary.
+    quiet: bool,
+    /// A GitHub `::group::` is open (closed before anything that must be seen).
+    group_open: Mutex<bool>,
 }
 
 const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
@@ -46,17 +51,36 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 impl Reporter {
     pub fn stderr(redactor: Redactor) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        let tty = escape_codes_allowed(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("TERM").as_deref(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
         let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
         Reporter::new(Arc::new(Mutex::new(std::io::stderr())), tty, github, redactor)
     }
 
     pub fn new(sink: Sink, tty: bool, github: bool, redactor: Redactor) -> Self {
-        Reporter { sink, tty, github, redactor, progress: Mutex::new(None), frame: Mutex::new(0), verbose: false }
+        Reporter {
+            sink,
+            tty,
+            github,
+            redactor,
+            progress: Mutex::new(None),
+            frame: Mutex::new(0),
+            verbose: false,
+            quiet: false,
+            group_open: Mutex::new(false),
+        }
     }
 
     pub fn verbose(mut self, on: bool) -> Self {
         self.verbose = on;
+        self
+    }
+
+    pub fn quiet(mut self, on: bool) -> Self {
+        self.quiet = on;
         self
     }
 
@@ -93,10 +117,16 @@ impl Reporter {
 
     /// A step begins.
     pub fn step(&self, name: &str, msg: &str) {
+        if self.quiet {
+            return;
+        }
         self.write_line(&format!("{} ==> {name}: {msg}", self.stamp(Utc::now())));
     }
 
     pub fn info(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
         self.write_line(&format!("{} {msg}", self.stamp(Utc::now())));
     }
 
@@ -120,6 +150,9 @@ impl Reporter {
     /// otherwise a plain line is printed when the state changes, and at most
     /// every 30 s while it stays the same.
     pub fn progress(&self, what: &str, state: &str, waited: Duration) {
+        if self.quiet {
+            return;
+        }
         let line = self.redactor.clean(&format!("{what}: {state} ({}s)", waited.as_secs()));
         if self.tty {
             let Ok(mut sink) = self.sink.lock() else { return };
@@ -147,20 +180,50 @@ impl Reporter {
 
     /// One line of the migration's own output.
     pub fn log_line(&self, at: DateTime<Utc>, msg: &str) {
+        if self.quiet {
+            return;
+        }
         self.write_line(&format!("{}   | {}", self.stamp(at), msg.trim_end_matches(['\n', '\r'])));
     }
 
+    /// Under GitHub Actions, fold what follows (the task's logs) into a group.
     pub fn group_start(&self, title: &str) {
-        if self.github {
-            self.write_line(&format!("::group::{title}"));
+        if !self.github || self.quiet {
+            return;
         }
+        self.group_end();
+        self.write_line(&format!("::group::{}", escape_workflow(title)));
+        *self.group_open.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
+    /// Close the open group, if any (again is harmless).
     pub fn group_end(&self) {
-        if self.github {
+        let was_open = std::mem::take(&mut *self.group_open.lock().unwrap_or_else(|e| e.into_inner()));
+        if was_open {
             self.write_line("::endgroup::");
         }
     }
+
+    /// The closing block of a command: always shown, `--quiet` included, and
+    /// never folded away inside a group (a signal may have cut the group short).
+    pub fn summary(&self, lines: &[String]) {
+        self.group_end();
+        let stamp = self.stamp(Utc::now());
+        for line in lines {
+            self.write_line(&format!("{stamp} {line}"));
+        }
+    }
+}
+
+/// Escape codes (the spinner, clearing a line) only on a terminal that takes
+/// them: stderr is a terminal, `TERM` is set and not `dumb`, and `NO_COLOR` is
+/// unset or empty.
+pub fn escape_codes_allowed(
+    stderr_is_terminal: bool,
+    term: Option<&std::ffi::OsStr>,
+    no_color: Option<&std::ffi::OsStr>,
+) -> bool {
+    stderr_is_terminal && term.is_some_and(|t| !t.is_empty() && t != "dumb") && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Workflow commands end at a newline; encode the characters GitHub documents.
@@ -199,5 +262,66 @@ mod tests {
         let out = text(&buf);
         assert_eq!(out.matches("\r\x1b[2K").count(), 3, "{out:?}");
         assert!(out.ends_with("done\n"), "{out:?}");
+    }
+
+    #[test]
+    fn escape_codes_need_a_terminal_a_real_term_and_no_no_color() {
+        use std::ffi::OsStr;
+        let ok = |tty, term: Option<&str>, nc: Option<&str>| {
+            escape_codes_allowed(tty, term.map(OsStr::new), nc.map(OsStr::new))
+        };
+        assert!(ok(true, Some("xterm-256color"), None));
+        assert!(ok(true, Some("xterm"), Some("")), "an empty NO_COLOR is unset");
+        assert!(!ok(false, Some("xterm"), None), "not a terminal");
+        assert!(!ok(true, Some("dumb"), None), "TERM=dumb");
+        assert!(!ok(true, None, None), "no TERM at all");
+        assert!(!ok(true, Some("xterm"), Some("1")), "NO_COLOR");
+    }
+
+    #[test]
+    fn quiet_keeps_warnings_errors_and_the_summary() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::new(buf.clone(), false, true, Redactor::default()).quiet(true);
+        r.step("migrate", "running");
+        r.info("task t (container migrate)");
+        r.group_start("migration logs");
+        r.log_line(Utc::now(), "Running upgrade");
+        r.progress("task t", "running", Duration::from_secs(1));
+        r.group_end();
+        r.warn("cannot read logs");
+        r.failure("migrate", "exited with code 1");
+        r.summary(&["ferry deploy prod failed (exit 4)".to_string()]);
+        let out = text(&buf);
+        assert!(!out.contains("running") && !out.contains("Running upgrade") && !out.contains("::group::"), "{out}");
+        assert!(out.contains("warning: cannot read logs") && out.contains("::error title=ferry migrate::"), "{out}");
+        assert!(out.contains("ferry deploy prod failed (exit 4)"), "{out}");
+    }
+
+    #[test]
+    fn the_summary_closes_an_open_group_first() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::new(buf.clone(), false, true, Redactor::default());
+        r.group_start("migration logs (t)");
+        r.log_line(Utc::now(), "Running upgrade");
+        r.summary(&["ferry deploy prod was interrupted (exit 130)".to_string()]);
+        r.group_end();
+        let out = text(&buf);
+        let end = out.find("::endgroup::").expect("group closed");
+        assert!(end < out.find("was interrupted").unwrap(), "{out}");
+        assert_eq!(out.matches("::endgroup::").count(), 1, "closed once: {out}");
+    }
+
+    #[test]
+    fn the_step_summary_names_the_image_and_the_revision() {
+        let mut r = crate::runbook::record::RunRecord::new("prod-1".into(), "prod", "deploy", Default::default(), &[]);
+        r.image = Some("app@sha256:abc".into());
+        r.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8".into());
+        let md = github::markdown(&r);
+        assert!(md.contains("- image: `app@sha256:abc`"), "{md}");
+        assert!(md.contains("- task definition: `arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8`"), "{md}");
+        let text = render::summary(&r).join("\n");
+        assert!(text.contains(
+            "image:    app@sha256:abc (task definition arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8)"
+        ));
     }
 }

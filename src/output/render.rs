@@ -31,6 +31,10 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
     if let Some(s) = &r.snapshot {
         lines.push(format!("  snapshot: {} ({}, {}%)", s.id, s.status, s.percent));
     }
+    if let Some(image) = &r.image {
+        let revision = r.task_definition.as_ref().map(|t| format!(" (task definition {t})")).unwrap_or_default();
+        lines.push(format!("  image:    {image}{revision}"));
+    }
     if let Some(t) = &r.task {
         let ended = match (t.exit_code, &t.stopped_reason) {
             (Some(c), _) => format!("exit code {c}"),

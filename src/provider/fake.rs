@@ -37,6 +37,7 @@ pub enum Op {
     OperationDone,
     Health,
     VersionRows,
+    PrepareImage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub struct FakeTask {
     hang: bool,
     stopped_at: Option<Instant>,
     applied: bool,
+    /// The revision it ran (`--image`), as `TaskSpec::task_definition` named it.
+    pub task_definition: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +154,8 @@ struct State {
     diagnosis: Diagnosis,
     /// What `Database::compare` reports.
     twin: TwinReport,
+    /// Task definition revisions registered for `--image`: (ARN, run id, image).
+    revisions: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +359,11 @@ impl FakeCloud {
 
     pub fn service_env(&self) -> BTreeMap<String, String> {
         self.lock().service_env.clone()
+    }
+
+    /// The task definition revisions registered for `--image`: (ARN, run id, image).
+    pub fn revisions(&self) -> Vec<(String, String, String)> {
+        self.lock().revisions.clone()
     }
 
     pub fn calls(&self, op: Op) -> u32 {
@@ -673,6 +683,7 @@ impl MigrationRunner for FakeCloud {
                         hang,
                         stopped_at: None,
                         applied: false,
+                        task_definition: spec.task_definition.clone(),
                     },
                 );
                 id
@@ -728,6 +739,26 @@ impl MigrationRunner for FakeCloud {
             .filter(|(_, t)| !t.applied && t.script.start_failure.is_none())
             .map(|(id, t)| TaskSummary { id: id.clone(), status: "RUNNING".into(), started_by: Some(t.run_id.clone()) })
             .collect())
+    }
+
+    /// Like ECS: a revision tagged with the run, found again on a second call.
+    async fn prepare_image(&self, run_id: &str, image: &str) -> PResult<Option<String>> {
+        if self.enter(Op::PrepareImage).await? {
+            std::future::pending::<()>().await;
+        }
+        let arn = {
+            let mut s = self.lock();
+            match s.revisions.iter().find(|(_, r, _)| r == run_id) {
+                Some((arn, _, _)) => arn.clone(),
+                None => {
+                    let arn = format!("arn:aws:ecs:fake:task-definition/td:{}", s.revisions.len() + 2);
+                    s.revisions.push((arn.clone(), run_id.to_string(), image.to_string()));
+                    arn
+                }
+            }
+        };
+        self.leave(Op::PrepareImage).await;
+        Ok(Some(arn))
     }
 
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {

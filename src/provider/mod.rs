@@ -240,6 +240,13 @@ pub struct TaskSpec {
     pub env: String,
     pub command: Vec<String>,
     pub environment: BTreeMap<String, String>,
+    /// Run this image in the migration container (`--image`); `None`: the one pinned.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// What [`MigrationRunner::prepare_image`] returned for `image` (ECS: the
+    /// task definition revision to run instead of the configured one).
+    #[serde(default)]
+    pub task_definition: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +294,24 @@ pub trait MigrationRunner: Send + Sync {
     async fn active_tasks(&self) -> PResult<Vec<TaskSummary>>;
     /// Find the task a run started (after a crash between start and journal).
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>>;
+    /// Find the task a run started from `spec`. Runners that start differently
+    /// with an image (App Runner: UpdateService rather than StartDeployment)
+    /// look for that; the rest look by run id.
+    async fn find_started(&self, spec: &TaskSpec) -> PResult<Option<TaskHandle>> {
+        self.find_by_run(&spec.run_id).await
+    }
+    /// `--image`: make this run's migration use `image`, before `start`.
+    /// Returns what goes into [`TaskSpec::task_definition`] (ECS: a new task
+    /// definition revision, only the migration container's image changed, tagged
+    /// with the run), or `None` when `start` needs nothing prepared (App Runner
+    /// deploys the image itself). Idempotent per run id: what an earlier attempt
+    /// of this run prepared is found and returned, not made twice.
+    async fn prepare_image(&self, run_id: &str, image: &str) -> PResult<Option<String>> {
+        let _ = (run_id, image);
+        Err(ProviderError::Rejected(
+            "this migration runner cannot run a given image (--image needs runner = \"ecs\" or \"apprunner\")".into(),
+        ))
+    }
     /// The log stream of a task given by id (`ferry logs --task`).
     async fn log_stream_of(&self, task_id: &str) -> PResult<String> {
         Ok(task_id.to_string())

@@ -129,8 +129,15 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         return Ok(TaskHandle { id: t.arn.clone(), container: t.container.clone(), log_stream: t.log_stream.clone() });
     }
     let runner = run.cloud.runner.clone();
-    let run_id = run.record.run_id.clone();
-    let found = call("look for this run's task", || runner.find_by_run(&run_id))
+    let spec = TaskSpec {
+        run_id: run.record.run_id.clone(),
+        env: run.env.name.clone(),
+        command: run.env.migration.command.clone(),
+        environment: run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+        image: run.record.image.clone(),
+        task_definition: run.record.task_definition.clone(),
+    };
+    let found = call("look for this run's task", || runner.find_started(&spec))
         .await
         .map_err(|e| StepError::Abort(format!("cannot look for an earlier attempt's task: {e}")))?;
     let handle = match found {
@@ -139,12 +146,7 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
             h
         }
         None => {
-            let spec = TaskSpec {
-                run_id: run_id.clone(),
-                env: run.env.name.clone(),
-                command: run.env.migration.command.clone(),
-                environment: run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
-            };
+            let spec = prepare_image(run, spec).await?;
             call("start the migration task", || runner.start(&spec)).await.map_err(|e| match e {
                 // The platform refused the request: nothing started.
                 ProviderError::Rejected(_) | ProviderError::AccessDenied(_) | ProviderError::NotFound(_) => {
@@ -170,6 +172,27 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
     });
     run.save()?;
     Ok(handle)
+}
+
+/// `--image`: have the runner prepare it (ECS: register the task definition
+/// revision) once per run; the journal keeps what it prepared, so a resumed
+/// run uses that instead of preparing again.
+async fn prepare_image(run: &mut Run, mut spec: TaskSpec) -> Result<TaskSpec, StepError> {
+    let Some(image) = spec.image.clone() else { return Ok(spec) };
+    if spec.task_definition.is_none() {
+        let runner = run.cloud.runner.clone();
+        let run_id = spec.run_id.clone();
+        let prepared = call("prepare the image", || runner.prepare_image(&run_id, &image))
+            .await
+            .map_err(|e| StepError::Abort(format!("image {image} could not be prepared: {e}")))?;
+        if let Some(revision) = &prepared {
+            run.out.info(&format!("    task definition {revision}: image {image}, every other field as configured"));
+            run.record.task_definition = prepared.clone();
+            run.save()?;
+        }
+        spec.task_definition = prepared;
+    }
+    Ok(spec)
 }
 
 /// Follow the task until it stops or times out (then stop it). Returns the last

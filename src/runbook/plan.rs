@@ -95,14 +95,25 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
 }
 
 fn migrate(env: &EnvConfig) -> PlannedStep {
-    let runner = match env.migration.runner {
-        RunnerKind::Command => format!("run `{}` locally with DATABASE_URL set", env.migration.command.join(" ")),
-        RunnerKind::Ecs => format!(
-            "run `{}` as a one-off ECS Fargate task (container {})",
+    let container = env.migration.ecs.as_ref().map_or("?", |e| e.container.as_str());
+    let runner = match (env.migration.runner, &env.migration.image) {
+        (RunnerKind::Command, _) => format!("run `{}` locally with DATABASE_URL set", env.migration.command.join(" ")),
+        (RunnerKind::Ecs, None) => {
+            format!("run `{}` as a one-off ECS Fargate task (container {container})", env.migration.command.join(" "),)
+        }
+        (RunnerKind::Ecs, Some(image)) => format!(
+            "register a new revision of task definition {} in which only container {container} changes, to image {image} \
+             (every other field copied; tagged ferry:run-id), and run `{}` as a one-off ECS Fargate task of that revision",
+            env.migration.ecs.as_ref().map_or("?", |e| e.task_definition.raw.as_str()),
             env.migration.command.join(" "),
-            env.migration.ecs.as_ref().map_or("?", |e| e.container.as_str())
         ),
-        RunnerKind::Apprunner => "start a deployment of the App Runner service, which migrates on start-up".into(),
+        (RunnerKind::Apprunner, None) => {
+            "start a deployment of the App Runner service, which migrates on start-up".into()
+        }
+        (RunnerKind::Apprunner, Some(image)) => format!(
+            "deploy image {image} to the App Runner service (UpdateService of its ImageIdentifier, every other setting \
+             kept), which migrates on start-up"
+        ),
     };
     let mut does = vec![runner];
     if env.migration.runner == RunnerKind::Apprunner {

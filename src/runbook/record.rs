@@ -185,6 +185,14 @@ pub struct RunRecord {
     /// A later run that settled what this one left (e.g. the restore of its snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    /// The image the migration runs (`--image`, `FERRY_IMAGE`, `migration.image`);
+    /// null: the one the task definition or the service pins.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The task definition revision ferry registered for `image` (ECS); a
+    /// resumed run starts this one instead of registering another.
+    #[serde(default)]
+    pub task_definition: Option<String>,
 }
 
 impl RunRecord {
@@ -221,6 +229,8 @@ impl RunRecord {
             config_sha256: None,
             abandoned: None,
             resolved_by: None,
+            image: None,
+            task_definition: None,
         }
     }
 

@@ -228,14 +228,23 @@ pub struct Project {
 
 impl Project {
     pub fn ferry(&self, args: &[&str]) -> Run {
-        self.command(args).output().unwrap().into()
+        self.ferry_with(args, &[])
+    }
+
+    /// `ferry` with these environment variables set as well.
+    pub fn ferry_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut c = self.command(args);
+        c.envs(vars.iter().copied());
+        c.output().unwrap().into()
     }
 
     /// `ferry args` pointed at the emulator, not started yet.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(super::FERRY);
         c.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
-        for k in ["FERRY_CONFIG", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
+        for k in
+            ["FERRY_CONFIG", "FERRY_IMAGE", "GITHUB_ACTIONS", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"]
+        {
             c.env_remove(k);
         }
         c.env("AWS_ENDPOINT_URL", &self.endpoint)

@@ -88,6 +88,7 @@ impl Project {
         c.args(args)
             .current_dir(self.dir.path())
             .env_remove("FERRY_CONFIG")
+            .env_remove("FERRY_IMAGE")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_STEP_SUMMARY")
             // Tests talk to loopback only: no instance-metadata lookups by the AWS chain.

@@ -30,6 +30,10 @@
         Prints {"cluster": DescribeDBClusters[0], "instances": DescribeDBInstances
         of the cluster} as JSON.
 
+    python scenario.py task-definition --endpoint URL --arn ARN
+        Prints DescribeTaskDefinition of ARN (a name, family:revision or ARN),
+        with its tags, as JSON.
+
 Used by tests/aws_e2e.rs; runs with the emulator's venv (boto3, psycopg, alembic).
 """
 
@@ -248,6 +252,12 @@ def apprunner_call(args):
     print(json.dumps(out, default=str))
 
 
+def task_definition(args):
+    out = client("ecs", args.endpoint).describe_task_definition(taskDefinition=args.arn, include=["TAGS"])
+    out.pop("ResponseMetadata", None)
+    print(json.dumps(out, default=str))
+
+
 def query(args):
     url = clusters(args.endpoint)[args.cluster]["url"]
     with psycopg.connect(url) as conn:
@@ -291,6 +301,9 @@ def main():
     d = sub.add_parser("describe")
     d.add_argument("--endpoint", required=True)
     d.add_argument("--cluster", required=True)
+    t = sub.add_parser("task-definition")
+    t.add_argument("--endpoint", required=True)
+    t.add_argument("--arn", required=True)
     args = p.parse_args()
     if args.cmd == "setup":
         setup(args)
@@ -302,6 +315,8 @@ def main():
         query(args)
     elif args.cmd == "describe":
         describe(args)
+    elif args.cmd == "task-definition":
+        task_definition(args)
     else:
         print(json.dumps(clusters(args.endpoint)))
 

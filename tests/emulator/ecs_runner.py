@@ -11,8 +11,11 @@ is kept) going line by line into moto's CloudWatch Logs under the
 container's awslogs group and ``<prefix>/<container>/<task id>`` stream.
 When an essential container exits, the others get SIGTERM (SIGKILL after
 stop_timeout_seconds), the logs are drained, and the task is STOPPED with
-each container's exit code. A command that cannot start stops the task
-with stopCode TaskFailedToStart and no exit code.
+each container's exit code. A command that cannot start, or an image whose
+reference contains ``does-not-exist`` (CannotPullContainerError, as Fargate
+reports a missing image), stops the task with stopCode TaskFailedToStart and
+no exit code. Each container runs the command of the task definition revision
+RunTask named (or the override).
 
 DescribeTasks, ListTasks and StopTask are answered here from that state.
 """
@@ -42,6 +45,8 @@ from wire import ServiceError, epoch, json_object, region_of
 JSON_11 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 HANDLED = ("RunTask", "DescribeTasks", "ListTasks", "StopTask")
+# An image whose reference contains this cannot be pulled (CannotPullContainerError).
+UNPULLABLE = "does-not-exist"
 
 
 class EcsError(ServiceError):
@@ -369,6 +374,9 @@ class EcsRunner:
             task.connectivity_at = epoch()
         if self._wait(task, start / 2):
             return self._finish_before_start(task)
+        unpullable = self._pull_images(task)
+        if unpullable:
+            return self._finish(task, code="TaskFailedToStart", reason=unpullable)
         with task.lock:
             task.pull_stopped_at = epoch()
         failure = self._start_containers(task)
@@ -423,6 +431,21 @@ class EcsRunner:
             for c in task.containers:
                 c.last_status = "STOPPED"
             task.set_status("STOPPED")
+
+    @staticmethod
+    def _pull_images(task: TaskRun) -> str | None:
+        """No image is pulled, but one whose reference contains ``does-not-exist``
+        fails as a missing image does on Fargate; returns the task's stop reason."""
+        for c in task.containers:
+            if c.image and UNPULLABLE in c.image:
+                with task.lock:
+                    c.reason = (
+                        "CannotPullContainerError: pull image manifest has been retried 7 time(s): "
+                        f"failed to resolve ref {c.image}: {c.image}: not found"
+                    )
+                    c.last_status = "STOPPED"
+                return c.reason
+        return None
 
     def _start_containers(self, task: TaskRun) -> str | None:
         """Start every container that has a command; returns the task's stop
@@ -580,6 +603,7 @@ class EcsRunner:
         for t in tasks:
             with t.lock:
                 out[t.arn] = {
+                    "taskDefinitionArn": t.task_definition_arn,
                     "lastStatus": t.last_status,
                     "desiredStatus": t.desired_status,
                     "stopCode": t.stop_code,
@@ -587,6 +611,7 @@ class EcsRunner:
                     "stoppedAt": t.stopped_at,
                     "containers": {
                         c.name: {
+                            "image": c.image,
                             "argv": c.argv,
                             "pid": c.proc.pid if c.proc else None,
                             "exitCode": c.exit_code,

@@ -1,4 +1,4 @@
-"""Small repairs to moto 5.2.5 bugs that ferry's calls run into.
+"""Small repairs to moto 5.2.5 bugs and gaps that ferry's calls run into.
 
 Each fix wraps a moto function or class from the outside; nothing of moto is
 copied. ``apply()`` is idempotent.
@@ -20,6 +20,7 @@ def apply() -> None:
     _eni_private_dns_name()
     _ecs_containers_without_memory()
     _cfn_task_definition_properties()
+    _task_definition_registration_fields()
 
 
 def _eni_private_dns_name() -> None:
@@ -94,3 +95,51 @@ def _cfn_task_definition_properties() -> None:
         )
 
     TaskDefinition.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+
+
+def _task_definition_registration_fields() -> None:
+    """moto's task definitions lack the fields ECS sets at registration
+    (``registeredAt``, ``registeredBy``, ``requiresAttributes``) and drop
+    ``enableFaultInjection`` from RegisterTaskDefinition. ECS answers with all
+    of them, and a copy of a task definition must leave out the read-only ones:
+    set them, deriving ``requiresAttributes`` from the definition as ECS does
+    for the capabilities ferry's stack uses."""
+    from moto.core.utils import utcnow
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original_register = EC2ContainerServiceBackend.register_task_definition
+
+    def register(self: Any, *args: Any, **kwargs: Any) -> Any:
+        td = original_register(self, *args, **kwargs)
+        td.registered_at = utcnow()
+        td.registered_by = f"arn:aws:iam::{self.account_id}:root"
+        td.requires_attributes = [{"name": n} for n in _required_attributes(td)]
+        return td
+
+    EC2ContainerServiceBackend.register_task_definition = register  # type: ignore[method-assign]
+
+    original_response = EC2ContainerServiceResponse.register_task_definition
+
+    def register_response(self: Any) -> Any:
+        result = original_response(self)
+        fault_injection = self._get_param("enableFaultInjection")
+        if fault_injection is not None:
+            result.result["taskDefinition"].enable_fault_injection = bool(fault_injection)
+        return result
+
+    EC2ContainerServiceResponse.register_task_definition = register_response  # type: ignore[method-assign]
+
+
+def _required_attributes(td: Any) -> list[str]:
+    names = []
+    drivers = {(c.get("logConfiguration") or {}).get("logDriver") for c in td.container_definitions}
+    if "awslogs" in drivers:
+        names += ["com.amazonaws.ecs.capability.logging-driver.awslogs", "com.amazonaws.ecs.capability.docker-remote-api.1.19"]
+        if getattr(td, "execution_role_arn", None):
+            names.append("ecs.capability.execution-role-awslogs")
+    if getattr(td, "task_role_arn", None):
+        names.append("com.amazonaws.ecs.capability.task-iam-role")
+    if td.network_mode == "awsvpc":
+        names.append("ecs.capability.task-eni")
+    return names

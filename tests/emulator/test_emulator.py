@@ -573,6 +573,54 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
     c.check("unstartable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart")
     c.check("unstartable: no startedAt", "startedAt" not in t)
 
+    # 5. a new revision (as `--image` registers one): fields and tags kept, its own command runs
+    second = dict(td["containerDefinitions"][0], image="example/app:2", command=["sh", "-c", "echo from-revision-2"])
+    rev2 = ecs.register_task_definition(
+        family="app-migrate",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        enableFaultInjection=False,
+        containerDefinitions=[second],
+        tags=[{"key": "ferry:run-id", "value": "run-rev2"}],
+    )["taskDefinition"]
+    described = ecs.describe_task_definition(taskDefinition="app-migrate", include=["TAGS"])
+    latest = described["taskDefinition"]
+    c.check("RegisterTaskDefinition: a new revision", latest["taskDefinitionArn"] == rev2["taskDefinitionArn"]
+            and latest["revision"] == td["revision"] + 1, latest["taskDefinitionArn"])
+    c.check("DescribeTaskDefinition include TAGS: the tags given", described.get("tags") == [
+        {"key": "ferry:run-id", "value": "run-rev2"}], described.get("tags"))
+    c.check("registeredAt, registeredBy and requiresAttributes set by registration",
+            all(k in latest for k in ("registeredAt", "registeredBy", "requiresAttributes")), sorted(latest))
+    c.check("enableFaultInjection kept", latest.get("enableFaultInjection") is False, latest.get("enableFaultInjection"))
+    rev2_task = ecs.run_task(cluster="app-ecs", taskDefinition=rev2["taskDefinitionArn"], launchType="FARGATE",
+                             networkConfiguration=network, clientToken="run-rev2")["tasks"][0]
+    t = stopped(rev2_task["taskArn"])
+    stream = f"migrate/migrate/{rev2_task['taskArn'].rsplit('/', 1)[-1]}"
+    messages = [e["message"] for e in logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream,
+                                                        startFromHead=True)["events"]]
+    c.check("the revision's own command runs", messages == ["from-revision-2"], messages)
+    view = emu.get("/_emulator/tasks")[rev2_task["taskArn"]]
+    c.check("/_emulator/tasks names the revision and the image", view["taskDefinitionArn"] == rev2["taskDefinitionArn"]
+            and view["containers"]["migrate"]["image"] == "example/app:2", view)
+
+    # 6. an image that cannot be pulled
+    gone = dict(second, image="registry.example/app-does-not-exist:1")
+    rev3 = ecs.register_task_definition(family="app-missing", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+                                        cpu="256", memory="512", containerDefinitions=[gone])["taskDefinition"]
+    task = ecs.run_task(cluster="app-ecs", taskDefinition=rev3["taskDefinitionArn"], launchType="FARGATE",
+                        networkConfiguration=network, clientToken="run-missing")["tasks"][0]
+    t = stopped(task["taskArn"])
+    container = t["containers"][0]
+    c.check("unpullable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart", t.get("stopCode"))
+    c.check("unpullable: stoppedReason CannotPullContainerError naming the image",
+            t.get("stoppedReason", "").startswith("CannotPullContainerError:")
+            and "app-does-not-exist:1" in t.get("stoppedReason", ""), t.get("stoppedReason"))
+    c.check("unpullable: container reason, no exitCode, no startedAt",
+            container.get("reason", "").startswith("CannotPullContainerError:") and "exitCode" not in container
+            and "startedAt" not in t, (container, t.get("startedAt")))
+
 
 # -- App Runner -----------------------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ impl EcsRunner {
             .client
             .run_task()
             .cluster(&self.target.cluster)
-            .task_definition(&self.target.task_definition)
+            .task_definition(spec.task_definition.as_deref().unwrap_or(&self.target.task_definition))
             .launch_type(LaunchType::Fargate)
             .count(1)
             .network_configuration(network)
@@ -334,6 +334,10 @@ impl MigrationRunner for EcsRunner {
         Ok(out)
     }
 
+    async fn prepare_image(&self, run_id: &str, image: &str) -> PResult<Option<String>> {
+        super::ecs_taskdef::revision_with_image(&self.client, &self.target, run_id, image).await.map(Some)
+    }
+
     async fn log_stream_of(&self, task_id: &str) -> PResult<String> {
         Ok(log_stream(&self.awslogs().await?, &self.target.container, task_id))
     }
@@ -430,6 +434,8 @@ mod tests {
             env: "prod".into(),
             command: vec!["alembic".into(), "upgrade".into(), "head".into()],
             environment: [("MODE".to_string(), "migrate".to_string())].into(),
+            image: None,
+            task_definition: None,
         }
     }
 

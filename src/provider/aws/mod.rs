@@ -7,6 +7,7 @@
 pub mod apprunner;
 pub mod cloudformation;
 pub mod ecs;
+pub mod ecs_taskdef;
 pub mod logs;
 pub mod rds;
 
