@@ -43,7 +43,7 @@ pub fn version() -> &'static str {
 
 /// The git commit ferry was built from, when the build knew it.
 pub fn commit() -> Option<&'static str> {
-    option_env!("FERRY_BUILD_COMMIT").filter(|c| !c.is_empty() && *c != "unknown")
+    Some(env!("FERRY_VERSION_COMMIT")).filter(|c| !c.is_empty() && *c != "unknown")
 }
 
 pub fn build() -> Build {

@@ -286,7 +286,10 @@ async fn scenario(step: &str, fault: Fault) {
     h.assert_invariants(&r);
     if step == "migrate" && fault == Fault::Error {
         let next = r.next.clone().unwrap_or_default();
-        assert!(next.starts_with("ferry check"), "unknown outcome: check first, then decide: {next}");
+        assert!(
+            next.starts_with("ferry logs") || next.starts_with("ferry check"),
+            "unknown outcome: look first, then decide: {next}"
+        );
         return;
     }
     if let Outcome::NeedsAttention = want {

@@ -155,6 +155,8 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
         Listed::Run(mut r) => {
             r.abandoned = Some(abandoned(r.outcome));
             r.outcome = Outcome::Abandoned;
+            r.exit_code = Some(Outcome::Abandoned.exit_code());
+            r.ended_at.get_or_insert_with(Utc::now);
             *r
         }
         Listed::Unreadable { location, .. } => {
@@ -177,6 +179,7 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
                 Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));
             r.outcome = Outcome::Abandoned;
+            r.exit_code = Some(Outcome::Abandoned.exit_code());
             r
         }
     };
@@ -185,7 +188,7 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
         .map_err(|e| CommandError::Failed(e.to_string()))?;
     out.info(&format!("run {run_id} is recorded as abandoned ({reason}); it no longer blocks {}", env.name));
     // Its lock, if the run still holds it (its ferry was killed).
-    if let Some(db) = lock_database(ctx, env)
+    if let Some(db) = ctx.database_key(env)
         && let Ok(Some((holder, etag))) = lock::read(&store, &db)
         && holder.run_id.as_deref() == Some(run_id)
     {
@@ -198,24 +201,11 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
     Ok(0)
 }
 
-/// The database name the environment's lock is keyed by, when it is known
-/// without asking the cloud (a local database, or a literal cluster id).
-fn lock_database(ctx: &Context, env: &EnvConfig) -> Option<String> {
-    match &env.database {
-        crate::config::DatabaseConfig::Cluster(t) => t.as_literal().map(str::to_string),
-        crate::config::DatabaseConfig::Url(_) => {
-            crate::provider::local::LocalDatabase::open(env, ctx.config.base_dir(), &ctx.config.state_dir)
-                .ok()
-                .map(|d| d.as_database().cluster_id().to_string())
-        }
-    }
-}
-
 /// `ferry unlock ENV`: show the holder, ask, then remove the lock and record it.
 pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdResult {
     let env = ctx.env(env_name)?;
     let store = ctx.store(env)?;
-    let db = match lock_database(ctx, env) {
+    let db = match ctx.database_key(env) {
         Some(db) => db,
         None => ctx.cloud(env).await?.database.cluster_id().to_string(),
     };

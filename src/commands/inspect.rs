@@ -201,6 +201,8 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         None => None,
     };
     let store = ctx.store(env)?;
+    // A backend that cannot be read is said, never shown as "no runs".
+    let state_error = crate::runbook::journal::list_runs(&store, Some(&env.name)).err().map(|e| e.to_string());
     let last = readable_runs(&store, Some(&env.name)).into_iter().next();
     let lock = crate::state::lock::read(&store, db.cluster_id());
     let blocking = crate::runbook::journal::blocking_runs(&store, &env.name, None).unwrap_or_default();
@@ -217,6 +219,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
                 "lock": lock.as_ref().ok().and_then(|l| l.as_ref().map(|(h, _)| h.clone())),
                 "unfinished_runs": blocking.iter().map(|l| l.run_id()).collect::<Vec<_>>(),
                 "state": store.describe(),
+                "state_error": state_error,
             }),
             &redactor,
         );
@@ -253,6 +256,9 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
             )
         }
         None => crate::outln!("last run   none"),
+    }
+    if let Some(e) = &state_error {
+        crate::outln!("state      UNREADABLE: {e} (runs and unfinished runs above are unknown)");
     }
     match &lock {
         Ok(Some((h, _))) => crate::outln!("lock       held: {}", h.describe()),

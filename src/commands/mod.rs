@@ -143,7 +143,7 @@ impl Context {
         EnvLock::acquire(store, Holder::new(database, &env.name, run_id, command)).map_err(|e| {
             let hint = match &e {
                 LockError::Held { .. } | LockError::Unreadable { .. } => format!(
-                    "; nothing was done. Run this again when that ferry has finished; if it is gone (killed, its machine lost),                      `ferry unlock {}` removes the lock",
+                    "; nothing was done. Run this again when that ferry has finished; if it is gone (killed, its machine lost), `ferry unlock {}` removes the lock",
                     env.name
                 ),
                 LockError::Backend { .. } => format!("; nothing was done (state: {})", store.describe()),
@@ -152,12 +152,52 @@ impl Context {
         })
     }
 
-    /// Refuse while a run of the environment (other than `except`) is unfinished,
-    /// needs attention, or has a journal that cannot be read.
-    pub fn refuse_unfinished(&self, store: &Store, env: &EnvConfig, except: Option<&str>) -> Result<(), CommandError> {
-        let blocking = blocking_runs(store, &env.name, except).map_err(|e| {
+    /// The database an environment's lock is keyed by, when it is known
+    /// without asking the cloud (a local database, or a literal cluster id).
+    pub fn database_key(&self, env: &EnvConfig) -> Option<String> {
+        match &env.database {
+            config::DatabaseConfig::Cluster(t) => t.as_literal().map(str::to_string),
+            config::DatabaseConfig::Url(_) => {
+                local::LocalDatabase::open(env, self.config.base_dir(), &self.config.state_dir)
+                    .ok()
+                    .map(|d| d.as_database().cluster_id().to_string())
+            }
+        }
+    }
+
+    /// The runs (other than `except`) that keep `database` from a change: those
+    /// of this environment and of every other environment of the same database
+    /// and state backend that are unfinished, need attention, or cannot be read.
+    pub fn unfinished_runs(
+        &self,
+        store: &Store,
+        env: &EnvConfig,
+        database: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<Listed>, CommandError> {
+        let err = |e: crate::runbook::journal::JournalError| {
             CommandError::Failed(format!("{e}; nothing was done (cannot tell whether a run is unfinished)"))
-        })?;
+        };
+        let mut blocking = blocking_runs(store, &env.name, except).map_err(err)?;
+        for other in self.config.envs.values().filter(|e| e.name != env.name) {
+            let same_store = self.store(other).is_ok_and(|s| s.describe() == store.describe());
+            if same_store && self.database_key(other).as_deref() == Some(database) {
+                blocking.extend(blocking_runs(store, &other.name, except).map_err(err)?);
+            }
+        }
+        Ok(blocking)
+    }
+
+    /// Refuse while a run of the database (other than `except`) is unfinished,
+    /// needs attention, or has a journal that cannot be read.
+    pub fn refuse_unfinished(
+        &self,
+        store: &Store,
+        env: &EnvConfig,
+        database: &str,
+        except: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let blocking = self.unfinished_runs(store, env, database, except)?;
         match blocking.first() {
             None => Ok(()),
             Some(first) => Err(CommandError::Failed(unfinished_message(env, first, blocking.len()))),

@@ -7,7 +7,7 @@ use crate::cli::{DeployArgs, MigrateArgs, RestoreArgs};
 use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
 use crate::output::{append_step_summary, render};
 use crate::provider::Cloud;
-use crate::runbook::journal::{Journal, Listed, blocking_runs, read_run, readable_runs};
+use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
 use crate::runbook::record::{RunOptions, RunRecord, is_run_of, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
@@ -67,7 +67,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     ctx.guard(env, "restore the database")?;
     let run_id = new_run_id(&env.name, Utc::now());
     let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
-    let resolves = restore_may_settle(ctx, &store, env, &snapshot.id)?;
+    let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;
     let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
     let code =
@@ -123,10 +123,10 @@ fn restore_may_settle(
     ctx: &Context,
     store: &crate::state::Store,
     env: &EnvConfig,
+    database: &str,
     snapshot: &str,
 ) -> Result<Vec<String>, CommandError> {
-    let blocking =
-        blocking_runs(store, &env.name, None).map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    let blocking = ctx.unfinished_runs(store, env, database, None)?;
     let own = |l: &Listed| matches!(l, Listed::Run(r) if r.snapshot.as_ref().is_some_and(|s| s.id == snapshot));
     if let Some(other) = blocking.iter().find(|l| !own(l)) {
         return Err(CommandError::Failed(super::unfinished_message(env, other, blocking.len())));
@@ -186,7 +186,7 @@ async fn start(
     let store = ctx.store(env)?;
     let run_id = new_run_id(&env.name, Utc::now());
     let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), command)?;
-    ctx.refuse_unfinished(&store, env, None)?;
+    ctx.refuse_unfinished(&store, env, cloud.database.cluster_id(), None)?;
     start_with(ctx, Started { env, cloud, store: &store, run_id, command, options }, steps).await
 }
 

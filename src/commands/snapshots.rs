@@ -126,7 +126,10 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
 /// so every environment's runs count (two environments may share a database).
 /// The second list holds runs whose journal cannot be read: what they need is
 /// unknown, so nothing of theirs may go.
-fn needed_by(ctx: &Context) -> Result<(Vec<(String, String)>, Vec<String>), CommandError> {
+/// `(snapshot, run)` pairs that are still needed, and unreadable run ids.
+type Needed = (Vec<(String, String)>, Vec<String>);
+
+fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
     use crate::runbook::journal::{Listed, list_runs};
     use crate::runbook::record::Outcome;
     let mut runs = Vec::new();

@@ -18,6 +18,9 @@ pub fn outcome_line(r: &RunRecord) -> String {
 /// The closing block of a run: outcome, state, next command.
 pub fn summary(r: &RunRecord) -> Vec<String> {
     let mut lines = vec![outcome_line(r), format!("  run:      {}", r.run_id)];
+    if let Some(by) = &r.resolved_by {
+        lines.push(format!("  settled:  by run {by}"));
+    }
     if let Some(a) = &r.abandoned {
         lines.push(format!(
             "  abandoned: by {}@{} at {} ({}); it was {}",

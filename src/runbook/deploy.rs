@@ -319,17 +319,28 @@ fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, Step
                  throw away the migration's writes if it succeeded; snapshot {s} holds the data from before it"
             ),
             format!(
-                "ferry check {env}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})"
+                "{}   (then, if the migration did not complete: ferry restore {env} --snapshot {s})",
+                look_first(run)
             ),
         ),
         None => (
             format!(
                 "unknown: the migration may have run, fully or in part; {db} was not restored and this run took no snapshot"
             ),
-            format!("ferry check {env}"),
+            look_first(run),
         ),
     };
     Ok(run.finish(Outcome::NeedsAttention, Some(message), Some(state), Some(next)))
+}
+
+/// How to find out what an unknown migration did: the database's migration
+/// version when ferry knows the Alembic project, else the migration's logs.
+fn look_first(run: &Run) -> String {
+    if run.env.migration.alembic.is_some() {
+        format!("ferry check {}", run.env.name)
+    } else {
+        format!("ferry logs {} --run {}", run.env.name, run.record.run_id)
+    }
 }
 
 fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {

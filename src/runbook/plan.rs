@@ -190,7 +190,7 @@ fn snapshot(env: &EnvConfig, options: &RunOptions) -> PlannedStep {
         StepKind::Snapshot,
         vec![
             format!(
-                "create snapshot {}-<yyyymmdd-hhmmss> of {}, tagged with the run",
+                "create snapshot {}-<yyyymmdd-hhmmss>-<run hex> of {}, tagged with the run",
                 env.snapshot_prefix,
                 env.database_label()
             ),

@@ -91,8 +91,6 @@ impl Deployments {
     }
 }
 
-/// When an operation started (a little earlier, against clock skew).
-
 fn when(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| t.to_millis().ok()).and_then(DateTime::from_timestamp_millis)
 }

@@ -135,10 +135,8 @@ impl Database for RdsDatabase {
         // A missing or unknown status is not `available`: waits go on, preflight refuses.
         let status = c.status().unwrap_or("unknown").to_string();
         let mut pending_instances = Vec::new();
-        if status == "available" {
-            if !settings::is_serverless_v1(&c) {
-                pending_instances = self.instances_pending(id).await?;
-            }
+        if status == "available" && !settings::is_serverless_v1(&c) {
+            pending_instances = self.instances_pending(id).await?;
         }
         Ok(Some(ClusterInfo {
             id: id.to_string(),
