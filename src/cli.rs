@@ -1,5 +1,5 @@
 //! The command line, as clap definitions only. Everything here is turned into
-//! ferry's own types in `app.rs`; the runbook never sees clap.
+//! ferry's own types in `commands/` and `config/`; the runbook never sees clap.
 
 use std::path::PathBuf;
 

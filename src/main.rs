@@ -3,7 +3,7 @@ use ferry::cli::{Cli, Command};
 use ferry::provider::local::process::supervise;
 
 fn main() {
-    // A panic is a bug: say so and exit 1, the code DESIGN.md gives it.
+    // A panic is a bug: say so and exit 1, the exit code ARCHITECTURE.md gives it.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);

@@ -108,7 +108,7 @@ fn migrate_snapshots_then_runs_only_the_migration() {
     assert_eq!(r.code, 0, "{r:?}");
     let rec = r.json();
     assert_eq!(rec["command"], "migrate");
-    assert_eq!(rec["snapshot"]["status"], "available", "invariant 1: a snapshot before the migration");
+    assert_eq!(rec["snapshot"]["status"], "available", "promise 1: a snapshot before the migration");
     let names: Vec<&str> = rec["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["preflight", "snapshot", "migrate"]);
     // Again: the column exists now, so the migration fails; nothing is restored.

@@ -1,7 +1,7 @@
 //! Layer 1: the deploy runbook against the fake cloud under virtual time.
 //! Every step × every fault (error, throttling then success, hang past its
 //! timeout, process killed then resumed) → expected outcome, exit code and
-//! journal, with DESIGN.md's safety invariants checked in every case.
+//! journal, with ARCHITECTURE.md's promises checked in every case.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -119,7 +119,7 @@ impl Harness {
         String::from_utf8_lossy(&self.output.lock().expect("output")).into_owned()
     }
 
-    /// DESIGN.md's invariants, checked after every scenario.
+    /// ARCHITECTURE.md's promises, checked after every scenario.
     fn assert_invariants(&self, r: &RunRecord) {
         let tasks = self.fake.tasks();
         let clusters = self.fake.clusters();

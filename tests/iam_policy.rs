@@ -81,7 +81,7 @@ const REQUIRED_BY_AWS: &[(&str, &str)] = &[
 /// The S3 actions the policy allows, all of them on the state prefix only.
 const STATE_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"];
 
-/// Deny statements: guard rails for invariant 2, not grants.
+/// Deny statements: guard rails for promise 2 of ARCHITECTURE.md, not grants.
 const DENIED: &[&str] = &["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot"];
 
 /// Actions that AWS offers no resource-level restriction for (or only a

@@ -94,6 +94,9 @@ fn a_killed_run_keeps_its_lock_until_unlock_then_blocks_deploys_until_resumed() 
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains(&format!("(run {run_id})")) && r.stderr.contains("ferry unlock local"), "{r:?}");
     assert!(r.stderr.contains("probably dead"), "a dead local holder is called out: {r:?}");
+    let plan = p.ferry(&["plan", "local"]);
+    assert_eq!(plan.code, 3, "plan exits as deploy would start: {plan:?}");
+    assert!(format!("{}{}", plan.stdout, plan.stderr).contains("is locked by"), "{plan:?}");
     let r = p.ferry(&["resume", &run_id]);
     assert_eq!(r.code, 3, "resume never takes over a lock by itself: {r:?}");
     let r = p.ferry(&["unlock", "local"]);

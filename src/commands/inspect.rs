@@ -75,7 +75,25 @@ async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
         }
     }
     check.refusals.extend(revisions_refusal(env));
+    check.refusals.extend(state_refusals(ctx, env));
     check
+}
+
+/// What deploy would refuse for the state backend's sake: the database's lock
+/// held, an unfinished run of it. Read when the backend can be read; a backend
+/// that cannot (no credentials for plan) says nothing here.
+fn state_refusals(ctx: &Context, env: &EnvConfig) -> Vec<String> {
+    let (Ok(store), Some(db)) = (ctx.store(env), ctx.database_key(env)) else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Ok(Some((holder, _))) = crate::state::lock::read(&store, &db) {
+        out.push(format!("{db} is locked by {}", holder.describe()));
+    }
+    if let Ok(runs) = ctx.unfinished_runs(&store, env, &db, None)
+        && let Some(first) = runs.first()
+    {
+        out.push(super::unfinished_message(env, first, runs.len()));
+    }
+    out
 }
 
 pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResult {

@@ -32,7 +32,7 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     start(ctx, env, "migrate", options, &steps).await
 }
 
-/// What deploy and migrate refuse before touching anything (invariant 1):
+/// What deploy and migrate refuse before touching anything (ARCHITECTURE.md promise 1):
 /// `--no-snapshot` on a `confirm = true` environment.
 fn refuse_before_running(env: &EnvConfig, no_snapshot: bool) -> Result<(), CommandError> {
     if no_snapshot && env.confirm {

@@ -177,7 +177,7 @@ fn lock(
 }
 
 /// Only ferry's own pre-deploy snapshots of this environment are candidates
-/// (invariant 2); the newest `keep` of them stay.
+/// (ARCHITECTURE.md promise 2); the newest `keep` of them stay.
 async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
     let env = ctx.env(env_name)?;
     let cloud = ctx.cloud(env).await?;

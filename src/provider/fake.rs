@@ -111,7 +111,7 @@ struct FakeSnapshot {
 #[derive(Debug, Clone)]
 pub struct FakeTask {
     pub run_id: String,
-    /// Whether a snapshot tagged with this run was `available` when it started (invariant 1).
+    /// Whether a snapshot tagged with this run was `available` when it started (ARCHITECTURE.md promise 1).
     pub snapshot_available_at_start: bool,
     started: Instant,
     script: TaskScript,

@@ -230,7 +230,7 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
 }
 
 /// `ferry migrate`: the migration task without verify or restore — but, like
-/// every migration ferry starts, after a snapshot (invariant 1).
+/// every migration ferry starts, after a snapshot (ARCHITECTURE.md promise 1).
 pub fn migrate_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     Plan {
         command: "migrate",

@@ -25,7 +25,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The exit-code table of DESIGN.md: the one place it lives.
+    /// The exit-code table (ARCHITECTURE.md, "The life of a run"): the one place it lives.
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Succeeded => 0,

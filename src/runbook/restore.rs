@@ -1,5 +1,5 @@
 //! Restore from a snapshot without ever deleting or overwriting a database
-//! (invariant 2): the snapshot is restored beside the failed database, the failed
+//! (ARCHITECTURE.md promise 2): the snapshot is restored beside the failed database, the failed
 //! one is renamed aside and kept, and the restored one takes its name.
 //! Every sub-step checks what exists first, so a resumed restore continues where
 //! the earlier attempt stopped. Names are fixed in the journal at the first attempt.

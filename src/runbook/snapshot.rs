@@ -1,5 +1,5 @@
 //! The snapshot step: take a snapshot tagged with the run and wait until it is
-//! `available` (invariant 1: no migration starts before that).
+//! `available` (ARCHITECTURE.md promise 1: no migration starts before that).
 
 use std::time::Duration;
 

@@ -378,7 +378,7 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
     let Some((program, args)) = command.split_first() else {
         return ended(false, None, Some("empty command".into()));
     };
-    // Secrets never reach the log file (invariant 5): mask the values of the
+    // Secrets never reach the log file (ARCHITECTURE.md promise 5): mask the values of the
     // variables ferry marked secret, and passwords in URLs.
     let mut secrets = std::env::var(SECRET_VARS)
         .unwrap_or_default()

@@ -1,6 +1,6 @@
 //! Aurora through RDS: cluster snapshots, restores that make the original's
 //! twin (restore.rs, by the table in settings.rs, compared by twin.rs),
-//! renames. Never deletes a cluster (invariant 2): the IAM policy in infra/
+//! renames. Never deletes a cluster (ARCHITECTURE.md promise 2): the IAM policy in infra/
 //! does not even allow it.
 
 #[cfg(test)]
