@@ -987,6 +987,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_statement_a_killed_ferry_left_running_is_waited_for_before_anything_is_decided() {
+        with_server(|s| async move {
+            let db = s.database(&s.name);
+            s.create(&s.name).await;
+            let snap_id = format!("{}-snap", s.name);
+            // What the server goes on with after ferry is killed: a statement of
+            // a ferry session that names the snapshot, still running.
+            let (other, connection) = Config::from_str(&s.url("postgres"))
+                .expect("valid test URL")
+                .application_name("ferry")
+                .connect(NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let text = format!("SELECT pg_sleep(1.5), '{}'", quote_ident(&snap_id));
+            let running = tokio::spawn(async move { other.batch_execute(&text).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = std::time::Instant::now();
+            db.create_snapshot(&snap_id, &tags()).await.expect("snapshot");
+            assert!(started.elapsed() >= Duration::from_millis(1000), "waited for the earlier statement");
+            running.await.expect("join").expect("the earlier statement ran to its end");
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_database_left_by_a_crash_before_the_metadata_is_adopted() {
         with_server(|s| async move {
             let db = s.database(&s.name);
