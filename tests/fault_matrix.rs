@@ -208,6 +208,8 @@ impl Harness {
 enum Fault {
     Error,
     Refused,
+    /// The task's state is lost once it started (its runner no longer knows it).
+    Lost,
     Throttle,
     Hang,
     Kill,
@@ -219,6 +221,7 @@ fn arm(h: &Harness, step: &str, fault: Fault) {
     let kind = match fault {
         Fault::Error => FaultKind::Error,
         Fault::Refused => FaultKind::Refused,
+        Fault::Lost => FaultKind::Lost,
         Fault::Throttle => FaultKind::Throttle(3),
         Fault::Hang => FaultKind::Hang,
         Fault::Kill => FaultKind::Kill,
@@ -226,12 +229,13 @@ fn arm(h: &Harness, step: &str, fault: Fault) {
     match step {
         "preflight" => h.fake.fault(Op::Describe, kind),
         "snapshot" => h.fake.fault(Op::CreateSnapshot, kind),
+        "migrate" if fault == Fault::Lost => h.fake.fault(Op::PollTask, kind),
         "migrate" => h.fake.fault(Op::StartTask, kind),
         "verify" => match fault {
             // The new code answers 500 on the migrated schema, until the restore.
             Fault::Error => h.fake.set_unhealthy_while_migrated(500),
             Fault::Throttle => h.fake.set_health(vec![503, 503, 200]),
-            Fault::Hang | Fault::Kill | Fault::Refused => h.fake.fault(Op::Health, kind),
+            Fault::Hang | Fault::Kill | Fault::Refused | Fault::Lost => h.fake.fault(Op::Health, kind),
         },
         "restore" => {
             h.fake.set_task_script(TaskScript::fails_halfway());
@@ -265,6 +269,8 @@ fn expected(step: &str, fault: Fault) -> Outcome {
         // an answer: it may have started, so the outcome is unknown (exit 5).
         ("migrate", Fault::Refused) => Aborted,
         ("migrate", Fault::Error) => NeedsAttention,
+        // Local task state lost: what the migration did is unknown, exit 5, no restore.
+        ("migrate", Fault::Lost) => NeedsAttention,
         ("migrate", Fault::Hang) => Restored,
         ("verify", Fault::Error | Fault::Hang) => Restored,
         ("restore" | "twin" | "rename" | "service", Fault::Error | Fault::Hang) => NeedsAttention,
@@ -284,7 +290,7 @@ async fn scenario(step: &str, fault: Fault) {
     assert_eq!(r.outcome, want, "{step} × {fault:?}: {r:#?}\noutput:\n{}", h.output());
     assert_eq!(resumed, matches!(fault, Fault::Kill), "{step} × {fault:?}: kill fault fired iff armed");
     h.assert_invariants(&r);
-    if step == "migrate" && fault == Fault::Error {
+    if step == "migrate" && matches!(fault, Fault::Error | Fault::Lost) {
         let next = r.next.clone().unwrap_or_default();
         assert!(
             next.starts_with("ferry logs") || next.starts_with("ferry check"),
@@ -331,6 +337,7 @@ matrix! {
     snapshot_killed: "snapshot", Kill;
     migrate_error: "migrate", Error;
     migrate_refused: "migrate", Refused;
+    migrate_task_state_lost: "migrate", Lost;
     migrate_throttled: "migrate", Throttle;
     migrate_hang: "migrate", Hang;
     migrate_killed: "migrate", Kill;

@@ -47,6 +47,9 @@ pub enum FaultKind {
     Error,
     /// The platform refuses the request outright: it took no effect.
     Refused,
+    /// The thing is gone from the platform's view for good (a task whose
+    /// state was lost): describing it answers "not found" from now on.
+    Lost,
     /// The call is throttled this many times, then goes through.
     Throttle(u32),
     /// The thing never finishes: a snapshot stays `creating`, a task keeps
@@ -431,7 +434,7 @@ impl FakeCloud {
             Some(FaultKind::Refused) => Err(ProviderError::Rejected(format!("{op:?}: request refused"))),
             Some(FaultKind::Throttle(_)) => Err(ProviderError::Throttled(format!("{op:?}: rate exceeded"))),
             Some(FaultKind::Hang) => Ok(true),
-            Some(FaultKind::Kill) | None => Ok(false),
+            Some(FaultKind::Kill | FaultKind::Lost) | None => Ok(false),
         }
     }
 
@@ -694,6 +697,9 @@ impl MigrationRunner for FakeCloud {
     }
 
     async fn poll(&self, task_id: &str) -> PResult<TaskState> {
+        if self.lock().faults.iter().any(|(op, kind, _)| *op == Op::PollTask && *kind == FaultKind::Lost) {
+            return Ok(TaskState::Missing);
+        }
         self.call(Op::PollTask).await?;
         let now = Instant::now();
         let s = self.lock();
