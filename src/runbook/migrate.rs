@@ -201,7 +201,14 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     let runner = run.cloud.runner.clone();
     let start = Instant::now();
     let deadline = start + run.env.timeouts.migration;
-    let mut backoff = Backoff::new(PollPolicy::default());
+    // DescribeTasks is cheap (ECS's read bucket is large, and the process's
+    // token bucket bounds it): a task's stop is seen within 1-2 s however long
+    // it runs. App Runner's ListOperations keeps the default growth.
+    let policy = match run.env.migration.runner {
+        RunnerKind::Apprunner => PollPolicy::default(),
+        _ => PollPolicy { cap: Duration::from_secs(2), ..PollPolicy::default() },
+    };
+    let mut backoff = Backoff::new(policy);
     let mut next_poll = start;
     let mut missing_since: Option<Instant> = None;
     let mut stop_sent: Option<Instant> = None;

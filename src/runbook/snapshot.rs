@@ -126,8 +126,10 @@ async fn wait_visible_snapshot(
                 Some(s) if matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Failed) => Ok(Poll::Ready(s)),
                 Some(s) => {
                     let state = format!("{} {}%", s.status, s.percent);
+                    let done = f64::from(s.percent) / 100.0;
                     *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
-                    Ok(Poll::Pending(state))
+                    // PercentProgress guides when to look next.
+                    Ok(Poll::Progress(state, done))
                 }
             }
         },

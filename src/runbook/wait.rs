@@ -1,12 +1,17 @@
 //! Waiting and retrying, on tokio's clock so tests run hour-long waits under
 //! virtual time in milliseconds.
 //!
-//! Polls come every ~1 s for the first 10 s of a wait, then grow by half each
+//! What reports its progress (a snapshot's PercentProgress) is looked at
+//! when it should be done: half the estimated time left, between 1 s and the
+//! cap, so the end is seen within about a second with few calls before it.
+//! Everything else: polls come every ~1 s for the first 10 s of a wait, then grow by half each
 //! time toward a 10 s cap, with ±10 % jitter: a change in the first seconds
 //! (a small snapshot, a quick migration: where the wait is most of the run) is
 //! seen within about a second, and a long wait costs at most ~6-7 calls a
 //! minute per resource (RDS allows ~12 TPS sustained; CloudWatch Logs
-//! GetLogEvents 10 TPS). scripts/bench measures what this costs and buys.
+//! GetLogEvents 10 TPS). Every AWS request also waits for a token of its
+//! service's bucket (provider/aws/budget.rs). scripts/bench measures what this
+//! costs and buys.
 //! Throttling is retried with exponential backoff; every call and every wait
 //! has a deadline.
 
@@ -99,6 +104,36 @@ pub enum Poll<T> {
     Ready(T),
     /// Not yet; the text describes the current state for the progress line.
     Pending(String),
+    /// Not yet, this fraction (0..=1) of the way there (RDS's PercentProgress):
+    /// the wait estimates when it will be done and looks then, densely near
+    /// the end, sparsely before.
+    Progress(String, f64),
+}
+
+/// When to look next at something reporting its progress: half the estimated
+/// time left, between `floor` and the policy's cap. `None` until two samples
+/// show movement.
+#[derive(Debug, Default)]
+struct Estimate {
+    first: Option<(Instant, f64)>,
+}
+
+impl Estimate {
+    const FLOOR: Duration = Duration::from_secs(1);
+
+    fn next(&mut self, now: Instant, done: f64, cap: Duration) -> Option<Duration> {
+        let done = done.clamp(0.0, 1.0);
+        let (t0, d0) = *self.first.get_or_insert((now, done));
+        let elapsed = (now - t0).as_secs_f64();
+        if done >= 1.0 {
+            return Some(Self::FLOOR);
+        }
+        if done <= d0 || elapsed <= 0.0 {
+            return None;
+        }
+        let left = (1.0 - done) / ((done - d0) / elapsed);
+        Some(Duration::from_secs_f64(left / 2.0).clamp(Self::FLOOR, cap))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,15 +160,22 @@ where
     let start = Instant::now();
     let deadline = start + limit;
     let mut backoff = Backoff::new(policy);
+    let mut estimate = Estimate::default();
     let mut last = "not checked yet".to_string();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let looked = timeout(remaining, call(what, &mut check)).await;
+        let mut guided = None;
         match looked {
             Ok(Ok(Poll::Ready(v))) => return Ok(v),
             Ok(Ok(Poll::Pending(state))) => {
                 progress(&state, start.elapsed());
                 last = state;
+            }
+            Ok(Ok(Poll::Progress(state, done))) => {
+                progress(&state, start.elapsed());
+                last = state;
+                guided = estimate.next(Instant::now(), done, policy.cap);
             }
             Ok(Err(e)) => return Err(WaitError::Failed(e)),
             Err(_) => {}
@@ -146,7 +188,9 @@ where
                 last,
             });
         }
-        sleep(backoff.next_delay().min(deadline - now)).await;
+        let delay = backoff.next_delay();
+        let delay = guided.map_or(delay, jitter);
+        sleep(delay.min(deadline - now)).await;
     }
 }
 
@@ -164,6 +208,54 @@ mod tests {
         assert!(delays[10..16].windows(2).all(|w| w[1] > w[0].mul_f64(1.2)), "{delays:?}");
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(11)));
         assert!(delays[21] >= Duration::from_secs(9));
+    }
+
+    /// A snapshot that reports 0..100 % over 120 s: the polls thin out in the
+    /// middle and come every second near the end, so the end is seen within
+    /// about a second and the wait costs fewer calls than fixed 1 s polls.
+    #[tokio::test(start_paused = true)]
+    async fn progress_guides_the_polls_dense_at_the_end_sparse_before() {
+        let start = Instant::now();
+        let total = Duration::from_secs(120);
+        let polls = AtomicU32::new(0);
+        let done_at = wait_for(
+            "snapshot",
+            Duration::from_secs(600),
+            PollPolicy::default(),
+            || {
+                polls.fetch_add(1, Ordering::SeqCst);
+                let elapsed = start.elapsed();
+                async move {
+                    if elapsed >= total {
+                        Ok(Poll::Ready(elapsed))
+                    } else {
+                        let done = elapsed.as_secs_f64() / total.as_secs_f64();
+                        Ok(Poll::Progress(format!("{:.0}%", done * 100.0), done))
+                    }
+                }
+            },
+            |_, _| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let lag = done_at - total;
+        assert!(lag <= Duration::from_millis(1200), "the end is seen within about a second: {lag:?}");
+        let n = polls.load(Ordering::SeqCst);
+        assert!(n < 50, "far fewer polls than one a second: {n}");
+    }
+
+    #[test]
+    fn the_estimate_halves_the_time_left_within_its_bounds() {
+        let t0 = Instant::now();
+        let mut e = Estimate::default();
+        let cap = Duration::from_secs(10);
+        assert_eq!(e.next(t0, 0.0, cap), None, "one sample says nothing about speed");
+        // 10 % in 10 s: 90 s left, half of it capped at 10 s.
+        assert_eq!(e.next(t0 + Duration::from_secs(10), 0.1, cap), Some(cap));
+        // 95 % at 95 s: 5 s left, look in 2.5 s.
+        let d = e.next(t0 + Duration::from_secs(95), 0.95, cap).unwrap_or_default();
+        assert!((2.4..=2.6).contains(&d.as_secs_f64()), "{d:?}");
+        assert_eq!(e.next(t0 + Duration::from_secs(99), 1.0, cap), Some(Estimate::FLOOR), "100 % but not done");
     }
 
     #[tokio::test(start_paused = true)]

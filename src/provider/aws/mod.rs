@@ -5,6 +5,7 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` are honoured).
 
 pub mod apprunner;
+pub mod budget;
 pub mod cloudformation;
 pub mod ecs;
 pub mod ecs_taskdef;
@@ -182,17 +183,18 @@ pub async fn resolve(env: &EnvConfig, stacks: &dyn StackOutputs) -> PResult<Reso
 
 /// Everything the runbook needs for one AWS environment.
 pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved)> {
-    let stacks = cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(sdk));
+    use budget::{Service, limited};
+    let stacks =
+        cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&limited(sdk, Service::CloudFormation)));
     let resolved = resolve(env, &stacks).await?;
-    let database = Arc::new(rds::RdsDatabase::new(aws_sdk_rds::Client::new(sdk), resolved.cluster_id.clone()));
-    let logs = Arc::new(logs::CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(sdk)));
-    let service = resolved
-        .service_arn
-        .clone()
-        .map(|arn| Arc::new(apprunner::AppRunner::new(aws_sdk_apprunner::Client::new(sdk), arn)));
+    let rds_client = aws_sdk_rds::Client::new(&limited(sdk, Service::Rds));
+    let database = Arc::new(rds::RdsDatabase::new(rds_client, resolved.cluster_id.clone()));
+    let logs = Arc::new(logs::CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&limited(sdk, Service::Logs))));
+    let apprunner_client = aws_sdk_apprunner::Client::new(&limited(sdk, Service::AppRunner));
+    let service = resolved.service_arn.clone().map(|arn| Arc::new(apprunner::AppRunner::new(apprunner_client, arn)));
     let runner: Arc<dyn super::MigrationRunner> = match (env.migration.runner, &resolved.ecs, &service) {
         (RunnerKind::Ecs, Some(target), _) => {
-            Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(sdk), target.clone()))
+            Arc::new(ecs::EcsRunner::new(aws_sdk_ecs::Client::new(&limited(sdk, Service::Ecs)), target.clone()))
         }
         (RunnerKind::Apprunner, _, Some(service)) => Arc::new(apprunner::Deployments::new(service.clone())),
         // config::parse guarantees each runner its settings.
