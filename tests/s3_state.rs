@@ -191,3 +191,30 @@ fn with_the_record_gone_too_status_names_the_half_swap_and_restore_finish_comple
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stderr.contains("nothing to finish"), "{again:?}");
 }
+
+#[test]
+fn a_deploy_killed_in_its_snapshot_wait_is_resumed_from_a_fresh_checkout_and_migrates_once() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, runner) = project(&emu, &["sh", "-c", "echo migrated"]);
+    emu.configure(serde_json::json!({ "snapshot_seconds": 16 }));
+    let laptop = runner.checkout();
+    let mut child = runner.command(&["deploy", "stage"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            runs(&laptop).iter().any(|r| r["snapshot"]["status"] == "creating" && r["task"].is_null())
+        }),
+        "the run is waiting for its snapshot"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_id = runs(&laptop)[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(laptop.ferry(&["unlock", "stage", "--yes"]).code, 0);
+    let r = laptop.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["snapshot"]["status"], "available", "the same snapshot, waited for to the end");
+    assert_eq!(rec["task"]["exit_code"], 0);
+    let snaps = laptop.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+    let ours = snaps.as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
+    assert_eq!(ours, 1, "one snapshot, not a second one: {snaps}");
+}
