@@ -29,6 +29,9 @@ pub const PURPOSE_PRE_DEPLOY: &str = "pre-deploy";
 pub const PURPOSE_RESTORE: &str = "restore";
 /// `ferry:purpose` of a clone a rehearsal made (set when it is created).
 pub const PURPOSE_REHEARSAL: &str = "rehearsal";
+/// Set on a rehearsal's migration: the run it rehearses for. `ferry db exec`
+/// run by that migration works on the clone its `DATABASE_URL` names.
+pub const REHEARSAL_OF: &str = "FERRY_REHEARSAL_OF";
 
 /// Errors a provider reports, classified so the runbook can decide without
 /// looking at message text.

@@ -7,6 +7,7 @@ use super::migrations;
 use super::plan::{self, Plan, StepKind};
 use super::preflight::preflight;
 use super::record::{Outcome, RunRecord, StepStatus};
+use super::rehearse;
 use super::restore::{restore, twin_summary};
 use super::snapshot::take_snapshot;
 use super::verify::verify;
@@ -27,6 +28,15 @@ pub async fn deploy(run: &mut Run) -> RunRecord {
 /// `ferry migrate`: preflight, snapshot and the migration task; no restore.
 pub async fn migrate_only(run: &mut Run) -> RunRecord {
     let plan = plan::migrate_plan(&run.env, &run.record.options);
+    match drive(run, &plan).await {
+        Ok(record) => record,
+        Err(e) => journal_failure(run, e),
+    }
+}
+
+/// `ferry rehearse`: the migration on a clone, then the clone deleted.
+pub async fn rehearse_only(run: &mut Run) -> RunRecord {
+    let plan = plan::rehearse_plan(&run.env, &run.record.options);
     match drive(run, &plan).await {
         Ok(record) => record,
         Err(e) => journal_failure(run, e),
@@ -65,6 +75,10 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     let mut failure: Option<String> = ["migrate", "verify"]
         .iter()
         .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
+    // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
+    let mut rehearsal_failed: Option<String> = ["clone", "rehearse"]
+        .iter()
+        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
 
     for step in &plan.steps {
         if run.record.step_status(step.name).is_settled() {
@@ -83,8 +97,48 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             run.save()?;
             continue;
         }
+        let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         match step.kind {
+            StepKind::Clone | StepKind::Rehearse if rehearsal_failed.is_some() => {
+                run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
+            }
+            StepKind::Clone | StepKind::Rehearse => {
+                let result = if step.kind == StepKind::Clone {
+                    rehearse::make_clone(run).await
+                } else {
+                    rehearse::rehearse(run, was_in_flight).await
+                };
+                match result {
+                    Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
+                    Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
+                    Err(e) => {
+                        run.end(step.name, StepStatus::Failed, &e.to_string())?;
+                        rehearsal_failed = Some(e.to_string());
+                    }
+                }
+            }
+            StepKind::Cleanup => match rehearse::cleanup(run).await {
+                Ok(done) => {
+                    run.end(step.name, StepStatus::Succeeded, &done)?;
+                    if let Some(error) = rehearsal_failed.take() {
+                        return Ok(rehearsal_refused(run, error));
+                    }
+                }
+                Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
+                Err(e) => {
+                    run.end(step.name, StepStatus::Failed, &e.to_string())?;
+                    let error = match rehearsal_failed.take() {
+                        Some(f) => format!("{f}; then {e}"),
+                        None => e.to_string(),
+                    };
+                    let state = format!(
+                        "nothing of {} was changed (the migration ran only on the clone); {e}",
+                        run.cloud.database.cluster_id()
+                    );
+                    return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(state), None));
+                }
+            },
             StepKind::Preflight => {
                 let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
                 let mut up_to_date = None;
@@ -160,6 +214,20 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     Ok(conclude(run, plan, &env, failure))
 }
 
+/// The rehearsal failed (the clone is gone or kept): the run ends before any
+/// change to the environment, exit 3, with the evidence.
+fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
+    let db = run.cloud.database.cluster_id().to_string();
+    let evidence = run.record.rehearsal.as_ref().map(|r| r.findings.join("; ")).unwrap_or_default();
+    let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    let mut state = format!("nothing of {db} was changed: the migration ran only on the clone; {cleanup}");
+    if !evidence.is_empty() {
+        state.push_str(&format!("; the rehearsal saw: {evidence}"));
+    }
+    let next = format!("ferry rehearse {}   (after fixing the migration)", run.env.name);
+    run.finish(Outcome::Aborted, Some(error), Some(state), Some(next))
+}
+
 /// Nothing to migrate: the snapshot and the migration are settled as skipped
 /// (in the journal, so a resumed run skips them too), and so is the restore,
 /// which would have nothing to undo.
@@ -167,7 +235,17 @@ fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepErro
     run.out.info(&format!("    {why}: the snapshot and the migration are skipped (--force runs them anyway)"));
     let now = chrono::Utc::now();
     for step in
-        plan.steps.iter().filter(|s| matches!(s.kind, StepKind::Snapshot | StepKind::Migrate | StepKind::Restore))
+        plan.steps.iter().filter(|s| {
+            matches!(
+                s.kind,
+                StepKind::Snapshot
+                    | StepKind::Migrate
+                    | StepKind::Restore
+                    | StepKind::Clone
+                    | StepKind::Rehearse
+                    | StepKind::Cleanup
+            )
+        })
     {
         let s = run.record.step_mut(step.name);
         s.status = StepStatus::Skipped;
@@ -189,6 +267,15 @@ fn migrated_nothing(run: &Run) -> bool {
 
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
+    if plan.command == "rehearse" {
+        let done = run.record.step("rehearse").and_then(|s| s.detail.clone()).unwrap_or_default();
+        let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+        let state = format!(
+            "{done}; nothing of {} was changed (the migration ran only on the clone); {cleanup}",
+            run.cloud.database.cluster_id()
+        );
+        return run.finish(Outcome::Succeeded, None, Some(state), None);
+    }
     if plan.command != "restore" && migrated_nothing(run) {
         let why = run.record.step("migrate").and_then(|s| s.detail.clone()).unwrap_or_default();
         return match failure {
