@@ -211,6 +211,10 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             }
         }
     }
+    // A failed rehearsal whose cleanup an earlier attempt (or the signal path) settled.
+    if let Some(error) = rehearsal_failed {
+        return Ok(rehearsal_refused(run, error));
+    }
     Ok(conclude(run, plan, &env, failure))
 }
 
@@ -224,7 +228,7 @@ fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
     if !evidence.is_empty() {
         state.push_str(&format!("; the rehearsal saw: {evidence}"));
     }
-    let next = format!("ferry rehearse {}   (after fixing the migration)", run.env.name);
+    let next = format!("ferry {} {}   (after fixing the migration)", run.record.command, run.env.name);
     run.finish(Outcome::Aborted, Some(error), Some(state), Some(next))
 }
 
