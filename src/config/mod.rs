@@ -184,9 +184,6 @@ fn rehearse_config(raw: Option<RawRehearse>, provider: ProviderKind, runner: Run
         }
     }
     let max_duration = r.max_duration.map_or(REHEARSE_MAX_DURATION, |d| d.0);
-    if max_duration.is_zero() {
-        return Err(err("rehearse.max_duration must be more than 0s".into()));
-    }
     Ok(RehearseConfig {
         configured,
         when: r.when.unwrap_or(RehearseWhen::Never),
