@@ -341,14 +341,13 @@ fn postgres_sigkill_during_the_rehearsal_then_resume_deletes_the_clone() {
 fn the_github_step_summary_tells_the_rehearsal_and_its_findings() {
     let Some(pg) = Pg::new(LOCKS_ORDERS, "") else { return };
     let summary = pg.p.path().join("summary.md");
-    let r: common::Run = pg
-        .p
-        .command(&["rehearse", "pg"])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap()
-        .into();
+    let r: common::Run =
+        pg.p.command(&["rehearse", "pg"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap()
+            .into();
     assert_eq!(r.code, 0, "{r:?}");
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("- rehearsal: passed on clone ") && md.contains("(deleted)"), "{md}");

@@ -4,8 +4,8 @@
 use super::{CmdResult, CommandError, Context};
 use crate::cli::DbCommand;
 use crate::config::ProviderKind;
-use crate::provider::{ProviderError, REHEARSAL_OF};
 use crate::provider::local::LocalDatabase;
+use crate::provider::{ProviderError, REHEARSAL_OF};
 
 pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     let DbCommand::Exec { env, file, sql, create } = c;
@@ -79,7 +79,9 @@ fn rehearsal_env(env: &crate::config::EnvConfig) -> Result<Option<crate::config:
     }
     let url = std::env::var("DATABASE_URL").unwrap_or_default();
     let url = crate::config::DbUrl::parse(&url).map_err(|e| {
-        CommandError::Usage(format!("{REHEARSAL_OF} is set but DATABASE_URL does not name the clone ({e}); nothing was done"))
+        CommandError::Usage(format!(
+            "{REHEARSAL_OF} is set but DATABASE_URL does not name the clone ({e}); nothing was done"
+        ))
     })?;
     let mut env = env.clone();
     env.database = crate::config::DatabaseConfig::Url(url);

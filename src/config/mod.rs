@@ -149,7 +149,11 @@ pub const REHEARSE_APPRUNNER: &str = "runner = \"apprunner\" migrates inside the
 /// The `${clone.NAME}` placeholders `rehearse.database_env` may use.
 pub const CLONE_PLACEHOLDERS: [&str; 2] = ["endpoint", "port"];
 
-fn rehearse_config(raw: Option<RawRehearse>, provider: ProviderKind, runner: RunnerKind) -> Result<RehearseConfig, EnvError> {
+fn rehearse_config(
+    raw: Option<RawRehearse>,
+    provider: ProviderKind,
+    runner: RunnerKind,
+) -> Result<RehearseConfig, EnvError> {
     let err = |msg: String| (None, msg);
     let configured = raw.is_some();
     let r = raw.unwrap_or_default();

@@ -238,19 +238,17 @@ fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
 fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepError> {
     run.out.info(&format!("    {why}: the snapshot and the migration are skipped (--force runs them anyway)"));
     let now = chrono::Utc::now();
-    for step in
-        plan.steps.iter().filter(|s| {
-            matches!(
-                s.kind,
-                StepKind::Snapshot
-                    | StepKind::Migrate
-                    | StepKind::Restore
-                    | StepKind::Clone
-                    | StepKind::Rehearse
-                    | StepKind::Cleanup
-            )
-        })
-    {
+    for step in plan.steps.iter().filter(|s| {
+        matches!(
+            s.kind,
+            StepKind::Snapshot
+                | StepKind::Migrate
+                | StepKind::Restore
+                | StepKind::Clone
+                | StepKind::Rehearse
+                | StepKind::Cleanup
+        )
+    }) {
         let s = run.record.step_mut(step.name);
         s.status = StepStatus::Skipped;
         s.ended_at = Some(now);

@@ -231,7 +231,9 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     let mut steps = vec![preflight(env, !options.no_snapshot)];
     if env.rehearse.when == RehearseWhen::Always {
         steps.extend(rehearsal_steps(env, options));
-        steps[2].does.push("a failed rehearsal ends the deploy here: exit 3, nothing of the environment changed".into());
+        steps[2]
+            .does
+            .push("a failed rehearsal ends the deploy here: exit 3, nothing of the environment changed".into());
     }
     steps.extend([snapshot, migrate(env), verify(env), restore]);
     Plan { command: "deploy", env: env.name.clone(), steps }
@@ -254,7 +256,10 @@ fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
         ),
     };
     let mut rehearse = vec![
-        format!("run `{}` exactly as the migration step would, with DATABASE_URL set to the clone", env.migration.command.join(" ")),
+        format!(
+            "run `{}` exactly as the migration step would, with DATABASE_URL set to the clone",
+            env.migration.command.join(" ")
+        ),
         locks,
         format!("fail when the migration fails or runs longer than {} (max_duration)", format_duration(r.max_duration)),
     ];

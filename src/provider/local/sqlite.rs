@@ -290,7 +290,9 @@ impl Database for SqliteDatabase {
 
     async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
         if Path::new(id) == self.path {
-            return Err(ProviderError::Rejected(format!("{id} is the environment's own database; refusing to delete it")));
+            return Err(ProviderError::Rejected(format!(
+                "{id} is the environment's own database; refusing to delete it"
+            )));
         }
         let (id, run_id) = (id.to_string(), run_id.to_string());
         blocking(move || rehearsal::delete_clone(Path::new(&id), &run_id)).await

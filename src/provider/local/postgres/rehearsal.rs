@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
-use super::{PgDatabase, Password, copy_database, exists, has_code, lookup, pg_err, quote_ident, rewrite_url, settle};
+use super::{Password, PgDatabase, copy_database, exists, has_code, lookup, pg_err, quote_ident, rewrite_url, settle};
 use crate::provider::{
     CloneInfo, LockObserver, LockSample, PResult, ProviderError, SeenLock, TAG_PURPOSE, TAG_RUN_ID, Tags,
 };
@@ -65,7 +65,8 @@ impl PgDatabase {
             Err(e) if has_code(&e, &SqlState::OBJECT_IN_USE) => {
                 // Sessions on the source keep the template copy from working: a dump instead.
                 let file = self.store.data_path(name, "pgdump");
-                crate::state::private_dir(self.store.dir()).map_err(|e| super::io_err("creating the state directory", e))?;
+                crate::state::private_dir(self.store.dir())
+                    .map_err(|e| super::io_err("creating the state directory", e))?;
                 self.dump(&admin, name, &file).await?;
                 let restored = self.restore_dump(&admin, name, &file, name).await;
                 let _ = std::fs::remove_file(&file);
@@ -119,16 +120,11 @@ const LONGEST: &str = "SELECT query, EXTRACT(EPOCH FROM clock_timestamp() - quer
 impl LockObserver for PgLockObserver {
     async fn sample(&self) -> PResult<LockSample> {
         let rows = self.client.query(LOCKS, &[]).await.map_err(pg_err("sampling the clone's locks"))?;
-        let locks = rows
-            .iter()
-            .map(|r| SeenLock { relation: r.get(0), mode: r.get(1), granted: r.get(2) })
-            .collect();
-        let longest = self
-            .client
-            .query_opt(LONGEST, &[])
-            .await
-            .map_err(pg_err("sampling the clone's statements"))?
-            .map(|r| (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get::<_, Option<f64>>(1).unwrap_or(0.0)));
+        let locks = rows.iter().map(|r| SeenLock { relation: r.get(0), mode: r.get(1), granted: r.get(2) }).collect();
+        let longest =
+            self.client.query_opt(LONGEST, &[]).await.map_err(pg_err("sampling the clone's statements"))?.map(|r| {
+                (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get::<_, Option<f64>>(1).unwrap_or(0.0))
+            });
         Ok(LockSample { locks, longest })
     }
 }

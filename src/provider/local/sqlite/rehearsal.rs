@@ -77,7 +77,7 @@ pub fn delete_clone(clone: &Path, run_id: &str) -> PResult<()> {
         }
         return Ok(());
     }
-    if !mark.is_some_and(|m| m.run_id == run_id) {
+    if mark.is_none_or(|m| m.run_id != run_id) {
         return Err(ProviderError::Rejected(format!(
             "{} is not marked as run {run_id}'s rehearsal clone; ferry deletes nothing else",
             clone.display()
