@@ -354,3 +354,29 @@ fn the_github_step_summary_tells_the_rehearsal_and_its_findings() {
     assert!(md.contains("held ACCESS EXCLUSIVE on public.orders for "), "{md}");
     assert!(r.stderr.contains("  rehearsal: passed on clone "), "{r:?}");
 }
+
+#[test]
+fn a_clone_without_this_runs_mark_is_not_deleted_exit_5_naming_it_and_resume_tries_again() {
+    // The migration replaces the clone's mark with another run's: ferry must refuse to delete it.
+    let p = Project::sqlite(
+        "clone=\"${DATABASE_URL#sqlite://}\"\ncp \"$clone.ferry-rehearsal\" mark.saved\n\
+         echo '{\"purpose\":\"rehearsal\",\"run_id\":\"someone-else\"}' > \"$clone.ferry-rehearsal\"\n",
+        "",
+    );
+    let r = p.ferry(&["rehearse", "local", "--output", "json"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    let rec = r.json();
+    let clone = rec["rehearsal"]["clone"].as_str().unwrap().to_string();
+    let error = rec["error"].as_str().unwrap();
+    assert!(error.contains(&format!("rehearsal clone {clone} could not be deleted")), "{error}");
+    assert!(error.contains("not marked as run"), "{error}");
+    assert!(std::path::Path::new(&clone).is_file(), "refused, so kept");
+    let run_id = rec["run_id"].as_str().unwrap().to_string();
+    assert_eq!(rec["next"], format!("ferry resume {run_id}   (tries to delete the clone again)"));
+    // Once the mark is this run's again, the resume deletes it.
+    std::fs::copy(p.path().join("mark.saved"), format!("{clone}.ferry-rehearsal")).unwrap();
+    let r = p.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["rehearsal"]["clone_fate"], "deleted");
+    assert!(clones(&p).is_empty(), "{:?}", p.files());
+}

@@ -100,45 +100,11 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         match step.kind {
-            StepKind::Clone | StepKind::Rehearse if rehearsal_failed.is_some() => {
-                run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
-            }
-            StepKind::Clone | StepKind::Rehearse => {
-                let result = if step.kind == StepKind::Clone {
-                    rehearse::make_clone(run).await
-                } else {
-                    rehearse::rehearse(run, was_in_flight).await
-                };
-                match result {
-                    Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                    Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
-                    Err(e) => {
-                        run.end(step.name, StepStatus::Failed, &e.to_string())?;
-                        rehearsal_failed = Some(e.to_string());
-                    }
+            StepKind::Clone | StepKind::Rehearse | StepKind::Cleanup => {
+                if let Some(ended) = rehearsal_step(run, step.kind, was_in_flight, &mut rehearsal_failed).await? {
+                    return Ok(ended);
                 }
             }
-            StepKind::Cleanup => match rehearse::cleanup(run).await {
-                Ok(done) => {
-                    run.end(step.name, StepStatus::Succeeded, &done)?;
-                    if let Some(error) = rehearsal_failed.take() {
-                        return Ok(rehearsal_refused(run, error));
-                    }
-                }
-                Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
-                Err(e) => {
-                    run.end(step.name, StepStatus::Failed, &e.to_string())?;
-                    let error = match rehearsal_failed.take() {
-                        Some(f) => format!("{f}; then {e}"),
-                        None => e.to_string(),
-                    };
-                    let state = format!(
-                        "nothing of {} was changed (the migration ran only on the clone); {e}",
-                        run.cloud.database.cluster_id()
-                    );
-                    return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(state), None));
-                }
-            },
             StepKind::Preflight => {
                 let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
                 let mut up_to_date = None;
@@ -216,6 +182,58 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         return Ok(rehearsal_refused(run, error));
     }
     Ok(conclude(run, plan, &env, failure))
+}
+
+/// One step of the rehearsal. A failed clone or rehearsal is noted in
+/// `failed` and the cleanup still runs; after the cleanup a failed rehearsal
+/// ends the run (exit 3), and a clone that cannot be deleted ends it at exit 5.
+async fn rehearsal_step(
+    run: &mut Run,
+    kind: StepKind,
+    was_in_flight: bool,
+    failed: &mut Option<String>,
+) -> Result<Option<RunRecord>, StepError> {
+    let name = kind.name();
+    if kind != StepKind::Cleanup {
+        if failed.is_some() {
+            run.end(name, StepStatus::Skipped, "an earlier step failed")?;
+            return Ok(None);
+        }
+        let result = if kind == StepKind::Clone {
+            rehearse::make_clone(run).await
+        } else {
+            rehearse::rehearse(run, was_in_flight).await
+        };
+        match result {
+            Ok(done) => run.end(name, StepStatus::Succeeded, &done)?,
+            Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
+            Err(e) => {
+                run.end(name, StepStatus::Failed, &e.to_string())?;
+                *failed = Some(e.to_string());
+            }
+        }
+        return Ok(None);
+    }
+    match rehearse::cleanup(run).await {
+        Ok(done) => {
+            run.end(name, StepStatus::Succeeded, &done)?;
+            Ok(failed.take().map(|error| rehearsal_refused(run, error)))
+        }
+        Err(StepError::Journal(j)) => Err(StepError::Journal(j)),
+        Err(e) => {
+            run.end(name, StepStatus::Failed, &e.to_string())?;
+            let error = match failed.take() {
+                Some(f) => format!("{f}; then {e}"),
+                None => e.to_string(),
+            };
+            let state = format!(
+                "nothing of {} was changed (the migration ran only on the clone); {e}",
+                run.cloud.database.cluster_id()
+            );
+            let next = format!("ferry resume {}   (tries to delete the clone again)", run.record.run_id);
+            Ok(Some(run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))))
+        }
+    }
 }
 
 /// The rehearsal failed (the clone is gone or kept): the run ends before any

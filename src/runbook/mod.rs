@@ -40,11 +40,17 @@ use crate::provider::Cloud;
 pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
     let retry_restore =
         record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
-    if record.outcome.is_final() && !retry_restore {
+    // A rehearsal's clone that could not be deleted: the resume tries again.
+    let retry_cleanup =
+        record.outcome == Outcome::NeedsAttention && record.step_status("cleanup") == StepStatus::Failed;
+    if record.outcome.is_final() && !retry_restore && !retry_cleanup {
         return Err(format!("run {} already finished ({}); nothing to resume", record.run_id, record.outcome.as_str()));
     }
     if retry_restore {
         record.step_mut("restore").status = StepStatus::Pending;
+    }
+    if retry_cleanup {
+        record.step_mut("cleanup").status = StepStatus::Pending;
     }
     record.outcome = Outcome::Running;
     record.exit_code = None;

@@ -188,47 +188,7 @@ fn judge(
         });
     }
     let locks = observed.locks();
-    match &not_observed {
-        Some(why) => {
-            findings.push(format!("locks were not observed: {why}"));
-            if cfg.max_exclusive_lock_set {
-                failures.push(format!(
-                    "rehearse.max_exclusive_lock = {} is set, but locks could not be observed: {why}",
-                    format_duration(cfg.max_exclusive_lock)
-                ));
-            }
-        }
-        None => {
-            for l in &locks {
-                findings.push(format!(
-                    "held {} on {} for {}: {}",
-                    l.mode,
-                    l.relation,
-                    secs(Duration::from_millis(l.held_for_ms)),
-                    consequence(&observe::mode_name(&l.mode), &l.relation)
-                ));
-                if l.mode == "ACCESS EXCLUSIVE" && Duration::from_millis(l.held_for_ms) > cfg.max_exclusive_lock {
-                    failures.push(format!(
-                        "it held ACCESS EXCLUSIVE on {} for {}, more than rehearse.max_exclusive_lock = {}",
-                        l.relation,
-                        secs(Duration::from_millis(l.held_for_ms)),
-                        format_duration(cfg.max_exclusive_lock)
-                    ));
-                }
-            }
-            for w in observed.waits() {
-                findings.push(format!(
-                    "waited {} for {} on {}",
-                    secs(Duration::from_millis(w.held_for_ms)),
-                    w.mode,
-                    w.relation
-                ));
-            }
-            if observed.errors > 0 {
-                findings.push(format!("{} of the lock samples could not be read", observed.errors));
-            }
-        }
-    }
+    lock_findings(&cfg, &locks, observed, not_observed.as_deref(), &mut findings, &mut failures);
     if let Some(s) = observed.longest_statement() {
         findings.push(format!(
             "longest statement: {} ({})",
@@ -263,6 +223,56 @@ fn judge(
         Ok(format!("the migration passed on the clone in {}, within the thresholds", secs(duration)))
     } else {
         Err(StepError::Failed(format!("the rehearsal failed: {}", failures.join("; "))))
+    }
+}
+
+/// What the lock samples say, and which thresholds they break.
+fn lock_findings(
+    cfg: &crate::config::RehearseConfig,
+    locks: &[super::record::LockHeld],
+    observed: &Observed,
+    not_observed: Option<&str>,
+    findings: &mut Vec<String>,
+    failures: &mut Vec<String>,
+) {
+    if let Some(why) = not_observed {
+        findings.push(format!("locks were not observed: {why}"));
+        if cfg.max_exclusive_lock_set {
+            failures.push(format!(
+                "rehearse.max_exclusive_lock = {} is set, but locks could not be observed: {why}",
+                format_duration(cfg.max_exclusive_lock)
+            ));
+        }
+        return;
+    }
+    for l in locks {
+        let held = Duration::from_millis(l.held_for_ms);
+        findings.push(format!(
+            "held {} on {} for {}: {}",
+            l.mode,
+            l.relation,
+            secs(held),
+            consequence(&observe::mode_name(&l.mode), &l.relation)
+        ));
+        if l.mode == "ACCESS EXCLUSIVE" && held > cfg.max_exclusive_lock {
+            failures.push(format!(
+                "it held ACCESS EXCLUSIVE on {} for {}, more than rehearse.max_exclusive_lock = {}",
+                l.relation,
+                secs(held),
+                format_duration(cfg.max_exclusive_lock)
+            ));
+        }
+    }
+    for w in observed.waits() {
+        findings.push(format!(
+            "waited {} for {} on {}",
+            secs(Duration::from_millis(w.held_for_ms)),
+            w.mode,
+            w.relation
+        ));
+    }
+    if observed.errors > 0 {
+        findings.push(format!("{} of the lock samples could not be read", observed.errors));
     }
 }
 
