@@ -380,3 +380,20 @@ fn a_clone_without_this_runs_mark_is_not_deleted_exit_5_naming_it_and_resume_tri
     assert_eq!(r.json()["rehearsal"]["clone_fate"], "deleted");
     assert!(clones(&p).is_empty(), "{:?}", p.files());
 }
+
+#[test]
+fn a_migration_over_max_duration_is_stopped_on_the_clone_and_fails_the_rehearsal() {
+    let p = Project::sqlite(
+        "echo started\nsleep 20\necho finished > finished.txt\n",
+        "rehearse = { max_duration = \"1s\" }",
+    );
+    let started = std::time::Instant::now();
+    let r = p.ferry(&["rehearse", "local", "--output", "json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "stopped, not waited for: {:?}", started.elapsed());
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("did not finish within rehearse.max_duration = 1s"), "{error}");
+    assert!(clones(&p).is_empty(), "{:?}", p.files());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!p.path().join("finished.txt").exists(), "the migration on the clone was stopped");
+}
