@@ -62,6 +62,10 @@ fn sqlite_a_good_migration_passes_on_the_clone_and_the_real_database_is_untouche
     assert!(clones(&p).is_empty(), "{:?}", p.files());
     assert!(rec["snapshot"].is_null());
     assert_eq!(p.only_run(), rec);
+    // `ferry logs --run` shows the rehearsal's migration output.
+    let logs = p.ferry(&["logs", "local", "--run", rec["run_id"].as_str().unwrap()]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert!(logs.stdout.contains("adding email"), "{logs:?}");
 }
 
 #[test]
