@@ -59,7 +59,9 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     // Once the migration step began, something may have changed: never exit 3.
     let migrating = run.record.task.is_some()
         || !matches!(run.record.step_status("migrate"), StepStatus::Pending | StepStatus::Skipped);
-    let outcome = if migrating { Outcome::NeedsAttention } else { Outcome::Aborted };
+    // A rehearsal's clone that may still exist needs a person too (it costs, and only ferry marked it).
+    let clone_left = run.record.rehearsal.as_ref().is_some_and(|r| r.clone.is_some() && r.clone_fate.is_none());
+    let outcome = if migrating || clone_left { Outcome::NeedsAttention } else { Outcome::Aborted };
     let next = format!("ferry status {}", run.env.name);
     run.finish(
         outcome,
