@@ -401,3 +401,26 @@ fn a_migration_over_max_duration_is_stopped_on_the_clone_and_fails_the_rehearsal
     std::thread::sleep(Duration::from_secs(1));
     assert!(!p.path().join("finished.txt").exists(), "the migration on the clone was stopped");
 }
+
+#[test]
+fn postgres_with_the_application_connected_the_clone_is_a_dump_copy() {
+    let Some(pg) = Pg::new(ADDS_EMAIL, "") else { return };
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("pg_dump").is_file() && d.join("pg_restore").is_file())
+    });
+    if !on_path {
+        eprintln!("skipped: pg_dump and pg_restore are not on PATH");
+        return;
+    }
+    // A session of "the application" keeps CREATE DATABASE ... TEMPLATE from copying the database.
+    let url = pg_url_with_db(&pg_server().unwrap(), &format!("{}_app", pg.tag));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (client, conn) = rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).unwrap();
+    rt.spawn(conn);
+    let r = pg.p.ferry(&["rehearse", "pg", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["rehearsal"]["verdict"], "passed");
+    assert_eq!(pg.email_columns(), "0");
+    assert!(pg.clones().is_empty(), "{:?}", pg.clones());
+    drop(client);
+}
