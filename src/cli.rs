@@ -78,6 +78,9 @@ pub enum Command {
     /// Restore the environment's database from a snapshot
     #[command(after_help = "Docs: docs/commands/restore.md")]
     Restore(RestoreArgs),
+    /// Run the migration on a clone of the database and report its time and locks; changes nothing
+    #[command(after_help = "Docs: docs/commands/rehearse.md")]
+    Rehearse(RehearseArgs),
     /// Show a migration task's logs
     #[command(after_help = "Docs: docs/commands/logs.md")]
     Logs(LogsArgs),
@@ -138,6 +141,18 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
     /// Run this image in the migration container instead of the pinned one (default: FERRY_IMAGE, then migration.image)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// Environment name ([env.NAME] in ferry.toml)
+    pub env: String,
+    /// Keep the clone for inspection (it is deleted otherwise); ferry says how to remove it
+    #[arg(long)]
+    pub keep_clone: bool,
+    /// Rehearse the migration with this image (default: FERRY_IMAGE, then migration.image)
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 }

@@ -4,8 +4,8 @@
 use super::{CmdResult, CommandError, Context};
 use crate::cli::DbCommand;
 use crate::config::ProviderKind;
-use crate::provider::ProviderError;
 use crate::provider::local::LocalDatabase;
+use crate::provider::{ProviderError, REHEARSAL_OF};
 
 pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     let DbCommand::Exec { env, file, sql, create } = c;
@@ -26,6 +26,8 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         (None, None) => return Err(CommandError::Usage("give --file PATH or --sql TEXT".into())),
     };
     ctx.guard(env, "run SQL")?;
+    let rehearsal = rehearsal_env(env)?;
+    let env = rehearsal.as_ref().unwrap_or(env);
     let db = LocalDatabase::open(env, ctx.config.base_dir(), &ctx.config.state_dir).map_err(|e| match e {
         ProviderError::Rejected(m) => CommandError::Usage(m),
         other => other.into(),
@@ -33,12 +35,27 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     // The migration of a run runs `ferry db exec` under the lock its run holds
     // (FERRY_RUN_ID names that run); anyone else takes the lock.
     let store = ctx.store(env)?;
-    let database = db.as_database().cluster_id().to_string();
-    let own_run = std::env::var("FERRY_RUN_ID").ok();
+    let database = match &rehearsal {
+        // The lock is the real database's: the rehearsal's run holds it.
+        Some(_) => LocalDatabase::open(ctx.env(&env.name)?, ctx.config.base_dir(), &ctx.config.state_dir)?
+            .as_database()
+            .cluster_id()
+            .to_string(),
+        None => db.as_database().cluster_id().to_string(),
+    };
+    let own_run = match &rehearsal {
+        Some(_) => std::env::var(REHEARSAL_OF).ok(),
+        None => std::env::var("FERRY_RUN_ID").ok(),
+    };
     let held_by_own_run = match (&own_run, crate::state::lock::read(&store, &database)) {
         (Some(run), Ok(Some((holder, _)))) => holder.run_id.as_deref() == Some(run.as_str()),
         _ => false,
     };
+    if rehearsal.is_some() && !held_by_own_run {
+        return Err(CommandError::Failed(format!(
+            "{REHEARSAL_OF} names a rehearsal whose run does not hold the lock of {database}; nothing was done"
+        )));
+    }
     let _lock = if held_by_own_run { None } else { Some(ctx.lock(&store, env, &database, None, "db exec")?) };
     // Statements before a failing one may have been applied (SQLite): a person must look.
     let rows = db.exec(&sql, create).await.map_err(|e| match e.error {
@@ -52,4 +69,21 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         crate::outln!("{row}");
     }
     Ok(0)
+}
+
+/// Inside a rehearsal's migration: the environment with its database replaced
+/// by the clone (`DATABASE_URL`), so the migration's SQL never reaches the real one.
+fn rehearsal_env(env: &crate::config::EnvConfig) -> Result<Option<crate::config::EnvConfig>, CommandError> {
+    if std::env::var_os(REHEARSAL_OF).is_none() {
+        return Ok(None);
+    }
+    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let url = crate::config::DbUrl::parse(&url).map_err(|e| {
+        CommandError::Usage(format!(
+            "{REHEARSAL_OF} is set but DATABASE_URL does not name the clone ({e}); nothing was done"
+        ))
+    })?;
+    let mut env = env.clone();
+    env.database = crate::config::DatabaseConfig::Url(url);
+    Ok(Some(env))
 }

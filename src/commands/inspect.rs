@@ -312,7 +312,11 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         (Some(task), _) => (task.clone(), cloud.runner.log_stream_of(task).await.map_err(usage)?),
         (None, Some(run_id)) => {
             let r = read_run(&ctx.store(env)?, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
-            let t = r.task.ok_or_else(|| CommandError::Usage(format!("run {run_id} started no migration task")))?;
+            // A rehearsal's migration (on its clone) when the run started no other.
+            let t = r
+                .task
+                .or_else(|| r.rehearsal.and_then(|h| h.task))
+                .ok_or_else(|| CommandError::Usage(format!("run {run_id} started no migration task")))?;
             (t.arn, t.log_stream)
         }
         (None, None) => {

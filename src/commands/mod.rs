@@ -349,6 +349,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Deploy(a) => runs::deploy(ctx, a).await,
         Command::Migrate(a) => runs::migrate(ctx, a).await,
         Command::Restore(a) => runs::restore(ctx, a).await,
+        Command::Rehearse(a) => runs::rehearse(ctx, a).await,
         Command::Resume(a) => runs::resume(ctx, &a.run_id).await,
         Command::Plan(a) => inspect::plan(ctx, &a.env, a.image.as_deref()).await,
         Command::Status(a) => inspect::status(ctx, &a.env).await,

@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
-use crate::cli::{DeployArgs, MigrateArgs, RestoreArgs};
-use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
+use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
+use crate::config::{self, EnvConfig, ProviderKind, RestoreStrategy, RunnerKind, check_snapshot_id};
 use crate::output::{append_step_summary, render};
 use crate::provider::Cloud;
 use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
@@ -30,6 +30,22 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
     let steps = plan::migrate_plan(env, &options).names();
     start(ctx, env, "migrate", options, &steps).await
+}
+
+/// `ferry rehearse`: the migration on a clone of the environment's database,
+/// holding the lock like a deploy; nothing of the environment changes.
+pub async fn rehearse(ctx: &Context, a: RehearseArgs) -> CmdResult {
+    let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
+    let env = &env;
+    if env.provider == ProviderKind::Aws {
+        return Err(CommandError::Usage(format!("{}: {}; nothing was done", env.name, config::REHEARSE_AWS_NOT_BUILT)));
+    }
+    if env.migration.runner == RunnerKind::Apprunner {
+        return Err(CommandError::Usage(format!("{}: {}; nothing was done", env.name, config::REHEARSE_APPRUNNER)));
+    }
+    let options = RunOptions { keep_clone: a.keep_clone, ..RunOptions::default() };
+    let steps = plan::rehearse_plan(env, &options).names();
+    start(ctx, env, "rehearse", options, &steps).await
 }
 
 /// What deploy and migrate refuse before touching anything (ARCHITECTURE.md promise 1):
@@ -284,8 +300,16 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
         None => {
             // The migration's log group may be open: close it, so what follows is seen.
             run.out.group_end();
-            run.out.warn("interrupted: recording the run's state (nothing running is stopped)");
-            run.interrupted()
+            let rehearsing = run.record.rehearsal.as_ref().is_some_and(|r| r.clone.is_some() && r.clone_fate.is_none());
+            run.out.warn(if rehearsing {
+                "interrupted: recording the run's state, then stopping the rehearsal and deleting its clone"
+            } else {
+                "interrupted: recording the run's state (nothing running is stopped)"
+            });
+            run.interrupted();
+            // A rehearsal's clone is deleted at once (its migration, on the clone, is stopped).
+            crate::runbook::rehearse::cleanup_after_signal(run).await;
+            run.record.clone()
         }
     };
     report(ctx, &record, &run.out);

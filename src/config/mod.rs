@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use image::{IMAGE_SOURCES, check_image};
-use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile};
-pub use raw::{ProviderKind, RestoreOnFailure, RestoreStrategy, RunnerKind};
+use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile, RawRehearse};
+pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
 
@@ -110,6 +110,94 @@ pub struct EnvConfig {
     /// Where run records and locks live (`state`, default `state_dir`).
     #[serde(serialize_with = "ser_location")]
     pub state: crate::state::Location,
+    /// `rehearse`: the migration on a clone of the database first.
+    pub rehearse: RehearseConfig,
+}
+
+/// `rehearse = { ... }`, resolved (defaults where the table is absent).
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearseConfig {
+    /// Whether the table was written at all (for the environment or in `[defaults]`).
+    #[serde(skip)]
+    pub configured: bool,
+    pub when: RehearseWhen,
+    /// Variables set on the rehearsal's migration, `${clone.endpoint}` and
+    /// `${clone.port}` substituted.
+    pub database_env: BTreeMap<String, String>,
+    pub instance_class: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_duration: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_exclusive_lock: Duration,
+    /// `max_exclusive_lock` was written (not the default): locks that cannot be
+    /// observed fail the rehearsal instead of being reported as not observed.
+    pub max_exclusive_lock_set: bool,
+    pub keep_clone: bool,
+}
+
+/// The default `rehearse.max_duration`.
+pub const REHEARSE_MAX_DURATION: Duration = Duration::from_secs(600);
+/// The default `rehearse.max_exclusive_lock`.
+pub const REHEARSE_MAX_EXCLUSIVE_LOCK: Duration = Duration::from_secs(30);
+/// What `ferry rehearse` and the `rehearse` table say on provider = "aws".
+pub const REHEARSE_AWS_NOT_BUILT: &str = "the rehearsal on provider = \"aws\" (an Aurora copy-on-write clone) is not built yet; \
+     `ferry rehearse` works with provider = \"local\" (SQLite or PostgreSQL)";
+/// Why runner = "apprunner" cannot be rehearsed.
+pub const REHEARSE_APPRUNNER: &str = "runner = \"apprunner\" migrates inside the App Runner service's start-up, \
+     which cannot be pointed at a clone; a rehearsal needs runner = \"ecs\" (or \"command\" locally)";
+
+/// The `${clone.NAME}` placeholders `rehearse.database_env` may use.
+pub const CLONE_PLACEHOLDERS: [&str; 2] = ["endpoint", "port"];
+
+fn rehearse_config(
+    raw: Option<RawRehearse>,
+    provider: ProviderKind,
+    runner: RunnerKind,
+) -> Result<RehearseConfig, EnvError> {
+    let err = |msg: String| (None, msg);
+    let configured = raw.is_some();
+    let r = raw.unwrap_or_default();
+    if configured && provider == ProviderKind::Aws {
+        return Err(err(format!("rehearse: {REHEARSE_AWS_NOT_BUILT}; remove the rehearse table for now")));
+    }
+    if configured && runner == RunnerKind::Apprunner {
+        return Err(err(format!("rehearse: {REHEARSE_APPRUNNER}; remove the rehearse table")));
+    }
+    let database_env = r.database_env.unwrap_or_default();
+    for (k, v) in &database_env {
+        if !is_env_name(k) {
+            return Err(err(format!("rehearse.database_env key {k:?} is not an environment variable name")));
+        }
+        if k == "DATABASE_URL" && provider == ProviderKind::Local {
+            return Err(err("rehearse.database_env.DATABASE_URL is set by ferry to the clone; remove it".into()));
+        }
+        let mut rest = v.as_str();
+        while let Some(at) = rest.find("${") {
+            let inner = &rest[at + 2..];
+            let end = inner.find('}').unwrap_or(inner.len());
+            let name = &inner[..end];
+            match name.strip_prefix("clone.") {
+                Some(p) if CLONE_PLACEHOLDERS.contains(&p) && end < inner.len() => {}
+                _ => {
+                    return Err(err(format!(
+                        "rehearse.database_env.{k}: ${{{name}}} is not known; use ${{clone.endpoint}} or ${{clone.port}}"
+                    )));
+                }
+            }
+            rest = &inner[end.min(inner.len())..];
+        }
+    }
+    let max_duration = r.max_duration.map_or(REHEARSE_MAX_DURATION, |d| d.0);
+    Ok(RehearseConfig {
+        configured,
+        when: r.when.unwrap_or(RehearseWhen::Never),
+        database_env,
+        instance_class: r.instance_class,
+        max_duration,
+        max_exclusive_lock: r.max_exclusive_lock.map_or(REHEARSE_MAX_EXCLUSIVE_LOCK, |d| d.0),
+        max_exclusive_lock_set: r.max_exclusive_lock.is_some(),
+        keep_clone: r.keep_clone.unwrap_or(false),
+    })
 }
 
 fn ser_location<S: serde::Serializer>(l: &crate::state::Location, s: S) -> Result<S::Ok, S::Error> {
@@ -585,6 +673,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
             Some(i.into_inner())
         }
     };
+    let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
     let cfg = EnvConfig {
         name: name.to_string(),
         project: project.to_string(),
@@ -602,6 +691,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         service,
         health,
         state: crate::state::Location::Local(PathBuf::new()),
+        rehearse,
     };
     if cfg.stack.is_none()
         && let Some(first) = cfg.output_refs().first()

@@ -66,6 +66,26 @@ pub struct RawEnv {
     pub health: Option<RawHealth>,
     /// `s3://BUCKET/PREFIX`: run records and locks in S3 instead of `state_dir`.
     pub state: Option<Spanned<String>>,
+    /// `rehearse = { ... }`: the migration on a clone first (`ferry rehearse`).
+    pub rehearse: Option<RawRehearse>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RehearseWhen {
+    Never,
+    Always,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRehearse {
+    pub when: Option<RehearseWhen>,
+    pub database_env: Option<BTreeMap<String, String>>,
+    pub instance_class: Option<String>,
+    pub max_duration: Option<HumanDuration>,
+    pub max_exclusive_lock: Option<HumanDuration>,
+    pub keep_clone: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -180,7 +200,8 @@ macro_rules! inherit_fields {
 
 inherit_fields!(RawEnv {
     provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack, state
-} { timeouts, database, migration, service, health });
+} { timeouts, database, migration, service, health, rehearse });
+inherit_fields!(RawRehearse { when, database_env, instance_class, max_duration, max_exclusive_lock, keep_clone } {});
 inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {

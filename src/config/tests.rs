@@ -242,3 +242,54 @@ fn an_aws_env_may_set_a_url_next_to_its_cluster() {
     );
     assert!(e.contains("takes only `url`"), "{e}");
 }
+
+const LOCAL_REHEARSE: &str = r#"
+project = "p"
+[defaults]
+rehearse = { when = "always", max_duration = "5m", database_env = { DB_HOST = "${clone.endpoint}", DB_PORT = "${clone.port}" } }
+[env.a]
+provider = "local"
+database = { url = "postgres://u@127.0.0.1/app" }
+migration = { command = ["true"] }
+rehearse = { max_exclusive_lock = "2s" }
+[env.b]
+provider = "local"
+database = { url = "sqlite://./b.db" }
+migration = { command = ["true"] }
+"#;
+
+#[test]
+fn rehearse_inherits_from_defaults_and_has_defaults_of_its_own() {
+    let cfg = parse_str(LOCAL_REHEARSE).unwrap();
+    let a = &cfg.env("a").unwrap().rehearse;
+    assert_eq!(a.when, RehearseWhen::Always);
+    assert_eq!(a.max_duration, Duration::from_secs(300));
+    assert_eq!(a.max_exclusive_lock, Duration::from_secs(2));
+    assert!(a.max_exclusive_lock_set && a.configured && !a.keep_clone);
+    assert_eq!(a.database_env["DB_HOST"], "${clone.endpoint}");
+    let b = &cfg.env("b").unwrap().rehearse;
+    assert_eq!(b.max_exclusive_lock, REHEARSE_MAX_EXCLUSIVE_LOCK);
+    assert!(!b.max_exclusive_lock_set);
+    let none = parse_str(&LOCAL_REHEARSE.replace("[defaults]\nrehearse", "[defaults]\nx_rehearse")).unwrap_err();
+    assert!(none.message.contains("x_rehearse"), "{none}");
+}
+
+#[test]
+fn rehearse_refuses_what_it_cannot_do() {
+    let cases = [
+        ("rehearse = { when = \"sometimes\" }", "sometimes"),
+        ("rehearse = { keep = true }", "keep"),
+        ("rehearse = { database_env = { H = \"${clone.host}\" } }", "${clone.host} is not known"),
+        ("rehearse = { database_env = { DATABASE_URL = \"x\" } }", "DATABASE_URL is set by ferry"),
+        ("rehearse = { max_duration = \"0s\" }", "greater than zero"),
+    ];
+    for (line, wanted) in cases {
+        let text = format!(
+            "project = \"p\"\n[env.a]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./a.db\" }}\nmigration = {{ command = [\"true\"] }}\n{line}\n"
+        );
+        let e = parse_str(&text).unwrap_err();
+        assert!(e.message.contains(wanted), "{line}: {e}");
+    }
+    let aws = GOOD.replace("[env.production]\n", "[env.production]\nrehearse = { when = \"never\" }\n");
+    assert!(parse_str(&aws).unwrap_err().message.contains("not built yet"));
+}

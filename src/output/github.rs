@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::Redactor;
-use super::render::{outcome_line, status_mark};
+use super::render::{outcome_line, rehearsal_line, status_mark};
 use crate::runbook::record::RunRecord;
 
 pub fn markdown(r: &RunRecord) -> String {
@@ -27,6 +27,12 @@ pub fn markdown(r: &RunRecord) -> String {
     if let Some(t) = &r.task {
         let exit = t.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string());
         facts.push(format!("- migration task: `{}`, exit code {exit}", t.arn));
+    }
+    if let Some(line) = rehearsal_line(r) {
+        facts.push(format!("- rehearsal: {line}"));
+        for f in r.rehearsal.iter().flat_map(|h| &h.findings) {
+            facts.push(format!("  - {f}"));
+        }
     }
     if let Some(rs) = &r.restore {
         facts.push(format!("- restored `{}` from `{}`", rs.restored_cluster, rs.snapshot_id));

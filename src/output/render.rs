@@ -46,6 +46,12 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
         };
         lines.push(format!("  task:     {} ({ended})", t.arn));
     }
+    if let Some(line) = rehearsal_line(r) {
+        lines.push(format!("  rehearsal: {line}"));
+        for f in r.rehearsal.iter().flat_map(|h| &h.findings) {
+            lines.push(format!("    - {f}"));
+        }
+    }
     if let Some(rs) = &r.restore {
         lines.push(format!("  restored: {} from {}", rs.restored_cluster, rs.snapshot_id));
         if let Some(f) = &rs.failed_cluster {
@@ -62,6 +68,15 @@ pub fn summary(r: &RunRecord) -> Vec<String> {
         lines.push(format!("  next:     {n}"));
     }
     lines
+}
+
+/// `passed on clone X (deleted)`: the rehearsal in one line, when the run had one.
+pub fn rehearsal_line(r: &RunRecord) -> Option<String> {
+    let h = r.rehearsal.as_ref()?;
+    let clone = h.clone.as_deref().unwrap_or("(none made)");
+    let verdict = h.verdict.as_deref().unwrap_or("not decided");
+    let fate = h.clone_fate.as_deref().unwrap_or("not deleted");
+    Some(format!("{verdict} on clone {clone} ({fate})"))
 }
 
 pub fn status_mark(s: StepStatus) -> &'static str {

@@ -27,6 +27,11 @@ pub const TAG_PURPOSE: &str = "ferry:purpose";
 pub const PURPOSE_PRE_DEPLOY: &str = "pre-deploy";
 /// `ferry:purpose` of a database ferry restored from a snapshot (set in the create call).
 pub const PURPOSE_RESTORE: &str = "restore";
+/// `ferry:purpose` of a clone a rehearsal made (set when it is created).
+pub const PURPOSE_REHEARSAL: &str = "rehearsal";
+/// Set on a rehearsal's migration: the run it rehearses for. `ferry db exec`
+/// run by that migration works on the clone its `DATABASE_URL` names.
+pub const REHEARSAL_OF: &str = "FERRY_REHEARSAL_OF";
 
 /// Errors a provider reports, classified so the runbook can decide without
 /// looking at message text.
@@ -231,6 +236,63 @@ pub trait Database: Send + Sync {
     /// where the provider has tags. Idempotent: if `to` exists and `from` does
     /// not, it is done. Never overwrites an existing database.
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()>;
+    /// Make `name`, a copy of the environment's database for a rehearsal,
+    /// marked with `tags` (`ferry:purpose=rehearsal`, `ferry:run-id`) so that
+    /// [`Database::delete_rehearsal_clone`] can prove it is this run's.
+    /// Idempotent: a clone of this name carrying this run's mark is returned as is.
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<CloneInfo> {
+        let _ = (name, tags);
+        Err(ProviderError::Rejected("this provider cannot make a rehearsal clone".into()))
+    }
+    /// Delete clone `id` if it carries the mark of run `run_id`; refuse
+    /// (`Rejected`) anything else. A clone that is already gone is `Ok`.
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
+        let _ = (id, run_id);
+        Err(ProviderError::Rejected("this provider cannot delete a rehearsal clone".into()))
+    }
+    /// A separate session that samples the locks on clone `id` while the
+    /// rehearsal's migration runs. `Rejected` says why locks cannot be observed.
+    async fn lock_observer(&self, id: &str) -> PResult<Box<dyn LockObserver>> {
+        let _ = id;
+        Err(ProviderError::Rejected("this provider cannot observe locks".into()))
+    }
+}
+
+/// A clone made for a rehearsal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneInfo {
+    pub id: String,
+    /// `${clone.endpoint}`: the host (PostgreSQL, Aurora) or the file (SQLite).
+    pub endpoint: String,
+    /// `${clone.port}`, where there is one.
+    pub port: Option<u16>,
+    /// The migration's `DATABASE_URL` on the clone, where the provider sets it.
+    #[serde(skip)]
+    pub url_for_migration: Option<String>,
+}
+
+/// One relation lock seen in one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenLock {
+    /// `schema.table`.
+    pub relation: String,
+    /// `AccessExclusiveLock`, as the server names it.
+    pub mode: String,
+    /// `false`: the session waits for it.
+    pub granted: bool,
+}
+
+/// One sample of the clone's locks and statements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LockSample {
+    pub locks: Vec<SeenLock>,
+    /// The statement that has been running longest now, and for how long (seconds).
+    pub longest: Option<(String, f64)>,
+}
+
+#[async_trait]
+pub trait LockObserver: Send + Sync {
+    async fn sample(&self) -> PResult<LockSample>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use super::migrations;
 use super::plan::{self, Plan, StepKind};
 use super::preflight::preflight;
 use super::record::{Outcome, RunRecord, StepStatus};
+use super::rehearse;
 use super::restore::{restore, twin_summary};
 use super::snapshot::take_snapshot;
 use super::verify::verify;
@@ -33,6 +34,15 @@ pub async fn migrate_only(run: &mut Run) -> RunRecord {
     }
 }
 
+/// `ferry rehearse`: the migration on a clone, then the clone deleted.
+pub async fn rehearse_only(run: &mut Run) -> RunRecord {
+    let plan = plan::rehearse_plan(&run.env, &run.record.options);
+    match drive(run, &plan).await {
+        Ok(record) => record,
+        Err(e) => journal_failure(run, e),
+    }
+}
+
 /// `ferry restore`: bring the snapshot in `record.options.snapshot` back.
 pub async fn restore_only(run: &mut Run) -> RunRecord {
     let snapshot = run.record.options.snapshot.clone().unwrap_or_default();
@@ -49,7 +59,9 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     // Once the migration step began, something may have changed: never exit 3.
     let migrating = run.record.task.is_some()
         || !matches!(run.record.step_status("migrate"), StepStatus::Pending | StepStatus::Skipped);
-    let outcome = if migrating { Outcome::NeedsAttention } else { Outcome::Aborted };
+    // A rehearsal's clone that may still exist needs a person too (it costs, and only ferry marked it).
+    let clone_left = run.record.rehearsal.as_ref().is_some_and(|r| r.clone.is_some() && r.clone_fate.is_none());
+    let outcome = if migrating || clone_left { Outcome::NeedsAttention } else { Outcome::Aborted };
     let next = format!("ferry status {}", run.env.name);
     run.finish(
         outcome,
@@ -63,6 +75,10 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     let env = run.env.name.clone();
     // A failure of migrate/verify recorded by an earlier attempt.
     let mut failure: Option<String> = ["migrate", "verify"]
+        .iter()
+        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
+    // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
+    let mut rehearsal_failed: Option<String> = ["clone", "rehearse"]
         .iter()
         .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
 
@@ -83,8 +99,14 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             run.save()?;
             continue;
         }
+        let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         match step.kind {
+            StepKind::Clone | StepKind::Rehearse | StepKind::Cleanup => {
+                if let Some(ended) = rehearsal_step(run, step.kind, was_in_flight, &mut rehearsal_failed).await? {
+                    return Ok(ended);
+                }
+            }
             StepKind::Preflight => {
                 let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
                 let mut up_to_date = None;
@@ -157,7 +179,77 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             }
         }
     }
+    // A failed rehearsal whose cleanup an earlier attempt (or the signal path) settled.
+    if let Some(error) = rehearsal_failed {
+        return Ok(rehearsal_refused(run, error));
+    }
     Ok(conclude(run, plan, &env, failure))
+}
+
+/// One step of the rehearsal. A failed clone or rehearsal is noted in
+/// `failed` and the cleanup still runs; after the cleanup a failed rehearsal
+/// ends the run (exit 3), and a clone that cannot be deleted ends it at exit 5.
+async fn rehearsal_step(
+    run: &mut Run,
+    kind: StepKind,
+    was_in_flight: bool,
+    failed: &mut Option<String>,
+) -> Result<Option<RunRecord>, StepError> {
+    let name = kind.name();
+    if kind != StepKind::Cleanup {
+        if failed.is_some() {
+            run.end(name, StepStatus::Skipped, "an earlier step failed")?;
+            return Ok(None);
+        }
+        let result = if kind == StepKind::Clone {
+            rehearse::make_clone(run).await
+        } else {
+            rehearse::rehearse(run, was_in_flight).await
+        };
+        match result {
+            Ok(done) => run.end(name, StepStatus::Succeeded, &done)?,
+            Err(StepError::Journal(j)) => return Err(StepError::Journal(j)),
+            Err(e) => {
+                run.end(name, StepStatus::Failed, &e.to_string())?;
+                *failed = Some(e.to_string());
+            }
+        }
+        return Ok(None);
+    }
+    match rehearse::cleanup(run).await {
+        Ok(done) => {
+            run.end(name, StepStatus::Succeeded, &done)?;
+            Ok(failed.take().map(|error| rehearsal_refused(run, error)))
+        }
+        Err(StepError::Journal(j)) => Err(StepError::Journal(j)),
+        Err(e) => {
+            run.end(name, StepStatus::Failed, &e.to_string())?;
+            let error = match failed.take() {
+                Some(f) => format!("{f}; then {e}"),
+                None => e.to_string(),
+            };
+            let state = format!(
+                "nothing of {} was changed (the migration ran only on the clone); {e}",
+                run.cloud.database.cluster_id()
+            );
+            let next = format!("ferry resume {}   (tries to delete the clone again)", run.record.run_id);
+            Ok(Some(run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))))
+        }
+    }
+}
+
+/// The rehearsal failed (the clone is gone or kept): the run ends before any
+/// change to the environment, exit 3, with the evidence.
+fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
+    let db = run.cloud.database.cluster_id().to_string();
+    let evidence = run.record.rehearsal.as_ref().map(|r| r.findings.join("; ")).unwrap_or_default();
+    let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    let mut state = format!("nothing of {db} was changed: the migration ran only on the clone; {cleanup}");
+    if !evidence.is_empty() {
+        state.push_str(&format!("; the rehearsal saw: {evidence}"));
+    }
+    let next = format!("ferry {} {}   (after fixing the migration)", run.record.command, run.env.name);
+    run.finish(Outcome::Aborted, Some(error), Some(state), Some(next))
 }
 
 /// Nothing to migrate: the snapshot and the migration are settled as skipped
@@ -166,9 +258,17 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
 fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepError> {
     run.out.info(&format!("    {why}: the snapshot and the migration are skipped (--force runs them anyway)"));
     let now = chrono::Utc::now();
-    for step in
-        plan.steps.iter().filter(|s| matches!(s.kind, StepKind::Snapshot | StepKind::Migrate | StepKind::Restore))
-    {
+    for step in plan.steps.iter().filter(|s| {
+        matches!(
+            s.kind,
+            StepKind::Snapshot
+                | StepKind::Migrate
+                | StepKind::Restore
+                | StepKind::Clone
+                | StepKind::Rehearse
+                | StepKind::Cleanup
+        )
+    }) {
         let s = run.record.step_mut(step.name);
         s.status = StepStatus::Skipped;
         s.ended_at = Some(now);
@@ -189,6 +289,15 @@ fn migrated_nothing(run: &Run) -> bool {
 
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
+    if plan.command == "rehearse" {
+        let done = run.record.step("rehearse").and_then(|s| s.detail.clone()).unwrap_or_default();
+        let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+        let state = format!(
+            "{done}; nothing of {} was changed (the migration ran only on the clone); {cleanup}",
+            run.cloud.database.cluster_id()
+        );
+        return run.finish(Outcome::Succeeded, None, Some(state), None);
+    }
     if plan.command != "restore" && migrated_nothing(run) {
         let why = run.record.step("migrate").and_then(|s| s.detail.clone()).unwrap_or_default();
         return match failure {

@@ -25,7 +25,7 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let handle = start(run).await?;
     run.out.group_start(&format!("migration logs ({})", handle.id));
     let mut stream = LogStream::new(run.cloud.logs.as_ref(), &handle.log_stream);
-    let (state, timed_out) = watch(run, &handle, &mut stream).await;
+    let (state, timed_out) = watch(run, &handle, &mut stream, run.env.timeouts.migration).await;
     stream.drain(run).await;
     run.out.group_end();
     let apprunner = run.env.migration.runner == RunnerKind::Apprunner;
@@ -195,12 +195,17 @@ async fn prepare_image(run: &mut Run, mut spec: TaskSpec) -> Result<TaskSpec, St
     Ok(spec)
 }
 
-/// Follow the task until it stops or times out (then stop it). Returns the last
-/// state and whether the time limit was hit.
-async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (TaskState, bool) {
+/// Follow the task until it stops or `limit` passes (then stop it). Returns the
+/// last state and whether the time limit was hit.
+pub(super) async fn watch(
+    run: &Run,
+    handle: &TaskHandle,
+    stream: &mut LogStream<'_>,
+    limit: Duration,
+) -> (TaskState, bool) {
     let runner = run.cloud.runner.clone();
     let start = Instant::now();
-    let deadline = start + run.env.timeouts.migration;
+    let deadline = start + limit;
     // DescribeTasks is cheap (ECS's read bucket is large, and the process's
     // token bucket bounds it): a task's stop is seen within 1-2 s however long
     // it runs. App Runner's ListOperations keeps the default growth.
@@ -245,7 +250,7 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
         if now >= deadline {
             match stop_sent {
                 None => {
-                    let reason = format!("migration timed out after {}", format_duration(run.env.timeouts.migration));
+                    let reason = format!("migration timed out after {}", format_duration(limit));
                     if apprunner {
                         run.out.warn(&format!(
                             "{reason}; App Runner cannot cancel deployment {}: following it until it ends (at most {} more)",
@@ -265,7 +270,7 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
                     let reason = if apprunner {
                         format!(
                             "did not finish within {}, nor in the {} after it",
-                            format_duration(run.env.timeouts.migration),
+                            format_duration(limit),
                             format_duration(stop_wait)
                         )
                     } else {
@@ -292,13 +297,13 @@ async fn watch(run: &Run, handle: &TaskHandle, stream: &mut LogStream<'_>) -> (T
     }
 }
 
-struct LogStream<'a> {
+pub(super) struct LogStream<'a> {
     logs: &'a dyn LogSource,
     streams: Streams,
 }
 
 impl<'a> LogStream<'a> {
-    fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
+    pub(super) fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
         LogStream { logs, streams: Streams::new(refs) }
     }
 
@@ -316,7 +321,7 @@ impl<'a> LogStream<'a> {
 
     /// After the task stopped: read until two empty pages in a row (or the cap),
     /// so its last lines are not lost.
-    async fn drain(&mut self, run: &Run) {
+    pub(super) async fn drain(&mut self, run: &Run) {
         if run.cloud.runner.logs_complete_when_stopped() {
             while self.read_page(run).await > 0 {}
             return;

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod preflight;
 pub mod record;
 pub mod recover;
+pub mod rehearse;
 mod restore;
 pub mod service;
 pub mod snapshot;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-pub use deploy::{deploy, migrate_only, restore_only};
+pub use deploy::{deploy, migrate_only, rehearse_only, restore_only};
 use journal::{Journal, JournalError};
 pub use plan::{Plan, PlannedStep};
 use record::{Outcome, RunRecord, StepStatus};
@@ -39,11 +40,17 @@ use crate::provider::Cloud;
 pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
     let retry_restore =
         record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
-    if record.outcome.is_final() && !retry_restore {
+    // A rehearsal's clone that could not be deleted: the resume tries again.
+    let retry_cleanup =
+        record.outcome == Outcome::NeedsAttention && record.step_status("cleanup") == StepStatus::Failed;
+    if record.outcome.is_final() && !retry_restore && !retry_cleanup {
         return Err(format!("run {} already finished ({}); nothing to resume", record.run_id, record.outcome.as_str()));
     }
     if retry_restore {
         record.step_mut("restore").status = StepStatus::Pending;
+    }
+    if retry_cleanup {
+        record.step_mut("cleanup").status = StepStatus::Pending;
     }
     record.outcome = Outcome::Running;
     record.exit_code = None;
@@ -60,6 +67,7 @@ pub async fn drive(run: &mut Run) -> Option<RunRecord> {
         "deploy" => Some(deploy(run).await),
         "migrate" => Some(migrate_only(run).await),
         "restore" => Some(restore_only(run).await),
+        "rehearse" => Some(rehearse_only(run).await),
         _ => None,
     }
 }
@@ -192,6 +200,13 @@ impl Run {
                 let arn =
                     self.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_else(|| "(not started yet)".into());
                 format!("the migration task {arn} may still be running; ferry did not stop it")
+            }
+            "clone" | "rehearse" | "cleanup" => {
+                let clone = self.record.rehearsal.as_ref().and_then(|r| r.clone.clone()).unwrap_or_default();
+                format!(
+                    "nothing of {} was changed; the rehearsal on clone {clone} was interrupted",
+                    self.cloud.database.cluster_id()
+                )
             }
             "snapshot" => {
                 let id = self.record.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();

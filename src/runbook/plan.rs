@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::record::RunOptions;
 use crate::config::values::format_duration;
-use crate::config::{EnvConfig, RestoreOnFailure, RestoreStrategy, RunnerKind};
+use crate::config::{DatabaseConfig, DbUrl, EnvConfig, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -15,6 +15,9 @@ pub enum StepKind {
     Migrate,
     Verify,
     Restore,
+    Clone,
+    Rehearse,
+    Cleanup,
 }
 
 impl StepKind {
@@ -25,6 +28,9 @@ impl StepKind {
             StepKind::Migrate => "migrate",
             StepKind::Verify => "verify",
             StepKind::Restore => "restore",
+            StepKind::Clone => "clone",
+            StepKind::Rehearse => "rehearse",
+            StepKind::Cleanup => "cleanup",
         }
     }
 }
@@ -222,11 +228,71 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
             RestoreOnFailure::Auto => None,
         }
     };
-    Plan {
-        command: "deploy",
-        env: env.name.clone(),
-        steps: vec![preflight(env, !options.no_snapshot), snapshot, migrate(env), verify(env), restore],
+    let mut steps = vec![preflight(env, !options.no_snapshot)];
+    if env.rehearse.when == RehearseWhen::Always {
+        steps.extend(rehearsal_steps(env, options));
+        steps[2]
+            .does
+            .push("a failed rehearsal ends the deploy here: exit 3, nothing of the environment changed".into());
     }
+    steps.extend([snapshot, migrate(env), verify(env), restore]);
+    Plan { command: "deploy", env: env.name.clone(), steps }
+}
+
+/// The clone, the migration on it, and its deletion.
+fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
+    let r = &env.rehearse;
+    let (copy, locks) = match &env.database {
+        DatabaseConfig::Url(DbUrl::Sqlite(_)) => (
+            "copy the database file with SQLite's online backup to <stem>-rehearsal-<run hex>.<ext>, marked with the run",
+            "locks are not observed: SQLite has no lock table (a writer locks the whole file)".to_string(),
+        ),
+        _ => (
+            "CREATE DATABASE <db>-rehearsal-<run hex> TEMPLATE <db> (a pg_dump copy when sessions are connected), \
+             marked with the run",
+            "sample pg_locks and pg_stat_activity on the clone every 250ms: per table the strongest lock held and \
+             for how long, lock waits, the longest statement"
+                .to_string(),
+        ),
+    };
+    let mut rehearse = vec![
+        format!(
+            "run `{}` exactly as the migration step would, with DATABASE_URL set to the clone",
+            env.migration.command.join(" ")
+        ),
+        locks,
+        format!("fail when the migration fails or runs longer than {} (max_duration)", format_duration(r.max_duration)),
+    ];
+    if r.max_exclusive_lock_set || !matches!(env.database, DatabaseConfig::Url(DbUrl::Sqlite(_))) {
+        rehearse.push(format!(
+            "fail when it holds ACCESS EXCLUSIVE on a table longer than {} (max_exclusive_lock){}",
+            format_duration(r.max_exclusive_lock),
+            if r.max_exclusive_lock_set { "; locks that cannot be observed fail too" } else { "" }
+        ));
+    }
+    if !r.database_env.is_empty() {
+        let vars: Vec<String> = r.database_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rehearse.push(format!("also set: {}", vars.join(" ")));
+    }
+    let cleanup = if r.keep_clone || options.keep_clone {
+        "keep the clone for inspection (keep_clone / --keep-clone) and say how to remove it".to_string()
+    } else {
+        "stop the rehearsal's migration if it still runs, then delete the clone (only one marked with this run); \
+         always, also after a failure or Ctrl-C; a clone that cannot be deleted is exit 5"
+            .to_string()
+    };
+    vec![
+        step(StepKind::Clone, vec![copy.to_string()]),
+        step(StepKind::Rehearse, rehearse),
+        step(StepKind::Cleanup, vec![cleanup]),
+    ]
+}
+
+/// `ferry rehearse`: the migration on a clone; nothing of the environment changes.
+pub fn rehearse_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
+    let mut steps = vec![preflight(env, false)];
+    steps.extend(rehearsal_steps(env, options));
+    Plan { command: "rehearse", env: env.name.clone(), steps }
 }
 
 /// `ferry migrate`: the migration task without verify or restore — but, like

@@ -131,6 +131,72 @@ pub struct RunOptions {
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<RestoreStrategy>,
+    /// `--keep-clone`: the rehearsal's clone is kept for inspection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_clone: bool,
+}
+
+/// What a rehearsal did and saw: the clone, the migration's time on it, the
+/// locks it held, the thresholds and the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RehearsalRecord {
+    /// The clone's id (a file path on SQLite, a database name on PostgreSQL).
+    pub clone: Option<String>,
+    #[serde(default)]
+    pub clone_endpoint: Option<String>,
+    /// `deleted`, `kept`, or absent while it exists or was never made.
+    #[serde(default)]
+    pub clone_fate: Option<String>,
+    #[serde(default)]
+    pub task: Option<TaskRecord>,
+    /// Wall time of the migration on the clone.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// Locks were sampled (PostgreSQL); when not, `not_observed` says why.
+    #[serde(default)]
+    pub locks_observed: bool,
+    #[serde(default)]
+    pub not_observed: Option<String>,
+    /// Per relation, the strongest lock mode the migration held and how long.
+    #[serde(default)]
+    pub locks: Vec<LockHeld>,
+    /// Locks the migration waited for.
+    #[serde(default)]
+    pub waits: Vec<LockHeld>,
+    #[serde(default)]
+    pub longest_statement: Option<StatementRecord>,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// `passed` or `failed`, once decided.
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// Plain sentences: what the rehearsal found and what it means for production.
+    #[serde(default)]
+    pub findings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHeld {
+    /// `schema.table`.
+    pub relation: String,
+    /// `ACCESS EXCLUSIVE`, `SHARE`, ...
+    pub mode: String,
+    /// The longest stretch of consecutive samples it was seen in.
+    pub held_for_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRecord {
+    pub query: String,
+    pub ran_for_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thresholds {
+    pub max_duration_ms: u64,
+    pub max_exclusive_lock_ms: u64,
+    /// Whether `max_exclusive_lock` was written in ferry.toml (not the default).
+    pub max_exclusive_lock_set: bool,
 }
 
 /// The version of every JSON document ferry writes or prints.
@@ -193,6 +259,9 @@ pub struct RunRecord {
     /// resumed run starts this one instead of registering another.
     #[serde(default)]
     pub task_definition: Option<String>,
+    /// `ferry rehearse`, or the rehearsal a `deploy` with `rehearse.when = "always"` ran first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<RehearsalRecord>,
 }
 
 impl RunRecord {
@@ -231,6 +300,7 @@ impl RunRecord {
             resolved_by: None,
             image: None,
             task_definition: None,
+            rehearsal: None,
         }
     }
 

@@ -27,6 +27,8 @@ use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, S
 /// PostgreSQL's identifier limit in bytes (NAMEDATALEN - 1); longer names are
 /// silently truncated by the server, so ferry never sends one.
 const MAX_IDENT: usize = 63;
+
+mod rehearsal;
 /// How often `rename` disconnects the database's sessions and tries again when
 /// they reconnect. Each failed try already waited 5 s inside the server.
 const RENAME_ATTEMPTS: u32 = 3;
@@ -94,6 +96,8 @@ enum Password {
     Mask,
     /// Left out (handed to `pg_dump`, with the password in `PGPASSWORD`).
     Drop,
+    /// Kept (the URL a rehearsal's migration connects to its clone with).
+    Keep,
 }
 
 /// `url` with its password masked or dropped (in the user info and in a
@@ -112,6 +116,7 @@ fn rewrite_url(url: &str, dbname: Option<&str>, password: Password) -> String {
         Some(at) => {
             let (credentials, hosts) = authority.split_at(at);
             match credentials.split_once(':') {
+                Some(_) if password == Password::Keep => out.push_str(authority),
                 Some((user, _)) if password == Password::Mask => out.push_str(&format!("{user}:{MASK}{hosts}")),
                 Some((user, _)) => out.push_str(&format!("{user}{hosts}")),
                 None => out.push_str(authority),
@@ -133,6 +138,7 @@ fn rewrite_url(url: &str, dbname: Option<&str>, password: Password) -> String {
         .filter_map(|p| match p.split('=').next().unwrap_or("") {
             "dbname" if dbname.is_some() => None,
             "password" if password == Password::Mask => Some(format!("password={MASK}")),
+            "password" if password == Password::Keep => Some(p.to_string()),
             "password" => None,
             _ => Some(p.to_string()),
         })
@@ -716,6 +722,18 @@ impl Database for PgDatabase {
                 })
             })
             .collect())
+    }
+
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneInfo> {
+        self.rehearsal_clone(name, tags).await
+    }
+
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
+        self.drop_rehearsal_clone(id, run_id).await
+    }
+
+    async fn lock_observer(&self, id: &str) -> PResult<Box<dyn crate::provider::LockObserver>> {
+        Ok(Box::new(rehearsal::PgLockObserver { client: self.connect(id).await? }))
     }
 
     async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {

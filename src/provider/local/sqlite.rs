@@ -16,6 +16,8 @@ use rusqlite::{Connection, OpenFlags};
 use super::snapshots::{Entry, SnapshotStore, Stored, io_err};
 use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
 
+mod rehearsal;
+
 pub struct SqliteDatabase {
     /// Absolute path of the environment's database file.
     path: PathBuf,
@@ -279,6 +281,25 @@ impl Database for SqliteDatabase {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneInfo> {
+        let (src, name, tags) = (self.path.clone(), name.to_string(), tags.clone());
+        blocking(move || rehearsal::make_clone(&src, Path::new(&name), &tags)).await
+    }
+
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
+        if Path::new(id) == self.path {
+            return Err(ProviderError::Rejected(format!(
+                "{id} is the environment's own database; refusing to delete it"
+            )));
+        }
+        let (id, run_id) = (id.to_string(), run_id.to_string());
+        blocking(move || rehearsal::delete_clone(Path::new(&id), &run_id)).await
+    }
+
+    async fn lock_observer(&self, _id: &str) -> PResult<Box<dyn crate::provider::LockObserver>> {
+        Err(ProviderError::Rejected(rehearsal::NOT_OBSERVED.into()))
     }
 
     async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
