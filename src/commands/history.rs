@@ -74,10 +74,7 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                 }),
             })
             .collect();
-        print_json(
-            &serde_json::json!({ "format_version": crate::runbook::record::FORMAT_VERSION, "runs": items }),
-            &redactor,
-        );
+        print_json(&serde_json::json!({ "runs": items }), &redactor);
         return Ok(0);
     }
     if all.is_empty() {

@@ -365,7 +365,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         }
     }
     if ctx.json() {
-        print_json(&collected, &redactor);
+        print_json(&json!({ "events": collected }), &redactor);
     }
     Ok(0)
 }

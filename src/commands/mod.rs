@@ -296,11 +296,26 @@ impl Confirm for TtyConfirm {
     }
 }
 
-/// Print a JSON document on stdout.
+/// Print a JSON document on stdout: always an object, always with the
+/// `format_version` of the shapes this ferry prints (docs/json.md). A list goes
+/// inside an object under its own name (`{"snapshots": [...]}`).
 pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) {
-    if let Ok(text) = serde_json::to_string_pretty(value) {
+    if let Some(text) = versioned(value).and_then(|v| serde_json::to_string_pretty(&v).ok()) {
         stdout_line(&redactor.clean_json(&text));
     }
+}
+
+/// `value` as the object ferry prints, `format_version` set to this ferry's.
+fn versioned<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+    let version = serde_json::Value::from(crate::runbook::record::FORMAT_VERSION);
+    Some(match serde_json::to_value(value).ok()? {
+        serde_json::Value::Object(mut map) => {
+            map.insert("format_version".into(), version);
+            serde_json::Value::Object(map)
+        }
+        // Every caller passes an object; anything else is still wrapped, never bare.
+        other => serde_json::json!({ "format_version": version, "value": other }),
+    })
 }
 
 /// One line of a command's result on stdout. A closed pipe (`ferry ... | head`)

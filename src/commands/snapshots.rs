@@ -27,7 +27,7 @@ fn usage_id(id: &str) -> Result<(), CommandError> {
 
 fn show(ctx: &Context, snaps: &[Snapshot]) {
     if ctx.json() {
-        print_json(&snaps, &Redactor::default());
+        print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
         return;
     }
     for s in snaps {
