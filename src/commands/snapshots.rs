@@ -30,6 +30,9 @@ fn show(ctx: &Context, snaps: &[Snapshot]) {
         print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
         return;
     }
+    if !snaps.is_empty() {
+        crate::outln!("{:<52} {:<9} {:>4} {:<20} {:<10} RUN", "SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE");
+    }
     for s in snaps {
         let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
         let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
