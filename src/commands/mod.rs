@@ -3,6 +3,7 @@
 //! an exit code.
 
 mod completions;
+mod config_lines;
 mod db;
 mod history;
 mod image;
@@ -309,9 +310,11 @@ pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) {
 fn versioned<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
     let version = serde_json::Value::from(crate::runbook::record::FORMAT_VERSION);
     Some(match serde_json::to_value(value).ok()? {
-        serde_json::Value::Object(mut map) => {
-            map.insert("format_version".into(), version);
-            serde_json::Value::Object(map)
+        serde_json::Value::Object(map) => {
+            // First, where a person reading the document looks.
+            let mut doc = serde_json::Map::from_iter([("format_version".to_string(), version)]);
+            doc.extend(map.into_iter().filter(|(k, _)| k != "format_version"));
+            serde_json::Value::Object(doc)
         }
         // Every caller passes an object; anything else is still wrapped, never bare.
         other => serde_json::json!({ "format_version": version, "value": other }),
