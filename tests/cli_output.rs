@@ -219,3 +219,15 @@ fn every_time_shown_to_a_person_is_rfc3339_utc_whole_seconds_and_lists_have_head
     let line = logs.stdout.lines().next().unwrap_or_default();
     assert!(line.split(' ').next().is_some_and(|t| t.len() == 24 && t.ends_with('Z')), "{logs:?}");
 }
+
+#[test]
+fn a_command_ferry_prints_to_paste_comes_back_as_the_same_words() {
+    let p = Project::sqlite("true\n", r#"migration = { command = ["sh", "-c", "echo \"it's $0\"", "my arg"] }"#);
+    let plan = p.ferry(&["plan", "local"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let line = plan.stdout.lines().find(|l| l.contains("locally with DATABASE_URL")).unwrap();
+    let pasted = line.split('`').nth(1).unwrap();
+    let out = Command::new("sh").args(["-c", &format!("printf '%s\\n' {pasted}")]).output().unwrap();
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(words, ["sh", "-c", "echo \"it's $0\"", "my arg"], "{line}");
+}

@@ -232,7 +232,8 @@ pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdR
             out.info(&format!("removed the lock on {db}; recorded at {at}"));
             if let Some(run) = &holder.run_id {
                 out.info(&format!(
-                    "next: `ferry resume {run}` continues that run (or `ferry runs abandon {run} --reason ...`)"
+                    "next: `ferry resume {run}` continues that run (or `{}`)",
+                    super::abandon_command(run)
                 ));
             }
             Ok(0)

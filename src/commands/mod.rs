@@ -247,7 +247,7 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
     } else {
         String::new()
     };
-    let abandon = format!("ferry runs abandon {} --reason \"...\"", run.run_id());
+    let abandon = abandon_command(run.run_id());
     match run {
         Listed::Unreadable { location, error, .. } => format!(
             "environment {} has a run whose journal cannot be read: {location} ({error}){more}; nothing was done. \
@@ -273,6 +273,11 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
             )
         }
     }
+}
+
+/// The command that settles `run_id` by hand, for a person to paste and give a reason.
+pub fn abandon_command(run_id: &str) -> String {
+    format!("{} --reason \"...\"", crate::output::shell::join(&["ferry", "runs", "abandon", run_id]))
 }
 
 fn interactive() -> bool {

@@ -7,6 +7,7 @@
 mod github;
 mod redact;
 pub mod render;
+pub mod shell;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
