@@ -175,7 +175,7 @@ fn times(text: &str) -> Vec<String> {
                 .unwrap_or(rest.len());
             let token = &rest[..end];
             // A following " UTC" or " HH:MM" is part of the time as a person reads it.
-            let next = rest[end..].trim_start().split_whitespace().next().unwrap_or("");
+            let next = rest[end..].split_whitespace().next().unwrap_or("");
             let glued = next == "UTC" || (next.len() >= 5 && next.as_bytes()[2] == b':');
             out.push(if glued { format!("{token} {next}") } else { token.to_string() });
         }
