@@ -95,7 +95,7 @@ stack = "shop-prod"
 confirm = true
 database = { cluster = "${output:ClusterId}", url = "postgresql://ro@localhost:5433/shop" }
 timeouts = { snapshot = "2h" }
-migration = { runner = "ecs", cluster = "${output:EcsCluster}", task_definition = "shop-migrate", subnets = ["subnet-1", "subnet-2"], security_groups = ["sg-1"], container = "app", command = ["alembic", "upgrade", "head"], env = { LOG_LEVEL = "debug" }, alembic = { versions = "alembic/versions" } }
+migration = { runner = "ecs", cluster = "${output:EcsCluster}", task_definition = "shop-migrate", subnets = ["subnet-1", "subnet-2"], security_groups = ["sg-1"], container = "app", image = "registry.example/shop:1.4", command = ["alembic", "upgrade", "head"], env = { LOG_LEVEL = "debug" }, alembic = { versions = "alembic/versions" } }
 service = { apprunner_arn = "${output:ServiceArn}" }
 health = { url = "https://shop.example/health" }
 state = "s3://shop-ferry/state"
@@ -127,6 +127,30 @@ state = "s3://shop-ferry/state"
         for wrong in ["name", "database_url", "migration.ecs.cluster", "migration.ecs.task_definition"] {
             assert!(!keys.contains(&wrong), "{wrong} is not a ferry.toml key: {keys:?}");
         }
+    }
+
+    /// A setting added to the resolved configuration but not to [`KEYS`] would be
+    /// missing from `ferry plan`: every leaf of a fully set environment is covered.
+    #[test]
+    fn every_setting_of_the_environment_has_its_ferry_toml_key() {
+        fn leaves(v: &Value, at: String, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, v)| leaves(v, format!("{at}/{k}"), out)),
+                _ => out.push(at),
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = AWS.replace("confirm = true", "confirm = true\nsnapshot_prefix = \"x-{env}\"");
+        let config = parse(&dir.path().join("ferry.toml"), &text).expect("valid");
+        let mut all = Vec::new();
+        leaves(&serde_json::to_value(config.envs.values().next().unwrap()).unwrap(), String::new(), &mut all);
+        let exempt = ["/name", "/project", "/state"];
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|p| !exempt.contains(&p.as_str()))
+            .filter(|p| !KEYS.iter().any(|(_, k)| p == k || p.starts_with(&format!("{k}/"))))
+            .collect();
+        assert!(missing.is_empty(), "settings ferry plan would not print: {missing:?}");
     }
 
     /// Pasted back under the environment's table, the lines load as the same environment.
