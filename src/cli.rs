@@ -124,12 +124,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct EnvArg {
-    /// Environment name ([env.NAME] in ferry.toml)
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
 }
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Skip the pre-deploy snapshot (refused for confirm = true environments)
     #[arg(long)]
@@ -159,7 +160,7 @@ pub struct RehearseArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Environment name ([env.NAME] in ferry.toml)
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Show the deploy of this image in the migration container (default: FERRY_IMAGE, then migration.image)
     #[arg(long, value_name = "IMAGE")]
@@ -168,6 +169,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Report queries running and transactions open longer than this (e.g. 30s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = HumanDuration::parse)]
@@ -179,6 +181,7 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Skip the snapshot (refused for confirm = true environments)
     #[arg(long)]
@@ -196,6 +199,7 @@ pub enum SnapshotCommand {
     /// Take a snapshot of the environment's database
     #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Create {
+        /// The environment: an [env.NAME] table of ferry.toml
         env: String,
         /// Wait until it is available
         #[arg(long)]
@@ -206,16 +210,30 @@ pub enum SnapshotCommand {
     },
     /// List the database's snapshots, newest first
     #[command(after_help = "Docs: docs/commands/snapshot.md")]
-    List { env: String },
+    List {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+    },
     /// Wait until a snapshot is available
     #[command(after_help = "Docs: docs/commands/snapshot.md")]
-    Wait { env: String, id: String },
+    Wait {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+        /// The snapshot id
+        id: String,
+    },
     /// Delete one snapshot
     #[command(after_help = "Docs: docs/commands/snapshot.md")]
-    Delete { env: String, id: String },
+    Delete {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+        /// The snapshot id
+        id: String,
+    },
     /// Delete ferry's pre-deploy snapshots of this environment beyond the newest N
     #[command(after_help = "Docs: docs/commands/snapshot.md")]
     Prune {
+        /// The environment: an [env.NAME] table of ferry.toml
         env: String,
         /// How many of the newest pre-deploy snapshots to keep
         #[arg(long)]
@@ -225,6 +243,7 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Snapshot id, or `latest` for the newest available snapshot of the database
     #[arg(long, required_unless_present = "finish")]
@@ -240,6 +259,7 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
     /// Keep printing new lines until the task stops
     #[arg(long)]
@@ -259,13 +279,22 @@ pub struct LogsArgs {
 pub enum ServiceCommand {
     /// The service's status
     #[command(after_help = "Docs: docs/commands/service.md")]
-    Status { env: String },
+    Status {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+    },
     /// Pause the service and wait until it is paused
     #[command(after_help = "Docs: docs/commands/service.md")]
-    Pause { env: String },
+    Pause {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+    },
     /// Resume the service and wait until it is running
     #[command(after_help = "Docs: docs/commands/service.md")]
-    Resume { env: String },
+    Resume {
+        /// The environment: an [env.NAME] table of ferry.toml
+        env: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,10 +311,14 @@ pub enum RunsCommand {
     },
     /// One run's record
     #[command(after_help = "Docs: docs/commands/runs.md")]
-    Show { run_id: String },
+    Show {
+        /// The run: its id as `ferry runs list` shows it (<env>-<yyyymmddThhmmssZ>-<4 hex>)
+        run_id: String,
+    },
     /// Declare an unfinished run over, with the reason, so it stops blocking its environment
     #[command(after_help = "Docs: docs/commands/runs.md")]
     Abandon {
+        /// The run: its id as `ferry runs list` shows it (<env>-<yyyymmddThhmmssZ>-<4 hex>)
         run_id: String,
         /// Why (recorded in the run, with who and when)
         #[arg(long)]
@@ -304,6 +337,7 @@ pub struct UnlockArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
+    /// The run: its id as `ferry runs list` shows it (<env>-<yyyymmddThhmmssZ>-<4 hex>)
     pub run_id: String,
 }
 
@@ -319,6 +353,7 @@ pub enum DbCommand {
     /// Execute SQL statements; rows of queries are printed tab-separated
     #[command(after_help = "Docs: docs/commands/db.md")]
     Exec {
+        /// The environment: an [env.NAME] table of ferry.toml
         env: String,
         /// A file of SQL statements
         #[arg(long, conflicts_with = "sql", required_unless_present = "sql")]

@@ -33,7 +33,12 @@ fn a_good_migration_reaches_head_with_a_tagged_snapshot() {
     );
 
     let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
-    let snap = snaps.as_array().unwrap().iter().find(|x| x["id"] == rec["snapshot"]["id"]).expect("the run's snapshot");
+    let snap = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == rec["snapshot"]["id"])
+        .expect("the run's snapshot");
     assert_eq!(snap["tags"]["ferry:run-id"], rec["run_id"]);
     assert_eq!(snap["tags"]["ferry:purpose"], "pre-deploy");
     // The snapshot really holds the pre-deploy data.

@@ -46,7 +46,7 @@ fn check_exits_3_with_the_pending_revisions_and_0_in_sync() {
     assert_eq!(r.code, 3, "{r:?}");
     assert_eq!(
         r.json(),
-        serde_json::json!({"name": "migrations", "ok": false, "current_version": [], "expected_heads": ["b2"], "pending": ["a1", "b2"]})
+        serde_json::json!({"format_version": 1, "name": "migrations", "ok": false, "current_version": [], "expected_heads": ["b2"], "pending": ["a1", "b2"]})
     );
     stamp(&p, &["a1"]);
     let r = p.ferry(&["check", "local"]);

@@ -12,7 +12,8 @@ use common::Project;
 const SUCCEEDS: &str = "echo 'line one'\necho 'line two' >&2\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"ALTER TABLE customers ADD COLUMN email TEXT\"\n";
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    assert_eq!(v["format_version"], 1, "{v}");
+    v["snapshots"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -20,8 +21,8 @@ fn snapshot_create_list_wait_delete() {
     let p = Project::sqlite(SUCCEEDS, "");
     let r = p.ferry(&["snapshot", "create", "local", "--wait", "--id", "before-upgrade", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.json()[0]["status"], "available");
-    assert_eq!(r.json()[0]["tags"]["ferry:purpose"], "manual");
+    assert_eq!(r.json()["snapshots"][0]["status"], "available");
+    assert_eq!(r.json()["snapshots"][0]["tags"]["ferry:purpose"], "manual");
     let again = p.ferry(&["snapshot", "create", "local", "--id", "before-upgrade"]);
     assert_eq!(again.code, 3, "an existing id is refused, never overwritten: {again:?}");
 
@@ -141,7 +142,8 @@ fn logs_runs_status_and_plan_describe_what_happened() {
     assert_eq!(by_run.stdout.matches("| line").count(), 2, "{by_run:?}");
     let recent = p.ferry(&["logs", "local", "--since", "1h", "--output", "json"]);
     let events = recent.json();
-    let mut messages: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let mut messages: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
     messages.sort_unstable(); // stdout and stderr are read concurrently: their relative order is not defined
     assert_eq!(messages, ["line one", "line two"], "{recent:?}");
     let r = p.ferry(&["logs", "local", "--task", "nope"]);

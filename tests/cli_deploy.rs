@@ -52,7 +52,7 @@ fn a_good_migration_exits_0_with_a_tagged_snapshot_and_the_schema_changed() {
     assert_eq!(p.sql("SELECT count(*) FROM pragma_table_info('customers') WHERE name = 'email'")[1], "1");
 
     let snaps = p.ferry(&["snapshot", "list", "local", "--output", "json"]).json();
-    let snap = &snaps[0];
+    let snap = &snaps["snapshots"][0];
     assert_eq!(snap["id"], rec["snapshot"]["id"]);
     assert_eq!(snap["tags"]["ferry:run-id"], rec["run_id"]);
     assert_eq!(snap["tags"]["ferry:env"], "local");

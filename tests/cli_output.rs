@@ -155,3 +155,79 @@ fn the_quiet_flag_is_documented_with_the_global_flags() {
     let docs = std::fs::read_to_string(common::emulator::repo().join("docs/commands/README.md")).unwrap();
     assert!(docs.contains("--quiet"), "docs/commands/README.md lists --quiet");
 }
+
+/// Every `YYYY-MM-DD...` time in `text`, as printed (up to the next space or bracket).
+fn times(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let mut out = Vec::new();
+    for i in 0..b.len() {
+        let starts = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+            && digits(i..i + 4)
+            && b.get(i + 4) == Some(&b'-')
+            && digits(i + 5..i + 7)
+            && b.get(i + 7) == Some(&b'-')
+            && digits(i + 8..i + 10);
+        if starts {
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ')' | '(' | '|' | '`'))
+                .unwrap_or(rest.len());
+            let token = &rest[..end];
+            // A following " UTC" or " HH:MM" is part of the time as a person reads it.
+            let next = rest[end..].split_whitespace().next().unwrap_or("");
+            let glued = next == "UTC" || (next.len() >= 5 && next.as_bytes()[2] == b':');
+            out.push(if glued { format!("{token} {next}") } else { token.to_string() });
+        }
+    }
+    out
+}
+
+#[test]
+fn every_time_shown_to_a_person_is_rfc3339_utc_whole_seconds_and_lists_have_headers() {
+    let p = Project::sqlite("echo 'migrating'\n", "");
+    let mut shown = String::new();
+    for args in [
+        &["deploy", "local"][..],
+        &["snapshot", "create", "local", "--id", "manual-1"],
+        &["snapshot", "list", "local"],
+        &["restore", "local", "--snapshot", "latest", "--yes"],
+        &["runs", "list"],
+        &["status", "local"],
+    ] {
+        let r = p.ferry(args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        if args[..2] == ["snapshot", "list"] {
+            let header: Vec<&str> = r.stdout.lines().next().unwrap().split_whitespace().collect();
+            assert_eq!(header, ["SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE", "RUN"], "{r:?}");
+            assert_eq!(r.stdout.lines().count(), 3, "a header and two snapshots: {r:?}");
+        }
+        if args == ["runs", "list"] {
+            assert!(r.stdout.starts_with("RUN "), "{r:?}");
+        }
+        shown.push_str(&r.stdout);
+        shown.push_str(&r.stderr);
+    }
+    let found = times(&shown);
+    assert!(found.len() > 10, "{shown}");
+    for t in &found {
+        let ok = t.len() == 20 && t.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(t).is_ok();
+        assert!(ok, "{t:?} is not RFC 3339, UTC, whole seconds:\n{shown}");
+    }
+    // The one exception: the log lines of `ferry logs` keep their milliseconds.
+    let logs = p.ferry(&["logs", "local"]);
+    let line = logs.stdout.lines().next().unwrap_or_default();
+    assert!(line.split(' ').next().is_some_and(|t| t.len() == 24 && t.ends_with('Z')), "{logs:?}");
+}
+
+#[test]
+fn a_command_ferry_prints_to_paste_comes_back_as_the_same_words() {
+    let p = Project::sqlite("true\n", r#"migration = { command = ["sh", "-c", "echo \"it's $0\"", "my arg"] }"#);
+    let plan = p.ferry(&["plan", "local"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let line = plan.stdout.lines().find(|l| l.contains("locally with DATABASE_URL")).unwrap();
+    let pasted = line.split('`').nth(1).unwrap();
+    let out = Command::new("sh").args(["-c", &format!("printf '%s\\n' {pasted}")]).output().unwrap();
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(words, ["sh", "-c", "echo \"it's $0\"", "my arg"], "{line}");
+}

@@ -248,6 +248,23 @@ fn every_commands_help_names_its_docs_page() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Docs: docs/commands/snapshot.md"));
 }
 
+#[test]
+fn every_positional_argument_is_described_in_help() {
+    let mut bare = Vec::new();
+    fn visit(cmd: &clap::Command, path: &str, bare: &mut Vec<String>) {
+        for arg in cmd.get_positionals().filter(|a| a.get_help().is_none_or(|h| h.to_string().trim().is_empty())) {
+            bare.push(format!("`{path}`: {}", arg.get_id()));
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            visit(sub, &format!("{path} {}", sub.get_name()), bare);
+        }
+    }
+    visit(&ferry::cli::Cli::command(), "ferry", &mut bare);
+    assert!(bare.is_empty(), "positional arguments without a description in --help:\n{}", bare.join("\n"));
+    let out = Command::new(common::FERRY).args(["deploy", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("The environment: an [env.NAME] table of ferry.toml"));
+}
+
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
 fn slug(heading: &str) -> String {
     heading

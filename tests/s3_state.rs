@@ -97,7 +97,8 @@ fn eight_deploys_at_once_from_eight_checkouts_one_runs_and_seven_exit_3_naming_i
     assert!(refused.iter().all(|r| r.stderr.contains("is locked by `ferry deploy` (run stage-")), "{refused:#?}");
     assert_eq!(runs(&first).len(), 1, "one run recorded");
     let snaps = first.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
-    let ours = snaps.as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
+    let ours =
+        snaps["snapshots"].as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
     assert_eq!(ours, 1, "one snapshot: {snaps}");
 }
 
@@ -111,7 +112,7 @@ fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
     assert!(r.stderr.contains("nothing was done"), "{r:?}");
     let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
     assert!(
-        snaps.as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"),
+        snaps["snapshots"].as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"),
         "no snapshot: {snaps}"
     );
 }
@@ -215,6 +216,7 @@ fn a_deploy_killed_in_its_snapshot_wait_is_resumed_from_a_fresh_checkout_and_mig
     assert_eq!(rec["snapshot"]["status"], "available", "the same snapshot, waited for to the end");
     assert_eq!(rec["task"]["exit_code"], 0);
     let snaps = laptop.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
-    let ours = snaps.as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
+    let ours =
+        snaps["snapshots"].as_array().unwrap().iter().filter(|s| s["tags"]["ferry:purpose"] == "pre-deploy").count();
     assert_eq!(ours, 1, "one snapshot, not a second one: {snaps}");
 }

@@ -74,10 +74,7 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                 }),
             })
             .collect();
-        print_json(
-            &serde_json::json!({ "format_version": crate::runbook::record::FORMAT_VERSION, "runs": items }),
-            &redactor,
-        );
+        print_json(&serde_json::json!({ "runs": items }), &redactor);
         return Ok(0);
     }
     if all.is_empty() {
@@ -235,7 +232,8 @@ pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdR
             out.info(&format!("removed the lock on {db}; recorded at {at}"));
             if let Some(run) = &holder.run_id {
                 out.info(&format!(
-                    "next: `ferry resume {run}` continues that run (or `ferry runs abandon {run} --reason ...`)"
+                    "next: `ferry resume {run}` continues that run (or `{}`)",
+                    super::abandon_command(run)
                 ));
             }
             Ok(0)

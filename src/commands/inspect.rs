@@ -120,7 +120,7 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
         );
         return Ok(code);
     }
-    let config = toml_like(&serde_json::to_value(env).unwrap_or_default(), "");
+    let config = super::config_lines::lines(env);
     crate::outln!("# {} ({})\n", env.name, ctx.config.path.display());
     for line in config {
         crate::outln!("{}", redactor.clean(&line));
@@ -187,22 +187,6 @@ fn verdict(env: &EnvConfig, check: &PlanCheck) -> Vec<String> {
         _ => lines.extend(check.refusals.iter().map(|r| format!("ferry deploy {name} would refuse (exit 3): {r}"))),
     }
     lines
-}
-
-/// `key = value` lines for a JSON object, nested tables dotted.
-fn toml_like(v: &serde_json::Value, prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let serde_json::Value::Object(map) = v {
-        for (k, v) in map {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-            match v {
-                serde_json::Value::Object(_) => out.extend(toml_like(v, &key)),
-                serde_json::Value::Null => {}
-                other => out.push(format!("{key} = {other}")),
-            }
-        }
-    }
-    out
 }
 
 pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
@@ -369,7 +353,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         }
     }
     if ctx.json() {
-        print_json(&collected, &redactor);
+        print_json(&json!({ "events": collected }), &redactor);
     }
     Ok(0)
 }

@@ -124,7 +124,7 @@ pub async fn doctor(ctx: &Context, a: DoctorArgs) -> CmdResult {
                 crate::outln!("        query: {}", redactor.clean(&shown));
             }
             if let Some(since) = f.since {
-                crate::outln!("        since: {}", since.format("%Y-%m-%d %H:%M:%S UTC"));
+                crate::outln!("        since: {}", crate::output::timestamp(since));
             }
             crate::outln!("        what to do: {}", f.advice);
         }

@@ -3,6 +3,7 @@
 //! an exit code.
 
 mod completions;
+mod config_lines;
 mod db;
 mod history;
 mod image;
@@ -246,7 +247,7 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
     } else {
         String::new()
     };
-    let abandon = format!("ferry runs abandon {} --reason \"...\"", run.run_id());
+    let abandon = abandon_command(run.run_id());
     match run {
         Listed::Unreadable { location, error, .. } => format!(
             "environment {} has a run whose journal cannot be read: {location} ({error}){more}; nothing was done. \
@@ -274,6 +275,11 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
     }
 }
 
+/// The command that settles `run_id` by hand, for a person to paste and give a reason.
+pub fn abandon_command(run_id: &str) -> String {
+    format!("{} --reason \"...\"", crate::output::shell::join(&["ferry", "runs", "abandon", run_id]))
+}
+
 fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
@@ -296,11 +302,28 @@ impl Confirm for TtyConfirm {
     }
 }
 
-/// Print a JSON document on stdout.
+/// Print a JSON document on stdout: always an object, always with the
+/// `format_version` of the shapes this ferry prints (docs/json.md). A list goes
+/// inside an object under its own name (`{"snapshots": [...]}`).
 pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) {
-    if let Ok(text) = serde_json::to_string_pretty(value) {
+    if let Some(text) = versioned(value).and_then(|v| serde_json::to_string_pretty(&v).ok()) {
         stdout_line(&redactor.clean_json(&text));
     }
+}
+
+/// `value` as the object ferry prints, `format_version` set to this ferry's.
+fn versioned<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+    let version = serde_json::Value::from(crate::runbook::record::FORMAT_VERSION);
+    Some(match serde_json::to_value(value).ok()? {
+        serde_json::Value::Object(map) => {
+            // First, where a person reading the document looks.
+            let mut doc = serde_json::Map::from_iter([("format_version".to_string(), version)]);
+            doc.extend(map.into_iter().filter(|(k, _)| k != "format_version"));
+            serde_json::Value::Object(doc)
+        }
+        // Every caller passes an object; anything else is still wrapped, never bare.
+        other => serde_json::json!({ "format_version": version, "value": other }),
+    })
 }
 
 /// One line of a command's result on stdout. A closed pipe (`ferry ... | head`)

@@ -49,7 +49,7 @@ pub fn describe(
     let mut taken = match snapshot.created_at {
         Some(t) => format!(
             "taken {}, {} ago",
-            t.format("%Y-%m-%d %H:%M UTC"),
+            crate::output::timestamp(t),
             format_duration(std::time::Duration::from_secs((Utc::now() - t).num_seconds().max(0) as u64))
         ),
         None => "creation time unknown".into(),

@@ -27,8 +27,11 @@ fn usage_id(id: &str) -> Result<(), CommandError> {
 
 fn show(ctx: &Context, snaps: &[Snapshot]) {
     if ctx.json() {
-        print_json(&snaps, &Redactor::default());
+        print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
         return;
+    }
+    if !snaps.is_empty() {
+        crate::outln!("{:<52} {:<9} {:>4} {:<20} {:<10} RUN", "SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE");
     }
     for s in snaps {
         let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
@@ -104,14 +107,16 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     if let Some(run) = unreadable.first().filter(|r| crate::runbook::record::is_run_of(r, &env.name)) {
         return Err(CommandError::Failed(format!(
             "run {run} has a journal that cannot be read, so whether it needs snapshot {id} is unknown; nothing was deleted \
-             (`ferry runs list --env {}`; `ferry runs abandon {run} --reason ...` once it is settled)",
-            env.name
+             (`ferry runs list --env {}`; `{}` once it is settled)",
+            env.name,
+            super::abandon_command(run)
         )));
     }
     if let Some(run) = needed.into_iter().find(|(s, _)| s == id).map(|(_, r)| r) {
         return Err(CommandError::Usage(format!(
             "snapshot {id} is the pre-deploy snapshot of run {run}, which needs attention and may need it: \
-             `ferry resume {run}` or `ferry restore <env> --snapshot {id}` first (`ferry runs show {run}`)"
+             `ferry resume {run}` or `{}` first (`ferry runs show {run}`)",
+            crate::output::shell::join(&["ferry", "restore", &env.name, "--snapshot", id])
         )));
     }
     ctx.guard(env, &format!("delete snapshot {id}"))?;
@@ -194,7 +199,8 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
     if let Some(run) = unreadable.iter().find(|r| crate::runbook::record::is_run_of(r, &env.name)) {
         return Err(CommandError::Failed(format!(
             "run {run} has a journal that cannot be read, so which snapshots it needs is unknown; nothing was deleted \
-             (`ferry runs abandon {run} --reason ...` once it is settled)"
+             (`{}` once it is settled)",
+            super::abandon_command(run)
         )));
     }
     let doomed: Vec<Snapshot> = ours

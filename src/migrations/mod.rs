@@ -98,7 +98,7 @@ impl Readiness {
 
 /// The command that merges several heads into one.
 pub fn merge_command(heads: &[String]) -> String {
-    format!("alembic merge -m \"merge heads\" {}", heads.join(" "))
+    format!("alembic merge -m \"merge heads\" {}", crate::output::shell::join(heads))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod github;
 mod redact;
 pub mod render;
+pub mod shell;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -111,8 +112,9 @@ impl Reporter {
         let _ = sink.flush();
     }
 
+    /// The same format on a terminal and off it: one timestamp format everywhere.
     fn stamp(&self, t: DateTime<Utc>) -> String {
-        if self.tty { t.format("%H:%M:%S").to_string() } else { t.to_rfc3339_opts(SecondsFormat::Secs, true) }
+        timestamp(t)
     }
 
     /// A step begins.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::record::RunOptions;
 use crate::config::values::format_duration;
 use crate::config::{DatabaseConfig, DbUrl, EnvConfig, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
+use crate::output::shell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,15 +104,20 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
 fn migrate(env: &EnvConfig) -> PlannedStep {
     let container = env.migration.ecs.as_ref().map_or("?", |e| e.container.as_str());
     let runner = match (env.migration.runner, &env.migration.image) {
-        (RunnerKind::Command, _) => format!("run `{}` locally with DATABASE_URL set", env.migration.command.join(" ")),
+        (RunnerKind::Command, _) => {
+            format!("run `{}` locally with DATABASE_URL set", shell::join(&env.migration.command))
+        }
         (RunnerKind::Ecs, None) => {
-            format!("run `{}` as a one-off ECS Fargate task (container {container})", env.migration.command.join(" "),)
+            format!(
+                "run `{}` as a one-off ECS Fargate task (container {container})",
+                shell::join(&env.migration.command)
+            )
         }
         (RunnerKind::Ecs, Some(image)) => format!(
             "register a new revision of task definition {} in which only container {container} changes, to image {image} \
              (every other field copied; tagged ferry:run-id), and run `{}` as a one-off ECS Fargate task of that revision",
             env.migration.ecs.as_ref().map_or("?", |e| e.task_definition.raw.as_str()),
-            env.migration.command.join(" "),
+            shell::join(&env.migration.command),
         ),
         (RunnerKind::Apprunner, None) => {
             "start a deployment of the App Runner service, which migrates on start-up".into()
