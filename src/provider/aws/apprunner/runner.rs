@@ -43,7 +43,12 @@ impl Deployments {
             Some(end) => all_streams_between(&format!("{base}/{name}"), from, end),
             None => all_streams(&format!("{base}/{name}"), from),
         };
-        let refs = format!("{} {}", group("service", since), group("application", since - CLOCK_SKEW));
+        // The service's own events are stamped by App Runner's logging, the
+        // operation's start by its API, each rounded its own way: a second of
+        // margin keeps the operation's first event ("... started") without
+        // reaching back to an earlier operation's.
+        let refs =
+            format!("{} {}", group("service", since - SERVICE_EVENT_MARGIN), group("application", since - CLOCK_SKEW));
         Ok((s.service_name().to_string(), refs))
     }
 
@@ -103,6 +108,8 @@ fn started_at(op: &OperationSummary) -> DateTime<Utc> {
 /// Application output is read from this long before the deployment, so its
 /// first lines are not lost to clock skew.
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// How far before an operation's StartedAt its service events are read.
+const SERVICE_EVENT_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// A deployment's last service event may be logged a moment after it ended.
 const END_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
