@@ -43,6 +43,13 @@ const KEYS: &[(&str, &str)] = &[
     ("health.url", "/health/url"),
     ("health.expect_status", "/health/expect_status"),
     ("health.timeout", "/health/timeout"),
+    // Printed only for an environment that has a `rehearse` table.
+    ("rehearse.when", "/rehearse/when"),
+    ("rehearse.database_env", "/rehearse/database_env"),
+    ("rehearse.instance_class", "/rehearse/instance_class"),
+    ("rehearse.max_duration", "/rehearse/max_duration"),
+    ("rehearse.max_exclusive_lock", "/rehearse/max_exclusive_lock"),
+    ("rehearse.keep_clone", "/rehearse/keep_clone"),
 ];
 
 /// The top-level keys (`project`, and `state_dir` when the runs are kept in a
@@ -55,6 +62,15 @@ pub fn lines(env: &EnvConfig) -> Vec<String> {
         Location::S3 { .. } => out.push(format!("state = {}", toml_value(&v["state"]))),
     }
     for (key, pointer) in KEYS {
+        // No `rehearse` table, no rehearse keys; a default lock threshold is
+        // not printed as if it had been written (written, it changes what an
+        // unobservable lock means).
+        if key.starts_with("rehearse.")
+            && (!env.rehearse.configured
+                || (*key == "rehearse.max_exclusive_lock" && !env.rehearse.max_exclusive_lock_set))
+        {
+            continue;
+        }
         match v.pointer(pointer) {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {

@@ -131,6 +131,7 @@ pub struct RehearseConfig {
     pub max_exclusive_lock: Duration,
     /// `max_exclusive_lock` was written (not the default): locks that cannot be
     /// observed fail the rehearsal instead of being reported as not observed.
+    #[serde(skip)]
     pub max_exclusive_lock_set: bool,
     pub keep_clone: bool,
 }
