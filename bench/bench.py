@@ -835,7 +835,7 @@ def report_restore(rp: dict[str, Any]) -> list[str]:
             for e in r["events"]:
                 lines.append(f"| {i} | {name} | {e['what']} | {f(e.get('at_from_failure_s'))} | "
                              f"{f(e.get('noticed_s'))} |")
-    lines += ["", "API calls by operation (all rounds, first round):", "", "| operation | bash + aws CLI | ferry |",
+    lines += ["", "API calls by operation (first round):", "", "| operation | bash + aws CLI | ferry |",
               "| --- | --- | --- |"]
     for op in sorted(set(rb[0]["calls"]) | set(rf[0]["calls"])):
         lines.append(f"| {op} | {f(rb[0]['calls'].get(op, 0), 0)} | {f(rf[0]['calls'].get(op, 0), 0)} |")
