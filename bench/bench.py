@@ -21,6 +21,15 @@ python (boto3 for the set-up). What it does:
    describe-db-clusters`, each averaged over several runs.
 5. Scale: N concurrent `ferry deploy`s, each with its own cluster, stack (ECS
    cluster, task family, log group) and project directory.
+6. The failed-migration path: the fixture's Alembic migration failing halfway
+   (FERRY_FIXTURE_FAIL=1), then the database restored from the pre-deploy
+   snapshot under its own name: bench/runbook.sh followed at once by
+   bench/restore.sh (restore, instance, the two renames, each with the CLI's
+   waiter) against `ferry deploy`'s automatic restore, with timed states for
+   the restore, the instance and the renames. Ground truth for each state
+   change: the call that started it (the call log) plus its timed state.
+7. The local no-op deploy: `ferry deploy` of the migration `true` on the
+   quickstart's SQLite against running `true` directly.
 
 Writes results.json and report.md under --out and prints the report.
 """
@@ -38,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
@@ -60,6 +70,13 @@ MARKERS = {
 }
 # Callers that are the harness itself, not the tool measured.
 HARNESS_AGENTS = ("Boto3/", "Python-urllib/")
+
+# What a run does, in this order (--only picks some).
+PHASES = ("pairs", "restore", "noop", "startup", "scale")
+
+# The restore path's timed states (s): RestoreDBClusterFromSnapshot, CreateDBInstance, each rename,
+# a ModifyDBCluster of other settings. Not multiples of the CLI waiters' 30 s, so bash gets no best case.
+RESTORE_TIMINGS = {"restore_seconds": 20.0, "instance_seconds": 20.0, "rename_seconds": 10.0, "modify_seconds": 5.0}
 
 # CloudWatch Logs GetLogEvents: 10 TPS per account; RDS: ~12 TPS sustained (DESIGN.md).
 BUDGETS = {"logs:GetLogEvents": 10.0, "rds:*": 12.0}
@@ -529,6 +546,212 @@ def scale(emu: Emulator, args: argparse.Namespace, root: str, ns: list[int], s: 
     return out
 
 
+# -- the failed-migration path -------------------------------------------------------------------
+
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "alembic")
+FAIL_ENV = {"FERRY_FIXTURE_FAIL": "1"}
+
+
+def seed_fixture(emu: Emulator, scen: dict[str, str]) -> None:
+    """The cluster's database at schema 0002 with the seed rows (as tests/e2e/scenario.py
+    does), so the fixture's 0003a commits and its 0003b fails with FERRY_FIXTURE_FAIL=1."""
+    import psycopg  # the emulator's venv has it
+
+    url = emu.get("/_emulator/clusters")[scen["db_cluster"]]["url"]
+    alembic = os.path.join(os.path.dirname(sys.executable), "alembic")
+    env = {k: v for k, v in os.environ.items() if k != "FERRY_FIXTURE_FAIL"}
+    env["DATABASE_URL"] = url
+    ini = os.path.join(FIXTURE, "alembic.ini")
+    subprocess.run([alembic, "-c", ini, "upgrade", "0001_init"], env=env, check=True, stdout=subprocess.DEVNULL)
+    with psycopg.connect(url, autocommit=True) as conn, open(os.path.join(FIXTURE, "seed.sql")) as fh:
+        conn.execute(fh.read())
+    subprocess.run([alembic, "-c", ini, "upgrade", "0002_add_email"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def _about(call: list[Any]) -> set[str]:
+    """The identifiers a Query-protocol RDS call names (empty: it names none, so it lists all)."""
+    body = urllib.parse.parse_qs(call[6] if isinstance(call[6], str) else "")
+    ids: set[str] = set()
+    for key, values in body.items():
+        if key in ("DBClusterIdentifier", "DBInstanceIdentifier", "NewDBClusterIdentifier") or (
+                key.startswith("Filters.") and ".Values." in key):
+            ids.update(values)
+    return ids
+
+
+def _first_describe(calls: list[list[Any]], ops: tuple[str, ...], subjects: set[str], after: float) -> float | None:
+    """End of the first describe of `subjects` sent at or after `after` (states are a
+    function of time, so its answer carried the change)."""
+    for c in calls:
+        if c[3] in ops and c[0] >= after:
+            about = _about(c)
+            if not about or about & subjects:
+                return c[1]
+    return None
+
+
+def restore_events(calls: list[list[Any]], cluster: str, timings: dict[str, float]) -> list[dict[str, Any]]:
+    """Each state change of the restore: when the emulator made it (the end of the call
+    that started it + its timed state; the call's own milliseconds are the error bar) and
+    when the tool's first describe after it answered."""
+    rds = sorted((c for c in calls if c[2] == "rds"), key=lambda c: c[0])
+    events = []
+    restored = ""  # the cluster the restore made (a long CreateDBInstance body may lose its cluster id)
+    for c in rds:
+        body = urllib.parse.parse_qs(c[6] if isinstance(c[6], str) else "")
+        ident = (body.get("DBClusterIdentifier") or [""])[0]
+        if c[3] == "RestoreDBClusterFromSnapshot":
+            restored = ident
+            events.append({"what": f"restored cluster {ident} available", "id": ident,
+                           "at": c[1] + timings["restore_seconds"], "ops": ("DescribeDBClusters",),
+                           "subjects": {ident}})
+        elif c[3] == "CreateDBInstance":
+            inst = (body.get("DBInstanceIdentifier") or [""])[0]
+            events.append({"what": f"instance {inst} available", "id": inst,
+                           "at": c[1] + timings["instance_seconds"], "ops": ("DescribeDBInstances",),
+                           "subjects": {inst, ident or restored}})
+        elif c[3] == "ModifyDBCluster":
+            new = (body.get("NewDBClusterIdentifier") or [""])[0]
+            if new:
+                what = f"{ident} renamed to {new}, available" + (" (back under its name)" if new == cluster else "")
+                events.append({"what": what, "id": new, "at": c[1] + timings["rename_seconds"],
+                               "ops": ("DescribeDBClusters",), "subjects": {new}, "final": new == cluster})
+            else:
+                events.append({"what": f"settings of {ident} applied", "id": ident,
+                               "at": c[1] + timings["modify_seconds"], "ops": ("DescribeDBClusters",),
+                               "subjects": {ident}})
+    for e in events:
+        seen = _first_describe(rds, e.pop("ops"), e.pop("subjects"), e["at"])
+        e["noticed_s"] = None if seen is None else seen - e["at"]
+    return events
+
+
+def analyse_restore(emu: Emulator, tool: str, runs: list[Timed], scen: dict[str, str],
+                    timings: dict[str, float]) -> dict[str, Any]:
+    start, end = runs[0].start, runs[-1].end
+    calls = tool_calls(emu, start, end)
+    truth = ground_truth(emu, scen, start, end)
+    stopped = truth.get("task_stopped_at")
+    res: dict[str, Any] = {
+        "tool": tool, "exit_codes": [r.exit_code for r in runs], "wall_s": end - start, "truth": truth,
+        "calls": by_operation(calls), "calls_total": len(calls),
+        "cpu_s": sum(r.cpu_s for r in runs), "maxrss_mib": max(r.maxrss_mib for r in runs),
+    }
+    events = restore_events(calls, scen["db_cluster"], timings)
+    # Every RDS call the tool made (start, end, operation, body prefix): the events' evidence.
+    res["rds_calls"] = [[c[0], c[1], c[3], c[6]] for c in calls if c[2] == "rds"]
+    if stopped:
+        api = first_call_seeing(calls, "DescribeTasks", truth["task_arn"].rsplit("/", 1)[-1], stopped)
+        events.insert(0, {"what": "migration task stopped (exit 1)", "id": truth["task_arn"], "at": stopped,
+                          "noticed_s": None if api is None else api - stopped})
+        res["failure_at"] = stopped
+        restore_calls = [c for c in calls if c[3] == "RestoreDBClusterFromSnapshot"]
+        if restore_calls:
+            res["failure_to_restore_call_s"] = restore_calls[0][0] - stopped
+        final = [e for e in events if e.get("final")]
+        if final:
+            res["failure_to_back_s"] = final[-1]["at"] - stopped
+            # What no tool can avoid: the timed states it waited through, one after the other.
+            floor = sum(timings[k] for k in ("restore_seconds", "instance_seconds")) + 2 * timings["rename_seconds"]
+            floor += sum(timings["modify_seconds"] for e in events if e["what"].startswith("settings of"))
+            res["states_s"] = floor
+            res["overhead_s"] = res["failure_to_back_s"] - floor
+        res["failure_to_exit_s"] = end - stopped
+    for e in events:
+        e["at_from_failure_s"] = None if not stopped else e["at"] - stopped
+    res["events"] = events
+    lags = [e["noticed_s"] for e in events if e["noticed_s"] is not None]
+    res["detect_max_s"] = max(lags) if lags else None
+    res["detect_mean_s"] = sum(lags) / len(lags) if lags else None
+    return res
+
+
+def restore_path(emu: Emulator, args: argparse.Namespace, root: str, rounds: int, s: float,
+                 timings: dict[str, float]) -> dict[str, Any]:
+    """`rounds` rounds of: bench/runbook.sh with the failing migration, then at once
+    bench/restore.sh; and `ferry deploy` of the same, which restores by itself. Each
+    tool on its own fresh cluster and stack, seeded at schema 0002."""
+    alembic = [os.path.join(os.path.dirname(sys.executable), "alembic"), "-c",
+               os.path.join(FIXTURE, "alembic.ini"), "upgrade", "head"]
+    emu.configure(snapshot_seconds=s)
+    log(f"restore path: creating {2 * rounds} clusters and stacks")
+    scens = make_scenarios(emu, [f"rs{tool}{rep}" for rep in range(1, rounds + 1) for tool in ("b", "f")], alembic)
+    for scen in scens:
+        seed_fixture(emu, scen)
+    emu.configure(**timings)
+    env = tool_env(emu.url, os.path.join(root, "home"), os.path.dirname(args.aws))
+    environment = json.dumps([{"name": k, "value": v} for k, v in FAIL_ENV.items()])
+    each: dict[str, list[dict[str, Any]]] = {"bash": [], "ferry": []}
+    try:
+        for rep in range(1, rounds + 1):
+            sb, sf = scens[2 * (rep - 1)], scens[2 * (rep - 1) + 1]
+            log(f"restore path round {rep}/{rounds}: bash runbook, then bash restore")
+            deploy = Timed(["bash", os.path.join(HERE, "runbook.sh"), sb["stack"], sb["db_cluster"],
+                            json.dumps(alembic), environment], root, env).wait()
+            m = re.search(r"Restore from (\S+) if needed", deploy.text())
+            if deploy.exit_code != 1 or not m:
+                sys.exit(f"bench: the bash runbook did not fail as expected ({deploy.exit_code}):\n{deploy.text()}")
+            restore = Timed(["bash", os.path.join(HERE, "restore.sh"), sb["db_cluster"], m.group(1)], root,
+                            env).wait()
+            time.sleep(1)
+            log(f"restore path round {rep}/{rounds}: ferry deploy (restores by itself)")
+            project = ferry_project(root, sf, alembic)
+            with open(os.path.join(project, "ferry.toml"), "a") as fh:
+                fh.write("env = { " + ", ".join(f'{k} = "{v}"' for k, v in FAIL_ENV.items()) + " }\n")
+            ferry = Timed([args.ferry, "deploy", "bench"], project, env).wait()
+            for name, runs, scen in (("bash", [deploy, restore], sb), ("ferry", [ferry], sf)):
+                with open(os.path.join(args.out, f"output-restore-{rep}-{name}.log"), "w") as fh:
+                    for run in runs:
+                        fh.write("".join(f"{a:.3f} {raw.decode('utf-8', 'replace')}" for a, raw in run.lines))
+                each[name].append(analyse_restore(emu, name, runs, scen, timings))
+            time.sleep(1)
+    finally:
+        emu.configure(restore_seconds=0.2, instance_seconds=0.2, rename_seconds=0.2, modify_seconds=0.2)
+    out: dict[str, Any] = {"S": s, "timings": timings, "runs": each}
+    for name in each:
+        rs = each[name]
+        out[name] = {k: median([r[k] for r in rs if r.get(k) is not None])
+                     for k in ("failure_to_back_s", "failure_to_exit_s", "failure_to_restore_call_s", "overhead_s",
+                               "detect_max_s", "detect_mean_s", "cpu_s", "calls_total", "states_s")
+                     if any(r.get(k) is not None for r in rs)}
+    return out
+
+
+# -- the local no-op deploy ------------------------------------------------------------------------
+
+
+def local_noop(args: argparse.Namespace, root: str, reps: int) -> dict[str, Any]:
+    """`ferry deploy` of the migration `true` on the quickstart's SQLite against `true`,
+    A/B pair by pair after one warm-up of each."""
+    src = os.path.join(REPO, "examples", "quickstart")
+    d = os.path.join(root, "quickstart")
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns(".ferry", "app*.db*"))
+    with open(os.path.join(d, "ferry.toml"), "a") as fh:
+        fh.write('\n[env.noop]\nmigration = { command = ["true"] }\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("FERRY_CONFIG", "GITHUB_ACTIONS")}
+    env["HOME"] = os.path.join(root, "home")
+    subprocess.run([args.ferry, "db", "exec", "noop", "--create", "--file", "seed.sql"], cwd=d, env=env, check=True,
+                   capture_output=True)
+    true = shutil.which("true") or "/bin/true"
+    cases = {"ferry deploy noop": [args.ferry, "deploy", "noop"], "true": [true]}
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for i in range(reps + 1):
+        for name, argv in cases.items():
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, cwd=d, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+            took = time.perf_counter() - t0
+            if r.returncode != 0:
+                sys.exit(f"bench: {name} failed ({r.returncode}):\n{r.stderr.decode()}")
+            if i > 0:  # the first of each is the warm-up
+                times[name].append(took)
+    out: dict[str, Any] = {"runs": reps}
+    for name, ts in times.items():
+        out[name] = {"median_s": median(ts), "min_s": min(ts), "max_s": max(ts)}
+    out["overhead_s"] = out["ferry deploy noop"]["median_s"] - out["true"]["median_s"]
+    out["ratio"] = out["ferry deploy noop"]["median_s"] / max(out["true"]["median_s"], 1e-9)
+    return out
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -565,6 +788,78 @@ def f(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
+def report_restore(rp: dict[str, Any]) -> list[str]:
+    tm = rp["timings"]
+    b, fe = rp["bash"], rp["ferry"]
+    rb, rf = rp["runs"]["bash"], rp["runs"]["ferry"]
+    lines = [
+        f"## The failed-migration path: failure -> database back under its name (S = {rp['S']:g} s; restore "
+        f"{tm['restore_seconds']:g} s, instance {tm['instance_seconds']:g} s, rename {tm['rename_seconds']:g} s, "
+        f"settings {tm['modify_seconds']:g} s)",
+        "",
+        f"Median of {len(rf)} round(s). bash: bench/runbook.sh (exit 1, naming the snapshot) and at once "
+        "bench/restore.sh; ferry: `ferry deploy` (exit 4, restored). Times from the migration task's stop "
+        "(emulator stoppedAt) to the last rename's timed state ending (the database available under its name, "
+        "with its instance).",
+        "",
+        "| | bash + aws CLI | ferry |",
+        "| --- | --- | --- |",
+        f"| exit codes | {', '.join('/'.join(str(c) for c in r['exit_codes']) for r in rb)} | "
+        f"{', '.join('/'.join(str(c) for c in r['exit_codes']) for r in rf)} |",
+        f"| failure -> back under its name (s) | {f(b.get('failure_to_back_s'))} | {f(fe.get('failure_to_back_s'))} |",
+    ]
+    if b.get("failure_to_back_s") and fe.get("failure_to_back_s"):
+        lines += [
+            f"| ratio ferry / bash | {f(fe['failure_to_back_s'] / b['failure_to_back_s'])} | |",
+            f"| speed-up bash / ferry | {f(b['failure_to_back_s'] / fe['failure_to_back_s'])} | |",
+        ]
+    lines += [
+        f"| timed states waited through (s) | {f(b.get('states_s'), 0)} | {f(fe.get('states_s'), 0)} |",
+        f"| overhead above them (s) | {f(b.get('overhead_s'))} | {f(fe.get('overhead_s'))} |",
+        f"| failure -> restore call (s) | {f(b.get('failure_to_restore_call_s'))} | "
+        f"{f(fe.get('failure_to_restore_call_s'))} |",
+        f"| failure -> tool exited (s) | {f(b.get('failure_to_exit_s'))} | {f(fe.get('failure_to_exit_s'))} |",
+        f"| detection lag mean / max (s) | {f(b.get('detect_mean_s'))} / {f(b.get('detect_max_s'))} | "
+        f"{f(fe.get('detect_mean_s'))} / {f(fe.get('detect_max_s'))} |",
+        f"| CPU seconds (with children) | {f(b.get('cpu_s'))} | {f(fe.get('cpu_s'))} |",
+        f"| API calls | {f(b.get('calls_total'), 0)} | {f(fe.get('calls_total'), 0)} |",
+        "",
+        "Each state change (s from the failure; detection lag = the end of the tool's first describe sent after "
+        "the change):",
+        "",
+        "| round | tool | state change | at | noticed after |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for i, (xb, xf) in enumerate(zip(rb, rf), start=1):
+        for name, r in (("bash", xb), ("ferry", xf)):
+            for e in r["events"]:
+                lines.append(f"| {i} | {name} | {e['what']} | {f(e.get('at_from_failure_s'))} | "
+                             f"{f(e.get('noticed_s'))} |")
+    lines += ["", "API calls by operation (first round):", "", "| operation | bash + aws CLI | ferry |",
+              "| --- | --- | --- |"]
+    for op in sorted(set(rb[0]["calls"]) | set(rf[0]["calls"])):
+        lines.append(f"| {op} | {f(rb[0]['calls'].get(op, 0), 0)} | {f(rf[0]['calls'].get(op, 0), 0)} |")
+    lines.append("")
+    return lines
+
+
+def report_noop(ln: dict[str, Any]) -> list[str]:
+    fd, tr = ln["ferry deploy noop"], ln["true"]
+    return [
+        f"## The local no-op deploy (quickstart SQLite; {ln['runs']} runs each after a warm-up, A/B pair by pair)",
+        "",
+        "| | median wall (s) | min (s) | max (s) |",
+        "| --- | --- | --- | --- |",
+        f"| `ferry deploy noop` (migration `true`) | {f(fd['median_s'], 3)} | {f(fd['min_s'], 3)} | "
+        f"{f(fd['max_s'], 3)} |",
+        f"| `true` | {f(tr['median_s'], 3)} | {f(tr['min_s'], 3)} | {f(tr['max_s'], 3)} |",
+        "",
+        f"Overhead (median ferry - median `true`): {f(ln['overhead_s'], 3)} s; ratio ferry / `true`: "
+        f"{f(ln['ratio'], 1)}.",
+        "",
+    ]
+
+
 def report(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [
@@ -575,7 +870,7 @@ def report(res: dict[str, Any]) -> str:
         f"{res['versions']['aws']}; {res['versions']['ferry']}. Mode: {res['mode']}.",
         "",
     ]
-    for pair in res["pairs"]:
+    for pair in res.get("pairs", []):
         b, fe = pair["bash"], pair["ferry"]
         s, t = pair["S"], pair["T"]
         lines += [
@@ -641,11 +936,17 @@ def report(res: dict[str, Any]) -> str:
         for op in sorted(set(b["calls"]) | set(fe["calls"])):
             lines.append(f"| {op} | {f(b['calls'].get(op, 0), 0)} | {f(fe['calls'].get(op, 0), 0)} |")
         lines.append("")
-    lines += ["## Startup (mean of runs; min-max)", "", "| command | mean (s) | min-max (s) |", "| --- | --- | --- |"]
-    for name, st in res["startup"].items():
+    if res.get("restore"):
+        lines += report_restore(res["restore"])
+    if res.get("local_noop"):
+        lines += report_noop(res["local_noop"])
+    if res.get("startup"):
+        lines += ["## Startup (mean of runs; min-max)", "", "| command | mean (s) | min-max (s) |",
+                  "| --- | --- | --- |"]
+    for name, st in res.get("startup", {}).items():
         lines.append(f"| `{name}` | {f(st['mean_s'], 3)} | {f(st['min_s'], 3)}-{f(st['max_s'], 3)} |")
     lines.append("")
-    if res["scale"]:
+    if res.get("scale"):
         sc0 = res["scale"][0]
         lines += [
             f"## Scale: N concurrent `ferry deploy` (S/T = {sc0['S']:g}/{sc0['T']:g} s, one cluster, stack and "
@@ -687,7 +988,9 @@ def main() -> int:
     p.add_argument("--aws")
     p.add_argument("--pg-url")
     p.add_argument("--out")
-    p.add_argument("--quick", action="store_true", help="S/T 5/10 only, startup x3, scale N = 1, 3")
+    p.add_argument("--quick", action="store_true",
+                   help="S/T 5/10 only, startup x3, scale N = 1, 3, the restore path once, the no-op deploy x10")
+    p.add_argument("--only", metavar="PHASES", help="comma-separated phases to run: " + ",".join(PHASES))
     p.add_argument("--report-from", metavar="RESULTS_JSON", help="only render the report of an earlier run")
     args = p.parse_args()
     if args.report_from:
@@ -703,6 +1006,10 @@ def main() -> int:
     pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 3)]
     ns, scale_st = ([1, 3], (5.0, 10.0)) if args.quick else ([1, 10, 50], (10.0, 30.0))
     reps = 3 if args.quick else 10
+    restore_rounds, noop_reps = (1, 10) if args.quick else (3, 20)
+    only = set(PHASES) if not args.only else set(args.only.split(","))
+    if only - set(PHASES):
+        p.error(f"--only: unknown phase(s) {', '.join(sorted(only - set(PHASES)))}; known: {', '.join(PHASES)}")
 
     root = tempfile.mkdtemp(prefix="ferry-bench-")
     os.makedirs(os.path.join(root, "home"))
@@ -722,10 +1029,18 @@ def main() -> int:
         }
         results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine(),
                                    "versions": versions, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        results["pairs"] = [side_by_side(emu, args, root, s, t, n, logger) for s, t, n in pairs]
-        log("startup")
-        results["startup"] = startup(emu, args, root, logger, reps)
-        results["scale"] = scale(emu, args, root, ns, scale_st[0], scale_st[1], logger)
+        if "pairs" in only:
+            results["pairs"] = [side_by_side(emu, args, root, s, t, n, logger) for s, t, n in pairs]
+        if "restore" in only:
+            results["restore"] = restore_path(emu, args, root, restore_rounds, 5.0, RESTORE_TIMINGS)
+        if "noop" in only:
+            log("local no-op deploy")
+            results["local_noop"] = local_noop(args, root, noop_reps)
+        if "startup" in only:
+            log("startup")
+            results["startup"] = startup(emu, args, root, logger, reps)
+        if "scale" in only:
+            results["scale"] = scale(emu, args, root, ns, scale_st[0], scale_st[1], logger)
         results["load"] = {"before": load_before, "after": os.getloadavg()[0]}
     finally:
         emu.stop()

@@ -4,8 +4,13 @@
 # wait for it, run the migration task, follow its logs in the background,
 # wait for the task to stop and read its exit code.
 #
-#   bench/runbook.sh STACK DB_CLUSTER COMMAND_JSON
+#   bench/runbook.sh STACK DB_CLUSTER COMMAND_JSON [ENVIRONMENT_JSON]
 #     e.g. bench/runbook.sh app-migrations app-db '["alembic","upgrade","head"]'
+#   ENVIRONMENT_JSON: the container's extra variables as ECS takes them,
+#     e.g. '[{"name":"LOG_LEVEL","value":"debug"}]' (default: none)
+#
+# When the migration fails it exits 1 naming the snapshot; bench/restore.sh is
+# the manual restore that follows.
 #
 # scripts/bench runs it against the emulator (AWS_ENDPOINT_URL) and compares it
 # with `ferry deploy`. It is deliberately neither a strawman nor tuned: the
@@ -24,6 +29,7 @@ set -euo pipefail
 STACK=${1:?usage: runbook.sh STACK DB_CLUSTER COMMAND_JSON}
 DB_CLUSTER=${2:?usage: runbook.sh STACK DB_CLUSTER COMMAND_JSON}
 COMMAND_JSON=${3:?usage: runbook.sh STACK DB_CLUSTER COMMAND_JSON}
+ENVIRONMENT_JSON=${4:-[]}
 
 stack_output() {
     aws cloudformation describe-stacks \
@@ -77,7 +83,7 @@ TASK_ARN=$(aws ecs run-task \
     --task-definition "$TASK_DEF" \
     --launch-type FARGATE \
     --network-configuration "awsvpcConfiguration={subnets=[$SUBNETS],securityGroups=[$SECURITY_GROUP],assignPublicIp=DISABLED}" \
-    --overrides "{\"containerOverrides\":[{\"name\":\"migrate\",\"command\":$COMMAND_JSON}]}" \
+    --overrides "{\"containerOverrides\":[{\"name\":\"migrate\",\"command\":$COMMAND_JSON,\"environment\":$ENVIRONMENT_JSON}]}" \
     --query 'tasks[0].taskArn' \
     --output text)
 echo "Task: $TASK_ARN"
