@@ -331,7 +331,10 @@ async fn wait_until(run: &Run, id: &str, until: Until, limit: Duration) -> Resul
     wait_for(
         &what,
         limit,
-        PollPolicy::default(),
+        // A restore is the app's downtime: its clusters and instances report no
+        // progress to estimate from, so they are looked at every 1-2 s (about
+        // one RDS call a second, well inside the service's bucket).
+        PollPolicy { cap: Duration::from_secs(2), ..PollPolicy::default() },
         || async {
             let Some(info) = db.describe(id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
             let ready = match until {
