@@ -204,10 +204,18 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     };
     let store = ctx.store(env)?;
     // A backend that cannot be read is said, never shown as "no runs".
-    let state_error = crate::runbook::journal::list_runs(&store, Some(&env.name)).err().map(|e| e.to_string());
-    let last = readable_runs(&store, Some(&env.name)).into_iter().next();
+    // The environment's runs, read once (on S3 each is a request): the last
+    // one, the unfinished ones, or why they cannot be read.
+    let (listed, state_error) = match crate::runbook::journal::list_runs(&store, Some(&env.name)) {
+        Ok(l) => (l, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let last = listed.iter().find_map(|l| match l {
+        crate::runbook::journal::Listed::Run(r) => Some(r.as_ref().clone()),
+        crate::runbook::journal::Listed::Unreadable { .. } => None,
+    });
     let lock = crate::state::lock::read(&store, db.cluster_id());
-    let blocking = crate::runbook::journal::blocking_runs(&store, &env.name, None).unwrap_or_default();
+    let blocking: Vec<_> = listed.into_iter().filter(|l| l.blocks()).collect();
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
         print_json(
