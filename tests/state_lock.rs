@@ -124,6 +124,40 @@ fn a_killed_run_keeps_its_lock_until_unlock_then_blocks_deploys_until_resumed() 
 }
 
 #[test]
+fn a_damaged_lock_still_locks_and_unlock_shows_removes_and_records_it() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+    let locks = p.path().join(".ferry/locks");
+    let held: Vec<_> = std::fs::read_dir(&locks).unwrap().flatten().filter(|e| e.path().is_file()).collect();
+    assert_eq!(held.len(), 1, "the killed run's lock: {held:?}");
+    let lock = held[0].path();
+    // Half a lock, as a full disk or a hand edit leaves it.
+    std::fs::write(&lock, b"{\"format_version\": 7, \"holder\": ").unwrap();
+
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 3, "a lock that cannot be read still locks: {r:?}");
+    assert!(r.stderr.contains("cannot be read") && r.stderr.contains("ferry unlock local"), "{r:?}");
+    let r = p.ferry(&["unlock", "local"]);
+    assert_eq!(r.code, 2, "no TTY, no --yes: {r:?}");
+    assert!(lock.exists(), "kept without a yes");
+    let r = p.ferry(&["unlock", "local", "--yes", "--reason", "half-written by a full disk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("\"format_version\": 7"), "the person is shown what is removed: {r:?}");
+    assert!(!lock.exists());
+    let history: Vec<_> = std::fs::read_dir(locks.join("history")).unwrap().flatten().collect();
+    assert_eq!(history.len(), 1, "the removal is recorded");
+    let recorded = std::fs::read_to_string(history[0].path()).unwrap();
+    assert!(recorded.contains("format_version") && recorded.contains("half-written"), "{recorded}");
+    // The killed run is still unfinished: settled (and its migration, still
+    // running when ferry was killed, finished), the environment is free again.
+    assert_eq!(p.ferry(&["runs", "abandon", &run_id, "--reason", "test"]).code, 0);
+    assert!(
+        eventually(Duration::from_secs(20), || p.ferry(&["deploy", "local"]).code == 0),
+        "the environment is free again"
+    );
+}
+
+#[test]
 fn lost_task_state_at_resume_is_unknown_exit_5_never_nothing_changed() {
     let p = Project::sqlite(SLOW, "");
     let run_id = deploy_killed_in_migration(&p);

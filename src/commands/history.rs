@@ -189,7 +189,8 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
         && let Ok(Some((holder, etag))) = lock::read(&store, &db)
         && holder.run_id.as_deref() == Some(run_id)
     {
-        match lock::force_unlock(&store, &holder, &etag, Some(&format!("run {run_id} abandoned: {reason}"))) {
+        let shown = lock::Found::Holder(holder);
+        match lock::force_unlock(&store, &db, &shown, &etag, Some(&format!("run {run_id} abandoned: {reason}"))) {
             Ok(Some(at)) => out.info(&format!("released its lock on {db} (recorded at {at})")),
             Ok(None) => out.warn(&format!("the lock on {db} changed while it was being released; left as it is")),
             Err(e) => out.warn(&format!("cannot release the lock on {db}: {e}")),
@@ -207,15 +208,24 @@ pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdR
         None => ctx.cloud(env).await?.database.cluster_id().to_string(),
     };
     let out = ctx.reporter(Some(env));
-    let (holder, etag) = match lock::read(&store, &db) {
+    let (found, etag) = match lock::inspect(&store, &db) {
         Ok(Some(found)) => found,
         Ok(None) => {
             out.info(&format!("{db} is not locked; nothing to do"));
             return Ok(0);
         }
-        Err(e) => return Err(CommandError::Failed(e.to_string())),
+        Err(e) => return Err(CommandError::Failed(format!("cannot read the lock on {db}: {e}"))),
     };
-    out.info(&format!("{db} is locked by {}", holder.describe()));
+    match &found {
+        lock::Found::Holder(holder) => out.info(&format!("{db} is locked by {}", holder.describe())),
+        lock::Found::Unreadable { text, why } => {
+            out.info(&format!(
+                "{db} is locked, but its lock {} cannot be read ({why}): it is damaged, or a newer ferry wrote it. It holds:",
+                store.location_of(&lock::lock_key(&db))
+            ));
+            out.info(&format!("  {}", text.trim()));
+        }
+    }
     out.info("Remove the lock only if that ferry is gone: two ferries changing one database can lose data.");
     let question = format!("Remove the lock on {db}?");
     match ctx.confirmer().ask(&question) {
@@ -227,10 +237,10 @@ pub async fn unlock(ctx: &Context, env_name: &str, reason: Option<&str>) -> CmdR
             )));
         }
     }
-    match lock::force_unlock(&store, &holder, &etag, reason).map_err(|e| CommandError::Failed(e.to_string()))? {
+    match lock::force_unlock(&store, &db, &found, &etag, reason).map_err(|e| CommandError::Failed(e.to_string()))? {
         Some(at) => {
             out.info(&format!("removed the lock on {db}; recorded at {at}"));
-            if let Some(run) = &holder.run_id {
+            if let lock::Found::Holder(lock::Holder { run_id: Some(run), .. }) = &found {
                 out.info(&format!(
                     "next: `ferry resume {run}` continues that run (or `{}`)",
                     super::abandon_command(run)

@@ -12,9 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use budget::{ApiBudget, DEFAULT_API_BUDGET};
 pub use image::{IMAGE_SOURCES, check_image};
 use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile, RawRehearse};
-pub use budget::{ApiBudget, DEFAULT_API_BUDGET};
 pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};

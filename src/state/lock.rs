@@ -139,6 +139,34 @@ pub fn read(store: &Store, database: &str) -> Result<Option<(Holder, String)>, L
     }
 }
 
+/// What a lock object holds, as `ferry unlock` shows it before removing it.
+#[derive(Debug)]
+pub enum Found {
+    Holder(Holder),
+    /// Not a lock this ferry can read (damaged, or written by a newer ferry):
+    /// its text (the first [`SHOWN_BYTES`]) and why it cannot be read.
+    Unreadable {
+        text: String,
+        why: String,
+    },
+}
+
+/// How much of an unreadable lock is shown and recorded.
+pub const SHOWN_BYTES: usize = 2048;
+
+/// The lock object as it is, readable or not, with its version.
+pub fn inspect(store: &Store, database: &str) -> Result<Option<(Found, String)>, StateError> {
+    let Some(v) = store.get(&lock_key(database))? else { return Ok(None) };
+    let found = match serde_json::from_slice::<Holder>(&v.body) {
+        Ok(h) => Found::Holder(h),
+        Err(e) => {
+            let shown = &v.body[..v.body.len().min(SHOWN_BYTES)];
+            Found::Unreadable { text: String::from_utf8_lossy(shown).into_owned(), why: e.to_string() }
+        }
+    };
+    Ok(Some((found, v.etag)))
+}
+
 /// A held lock; released when dropped.
 pub struct EnvLock {
     inner: Arc<Inner>,
@@ -252,7 +280,14 @@ impl Drop for EnvLock {
 #[derive(Debug, Serialize)]
 pub struct Unlocked<'a> {
     pub format_version: u32,
-    pub holder: &'a Holder,
+    /// The database whose lock it was.
+    pub database: &'a str,
+    /// Who held it, when the lock could be read...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<&'a Holder>,
+    /// ...or what it held when it could not (its first bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<&'a str>,
     pub removed_by: crate::provenance::Actor,
     pub removed_at: DateTime<Utc>,
     pub reason: Option<&'a str>,
@@ -262,19 +297,26 @@ pub struct Unlocked<'a> {
 /// after recording the removal. Returns where the record is.
 pub fn force_unlock(
     store: &Store,
-    holder: &Holder,
+    database: &str,
+    shown: &Found,
     etag: &str,
     reason: Option<&str>,
 ) -> Result<Option<String>, StateError> {
     let now = Utc::now();
+    let (holder, unreadable) = match shown {
+        Found::Holder(h) => (Some(h), None),
+        Found::Unreadable { text, .. } => (None, Some(text.as_str())),
+    };
     let record = Unlocked {
         format_version: 1,
+        database,
         holder,
+        unreadable,
         removed_by: crate::provenance::Actor::current(),
         removed_at: now,
         reason,
     };
-    let key = lock_key(&holder.database);
+    let key = lock_key(database);
     let stem = key.trim_start_matches("locks/").trim_end_matches(".json");
     let history = format!("locks/history/{stem}-{}.json", now.format("%Y%m%dT%H%M%SZ"));
     store.put(&history, &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
@@ -319,9 +361,26 @@ mod tests {
         let lock = EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-1"), "deploy")).unwrap();
         std::mem::forget(lock); // what a SIGKILL leaves behind
         let (holder, etag) = read(&store, "db1").unwrap().unwrap();
-        assert_eq!(force_unlock(&store, &holder, "stale-etag", None).unwrap(), None);
-        let at = force_unlock(&store, &holder, &etag, Some("runner died")).unwrap().unwrap();
+        let shown = Found::Holder(holder);
+        assert_eq!(force_unlock(&store, "db1", &shown, "stale-etag", None).unwrap(), None);
+        let at = force_unlock(&store, "db1", &shown, &etag, Some("runner died")).unwrap().unwrap();
         assert!(std::fs::read_to_string(at).unwrap().contains("runner died"));
         assert!(read(&store, "db1").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unreadable_lock_still_locks_and_unlock_removes_it_recording_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        store.put(&lock_key("db1"), b"{\"format_version\": 9, \"from\": \"a newer ferry\"").unwrap();
+        let refused = EnvLock::acquire(&store, Holder::new("db1", "prod", None, "deploy")).err().unwrap();
+        assert!(matches!(refused, LockError::Unreadable { .. } | LockError::Held { .. }), "{refused}");
+        let (found, etag) = inspect(&store, "db1").unwrap().unwrap();
+        let Found::Unreadable { text, .. } = &found else { panic!("{found:?}") };
+        assert!(text.contains("a newer ferry"));
+        let at = force_unlock(&store, "db1", &found, &etag, None).unwrap().unwrap();
+        assert!(std::fs::read_to_string(at).unwrap().contains("a newer ferry"), "the record keeps what was removed");
+        assert!(inspect(&store, "db1").unwrap().is_none());
+        EnvLock::acquire(&store, Holder::new("db1", "prod", None, "deploy")).unwrap();
     }
 }
