@@ -188,37 +188,29 @@ impl S3Store {
     ) -> Result<Option<String>, StateError> {
         let full = self.key(key);
         self.block(async {
-            let mut attempt = 0;
-            loop {
-                let mut req = self
+            let sent = retrying_conflicts(|| {
+                let req = self
                     .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&full)
                     .content_type("application/json")
                     .body(ByteStream::from(body.to_vec()));
-                req = match cond {
+                let req = match cond {
                     Some((true, v)) => req.if_none_match(v),
                     Some((false, v)) => req.if_match(v),
                     None => req,
                 };
-                match req.send().await {
-                    Ok(out) => return Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-                    Err(e) => {
-                        let f = failure(e);
-                        match (f.status, f.code.as_str()) {
-                            (Some(412), _) | (_, "PreconditionFailed") if cond.is_some() => return Ok(None),
-                            (Some(404), _) | (_, "NoSuchKey") if matches!(cond, Some((false, _))) => return Ok(None),
-                            (Some(409), _) | (_, "ConditionalRequestConflict")
-                                if cond.is_some() && attempt < CONFLICT_RETRIES =>
-                            {
-                                attempt += 1;
-                                tokio::time::sleep(conflict_backoff(attempt)).await;
-                            }
-                            _ => return Err(self.err("write", key, &f)),
-                        }
-                    }
-                }
+                async move { req.send().await.map_err(failure) }
+            })
+            .await;
+            match sent {
+                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+                Err(f) => match (f.status, f.code.as_str()) {
+                    (Some(412), _) | (_, "PreconditionFailed") if cond.is_some() => Ok(None),
+                    (Some(404), _) | (_, "NoSuchKey") if matches!(cond, Some((false, _))) => Ok(None),
+                    _ => Err(self.err("write", key, &f)),
+                },
             }
         })
     }
@@ -226,24 +218,18 @@ impl S3Store {
     pub fn delete_if(&self, key: &str, etag: &str) -> Result<bool, StateError> {
         let full = self.key(key);
         self.block(async {
-            let mut attempt = 0;
-            loop {
+            let sent = retrying_conflicts(|| {
                 let req = self.client.delete_object().bucket(&self.bucket).key(&full).if_match(etag);
-                match req.send().await {
-                    Ok(_) => return Ok(true),
-                    Err(e) => {
-                        let f = failure(e);
-                        match (f.status, f.code.as_str()) {
-                            (Some(412 | 404), _) | (_, "PreconditionFailed" | "NoSuchKey") => return Ok(false),
-                            (Some(403), _) if !self.exists(&full).await? => return Ok(false),
-                            (Some(409), _) | (_, "ConditionalRequestConflict") if attempt < CONFLICT_RETRIES => {
-                                attempt += 1;
-                                tokio::time::sleep(conflict_backoff(attempt)).await;
-                            }
-                            _ => return Err(self.err("delete", key, &f)),
-                        }
-                    }
-                }
+                async move { req.send().await.map_err(failure) }
+            })
+            .await;
+            match sent {
+                Ok(_) => Ok(true),
+                Err(f) => match (f.status, f.code.as_str()) {
+                    (Some(412 | 404), _) | (_, "PreconditionFailed" | "NoSuchKey") => Ok(false),
+                    (Some(403), _) if !self.exists(&full).await? => Ok(false),
+                    _ => Err(self.err("delete", key, &f)),
+                },
             }
         })
     }
@@ -289,6 +275,27 @@ impl S3Store {
             keys.sort();
             Ok(keys)
         })
+    }
+}
+
+/// Send a conditional request, and again after a short pause while S3 answers
+/// 409 ConditionalRequestConflict (another conditional write to the same key
+/// was in flight; the answer says nothing about this one's condition).
+async fn retrying_conflicts<T, Fut>(mut send: impl FnMut() -> Fut) -> Result<T, Failure>
+where
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut attempt = 0;
+    loop {
+        match send().await {
+            Err(f)
+                if (f.status == Some(409) || f.code == "ConditionalRequestConflict") && attempt < CONFLICT_RETRIES =>
+            {
+                attempt += 1;
+                tokio::time::sleep(conflict_backoff(attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 
