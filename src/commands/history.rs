@@ -164,14 +164,7 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
                 store.put(&aside, &v.body).map_err(|e| CommandError::Failed(e.to_string()))?;
             }
             out.info(&format!("the unreadable journal {location} is kept as {}", store.location_of(&aside)));
-            let mut r = crate::runbook::record::RunRecord::new(
-                run_id.to_string(),
-                &env.name,
-                "unknown",
-                Default::default(),
-                &[],
-            );
-            r.started_at = Utc::now();
+            let mut r = crate::runbook::record::RunRecord::unreadable(run_id.to_string(), &env.name);
             r.error =
                 Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));

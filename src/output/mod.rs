@@ -315,7 +315,13 @@ mod tests {
 
     #[test]
     fn the_step_summary_names_the_image_and_the_revision() {
-        let mut r = crate::runbook::record::RunRecord::new("prod-1".into(), "prod", "deploy", Default::default(), &[]);
+        let mut r = crate::runbook::record::RunRecord::new(
+            "prod-1".into(),
+            "prod",
+            crate::runbook::record::RunKind::Deploy,
+            Default::default(),
+            &[],
+        );
         r.image = Some("app@sha256:abc".into());
         r.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8".into());
         let md = github::markdown(&r);

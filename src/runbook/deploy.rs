@@ -4,9 +4,9 @@
 
 use super::migrate::run_migration;
 use super::migrations;
-use super::plan::{self, Plan, StepKind};
+use super::plan::{self, Plan};
 use super::preflight::preflight;
-use super::record::{Outcome, RunRecord, StepStatus};
+use super::record::{Outcome, RunKind, RunRecord, StepName, StepStatus};
 use super::rehearse;
 use super::restore::{restore, twin_summary};
 use super::snapshot::take_snapshot;
@@ -58,7 +58,7 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     // The journal could not be written: say so, and keep the outcome honest.
     // Once the migration step began, something may have changed: never exit 3.
     let migrating = run.record.task.is_some()
-        || !matches!(run.record.step_status("migrate"), StepStatus::Pending | StepStatus::Skipped);
+        || !matches!(run.record.step_status(StepName::Migrate), StepStatus::Pending | StepStatus::Skipped);
     // A rehearsal's clone that may still exist needs a person too (it costs, and only ferry marked it).
     let clone_left = run.record.rehearsal.as_ref().is_some_and(|r| r.clone.is_some() && r.clone_fate.is_none());
     let outcome = if migrating || clone_left { Outcome::NeedsAttention } else { Outcome::Aborted };
@@ -74,12 +74,12 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
 async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     let env = run.env.name.clone();
     // A failure of migrate/verify recorded by an earlier attempt.
-    let mut failure: Option<String> = ["migrate", "verify"]
-        .iter()
+    let mut failure: Option<String> = [StepName::Migrate, StepName::Verify]
+        .into_iter()
         .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
     // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
-    let mut rehearsal_failed: Option<String> = ["clone", "rehearse"]
-        .iter()
+    let mut rehearsal_failed: Option<String> = [StepName::Clone, StepName::Rehearse]
+        .into_iter()
         .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
 
     for step in &plan.steps {
@@ -93,7 +93,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             run.end(step.name, StepStatus::Skipped, reason)?;
             continue;
         }
-        if step.only_on_failure && failure.is_none() && plan.command == "deploy" {
+        if step.only_on_failure && failure.is_none() && plan.command == RunKind::Deploy {
             run.record.step_mut(step.name).status = StepStatus::Skipped;
             run.record.step_mut(step.name).detail = Some("not needed".into());
             run.save()?;
@@ -101,17 +101,17 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
-        match step.kind {
-            StepKind::Clone | StepKind::Rehearse | StepKind::Cleanup => {
-                if let Some(ended) = rehearsal_step(run, step.kind, was_in_flight, &mut rehearsal_failed).await? {
+        match step.name {
+            StepName::Clone | StepName::Rehearse | StepName::Cleanup => {
+                if let Some(ended) = rehearsal_step(run, step.name, was_in_flight, &mut rehearsal_failed).await? {
                     return Ok(ended);
                 }
             }
-            StepKind::Preflight => {
-                let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
+            StepName::Preflight => {
+                let with_snapshot = plan.command != RunKind::Restore && !run.record.options.no_snapshot;
                 let mut up_to_date = None;
                 let result = match preflight(run, with_snapshot).await {
-                    Ok(found) if plan.command == "restore" => {
+                    Ok(found) if plan.command == RunKind::Restore => {
                         check_snapshot(run).await.map(|s| format!("{found}, {s}"))
                     }
                     Ok(found) => match migrations::check(run, run.record.options.force).await {
@@ -134,14 +134,14 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                     Err(e) => return abort(run, step.name, e),
                 }
             }
-            StepKind::Snapshot => match take_snapshot(run).await {
+            StepName::Snapshot => match take_snapshot(run).await {
                 Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
                 Err(e) => return abort(run, step.name, e),
             },
-            StepKind::Migrate | StepKind::Verify if failure.is_some() => {
+            StepName::Migrate | StepName::Verify if failure.is_some() => {
                 run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
             }
-            StepKind::Migrate => match run_migration(run).await {
+            StepName::Migrate => match run_migration(run).await {
                 Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
                 Err(StepError::Failed(e)) => {
                     run.end(step.name, StepStatus::Failed, &e)?;
@@ -150,7 +150,7 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                 Err(StepError::Unknown(e)) => return unknown(run, step.name, e),
                 Err(e) => return abort(run, step.name, e),
             },
-            StepKind::Verify => match verify(run).await {
+            StepName::Verify => match verify(run).await {
                 Ok(done) => run.end(step.name, StepStatus::Succeeded, done.as_deref().unwrap_or("nothing to check"))?,
                 Err(StepError::Failed(e)) => {
                     run.end(step.name, StepStatus::Failed, &e)?;
@@ -158,8 +158,8 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
                 }
                 Err(e) => return abort(run, step.name, e),
             },
-            StepKind::Restore => {
-                if plan.command == "deploy" && !may_restore(run)? {
+            StepName::Restore => {
+                if plan.command == RunKind::Deploy && !may_restore(run)? {
                     continue;
                 }
                 let snapshot = restore_source(run);
@@ -191,17 +191,16 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
 /// ends the run (exit 3), and a clone that cannot be deleted ends it at exit 5.
 async fn rehearsal_step(
     run: &mut Run,
-    kind: StepKind,
+    name: StepName,
     was_in_flight: bool,
     failed: &mut Option<String>,
 ) -> Result<Option<RunRecord>, StepError> {
-    let name = kind.name();
-    if kind != StepKind::Cleanup {
+    if name != StepName::Cleanup {
         if failed.is_some() {
             run.end(name, StepStatus::Skipped, "an earlier step failed")?;
             return Ok(None);
         }
-        let result = if kind == StepKind::Clone {
+        let result = if name == StepName::Clone {
             rehearse::make_clone(run).await
         } else {
             rehearse::rehearse(run, was_in_flight).await
@@ -243,7 +242,7 @@ async fn rehearsal_step(
 fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
     let db = run.cloud.database.cluster_id().to_string();
     let evidence = run.record.rehearsal.as_ref().map(|r| r.findings.join("; ")).unwrap_or_default();
-    let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    let cleanup = run.record.step(StepName::Cleanup).and_then(|s| s.detail.clone()).unwrap_or_default();
     let mut state = format!("nothing of {db} was changed: the migration ran only on the clone; {cleanup}");
     if !evidence.is_empty() {
         state.push_str(&format!("; the rehearsal saw: {evidence}"));
@@ -260,13 +259,13 @@ fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepErro
     let now = chrono::Utc::now();
     for step in plan.steps.iter().filter(|s| {
         matches!(
-            s.kind,
-            StepKind::Snapshot
-                | StepKind::Migrate
-                | StepKind::Restore
-                | StepKind::Clone
-                | StepKind::Rehearse
-                | StepKind::Cleanup
+            s.name,
+            StepName::Snapshot
+                | StepName::Migrate
+                | StepName::Restore
+                | StepName::Clone
+                | StepName::Rehearse
+                | StepName::Cleanup
         )
     }) {
         let s = run.record.step_mut(step.name);
@@ -284,22 +283,22 @@ const UP_TO_DATE: &str = "nothing to migrate";
 /// step is skipped for no other reason: it has no plan-level skip, and a
 /// failure is only ever recorded after it.
 fn migrated_nothing(run: &Run) -> bool {
-    run.record.step_status("migrate") == StepStatus::Skipped
+    run.record.step_status(StepName::Migrate) == StepStatus::Skipped
 }
 
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
-    if plan.command == "rehearse" {
-        let done = run.record.step("rehearse").and_then(|s| s.detail.clone()).unwrap_or_default();
-        let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    if plan.command == RunKind::Rehearse {
+        let done = run.record.step(StepName::Rehearse).and_then(|s| s.detail.clone()).unwrap_or_default();
+        let cleanup = run.record.step(StepName::Cleanup).and_then(|s| s.detail.clone()).unwrap_or_default();
         let state = format!(
             "{done}; nothing of {} was changed (the migration ran only on the clone); {cleanup}",
             run.cloud.database.cluster_id()
         );
         return run.finish(Outcome::Succeeded, None, Some(state), None);
     }
-    if plan.command != "restore" && migrated_nothing(run) {
-        let why = run.record.step("migrate").and_then(|s| s.detail.clone()).unwrap_or_default();
+    if plan.command != RunKind::Restore && migrated_nothing(run) {
+        let why = run.record.step(StepName::Migrate).and_then(|s| s.detail.clone()).unwrap_or_default();
         return match failure {
             None => run.finish(Outcome::Succeeded, None, Some(format!("{why}; nothing was changed")), None),
             // Nothing changed, so nothing to restore: the app is unhealthy on its own.
@@ -311,7 +310,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             ),
         };
     }
-    let restored = run.record.step_status("restore") == StepStatus::Succeeded;
+    let restored = run.record.step_status(StepName::Restore) == StepStatus::Succeeded;
     let snapshot = run
         .record
         .snapshot
@@ -320,7 +319,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         .map(|s| s.id.clone());
     let run_id = run.record.run_id.clone();
     match (plan.command, failure) {
-        ("restore", _) => {
+        (RunKind::Restore, _) => {
             let r = run.record.restore.clone();
             let state = r.map(|r| {
                 let twin = twin_summary(&r);
@@ -363,7 +362,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             let next = format!("ferry logs {env} --run {run_id}");
             run.finish(Outcome::Restored, Some(error), state, Some(next))
         }
-        ("migrate", Some(error)) => {
+        (RunKind::Migrate, Some(error)) => {
             let (state, next) = match &snapshot {
                 Some(s) => (
                     format!("the migration failed and `ferry migrate` does not restore; the database may be partly migrated; snapshot {s} holds the data from before it"),
@@ -377,7 +376,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
         }
         (_, Some(error)) => {
-            let why = run.record.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
+            let why = run.record.step(StepName::Restore).and_then(|s| s.detail.clone()).unwrap_or_default();
             let (state, next) = match &snapshot {
                 Some(s) => (
                     format!(
@@ -416,7 +415,7 @@ fn new_cluster_note(run: &Run) -> String {
 /// The migration began and what became of it is not known: the database may be
 /// migrated, partly migrated or untouched. No automatic restore (it would throw
 /// away a migration that succeeded): the state and the two ways on.
-fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, StepError> {
+fn unknown(run: &mut Run, step: StepName, message: String) -> Result<RunRecord, StepError> {
     run.end(step, StepStatus::Failed, &message)?;
     let db = run.cloud.database.cluster_id().to_string();
     let env = run.env.name.clone();
@@ -452,7 +451,7 @@ fn look_first(run: &Run) -> String {
     }
 }
 
-fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {
+fn abort(run: &mut Run, step: StepName, e: StepError) -> Result<RunRecord, StepError> {
     let message = match e {
         StepError::Journal(j) => return Err(StepError::Journal(j)),
         StepError::Unknown(m) => return unknown(run, step, m),
@@ -466,9 +465,9 @@ fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError
             s.id, s.status, run.env.name, s.id
         ));
     }
-    let next = match run.record.command.as_str() {
-        "restore" => format!("ferry snapshot list {}", run.env.name),
-        cmd => format!("ferry {cmd} {}   (after fixing the cause above)", run.env.name),
+    let next = match run.record.command.known() {
+        Some(RunKind::Restore) => format!("ferry snapshot list {}", run.env.name),
+        _ => format!("ferry {} {}   (after fixing the cause above)", run.record.command, run.env.name),
     };
     Ok(run.finish(Outcome::Aborted, Some(message), Some(state), Some(next)))
 }
@@ -495,7 +494,7 @@ fn may_restore(run: &mut Run) -> Result<bool, StepError> {
     match decision {
         Ok(()) => Ok(true),
         Err(reason) => {
-            run.end("restore", StepStatus::Skipped, &reason)?;
+            run.end(StepName::Restore, StepStatus::Skipped, &reason)?;
             Ok(false)
         }
     }

@@ -334,15 +334,18 @@ pub async fn cleanup(run: &mut Run) -> Result<String, StepError> {
 /// After a signal: delete the clone at once (it only costs), and say so.
 pub async fn cleanup_after_signal(run: &mut Run) {
     let Some(r) = run.record.rehearsal.clone() else { return };
-    if r.clone.is_none() || r.clone_fate.is_some() || run.record.step_status("cleanup").is_settled() {
+    if r.clone.is_none()
+        || r.clone_fate.is_some()
+        || run.record.step_status(super::record::StepName::Cleanup).is_settled()
+    {
         return;
     }
-    let _ = run.begin("cleanup", "delete the rehearsal clone");
+    let _ = run.begin(super::record::StepName::Cleanup, "delete the rehearsal clone");
     let (status, detail) = match cleanup(run).await {
         Ok(done) => (super::record::StepStatus::Succeeded, done),
         Err(e) => (super::record::StepStatus::Failed, e.to_string()),
     };
-    let _ = run.end("cleanup", status, &detail);
+    let _ = run.end(super::record::StepName::Cleanup, status, &detail);
     if let Some(state) = run.record.state.as_mut() {
         state.push_str(&format!("; {detail}"));
     }
