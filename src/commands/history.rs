@@ -9,7 +9,7 @@ use super::runs::env_of_run;
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::RunsCommand;
 use crate::config::{EnvConfig, HumanDuration};
-use crate::output::{Redactor, render, timestamp};
+use crate::output::{Redactor, timestamp};
 use crate::runbook::journal::{Journal, Listed, list_runs, read_run};
 use crate::runbook::record::{Abandoned, Outcome};
 use crate::state::{Store, lock};
@@ -117,11 +117,12 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
         print_json(&r, &redactor);
         return Ok(0);
     }
-    for line in render::summary(&r) {
+    let report = crate::runbook::report::of(&r);
+    for line in report.summary() {
         crate::outln!("{}", redactor.clean(&line));
     }
     crate::outln!("steps:");
-    for line in render::steps_table(&r) {
+    for line in report.steps_table() {
         crate::outln!("{}", redactor.clean(&line));
     }
     Ok(0)

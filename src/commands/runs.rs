@@ -5,7 +5,7 @@ use chrono::Utc;
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
 use crate::config::{self, EnvConfig, ProviderKind, RestoreStrategy, RunnerKind, check_snapshot_id};
-use crate::output::{append_step_summary, render};
+use crate::output::append_step_summary;
 use crate::provider::Cloud;
 use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
 use crate::runbook::record::{RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
@@ -318,8 +318,9 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
 }
 
 fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
-    out.summary(&render::summary(record));
-    if let Err(e) = append_step_summary(record, out.redactor()) {
+    let report = crate::runbook::report::of(record);
+    out.summary(&report.summary());
+    if let Err(e) = append_step_summary(&report, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));
     }
     if ctx.json() {

@@ -13,6 +13,7 @@ pub mod preflight;
 pub mod record;
 pub mod recover;
 pub mod rehearse;
+pub mod report;
 mod restore;
 pub mod service;
 pub mod snapshot;
