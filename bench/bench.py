@@ -269,7 +269,7 @@ class Timed:
         return b"".join(raw for _, raw in self.lines).decode("utf-8", "replace")
 
 
-def ferry_project(root: str, scen: dict[str, str], command: list[str]) -> str:
+def ferry_project(root: str, scen: dict[str, str], command: list[str], extra: str = "") -> str:
     d = os.path.join(root, "projects", scen["name"])
     os.makedirs(d, exist_ok=True)
     toml = f"""project = "{scen['name']}"
@@ -279,7 +279,7 @@ region = "{REGION}"
 stack = "{scen['stack']}"
 database = {{ cluster = "{scen['db_cluster']}" }}
 timeouts = {{ snapshot = "15m", migration = "15m", restore = "15m", service = "5m" }}
-
+{extra}
 [env.bench.migration]
 cluster = "${{output:ClusterName}}"
 task_definition = "${{output:MigrationTaskDefinitionArn}}"
@@ -502,17 +502,27 @@ def startup(emu: Emulator, args: argparse.Namespace, root: str, logger: list[str
     return out
 
 
-def scale(emu: Emulator, args: argparse.Namespace, root: str, ns: list[int], s: float, t: float,
+def shares(n: int) -> str:
+    """ferry.toml's `api_budget` giving each of n concurrent ferries 1/n of the account's
+    budgets (BUDGETS; ECS at its documented read refill of 20 a second)."""
+    return (f"api_budget = {{ rds = {BUDGETS['rds:*'] / n:.3g}, logs = {BUDGETS['logs:GetLogEvents'] / n:.3g}, "
+            f"ecs = {20.0 / n:.3g} }}")
+
+
+def scale(emu: Emulator, args: argparse.Namespace, root: str, ns: list[tuple[int, bool]], s: float, t: float,
           logger: list[str]) -> list[dict[str, Any]]:
     emu.configure(snapshot_seconds=s)
     command = [*logger, str(t)]
-    log(f"scale: creating {max(ns)} clusters and stacks")
-    scens = make_scenarios(emu, [f"n{i:02d}" for i in range(max(ns))], command)
+    most = max(n for n, _ in ns)
+    log(f"scale: creating {most} clusters and stacks")
+    scens = make_scenarios(emu, [f"n{i:02d}" for i in range(most)], command)
     env = tool_env(emu.url, os.path.join(root, "home"), os.path.dirname(args.aws))
-    projects = [ferry_project(root, sc, command) for sc in scens]
     out = []
-    for n in ns:
-        log(f"scale: {n} concurrent ferry deploy (S/T = {s:g}/{t:g})")
+    for n, shared in ns:
+        # Each round on fresh clusters and stacks would cost minutes; the same ones are
+        # reused (a deploy leaves its cluster as it found it, plus a snapshot).
+        projects = [ferry_project(root, sc, command, shares(n) if shared else "") for sc in scens]
+        log(f"scale: {n} concurrent ferry deploy (S/T = {s:g}/{t:g}){' with api_budget shares' if shared else ''}")
         load_before = os.getloadavg()[0]
         runs = [Timed([args.ferry, "deploy", "bench"], projects[i], env) for i in range(n)]
         for r in runs:
@@ -524,7 +534,7 @@ def scale(emu: Emulator, args: argparse.Namespace, root: str, ns: list[int], s: 
         walls = sorted(r.wall for r in runs)
         rate = rates(calls, start, end)
         out.append({
-            "N": n, "S": s, "T": t, "load_before": load_before,
+            "N": n, "shares": shares(n) if shared else None, "S": s, "T": t, "load_before": load_before,
             "failed": sum(1 for r in runs if r.exit_code != 0),
             "wall_min_s": walls[0], "wall_median_s": walls[len(walls) // 2], "wall_max_s": walls[-1],
             "span_s": end - start,
@@ -540,7 +550,7 @@ def scale(emu: Emulator, args: argparse.Namespace, root: str, ns: list[int], s: 
                             "within": rate.get(k, {}).get("peak_10s_per_s", 0.0) <= v}
                         for k, v in BUDGETS.items()},
         })
-        with open(os.path.join(args.out, f"scale-{n}-first.log"), "w") as f:
+        with open(os.path.join(args.out, f"scale-{n}{'-shares' if shared else ''}-first.log"), "w") as f:
             f.write(runs[0].text())
         time.sleep(2)
     return out
@@ -960,16 +970,21 @@ def report(res: dict[str, Any]) -> str:
         for sc in res["scale"]:
             g = sc["budgets"]["logs:GetLogEvents"]
             r = sc["budgets"]["rds:*"]
+            label = f"{sc['N']} (shares)" if sc.get("shares") else str(sc["N"])
             lines.append(
-                f"| {sc['N']} | {sc['failed']} | {f(sc['wall_min_s'])} / {f(sc['wall_median_s'])} / "
+                f"| {label} | {sc['failed']} | {f(sc['wall_min_s'])} / {f(sc['wall_median_s'])} / "
                 f"{f(sc['wall_max_s'])} | {f(sc['snapshot_detect_output_max_s'])} / "
                 f"{f(sc['task_detect_output_max_s'])} | {f(sc['log_p95_max_s'])} | {sc['lines_lost']} / "
                 f"{sc['lines_duplicated']} | {f(sc['maxrss_max_mib'], 1)} | {f(sc['cpu_mean_s'])} | "
                 f"{sc['calls_total']} | {f(g['mean_per_s'], 1)} / {f(g['peak_10s_per_s'], 1)}"
                 f"{'' if g['within'] else ' **over 10**'} | {f(r['mean_per_s'], 1)} / {f(r['peak_10s_per_s'], 1)}"
                 f"{'' if r['within'] else ' **over 12**'} |")
+        for sc in res["scale"]:
+            if sc.get("shares"):
+                lines.append(f"N = {sc['N']} (shares): each ferry.toml sets `{sc['shares']}`.")
         lines += ["", "Calls per second by operation (mean over the run / busiest 10 s):", "",
-                  "| operation | " + " | ".join(f"N={sc['N']}" for sc in res["scale"]) + " |",
+                  "| operation | " + " | ".join(f"N={sc['N']}" + (" shares" if sc.get("shares") else "")
+                                              for sc in res["scale"]) + " |",
                   "| --- |" + " --- |" * len(res["scale"])]
         ops = sorted({op for sc in res["scale"] for op in sc["rates"]})
         for op in ops:
@@ -1003,8 +1018,11 @@ def main() -> int:
     args.aws = os.path.abspath(args.aws)
     os.makedirs(args.out, exist_ok=True)
     # (S, T, rounds): each round is one bash run and one ferry run.
-    pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 3)]
-    ns, scale_st = ([1, 3], (5.0, 10.0)) if args.quick else ([1, 10, 50], (10.0, 30.0))
+    # 120/300 once: a round is about 14 minutes (both tools wait out S + T).
+    pairs = [(5.0, 10.0, 1)] if args.quick else [(5.0, 10.0, 3), (30.0, 60.0, 3), (120.0, 300.0, 1)]
+    # (N, shares): with shares, each ferry's api_budget is 1/N of the account's budgets.
+    ns, scale_st = (([(1, False), (3, False), (3, True)], (5.0, 10.0)) if args.quick
+                    else ([(1, False), (10, False), (50, False), (50, True)], (10.0, 30.0)))
     reps = 3 if args.quick else 10
     restore_rounds, noop_reps = (1, 10) if args.quick else (3, 20)
     only = set(PHASES) if not args.only else set(args.only.split(","))

@@ -128,6 +128,34 @@ fn a_migration_past_its_timeout_is_stopped_and_restored() {
 }
 
 #[test]
+fn api_budget_spaces_this_deploys_log_reads_and_no_line_is_lost() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let script = "for i in 1 2 3 4 5 6 7 8; do echo \"backfill batch $i\"; sleep 1; done";
+    let p = emu.project(&s, &["sh", "-c", script], "api_budget = { logs = 0.5 }");
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for i in 1..=8 {
+        assert!(r.stderr.contains(&format!("backfill batch {i}")), "line {i} lost: {r:?}");
+    }
+    let calls = emu.get("/_emulator/calls");
+    let mut reads: Vec<f64> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c[2] == "logs" && c[4].as_str().unwrap_or("").starts_with("aws-sdk-rust"))
+        .map(|c| c[0].as_f64().unwrap())
+        .collect();
+    reads.sort_by(f64::total_cmp);
+    assert!(reads.len() >= 3, "the log was read during an 8 s migration: {reads:?}");
+    // 0.5 requests a second with a burst of one: ferry's CloudWatch Logs
+    // requests are at least 2 s apart (the default budget reads every second).
+    for w in reads.windows(2) {
+        assert!(w[1] - w[0] >= 1.8, "two log reads {:.2} s apart under api_budget.logs = 0.5: {reads:?}", w[1] - w[0]);
+    }
+}
+
+#[test]
 fn a_missing_stack_output_is_named_with_the_outputs_that_exist() {
     let Some(emu) = Emulator::start() else { return };
     let s = emu.setup(false);

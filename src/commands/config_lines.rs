@@ -50,6 +50,8 @@ const KEYS: &[(&str, &str)] = &[
     ("rehearse.max_duration", "/rehearse/max_duration"),
     ("rehearse.max_exclusive_lock", "/rehearse/max_exclusive_lock"),
     ("rehearse.keep_clone", "/rehearse/keep_clone"),
+    // Printed only when it differs from the defaults (then all five keys).
+    ("api_budget", "/api_budget"),
 ];
 
 /// The top-level keys (`project`, and `state_dir` when the runs are kept in a
@@ -115,6 +117,7 @@ migration = { runner = "ecs", cluster = "${output:EcsCluster}", task_definition 
 service = { apprunner_arn = "${output:ServiceArn}" }
 health = { url = "https://shop.example/health" }
 state = "s3://shop-ferry/state"
+api_budget = { logs = 0.5 }
 "#;
 
     fn env_lines(text: &str, dir: &std::path::Path) -> Vec<String> {
@@ -136,6 +139,7 @@ state = "s3://shop-ferry/state"
             "timeouts.snapshot = \"2h\"",
             "service.apprunner_arn = \"${output:ServiceArn}\"",
             "state = \"s3://shop-ferry/state\"",
+            "api_budget.logs = 0.5",
         ] {
             assert!(shown.iter().any(|l| l == key), "{key} not in:\n{}", shown.join("\n"));
         }

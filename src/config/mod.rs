@@ -2,6 +2,7 @@
 //! Pure: the only I/O is reading the file. Stack outputs are resolved later by
 //! the provider (see [`Template`]).
 
+mod budget;
 mod image;
 mod raw;
 pub mod values;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use image::{IMAGE_SOURCES, check_image};
 use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile, RawRehearse};
+pub use budget::{ApiBudget, DEFAULT_API_BUDGET};
 pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
@@ -112,6 +114,9 @@ pub struct EnvConfig {
     pub state: crate::state::Location,
     /// `rehearse`: the migration on a clone of the database first.
     pub rehearse: RehearseConfig,
+    /// `api_budget`: AWS requests a second per process, per service.
+    #[serde(skip_serializing_if = "ApiBudget::is_default")]
+    pub api_budget: ApiBudget,
 }
 
 /// `rehearse = { ... }`, resolved (defaults where the table is absent).
@@ -675,6 +680,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         }
     };
     let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
+    let api_budget = budget::api_budget(raw.api_budget)?;
     let cfg = EnvConfig {
         name: name.to_string(),
         project: project.to_string(),
@@ -693,6 +699,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         health,
         state: crate::state::Location::Local(PathBuf::new()),
         rehearse,
+        api_budget,
     };
     if cfg.stack.is_none()
         && let Some(first) = cfg.output_refs().first()

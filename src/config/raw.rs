@@ -68,6 +68,18 @@ pub struct RawEnv {
     pub state: Option<Spanned<String>>,
     /// `rehearse = { ... }`: the migration on a clone first (`ferry rehearse`).
     pub rehearse: Option<RawRehearse>,
+    /// `api_budget = { rds = 12, ... }`: AWS requests a second per process.
+    pub api_budget: Option<RawApiBudget>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiBudget {
+    pub rds: Option<f64>,
+    pub ecs: Option<f64>,
+    pub logs: Option<f64>,
+    pub apprunner: Option<f64>,
+    pub cloudformation: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -200,7 +212,8 @@ macro_rules! inherit_fields {
 
 inherit_fields!(RawEnv {
     provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack, state
-} { timeouts, database, migration, service, health, rehearse });
+} { timeouts, database, migration, service, health, rehearse, api_budget });
+inherit_fields!(RawApiBudget { rds, ecs, logs, apprunner, cloudformation } {});
 inherit_fields!(RawRehearse { when, database_env, instance_class, max_duration, max_exclusive_lock, keep_clone } {});
 inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});

@@ -293,3 +293,19 @@ fn rehearse_refuses_what_it_cannot_do() {
     let aws = GOOD.replace("[env.production]\n", "[env.production]\nrehearse = { when = \"never\" }\n");
     assert!(parse_str(&aws).unwrap_err().message.contains("not built yet"));
 }
+
+#[test]
+fn api_budget_inherits_key_by_key_and_refuses_a_zero_rate() {
+    let text = "project = \"p\"\n[defaults]\napi_budget = { rds = 3 }\n\
+                [env.a]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./a.db\" }\nmigration = { command = [\"true\"] }\n\
+                api_budget = { logs = 0.5 }\n\
+                [env.b]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./b.db\" }\nmigration = { command = [\"true\"] }\n";
+    let cfg = parse_str(text).unwrap();
+    let a = cfg.env("a").unwrap().api_budget;
+    assert_eq!((a.rds, a.logs, a.ecs), (3.0, 0.5, crate::config::DEFAULT_API_BUDGET.ecs));
+    assert_eq!(cfg.env("b").unwrap().api_budget.logs, crate::config::DEFAULT_API_BUDGET.logs);
+    let e = parse_str(&text.replace("logs = 0.5", "logs = 0")).unwrap_err();
+    assert!(e.message.contains("api_budget.logs = 0 must be a number of requests a second above 0"), "{e}");
+    let e = parse_str(&text.replace("logs = 0.5", "s3 = 1")).unwrap_err();
+    assert!(e.message.contains("s3"), "{e}");
+}

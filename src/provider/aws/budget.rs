@@ -19,6 +19,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use tokio::time::Instant;
 
+use crate::config::{ApiBudget, DEFAULT_API_BUDGET};
+
 /// The services ferry calls, each with its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -30,20 +32,16 @@ pub enum Service {
 }
 
 impl Service {
-    /// Requests per second (sustained) and burst, per process. RDS: about 12
-    /// a second sustained for its describe calls; CloudWatch Logs:
-    /// FilterLogEvents 5 a second per account (GetLogEvents 10), the stricter
-    /// one for the whole service; ECS: its cluster-read bucket holds 50
-    /// tokens, so 20 a second leaves room for the rest of the account; App
-    /// Runner and CloudFormation have no published figure ferry relies on,
-    /// so they get a modest 5.
-    fn budget(self) -> (f64, f64) {
+    const ALL: [Service; 5] = [Service::Rds, Service::Ecs, Service::Logs, Service::AppRunner, Service::CloudFormation];
+
+    /// The service's requests a second (and burst) in `budget`.
+    fn rate(self, budget: &ApiBudget) -> f64 {
         match self {
-            Service::Rds => (12.0, 12.0),
-            Service::Ecs => (20.0, 20.0),
-            Service::Logs => (5.0, 5.0),
-            Service::AppRunner => (5.0, 5.0),
-            Service::CloudFormation => (5.0, 5.0),
+            Service::Rds => budget.rds,
+            Service::Ecs => budget.ecs,
+            Service::Logs => budget.logs,
+            Service::AppRunner => budget.apprunner,
+            Service::CloudFormation => budget.cloudformation,
         }
     }
 
@@ -55,14 +53,30 @@ impl Service {
 /// A token bucket on tokio's clock (so tests run it under virtual time).
 #[derive(Debug)]
 pub struct Bucket {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
     rate: f64,
     burst: f64,
-    state: Mutex<Option<(f64, Instant)>>,
+    /// Tokens left and when they were counted (none before the first request).
+    tokens: Option<(f64, Instant)>,
 }
 
 impl Bucket {
     pub fn new(rate: f64, burst: f64) -> Self {
-        Bucket { rate, burst, state: Mutex::new(None) }
+        Bucket { state: Mutex::new(State { rate, burst, tokens: None }) }
+    }
+
+    /// Resize the bucket (the tokens already in it are kept, up to the new burst).
+    pub fn resize(&self, rate: f64, burst: f64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.rate = rate;
+        state.burst = burst;
+        if let Some((tokens, _)) = state.tokens.as_mut() {
+            *tokens = tokens.min(burst);
+        }
     }
 
     /// Wait for a token and take it.
@@ -71,33 +85,47 @@ impl Bucket {
             let wait = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                let (tokens, at) = state.unwrap_or((self.burst, now));
-                let tokens = (tokens + (now - at).as_secs_f64() * self.rate).min(self.burst);
+                let (tokens, at) = state.tokens.unwrap_or((state.burst, now));
+                let tokens = (tokens + (now - at).as_secs_f64() * state.rate).min(state.burst);
                 if tokens >= 1.0 {
-                    *state = Some((tokens - 1.0, now));
+                    state.tokens = Some((tokens - 1.0, now));
                     return;
                 }
-                *state = Some((tokens, now));
-                Duration::from_secs_f64((1.0 - tokens) / self.rate)
+                state.tokens = Some((tokens, now));
+                Duration::from_secs_f64((1.0 - tokens) / state.rate)
             };
             tokio::time::sleep(wait).await;
         }
     }
 }
 
+/// The burst of a bucket of `rate` a second: a second's worth, and at least
+/// one request (a budget below one a second still lets one through).
+fn burst(rate: f64) -> f64 {
+    rate.max(1.0)
+}
+
 /// The process-wide bucket of a service.
 pub fn bucket(service: Service) -> Arc<Bucket> {
     static BUCKETS: OnceLock<Vec<Arc<Bucket>>> = OnceLock::new();
     let all = BUCKETS.get_or_init(|| {
-        [Service::Rds, Service::Ecs, Service::Logs, Service::AppRunner, Service::CloudFormation]
+        Service::ALL
             .iter()
             .map(|s| {
-                let (rate, burst) = s.budget();
-                Arc::new(Bucket::new(rate, burst))
+                let rate = s.rate(&DEFAULT_API_BUDGET);
+                Arc::new(Bucket::new(rate, burst(rate)))
             })
             .collect()
     });
     all[service.index()].clone()
+}
+
+/// Size every service's process-wide bucket from an environment's `api_budget`.
+pub fn configure(budget: &ApiBudget) {
+    for s in Service::ALL {
+        let rate = s.rate(budget);
+        bucket(s).resize(rate, burst(rate));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,15 +159,19 @@ impl HttpConnector for LimitedConnector {
     }
 }
 
-/// The SDK configuration with `service`'s bucket in front of its HTTP client
-/// (unchanged when the configuration has no HTTP client of its own).
+/// The SDK configuration with `service`'s bucket in front of its HTTP client:
+/// the configuration's own (tests, a custom one), or else the HTTPS client the
+/// SDK would pick by default (rustls with aws-lc), built here so that there is
+/// one to wrap: a configuration loaded from the environment has none of its
+/// own, and without this the bucket would never see a request.
 pub fn limited(sdk: &SdkConfig, service: Service) -> SdkConfig {
-    match sdk.http_client() {
-        Some(inner) => {
-            sdk.to_builder().http_client(SharedHttpClient::new(Limited { inner, bucket: bucket(service) })).build()
-        }
-        None => sdk.clone(),
-    }
+    let inner = sdk.http_client().unwrap_or_else(default_https_client);
+    sdk.to_builder().http_client(SharedHttpClient::new(Limited { inner, bucket: bucket(service) })).build()
+}
+
+fn default_https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
 }
 
 #[cfg(test)]
@@ -180,5 +212,19 @@ mod tests {
         }
         let took = start.elapsed().as_secs_f64();
         assert!(took >= 3.8, "40 requests at 10 a second from 4 tasks: about 4 s, took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resized_bucket_goes_at_its_new_rate_at_once() {
+        let b = Bucket::new(10.0, 10.0);
+        b.take().await;
+        b.resize(0.5, burst(0.5));
+        let start = Instant::now();
+        for _ in 0..3 {
+            b.take().await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        // The one token left after the resize goes at once, then one every 2 s.
+        assert!((3.9..=4.1).contains(&took), "3 requests at 0.5 a second after one in hand: 4 s, took {took}");
     }
 }

@@ -184,6 +184,7 @@ pub async fn resolve(env: &EnvConfig, stacks: &dyn StackOutputs) -> PResult<Reso
 /// Everything the runbook needs for one AWS environment.
 pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved)> {
     use budget::{Service, limited};
+    budget::configure(&env.api_budget);
     let stacks =
         cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&limited(sdk, Service::CloudFormation)));
     let resolved = resolve(env, &stacks).await?;
