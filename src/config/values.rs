@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 /// A duration written like `30m`, `1h30m`, `45s`, `500ms` or `2d`.
+///
+/// The grammar is ferry's own (docs/config.md, "Durations"), narrower than the
+/// `humantime` crate's, which also reads `5 minutes`, `1min` and `2weeks` (all
+/// refused here, with a hint) and displays `1h 30m` and `2days` where `plan`
+/// prints `1h30m` and `2d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
