@@ -73,117 +73,146 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
 
 async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     let env = run.env.name.clone();
-    // A failure of migrate/verify recorded by an earlier attempt.
-    let mut failure: Option<String> = [StepName::Migrate, StepName::Verify]
-        .into_iter()
-        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
-    // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
-    let mut rehearsal_failed: Option<String> = [StepName::Clone, StepName::Rehearse]
-        .into_iter()
-        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
+    let mut failed = Failures {
+        // A failure of migrate/verify recorded by an earlier attempt.
+        migration: recorded_failure(run, [StepName::Migrate, StepName::Verify]),
+        // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
+        rehearsal: recorded_failure(run, [StepName::Clone, StepName::Rehearse]),
+    };
 
     for step in &plan.steps {
         if run.record.step_status(step.name).is_settled() {
             continue;
         }
         if let Some(reason) = &step.skipped
-            && (!step.only_on_failure || failure.is_some())
+            && (!step.only_on_failure || failed.migration.is_some())
         {
             run.begin(step.name, &format!("skipped ({reason})"))?;
             run.end(step.name, StepStatus::Skipped, reason)?;
             continue;
         }
-        if step.only_on_failure && failure.is_none() && plan.command == RunKind::Deploy {
-            run.record.step_mut(step.name).status = StepStatus::Skipped;
-            run.record.step_mut(step.name).detail = Some("not needed".into());
+        if step.only_on_failure && failed.migration.is_none() && plan.command == RunKind::Deploy {
+            let s = run.record.step_mut(step.name);
+            s.status = StepStatus::Skipped;
+            s.detail = Some("not needed".into());
             run.save()?;
             continue;
         }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
-        match step.name {
-            StepName::Clone | StepName::Rehearse | StepName::Cleanup => {
-                if let Some(ended) = rehearsal_step(run, step.name, was_in_flight, &mut rehearsal_failed).await? {
-                    return Ok(ended);
-                }
-            }
-            StepName::Preflight => {
-                let with_snapshot = plan.command != RunKind::Restore && !run.record.options.no_snapshot;
-                let mut up_to_date = None;
-                let result = match preflight(run, with_snapshot).await {
-                    Ok(found) if plan.command == RunKind::Restore => {
-                        check_snapshot(run).await.map(|s| format!("{found}, {s}"))
-                    }
-                    Ok(found) => match migrations::check(run, run.record.options.force).await {
-                        Ok(Some(check)) => {
-                            up_to_date = check.up_to_date;
-                            Ok(format!("{found}, {}", check.line))
-                        }
-                        Ok(None) => Ok(found),
-                        Err(e) => Err(e),
-                    },
-                    other => other,
-                };
-                // The skips are journaled before preflight is settled: a run
-                // killed in between re-runs preflight, never the migration.
-                if let (Ok(_), Some(why)) = (&result, &up_to_date) {
-                    skip_up_to_date(run, plan, why)?;
-                }
-                match result {
-                    Ok(found) => run.end(step.name, StepStatus::Succeeded, &found)?,
-                    Err(e) => return abort(run, step.name, e),
-                }
-            }
-            StepName::Snapshot => match take_snapshot(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepName::Migrate | StepName::Verify if failure.is_some() => {
-                run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
-            }
-            StepName::Migrate => match run_migration(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                Err(StepError::Failed(e)) => {
-                    run.end(step.name, StepStatus::Failed, &e)?;
-                    failure = Some(e);
-                }
-                Err(StepError::Unknown(e)) => return unknown(run, step.name, e),
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepName::Verify => match verify(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, done.as_deref().unwrap_or("nothing to check"))?,
-                Err(StepError::Failed(e)) => {
-                    run.end(step.name, StepStatus::Failed, &e)?;
-                    failure = Some(e);
-                }
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepName::Restore => {
-                if plan.command == RunKind::Deploy && !may_restore(run)? {
-                    continue;
-                }
-                let snapshot = restore_source(run);
-                let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
-                match restore(run, &snapshot, strategy).await {
-                    Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                    Err(f) => {
-                        run.end(step.name, StepStatus::Failed, &f.error)?;
-                        let error = match &failure {
-                            Some(m) => format!("{m}; then the restore failed: {}", f.error),
-                            None => f.error,
-                        };
-                        let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
-                        return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
-                    }
-                }
-            }
+        if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
+            return Ok(ended);
         }
     }
     // A failed rehearsal whose cleanup an earlier attempt (or the signal path) settled.
-    if let Some(error) = rehearsal_failed {
+    if let Some(error) = failed.rehearsal {
         return Ok(rehearsal_refused(run, error));
     }
-    Ok(conclude(run, plan, &env, failure))
+    Ok(conclude(run, plan, &env, failed.migration))
+}
+
+/// What failed so far without ending the run.
+struct Failures {
+    /// The migration or the health check: the restore follows.
+    migration: Option<String>,
+    /// The clone or the rehearsal: the cleanup follows, then the run ends (exit 3).
+    rehearsal: Option<String>,
+}
+
+/// The detail of the first of `steps` the record shows as failed.
+fn recorded_failure(run: &Run, steps: [StepName; 2]) -> Option<String> {
+    steps
+        .into_iter()
+        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()))
+}
+
+/// One step, begun. A failed migrate or verify is noted in `failed` and the
+/// run goes on (to the restore); `Some` ends the run.
+async fn run_step(
+    run: &mut Run,
+    plan: &Plan,
+    name: StepName,
+    was_in_flight: bool,
+    failed: &mut Failures,
+) -> Result<Option<RunRecord>, StepError> {
+    let result = match name {
+        StepName::Preflight => return preflight_step(run, plan).await,
+        StepName::Restore => return restore_step(run, plan, failed.migration.as_deref()).await,
+        StepName::Clone | StepName::Rehearse | StepName::Cleanup => {
+            return rehearsal_step(run, name, was_in_flight, &mut failed.rehearsal).await;
+        }
+        StepName::Migrate | StepName::Verify if failed.migration.is_some() => {
+            run.end(name, StepStatus::Skipped, "an earlier step failed")?;
+            return Ok(None);
+        }
+        StepName::Snapshot => take_snapshot(run).await,
+        StepName::Migrate => run_migration(run).await,
+        StepName::Verify => verify(run).await.map(|done| done.unwrap_or_else(|| "nothing to check".into())),
+    };
+    match result {
+        Ok(done) => run.end(name, StepStatus::Succeeded, &done)?,
+        Err(StepError::Failed(e)) if name != StepName::Snapshot => {
+            run.end(name, StepStatus::Failed, &e)?;
+            failed.migration = Some(e);
+        }
+        Err(StepError::Unknown(e)) if name == StepName::Migrate => return unknown(run, name, e).map(Some),
+        Err(e) => return abort(run, name, e).map(Some),
+    }
+    Ok(None)
+}
+
+/// Preflight, and for `ferry restore` the snapshot's check; a database
+/// already at the heads settles the snapshot and migration as skipped.
+async fn preflight_step(run: &mut Run, plan: &Plan) -> Result<Option<RunRecord>, StepError> {
+    let with_snapshot = plan.command != RunKind::Restore && !run.record.options.no_snapshot;
+    let mut up_to_date = None;
+    let result = match preflight(run, with_snapshot).await {
+        Ok(found) if plan.command == RunKind::Restore => check_snapshot(run).await.map(|s| format!("{found}, {s}")),
+        Ok(found) => match migrations::check(run, run.record.options.force).await {
+            Ok(Some(check)) => {
+                up_to_date = check.up_to_date;
+                Ok(format!("{found}, {}", check.line))
+            }
+            Ok(None) => Ok(found),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    // The skips are journaled before preflight is settled: a run
+    // killed in between re-runs preflight, never the migration.
+    if let (Ok(_), Some(why)) = (&result, &up_to_date) {
+        skip_up_to_date(run, plan, why)?;
+    }
+    match result {
+        Ok(found) => run.end(StepName::Preflight, StepStatus::Succeeded, &found)?,
+        Err(e) => return abort(run, StepName::Preflight, e).map(Some),
+    }
+    Ok(None)
+}
+
+/// The restore: after a failed deploy (when `restore_on_failure` allows) or as
+/// `ferry restore` itself. A failed restore ends the run for a person.
+async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Result<Option<RunRecord>, StepError> {
+    if plan.command == RunKind::Deploy && !may_restore(run)? {
+        return Ok(None);
+    }
+    let snapshot = restore_source(run);
+    let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
+    match restore(run, &snapshot, strategy).await {
+        Ok(done) => {
+            run.end(StepName::Restore, StepStatus::Succeeded, &done)?;
+            Ok(None)
+        }
+        Err(f) => {
+            run.end(StepName::Restore, StepStatus::Failed, &f.error)?;
+            let error = match failure {
+                Some(m) => format!("{m}; then the restore failed: {}", f.error),
+                None => f.error,
+            };
+            let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
+            Ok(Some(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next))))
+        }
+    }
 }
 
 /// One step of the rehearsal. A failed clone or rehearsal is noted in
@@ -311,19 +340,11 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         };
     }
     let restored = run.record.step_status(StepName::Restore) == StepStatus::Succeeded;
-    let snapshot = run
-        .record
-        .snapshot
-        .as_ref()
-        .filter(|s| s.status == SnapshotStatus::Available.to_string())
-        .map(|s| s.id.clone());
-    let run_id = run.record.run_id.clone();
     match (plan.command, failure) {
         (RunKind::Restore, _) => {
-            let r = run.record.restore.clone();
-            let state = r.map(|r| {
+            let state = run.record.restore.clone().map(|r| {
                 let twin = twin_summary(&r);
-                match r.failed_cluster {
+                match &r.failed_cluster {
                     Some(f) => format!(
                         "{} holds the data of {}; the database it replaced is kept as {f}{twin}",
                         r.restored_cluster, r.snapshot_id
@@ -339,61 +360,61 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             run.finish(Outcome::Succeeded, None, state, None)
         }
         (_, None) => {
-            let state = match &snapshot {
+            let state = match kept_snapshot(run) {
                 Some(s) => format!("the migration is applied; snapshot {s} is kept"),
                 None => "the migration is applied".to_string(),
             };
             run.finish(Outcome::Succeeded, None, Some(state), None)
         }
         (_, Some(error)) if restored => {
-            let r = run.record.restore.clone();
-            let state = r.map(|r| {
+            let state = run.record.restore.clone().map(|r| {
                 let kept = match &r.failed_cluster {
                     Some(f) => format!("; the failed database is kept as {f}"),
                     None => new_cluster_note(run),
                 };
+                let twin = twin_summary(&r);
                 format!(
-                    "{} holds the data of snapshot {} (taken before the migration){kept}{}",
-                    r.restored_cluster,
-                    r.snapshot_id,
-                    twin_summary(&r)
+                    "{} holds the data of snapshot {} (taken before the migration){kept}{twin}",
+                    r.restored_cluster, r.snapshot_id
                 )
             });
-            let next = format!("ferry logs {env} --run {run_id}");
+            let next = format!("ferry logs {env} --run {}", run.record.run_id);
             run.finish(Outcome::Restored, Some(error), state, Some(next))
         }
-        (RunKind::Migrate, Some(error)) => {
-            let (state, next) = match &snapshot {
-                Some(s) => (
-                    format!("the migration failed and `ferry migrate` does not restore; the database may be partly migrated; snapshot {s} holds the data from before it"),
-                    format!("ferry restore {env} --snapshot {s}"),
-                ),
-                None => (
-                    "the migration failed and nothing was restored; the database may be partly migrated; this run took no snapshot (--no-snapshot)".to_string(),
-                    format!("ferry snapshot list {env}"),
-                ),
-            };
-            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
-        }
-        (_, Some(error)) => {
-            let why = run.record.step(StepName::Restore).and_then(|s| s.detail.clone()).unwrap_or_default();
-            let (state, next) = match &snapshot {
-                Some(s) => (
-                    format!(
-                        "the database was NOT restored ({why}) and may be partly migrated; snapshot {s} holds the data from before the migration"
-                    ),
-                    format!("ferry restore {env} --snapshot {s}"),
-                ),
-                None => (
-                    format!(
-                        "the database was NOT restored ({why}) and may be partly migrated; this run took no snapshot"
-                    ),
-                    format!("ferry snapshot list {env}"),
-                ),
-            };
-            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
-        }
+        (command, Some(error)) => not_restored(run, command, env, error),
     }
+}
+
+/// The pre-deploy snapshot, when it became available.
+fn kept_snapshot(run: &Run) -> Option<String> {
+    run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available.to_string()).map(|s| s.id.clone())
+}
+
+/// The migration or the health check failed and nothing was restored:
+/// `ferry migrate` never restores, and a deploy's restore was skipped.
+fn not_restored(run: &mut Run, command: RunKind, env: &str, error: String) -> RunRecord {
+    let why = run.record.step(StepName::Restore).and_then(|s| s.detail.clone()).unwrap_or_default();
+    let what = if command == RunKind::Migrate {
+        "the migration failed and `ferry migrate` does not restore; the database may be partly migrated".to_string()
+    } else {
+        format!("the database was NOT restored ({why}) and may be partly migrated")
+    };
+    let (state, next) = match kept_snapshot(run) {
+        Some(s) if command == RunKind::Migrate => (
+            format!("{what}; snapshot {s} holds the data from before it"),
+            format!("ferry restore {env} --snapshot {s}"),
+        ),
+        Some(s) => (
+            format!("{what}; snapshot {s} holds the data from before the migration"),
+            format!("ferry restore {env} --snapshot {s}"),
+        ),
+        None if command == RunKind::Migrate => (
+            "the migration failed and nothing was restored; the database may be partly migrated; this run took no snapshot (--no-snapshot)".to_string(),
+            format!("ferry snapshot list {env}"),
+        ),
+        None => (format!("{what}; this run took no snapshot"), format!("ferry snapshot list {env}")),
+    };
+    run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
 }
 
 /// After a new-cluster restore without an app service to repoint, the app and
