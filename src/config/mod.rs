@@ -21,7 +21,7 @@ use raw::{
 pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 use toml::Spanned;
-pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
+pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id};
 
 pub const FILE_NAME: &str = "ferry.toml";
 
@@ -233,7 +233,7 @@ fn ser_opt_db_url<S: serde::Serializer>(u: &Option<DbUrl>, s: S) -> Result<S::Ok
 fn ser_db_url<S: serde::Serializer>(u: &DbUrl, s: S) -> Result<S::Ok, S::Error> {
     match u {
         DbUrl::Sqlite(p) => s.serialize_str(&format!("sqlite://{p}")),
-        DbUrl::Postgres(url) => s.serialize_str(&redact_url(url)),
+        DbUrl::Postgres(url) => s.serialize_str(&crate::db_url::redact(url)),
     }
 }
 
@@ -340,7 +340,7 @@ impl EnvConfig {
         match &self.database {
             DatabaseConfig::Cluster(t) => t.raw.clone(),
             DatabaseConfig::Url(DbUrl::Sqlite(p)) => p.clone(),
-            DatabaseConfig::Url(DbUrl::Postgres(u)) => redact_url(u),
+            DatabaseConfig::Url(DbUrl::Postgres(u)) => crate::db_url::redact(u),
         }
     }
 
@@ -368,11 +368,7 @@ impl EnvConfig {
                 _ => None,
             },
         ];
-        for u in urls.into_iter().flatten() {
-            if let Some(p) = url::Url::parse(u).ok().and_then(|u| u.password().map(str::to_string)) {
-                out.push(p);
-            }
-        }
+        out.extend(urls.into_iter().flatten().flat_map(crate::db_url::passwords));
         out
     }
 }

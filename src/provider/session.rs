@@ -21,7 +21,8 @@ use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Diagnosis, Finding, PResult, ProviderError, Session, tls};
-use crate::config::{DbUrl, ProviderKind, redact_url};
+use crate::config::{DbUrl, ProviderKind};
+use crate::output::Redactor;
 
 /// The session for a database URL; relative SQLite paths are relative to
 /// `base_dir`; `provider` decides TLS when the URL has no `sslmode`.
@@ -46,12 +47,13 @@ pub struct PgSession {
     settings: tls::Settings,
     /// The URL as shown (password masked), for messages.
     shown: String,
-    password: Option<String>,
+    /// Masks the URL's password, in every form, in messages.
+    redactor: Redactor,
 }
 
 impl PgSession {
     pub fn new(url: &str, provider: ProviderKind) -> PResult<Self> {
-        let shown = redact_url(url);
+        let shown = crate::db_url::redact(url);
         // tls::target's errors never repeat the URL, so they cannot hold its password.
         let tls::Target { mut config, settings, connector } =
             tls::target(url, provider).map_err(|e| ProviderError::Rejected(format!("database.url {shown}: {e}")))?;
@@ -59,21 +61,13 @@ impl PgSession {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("ferry (read-only check)");
-        let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).filter(|p| !p.is_empty());
-        Ok(PgSession { config, tls: connector, settings, shown, password })
-    }
-
-    fn scrub(&self, text: &str) -> String {
-        let text = redact_url(text);
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text,
-        }
+        let redactor = Redactor::new(crate::db_url::passwords(url));
+        Ok(PgSession { config, tls: connector, settings, shown, redactor })
     }
 
     fn err(&self, what: &str, e: &tokio_postgres::Error) -> ProviderError {
         if let Some(msg) = tls::explain(&self.settings, e) {
-            return ProviderError::Other(self.scrub(&format!("{what} ({}): {msg}", self.shown)));
+            return ProviderError::Other(self.redactor.clean(&format!("{what} ({}): {msg}", self.shown)));
         }
         let mut msg = match e.as_db_error() {
             Some(db) => db.message().to_string(),
@@ -84,7 +78,7 @@ impl PgSession {
             msg.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        let msg = self.scrub(&format!("{what} ({}): {msg}", self.shown));
+        let msg = self.redactor.clean(&format!("{what} ({}): {msg}", self.shown));
         match e.code() {
             Some(c) if *c == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
                 ProviderError::AccessDenied(msg)

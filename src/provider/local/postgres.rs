@@ -22,6 +22,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::snapshots::{Entry, SnapshotStore, Stored, io_err};
+use crate::db_url::{self, Password};
+use crate::output::Redactor;
 use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
 
 /// PostgreSQL's identifier limit in bytes (NAMEDATALEN - 1); longer names are
@@ -32,13 +34,11 @@ mod rehearsal;
 /// How often `rename` disconnects the database's sessions and tries again when
 /// they reconnect. Each failed try already waited 5 s inside the server.
 const RENAME_ATTEMPTS: u32 = 3;
-/// What a URL's password is shown as.
-const MASK: &str = "***";
 const URL_SHAPE: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 
 pub struct PgDatabase {
     /// The environment's URL as configured. It holds the password: it is only
-    /// ever shown through [`rewrite_url`].
+    /// ever shown through [`db_url::rewrite`].
     url: String,
     /// TLS for its sessions, as the URL's sslmode asks.
     connector: tokio_postgres_rustls::MakeRustlsConnect,
@@ -87,96 +87,6 @@ fn check_name(name: &str) -> PResult<()> {
         )));
     }
     Ok(())
-}
-
-/// What [`rewrite_url`] does with the URL's password.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Password {
-    /// Shown as `***` (endpoints, messages).
-    Mask,
-    /// Left out (handed to `pg_dump`, with the password in `PGPASSWORD`).
-    Drop,
-    /// Kept (the URL a rehearsal's migration connects to its clone with).
-    Keep,
-}
-
-/// `url` with its password masked or dropped (in the user info and in a
-/// `password=` parameter), naming database `dbname` when given (any `dbname=`
-/// parameter removed).
-fn rewrite_url(url: &str, dbname: Option<&str>, password: Password) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let (path, query) = match tail.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (tail, None),
-    };
-    let mut out = format!("{scheme}://");
-    match authority.rfind('@') {
-        Some(at) => {
-            let (credentials, hosts) = authority.split_at(at);
-            match credentials.split_once(':') {
-                Some(_) if password == Password::Keep => out.push_str(authority),
-                Some((user, _)) if password == Password::Mask => out.push_str(&format!("{user}:{MASK}{hosts}")),
-                Some((user, _)) => out.push_str(&format!("{user}{hosts}")),
-                None => out.push_str(authority),
-            }
-        }
-        None => out.push_str(authority),
-    }
-    match dbname {
-        Some(db) => {
-            out.push('/');
-            out.push_str(&percent_encode(db));
-        }
-        None => out.push_str(path),
-    }
-    let params: Vec<String> = query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| match p.split('=').next().unwrap_or("") {
-            "dbname" if dbname.is_some() => None,
-            "password" if password == Password::Mask => Some(format!("password={MASK}")),
-            "password" if password == Password::Keep => Some(p.to_string()),
-            "password" => None,
-            _ => Some(p.to_string()),
-        })
-        .collect();
-    if !params.is_empty() {
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
-
-/// Percent-encode everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The password as written in the URL (still percent-encoded), for scrubbing.
-fn raw_passwords(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let mut out = Vec::new();
-    if let Some((credentials, _)) = authority.rsplit_once('@')
-        && let Some((_, pw)) = credentials.split_once(':')
-    {
-        out.push(pw.to_string());
-    }
-    if let Some((_, query)) = rest.split_once('?') {
-        out.extend(query.split('&').filter_map(|p| p.strip_prefix("password=")).map(str::to_string));
-    }
-    out
 }
 
 fn has_code(e: &tokio_postgres::Error, code: &SqlState) -> bool {
@@ -339,7 +249,7 @@ impl PgDatabase {
     /// `url` names the environment's database: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
     /// Nothing is connected yet.
     pub fn new(url: String, store: SnapshotStore) -> Result<Self, ProviderError> {
-        let shown = rewrite_url(&url, None, Password::Mask);
+        let shown = db_url::rewrite(&url, None, Password::Mask);
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ProviderError::Rejected(format!("invalid PostgreSQL URL {shown}: expected {URL_SHAPE}")));
         }
@@ -390,7 +300,7 @@ impl PgDatabase {
 
     /// The environment's URL naming `dbname`, password masked.
     fn endpoint(&self, dbname: &str) -> String {
-        rewrite_url(&self.url, Some(dbname), Password::Mask)
+        db_url::rewrite(&self.url, Some(dbname), Password::Mask)
     }
 
     /// `host:port/dbname`, for messages.
@@ -414,19 +324,9 @@ impl PgDatabase {
         format!("{hosts}/{dbname}")
     }
 
-    /// Mask the URL's password wherever it might appear in `text`.
+    /// Mask the URL's password, in every form, wherever it might appear in `text`.
     fn scrub(&self, text: &str) -> String {
-        let mut secrets = raw_passwords(&self.url);
-        if let Some(pw) = self.config.get_password() {
-            secrets.push(String::from_utf8_lossy(pw).into_owned());
-        }
-        secrets.retain(|s| !s.is_empty());
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let mut out = text.to_string();
-        for s in &secrets {
-            out = out.replace(s.as_str(), MASK);
-        }
-        out
+        Redactor::new(db_url::passwords(&self.url)).clean(text)
     }
 
     /// A new session on database `dbname` with the environment's credentials.
@@ -513,7 +413,7 @@ impl PgDatabase {
             "--format=custom".into(),
             file,
             "--no-password".into(),
-            format!("--dbname={}", rewrite_url(&self.url, Some(&self.db), Password::Drop)).into(),
+            format!("--dbname={}", db_url::rewrite(&self.url, Some(&self.db), Password::Drop)).into(),
         ];
         if let Err(e) = self.run_tool(&pg_dump, &args, &format!("pg_dump of database {}", self.db)).await {
             let _ = std::fs::remove_file(&tmp);
@@ -550,7 +450,7 @@ impl PgDatabase {
             "--no-owner".into(),
             "--exit-on-error".into(),
             "--no-password".into(),
-            format!("--dbname={}", rewrite_url(&self.url, Some(&partial), Password::Drop)).into(),
+            format!("--dbname={}", db_url::rewrite(&self.url, Some(&partial), Password::Drop)).into(),
             file.as_os_str().to_owned(),
         ];
         if let Err(e) = self.run_tool(&pg_restore, &args, &format!("pg_restore of snapshot {snapshot_id}")).await {
@@ -800,18 +700,7 @@ mod tests {
 
     /// `url` (a test server's) naming database `db`, everything else kept.
     fn with_db(url: &str, db: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let scheme_end = base.find("://").map_or(0, |i| i + 3);
-        let host_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
-        let mut out = format!("{}/{}", &base[..host_end], percent_encode(db));
-        if let Some(q) = query {
-            out.push('?');
-            out.push_str(q);
-        }
-        out
+        db_url::rewrite(url, Some(db), Password::Keep)
     }
 
     /// `url`'s `host:port` part, without user info.
@@ -1225,7 +1114,7 @@ mod tests {
         assert_eq!(db.location("x"), "db:6543/x");
         assert_eq!(db.scrub(&format!("a {SECRET} b")), "a *** b");
         assert_eq!(
-            rewrite_url(
+            db_url::rewrite(
                 "postgres://u:p%40ss@h/db?dbname=x&password=q&application_name=a",
                 Some("n\"ew"),
                 Password::Drop
@@ -1233,10 +1122,10 @@ mod tests {
             "postgres://u@h/n%22ew?application_name=a"
         );
         assert_eq!(
-            rewrite_url("postgres://u@h?password=q", Some("d b"), Password::Mask),
+            db_url::rewrite("postgres://u@h?password=q", Some("d b"), Password::Mask),
             "postgres://u@h/d%20b?password=***"
         );
-        assert_eq!(raw_passwords("postgres://u:p%40ss@h/db?password=q"), ["p%40ss", "q"]);
+        assert_eq!(db_url::passwords("postgres://u:p%40ss@h/db?password=q"), ["p%40ss", "q"]);
         let db = PgDatabase::new("postgres://postgres@127.0.0.1/postgres".into(), store()).expect("ok");
         assert_eq!(db.maintenance_db, "template1");
     }
@@ -1245,7 +1134,7 @@ mod tests {
     fn sibling_ids_fit_postgresql_identifiers() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = |name: &str| {
-            PgDatabase::new(format!("postgres://u@h/{}", percent_encode(name)), SnapshotStore::new(dir.path()))
+            PgDatabase::new(format!("postgres://u@h/{}", db_url::encode(name)), SnapshotStore::new(dir.path()))
                 .expect("valid URL")
         };
         assert_eq!(db("app").sibling_id("failed-20240101t000000z"), "app-failed-20240101t000000z");
