@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -213,65 +214,54 @@ impl Session for PgSession {
 
 /// What `ferry doctor` looks for, one query each.
 impl PgSession {
+    async fn rows(&self, client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)], what: &str) -> PResult<Vec<Row>> {
+        client.query(sql, params).await.map_err(|e| self.err(what, &e))
+    }
+
     /// Advisory locks held in this database (Alembic env.py and App Runner
     /// start-ups serialise migrations with one).
     async fn advisory_locks(&self, client: &Client) -> PResult<Vec<Finding>> {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.backend_start)::float8 AS since, \
-                     extract(epoch from now() - a.backend_start)::float8 AS seconds, \
-                     l.classid::int8 AS classid, l.objid::int8 AS objid, l.objsubid::int4 AS objsubid, l.mode \
-                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     ORDER BY l.pid, l.classid, l.objid"
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| self.err("cannot read pg_locks", &e))?;
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.backend_start)::float8 AS since, \
+             extract(epoch from now() - a.backend_start)::float8 AS seconds, \
+             l.classid::int8 AS classid, l.objid::int8 AS objid, l.objsubid::int4 AS objsubid, l.mode \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY l.pid, l.classid, l.objid"
+        );
+        let rows = self.rows(client, &sql, &[], "cannot read pg_locks").await?;
         Ok(rows.iter().map(advisory_lock).collect())
     }
 
     /// Queries waiting for a lock, and who holds it.
     async fn blocked_queries(&self, client: &Client) -> PResult<Vec<Finding>> {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.query_start)::float8 AS since, \
-                     extract(epoch from now() - a.query_start)::float8 AS seconds, \
-                     pg_blocking_pids(a.pid) AS blockers \
-                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
-                     AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start"
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| self.err("cannot read pg_stat_activity", &e))?;
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.query_start)::float8 AS since, \
+             extract(epoch from now() - a.query_start)::float8 AS seconds, \
+             pg_blocking_pids(a.pid) AS blockers \
+             FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+             AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start"
+        );
+        let rows = self.rows(client, &sql, &[], "cannot read pg_stat_activity").await?;
         Ok(rows.iter().map(blocked_query).collect())
     }
 
     /// Long queries (a warning: they end on their own) and long-open
     /// transactions (they block: their locks stay until they end).
     async fn long_sessions(&self, client: &Client, limit: f64) -> PResult<Vec<Finding>> {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.xact_start)::float8 AS since, \
-                     extract(epoch from now() - a.xact_start)::float8 AS seconds, \
-                     extract(epoch from a.query_start)::float8 AS query_since, \
-                     extract(epoch from now() - a.query_start)::float8 AS query_seconds \
-                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
-                     AND a.backend_type = 'client backend' \
-                     AND ((a.xact_start IS NOT NULL AND now() - a.xact_start > make_interval(secs => $1)) \
-                       OR (a.state = 'active' AND now() - a.query_start > make_interval(secs => $1))) \
-                     ORDER BY a.xact_start"
-                ),
-                &[&limit],
-            )
-            .await
-            .map_err(|e| self.err("cannot read pg_stat_activity", &e))?;
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.xact_start)::float8 AS since, \
+             extract(epoch from now() - a.xact_start)::float8 AS seconds, \
+             extract(epoch from a.query_start)::float8 AS query_since, \
+             extract(epoch from now() - a.query_start)::float8 AS query_seconds \
+             FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+             AND a.backend_type = 'client backend' \
+             AND ((a.xact_start IS NOT NULL AND now() - a.xact_start > make_interval(secs => $1)) \
+               OR (a.state = 'active' AND now() - a.query_start > make_interval(secs => $1))) \
+             ORDER BY a.xact_start"
+        );
+        let rows = self.rows(client, &sql, &[&limit], "cannot read pg_stat_activity").await?;
         Ok(rows.iter().map(|row| long_session(row, limit)).collect())
     }
 
@@ -306,14 +296,9 @@ impl PgSession {
 
     /// A primary: the standbys attached to it that lag.
     async fn standbys_attached(&self, client: &Client, lag_limit: f64) -> PResult<(String, Vec<Finding>)> {
-        let rows = client
-            .query(
-                "SELECT application_name, host(client_addr) AS client_addr, state, \
-                 extract(epoch from replay_lag)::float8 AS lag FROM pg_stat_replication ORDER BY application_name",
-                &[],
-            )
-            .await
-            .map_err(|e| self.err("cannot read pg_stat_replication", &e))?;
+        let sql = "SELECT application_name, host(client_addr) AS client_addr, state, \
+                 extract(epoch from replay_lag)::float8 AS lag FROM pg_stat_replication ORDER BY application_name";
+        let rows = self.rows(client, sql, &[], "cannot read pg_stat_replication").await?;
         let checked = format!("replication: primary, {} standby(s) attached", rows.len());
         let findings = rows
             .iter()
