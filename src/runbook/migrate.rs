@@ -163,15 +163,20 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         RunnerKind::Apprunner => format!("    deployment {} of App Runner service {}", handle.id, handle.container),
         _ => format!("    task {} (container {})", handle.id, handle.container),
     });
-    run.record.task = Some(TaskRecord {
+    run.record.task = Some(task_record(&handle));
+    run.save()?;
+    Ok(handle)
+}
+
+/// The record of a task just started: no exit code or reason yet.
+pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
+    TaskRecord {
         arn: handle.id.clone(),
         container: handle.container.clone(),
         exit_code: None,
         stopped_reason: None,
         log_stream: handle.log_stream.clone(),
-    });
-    run.save()?;
-    Ok(handle)
+    }
 }
 
 /// `--image`: have the runner prepare it (ECS: register the task definition

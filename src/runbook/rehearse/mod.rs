@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::migrate::{LogStream, watch};
-use super::record::{RehearsalRecord, TaskRecord, Thresholds, run_suffix};
+use super::record::{RehearsalRecord, Thresholds, run_suffix};
 use super::wait::call;
 use super::{Run, StepError};
 use crate::config::values::format_duration;
@@ -109,13 +109,7 @@ pub async fn rehearse(run: &mut Run, was_in_flight: bool) -> Result<String, Step
     let handle = call("start the rehearsal's migration", || runner.start(&spec))
         .await
         .map_err(|e| StepError::Failed(format!("the migration could not be started on the clone: {e}")))?;
-    rehearsal(run).task = Some(TaskRecord {
-        arn: handle.id.clone(),
-        container: handle.container.clone(),
-        exit_code: None,
-        stopped_reason: None,
-        log_stream: handle.log_stream.clone(),
-    });
+    rehearsal(run).task = Some(super::migrate::task_record(&handle));
     run.save()?;
     run.out.info(&format!("    migration {} on clone {}", handle.id, clone.id));
     let observed = Arc::new(Mutex::new(Observed::default()));
