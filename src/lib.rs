@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod db_url;
 pub mod migrations;
 pub mod output;
 pub mod provenance;

@@ -12,7 +12,7 @@ use ferry::config::{self, EnvConfig};
 use ferry::output::{Redactor, Reporter};
 use ferry::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
 use ferry::runbook::journal::{self, Journal};
-use ferry::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
 use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
 use ferry::state::Store;
 
@@ -87,8 +87,13 @@ impl Harness {
     /// `ferry resume` takes over from the journal.
     async fn deploy(&self) -> (RunRecord, bool) {
         let steps = plan::deploy_plan(&self.env, &self.options).names();
-        let record =
-            RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", self.options.clone(), &steps);
+        let record = RunRecord::new(
+            new_run_id("prod", chrono::Utc::now()),
+            "prod",
+            RunKind::Deploy,
+            self.options.clone(),
+            &steps,
+        );
         let run_id = record.run_id.clone();
         let redactor = Redactor::new(self.env.secrets());
         let journal = Journal::create(&Store::local(self.dir.path()), &record, redactor.clone()).expect("journal");
@@ -538,7 +543,7 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let h = Harness::new(env_config(""));
     let steps = plan::deploy_plan(&h.env, &h.options).names();
     let record =
-        RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
+        RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, RunOptions::default(), &steps);
     let redactor = Redactor::new(h.env.secrets());
     let journal = Journal::create(&Store::local(h.dir.path()), &record, redactor.clone()).expect("journal");
     let mut run = h.run(journal, record);

@@ -11,7 +11,7 @@ use ferry::config;
 use ferry::output::{Redactor, Reporter};
 use ferry::provider::fake::{FakeCloud, FaultKind, Op};
 use ferry::runbook::journal::{self, Journal};
-use ferry::runbook::record::{Outcome, RunOptions, RunRecord, new_run_id};
+use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, new_run_id};
 use ferry::runbook::{NoOneToAsk, Run, deploy, plan, prepare_resume};
 
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:2.0.0";
@@ -33,7 +33,7 @@ async fn deploy_with_image(fake: &FakeCloud, dir: &Path) -> RunRecord {
     let env = env();
     let options = RunOptions::default();
     let steps = plan::deploy_plan(&env, &options).names();
-    let mut record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", options, &steps);
+    let mut record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, options, &steps);
     record.image = Some(IMAGE.into());
     let run_id = record.run_id.clone();
     let out = || Arc::new(Reporter::new(Arc::new(Mutex::new(Vec::new())), false, false, Redactor::default()));

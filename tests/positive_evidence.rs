@@ -20,7 +20,7 @@ use ferry::provider::{
     AppService, MigrationRunner, OperationInfo, PResult, ServiceInfo, TaskHandle, TaskSpec, TaskState, TaskSummary,
 };
 use ferry::runbook::journal::Journal;
-use ferry::runbook::record::{Outcome, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
 use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan};
 
 const CLUSTER: &str = "app-prod";
@@ -142,8 +142,13 @@ impl Harness {
     async fn deploy(&self) -> RunRecord {
         let env = env();
         let steps = plan::deploy_plan(&env, &RunOptions::default()).names();
-        let record =
-            RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", "deploy", RunOptions::default(), &steps);
+        let record = RunRecord::new(
+            new_run_id("prod", chrono::Utc::now()),
+            "prod",
+            RunKind::Deploy,
+            RunOptions::default(),
+            &steps,
+        );
         let journal =
             Journal::create(&ferry::state::Store::local(self.dir.path()), &record, Redactor::default()).unwrap();
         let mut cloud = self.fake.cloud();

@@ -9,7 +9,7 @@ use super::runs::env_of_run;
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::RunsCommand;
 use crate::config::{EnvConfig, HumanDuration};
-use crate::output::{Redactor, render, timestamp};
+use crate::output::{Redactor, timestamp};
 use crate::runbook::journal::{Journal, Listed, list_runs, read_run};
 use crate::runbook::record::{Abandoned, Outcome};
 use crate::state::{Store, lock};
@@ -117,11 +117,12 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
         print_json(&r, &redactor);
         return Ok(0);
     }
-    for line in render::summary(&r) {
+    let report = crate::runbook::report::of(&r);
+    for line in report.summary() {
         crate::outln!("{}", redactor.clean(&line));
     }
     crate::outln!("steps:");
-    for line in render::steps_table(&r) {
+    for line in report.steps_table() {
         crate::outln!("{}", redactor.clean(&line));
     }
     Ok(0)
@@ -164,14 +165,7 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
                 store.put(&aside, &v.body).map_err(|e| CommandError::Failed(e.to_string()))?;
             }
             out.info(&format!("the unreadable journal {location} is kept as {}", store.location_of(&aside)));
-            let mut r = crate::runbook::record::RunRecord::new(
-                run_id.to_string(),
-                &env.name,
-                "unknown",
-                Default::default(),
-                &[],
-            );
-            r.started_at = Utc::now();
+            let mut r = crate::runbook::record::RunRecord::unreadable(run_id.to_string(), &env.name);
             r.error =
                 Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));

@@ -10,12 +10,16 @@ use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::LogsArgs;
 use crate::config::{EnvConfig, HumanDuration};
 use crate::output::Redactor;
-use crate::provider::{ProviderError, StackOutputs, TaskState, aws};
-use crate::runbook::journal::{read_run, readable_runs};
+use crate::provider::{
+    Cloud, ClusterInfo, ProviderError, ServiceInfo, Snapshot, StackOutputs, TaskState, TaskSummary, aws,
+};
+use crate::runbook::journal::{Listed, list_runs, read_run, readable_runs};
 use crate::runbook::logs::Streams;
 use crate::runbook::plan::deploy_plan;
 use crate::runbook::preflight::{Findings, Scope, inspect, revisions_refusal};
-use crate::runbook::record::RunOptions;
+use crate::runbook::record::{RunOptions, RunRecord};
+use crate::state::Store;
+use crate::state::lock::{Holder, LockError};
 
 /// The stack outputs the environment refers to, read (read-only); or why they
 /// could not be read (no region, no credentials, no such stack...).
@@ -189,73 +193,101 @@ fn verdict(env: &EnvConfig, check: &PlanCheck) -> Vec<String> {
     lines
 }
 
+/// What `ferry status` shows of an environment, each part read once.
+struct EnvStatus {
+    database: Option<ClusterInfo>,
+    /// The newest five.
+    snapshots: Vec<Snapshot>,
+    tasks: Vec<TaskSummary>,
+    service: Option<ServiceInfo>,
+    last: Option<RunRecord>,
+    lock: Result<Option<(Holder, String)>, LockError>,
+    blocking: Vec<Listed>,
+    /// Why the runs could not be read: said, never shown as "no runs".
+    state_error: Option<String>,
+}
+
 pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     let env = ctx.env(env_name)?;
     let cloud = ctx.cloud(env).await?;
+    let store = ctx.store(env)?;
+    let s = read_status(&cloud, &store, env).await?;
+    if ctx.json() {
+        let value = json!({
+            "env": env.name,
+            "database": s.database,
+            "snapshots": s.snapshots,
+            "running_tasks": s.tasks,
+            "service": s.service,
+            "last_run": s.last,
+            "lock": s.lock.as_ref().ok().and_then(|l| l.as_ref().map(|(h, _)| h.clone())),
+            "unfinished_runs": s.blocking.iter().map(|l| l.run_id()).collect::<Vec<_>>(),
+            "state": store.describe(),
+            "state_error": s.state_error,
+        });
+        print_json(&value, &Redactor::new(env.secrets()));
+        return Ok(0);
+    }
+    print_status(env, cloud.database.cluster_id(), &s);
+    // What the cloud shows of a restore, whether or not any record survived.
+    if let Ok(picture) = crate::runbook::recover::look(&cloud).await
+        && (picture.original.is_none() || !picture.restored.is_empty() || !picture.failed.is_empty())
+    {
+        for line in crate::runbook::recover::lines(&picture, &env.name) {
+            crate::outln!("cloud      {line}");
+        }
+    }
+    Ok(0)
+}
+
+async fn read_status(cloud: &Cloud, store: &Store, env: &EnvConfig) -> Result<EnvStatus, CommandError> {
     let db = cloud.database.clone();
-    let info = db.describe(db.cluster_id()).await?;
-    let mut snaps = db.list_snapshots().await?;
-    snaps.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    snaps.truncate(5);
+    let database = db.describe(db.cluster_id()).await?;
+    let mut snapshots = db.list_snapshots().await?;
+    snapshots.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    snapshots.truncate(5);
     let tasks = cloud.runner.active_tasks().await?;
     let service = match &cloud.service {
         Some(s) => Some(s.status().await?),
         None => None,
     };
-    let store = ctx.store(env)?;
-    // A backend that cannot be read is said, never shown as "no runs".
     // The environment's runs, read once (on S3 each is a request): the last
     // one, the unfinished ones, or why they cannot be read.
-    let (listed, state_error) = match crate::runbook::journal::list_runs(&store, Some(&env.name)) {
+    let (listed, state_error) = match list_runs(store, Some(&env.name)) {
         Ok(l) => (l, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let last = listed.iter().find_map(|l| match l {
-        crate::runbook::journal::Listed::Run(r) => Some(r.as_ref().clone()),
-        crate::runbook::journal::Listed::Unreadable { .. } => None,
+        Listed::Run(r) => Some(r.as_ref().clone()),
+        Listed::Unreadable { .. } => None,
     });
-    let lock = crate::state::lock::read(&store, db.cluster_id());
-    let blocking: Vec<_> = listed.into_iter().filter(|l| l.blocks()).collect();
-    let redactor = Redactor::new(env.secrets());
-    if ctx.json() {
-        print_json(
-            &json!({
-                "env": env.name,
-                "database": info,
-                "snapshots": snaps,
-                "running_tasks": tasks,
-                "service": service,
-                "last_run": last,
-                "lock": lock.as_ref().ok().and_then(|l| l.as_ref().map(|(h, _)| h.clone())),
-                "unfinished_runs": blocking.iter().map(|l| l.run_id()).collect::<Vec<_>>(),
-                "state": store.describe(),
-                "state_error": state_error,
-            }),
-            &redactor,
-        );
-        return Ok(0);
-    }
-    match &info {
+    let lock = crate::state::lock::read(store, db.cluster_id());
+    let blocking = listed.into_iter().filter(|l| l.blocks()).collect();
+    Ok(EnvStatus { database, snapshots, tasks, service, last, lock, blocking, state_error })
+}
+
+fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) {
+    match &s.database {
         Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.state(), i.engine),
-        None => crate::outln!("database   {} DOES NOT EXIST", db.cluster_id()),
+        None => crate::outln!("database   {database} DOES NOT EXIST"),
     }
-    if snaps.is_empty() {
+    if s.snapshots.is_empty() {
         crate::outln!("snapshots  none");
     }
-    for s in &snaps {
-        let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
-        crate::outln!("snapshot   {} {} {}% {at}", s.id, s.status, s.percent);
+    for snap in &s.snapshots {
+        let at = snap.created_at.map(crate::output::timestamp).unwrap_or_default();
+        crate::outln!("snapshot   {} {} {}% {at}", snap.id, snap.status, snap.percent);
     }
-    if tasks.is_empty() {
+    if s.tasks.is_empty() {
         crate::outln!("migration  none running");
     }
-    for t in &tasks {
+    for t in &s.tasks {
         crate::outln!("migration  {} {}", t.id, t.status);
     }
-    if let Some(s) = &service {
-        crate::outln!("service    {} {}", s.id, s.status);
+    if let Some(svc) = &s.service {
+        crate::outln!("service    {} {}", svc.id, svc.status);
     }
-    match &last {
+    match &s.last {
         Some(r) => {
             crate::outln!(
                 "last run   {} {} {} (exit {})",
@@ -267,26 +299,17 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         }
         None => crate::outln!("last run   none"),
     }
-    if let Some(e) = &state_error {
+    if let Some(e) = &s.state_error {
         crate::outln!("state      UNREADABLE: {e} (runs and unfinished runs above are unknown)");
     }
-    match &lock {
+    match &s.lock {
         Ok(Some((h, _))) => crate::outln!("lock       held: {}", h.describe()),
         Ok(None) => crate::outln!("lock       free"),
         Err(e) => crate::outln!("lock       {e}"),
     }
-    for l in &blocking {
+    for l in &s.blocking {
         crate::outln!("unfinished {}", super::unfinished_message(env, l, 1));
     }
-    // What the cloud shows of a restore, whether or not any record survived.
-    if let Ok(picture) = crate::runbook::recover::look(&cloud).await
-        && (picture.original.is_none() || !picture.restored.is_empty() || !picture.failed.is_empty())
-    {
-        for line in crate::runbook::recover::lines(&picture, &env.name) {
-            crate::outln!("cloud      {line}");
-        }
-    }
-    Ok(0)
 }
 
 pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {

@@ -113,7 +113,7 @@ fn past_restore_minutes(history: &[RunRecord], env: &str) -> Option<u64> {
     history
         .iter()
         .filter(|r| r.env == env)
-        .filter_map(|r| r.step("restore"))
+        .filter_map(|r| r.step(crate::runbook::record::StepName::Restore))
         .filter(|s| s.status == StepStatus::Succeeded)
         .filter_map(|s| Some((s.ended_at?, (s.ended_at? - s.started_at?).num_seconds())))
         .max_by_key(|(ended, _)| *ended)

@@ -5,10 +5,10 @@ use chrono::Utc;
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
 use crate::config::{self, EnvConfig, ProviderKind, RestoreStrategy, RunnerKind, check_snapshot_id};
-use crate::output::{append_step_summary, render};
+use crate::output::append_step_summary;
 use crate::provider::Cloud;
 use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
-use crate::runbook::record::{RunOptions, RunRecord, is_run_of, new_run_id};
+use crate::runbook::record::{RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
 use crate::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
@@ -19,7 +19,7 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let options =
         RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, force: a.force, ..RunOptions::default() };
     let steps = plan::deploy_plan(env, &options).names();
-    start(ctx, env, "deploy", options, &steps).await
+    start(ctx, env, RunKind::Deploy, options, &steps).await
 }
 
 pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
@@ -29,7 +29,7 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     ctx.guard(env, "run the migration")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
     let steps = plan::migrate_plan(env, &options).names();
-    start(ctx, env, "migrate", options, &steps).await
+    start(ctx, env, RunKind::Migrate, options, &steps).await
 }
 
 /// `ferry rehearse`: the migration on a clone of the environment's database,
@@ -45,7 +45,7 @@ pub async fn rehearse(ctx: &Context, a: RehearseArgs) -> CmdResult {
     }
     let options = RunOptions { keep_clone: a.keep_clone, ..RunOptions::default() };
     let steps = plan::rehearse_plan(env, &options).names();
-    start(ctx, env, "rehearse", options, &steps).await
+    start(ctx, env, RunKind::Rehearse, options, &steps).await
 }
 
 /// What deploy and migrate refuse before touching anything (ARCHITECTURE.md promise 1):
@@ -87,7 +87,8 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
     let code =
-        start_with(ctx, Started { env, cloud, store: &store, run_id, command: "restore", options }, &steps).await?;
+        start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps)
+            .await?;
     if code == 0 {
         settle(&store, &resolves, &lock, &out);
     }
@@ -186,34 +187,28 @@ struct Started<'a> {
     cloud: Cloud,
     store: &'a crate::state::Store,
     run_id: String,
-    command: &'static str,
+    command: RunKind,
     options: RunOptions,
 }
 
 /// Deploy and migrate: the provider, the lock, no unfinished run, then the run.
-async fn start(
-    ctx: &Context,
-    env: &EnvConfig,
-    command: &'static str,
-    options: RunOptions,
-    steps: &[&str],
-) -> CmdResult {
+async fn start(ctx: &Context, env: &EnvConfig, command: RunKind, options: RunOptions, steps: &[StepName]) -> CmdResult {
     let cloud = ctx.cloud(env).await?;
     let store = ctx.store(env)?;
     let run_id = new_run_id(&env.name, Utc::now());
-    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), command)?;
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), command.as_str())?;
     ctx.refuse_unfinished(&store, env, cloud.database.cluster_id(), None)?;
     start_with(ctx, Started { env, cloud, store: &store, run_id, command, options }, steps).await
 }
 
 /// Write the run's first record (it must reach the state backend) and drive it.
 /// The caller holds the environment's lock.
-async fn start_with(ctx: &Context, s: Started<'_>, steps: &[&str]) -> CmdResult {
+async fn start_with(ctx: &Context, s: Started<'_>, steps: &[StepName]) -> CmdResult {
     let Started { env, cloud, store, run_id, command, options } = s;
     let out = ctx.reporter(Some(env));
     let mut record = RunRecord::new(run_id, &env.name, command, options, steps);
     record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
-    if command != "restore" {
+    if command != RunKind::Restore {
         record.image = env.migration.image.clone();
     }
     let journal = Journal::create(store, &record, out.redactor().clone())
@@ -256,6 +251,12 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     let store = ctx.store(env)?;
     let out = ctx.reporter(Some(env));
     let probe = read_run(&store, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
+    if let Some(name) = probe.unknown_name() {
+        return Err(CommandError::Usage(format!(
+            "run {run_id} was written by a newer ferry (it has `{name}`, which this ferry does not know); resume it \
+             with that ferry; nothing was done"
+        )));
+    }
     let mut check = probe.clone();
     if let Err(why) = prepare_resume(&mut check) {
         out.info(&why);
@@ -317,8 +318,9 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
 }
 
 fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
-    out.summary(&render::summary(record));
-    if let Err(e) = append_step_summary(record, out.redactor()) {
+    let report = crate::runbook::report::of(record);
+    out.summary(&report.summary());
+    if let Err(e) = append_step_summary(&report, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));
     }
     if ctx.json() {

@@ -154,7 +154,7 @@ fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
     }
     let restored_later = |snapshot: &str, after: chrono::DateTime<Utc>| {
         runs.iter().any(|r| {
-            r.command == "restore"
+            r.command == crate::runbook::record::RunKind::Restore
                 && r.outcome == Outcome::Succeeded
                 && r.started_at > after
                 && r.restore.as_ref().is_some_and(|x| x.snapshot_id == snapshot)

@@ -14,10 +14,14 @@ use std::time::Duration;
 
 pub use budget::{ApiBudget, DEFAULT_API_BUDGET};
 pub use image::{IMAGE_SOURCES, check_image};
-use raw::{Inherit, OneOrMany, RawAlembic, RawEnv, RawEnvValue, RawFile, RawRehearse};
+use raw::{
+    Inherit, OneOrMany, RawAlembic, RawDatabase, RawEnv, RawEnvValue, RawFile, RawHealth, RawMigration, RawRehearse,
+    RawService, RawTimeouts,
+};
 pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
-pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id, redact_url};
+use toml::Spanned;
+pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id};
 
 pub const FILE_NAME: &str = "ferry.toml";
 
@@ -229,7 +233,7 @@ fn ser_opt_db_url<S: serde::Serializer>(u: &Option<DbUrl>, s: S) -> Result<S::Ok
 fn ser_db_url<S: serde::Serializer>(u: &DbUrl, s: S) -> Result<S::Ok, S::Error> {
     match u {
         DbUrl::Sqlite(p) => s.serialize_str(&format!("sqlite://{p}")),
-        DbUrl::Postgres(url) => s.serialize_str(&redact_url(url)),
+        DbUrl::Postgres(url) => s.serialize_str(&crate::db_url::redact(url)),
     }
 }
 
@@ -336,7 +340,7 @@ impl EnvConfig {
         match &self.database {
             DatabaseConfig::Cluster(t) => t.raw.clone(),
             DatabaseConfig::Url(DbUrl::Sqlite(p)) => p.clone(),
-            DatabaseConfig::Url(DbUrl::Postgres(u)) => redact_url(u),
+            DatabaseConfig::Url(DbUrl::Postgres(u)) => crate::db_url::redact(u),
         }
     }
 
@@ -364,11 +368,7 @@ impl EnvConfig {
                 _ => None,
             },
         ];
-        for u in urls.into_iter().flatten() {
-            if let Some(p) = url::Url::parse(u).ok().and_then(|u| u.password().map(str::to_string)) {
-                out.push(p);
-            }
-        }
+        out.extend(urls.into_iter().flatten().flat_map(crate::db_url::passwords));
         out
     }
 }
@@ -507,178 +507,20 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         )));
     }
     let provider = raw.provider.unwrap_or(ProviderKind::Aws);
-    let prefix_span = raw.snapshot_prefix.as_ref().map(|s| s.span());
-    let prefix_raw = raw.snapshot_prefix.map(|s| s.into_inner()).unwrap_or_else(|| DEFAULT_PREFIX.into());
-    let snapshot_prefix = prefix_raw.replace("{project}", project).replace("{env}", name);
-    // The prefix is followed by -yyyymmdd-hhmmss-<run hex>: check a full id now.
-    check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000-abcd")).map_err(|e| {
-        (
-            prefix_span.clone(),
-            format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"),
-        )
-    })?;
-
-    let t = raw.timeouts.unwrap_or_default();
-    let timeouts = Timeouts {
-        snapshot: t.snapshot.map_or(Duration::from_secs(3600), |d| d.0),
-        migration: t.migration.map_or(Duration::from_secs(1800), |d| d.0),
-        restore: t.restore.map_or(Duration::from_secs(5400), |d| d.0),
-        service: t.service.map_or(Duration::from_secs(1200), |d| d.0),
-    };
-
-    let db = raw.database.unwrap_or_default();
-    let mut database_url = None;
-    let database = match (provider, db.cluster, db.url) {
-        (ProviderKind::Local, Some(_), Some(_)) => {
-            return Err(err("database has both `cluster` and `url`; provider \"local\" takes only `url`".into()));
-        }
-        (ProviderKind::Aws, Some(_), Some(DbUrl::Sqlite(_))) => {
-            return Err(err("database.url next to database.cluster must be a postgres:// URL reaching the cluster (e.g. through a bastion tunnel)".into()));
-        }
-        (ProviderKind::Aws, Some(c), url) => {
-            database_url = url;
-            DatabaseConfig::Cluster(c)
-        }
-        (ProviderKind::Local, None, Some(u)) => DatabaseConfig::Url(u),
-        (ProviderKind::Aws, _, _) => {
-            return Err(err("missing database.cluster (the Aurora DB cluster identifier), e.g. database = { cluster = \"app-prod\" } (database.url alone is for provider = \"local\"; on aws it goes next to cluster)".into()));
-        }
-        (ProviderKind::Local, _, _) => {
-            return Err(err("missing database.url, e.g. database = { url = \"sqlite://./app.db\" } or \"postgres://user@127.0.0.1/app\"".into()));
-        }
-    };
-
-    let m = raw.migration.unwrap_or_default();
-    let runner = m.runner.unwrap_or(match provider {
-        ProviderKind::Aws => RunnerKind::Ecs,
-        ProviderKind::Local => RunnerKind::Command,
-    });
-    match (provider, runner) {
-        (ProviderKind::Local, RunnerKind::Command) | (ProviderKind::Aws, RunnerKind::Ecs | RunnerKind::Apprunner) => {}
-        (ProviderKind::Local, _) => {
-            return Err(err(format!(
-                "migration.runner = {:?} needs provider = \"aws\"; the local provider runs runner = \"command\"",
-                kebab(&runner)
-            )));
-        }
-        (ProviderKind::Aws, _) => {
-            return Err(err(
-                "migration.runner = \"command\" is for provider = \"local\"; on aws use \"ecs\" or \"apprunner\""
-                    .into(),
-            ));
-        }
-    }
-    let command = m.command.unwrap_or_default();
-    if runner == RunnerKind::Apprunner && (!command.is_empty() || m.env.as_ref().is_some_and(|e| !e.is_empty())) {
-        return Err(err("runner \"apprunner\" migrates in the app's own start-up (a deployment of the service): \
-             migration.command and migration.env are not used; remove them"
-            .into()));
-    }
-    if runner != RunnerKind::Apprunner && command.is_empty() {
-        return Err(err("missing migration.command, e.g. command = [\"alembic\", \"upgrade\", \"head\"]".into()));
-    }
-    if command.first().is_some_and(|c| c.trim().is_empty()) {
-        return Err(err(
-            "migration.command starts with an empty program name; name the program first, e.g. [\"alembic\", \"upgrade\", \"head\"]"
-                .into(),
-        ));
-    }
-    let ecs = if runner == RunnerKind::Ecs {
-        fn need<T>(v: Option<T>, key: &str) -> Result<T, EnvError> {
-            v.ok_or_else(|| (None, format!("runner \"ecs\" needs migration.{key}")))
-        }
-        Some(EcsConfig {
-            cluster: need(m.cluster, "cluster")?,
-            task_definition: need(m.task_definition, "task_definition")?,
-            subnets: need(m.subnets, "subnets")?,
-            security_groups: need(m.security_groups, "security_groups")?,
-            assign_public_ip: m.assign_public_ip.unwrap_or(false),
-            container: need(m.container, "container")?,
-        })
-    } else {
-        for (key, set) in [
-            ("cluster", m.cluster.is_some()),
-            ("task_definition", m.task_definition.is_some()),
-            ("subnets", m.subnets.is_some()),
-            ("security_groups", m.security_groups.is_some()),
-            ("container", m.container.is_some()),
-        ] {
-            if set {
-                return Err(err(format!("migration.{key} only applies to runner = \"ecs\"")));
-            }
-        }
-        None
-    };
-    let env = m
-        .env
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                RawEnvValue::Plain(value) => EnvValue { value, secret: false },
-                RawEnvValue::Detailed(d) => EnvValue { value: d.value, secret: d.secret },
-            };
-            (k, v)
-        })
-        .collect::<BTreeMap<_, _>>();
-    if let Some(k) = env.keys().find(|k| !is_env_name(k)) {
-        return Err(err(format!(
-            "migration.env key {k:?} is not an environment variable name: use letters, digits and underscores, not starting with a digit (the value goes on the right of =)"
-        )));
-    }
-    if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL" && provider == ProviderKind::Local) {
-        return Err(err(format!("migration.env.{k} is set by ferry from database.url; remove it")));
-    }
-
-    let service = match raw.service {
-        None => None,
-        Some(_) if provider == ProviderKind::Local => {
-            return Err(err(
-                "[service] (App Runner) needs provider = \"aws\"; the local provider has no app service".into()
-            ));
-        }
-        Some(s) => Some(ServiceConfig {
-            apprunner_arn: s.apprunner_arn.ok_or_else(|| err("service needs apprunner_arn".into()))?,
-            database_url_var: s.database_url_var.unwrap_or_else(|| "DATABASE_URL".into()),
-        }),
-    };
-    if runner == RunnerKind::Apprunner && service.is_none() {
-        return Err(err("runner \"apprunner\" needs service = { apprunner_arn = \"...\" }".into()));
-    }
-    if runner == RunnerKind::Apprunner && raw.restore_strategy == Some(RestoreStrategy::NewCluster) {
-        return Err(err(APPRUNNER_NEW_CLUSTER.into()));
-    }
-    let health = match raw.health {
-        None => None,
-        Some(h) => {
-            let url = h.url.ok_or_else(|| err("health needs url".into()))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(err(format!("health.url {url:?} must start with http:// or https://")));
-            }
-            Some(HealthConfig {
-                url,
-                expect_status: h.expect_status.unwrap_or(200),
-                timeout: h.timeout.map_or(Duration::from_secs(300), |d| d.0),
-            })
-        }
-    };
+    let snapshot_prefix = snapshot_prefix(project, name, raw.snapshot_prefix)?;
+    let (database, database_url) = database(provider, raw.database.unwrap_or_default())?;
+    let mut m = raw.migration.unwrap_or_default();
+    let runner = runner(provider, m.runner)?;
+    let command = command(runner, &mut m)?;
+    let ecs = ecs(runner, &mut m)?;
+    let env = migration_env(provider, m.env.take())?;
+    let service = service(provider, runner, raw.service, raw.restore_strategy)?;
+    let health = health(raw.health)?;
     if provider == ProviderKind::Local && raw.stack.is_some() {
         return Err(err("stack (CloudFormation) needs provider = \"aws\"".into()));
     }
-    let alembic = match m.alembic {
-        None => None,
-        Some(a) => Some(alembic_config(a)?),
-    };
-    let image = match m.image {
-        None => None,
-        Some(_) if runner == RunnerKind::Command => {
-            return Err(err("migration.image needs runner = \"ecs\" or \"apprunner\"; runner = \"command\" runs a local command, not an image".into()));
-        }
-        Some(i) => {
-            check_image(i.get_ref()).map_err(|e| (Some(i.span()), format!("migration.image: {e}")))?;
-            Some(i.into_inner())
-        }
-    };
+    let alembic = m.alembic.map(alembic_config).transpose()?;
+    let image = image(runner, m.image)?;
     let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
     let api_budget = budget::api_budget(raw.api_budget)?;
     let cfg = EnvConfig {
@@ -690,7 +532,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         confirm: raw.confirm.unwrap_or(false),
         restore_on_failure: raw.restore_on_failure.unwrap_or(RestoreOnFailure::Auto),
         restore_strategy: raw.restore_strategy.unwrap_or(RestoreStrategy::Rename),
-        timeouts,
+        timeouts: timeouts(raw.timeouts.unwrap_or_default()),
         stack: raw.stack,
         database,
         database_url,
@@ -707,6 +549,207 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         return Err(err(format!("${{output:{first}}} is used but no `stack` is set to read outputs from")));
     }
     Ok(cfg)
+}
+
+/// `snapshot_prefix` with `{project}` and `{env}` filled in, checked as the start of a snapshot id.
+fn snapshot_prefix(project: &str, name: &str, raw: Option<Spanned<String>>) -> Result<String, EnvError> {
+    let prefix_span = raw.as_ref().map(|s| s.span());
+    let prefix_raw = raw.map(|s| s.into_inner()).unwrap_or_else(|| DEFAULT_PREFIX.into());
+    let snapshot_prefix = prefix_raw.replace("{project}", project).replace("{env}", name);
+    // The prefix is followed by -yyyymmdd-hhmmss-<run hex>: check a full id now.
+    check_snapshot_id(&format!("{snapshot_prefix}-20260101-000000-abcd")).map_err(|e| {
+        (
+            prefix_span,
+            format!("snapshot_prefix {prefix_raw:?} renders to {snapshot_prefix:?}, which is not usable: {e}"),
+        )
+    })?;
+    Ok(snapshot_prefix)
+}
+
+fn timeouts(t: RawTimeouts) -> Timeouts {
+    Timeouts {
+        snapshot: t.snapshot.map_or(Duration::from_secs(3600), |d| d.0),
+        migration: t.migration.map_or(Duration::from_secs(1800), |d| d.0),
+        restore: t.restore.map_or(Duration::from_secs(5400), |d| d.0),
+        service: t.service.map_or(Duration::from_secs(1200), |d| d.0),
+    }
+}
+
+/// `database`: a cluster (aws, optionally with a session URL) or a URL (local).
+fn database(provider: ProviderKind, db: RawDatabase) -> Result<(DatabaseConfig, Option<DbUrl>), EnvError> {
+    let err = |msg: &str| Err((None, msg.to_string()));
+    match (provider, db.cluster, db.url) {
+        (ProviderKind::Local, Some(_), Some(_)) => {
+            err("database has both `cluster` and `url`; provider \"local\" takes only `url`")
+        }
+        (ProviderKind::Aws, Some(_), Some(DbUrl::Sqlite(_))) => err(
+            "database.url next to database.cluster must be a postgres:// URL reaching the cluster (e.g. through a bastion tunnel)",
+        ),
+        (ProviderKind::Aws, Some(c), url) => Ok((DatabaseConfig::Cluster(c), url)),
+        (ProviderKind::Local, None, Some(u)) => Ok((DatabaseConfig::Url(u), None)),
+        (ProviderKind::Aws, _, _) => err(
+            "missing database.cluster (the Aurora DB cluster identifier), e.g. database = { cluster = \"app-prod\" } (database.url alone is for provider = \"local\"; on aws it goes next to cluster)",
+        ),
+        (ProviderKind::Local, _, _) => err(
+            "missing database.url, e.g. database = { url = \"sqlite://./app.db\" } or \"postgres://user@127.0.0.1/app\"",
+        ),
+    }
+}
+
+/// `migration.runner`, defaulted by provider, and checked against it.
+fn runner(provider: ProviderKind, runner: Option<RunnerKind>) -> Result<RunnerKind, EnvError> {
+    let runner = runner.unwrap_or(match provider {
+        ProviderKind::Aws => RunnerKind::Ecs,
+        ProviderKind::Local => RunnerKind::Command,
+    });
+    match (provider, runner) {
+        (ProviderKind::Local, RunnerKind::Command) | (ProviderKind::Aws, RunnerKind::Ecs | RunnerKind::Apprunner) => {
+            Ok(runner)
+        }
+        (ProviderKind::Local, _) => Err((
+            None,
+            format!(
+                "migration.runner = {:?} needs provider = \"aws\"; the local provider runs runner = \"command\"",
+                runner.as_str()
+            ),
+        )),
+        (ProviderKind::Aws, _) => Err((
+            None,
+            "migration.runner = \"command\" is for provider = \"local\"; on aws use \"ecs\" or \"apprunner\"".into(),
+        )),
+    }
+}
+
+/// `migration.command`: required, except for App Runner, which takes neither it nor `migration.env`.
+fn command(runner: RunnerKind, m: &mut RawMigration) -> Result<Vec<String>, EnvError> {
+    let err = |msg: &str| Err((None, msg.to_string()));
+    let command = m.command.take().unwrap_or_default();
+    if runner == RunnerKind::Apprunner && (!command.is_empty() || m.env.as_ref().is_some_and(|e| !e.is_empty())) {
+        return err("runner \"apprunner\" migrates in the app's own start-up (a deployment of the service): \
+             migration.command and migration.env are not used; remove them");
+    }
+    if runner != RunnerKind::Apprunner && command.is_empty() {
+        return err("missing migration.command, e.g. command = [\"alembic\", \"upgrade\", \"head\"]");
+    }
+    if command.first().is_some_and(|c| c.trim().is_empty()) {
+        return err(
+            "migration.command starts with an empty program name; name the program first, e.g. [\"alembic\", \"upgrade\", \"head\"]",
+        );
+    }
+    Ok(command)
+}
+
+/// The `ecs` keys of `migration`: all set for runner = "ecs", none otherwise.
+fn ecs(runner: RunnerKind, m: &mut RawMigration) -> Result<Option<EcsConfig>, EnvError> {
+    fn need<T>(v: Option<T>, key: &str) -> Result<T, EnvError> {
+        v.ok_or_else(|| (None, format!("runner \"ecs\" needs migration.{key}")))
+    }
+    if runner == RunnerKind::Ecs {
+        return Ok(Some(EcsConfig {
+            cluster: need(m.cluster.take(), "cluster")?,
+            task_definition: need(m.task_definition.take(), "task_definition")?,
+            subnets: need(m.subnets.take(), "subnets")?,
+            security_groups: need(m.security_groups.take(), "security_groups")?,
+            assign_public_ip: m.assign_public_ip.unwrap_or(false),
+            container: need(m.container.take(), "container")?,
+        }));
+    }
+    for (key, set) in [
+        ("cluster", m.cluster.is_some()),
+        ("task_definition", m.task_definition.is_some()),
+        ("subnets", m.subnets.is_some()),
+        ("security_groups", m.security_groups.is_some()),
+        ("container", m.container.is_some()),
+    ] {
+        if set {
+            return Err((None, format!("migration.{key} only applies to runner = \"ecs\"")));
+        }
+    }
+    Ok(None)
+}
+
+/// `migration.env`: variable names only, and never DATABASE_URL locally (ferry sets it).
+fn migration_env(
+    provider: ProviderKind,
+    raw: Option<BTreeMap<String, RawEnvValue>>,
+) -> Result<BTreeMap<String, EnvValue>, EnvError> {
+    let env = raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                RawEnvValue::Plain(value) => EnvValue { value, secret: false },
+                RawEnvValue::Detailed(d) => EnvValue { value: d.value, secret: d.secret },
+            };
+            (k, v)
+        })
+        .collect::<BTreeMap<_, _>>();
+    if let Some(k) = env.keys().find(|k| !is_env_name(k)) {
+        return Err((
+            None,
+            format!(
+                "migration.env key {k:?} is not an environment variable name: use letters, digits and underscores, not starting with a digit (the value goes on the right of =)"
+            ),
+        ));
+    }
+    if let Some(k) = env.keys().find(|k| k.as_str() == "DATABASE_URL" && provider == ProviderKind::Local) {
+        return Err((None, format!("migration.env.{k} is set by ferry from database.url; remove it")));
+    }
+    Ok(env)
+}
+
+/// `service` (App Runner): aws only, and required by runner = "apprunner".
+fn service(
+    provider: ProviderKind,
+    runner: RunnerKind,
+    raw: Option<RawService>,
+    strategy: Option<RestoreStrategy>,
+) -> Result<Option<ServiceConfig>, EnvError> {
+    let err = |msg: String| (None, msg);
+    let service = match raw {
+        None => None,
+        Some(_) if provider == ProviderKind::Local => {
+            return Err(err(
+                "[service] (App Runner) needs provider = \"aws\"; the local provider has no app service".into()
+            ));
+        }
+        Some(s) => Some(ServiceConfig {
+            apprunner_arn: s.apprunner_arn.ok_or_else(|| err("service needs apprunner_arn".into()))?,
+            database_url_var: s.database_url_var.unwrap_or_else(|| "DATABASE_URL".into()),
+        }),
+    };
+    if runner == RunnerKind::Apprunner && service.is_none() {
+        return Err(err("runner \"apprunner\" needs service = { apprunner_arn = \"...\" }".into()));
+    }
+    if runner == RunnerKind::Apprunner && strategy == Some(RestoreStrategy::NewCluster) {
+        return Err(err(APPRUNNER_NEW_CLUSTER.into()));
+    }
+    Ok(service)
+}
+
+fn health(raw: Option<RawHealth>) -> Result<Option<HealthConfig>, EnvError> {
+    let Some(h) = raw else { return Ok(None) };
+    let url = h.url.ok_or_else(|| (None, "health needs url".to_string()))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err((None, format!("health.url {url:?} must start with http:// or https://")));
+    }
+    Ok(Some(HealthConfig {
+        url,
+        expect_status: h.expect_status.unwrap_or(200),
+        timeout: h.timeout.map_or(Duration::from_secs(300), |d| d.0),
+    }))
+}
+
+/// `migration.image`: a well-formed reference, for the runners that run an image.
+fn image(runner: RunnerKind, raw: Option<Spanned<String>>) -> Result<Option<String>, EnvError> {
+    match raw {
+        None => Ok(None),
+        Some(_) if runner == RunnerKind::Command => Err((None, "migration.image needs runner = \"ecs\" or \"apprunner\"; runner = \"command\" runs a local command, not an image".into())),
+        Some(i) => {
+            check_image(i.get_ref()).map_err(|e| (Some(i.span()), format!("migration.image: {e}")))?;
+            Ok(Some(i.into_inner()))
+        }
+    }
 }
 
 /// `migration.alembic`: at least one versions directory, and a version table
@@ -751,10 +794,6 @@ fn alembic_config(a: RawAlembic) -> Result<AlembicConfig, EnvError> {
 fn is_env_name(k: &str) -> bool {
     k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn kebab<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -49,6 +49,17 @@ pub enum RunnerKind {
     Command,
 }
 
+impl RunnerKind {
+    /// As ferry.toml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerKind::Ecs => "ecs",
+            RunnerKind::Apprunner => "apprunner",
+            RunnerKind::Command => "command",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEnv {

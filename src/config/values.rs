@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 /// A duration written like `30m`, `1h30m`, `45s`, `500ms` or `2d`.
+///
+/// The grammar is ferry's own (docs/config.md, "Durations"), narrower than the
+/// `humantime` crate's, which also reads `5 minutes`, `1min` and `2weeks` (all
+/// refused here, with a hint) and displays `1h 30m` and `2days` where `plan`
+/// prints `1h30m` and `2d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
@@ -225,12 +230,15 @@ impl DbUrl {
             }
             Ok(DbUrl::Sqlite(path.to_string()))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            if let Some((_, mode)) = url_query(s).into_iter().rev().find(|(k, _)| k == "sslmode") {
-                SslMode::parse(&mode).map_err(|e| format!("database url {}: {e}", redact_url(s)))?;
+            if let Some((_, mode)) = crate::db_url::query(s).into_iter().rev().find(|(k, _)| k == "sslmode") {
+                SslMode::parse(&mode).map_err(|e| format!("database url {}: {e}", crate::db_url::redact(s)))?;
             }
             Ok(DbUrl::Postgres(s.to_string()))
         } else {
-            Err(format!("invalid database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB", redact_url(s)))
+            Err(format!(
+                "invalid database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+                crate::db_url::redact(s)
+            ))
         }
     }
 }
@@ -282,68 +290,6 @@ impl fmt::Display for SslMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The `key=value` parameters of a URL's query, percent-decoded as libpq does
-/// (`+` stays `+`). A key without `=` has an empty value.
-pub fn url_query(url: &str) -> Vec<(String, String)> {
-    let Some((_, query)) = url.split_once('?') else { return Vec::new() };
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// `%XX` escapes decoded; anything else (a stray `%` included) kept as written.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Replace the password of every `scheme://user:password@host` in `text` with
-/// `***` (a whole URL, or URLs inside a line of output).
-pub fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first character that cannot be in it.
-        let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon + 1]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// RDS DB cluster snapshot identifier rules: 1–63 characters, ASCII letters,
@@ -431,21 +377,5 @@ mod tests {
         assert!(e.contains("unknown sslmode \"verify-fll\"") && e.contains("verify-full"), "{e}");
         assert!(e.contains("u:***@h") && !e.contains("pw"), "the password never shows: {e}");
         assert!(DbUrl::parse("postgres://u@h/db?sslmode=ver%69fy-ca").is_ok(), "percent-decoded like libpq");
-    }
-
-    #[test]
-    fn url_queries_are_percent_decoded() {
-        assert_eq!(
-            url_query("postgres://h/db?sslrootcert=%2Ftmp%2Fa+b.pem&flag&x=%zz"),
-            [("sslrootcert".into(), "/tmp/a+b.pem".into()), ("flag".into(), String::new()), ("x".into(), "%zz".into())]
-        );
-        assert!(url_query("postgres://h/db").is_empty());
-    }
-
-    #[test]
-    fn urls_lose_their_password() {
-        assert_eq!(redact_url("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
-        assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
-        assert_eq!(redact_url("sqlite://./app.db"), "sqlite://./app.db");
     }
 }

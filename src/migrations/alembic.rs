@@ -64,94 +64,111 @@ struct Token {
 /// decoded enough for revision ids (escapes kept literally but for `\\`, `\'`
 /// and `\"`); comments and backslash continuations are dropped.
 fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut line = 1;
-    let mut depth: usize = 0;
-    let mut line_start = true;
-    let mut column = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
+    let mut lx =
+        Lexer { chars: text.chars().collect(), i: 0, line: 1, depth: 0, line_start: true, column: 0, out: Vec::new() };
+    while lx.i < lx.chars.len() {
+        if lx.skip_layout() {
+            continue;
+        }
+        let at_margin = lx.line_start && lx.column == 0 && lx.depth == 0;
+        lx.line_start = false;
+        lx.token(at_margin)?;
+        lx.column += 1;
+    }
+    if lx.out.last().is_some_and(|t| t.tok != Tok::Newline) {
+        lx.out.push(Token { tok: Tok::Newline, line: lx.line, at_margin: false });
+    }
+    Ok(lx.out)
+}
+
+/// Where `tokenize` is in the source.
+struct Lexer {
+    chars: Vec<char>,
+    i: usize,
+    line: usize,
+    /// Open brackets: a newline inside them does not end the statement.
+    depth: usize,
+    line_start: bool,
+    column: usize,
+    out: Vec<Token>,
+}
+
+impl Lexer {
+    /// Newlines, comments, continuations and blanks: consumed, and `true`, when one is next.
+    fn skip_layout(&mut self) -> bool {
+        let (chars, i) = (&self.chars, self.i);
+        match chars[i] {
             '\n' => {
-                if depth == 0 && out.last().is_some_and(|t: &Token| t.tok != Tok::Newline) {
-                    out.push(Token { tok: Tok::Newline, line, at_margin: false });
+                if self.depth == 0 && self.out.last().is_some_and(|t: &Token| t.tok != Tok::Newline) {
+                    self.out.push(Token { tok: Tok::Newline, line: self.line, at_margin: false });
                 }
-                line += 1;
-                i += 1;
-                if depth == 0 {
-                    line_start = true;
+                self.line += 1;
+                self.i += 1;
+                if self.depth == 0 {
+                    self.line_start = true;
                 }
-                column = 0;
-                continue;
+                self.column = 0;
             }
             '#' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
+                while self.i < self.chars.len() && self.chars[self.i] != '\n' {
+                    self.i += 1;
                 }
-                continue;
             }
-            '\\' if chars.get(i + 1) == Some(&'\n') => {
-                // Explicit line joining: the statement continues.
-                i += 2;
-                line += 1;
-                column = 1; // not at the margin
-                continue;
-            }
-            '\\' if chars.get(i + 1) == Some(&'\r') && chars.get(i + 2) == Some(&'\n') => {
-                i += 3;
-                line += 1;
-                column = 1;
-                continue;
-            }
+            // Explicit line joining: the statement continues, not at the margin.
+            '\\' if chars.get(i + 1) == Some(&'\n') => self.join_line(2),
+            '\\' if chars.get(i + 1) == Some(&'\r') && chars.get(i + 2) == Some(&'\n') => self.join_line(3),
             c if c.is_whitespace() => {
-                i += 1;
-                column += 1;
-                continue;
+                self.i += 1;
+                self.column += 1;
             }
-            _ => {}
+            _ => return false,
         }
-        let at_margin = line_start && column == 0 && depth == 0;
-        line_start = false;
-        let start_line = line;
+        true
+    }
+
+    fn join_line(&mut self, len: usize) {
+        self.i += len;
+        self.line += 1;
+        self.column = 1;
+    }
+
+    /// A name, a string (with its prefix) or an operator.
+    fn token(&mut self, at_margin: bool) -> Result<(), ParseError> {
+        let c = self.chars[self.i];
+        let start_line = self.line;
         if c.is_alphabetic() || c == '_' {
-            let begin = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
+            let begin = self.i;
+            while self.i < self.chars.len() && (self.chars[self.i].is_alphanumeric() || self.chars[self.i] == '_') {
+                self.i += 1;
             }
-            let word: String = chars[begin..i].iter().collect();
+            let word: String = self.chars[begin..self.i].iter().collect();
             // A string prefix (r, b, u, f, rb, ...) directly before a quote.
             let is_prefix = word.len() <= 2 && word.chars().all(|p| "rRbBuUfF".contains(p));
-            if is_prefix && i < chars.len() && (chars[i] == '"' || chars[i] == '\'') {
-                let raw = word.contains(['r', 'R']);
-                let (value, next, lines) = read_string(&chars, i, raw, start_line)?;
-                out.push(Token { tok: Tok::Str(value), line: start_line, at_margin });
-                i = next;
-                line += lines;
-            } else {
-                out.push(Token { tok: Tok::Name(word), line: start_line, at_margin });
+            if is_prefix && matches!(self.chars.get(self.i), Some('"' | '\'')) {
+                return self.string(word.contains(['r', 'R']), at_margin);
             }
+            self.out.push(Token { tok: Tok::Name(word), line: start_line, at_margin });
         } else if c == '"' || c == '\'' {
-            let (value, next, lines) = read_string(&chars, i, false, start_line)?;
-            out.push(Token { tok: Tok::Str(value), line: start_line, at_margin });
-            i = next;
-            line += lines;
+            return self.string(false, at_margin);
         } else {
             match c {
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                '(' | '[' | '{' => self.depth += 1,
+                ')' | ']' | '}' => self.depth = self.depth.saturating_sub(1),
                 _ => {}
             }
-            out.push(Token { tok: Tok::Op(c), line: start_line, at_margin });
-            i += 1;
+            self.out.push(Token { tok: Tok::Op(c), line: start_line, at_margin });
+            self.i += 1;
         }
-        column += 1;
+        Ok(())
     }
-    if out.last().is_some_and(|t| t.tok != Tok::Newline) {
-        out.push(Token { tok: Tok::Newline, line, at_margin: false });
+
+    fn string(&mut self, raw: bool, at_margin: bool) -> Result<(), ParseError> {
+        let (value, next, lines) = read_string(&self.chars, self.i, raw, self.line)?;
+        self.out.push(Token { tok: Tok::Str(value), line: self.line, at_margin });
+        self.i = next;
+        self.line += lines;
+        Ok(())
     }
-    Ok(out)
 }
 
 /// A string literal starting at `chars[start]` (the quote). Returns its value,

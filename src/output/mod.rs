@@ -4,9 +4,8 @@
 //! final summary. Results (`--output json`) go to stdout, and under GitHub
 //! Actions a markdown summary goes to `$GITHUB_STEP_SUMMARY`.
 
-mod github;
 mod redact;
-pub mod render;
+mod report;
 pub mod shell;
 
 use std::io::{IsTerminal, Write};
@@ -15,8 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-pub use github::append_step_summary;
 pub use redact::Redactor;
+pub use report::{Fact, Report, Span, StepRow, append_step_summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -311,19 +310,5 @@ mod tests {
         let end = out.find("::endgroup::").expect("group closed");
         assert!(end < out.find("was interrupted").unwrap(), "{out}");
         assert_eq!(out.matches("::endgroup::").count(), 1, "closed once: {out}");
-    }
-
-    #[test]
-    fn the_step_summary_names_the_image_and_the_revision() {
-        let mut r = crate::runbook::record::RunRecord::new("prod-1".into(), "prod", "deploy", Default::default(), &[]);
-        r.image = Some("app@sha256:abc".into());
-        r.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8".into());
-        let md = github::markdown(&r);
-        assert!(md.contains("- image: `app@sha256:abc`"), "{md}");
-        assert!(md.contains("- task definition: `arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8`"), "{md}");
-        let text = render::summary(&r).join("\n");
-        assert!(text.contains(
-            "image:    app@sha256:abc (task definition arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8)"
-        ));
     }
 }

@@ -1,4 +1,4 @@
-//! Invariant 5: secrets never reach stdout, stderr, the journal or a step summary.
+//! ARCHITECTURE.md promise 5: secrets never reach stdout, stderr, the journal or a step summary.
 //! Every text ferry writes passes through one [`Redactor`].
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ impl Redactor {
             .into_iter()
             .filter(|s| !s.is_empty())
             .flat_map(|s| {
-                let decoded = percent_decode(&s);
+                let decoded = crate::db_url::decode(&s);
                 let mut forms = vec![s.clone()];
                 for base in [&s, &decoded] {
                     forms.push(base.clone());
@@ -47,7 +47,7 @@ impl Redactor {
                 out = out.replace(s.as_str(), MASK);
             }
         }
-        crate::config::redact_url(&out)
+        crate::db_url::redact(&out)
     }
 
     /// Like [`Redactor::clean`] for JSON text, where secrets appear escaped.
@@ -65,37 +65,17 @@ impl Redactor {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
-}
-
-/// Encode every byte outside RFC 3986's unreserved set.
+/// `s` percent-encoded with upper- or lower-case hex.
 fn percent_encode(s: &str, lower: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else if lower {
-            out.push_str(&format!("%{b:02x}"));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    let upper = crate::db_url::encode(s);
+    if !lower {
+        return upper;
+    }
+    let mut out = String::with_capacity(upper.len());
+    let mut hex_left = 0u8;
+    for c in upper.chars() {
+        out.push(if hex_left > 0 { c.to_ascii_lowercase() } else { c });
+        hex_left = if c == '%' { 2 } else { hex_left.saturating_sub(1) };
     }
     out
 }

@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Diagnosis, Finding, PResult, ProviderError, Session, tls};
-use crate::config::{DbUrl, ProviderKind, redact_url};
+use crate::config::{DbUrl, ProviderKind};
+use crate::output::Redactor;
 
 /// The session for a database URL; relative SQLite paths are relative to
 /// `base_dir`; `provider` decides TLS when the URL has no `sslmode`.
@@ -46,12 +48,13 @@ pub struct PgSession {
     settings: tls::Settings,
     /// The URL as shown (password masked), for messages.
     shown: String,
-    password: Option<String>,
+    /// Masks the URL's password, in every form, in messages.
+    redactor: Redactor,
 }
 
 impl PgSession {
     pub fn new(url: &str, provider: ProviderKind) -> PResult<Self> {
-        let shown = redact_url(url);
+        let shown = crate::db_url::redact(url);
         // tls::target's errors never repeat the URL, so they cannot hold its password.
         let tls::Target { mut config, settings, connector } =
             tls::target(url, provider).map_err(|e| ProviderError::Rejected(format!("database.url {shown}: {e}")))?;
@@ -59,21 +62,13 @@ impl PgSession {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("ferry (read-only check)");
-        let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).filter(|p| !p.is_empty());
-        Ok(PgSession { config, tls: connector, settings, shown, password })
-    }
-
-    fn scrub(&self, text: &str) -> String {
-        let text = redact_url(text);
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text,
-        }
+        let redactor = Redactor::new(crate::db_url::passwords(url));
+        Ok(PgSession { config, tls: connector, settings, shown, redactor })
     }
 
     fn err(&self, what: &str, e: &tokio_postgres::Error) -> ProviderError {
         if let Some(msg) = tls::explain(&self.settings, e) {
-            return ProviderError::Other(self.scrub(&format!("{what} ({}): {msg}", self.shown)));
+            return ProviderError::Other(self.redactor.clean(&format!("{what} ({}): {msg}", self.shown)));
         }
         let mut msg = match e.as_db_error() {
             Some(db) => db.message().to_string(),
@@ -84,7 +79,7 @@ impl PgSession {
             msg.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        let msg = self.scrub(&format!("{what} ({}): {msg}", self.shown));
+        let msg = self.redactor.clean(&format!("{what} ({}): {msg}", self.shown));
         match e.code() {
             Some(c) if *c == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
                 ProviderError::AccessDenied(msg)
@@ -113,16 +108,17 @@ struct Who {
     query: Option<String>,
 }
 
-const WHO: &str = "a.pid, a.usename::text, a.application_name, host(a.client_addr), a.state, a.query";
+const WHO: &str = "a.pid, a.usename::text AS usename, a.application_name, host(a.client_addr) AS client_addr, \
+                   a.state, a.query";
 
 fn who(row: &Row) -> Who {
     Who {
-        pid: row.get(0),
-        user: row.get(1),
-        application_name: row.get::<_, Option<String>>(2).filter(|s| !s.is_empty()),
-        client_addr: row.get(3),
-        state: row.get(4),
-        query: row.get::<_, Option<String>>(5).map(|q| q.trim().to_string()),
+        pid: row.get("pid"),
+        user: row.get("usename"),
+        application_name: row.get::<_, Option<String>>("application_name").filter(|s| !s.is_empty()),
+        client_addr: row.get("client_addr"),
+        state: row.get("state"),
+        query: row.get::<_, Option<String>>("query").map(|q| q.trim().to_string()),
     }
 }
 
@@ -184,201 +180,214 @@ impl Session for PgSession {
 
     async fn diagnose(&self, threshold: Duration, lag_threshold: Duration) -> PResult<Diagnosis> {
         let client = self.connect().await?;
-        let q = |what: &'static str| move |e: tokio_postgres::Error| self.err(what, &e);
         let server = client
-            .query_one("SELECT current_setting('server_version'), pg_is_in_recovery(), current_database()", &[])
+            .query_one(
+                "SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS standby, \
+                 current_database() AS database",
+                &[],
+            )
             .await
-            .map_err(q("cannot read the server version"))?;
-        let version: String = server.get(0);
-        let standby: bool = server.get(1);
-        let database: String = server.get(2);
-        let limit = threshold.as_secs_f64();
+            .map_err(|e| self.err("cannot read the server version", &e))?;
+        let version: String = server.get("version");
+        let database: String = server.get("database");
         let mut d = Diagnosis { server: format!("postgresql {version}"), ..Diagnosis::default() };
-
-        // Advisory locks held in this database (Alembic env.py and App Runner
-        // start-ups serialise migrations with one).
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.backend_start)::float8, \
-                     extract(epoch from now() - a.backend_start)::float8, \
-                     l.classid::int8, l.objid::int8, l.objsubid::int4, l.mode \
-                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     ORDER BY l.pid, l.classid, l.objid"
-                ),
-                &[],
-            )
-            .await
-            .map_err(q("cannot read pg_locks"))?;
         d.checked.push(format!("advisory locks held in database {database}"));
-        for row in &rows {
-            let (class, obj, sub): (i64, i64, i32) = (row.get(8), row.get(9), row.get(10));
-            // pg_advisory_lock(bigint) is stored as (high, low, 1); the
-            // two-int4 form as (key1, key2, 2).
-            let key = if sub == 1 {
-                ((((class as u64) << 32) | (obj as u64 & 0xffff_ffff)) as i64).to_string()
-            } else {
-                format!("({}, {})", class as i32, obj as i32)
-            };
-            let mode: String = row.get(11);
-            let w = who(row);
-            let label = w.label();
-            let pid = w.pid;
-            let mut f = w.finding("advisory_lock", true, row.get(6), row.get(7));
-            f.summary = format!("{label} holds advisory lock {key} ({mode}), connected {} ago", secs(row.get(7)));
-            f.advice = format!(
-                "a migration that takes this lock waits until it is released. If {label} is a stuck migration or a \
-                 dead deploy, end it with `SELECT pg_terminate_backend({pid});` after checking who it is"
-            );
-            f.lock_key = Some(key);
-            d.findings.push(f);
-        }
-
-        // Queries waiting for a lock, and who holds it.
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.query_start)::float8, \
-                     extract(epoch from now() - a.query_start)::float8, pg_blocking_pids(a.pid) \
-                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
-                     AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start"
-                ),
-                &[],
-            )
-            .await
-            .map_err(q("cannot read pg_stat_activity"))?;
+        d.findings.extend(self.advisory_locks(&client).await?);
         d.checked.push("queries waiting for a lock (pg_blocking_pids)".into());
-        let mut reported: Vec<i32> = Vec::new();
-        for row in &rows {
-            let blockers: Vec<i32> = row.get(8);
-            let w = who(row);
-            let label = w.label();
-            reported.push(w.pid);
-            let mut f = w.finding("blocked_query", true, row.get(6), row.get(7));
-            let list: Vec<String> = blockers.iter().map(i32::to_string).collect();
-            f.summary = format!("{label} has waited {} for a lock held by pid {}", secs(row.get(7)), list.join(", "));
-            f.advice = format!(
-                "a migration would queue behind the same locks. Find out what pid {} is doing (its row in \
-                 pg_stat_activity); `SELECT pg_terminate_backend(<pid>);` ends it after checking who it is",
-                list.join(", ")
-            );
-            f.blocked_by = blockers;
-            d.findings.push(f);
-        }
-
-        // Long queries (warning: they end on their own) and long-open
-        // transactions (block: their locks stay until they end).
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {WHO}, extract(epoch from a.xact_start)::float8, \
-                     extract(epoch from now() - a.xact_start)::float8, \
-                     extract(epoch from a.query_start)::float8, extract(epoch from now() - a.query_start)::float8 \
-                     FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
-                     AND a.backend_type = 'client backend' \
-                     AND ((a.xact_start IS NOT NULL AND now() - a.xact_start > make_interval(secs => $1)) \
-                       OR (a.state = 'active' AND now() - a.query_start > make_interval(secs => $1))) \
-                     ORDER BY a.xact_start"
-                ),
-                &[&limit],
-            )
-            .await
-            .map_err(q("cannot read pg_stat_activity"))?;
-        let shown = secs(limit);
-        d.checked.push(format!("queries running and transactions open longer than {shown}"));
-        for row in &rows {
-            let w = who(row);
-            if reported.contains(&w.pid) {
-                continue;
-            }
-            let label = w.label();
-            let pid = w.pid;
-            let query_secs: Option<f64> = row.get(9);
-            let long_query = w.state.as_deref() == Some("active") && query_secs.is_some_and(|s| s > limit);
-            let f = if long_query {
-                let mut f = w.finding("long_query", false, row.get(8), query_secs);
-                f.summary = format!("{label} has run one query for {}", secs(query_secs.unwrap_or(0.0)));
-                f.advice = format!(
-                    "DDL on the tables it reads waits for it. Wait for it, or `SELECT pg_cancel_backend({pid});` \
-                     cancels just the query"
-                );
-                f
-            } else {
-                let state = w.state.clone().unwrap_or_default();
-                let xact: Option<f64> = row.get(7);
-                let mut f = w.finding("long_transaction", true, row.get(6), xact);
-                f.summary = format!("{label} has had a transaction open for {} ({state})", secs(xact.unwrap_or(0.0)));
-                f.advice = format!(
-                    "its locks stay until it commits or rolls back, and a migration's DDL would wait behind them. \
-                     Ask its owner to finish it, or end it with `SELECT pg_terminate_backend({pid});` after \
-                     checking who it is"
-                );
-                f
-            };
-            d.findings.push(f);
-        }
-
-        // Replication: a standby cannot be migrated, and lag is worth knowing.
+        let blocked = self.blocked_queries(&client).await?;
+        let reported: Vec<i32> = blocked.iter().filter_map(|f| f.pid).collect();
+        d.findings.extend(blocked);
+        d.checked.push(format!("queries running and transactions open longer than {}", secs(threshold.as_secs_f64())));
+        let long = self.long_sessions(&client, threshold.as_secs_f64()).await?;
+        d.findings.extend(long.into_iter().filter(|f| f.pid.is_none_or(|p| !reported.contains(&p))));
         let lag_limit = lag_threshold.as_secs_f64();
-        if standby {
-            let lag: Option<f64> = client
-                .query_one("SELECT extract(epoch from now() - pg_last_xact_replay_timestamp())::float8", &[])
-                .await
-                .map_err(q("cannot read the replay position"))?
-                .get(0);
-            d.checked.push("replication: this server is a standby".into());
-            d.findings.push(Finding {
-                kind: "standby".into(),
-                blocks_migration: true,
-                summary: "this server is a standby (read-only, in recovery)".into(),
-                advice: "a migration must run against the primary: point the URL at the writer endpoint".into(),
-                seconds: lag,
+        let (checked, findings) = if server.get("standby") {
+            self.standby(&client, lag_limit).await?
+        } else {
+            self.standbys_attached(&client, lag_limit).await?
+        };
+        d.checked.push(checked);
+        d.findings.extend(findings);
+        Ok(d)
+    }
+}
+
+/// What `ferry doctor` looks for, one query each.
+impl PgSession {
+    async fn rows(&self, client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)], what: &str) -> PResult<Vec<Row>> {
+        client.query(sql, params).await.map_err(|e| self.err(what, &e))
+    }
+
+    /// Advisory locks held in this database (Alembic env.py and App Runner
+    /// start-ups serialise migrations with one).
+    async fn advisory_locks(&self, client: &Client) -> PResult<Vec<Finding>> {
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.backend_start)::float8 AS since, \
+             extract(epoch from now() - a.backend_start)::float8 AS seconds, \
+             l.classid::int8 AS classid, l.objid::int8 AS objid, l.objsubid::int4 AS objsubid, l.mode \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY l.pid, l.classid, l.objid"
+        );
+        let rows = self.rows(client, &sql, &[], "cannot read pg_locks").await?;
+        Ok(rows.iter().map(advisory_lock).collect())
+    }
+
+    /// Queries waiting for a lock, and who holds it.
+    async fn blocked_queries(&self, client: &Client) -> PResult<Vec<Finding>> {
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.query_start)::float8 AS since, \
+             extract(epoch from now() - a.query_start)::float8 AS seconds, \
+             pg_blocking_pids(a.pid) AS blockers \
+             FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+             AND cardinality(pg_blocking_pids(a.pid)) > 0 ORDER BY a.query_start"
+        );
+        let rows = self.rows(client, &sql, &[], "cannot read pg_stat_activity").await?;
+        Ok(rows.iter().map(blocked_query).collect())
+    }
+
+    /// Long queries (a warning: they end on their own) and long-open
+    /// transactions (they block: their locks stay until they end).
+    async fn long_sessions(&self, client: &Client, limit: f64) -> PResult<Vec<Finding>> {
+        let sql = format!(
+            "SELECT {WHO}, extract(epoch from a.xact_start)::float8 AS since, \
+             extract(epoch from now() - a.xact_start)::float8 AS seconds, \
+             extract(epoch from a.query_start)::float8 AS query_since, \
+             extract(epoch from now() - a.query_start)::float8 AS query_seconds \
+             FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
+             AND a.backend_type = 'client backend' \
+             AND ((a.xact_start IS NOT NULL AND now() - a.xact_start > make_interval(secs => $1)) \
+               OR (a.state = 'active' AND now() - a.query_start > make_interval(secs => $1))) \
+             ORDER BY a.xact_start"
+        );
+        let rows = self.rows(client, &sql, &[&limit], "cannot read pg_stat_activity").await?;
+        Ok(rows.iter().map(|row| long_session(row, limit)).collect())
+    }
+
+    /// This server is a standby: it cannot be migrated, and its replay lag is worth knowing.
+    async fn standby(&self, client: &Client, lag_limit: f64) -> PResult<(String, Vec<Finding>)> {
+        let lag: Option<f64> = client
+            .query_one("SELECT extract(epoch from now() - pg_last_xact_replay_timestamp())::float8 AS lag", &[])
+            .await
+            .map_err(|e| self.err("cannot read the replay position", &e))?
+            .get("lag");
+        let mut findings = vec![Finding {
+            kind: "standby".into(),
+            blocks_migration: true,
+            summary: "this server is a standby (read-only, in recovery)".into(),
+            advice: "a migration must run against the primary: point the URL at the writer endpoint".into(),
+            seconds: lag,
+            ..Finding::default()
+        }];
+        if let Some(lag) = lag.filter(|l| *l > lag_limit) {
+            findings.push(Finding {
+                kind: "replica_lag".into(),
+                summary: format!("the last replayed transaction is {} old", secs(lag)),
+                advice: "readers of this standby see data that old; on an idle primary this only means \
+                         nothing was written since"
+                    .into(),
+                seconds: Some(lag),
                 ..Finding::default()
             });
-            if let Some(lag) = lag.filter(|l| *l > lag_limit) {
-                d.findings.push(Finding {
-                    kind: "replica_lag".into(),
-                    summary: format!("the last replayed transaction is {} old", secs(lag)),
-                    advice: "readers of this standby see data that old; on an idle primary this only means \
-                             nothing was written since"
-                        .into(),
-                    seconds: Some(lag),
-                    ..Finding::default()
-                });
-            }
-        } else {
-            let rows = client
-                .query(
-                    "SELECT application_name, host(client_addr), state, extract(epoch from replay_lag)::float8 \
-                     FROM pg_stat_replication ORDER BY application_name",
-                    &[],
-                )
-                .await
-                .map_err(q("cannot read pg_stat_replication"))?;
-            d.checked.push(format!("replication: primary, {} standby(s) attached", rows.len()));
-            for row in &rows {
-                let lag: Option<f64> = row.get(3);
-                let Some(lag) = lag.filter(|l| *l > lag_limit) else { continue };
-                let name: Option<String> = row.get(0);
+        }
+        Ok(("replication: this server is a standby".into(), findings))
+    }
+
+    /// A primary: the standbys attached to it that lag.
+    async fn standbys_attached(&self, client: &Client, lag_limit: f64) -> PResult<(String, Vec<Finding>)> {
+        let sql = "SELECT application_name, host(client_addr) AS client_addr, state, \
+                 extract(epoch from replay_lag)::float8 AS lag FROM pg_stat_replication ORDER BY application_name";
+        let rows = self.rows(client, sql, &[], "cannot read pg_stat_replication").await?;
+        let checked = format!("replication: primary, {} standby(s) attached", rows.len());
+        let findings = rows
+            .iter()
+            .filter_map(|row| {
+                let lag = row.get::<_, Option<f64>>("lag").filter(|l| *l > lag_limit)?;
+                let name: Option<String> = row.get("application_name");
                 let name = name.filter(|n| !n.is_empty()).unwrap_or_else(|| "(unnamed)".into());
-                d.findings.push(Finding {
+                Some(Finding {
                     kind: "replica_lag".into(),
                     summary: format!("standby {name:?} replays {} behind", secs(lag)),
                     advice: "readers of that standby see old data; a large migration adds to the lag, so \
                              consider waiting until it catches up"
                         .into(),
                     application_name: Some(name),
-                    client_addr: row.get(1),
-                    state: row.get(2),
+                    client_addr: row.get("client_addr"),
+                    state: row.get("state"),
                     seconds: Some(lag),
                     ..Finding::default()
-                });
-            }
-        }
-        Ok(d)
+                })
+            })
+            .collect();
+        Ok((checked, findings))
     }
+}
+
+fn advisory_lock(row: &Row) -> Finding {
+    let (class, obj, sub): (i64, i64, i32) = (row.get("classid"), row.get("objid"), row.get("objsubid"));
+    // pg_advisory_lock(bigint) is stored as (high, low, 1); the
+    // two-int4 form as (key1, key2, 2).
+    let key = if sub == 1 {
+        ((((class as u64) << 32) | (obj as u64 & 0xffff_ffff)) as i64).to_string()
+    } else {
+        format!("({}, {})", class as i32, obj as i32)
+    };
+    let mode: String = row.get("mode");
+    let w = who(row);
+    let label = w.label();
+    let pid = w.pid;
+    let mut f = w.finding("advisory_lock", true, row.get("since"), row.get("seconds"));
+    f.summary = format!("{label} holds advisory lock {key} ({mode}), connected {} ago", secs(row.get("seconds")));
+    f.advice = format!(
+        "a migration that takes this lock waits until it is released. If {label} is a stuck migration or a \
+         dead deploy, end it with `SELECT pg_terminate_backend({pid});` after checking who it is"
+    );
+    f.lock_key = Some(key);
+    f
+}
+
+fn blocked_query(row: &Row) -> Finding {
+    let blockers: Vec<i32> = row.get("blockers");
+    let w = who(row);
+    let label = w.label();
+    let mut f = w.finding("blocked_query", true, row.get("since"), row.get("seconds"));
+    let list: Vec<String> = blockers.iter().map(i32::to_string).collect();
+    f.summary = format!("{label} has waited {} for a lock held by pid {}", secs(row.get("seconds")), list.join(", "));
+    f.advice = format!(
+        "a migration would queue behind the same locks. Find out what pid {} is doing (its row in \
+         pg_stat_activity); `SELECT pg_terminate_backend(<pid>);` ends it after checking who it is",
+        list.join(", ")
+    );
+    f.blocked_by = blockers;
+    f
+}
+
+/// One query running past `limit` (a warning), else a transaction open past it (it blocks).
+fn long_session(row: &Row, limit: f64) -> Finding {
+    let w = who(row);
+    let label = w.label();
+    let pid = w.pid;
+    let query_secs: Option<f64> = row.get("query_seconds");
+    if w.state.as_deref() == Some("active") && query_secs.is_some_and(|s| s > limit) {
+        let mut f = w.finding("long_query", false, row.get("query_since"), query_secs);
+        f.summary = format!("{label} has run one query for {}", secs(query_secs.unwrap_or(0.0)));
+        f.advice = format!(
+            "DDL on the tables it reads waits for it. Wait for it, or `SELECT pg_cancel_backend({pid});` \
+             cancels just the query"
+        );
+        return f;
+    }
+    let state = w.state.clone().unwrap_or_default();
+    let xact: Option<f64> = row.get("seconds");
+    let mut f = w.finding("long_transaction", true, row.get("since"), xact);
+    f.summary = format!("{label} has had a transaction open for {} ({state})", secs(xact.unwrap_or(0.0)));
+    f.advice = format!(
+        "its locks stay until it commits or rolls back, and a migration's DDL would wait behind them. \
+         Ask its owner to finish it, or end it with `SELECT pg_terminate_backend({pid});` after \
+         checking who it is"
+    );
+    f
 }
 
 pub struct SqliteSession {

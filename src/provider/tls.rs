@@ -27,7 +27,8 @@ use tokio_postgres::config::{Host, SslMode as WireMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::ProviderKind;
-use crate::config::values::{SslMode, percent_decode, url_query};
+use crate::config::values::SslMode;
+use crate::db_url;
 
 /// The Amazon RDS CA bundle (every region's RDS and Aurora certificate
 /// authorities); where it comes from and its fingerprints: certs/README.md.
@@ -57,7 +58,7 @@ pub struct Settings {
 impl Settings {
     /// The `sslmode` and `sslrootcert` of `url` (the last of each, as libpq reads them).
     pub fn of(url: &str, provider: ProviderKind) -> Result<Self, String> {
-        let params = url_query(url);
+        let params = db_url::query(url);
         let last = |key: &str| params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let (mode, defaulted) = match last("sslmode") {
             Some(m) => (SslMode::parse(&m)?, false),
@@ -127,7 +128,7 @@ fn without_own_params(url: &str) -> String {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter(|p| !OWN_PARAMS.contains(&percent_decode(p.split_once('=').map_or(*p, |(k, _)| k)).as_str()))
+        .filter(|p| !OWN_PARAMS.contains(&db_url::decode(p.split_once('=').map_or(*p, |(k, _)| k)).as_str()))
         .collect();
     if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) }
 }

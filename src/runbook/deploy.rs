@@ -4,9 +4,9 @@
 
 use super::migrate::run_migration;
 use super::migrations;
-use super::plan::{self, Plan, StepKind};
+use super::plan::{self, Plan};
 use super::preflight::preflight;
-use super::record::{Outcome, RunRecord, StepStatus};
+use super::record::{Outcome, RunKind, RunRecord, StepName, StepStatus};
 use super::rehearse;
 use super::restore::{restore, twin_summary};
 use super::snapshot::take_snapshot;
@@ -58,7 +58,7 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
     // The journal could not be written: say so, and keep the outcome honest.
     // Once the migration step began, something may have changed: never exit 3.
     let migrating = run.record.task.is_some()
-        || !matches!(run.record.step_status("migrate"), StepStatus::Pending | StepStatus::Skipped);
+        || !matches!(run.record.step_status(StepName::Migrate), StepStatus::Pending | StepStatus::Skipped);
     // A rehearsal's clone that may still exist needs a person too (it costs, and only ferry marked it).
     let clone_left = run.record.rehearsal.as_ref().is_some_and(|r| r.clone.is_some() && r.clone_fate.is_none());
     let outcome = if migrating || clone_left { Outcome::NeedsAttention } else { Outcome::Aborted };
@@ -73,117 +73,146 @@ fn journal_failure(run: &mut Run, e: StepError) -> RunRecord {
 
 async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     let env = run.env.name.clone();
-    // A failure of migrate/verify recorded by an earlier attempt.
-    let mut failure: Option<String> = ["migrate", "verify"]
-        .iter()
-        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
-    // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
-    let mut rehearsal_failed: Option<String> = ["clone", "rehearse"]
-        .iter()
-        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()));
+    let mut failed = Failures {
+        // A failure of migrate/verify recorded by an earlier attempt.
+        migration: recorded_failure(run, [StepName::Migrate, StepName::Verify]),
+        // A failure of the rehearsal (or of making its clone) recorded by an earlier attempt.
+        rehearsal: recorded_failure(run, [StepName::Clone, StepName::Rehearse]),
+    };
 
     for step in &plan.steps {
         if run.record.step_status(step.name).is_settled() {
             continue;
         }
         if let Some(reason) = &step.skipped
-            && (!step.only_on_failure || failure.is_some())
+            && (!step.only_on_failure || failed.migration.is_some())
         {
             run.begin(step.name, &format!("skipped ({reason})"))?;
             run.end(step.name, StepStatus::Skipped, reason)?;
             continue;
         }
-        if step.only_on_failure && failure.is_none() && plan.command == "deploy" {
-            run.record.step_mut(step.name).status = StepStatus::Skipped;
-            run.record.step_mut(step.name).detail = Some("not needed".into());
+        if step.only_on_failure && failed.migration.is_none() && plan.command == RunKind::Deploy {
+            let s = run.record.step_mut(step.name);
+            s.status = StepStatus::Skipped;
+            s.detail = Some("not needed".into());
             run.save()?;
             continue;
         }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
-        match step.kind {
-            StepKind::Clone | StepKind::Rehearse | StepKind::Cleanup => {
-                if let Some(ended) = rehearsal_step(run, step.kind, was_in_flight, &mut rehearsal_failed).await? {
-                    return Ok(ended);
-                }
-            }
-            StepKind::Preflight => {
-                let with_snapshot = plan.command != "restore" && !run.record.options.no_snapshot;
-                let mut up_to_date = None;
-                let result = match preflight(run, with_snapshot).await {
-                    Ok(found) if plan.command == "restore" => {
-                        check_snapshot(run).await.map(|s| format!("{found}, {s}"))
-                    }
-                    Ok(found) => match migrations::check(run, run.record.options.force).await {
-                        Ok(Some(check)) => {
-                            up_to_date = check.up_to_date;
-                            Ok(format!("{found}, {}", check.line))
-                        }
-                        Ok(None) => Ok(found),
-                        Err(e) => Err(e),
-                    },
-                    other => other,
-                };
-                // The skips are journaled before preflight is settled: a run
-                // killed in between re-runs preflight, never the migration.
-                if let (Ok(_), Some(why)) = (&result, &up_to_date) {
-                    skip_up_to_date(run, plan, why)?;
-                }
-                match result {
-                    Ok(found) => run.end(step.name, StepStatus::Succeeded, &found)?,
-                    Err(e) => return abort(run, step.name, e),
-                }
-            }
-            StepKind::Snapshot => match take_snapshot(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepKind::Migrate | StepKind::Verify if failure.is_some() => {
-                run.end(step.name, StepStatus::Skipped, "an earlier step failed")?;
-            }
-            StepKind::Migrate => match run_migration(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                Err(StepError::Failed(e)) => {
-                    run.end(step.name, StepStatus::Failed, &e)?;
-                    failure = Some(e);
-                }
-                Err(StepError::Unknown(e)) => return unknown(run, step.name, e),
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepKind::Verify => match verify(run).await {
-                Ok(done) => run.end(step.name, StepStatus::Succeeded, done.as_deref().unwrap_or("nothing to check"))?,
-                Err(StepError::Failed(e)) => {
-                    run.end(step.name, StepStatus::Failed, &e)?;
-                    failure = Some(e);
-                }
-                Err(e) => return abort(run, step.name, e),
-            },
-            StepKind::Restore => {
-                if plan.command == "deploy" && !may_restore(run)? {
-                    continue;
-                }
-                let snapshot = restore_source(run);
-                let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
-                match restore(run, &snapshot, strategy).await {
-                    Ok(done) => run.end(step.name, StepStatus::Succeeded, &done)?,
-                    Err(f) => {
-                        run.end(step.name, StepStatus::Failed, &f.error)?;
-                        let error = match &failure {
-                            Some(m) => format!("{m}; then the restore failed: {}", f.error),
-                            None => f.error,
-                        };
-                        let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
-                        return Ok(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next)));
-                    }
-                }
-            }
+        if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
+            return Ok(ended);
         }
     }
     // A failed rehearsal whose cleanup an earlier attempt (or the signal path) settled.
-    if let Some(error) = rehearsal_failed {
+    if let Some(error) = failed.rehearsal {
         return Ok(rehearsal_refused(run, error));
     }
-    Ok(conclude(run, plan, &env, failure))
+    Ok(conclude(run, plan, &env, failed.migration))
+}
+
+/// What failed so far without ending the run.
+struct Failures {
+    /// The migration or the health check: the restore follows.
+    migration: Option<String>,
+    /// The clone or the rehearsal: the cleanup follows, then the run ends (exit 3).
+    rehearsal: Option<String>,
+}
+
+/// The detail of the first of `steps` the record shows as failed.
+fn recorded_failure(run: &Run, steps: [StepName; 2]) -> Option<String> {
+    steps
+        .into_iter()
+        .find_map(|n| run.record.step(n).filter(|s| s.status == StepStatus::Failed).and_then(|s| s.detail.clone()))
+}
+
+/// One step, begun. A failed migrate or verify is noted in `failed` and the
+/// run goes on (to the restore); `Some` ends the run.
+async fn run_step(
+    run: &mut Run,
+    plan: &Plan,
+    name: StepName,
+    was_in_flight: bool,
+    failed: &mut Failures,
+) -> Result<Option<RunRecord>, StepError> {
+    let result = match name {
+        StepName::Preflight => return preflight_step(run, plan).await,
+        StepName::Restore => return restore_step(run, plan, failed.migration.as_deref()).await,
+        StepName::Clone | StepName::Rehearse | StepName::Cleanup => {
+            return rehearsal_step(run, name, was_in_flight, &mut failed.rehearsal).await;
+        }
+        StepName::Migrate | StepName::Verify if failed.migration.is_some() => {
+            run.end(name, StepStatus::Skipped, "an earlier step failed")?;
+            return Ok(None);
+        }
+        StepName::Snapshot => take_snapshot(run).await,
+        StepName::Migrate => run_migration(run).await,
+        StepName::Verify => verify(run).await.map(|done| done.unwrap_or_else(|| "nothing to check".into())),
+    };
+    match result {
+        Ok(done) => run.end(name, StepStatus::Succeeded, &done)?,
+        Err(StepError::Failed(e)) if name != StepName::Snapshot => {
+            run.end(name, StepStatus::Failed, &e)?;
+            failed.migration = Some(e);
+        }
+        Err(StepError::Unknown(e)) if name == StepName::Migrate => return unknown(run, name, e).map(Some),
+        Err(e) => return abort(run, name, e).map(Some),
+    }
+    Ok(None)
+}
+
+/// Preflight, and for `ferry restore` the snapshot's check; a database
+/// already at the heads settles the snapshot and migration as skipped.
+async fn preflight_step(run: &mut Run, plan: &Plan) -> Result<Option<RunRecord>, StepError> {
+    let with_snapshot = plan.command != RunKind::Restore && !run.record.options.no_snapshot;
+    let mut up_to_date = None;
+    let result = match preflight(run, with_snapshot).await {
+        Ok(found) if plan.command == RunKind::Restore => check_snapshot(run).await.map(|s| format!("{found}, {s}")),
+        Ok(found) => match migrations::check(run, run.record.options.force).await {
+            Ok(Some(check)) => {
+                up_to_date = check.up_to_date;
+                Ok(format!("{found}, {}", check.line))
+            }
+            Ok(None) => Ok(found),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    // The skips are journaled before preflight is settled: a run
+    // killed in between re-runs preflight, never the migration.
+    if let (Ok(_), Some(why)) = (&result, &up_to_date) {
+        skip_up_to_date(run, plan, why)?;
+    }
+    match result {
+        Ok(found) => run.end(StepName::Preflight, StepStatus::Succeeded, &found)?,
+        Err(e) => return abort(run, StepName::Preflight, e).map(Some),
+    }
+    Ok(None)
+}
+
+/// The restore: after a failed deploy (when `restore_on_failure` allows) or as
+/// `ferry restore` itself. A failed restore ends the run for a person.
+async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Result<Option<RunRecord>, StepError> {
+    if plan.command == RunKind::Deploy && !may_restore(run)? {
+        return Ok(None);
+    }
+    let snapshot = restore_source(run);
+    let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
+    match restore(run, &snapshot, strategy).await {
+        Ok(done) => {
+            run.end(StepName::Restore, StepStatus::Succeeded, &done)?;
+            Ok(None)
+        }
+        Err(f) => {
+            run.end(StepName::Restore, StepStatus::Failed, &f.error)?;
+            let error = match failure {
+                Some(m) => format!("{m}; then the restore failed: {}", f.error),
+                None => f.error,
+            };
+            let next = f.next.unwrap_or_else(|| format!("ferry resume {}", run.record.run_id));
+            Ok(Some(run.finish(Outcome::NeedsAttention, Some(error), Some(f.state), Some(next))))
+        }
+    }
 }
 
 /// One step of the rehearsal. A failed clone or rehearsal is noted in
@@ -191,17 +220,16 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
 /// ends the run (exit 3), and a clone that cannot be deleted ends it at exit 5.
 async fn rehearsal_step(
     run: &mut Run,
-    kind: StepKind,
+    name: StepName,
     was_in_flight: bool,
     failed: &mut Option<String>,
 ) -> Result<Option<RunRecord>, StepError> {
-    let name = kind.name();
-    if kind != StepKind::Cleanup {
+    if name != StepName::Cleanup {
         if failed.is_some() {
             run.end(name, StepStatus::Skipped, "an earlier step failed")?;
             return Ok(None);
         }
-        let result = if kind == StepKind::Clone {
+        let result = if name == StepName::Clone {
             rehearse::make_clone(run).await
         } else {
             rehearse::rehearse(run, was_in_flight).await
@@ -243,7 +271,7 @@ async fn rehearsal_step(
 fn rehearsal_refused(run: &mut Run, error: String) -> RunRecord {
     let db = run.cloud.database.cluster_id().to_string();
     let evidence = run.record.rehearsal.as_ref().map(|r| r.findings.join("; ")).unwrap_or_default();
-    let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    let cleanup = run.record.step(StepName::Cleanup).and_then(|s| s.detail.clone()).unwrap_or_default();
     let mut state = format!("nothing of {db} was changed: the migration ran only on the clone; {cleanup}");
     if !evidence.is_empty() {
         state.push_str(&format!("; the rehearsal saw: {evidence}"));
@@ -260,13 +288,13 @@ fn skip_up_to_date(run: &mut Run, plan: &Plan, why: &str) -> Result<(), StepErro
     let now = chrono::Utc::now();
     for step in plan.steps.iter().filter(|s| {
         matches!(
-            s.kind,
-            StepKind::Snapshot
-                | StepKind::Migrate
-                | StepKind::Restore
-                | StepKind::Clone
-                | StepKind::Rehearse
-                | StepKind::Cleanup
+            s.name,
+            StepName::Snapshot
+                | StepName::Migrate
+                | StepName::Restore
+                | StepName::Clone
+                | StepName::Rehearse
+                | StepName::Cleanup
         )
     }) {
         let s = run.record.step_mut(step.name);
@@ -284,22 +312,22 @@ const UP_TO_DATE: &str = "nothing to migrate";
 /// step is skipped for no other reason: it has no plan-level skip, and a
 /// failure is only ever recorded after it.
 fn migrated_nothing(run: &Run) -> bool {
-    run.record.step_status("migrate") == StepStatus::Skipped
+    run.record.step_status(StepName::Migrate) == StepStatus::Skipped
 }
 
 /// The outcome, from the record once every step is settled.
 fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> RunRecord {
-    if plan.command == "rehearse" {
-        let done = run.record.step("rehearse").and_then(|s| s.detail.clone()).unwrap_or_default();
-        let cleanup = run.record.step("cleanup").and_then(|s| s.detail.clone()).unwrap_or_default();
+    if plan.command == RunKind::Rehearse {
+        let done = run.record.step(StepName::Rehearse).and_then(|s| s.detail.clone()).unwrap_or_default();
+        let cleanup = run.record.step(StepName::Cleanup).and_then(|s| s.detail.clone()).unwrap_or_default();
         let state = format!(
             "{done}; nothing of {} was changed (the migration ran only on the clone); {cleanup}",
             run.cloud.database.cluster_id()
         );
         return run.finish(Outcome::Succeeded, None, Some(state), None);
     }
-    if plan.command != "restore" && migrated_nothing(run) {
-        let why = run.record.step("migrate").and_then(|s| s.detail.clone()).unwrap_or_default();
+    if plan.command != RunKind::Restore && migrated_nothing(run) {
+        let why = run.record.step(StepName::Migrate).and_then(|s| s.detail.clone()).unwrap_or_default();
         return match failure {
             None => run.finish(Outcome::Succeeded, None, Some(format!("{why}; nothing was changed")), None),
             // Nothing changed, so nothing to restore: the app is unhealthy on its own.
@@ -311,20 +339,12 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             ),
         };
     }
-    let restored = run.record.step_status("restore") == StepStatus::Succeeded;
-    let snapshot = run
-        .record
-        .snapshot
-        .as_ref()
-        .filter(|s| s.status == SnapshotStatus::Available.to_string())
-        .map(|s| s.id.clone());
-    let run_id = run.record.run_id.clone();
+    let restored = run.record.step_status(StepName::Restore) == StepStatus::Succeeded;
     match (plan.command, failure) {
-        ("restore", _) => {
-            let r = run.record.restore.clone();
-            let state = r.map(|r| {
+        (RunKind::Restore, _) => {
+            let state = run.record.restore.clone().map(|r| {
                 let twin = twin_summary(&r);
-                match r.failed_cluster {
+                match &r.failed_cluster {
                     Some(f) => format!(
                         "{} holds the data of {}; the database it replaced is kept as {f}{twin}",
                         r.restored_cluster, r.snapshot_id
@@ -340,61 +360,61 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             run.finish(Outcome::Succeeded, None, state, None)
         }
         (_, None) => {
-            let state = match &snapshot {
+            let state = match kept_snapshot(run) {
                 Some(s) => format!("the migration is applied; snapshot {s} is kept"),
                 None => "the migration is applied".to_string(),
             };
             run.finish(Outcome::Succeeded, None, Some(state), None)
         }
         (_, Some(error)) if restored => {
-            let r = run.record.restore.clone();
-            let state = r.map(|r| {
+            let state = run.record.restore.clone().map(|r| {
                 let kept = match &r.failed_cluster {
                     Some(f) => format!("; the failed database is kept as {f}"),
                     None => new_cluster_note(run),
                 };
+                let twin = twin_summary(&r);
                 format!(
-                    "{} holds the data of snapshot {} (taken before the migration){kept}{}",
-                    r.restored_cluster,
-                    r.snapshot_id,
-                    twin_summary(&r)
+                    "{} holds the data of snapshot {} (taken before the migration){kept}{twin}",
+                    r.restored_cluster, r.snapshot_id
                 )
             });
-            let next = format!("ferry logs {env} --run {run_id}");
+            let next = format!("ferry logs {env} --run {}", run.record.run_id);
             run.finish(Outcome::Restored, Some(error), state, Some(next))
         }
-        ("migrate", Some(error)) => {
-            let (state, next) = match &snapshot {
-                Some(s) => (
-                    format!("the migration failed and `ferry migrate` does not restore; the database may be partly migrated; snapshot {s} holds the data from before it"),
-                    format!("ferry restore {env} --snapshot {s}"),
-                ),
-                None => (
-                    "the migration failed and nothing was restored; the database may be partly migrated; this run took no snapshot (--no-snapshot)".to_string(),
-                    format!("ferry snapshot list {env}"),
-                ),
-            };
-            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
-        }
-        (_, Some(error)) => {
-            let why = run.record.step("restore").and_then(|s| s.detail.clone()).unwrap_or_default();
-            let (state, next) = match &snapshot {
-                Some(s) => (
-                    format!(
-                        "the database was NOT restored ({why}) and may be partly migrated; snapshot {s} holds the data from before the migration"
-                    ),
-                    format!("ferry restore {env} --snapshot {s}"),
-                ),
-                None => (
-                    format!(
-                        "the database was NOT restored ({why}) and may be partly migrated; this run took no snapshot"
-                    ),
-                    format!("ferry snapshot list {env}"),
-                ),
-            };
-            run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
-        }
+        (command, Some(error)) => not_restored(run, command, env, error),
     }
+}
+
+/// The pre-deploy snapshot, when it became available.
+fn kept_snapshot(run: &Run) -> Option<String> {
+    run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available.to_string()).map(|s| s.id.clone())
+}
+
+/// The migration or the health check failed and nothing was restored:
+/// `ferry migrate` never restores, and a deploy's restore was skipped.
+fn not_restored(run: &mut Run, command: RunKind, env: &str, error: String) -> RunRecord {
+    let why = run.record.step(StepName::Restore).and_then(|s| s.detail.clone()).unwrap_or_default();
+    let what = if command == RunKind::Migrate {
+        "the migration failed and `ferry migrate` does not restore; the database may be partly migrated".to_string()
+    } else {
+        format!("the database was NOT restored ({why}) and may be partly migrated")
+    };
+    let (state, next) = match kept_snapshot(run) {
+        Some(s) if command == RunKind::Migrate => (
+            format!("{what}; snapshot {s} holds the data from before it"),
+            format!("ferry restore {env} --snapshot {s}"),
+        ),
+        Some(s) => (
+            format!("{what}; snapshot {s} holds the data from before the migration"),
+            format!("ferry restore {env} --snapshot {s}"),
+        ),
+        None if command == RunKind::Migrate => (
+            "the migration failed and nothing was restored; the database may be partly migrated; this run took no snapshot (--no-snapshot)".to_string(),
+            format!("ferry snapshot list {env}"),
+        ),
+        None => (format!("{what}; this run took no snapshot"), format!("ferry snapshot list {env}")),
+    };
+    run.finish(Outcome::NeedsAttention, Some(error), Some(state), Some(next))
 }
 
 /// After a new-cluster restore without an app service to repoint, the app and
@@ -416,7 +436,7 @@ fn new_cluster_note(run: &Run) -> String {
 /// The migration began and what became of it is not known: the database may be
 /// migrated, partly migrated or untouched. No automatic restore (it would throw
 /// away a migration that succeeded): the state and the two ways on.
-fn unknown(run: &mut Run, step: &str, message: String) -> Result<RunRecord, StepError> {
+fn unknown(run: &mut Run, step: StepName, message: String) -> Result<RunRecord, StepError> {
     run.end(step, StepStatus::Failed, &message)?;
     let db = run.cloud.database.cluster_id().to_string();
     let env = run.env.name.clone();
@@ -452,7 +472,7 @@ fn look_first(run: &Run) -> String {
     }
 }
 
-fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError> {
+fn abort(run: &mut Run, step: StepName, e: StepError) -> Result<RunRecord, StepError> {
     let message = match e {
         StepError::Journal(j) => return Err(StepError::Journal(j)),
         StepError::Unknown(m) => return unknown(run, step, m),
@@ -466,9 +486,9 @@ fn abort(run: &mut Run, step: &str, e: StepError) -> Result<RunRecord, StepError
             s.id, s.status, run.env.name, s.id
         ));
     }
-    let next = match run.record.command.as_str() {
-        "restore" => format!("ferry snapshot list {}", run.env.name),
-        cmd => format!("ferry {cmd} {}   (after fixing the cause above)", run.env.name),
+    let next = match run.record.command.known() {
+        Some(RunKind::Restore) => format!("ferry snapshot list {}", run.env.name),
+        _ => format!("ferry {} {}   (after fixing the cause above)", run.record.command, run.env.name),
     };
     Ok(run.finish(Outcome::Aborted, Some(message), Some(state), Some(next)))
 }
@@ -495,7 +515,7 @@ fn may_restore(run: &mut Run) -> Result<bool, StepError> {
     match decision {
         Ok(()) => Ok(true),
         Err(reason) => {
-            run.end("restore", StepStatus::Skipped, &reason)?;
+            run.end(StepName::Restore, StepStatus::Skipped, &reason)?;
             Ok(false)
         }
     }

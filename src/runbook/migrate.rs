@@ -163,15 +163,20 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         RunnerKind::Apprunner => format!("    deployment {} of App Runner service {}", handle.id, handle.container),
         _ => format!("    task {} (container {})", handle.id, handle.container),
     });
-    run.record.task = Some(TaskRecord {
+    run.record.task = Some(task_record(&handle));
+    run.save()?;
+    Ok(handle)
+}
+
+/// The record of a task just started: no exit code or reason yet.
+pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
+    TaskRecord {
         arn: handle.id.clone(),
         container: handle.container.clone(),
         exit_code: None,
         stopped_reason: None,
         log_stream: handle.log_stream.clone(),
-    });
-    run.save()?;
-    Ok(handle)
+    }
 }
 
 /// `--image`: have the runner prepare it (ECS: register the task definition
@@ -203,97 +208,145 @@ pub(super) async fn watch(
     stream: &mut LogStream<'_>,
     limit: Duration,
 ) -> (TaskState, bool) {
-    let runner = run.cloud.runner.clone();
-    let start = Instant::now();
-    let deadline = start + limit;
-    // DescribeTasks is cheap (ECS's read bucket is large, and the process's
-    // token bucket bounds it): a task's stop is seen within 1-2 s however long
-    // it runs. App Runner's ListOperations keeps the default growth.
-    let policy = match run.env.migration.runner {
-        RunnerKind::Apprunner => PollPolicy::default(),
-        _ => PollPolicy { cap: Duration::from_secs(2), ..PollPolicy::default() },
-    };
-    let mut backoff = Backoff::new(policy);
-    let mut next_poll = start;
-    let mut missing_since: Option<Instant> = None;
-    let mut stop_sent: Option<Instant> = None;
+    let mut w = Watch::new(run, handle, limit);
     let mut stop_seen = false;
-    // App Runner cannot cancel a deployment: past the timeout ferry follows it
-    // until it ends (at most `timeouts.service` more), so what it acts on is
-    // the real outcome, never a guess.
-    let apprunner = run.env.migration.runner == RunnerKind::Apprunner;
-    let stop_wait = if apprunner { run.env.timeouts.service } else { STOP_WAIT };
     loop {
         stream.read_page(run).await;
         let now = Instant::now();
-        if now >= next_poll {
-            match call("describe the migration task", || runner.poll(&handle.id)).await {
-                Ok(state @ TaskState::Stopped { .. }) => return (state, stop_sent.is_some()),
-                Ok(TaskState::Missing) => {
-                    // Never "did not start": a task that is not found may have
-                    // run. After the grace the outcome is unknown.
-                    let since = *missing_since.get_or_insert(now);
-                    if now - since >= runner.missing_grace() {
-                        return (TaskState::Missing, stop_sent.is_some());
-                    }
-                }
-                Ok(state) => {
-                    missing_since = None;
-                    let label = if state == TaskState::Running { "running" } else { "pending" };
-                    let noun = if run.env.migration.runner == RunnerKind::Apprunner { "deployment" } else { "task" };
-                    run.progress(&format!("{noun} {}", handle.id), label, start.elapsed());
-                }
-                Err(e) => run.out.warn(&format!("cannot describe task {}: {e}; still trying", handle.id)),
-            }
-            next_poll = now + backoff.next_delay();
+        if now >= w.next_poll
+            && let Some(state) = w.poll(now).await
+        {
+            return (state, w.stop_sent.is_some());
         }
-        if now >= deadline {
-            match stop_sent {
-                None => {
-                    let reason = format!("migration timed out after {}", format_duration(limit));
-                    if apprunner {
-                        run.out.warn(&format!(
-                            "{reason}; App Runner cannot cancel deployment {}: following it until it ends (at most {} more)",
-                            handle.id,
-                            format_duration(stop_wait)
-                        ));
-                    } else {
-                        run.out.warn(&format!("{reason}; stopping task {}", handle.id));
-                        if let Err(e) = call("stop the task", || runner.stop(&handle.id, &reason)).await {
-                            run.out.warn(&format!("cannot stop task {}: {e}", handle.id));
-                        }
-                    }
-                    stop_sent = Some(now);
-                    next_poll = now;
-                }
-                Some(at) if now - at >= stop_wait => {
-                    let reason = if apprunner {
-                        format!(
-                            "did not finish within {}, nor in the {} after it",
-                            format_duration(limit),
-                            format_duration(stop_wait)
-                        )
-                    } else {
-                        format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs())
-                    };
-                    return (TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) }, true);
-                }
-                Some(at) if !apprunner && now - at >= STOP_WAIT / 3 => {
-                    // Ask again: the local runner escalates to SIGKILL.
-                    let _ = runner.stop(&handle.id, "did not stop after SIGTERM").await;
-                }
-                Some(_) => {}
-            }
+        if now >= w.start + limit
+            && let Some(state) = w.past_deadline(now).await
+        {
+            return (state, true);
         }
         // Wake for the next log read, or at once when the runner tells of the
         // task's stop (a local process's exit).
         tokio::select! {
             () = sleep(LOG_INTERVAL) => {}
-            () = runner.stopped(&handle.id), if !stop_seen => {
+            () = run.cloud.runner.stopped(&handle.id), if !stop_seen => {
                 stop_seen = true;
-                next_poll = Instant::now();
+                w.next_poll = Instant::now();
             }
         }
+    }
+}
+
+/// What `watch` keeps between its rounds: when to poll next, since when the
+/// task is missing, and when ferry asked it to stop.
+struct Watch<'a> {
+    run: &'a Run,
+    handle: &'a TaskHandle,
+    limit: Duration,
+    start: Instant,
+    backoff: Backoff,
+    next_poll: Instant,
+    missing_since: Option<Instant>,
+    stop_sent: Option<Instant>,
+    /// App Runner cannot cancel a deployment: past the timeout ferry follows it
+    /// until it ends (at most `timeouts.service` more), so what it acts on is
+    /// the real outcome, never a guess.
+    apprunner: bool,
+    stop_wait: Duration,
+}
+
+impl<'a> Watch<'a> {
+    fn new(run: &'a Run, handle: &'a TaskHandle, limit: Duration) -> Self {
+        let apprunner = run.env.migration.runner == RunnerKind::Apprunner;
+        // DescribeTasks is cheap (ECS's read bucket is large, and the process's
+        // token bucket bounds it): a task's stop is seen within 1-2 s however long
+        // it runs. App Runner's ListOperations keeps the default growth.
+        let policy = if apprunner {
+            PollPolicy::default()
+        } else {
+            PollPolicy { cap: Duration::from_secs(2), ..PollPolicy::default() }
+        };
+        let start = Instant::now();
+        Watch {
+            run,
+            handle,
+            limit,
+            start,
+            backoff: Backoff::new(policy),
+            next_poll: start,
+            missing_since: None,
+            stop_sent: None,
+            apprunner,
+            stop_wait: if apprunner { run.env.timeouts.service } else { STOP_WAIT },
+        }
+    }
+
+    /// Ask the runner for the task's state: `Some` once it stopped, or once it
+    /// has been missing past the runner's grace.
+    async fn poll(&mut self, now: Instant) -> Option<TaskState> {
+        let (run, id) = (self.run, &self.handle.id);
+        let runner = run.cloud.runner.clone();
+        match call("describe the migration task", || runner.poll(id)).await {
+            Ok(state @ TaskState::Stopped { .. }) => return Some(state),
+            Ok(TaskState::Missing) => {
+                // Never "did not start": a task that is not found may have
+                // run. After the grace the outcome is unknown.
+                let since = *self.missing_since.get_or_insert(now);
+                if now - since >= runner.missing_grace() {
+                    return Some(TaskState::Missing);
+                }
+            }
+            Ok(state) => {
+                self.missing_since = None;
+                let label = if state == TaskState::Running { "running" } else { "pending" };
+                let noun = if self.apprunner { "deployment" } else { "task" };
+                run.progress(&format!("{noun} {id}"), label, self.start.elapsed());
+            }
+            Err(e) => run.out.warn(&format!("cannot describe task {id}: {e}; still trying")),
+        }
+        self.next_poll = now + self.backoff.next_delay();
+        None
+    }
+
+    /// Past the time limit: stop the task (App Runner: follow the deployment),
+    /// ask again, and give up once it has not stopped in `stop_wait`.
+    async fn past_deadline(&mut self, now: Instant) -> Option<TaskState> {
+        let (run, id, limit) = (self.run, &self.handle.id, self.limit);
+        let runner = run.cloud.runner.clone();
+        match self.stop_sent {
+            None => {
+                let reason = format!("migration timed out after {}", format_duration(limit));
+                if self.apprunner {
+                    run.out.warn(&format!(
+                        "{reason}; App Runner cannot cancel deployment {id}: following it until it ends (at most {} more)",
+                        format_duration(self.stop_wait)
+                    ));
+                } else {
+                    run.out.warn(&format!("{reason}; stopping task {id}"));
+                    if let Err(e) = call("stop the task", || runner.stop(id, &reason)).await {
+                        run.out.warn(&format!("cannot stop task {id}: {e}"));
+                    }
+                }
+                self.stop_sent = Some(now);
+                self.next_poll = now;
+            }
+            Some(at) if now - at >= self.stop_wait => {
+                let reason = if self.apprunner {
+                    format!(
+                        "did not finish within {}, nor in the {} after it",
+                        format_duration(limit),
+                        format_duration(self.stop_wait)
+                    )
+                } else {
+                    format!("ferry asked it to stop {}s ago and it has not stopped", STOP_WAIT.as_secs())
+                };
+                return Some(TaskState::Stopped { started: true, exit_code: None, reason: Some(reason) });
+            }
+            Some(at) if !self.apprunner && now - at >= STOP_WAIT / 3 => {
+                // Ask again: the local runner escalates to SIGKILL.
+                let _ = runner.stop(id, "did not stop after SIGTERM").await;
+            }
+            Some(_) => {}
+        }
+        None
     }
 }
 

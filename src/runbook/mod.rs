@@ -13,6 +13,7 @@ pub mod preflight;
 pub mod record;
 pub mod recover;
 pub mod rehearse;
+pub mod report;
 mod restore;
 pub mod service;
 pub mod snapshot;
@@ -27,7 +28,7 @@ use chrono::Utc;
 pub use deploy::{deploy, migrate_only, rehearse_only, restore_only};
 use journal::{Journal, JournalError};
 pub use plan::{Plan, PlannedStep};
-use record::{Outcome, RunRecord, StepStatus};
+use record::{Outcome, RunKind, RunRecord, StepName, StepStatus};
 pub use snapshot::{snapshot_id_for, snapshot_tags, wait_new_snapshot, wait_snapshot};
 
 use crate::config::EnvConfig;
@@ -36,21 +37,29 @@ use crate::provider::Cloud;
 
 /// Make a journaled run ready to continue. A running or interrupted run goes on
 /// from its first unsettled step; a run whose restore failed retries the
-/// restore. A run that finished otherwise has nothing to resume: `Err` says so.
+/// restore. A run that finished otherwise has nothing to resume, and a run
+/// with a command or step this ferry does not know is not driven: `Err` says so.
 pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
+    if let Some(name) = record.unknown_name() {
+        return Err(format!(
+            "run {} was written by a newer ferry (it has `{name}`, which this ferry does not know); resume it with \
+             that ferry",
+            record.run_id
+        ));
+    }
     let retry_restore =
-        record.outcome == Outcome::NeedsAttention && record.step_status("restore") == StepStatus::Failed;
+        record.outcome == Outcome::NeedsAttention && record.step_status(StepName::Restore) == StepStatus::Failed;
     // A rehearsal's clone that could not be deleted: the resume tries again.
     let retry_cleanup =
-        record.outcome == Outcome::NeedsAttention && record.step_status("cleanup") == StepStatus::Failed;
+        record.outcome == Outcome::NeedsAttention && record.step_status(StepName::Cleanup) == StepStatus::Failed;
     if record.outcome.is_final() && !retry_restore && !retry_cleanup {
         return Err(format!("run {} already finished ({}); nothing to resume", record.run_id, record.outcome.as_str()));
     }
     if retry_restore {
-        record.step_mut("restore").status = StepStatus::Pending;
+        record.step_mut(StepName::Restore).status = StepStatus::Pending;
     }
     if retry_cleanup {
-        record.step_mut("cleanup").status = StepStatus::Pending;
+        record.step_mut(StepName::Cleanup).status = StepStatus::Pending;
     }
     record.outcome = Outcome::Running;
     record.exit_code = None;
@@ -63,12 +72,11 @@ pub fn prepare_resume(record: &mut RunRecord) -> Result<(), String> {
 
 /// The command that drives a run of this kind.
 pub async fn drive(run: &mut Run) -> Option<RunRecord> {
-    match run.record.command.as_str() {
-        "deploy" => Some(deploy(run).await),
-        "migrate" => Some(migrate_only(run).await),
-        "restore" => Some(restore_only(run).await),
-        "rehearse" => Some(rehearse_only(run).await),
-        _ => None,
+    match run.record.command.known()? {
+        RunKind::Deploy => Some(deploy(run).await),
+        RunKind::Migrate => Some(migrate_only(run).await),
+        RunKind::Restore => Some(restore_only(run).await),
+        RunKind::Rehearse => Some(rehearse_only(run).await),
     }
 }
 
@@ -131,8 +139,8 @@ impl Run {
         self.journal.save(&self.record)
     }
 
-    fn begin(&mut self, step: &str, what: &str) -> Result<(), JournalError> {
-        self.out.step(step, what);
+    fn begin(&mut self, step: StepName, what: &str) -> Result<(), JournalError> {
+        self.out.step(step.as_str(), what);
         let s = self.record.step_mut(step);
         s.status = StepStatus::Running;
         s.started_at = Some(Utc::now());
@@ -141,10 +149,10 @@ impl Run {
         self.save()
     }
 
-    fn end(&mut self, step: &str, status: StepStatus, detail: &str) -> Result<(), JournalError> {
+    fn end(&mut self, step: StepName, status: StepStatus, detail: &str) -> Result<(), JournalError> {
         let detail = self.out.redactor().clean(detail);
         match status {
-            StepStatus::Failed => self.out.failure(step, &detail),
+            StepStatus::Failed => self.out.failure(step.as_str(), &detail),
             StepStatus::Skipped => {}
             _ => self.out.info(&format!("    {step}: {detail}")),
         }
@@ -188,41 +196,39 @@ impl Run {
                 s.ended_at = Some(Utc::now());
             }
         }
-        let interrupted_step = self
-            .record
-            .steps
-            .iter()
-            .find(|s| s.status == StepStatus::Interrupted)
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let state = match interrupted_step.as_str() {
-            "migrate" => {
+        let interrupted_step =
+            self.record.steps.iter().find(|s| s.status == StepStatus::Interrupted).map(|s| s.name.clone());
+        let state = match interrupted_step.as_ref().map(|s| s.known()) {
+            Some(Some(StepName::Migrate)) => {
                 let arn =
                     self.record.task.as_ref().map(|t| t.arn.clone()).unwrap_or_else(|| "(not started yet)".into());
                 format!("the migration task {arn} may still be running; ferry did not stop it")
             }
-            "clone" | "rehearse" | "cleanup" => {
+            Some(Some(StepName::Clone | StepName::Rehearse | StepName::Cleanup)) => {
                 let clone = self.record.rehearsal.as_ref().and_then(|r| r.clone.clone()).unwrap_or_default();
                 format!(
                     "nothing of {} was changed; the rehearsal on clone {clone} was interrupted",
                     self.cloud.database.cluster_id()
                 )
             }
-            "snapshot" => {
+            Some(Some(StepName::Snapshot)) => {
                 let id = self.record.snapshot.as_ref().map(|s| s.id.clone()).unwrap_or_default();
                 format!("snapshot {id} may still be creating; no migration was started")
             }
-            "restore" if self.cloud.service.is_some() => format!(
+            Some(Some(StepName::Restore)) if self.cloud.service.is_some() => format!(
                 "the restore was in progress; the databases named in this record are kept as they are; the App \
                  Runner service may be PAUSED (the resume finishes the restore and resumes it; `ferry service resume \
                  {}` resumes it at once)",
                 self.env.name
             ),
-            "restore" => {
+            Some(Some(StepName::Restore)) => {
                 "the restore was in progress; the databases named in this record are kept as they are".to_string()
             }
-            "" => "ferry stopped between steps; nothing is left running by ferry".to_string(),
-            step => format!("ferry stopped during {step}; nothing was changed by that step"),
+            None => "ferry stopped between steps; nothing is left running by ferry".to_string(),
+            Some(_) => format!(
+                "ferry stopped during {}; nothing was changed by that step",
+                interrupted_step.map(|s| s.to_string()).unwrap_or_default()
+            ),
         };
         let next = format!("ferry resume {}", self.record.run_id);
         self.finish(Outcome::Interrupted, Some("interrupted by a signal".into()), Some(state), Some(next))

@@ -3,44 +3,14 @@
 
 use serde::Serialize;
 
-use super::record::RunOptions;
+use super::record::{RunKind, RunOptions, StepName};
 use crate::config::values::format_duration;
 use crate::config::{DatabaseConfig, DbUrl, EnvConfig, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use crate::output::shell;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Preflight,
-    Snapshot,
-    Migrate,
-    Verify,
-    Restore,
-    Clone,
-    Rehearse,
-    Cleanup,
-}
-
-impl StepKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            StepKind::Preflight => "preflight",
-            StepKind::Snapshot => "snapshot",
-            StepKind::Migrate => "migrate",
-            StepKind::Verify => "verify",
-            StepKind::Restore => "restore",
-            StepKind::Clone => "clone",
-            StepKind::Rehearse => "rehearse",
-            StepKind::Cleanup => "cleanup",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
-    pub name: &'static str,
-    #[serde(skip)]
-    pub kind: StepKind,
+    pub name: StepName,
     /// What the step does, in the terms of this environment.
     pub does: Vec<String>,
     /// Runs only after a failure of an earlier step.
@@ -51,19 +21,19 @@ pub struct PlannedStep {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
-    pub command: &'static str,
+    pub command: RunKind,
     pub env: String,
     pub steps: Vec<PlannedStep>,
 }
 
 impl Plan {
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn names(&self) -> Vec<StepName> {
         self.steps.iter().map(|s| s.name).collect()
     }
 }
 
-fn step(kind: StepKind, does: Vec<String>) -> PlannedStep {
-    PlannedStep { name: kind.name(), kind, does, only_on_failure: false, skipped: None }
+fn step(name: StepName, does: Vec<String>) -> PlannedStep {
+    PlannedStep { name, does, only_on_failure: false, skipped: None }
 }
 
 fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
@@ -98,7 +68,7 @@ fn preflight(env: &EnvConfig, with_snapshot: bool) -> PlannedStep {
             ));
         }
     }
-    step(StepKind::Preflight, does)
+    step(StepName::Preflight, does)
 }
 
 fn migrate(env: &EnvConfig) -> PlannedStep {
@@ -144,11 +114,11 @@ fn migrate(env: &EnvConfig) -> PlannedStep {
         let vars: Vec<String> = env.migration.env.iter().map(|(k, v)| format!("{k}={}", v.shown())).collect();
         does.push(format!("environment: {}", vars.join(" ")));
     }
-    step(StepKind::Migrate, does)
+    step(StepName::Migrate, does)
 }
 
 fn verify(env: &EnvConfig) -> PlannedStep {
-    let mut s = step(StepKind::Verify, Vec::new());
+    let mut s = step(StepName::Verify, Vec::new());
     match &env.health {
         Some(h) => s.does.push(format!(
             "GET {} until it answers {} (within {})",
@@ -194,12 +164,12 @@ fn restore(env: &EnvConfig, strategy: RestoreStrategy, snapshot: &str) -> Planne
     if env.health.is_some() {
         does.push("verify health again".into());
     }
-    step(StepKind::Restore, does)
+    step(StepName::Restore, does)
 }
 
 fn snapshot(env: &EnvConfig, options: &RunOptions) -> PlannedStep {
     let mut snapshot = step(
-        StepKind::Snapshot,
+        StepName::Snapshot,
         vec![
             format!(
                 "create snapshot {}-<yyyymmdd-hhmmss>-<run hex> of {}, tagged with the run",
@@ -242,7 +212,7 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
             .push("a failed rehearsal ends the deploy here: exit 3, nothing of the environment changed".into());
     }
     steps.extend([snapshot, migrate(env), verify(env), restore]);
-    Plan { command: "deploy", env: env.name.clone(), steps }
+    Plan { command: RunKind::Deploy, env: env.name.clone(), steps }
 }
 
 /// The clone, the migration on it, and its deletion.
@@ -288,9 +258,9 @@ fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
             .to_string()
     };
     vec![
-        step(StepKind::Clone, vec![copy.to_string()]),
-        step(StepKind::Rehearse, rehearse),
-        step(StepKind::Cleanup, vec![cleanup]),
+        step(StepName::Clone, vec![copy.to_string()]),
+        step(StepName::Rehearse, rehearse),
+        step(StepName::Cleanup, vec![cleanup]),
     ]
 }
 
@@ -298,14 +268,14 @@ fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
 pub fn rehearse_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     let mut steps = vec![preflight(env, false)];
     steps.extend(rehearsal_steps(env, options));
-    Plan { command: "rehearse", env: env.name.clone(), steps }
+    Plan { command: RunKind::Rehearse, env: env.name.clone(), steps }
 }
 
 /// `ferry migrate`: the migration task without verify or restore — but, like
 /// every migration ferry starts, after a snapshot (ARCHITECTURE.md promise 1).
 pub fn migrate_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     Plan {
-        command: "migrate",
+        command: RunKind::Migrate,
         env: env.name.clone(),
         steps: vec![preflight(env, !options.no_snapshot), snapshot(env, options), migrate(env)],
     }
@@ -323,5 +293,5 @@ pub fn restore_plan(env: &EnvConfig, snapshot: &str, strategy: RestoreStrategy) 
         }
     }
     check.does.push(format!("check snapshot {snapshot} is available"));
-    Plan { command: "restore", env: env.name.clone(), steps: vec![check, restore(env, strategy, snapshot)] }
+    Plan { command: RunKind::Restore, env: env.name.clone(), steps: vec![check, restore(env, strategy, snapshot)] }
 }

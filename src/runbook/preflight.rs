@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use super::record::RunKind;
 use super::wait::call;
 use super::{Run, StepError};
 use crate::config::{EnvConfig, RunnerKind};
@@ -43,7 +44,7 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
     let scope = Scope {
         env: &run.env,
         cloud: &run.cloud,
-        restoring: run.record.command == "restore",
+        restoring: run.record.command == RunKind::Restore,
         own_task: run.record.task.as_ref().map(|t| t.arn.as_str()),
         with_snapshot,
     };

@@ -70,9 +70,146 @@ impl StepStatus {
     }
 }
 
+/// What a run does: the command that started it (`record.command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Deploy,
+    Migrate,
+    Restore,
+    Rehearse,
+}
+
+/// A step of a run, as the plan lists it and the record journals it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepName {
+    Preflight,
+    Snapshot,
+    Migrate,
+    Verify,
+    Restore,
+    Clone,
+    Rehearse,
+    Cleanup,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Deploy => "deploy",
+            RunKind::Migrate => "migrate",
+            RunKind::Restore => "restore",
+            RunKind::Rehearse => "rehearse",
+        }
+    }
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Preflight => "preflight",
+            StepName::Snapshot => "snapshot",
+            StepName::Migrate => "migrate",
+            StepName::Verify => "verify",
+            StepName::Restore => "restore",
+            StepName::Clone => "clone",
+            StepName::Rehearse => "rehearse",
+            StepName::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// A closed set of names (`RunKind`, `StepName`) as the record spells them.
+pub trait Name: Copy + Eq {
+    fn text(self) -> &'static str;
+}
+
+impl Name for RunKind {
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Name for StepName {
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name as a stored record holds it: one this ferry knows, or one it does
+/// not (a record written by a newer ferry). An unknown name is read and shown,
+/// never made: `UnknownName` has no constructor outside deserialization, so
+/// code can only journal the names it knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recorded<T> {
+    Known(T),
+    Unknown(UnknownName),
+}
+
+/// A name this ferry does not know, kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnknownName(String);
+
+impl<T: Name> Recorded<T> {
+    /// The name, when this ferry knows it.
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Recorded::Known(n) => Some(*n),
+            Recorded::Unknown(_) => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Recorded::Known(n) => n.text(),
+            Recorded::Unknown(UnknownName(s)) => s,
+        }
+    }
+}
+
+impl<T: Name> From<T> for Recorded<T> {
+    fn from(n: T) -> Self {
+        Recorded::Known(n)
+    }
+}
+
+impl<T: Name> PartialEq<T> for Recorded<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+/// Looking a name up as text (a record read by a tool or a test).
+impl<T: Name> PartialEq<&str> for Recorded<T> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl<T: Name> std::fmt::Display for Recorded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
-    pub name: String,
+    pub name: Recorded<StepName>,
     pub status: StepStatus,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -218,7 +355,7 @@ pub struct RunRecord {
     pub format_version: u32,
     pub run_id: String,
     pub env: String,
-    pub command: String,
+    pub command: Recorded<RunKind>,
     pub outcome: Outcome,
     pub exit_code: Option<i32>,
     pub started_at: DateTime<Utc>,
@@ -265,12 +402,12 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn new(run_id: String, env: &str, command: &str, options: RunOptions, steps: &[&str]) -> Self {
+    pub fn new(run_id: String, env: &str, command: RunKind, options: RunOptions, steps: &[StepName]) -> Self {
         RunRecord {
             format_version: FORMAT_VERSION,
             run_id,
             env: env.to_string(),
-            command: command.to_string(),
+            command: command.into(),
             outcome: Outcome::Running,
             exit_code: None,
             started_at: Utc::now(),
@@ -281,8 +418,8 @@ impl RunRecord {
             restore: None,
             steps: steps
                 .iter()
-                .map(|n| StepRecord {
-                    name: n.to_string(),
+                .map(|&n| StepRecord {
+                    name: n.into(),
                     status: StepStatus::Pending,
                     started_at: None,
                     ended_at: None,
@@ -304,6 +441,14 @@ impl RunRecord {
         }
     }
 
+    /// What stands in for a record that could not be read (`ferry runs abandon`
+    /// of an unreadable journal): its command is not known, and it has no steps.
+    pub fn unreadable(run_id: String, env: &str) -> Self {
+        let mut r = RunRecord::new(run_id, env, RunKind::Deploy, RunOptions::default(), &[]);
+        r.command = Recorded::Unknown(UnknownName("unknown".into()));
+        r
+    }
+
     /// Whether this run keeps its environment from other changing commands: it
     /// did not finish (running, interrupted) or it ended needing a person, and
     /// nobody has resumed, abandoned or resolved it since.
@@ -312,16 +457,23 @@ impl RunRecord {
             && matches!(self.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)
     }
 
-    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+    /// The step of this name, when the record has it (a `StepName`, or its
+    /// text when a tool reads a record).
+    pub fn step<N>(&self, name: N) -> Option<&StepRecord>
+    where
+        Recorded<StepName>: PartialEq<N>,
+    {
         self.steps.iter().find(|s| s.name == name)
     }
 
-    pub fn step_mut(&mut self, name: &str) -> &mut StepRecord {
+    /// The step to update; a step the plan has but an older record lacks
+    /// (ferry.toml gained a health check since) is added.
+    pub fn step_mut(&mut self, name: StepName) -> &mut StepRecord {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             &mut self.steps[i]
         } else {
             self.steps.push(StepRecord {
-                name: name.to_string(),
+                name: name.into(),
                 status: StepStatus::Pending,
                 started_at: None,
                 ended_at: None,
@@ -331,8 +483,17 @@ impl RunRecord {
         }
     }
 
-    pub fn step_status(&self, name: &str) -> StepStatus {
+    pub fn step_status(&self, name: StepName) -> StepStatus {
         self.step(name).map_or(StepStatus::Pending, |s| s.status)
+    }
+
+    /// The first name this ferry does not know (the command or a step): a
+    /// record written by a newer ferry, which only that ferry may drive.
+    pub fn unknown_name(&self) -> Option<&str> {
+        if let Recorded::Unknown(UnknownName(c)) = &self.command {
+            return Some(c);
+        }
+        self.steps.iter().find(|s| s.name.known().is_none()).map(|s| s.name.as_str())
     }
 }
 
@@ -362,4 +523,53 @@ pub fn run_suffix(run_id: &str) -> &str {
 /// Timestamp used in generated names: `yyyymmdd-hhmmss`.
 pub fn name_stamp(t: DateTime<Utc>) -> String {
     t.format("%Y%m%d-%H%M%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RunRecord {
+        let steps = [StepName::Preflight, StepName::Snapshot, StepName::Migrate, StepName::Cleanup];
+        RunRecord::new("prod-20260101T000000Z-abcd".into(), "prod", RunKind::Rehearse, RunOptions::default(), &steps)
+    }
+
+    #[test]
+    fn names_are_journaled_as_the_words_of_the_json_contract() {
+        let r = record();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["command"], "rehearse");
+        let steps: Vec<&str> = v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(steps, ["preflight", "snapshot", "migrate", "cleanup"]);
+        let back: RunRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.unknown_name(), None);
+    }
+
+    #[test]
+    fn a_record_from_a_newer_ferry_is_read_and_says_what_it_does_not_know() {
+        let mut v = serde_json::to_value(record()).unwrap();
+        v["steps"][1]["name"] = "notify".into();
+        let r: RunRecord = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(r.unknown_name(), Some("notify"));
+        assert_eq!(r.steps[1].name.to_string(), "notify");
+        assert_eq!(r.step(StepName::Snapshot), None);
+        // Written back unchanged.
+        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+
+        v["command"] = "rollback".into();
+        let r: RunRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(r.unknown_name(), Some("rollback"));
+        assert_eq!(r.command.known(), None);
+    }
+
+    #[test]
+    fn step_mut_finds_the_step_and_adds_only_a_known_one() {
+        let mut r = record();
+        r.step_mut(StepName::Migrate).status = StepStatus::Running;
+        assert_eq!(r.step_status(StepName::Migrate), StepStatus::Running);
+        assert_eq!(r.steps.len(), 4);
+        r.step_mut(StepName::Verify).status = StepStatus::Skipped;
+        assert_eq!(r.steps.last().map(|s| s.name.known()), Some(Some(StepName::Verify)));
+    }
 }

@@ -5,7 +5,7 @@
 //! tasks ferry started and the App Runner service. From that picture, the state
 //! in plain words and the one command that finishes the job.
 
-use super::record::{RestoreRecord, RunOptions, RunRecord, StepStatus};
+use super::record::{RestoreRecord, RunKind, RunOptions, RunRecord, StepName, StepStatus};
 use crate::config::RestoreStrategy;
 use crate::provider::{Cloud, ClusterInfo, Leftover, PResult, ServiceInfo, TAG_RUN_ID, TaskSummary};
 
@@ -120,7 +120,7 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
 /// A restore run that completes the swap `v` describes, as if the run that
 /// began it were resumed: the preflight is settled (there is no snapshot to
 /// check), the restore step re-runs idempotently from these names.
-pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, steps: &[&str]) -> Option<RunRecord> {
+pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, steps: &[StepName]) -> Option<RunRecord> {
     let (restored, failed) = match v {
         Verdict::SwapNotStarted { restored } => (restored.clone(), None),
         Verdict::SwapHalfDone { restored, failed } => (restored.clone(), Some(failed.clone())),
@@ -140,8 +140,8 @@ pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, ste
         strategy: Some(RestoreStrategy::Rename),
         ..RunOptions::default()
     };
-    let mut record = RunRecord::new(run_id, env, "restore", options, steps);
-    let pre = record.step_mut("preflight");
+    let mut record = RunRecord::new(run_id, env, RunKind::Restore, options, steps);
+    let pre = record.step_mut(StepName::Preflight);
     pre.status = StepStatus::Skipped;
     pre.detail = Some("restore --finish: completing a restore from what the cloud shows".into());
     record.restore = Some(RestoreRecord {

@@ -87,21 +87,7 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
 }
 
 async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) -> Result<String, String> {
-    let db = run.cloud.database.clone();
-    let cluster = db.cluster_id().to_string();
-    let limit = run.env.timeouts.restore;
-    let run_id = run.record.run_id.clone();
-
-    let mut landed = None;
-    if let Some(service) = run.cloud.service.clone() {
-        run.out.info("    pausing the App Runner service");
-        let waited = change_waiting(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
-        landed = landed_deployment(service.as_ref(), &waited).await;
-        if let Some(note) = &landed {
-            run.out.warn(note);
-        }
-    }
-
+    let landed = pause_service(run).await?;
     // The original is renamed aside only once the restored twin is complete:
     // after that, building it again would make a second copy.
     let renamed_aside = match &names.failed_cluster {
@@ -111,53 +97,12 @@ async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) ->
     if !renamed_aside {
         build_twin(run, names).await?;
     }
-
-    let final_id = match (&names.strategy, &names.failed_cluster) {
-        (RestoreStrategy::Rename, Some(failed)) => {
-            if !db_exists(run, failed).await? {
-                run.out.info(&format!("    renaming {cluster} to {failed} (kept)"));
-                call("rename the failed database", || db.rename(&cluster, failed, &run_id))
-                    .await
-                    .map_err(|e| format!("cannot rename {cluster} to {failed}: {e}"))?;
-            }
-            wait_database(run, failed, limit).await?;
-            if db_exists(run, &names.staging_cluster).await? {
-                run.out.info(&format!("    renaming {} to {cluster}", names.staging_cluster));
-                call("rename the restored database", || db.rename(&names.staging_cluster, &cluster, &run_id))
-                    .await
-                    .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
-            }
-            cluster.clone()
-        }
-        _ => names.staging_cluster.clone(),
-    };
-    let info = wait_database(run, &final_id, limit).await?;
+    let final_id = swap(run, names).await?;
+    let info = wait_database(run, &final_id, run.env.timeouts.restore).await?;
     progress.database_in_place = Some(final_id.clone());
-    let original = names.failed_cluster.clone().unwrap_or_else(|| cluster.clone());
+    let original = names.failed_cluster.clone().unwrap_or_else(|| run.cloud.database.cluster_id().to_string());
     compare_twin(run, &original, &final_id).await;
-
-    if let Some(service) = run.cloud.service.clone() {
-        if names.strategy == RestoreStrategy::NewCluster
-            && let (Some(endpoint), Some(cfg)) = (&info.endpoint, run.env.service.clone())
-        {
-            run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
-            let repoint = Change::Repoint { var: &cfg.database_url_var, host: endpoint };
-            change(service.as_ref(), repoint, run.env.timeouts.service, &run.out).await?;
-        }
-        if let Some(note) = &landed {
-            match run.confirm.ask(&format!("{note}. Resume the App Runner service now?")) {
-                Some(true) => {}
-                answer => {
-                    let why = if answer.is_none() { "no terminal to ask at and no --yes" } else { "declined" };
-                    return Err(format!(
-                        "the database is restored, but the App Runner service was left PAUSED ({why}): {note}"
-                    ));
-                }
-            }
-        }
-        run.out.info("    resuming the App Runner service");
-        change(service.as_ref(), Change::Resume, run.env.timeouts.service, &run.out).await?;
-    }
+    resume_service(run, names, info.endpoint.as_deref(), landed.as_deref()).await?;
 
     if let Some(r) = run.record.restore.as_mut() {
         r.restored_cluster = final_id.clone();
@@ -178,6 +123,76 @@ async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) ->
         done.push_str(&twin_summary(r));
     }
     Ok(done)
+}
+
+/// Pause the App Runner service, if any. `Some`: a deployment the pause waited
+/// for landed, which the resume must ask about.
+async fn pause_service(run: &Run) -> Result<Option<String>, String> {
+    let Some(service) = run.cloud.service.clone() else { return Ok(None) };
+    run.out.info("    pausing the App Runner service");
+    let waited = change_waiting(service.as_ref(), Change::Pause, run.env.timeouts.service, &run.out).await?;
+    let landed = landed_deployment(service.as_ref(), &waited).await;
+    if let Some(note) = &landed {
+        run.out.warn(note);
+    }
+    Ok(landed)
+}
+
+/// Put the restored twin in place: with the rename strategy the original goes
+/// aside (kept) and the twin takes its name. Returns the twin's final id.
+async fn swap(run: &Run, names: &RestoreRecord) -> Result<String, String> {
+    let (RestoreStrategy::Rename, Some(failed)) = (&names.strategy, &names.failed_cluster) else {
+        return Ok(names.staging_cluster.clone());
+    };
+    let db = run.cloud.database.clone();
+    let cluster = db.cluster_id().to_string();
+    let run_id = run.record.run_id.clone();
+    if !db_exists(run, failed).await? {
+        run.out.info(&format!("    renaming {cluster} to {failed} (kept)"));
+        call("rename the failed database", || db.rename(&cluster, failed, &run_id))
+            .await
+            .map_err(|e| format!("cannot rename {cluster} to {failed}: {e}"))?;
+    }
+    wait_database(run, failed, run.env.timeouts.restore).await?;
+    if db_exists(run, &names.staging_cluster).await? {
+        run.out.info(&format!("    renaming {} to {cluster}", names.staging_cluster));
+        call("rename the restored database", || db.rename(&names.staging_cluster, &cluster, &run_id))
+            .await
+            .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
+    }
+    Ok(cluster)
+}
+
+/// Point the service at a new cluster (new-cluster strategy) and resume it;
+/// after a landed deployment only with a person's yes.
+async fn resume_service(
+    run: &Run,
+    names: &RestoreRecord,
+    endpoint: Option<&str>,
+    landed: Option<&str>,
+) -> Result<(), String> {
+    let Some(service) = run.cloud.service.clone() else { return Ok(()) };
+    if names.strategy == RestoreStrategy::NewCluster
+        && let (Some(endpoint), Some(cfg)) = (endpoint, run.env.service.clone())
+    {
+        run.out.info(&format!("    pointing {} at {endpoint}", cfg.database_url_var));
+        let repoint = Change::Repoint { var: &cfg.database_url_var, host: endpoint };
+        change(service.as_ref(), repoint, run.env.timeouts.service, &run.out).await?;
+    }
+    if let Some(note) = landed {
+        match run.confirm.ask(&format!("{note}. Resume the App Runner service now?")) {
+            Some(true) => {}
+            answer => {
+                let why = if answer.is_none() { "no terminal to ask at and no --yes" } else { "declined" };
+                return Err(format!(
+                    "the database is restored, but the App Runner service was left PAUSED ({why}): {note}"
+                ));
+            }
+        }
+    }
+    run.out.info("    resuming the App Runner service");
+    change(service.as_ref(), Change::Resume, run.env.timeouts.service, &run.out).await?;
+    Ok(())
 }
 
 /// The tags of a database this run restores, set in the create call.

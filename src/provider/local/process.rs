@@ -21,8 +21,9 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::snapshots::io_err;
+use crate::output::Redactor;
 use crate::provider::{
     LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec, TaskState,
     TaskSummary,
@@ -373,48 +375,9 @@ pub fn supervise(dir: &Path, command: &[String]) -> i32 {
     0
 }
 
-fn run_child(dir: &Path, command: &[String]) -> StatusFile {
-    let ended = |started, exit_code, reason| StatusFile { started, exit_code, reason, ended_at: Utc::now() };
-    let Some((program, args)) = command.split_first() else {
-        return ended(false, None, Some("empty command".into()));
-    };
-    // Secrets never reach the log file (ARCHITECTURE.md promise 5): mask the values of the
-    // variables ferry marked secret, and passwords in URLs.
-    let mut secrets = std::env::var(SECRET_VARS)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|name| std::env::var(name).ok())
-        .collect::<Vec<_>>();
-    // The database password, in every form the migration might print it.
-    if let Some(p) = std::env::var("DATABASE_URL")
-        .ok()
-        .and_then(|u| url::Url::parse(&u).ok())
-        .and_then(|u| u.password().map(str::to_string))
-    {
-        secrets.push(p);
-    }
-    let redactor = crate::output::Redactor::new(secrets);
-    let log = match fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log")) {
-        Ok(f) => Arc::new(Mutex::new(f)),
-        Err(e) => return ended(false, None, Some(format!("cannot open the task log: {e}"))),
-    };
-    // The migration creates its files as the user would: with the user's umask.
-    let user_umask = std::env::var(USER_UMASK).ok().and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o022);
-    let spawned = crate::state::with_umask(user_umask, || {
-        Command::new(program)
-            .args(args)
-            .env_remove(USER_UMASK)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-    });
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return ended(false, None, Some(format!("cannot start {program:?}: {e}"))),
-    };
-    let _ = fs::write(dir.join("child.pid"), format!("{}\n", child.id()));
+/// The child's stdout and stderr, line by line into the task log, timestamped
+/// and redacted, each from a thread of its own.
+fn copy_output(child: &mut Child, log: &Arc<Mutex<fs::File>>, redactor: &Redactor) -> Vec<JoinHandle<()>> {
     let mut readers = Vec::new();
     for (name, pipe) in [
         ("out", child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
@@ -437,6 +400,51 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
             }
         }));
     }
+    readers
+}
+
+/// Secrets never reach the log file (ARCHITECTURE.md promise 5): mask the
+/// values of the variables ferry marked secret, and the database password.
+fn task_redactor() -> Redactor {
+    let mut secrets = std::env::var(SECRET_VARS)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|name| std::env::var(name).ok())
+        .collect::<Vec<_>>();
+    // The database password, in every form the migration might print it.
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        secrets.extend(crate::db_url::passwords(&url));
+    }
+    Redactor::new(secrets)
+}
+
+fn run_child(dir: &Path, command: &[String]) -> StatusFile {
+    let ended = |started, exit_code, reason| StatusFile { started, exit_code, reason, ended_at: Utc::now() };
+    let Some((program, args)) = command.split_first() else {
+        return ended(false, None, Some("empty command".into()));
+    };
+    let log = match fs::OpenOptions::new().create(true).append(true).open(dir.join("output.log")) {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => return ended(false, None, Some(format!("cannot open the task log: {e}"))),
+    };
+    // The migration creates its files as the user would: with the user's umask.
+    let user_umask = std::env::var(USER_UMASK).ok().and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o022);
+    let spawned = crate::state::with_umask(user_umask, || {
+        Command::new(program)
+            .args(args)
+            .env_remove(USER_UMASK)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+    });
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return ended(false, None, Some(format!("cannot start {program:?}: {e}"))),
+    };
+    let _ = fs::write(dir.join("child.pid"), format!("{}\n", child.id()));
+    let readers = copy_output(&mut child, &log, &task_redactor());
     let status = child.wait();
     for r in readers {
         let _ = r.join();

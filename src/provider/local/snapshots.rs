@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{PResult, ProviderError, Snapshot};
+use chrono::Utc;
+
+use crate::provider::{PResult, ProviderError, Snapshot, SnapshotStatus, Tags};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -36,6 +38,32 @@ pub fn io_err(what: &str, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Other(format!("{what}: {e}"))
 }
 
+/// File work off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> PResult<T> + Send + 'static) -> PResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io_err("background task", e))?
+}
+
+/// Remove a file; one already gone is fine.
+pub fn remove_if_exists(path: &Path, what: &str) -> PResult<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(what, e)),
+    }
+}
+
+/// A local snapshot is whole the moment it exists: available, 100%.
+pub fn available(id: &str, cluster_id: &str, tags: &Tags) -> Snapshot {
+    Snapshot {
+        id: id.to_string(),
+        cluster_id: cluster_id.to_string(),
+        status: SnapshotStatus::Available,
+        percent: 100,
+        created_at: Some(Utc::now()),
+        tags: tags.clone(),
+    }
+}
+
 impl SnapshotStore {
     pub fn new(state_dir: &Path) -> Self {
         SnapshotStore { dir: state_dir.join("snapshots") }
@@ -52,6 +80,21 @@ impl SnapshotStore {
 
     fn meta_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
+    }
+
+    /// The entry of snapshot `id`, which must exist.
+    pub fn entry(&self, id: &str) -> PResult<Entry> {
+        self.get(id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {id}")))
+    }
+
+    /// `Database::describe_snapshot` of a local provider.
+    pub fn describe(&self, id: &str) -> PResult<Option<Snapshot>> {
+        Ok(self.get(id)?.map(|e| e.snapshot))
+    }
+
+    /// `Database::list_snapshots` of a local provider: the snapshots of `cluster_id`.
+    pub fn snapshots(&self, cluster_id: &str) -> PResult<Vec<Snapshot>> {
+        Ok(self.list(cluster_id)?.into_iter().map(|e| e.snapshot).collect())
     }
 
     pub fn get(&self, id: &str) -> PResult<Option<Entry>> {
@@ -84,11 +127,7 @@ impl SnapshotStore {
     }
 
     pub fn remove(&self, id: &str) -> PResult<()> {
-        match fs::remove_file(self.meta_path(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing snapshot metadata", e)),
-        }
+        remove_if_exists(&self.meta_path(id), "removing snapshot metadata")
     }
 
     /// Entries of one database.

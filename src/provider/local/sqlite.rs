@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use fallible_iterator::FallibleIterator;
 use rusqlite::{Connection, OpenFlags};
 
-use super::snapshots::{Entry, SnapshotStore, Stored, io_err};
-use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, SnapshotStatus, Tags};
+use super::snapshots::{self, Entry, SnapshotStore, Stored, blocking, io_err, remove_if_exists};
+use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, Tags};
 
 mod rehearsal;
 
@@ -148,10 +147,6 @@ impl SqliteDatabase {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> PResult<T> + Send + 'static) -> PResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| io_err("background task", e))?
-}
-
 #[async_trait]
 impl Database for SqliteDatabase {
     fn cluster_id(&self) -> &str {
@@ -186,14 +181,7 @@ impl Database for SqliteDatabase {
             return Err(ProviderError::NotFound(format!("database file {}", self.path.display())));
         }
         let file = self.store.data_path(id, "sqlite3");
-        let snapshot = Snapshot {
-            id: id.to_string(),
-            cluster_id: self.id.clone(),
-            status: SnapshotStatus::Available,
-            percent: 100,
-            created_at: Some(Utc::now()),
-            tags: tags.clone(),
-        };
+        let snapshot = snapshots::available(id, &self.id, tags);
         let entry = Entry { snapshot: snapshot.clone(), stored: Stored::SqliteFile { file: file.clone() } };
         let (src, store) = (self.path.clone(), self.store.clone());
         blocking(move || {
@@ -215,23 +203,16 @@ impl Database for SqliteDatabase {
     }
 
     async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>> {
-        Ok(self.store.get(id)?.map(|e| e.snapshot))
+        self.store.describe(id)
     }
 
     async fn list_snapshots(&self) -> PResult<Vec<Snapshot>> {
-        Ok(self.store.list(&self.id)?.into_iter().map(|e| e.snapshot).collect())
+        self.store.snapshots(&self.id)
     }
 
     async fn delete_snapshot(&self, id: &str) -> PResult<()> {
-        let Some(entry) = self.store.get(id)? else {
-            return Err(ProviderError::NotFound(format!("snapshot {id}")));
-        };
-        if let Stored::SqliteFile { file } = &entry.stored {
-            match fs::remove_file(file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("removing the snapshot file", e)),
-            }
+        if let Stored::SqliteFile { file } = &self.store.entry(id)?.stored {
+            remove_if_exists(file, "removing the snapshot file")?;
         }
         self.store.remove(id)
     }
@@ -245,9 +226,7 @@ impl Database for SqliteDatabase {
         if target.exists() {
             return Ok(());
         }
-        let entry =
-            self.store.get(snapshot_id)?.ok_or_else(|| ProviderError::NotFound(format!("snapshot {snapshot_id}")))?;
-        let Stored::SqliteFile { file } = entry.stored else {
+        let Stored::SqliteFile { file } = self.store.entry(snapshot_id)?.stored else {
             return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not a SQLite snapshot")));
         };
         if !file.is_file() {
@@ -363,7 +342,7 @@ fn kept_elsewhere(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{TAG_ENV, TAG_RUN_ID};
+    use crate::provider::{SnapshotStatus, TAG_ENV, TAG_RUN_ID};
 
     fn rows(db: &SqliteDatabase, sql: &str) -> Vec<String> {
         db.exec(sql, false).unwrap()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::migrate::{LogStream, watch};
-use super::record::{RehearsalRecord, TaskRecord, Thresholds, run_suffix};
+use super::record::{RehearsalRecord, Thresholds, run_suffix};
 use super::wait::call;
 use super::{Run, StepError};
 use crate::config::values::format_duration;
@@ -109,13 +109,7 @@ pub async fn rehearse(run: &mut Run, was_in_flight: bool) -> Result<String, Step
     let handle = call("start the rehearsal's migration", || runner.start(&spec))
         .await
         .map_err(|e| StepError::Failed(format!("the migration could not be started on the clone: {e}")))?;
-    rehearsal(run).task = Some(TaskRecord {
-        arn: handle.id.clone(),
-        container: handle.container.clone(),
-        exit_code: None,
-        stopped_reason: None,
-        log_stream: handle.log_stream.clone(),
-    });
+    rehearsal(run).task = Some(super::migrate::task_record(&handle));
     run.save()?;
     run.out.info(&format!("    migration {} on clone {}", handle.id, clone.id));
     let observed = Arc::new(Mutex::new(Observed::default()));
@@ -334,15 +328,18 @@ pub async fn cleanup(run: &mut Run) -> Result<String, StepError> {
 /// After a signal: delete the clone at once (it only costs), and say so.
 pub async fn cleanup_after_signal(run: &mut Run) {
     let Some(r) = run.record.rehearsal.clone() else { return };
-    if r.clone.is_none() || r.clone_fate.is_some() || run.record.step_status("cleanup").is_settled() {
+    if r.clone.is_none()
+        || r.clone_fate.is_some()
+        || run.record.step_status(super::record::StepName::Cleanup).is_settled()
+    {
         return;
     }
-    let _ = run.begin("cleanup", "delete the rehearsal clone");
+    let _ = run.begin(super::record::StepName::Cleanup, "delete the rehearsal clone");
     let (status, detail) = match cleanup(run).await {
         Ok(done) => (super::record::StepStatus::Succeeded, done),
         Err(e) => (super::record::StepStatus::Failed, e.to_string()),
     };
-    let _ = run.end("cleanup", status, &detail);
+    let _ = run.end(super::record::StepName::Cleanup, status, &detail);
     if let Some(state) = run.record.state.as_mut() {
         state.push_str(&format!("; {detail}"));
     }

@@ -8,7 +8,8 @@ use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
-use super::{Password, PgDatabase, copy_database, exists, has_code, lookup, pg_err, quote_ident, rewrite_url, settle};
+use super::{PgDatabase, copy_database, exists, has_code, lookup, pg_err, quote_ident, settle};
+use crate::db_url::{self, Password};
 use crate::provider::{
     CloneInfo, LockObserver, LockSample, PResult, ProviderError, SeenLock, TAG_PURPOSE, TAG_RUN_ID, Tags,
 };
@@ -37,7 +38,7 @@ impl PgDatabase {
             id: name.to_string(),
             endpoint: host,
             port: Some(self.config.get_ports().first().copied().unwrap_or(5432)),
-            url_for_migration: Some(rewrite_url(&self.url, Some(name), Password::Keep)),
+            url_for_migration: Some(db_url::rewrite(&self.url, Some(name), Password::Keep)),
         }
     }
 

@@ -1,0 +1,127 @@
+//! What a run record tells a person, as one list of facts (`output::Report`):
+//! the terminal summary, `ferry runs show` and the GitHub step summary all
+//! render this list.
+
+use super::record::{Outcome, RunRecord, StepStatus};
+use crate::output::{Fact, Report, Span, StepRow};
+
+/// The report of a run, from its record.
+pub fn of(r: &RunRecord) -> Report {
+    Report { headline: headline(r), steps: steps(r), facts: facts(r) }
+}
+
+fn headline(r: &RunRecord) -> String {
+    let what = match r.outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Aborted => "failed before changing anything",
+        Outcome::Restored => "failed; the database was restored from the snapshot",
+        Outcome::NeedsAttention => "failed and needs attention",
+        Outcome::Interrupted => "was interrupted",
+        Outcome::Running => "is still running (or its ferry process died)",
+        Outcome::Abandoned => "was abandoned by a person",
+    };
+    format!("ferry {} {} {what} (exit {})", r.command, r.env, r.outcome.exit_code())
+}
+
+fn mark(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Succeeded => "ok",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Interrupted => "interrupted",
+    }
+}
+
+fn steps(r: &RunRecord) -> Vec<StepRow> {
+    r.steps
+        .iter()
+        .map(|s| StepRow {
+            name: s.name.to_string(),
+            mark: mark(s.status),
+            took_secs: s.started_at.zip(s.ended_at).map(|(a, b)| (b - a).num_seconds()),
+            detail: s.detail.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn code(s: &str) -> Span {
+    Span::Code(s.to_string())
+}
+
+fn text(s: impl Into<String>) -> Span {
+    Span::Text(s.into())
+}
+
+/// Who settled or abandoned the run, and what it left: snapshot, image, task, rehearsal, restore.
+fn facts(r: &RunRecord) -> Vec<Fact> {
+    let mut facts = vec![Fact::new("run", vec![code(&r.run_id)])];
+    if let Some(by) = &r.resolved_by {
+        facts.push(Fact::new("settled", vec![text("by run "), code(by)]));
+    }
+    if let Some(a) = &r.abandoned {
+        let at = crate::output::timestamp(a.at);
+        let line = format!("by {}@{} at {at} ({}); it was {}", a.by.user, a.by.host, a.reason, a.was.as_str());
+        facts.push(Fact::text("abandoned", line));
+    }
+    if let Some(s) = &r.snapshot {
+        facts.push(Fact::new("snapshot", vec![code(&s.id), text(format!(" ({}, {}%)", s.status, s.percent))]));
+    }
+    if let Some(image) = &r.image {
+        let mut f = Fact::new("image", vec![code(image)]);
+        f.aside = r.task_definition.as_ref().map(|t| ("task definition", vec![code(t)]));
+        facts.push(f);
+    }
+    if let Some(t) = &r.task {
+        let ended = match (t.exit_code, &t.stopped_reason) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(reason)) => reason.clone(),
+            (None, None) => "no exit code".into(),
+        };
+        facts.push(Fact::new("task", vec![code(&t.arn), text(format!(" ({ended})"))]));
+    }
+    if let Some(h) = &r.rehearsal {
+        let clone = h.clone.as_deref().unwrap_or("(none made)");
+        let verdict = h.verdict.as_deref().unwrap_or("not decided");
+        let fate = h.clone_fate.as_deref().unwrap_or("not deleted");
+        let mut f = Fact::text("rehearsal", format!("{verdict} on clone {clone} ({fate})"));
+        f.items = h.findings.clone();
+        facts.push(f);
+    }
+    if let Some(rs) = &r.restore {
+        facts.push(Fact::new("restored", vec![code(&rs.restored_cluster), text(" from "), code(&rs.snapshot_id)]));
+        if let Some(f) = &rs.failed_cluster {
+            facts.push(Fact::sentence(vec![text("failed database kept as "), code(f), text(", untouched")]));
+        }
+    }
+    let closing: [(&'static str, &Option<String>); 2] = [("error", &r.error), ("state", &r.state)];
+    facts.extend(closing.into_iter().filter_map(|(label, v)| v.as_ref().map(|v| Fact::text(label, v.clone()))));
+    if let Some(n) = &r.next {
+        facts.push(Fact::new("next", vec![code(n)]));
+    }
+    facts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::record::RunKind;
+
+    #[test]
+    fn the_step_summary_names_the_image_and_the_revision() {
+        let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
+        r.image = Some("app@sha256:abc".into());
+        r.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8".into());
+        let md = of(&r).markdown();
+        assert!(md.contains("- image: `app@sha256:abc`"), "{md}");
+        assert!(md.contains("- task definition: `arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8`"), "{md}");
+        let text = of(&r).summary().join("\n");
+        assert!(
+            text.contains(
+                "image:    app@sha256:abc (task definition arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8)"
+            ),
+            "{text}"
+        );
+    }
+}
