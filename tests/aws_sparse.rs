@@ -345,7 +345,15 @@ mod rds {
         let fake = FakeCloud::new("app-prod", "v1", false);
         let cloud = ferry::provider::Cloud { database: Arc::new(db(&[&up, &ready, &quota])), ..fake.cloud() };
         let env = env();
-        inspect(&Scope { env: &env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true }).await
+        inspect(&Scope {
+            env: &env,
+            cloud: &cloud,
+            restoring: false,
+            own_task: None,
+            with_snapshot: true,
+            rehearsing: false,
+        })
+        .await
     }
 
     #[tokio::test]
