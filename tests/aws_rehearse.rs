@@ -223,3 +223,72 @@ fn a_clone_retagged_as_another_runs_is_not_deleted_exit_5_naming_it() {
     assert!(error.contains("not tagged as run"), "{error}");
     assert!(rehearsal_resources(&emu).contains(&clone), "refused, so kept: {:?}", rehearsal_resources(&emu));
 }
+
+/// A `rehearse.database_env` variable the task definition gives as a secret:
+/// ECS does not document that an override replaces a secret, so the
+/// rehearsal's migration could reach the real database. Refused at preflight
+/// (exit 3), naming the variable; no emulator needed.
+#[tokio::test]
+async fn a_database_env_variable_given_as_a_secret_is_refused_at_preflight() {
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver, Secret, TaskDefinition};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use ferry::provider::aws::ecs::{EcsRunner, EcsTarget};
+    use ferry::runbook::preflight::{Scope, inspect};
+
+    let td = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+        let container = ContainerDefinition::builder()
+            .name("migrate")
+            .log_configuration(
+                LogConfiguration::builder()
+                    .log_driver(LogDriver::Awslogs)
+                    .options("awslogs-group", "/app/migrations")
+                    .options("awslogs-stream-prefix", "ferry")
+                    .build()
+                    .unwrap(),
+            )
+            .secrets(Secret::builder().name("DATABASE_URL").value_from("arn:secret").build().unwrap())
+            .build();
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(TaskDefinition::builder().container_definitions(container).build())
+            .build()
+    });
+    let list = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &list]);
+    let runner = EcsRunner::new(
+        client,
+        EcsTarget {
+            cluster: "c".into(),
+            task_definition: "td".into(),
+            subnets: vec!["s".into()],
+            security_groups: vec![],
+            assign_public_ip: false,
+            container: "migrate".into(),
+        },
+    );
+    let fake = ferry::provider::fake::FakeCloud::new("app-prod", "v1", false);
+    let cloud = ferry::provider::Cloud { runner: std::sync::Arc::new(runner), ..fake.cloud() };
+    let text = |var: &str| {
+        format!(
+            "project = \"app\"\n[env.prod]\ndatabase = {{ cluster = \"app-prod\" }}\n\
+             migration = {{ cluster = \"c\", task_definition = \"td\", subnets = [\"s\"], security_groups = [], container = \"migrate\", command = [\"m\"] }}\n\
+             rehearse = {{ database_env = {{ {var} = \"postgresql://app@${{clone.endpoint}}/app\" }} }}\n"
+        )
+    };
+    for (var, refused) in [("DATABASE_URL", true), ("REHEARSAL_DATABASE_URL", false)] {
+        let cfg = ferry::config::parse(Path::new("/virtual/ferry.toml"), &text(var)).unwrap();
+        let env = cfg.env("prod").unwrap();
+        let scope =
+            Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: false, rehearsing: true };
+        let found = inspect(&scope).await;
+        let named = found
+            .refusals
+            .iter()
+            .any(|r| r.contains(&format!("rehearse.database_env.{var} is given to the migration by a secret")));
+        assert_eq!(named, refused, "{var}: {found:?}");
+        // Not rehearsing, nothing is asked about it.
+        let found = inspect(&Scope { rehearsing: false, ..scope }).await;
+        assert!(found.refusals.iter().all(|r| !r.contains("secret")), "{found:?}");
+    }
+}

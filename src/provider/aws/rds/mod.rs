@@ -6,6 +6,8 @@
 
 mod clone;
 #[cfg(test)]
+mod clone_tests;
+#[cfg(test)]
 mod fixtures;
 mod restore;
 mod settings;
