@@ -189,6 +189,28 @@ fn sigkill_during_the_rehearsal_then_unlock_and_resume_deletes_the_clone() {
 }
 
 #[test]
+fn ctrl_c_during_the_rehearsal_stops_its_task_and_deletes_the_clone() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let p = project(&emu, &s, "", "FERRY_FIXTURE_LOCK_SECONDS = \"60\"");
+    let child = p.command(&["rehearse", "stage"]).stderr(Stdio::piped()).spawn().unwrap();
+    let running = eventually(Duration::from_secs(60), || {
+        try_record(p.path()).is_some_and(|r| r["rehearsal"]["task"]["arn"].is_string())
+    });
+    assert!(running, "the rehearsal's migration started");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = only_record(&p);
+    assert_eq!(rec["outcome"], "interrupted");
+    assert_eq!(rec["rehearsal"]["clone_fate"], "deleted", "{rec}");
+    assert!(rehearsal_resources(&emu).is_empty(), "{:?}", rehearsal_resources(&emu));
+    // Its task on the clone was stopped, not left running.
+    let task = rec["rehearsal"]["task"]["arn"].as_str().unwrap();
+    assert_eq!(emu.get("/_emulator/tasks")[task]["lastStatus"], "STOPPED", "{}", emu.get("/_emulator/tasks"));
+}
+
+#[test]
 fn a_clone_retagged_as_another_runs_is_not_deleted_exit_5_naming_it() {
     let Some(emu) = Emulator::start() else { return };
     let s = emu.setup(false);
