@@ -253,14 +253,14 @@ fn clone_lines(env: &EnvConfig) -> (Vec<String>, String, &'static str) {
         DatabaseConfig::Url(DbUrl::Sqlite(_)) => (
             vec!["copy the database file with SQLite's online backup to <stem>-rehearsal-<run hex>.<ext>, marked with the run".into()],
             "locks are not observed: SQLite has no lock table (a writer locks the whole file)".into(),
-            "with DATABASE_URL set to the clone",
+            ", with DATABASE_URL set to the clone",
         ),
         DatabaseConfig::Url(_) => (
             vec!["CREATE DATABASE <db>-rehearsal-<run hex> TEMPLATE <db> (a pg_dump copy when sessions are connected), \
                   marked with the run"
                 .into()],
             SAMPLE.into(),
-            "with DATABASE_URL set to the clone",
+            ", with DATABASE_URL set to the clone",
         ),
         DatabaseConfig::Cluster(_) => (
             vec![
@@ -280,7 +280,7 @@ fn clone_lines(env: &EnvConfig) -> (Vec<String>, String, &'static str) {
                 Some(DbUrl::Postgres(_)) => format!("{SAMPLE} (through database.url with the clone's endpoint and port)"),
                 _ => "locks are not observed: database.url is not set (ferry reaches the clone through it)".into(),
             },
-            "(same task definition, container and image) with rehearse.database_env pointing it at the clone",
+            " (same task definition, container and image), with rehearse.database_env pointing it at the clone",
         ),
     }
 }
@@ -290,7 +290,7 @@ fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
     let r = &env.rehearse;
     let (copy, locks, reached) = clone_lines(env);
     let mut rehearse = vec![
-        format!("run `{}` exactly as the migration step would, {reached}", env.migration.command.join(" ")),
+        format!("run `{}` exactly as the migration step would{reached}", env.migration.command.join(" ")),
         locks,
         format!("fail when the migration fails or runs longer than {} (max_duration)", format_duration(r.max_duration)),
     ];
