@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep};
 
 use super::migrate::{LogStream, watch};
 use super::record::{RehearsalRecord, TaskRecord, Thresholds, run_suffix};
-use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
+use super::wait::{Poll, PollPolicy, call, wait_for};
 use super::{Run, StepError};
 use crate::config::values::format_duration;
 use crate::config::{DatabaseConfig, DbUrl};
@@ -378,10 +378,7 @@ async fn delete_clone(run: &Run, id: &str) -> Result<(), String> {
         |state, waited| run.out.progress(&what, state, waited),
     )
     .await
-    .map_err(|e| match e {
-        WaitError::Failed(e) => e.to_string(),
-        timed_out => timed_out.to_string(),
-    })
+    .map_err(|e| e.to_string())
 }
 
 /// After a signal: delete the clone at once (it only costs), and say so.
