@@ -85,7 +85,7 @@ impl RdsDatabase {
             .into_iter()
             .find(|i| i.db_instance_identifier().is_some_and(|id| id.eq_ignore_ascii_case(&instance_id)));
         let Some(instance) = instance else {
-            self.create_clone_instance(name, &instance_id, tags).await?;
+            self.create_clone_instance(name, &clone, &instance_id, tags).await?;
             return Ok(CloneState::Making(format!("instance {instance_id} creating")));
         };
         match self.tags_of_resource(instance.tag_list(), instance.db_instance_arn()).await? {
@@ -155,8 +155,11 @@ impl RdsDatabase {
 
     /// CreateDBInstance `<clone>-1`: `rehearse.instance_class`, else the
     /// source writer's class, with the writer's parameter group.
-    async fn create_clone_instance(&self, clone: &str, id: &str, tags: &Tags) -> PResult<()> {
+    async fn create_clone_instance(&self, name: &str, clone: &DbCluster, id: &str, tags: &Tags) -> PResult<()> {
         let source = self.source().await?;
+        let engine = clone.engine().or(source.engine()).ok_or_else(|| {
+            ProviderError::Rejected(format!("DescribeDBClusters gives no engine for {} or its clone", self.cluster_id))
+        })?;
         let writer: Option<DbInstance> =
             super::twin::twin_order(&source, self.instances_of(&self.cluster_id).await?).into_iter().next();
         let class = self
@@ -178,8 +181,8 @@ impl RdsDatabase {
             .client
             .create_db_instance()
             .db_instance_identifier(id)
-            .db_cluster_identifier(clone)
-            .set_engine(source.engine().map(String::from).or_else(|| Some("aurora-postgresql".into())))
+            .db_cluster_identifier(name)
+            .engine(engine)
             .db_instance_class(class)
             .set_db_parameter_group_name(parameter_group)
             .set_tags(Some(tag_list(tags)));
