@@ -123,6 +123,30 @@ pub fn rewrite(url: &str, dbname: Option<&str>, password: Password) -> String {
     out
 }
 
+/// `url` reaching `host:port` instead of its own host(s): the same scheme,
+/// user, password, database and parameters. A URL listing several hosts is
+/// refused (which of them the new host stands for is not known).
+pub fn with_host(url: &str, host: &str, port: u16) -> Result<String, String> {
+    let parts = split(url);
+    if parts.hosts.contains(',') {
+        return Err("it lists several hosts; give one host to be replaced by the clone's".into());
+    }
+    if host.is_empty() || host.contains(['/', '?', '@', '#', ' ']) {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    let mut out = format!("{}://", parts.scheme);
+    if let Some(credentials) = parts.credentials {
+        out.push_str(&format!("{credentials}@"));
+    }
+    out.push_str(&format!("{host}:{port}{}", parts.path));
+    if !parts.params.is_empty() {
+        out.push('?');
+        out.push_str(&parts.params.join("&"));
+    }
+    Ok(out)
+}
+
 /// Replace the password of every `scheme://user:password@host` in `text` with
 /// `***` (a whole URL, or URLs inside a line of output).
 pub fn redact(text: &str) -> String {
@@ -201,5 +225,16 @@ mod tests {
     fn percent_encoding_round_trips_outside_the_unreserved_set() {
         assert_eq!(encode("a b/c-d.e_f~g@"), "a%20b%2Fc-d.e_f~g%40");
         assert_eq!(decode("a%20b%2fc%zz%"), "a b/c%zz%");
+    }
+
+    #[test]
+    fn with_host_replaces_only_the_host_and_port() {
+        assert_eq!(
+            with_host("postgres://ro:p%40ss@db.internal:5433/app?sslmode=verify-full", "clone.example", 5432).unwrap(),
+            "postgres://ro:p%40ss@clone.example:5432/app?sslmode=verify-full"
+        );
+        assert_eq!(with_host("postgresql://u@h/app", "::1", 6000).unwrap(), "postgresql://u@[::1]:6000/app");
+        assert!(with_host("postgres://u@h1:5432,h2:5433/app", "c", 5432).unwrap_err().contains("several hosts"));
+        assert!(with_host("postgres://u@h/app", "a/b", 5432).is_err());
     }
 }

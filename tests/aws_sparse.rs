@@ -345,7 +345,15 @@ mod rds {
         let fake = FakeCloud::new("app-prod", "v1", false);
         let cloud = ferry::provider::Cloud { database: Arc::new(db(&[&up, &ready, &quota])), ..fake.cloud() };
         let env = env();
-        inspect(&Scope { env: &env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true }).await
+        inspect(&Scope {
+            env: &env,
+            cloud: &cloud,
+            restoring: false,
+            own_task: None,
+            with_snapshot: true,
+            rehearsing: false,
+        })
+        .await
     }
 
     #[tokio::test]
@@ -369,6 +377,91 @@ mod rds {
         });
         let f = preflight_with(full).await;
         assert!(f.refusals.iter().any(|r| r.contains("quota is full (100/100)")), "{f:?}");
+    }
+
+    // --- the rehearsal's clone ---
+
+    fn ours() -> Vec<aws_sdk_rds::types::Tag> {
+        [("ferry:purpose", "rehearsal"), ("ferry:run-id", "run-1")]
+            .iter()
+            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build())
+            .collect()
+    }
+
+    fn run_tags() -> ferry::provider::Tags {
+        [("ferry:purpose", "rehearsal"), ("ferry:run-id", "run-1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_clone_described_with_the_smallest_answer_is_neither_ready_nor_deleted() {
+        use aws_sdk_rds::operation::delete_db_cluster::DeleteDbClusterOutput;
+        use ferry::provider::CloneState;
+        // No status, no endpoint, no TagList, no ARN: nothing proves it is this run's or ready.
+        let bare = cluster(DbCluster::builder().build());
+        let delete = mock!(Client::delete_db_cluster).then_output(|| DeleteDbClusterOutput::builder().build());
+        let rds = db(&[&bare, &delete]);
+        let step = rds.clone_for_rehearsal("app-prod-rehearsal-1", &run_tags()).await.unwrap();
+        assert!(matches!(step, CloneState::Making(_)), "{step:?}");
+        let err = rds.delete_rehearsal_clone("app-prod-rehearsal-1", "run-1").await.unwrap_err();
+        assert!(matches!(err, ProviderError::Rejected(ref m) if m.contains("cannot be read")), "{err:?}");
+        assert_eq!(delete.num_calls(), 0, "never deleted without proof");
+        // Tagged and available, its instance too, but no Endpoint or Port yet: not ready, never a guess.
+        let up = cluster(DbCluster::builder().status("available").set_tag_list(Some(ours())).build());
+        let instance = instances(vec![
+            DbInstance::builder()
+                .db_instance_identifier("app-prod-rehearsal-1-1")
+                .db_instance_status("available")
+                .set_tag_list(Some(ours()))
+                .build(),
+        ]);
+        let step = db(&[&up, &instance]).clone_for_rehearsal("app-prod-rehearsal-1", &run_tags()).await.unwrap();
+        assert!(matches!(step, CloneState::Making(ref s) if s.contains("not described yet")), "{step:?}");
+    }
+
+    #[tokio::test]
+    async fn a_clone_listed_late_is_waited_for_not_made_twice_nor_refused() {
+        use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
+        use aws_sdk_rds::operation::restore_db_cluster_to_point_in_time::{
+            RestoreDBClusterToPointInTimeError, RestoreDbClusterToPointInTimeOutput,
+        };
+        use aws_sdk_rds::types::error::{DbClusterAlreadyExistsFault, DbClusterNotFoundFault};
+        use aws_smithy_mocks::MockResponse;
+        use ferry::provider::CloneState;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // The clone is listed only from the third look on; the source always.
+        let looks = Arc::new(AtomicU32::new(0));
+        let seen = looks.clone();
+        let clusters = mock!(Client::describe_db_clusters).then_compute_response(move |r| {
+            let c = if r.db_cluster_identifier() == Some("app-prod") {
+                DbCluster::builder().db_cluster_identifier("app-prod").status("available").build()
+            } else if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                return MockResponse::Error(DescribeDBClustersError::DbClusterNotFoundFault(
+                    DbClusterNotFoundFault::builder().build(),
+                ));
+            } else {
+                DbCluster::builder().status("creating").set_tag_list(Some(ours())).build()
+            };
+            MockResponse::Output(DescribeDbClustersOutput::builder().db_clusters(c).build())
+        });
+        let restore = mock!(Client::restore_db_cluster_to_point_in_time)
+            .sequence()
+            .output(|| RestoreDbClusterToPointInTimeOutput::builder().build())
+            .error(|| {
+                RestoreDBClusterToPointInTimeError::DbClusterAlreadyExistsFault(
+                    DbClusterAlreadyExistsFault::builder().build(),
+                )
+            })
+            .build();
+        let rds = db(&[&clusters, &restore]);
+        for _ in 0..3 {
+            let step = rds.clone_for_rehearsal("app-prod-rehearsal-1", &run_tags()).await.unwrap();
+            assert!(matches!(step, CloneState::Making(_)), "{step:?}");
+        }
+        assert_eq!(restore.num_calls(), 2, "asked again only while not listed; the second answer is that it exists");
+        assert_eq!(looks.load(Ordering::SeqCst), 3);
     }
 }
 

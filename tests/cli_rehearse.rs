@@ -186,21 +186,21 @@ fn sigkill_during_the_rehearsal_then_unlock_and_resume_deletes_the_clone() {
 }
 
 #[test]
-fn rehearse_is_refused_on_aws_and_with_the_apprunner_runner() {
+fn rehearse_on_aws_needs_database_env_pointing_at_the_clone_and_is_refused_with_the_apprunner_runner() {
     let aws = Project::new(
         "project = \"t\"\n[env.prod]\ndatabase = { cluster = \"app\" }\nmigration = { cluster = \"c\", task_definition = \"td\", subnets = [\"s\"], security_groups = [\"g\"], container = \"m\", command = [\"x\"] }\n",
     );
     let r = aws.ferry(&["rehearse", "prod"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("not built yet"), "{r:?}");
+    assert!(r.stderr.contains("${clone.endpoint}") && r.stderr.contains("against the real database"), "{r:?}");
     std::fs::write(
         aws.path().join("ferry.toml"),
-        "project = \"t\"\n[env.prod]\ndatabase = { cluster = \"app\" }\nmigration = { cluster = \"c\", task_definition = \"td\", subnets = [\"s\"], security_groups = [\"g\"], container = \"m\", command = [\"x\"] }\nrehearse = { when = \"always\" }\n",
+        "project = \"t\"\n[env.prod]\ndatabase = { cluster = \"app\" }\nmigration = { cluster = \"c\", task_definition = \"td\", subnets = [\"s\"], security_groups = [\"g\"], container = \"m\", command = [\"x\"] }\nrehearse = { when = \"always\", database_env = { DB_PORT = \"${clone.port}\" } }\n",
     )
     .unwrap();
     let r = aws.ferry(&["config", "validate"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("not built yet"), "{r:?}");
+    assert!(r.stderr.contains("rehearse.database_env") && r.stderr.contains("against the real database"), "{r:?}");
     let apprunner = Project::new(
         "project = \"t\"\n[env.prod]\ndatabase = { cluster = \"app\" }\nmigration = { runner = \"apprunner\" }\nservice = { apprunner_arn = \"arn:aws:apprunner:eu-west-1:123456789012:service/app/abc\" }\nrehearse = { when = \"never\" }\n",
     );

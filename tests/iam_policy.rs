@@ -59,9 +59,14 @@ const REQUIRED_BY_AWS: &[(&str, &str)] = &[
     // (the original's and ferry:run-id) are authorized as TagResource with
     // ecs:CreateAction = RunTask / RegisterTaskDefinition.
     ("ecs:TagResource", "ecs:RunTask and ecs:RegisterTaskDefinition with tags (tag-on-create)"),
-    // Tags passed to CreateDBClusterSnapshot and RestoreDBClusterFromSnapshot
-    // are authorized as AddTagsToResource.
-    ("rds:AddTagsToResource", "rds:CreateDBClusterSnapshot and rds:RestoreDBClusterFromSnapshot with tags"),
+    // Tags passed to CreateDBClusterSnapshot, RestoreDBClusterFromSnapshot,
+    // RestoreDBClusterToPointInTime and CreateDBInstance are authorized as
+    // AddTagsToResource on the new resource.
+    (
+        "rds:AddTagsToResource",
+        "rds:CreateDBClusterSnapshot, rds:RestoreDBClusterFromSnapshot, rds:RestoreDBClusterToPointInTime and \
+         rds:CreateDBInstance with tags",
+    ),
     // Restoring an encrypted cluster (and creating its writer): RDS creates a
     // grant on the cluster's KMS key with the caller's permissions.
     ("kms:CreateGrant", "rds:RestoreDBClusterFromSnapshot of an encrypted cluster"),
@@ -82,7 +87,8 @@ const REQUIRED_BY_AWS: &[(&str, &str)] = &[
 const STATE_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"];
 
 /// Deny statements: guard rails for promise 2 of ARCHITECTURE.md, not grants.
-const DENIED: &[&str] = &["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot"];
+const DENIED: &[&str] =
+    &["rds:DeleteDBCluster", "rds:DeleteDBInstance", "rds:DeleteDBClusterSnapshot", "rds:AddTagsToResource"];
 
 /// Actions that AWS offers no resource-level restriction for (or only a
 /// condition, which the policy must then carry). Every other Allow names its
@@ -413,7 +419,9 @@ fn json_statements(policy: &Value) -> Vec<Statement> {
         .expect("Statement is a list")
         .iter()
         .map(|s| {
-            assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none(), "NotAction/NotResource: {s}");
+            assert!(s.get("NotAction").is_none(), "NotAction: {s}");
+            // NotResource widens an Allow to everything else: only a Deny may use it.
+            assert!(s.get("NotResource").is_none() || s["Effect"] == "Deny", "NotResource in an Allow: {s}");
             Statement {
                 sid: s["Sid"].as_str().unwrap_or_else(|| panic!("statement without Sid: {s}")).to_string(),
                 effect: s["Effect"].as_str().unwrap().to_string(),
@@ -534,7 +542,7 @@ fn render_statement(sid: &str, body: &[&str], key_indent: usize) -> Value {
         let block = &body[k + 1..block_end];
         let rendered = match (key, value.trim()) {
             ("Effect", v) => Value::String(v.to_string()),
-            ("Action" | "Resource", "") => {
+            ("Action" | "Resource" | "NotResource", "") => {
                 let items = list_items(block, &none, sid);
                 if items.len() == 1 { Value::String(items[0].clone()) } else { Value::from(items) }
             }
@@ -695,7 +703,7 @@ fn the_deploy_role_trusts_one_repository_and_one_github_environment() {
 }
 
 #[test]
-fn the_policy_never_lets_ferry_delete_a_database_and_scopes_what_it_can() {
+fn the_policy_deletes_no_database_but_a_rehearsal_clone_and_scopes_what_it_can() {
     let policy = policy_json();
     let statements = policy["Statement"].as_array().unwrap();
     let denied: BTreeSet<String> = json_statements(&policy)
@@ -704,12 +712,25 @@ fn the_policy_never_lets_ferry_delete_a_database_and_scopes_what_it_can() {
         .flat_map(|s| s.actions.iter().cloned())
         .collect();
     assert_eq!(denied, DENIED.iter().map(|s| s.to_string()).collect(), "the Deny guard rails changed");
-    let granted = allowed(&json_statements(&policy));
-    for a in ["rds:DeleteDBCluster", "rds:DeleteDBInstance"] {
-        assert!(!granted.iter().any(|g| key(g) == key(a)), "{a} must never be allowed");
-    }
     for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
         let actions = as_list(&s["Action"]);
+        if actions.iter().any(|a| a == "rds:DeleteDBCluster" || a == "rds:DeleteDBInstance") {
+            // A database is deleted only as a rehearsal's clone (see the evaluation below).
+            assert_eq!(
+                s["Condition"]["StringEquals"]["aws:ResourceTag/ferry:purpose"], "rehearsal",
+                "database deletes must be limited to rehearsal clones: {s}"
+            );
+            assert!(
+                as_list(&s["Resource"]).iter().all(|r| r.contains("-rehearsal-")),
+                "database deletes beyond the rehearsal clones' names: {s}"
+            );
+        }
+        if actions.iter().any(|a| a == "rds:RestoreDBClusterToPointInTime") {
+            assert_eq!(
+                s["Condition"]["StringEquals"]["aws:RequestTag/ferry:purpose"], "rehearsal",
+                "a clone is made only tagged as a rehearsal's: {s}"
+            );
+        }
         assert!(actions.iter().all(|a| !a.contains('*')), "wildcard action in {s}");
         let resources = as_list(&s["Resource"]);
         if resources.iter().any(|r| r == "*") {
@@ -972,4 +993,106 @@ fn the_policy_allows_s3_only_under_the_state_prefix() {
     ] {
         assert!(yaml.lines().any(|l| l.trim() == want), "infra/ferry-iam.yaml lacks `{want}`");
     }
+}
+
+/// Whether the policy permits `action` on `resource` for a request with the
+/// condition keys `context` (a key given several times is multi-valued, as
+/// `aws:TagKeys`): an Allow matches and no Deny does. Reads Resource and
+/// NotResource and the condition operators the policy uses on RDS.
+fn permitted(policy: &Value, action: &str, resource: &str, context: &[(&str, &str)]) -> bool {
+    let matching = |effect: &str| {
+        policy["Statement"].as_array().unwrap().iter().filter(|s| s["Effect"] == effect).any(|s| {
+            let on_resource = match s.get("NotResource") {
+                Some(not) => !as_list(not).iter().any(|r| glob(r, resource)),
+                None => as_list(&s["Resource"]).iter().any(|r| glob(r, resource)),
+            };
+            as_list(&s["Action"]).iter().any(|a| glob(&key(a), &key(action)))
+                && on_resource
+                && conditions_of(s).iter().all(|(op, name, want)| condition(op, name, want, context, s))
+        })
+    };
+    matching("Allow") && !matching("Deny")
+}
+
+fn conditions_of(statement: &Value) -> Vec<(String, String, Vec<String>)> {
+    let Some(ops) = statement.get("Condition").and_then(Value::as_object) else { return Vec::new() };
+    ops.iter()
+        .flat_map(|(op, keys)| {
+            keys.as_object().unwrap().iter().map(move |(name, want)| (op.clone(), name.clone(), as_list(want)))
+        })
+        .collect()
+}
+
+fn condition(op: &str, name: &str, want: &[String], context: &[(&str, &str)], statement: &Value) -> bool {
+    let got: Vec<&str> = context.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v).collect();
+    let equal = |g: &&str| want.iter().any(|w| w == g);
+    match op {
+        // A key the request does not carry fails StringEquals and holds for StringNotEquals.
+        "StringEquals" => !got.is_empty() && got.iter().all(equal),
+        "StringLike" => !got.is_empty() && got.iter().all(|g| want.iter().any(|w| glob(w, g))),
+        "StringNotEquals" => !got.iter().any(equal),
+        "ForAnyValue:StringEquals" => got.iter().any(equal),
+        "Null" => want.iter().all(|w| (w == "true") == got.is_empty()),
+        other => panic!("this evaluation does not know the condition operator {other}: {statement}"),
+    }
+}
+
+#[test]
+fn ferry_deletes_only_its_tagged_rehearsal_clone_and_cannot_mark_an_existing_database() {
+    let policy = policy_json();
+    let cluster = |id: &str| format!("arn:aws:rds:us-east-1:123456789012:cluster:{id}");
+    let db = |id: &str| format!("arn:aws:rds:us-east-1:123456789012:db:{id}");
+    let tagged = |purpose: &'static str| vec![("aws:ResourceTag/ferry:purpose", purpose)];
+    let rehearsal = tagged("rehearsal");
+
+    // The clone and its instance, tagged in the call that made them: deleted.
+    assert!(permitted(&policy, "rds:DeleteDBCluster", &cluster("app-prod-rehearsal-1a2b"), &rehearsal));
+    assert!(permitted(&policy, "rds:DeleteDBInstance", &db("app-prod-rehearsal-1a2b-1"), &rehearsal));
+    // Nothing else, however it is named or tagged.
+    for (action, resource, context) in [
+        ("rds:DeleteDBCluster", cluster("app-prod"), vec![]),
+        ("rds:DeleteDBCluster", cluster("app-prod"), rehearsal.clone()),
+        ("rds:DeleteDBCluster", cluster("app-prod-rehearsal-1a2b"), vec![]),
+        ("rds:DeleteDBCluster", cluster("app-prod-rehearsal-1a2b"), tagged("restore")),
+        ("rds:DeleteDBCluster", cluster("app-prod-restored-20261201-0600"), tagged("restore")),
+        ("rds:DeleteDBCluster", cluster("app-prod-failed-20261201-0600"), vec![]),
+        ("rds:DeleteDBCluster", cluster("billing-rehearsal-1a2b"), rehearsal.clone()),
+        ("rds:DeleteDBInstance", db("app-prod-writer"), vec![]),
+        ("rds:DeleteDBInstance", db("app-prod-writer"), rehearsal.clone()),
+        ("rds:DeleteDBInstance", db("app-prod-rehearsal-1a2b-1"), tagged("pre-deploy")),
+    ] {
+        assert!(!permitted(&policy, action, &resource, &context), "{action} on {resource} {context:?} must be refused");
+    }
+
+    // Making the clone: only tagged as a rehearsal's, and the tags of the call
+    // (AddTagsToResource on the new cluster) put ferry:purpose only on a
+    // rehearsal's name.
+    let clone_tags = [
+        ("aws:RequestTag/ferry:purpose", "rehearsal"),
+        ("aws:TagKeys", "ferry:purpose"),
+        ("aws:TagKeys", "ferry:run-id"),
+        ("aws:TagKeys", "ferry:env"),
+    ];
+    assert!(permitted(&policy, "rds:RestoreDBClusterToPointInTime", &cluster("app-prod"), &clone_tags));
+    assert!(!permitted(&policy, "rds:RestoreDBClusterToPointInTime", &cluster("app-prod"), &[]));
+    assert!(permitted(&policy, "rds:AddTagsToResource", &cluster("app-prod-rehearsal-1a2b"), &clone_tags));
+    assert!(permitted(&policy, "rds:AddTagsToResource", &db("app-prod-rehearsal-1a2b-1"), &clone_tags));
+    assert!(!permitted(&policy, "rds:AddTagsToResource", &cluster("app-prod-copy"), &clone_tags));
+
+    // An existing production cluster or instance can never be marked as a rehearsal (or anything).
+    for resource in [cluster("app-prod"), db("app-prod-writer"), cluster("app-prod-failed-20261201-0600")] {
+        for purpose in ["rehearsal", "restore", "pre-deploy"] {
+            let marking = [("aws:RequestTag/ferry:purpose", purpose), ("aws:TagKeys", "ferry:purpose")];
+            assert!(!permitted(&policy, "rds:AddTagsToResource", &resource, &marking), "{purpose} on {resource}");
+        }
+        // The run's own tag, which a restore puts on a cluster before renaming it, stays allowed.
+        assert!(permitted(&policy, "rds:AddTagsToResource", &resource, &[("aws:TagKeys", "ferry:run-id")]));
+    }
+    // What the other create calls tag stays allowed: a restore's new cluster and
+    // instances, a pre-deploy snapshot.
+    let restore = [("aws:RequestTag/ferry:purpose", "restore"), ("aws:TagKeys", "ferry:purpose")];
+    assert!(permitted(&policy, "rds:AddTagsToResource", &cluster("app-prod-restored-20261201-0600"), &restore));
+    assert!(permitted(&policy, "rds:AddTagsToResource", &db("app-prod-restored-20261201-0600-1"), &restore));
+    let snapshot = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:app-prod-20261201-060000-1a2b";
+    assert!(permitted(&policy, "rds:AddTagsToResource", snapshot, &[("aws:TagKeys", "ferry:purpose")]));
 }

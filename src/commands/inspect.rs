@@ -69,7 +69,9 @@ async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
         // Resolves `${output:Name}` as deploy does: a misspelt name is exit 2 there too.
         match ctx.cloud(env).await {
             Ok(cloud) => {
-                let scope = Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true };
+                let rehearsing = env.rehearse.when == crate::config::RehearseWhen::Always;
+                let scope =
+                    Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true, rehearsing };
                 let found = inspect(&scope).await;
                 check.refusals.extend(found.refusals.iter().cloned());
                 check.preflight = Some(found);

@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
-use crate::config::{self, EnvConfig, ProviderKind, RestoreStrategy, RunnerKind, check_snapshot_id};
+use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
 use crate::output::append_step_summary;
 use crate::provider::Cloud;
 use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
@@ -37,11 +37,8 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
 pub async fn rehearse(ctx: &Context, a: RehearseArgs) -> CmdResult {
     let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
     let env = &env;
-    if env.provider == ProviderKind::Aws {
-        return Err(CommandError::Usage(format!("{}: {}; nothing was done", env.name, config::REHEARSE_AWS_NOT_BUILT)));
-    }
-    if env.migration.runner == RunnerKind::Apprunner {
-        return Err(CommandError::Usage(format!("{}: {}; nothing was done", env.name, config::REHEARSE_APPRUNNER)));
+    if let Some(why) = config::rehearsal_refusal(env) {
+        return Err(CommandError::Usage(format!("{}: {why}; nothing was done", env.name)));
     }
     let options = RunOptions { keep_clone: a.keep_clone, ..RunOptions::default() };
     let steps = plan::rehearse_plan(env, &options).names();

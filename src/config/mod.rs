@@ -149,9 +149,26 @@ pub struct RehearseConfig {
 pub const REHEARSE_MAX_DURATION: Duration = Duration::from_secs(600);
 /// The default `rehearse.max_exclusive_lock`.
 pub const REHEARSE_MAX_EXCLUSIVE_LOCK: Duration = Duration::from_secs(30);
-/// What `ferry rehearse` and the `rehearse` table say on provider = "aws".
-pub const REHEARSE_AWS_NOT_BUILT: &str = "the rehearsal on provider = \"aws\" (an Aurora copy-on-write clone) is not built yet; \
-     `ferry rehearse` works with provider = \"local\" (SQLite or PostgreSQL)";
+/// Why a rehearsal on provider = "aws" needs `rehearse.database_env`.
+pub const REHEARSE_AWS_DATABASE_ENV: &str = "on provider = \"aws\" the migration finds its database through its own \
+     variables, so rehearse.database_env must point it at the clone: at least one value must contain \
+     ${clone.endpoint}, e.g. rehearse = { database_env = { DB_HOST = \"${clone.endpoint}\", DB_PORT = \"${clone.port}\" } } \
+     or { DATABASE_URL = \"postgresql://app@${clone.endpoint}:${clone.port}/app\" }; otherwise the rehearsal's \
+     migration would run against the real database";
+
+/// Why this environment cannot be rehearsed as configured, if it cannot:
+/// on aws, a `rehearse.database_env` with no `${clone.endpoint}`.
+pub fn rehearsal_refusal(env: &EnvConfig) -> Option<String> {
+    if env.migration.runner == RunnerKind::Apprunner {
+        return Some(REHEARSE_APPRUNNER.into());
+    }
+    (env.provider == ProviderKind::Aws && !points_at_clone(&env.rehearse.database_env))
+        .then(|| REHEARSE_AWS_DATABASE_ENV.into())
+}
+
+fn points_at_clone(database_env: &BTreeMap<String, String>) -> bool {
+    database_env.values().any(|v| v.contains("${clone.endpoint}"))
+}
 /// Why runner = "apprunner" cannot be rehearsed.
 pub const REHEARSE_APPRUNNER: &str = "runner = \"apprunner\" migrates inside the App Runner service's start-up, \
      which cannot be pointed at a clone; a rehearsal needs runner = \"ecs\" (or \"command\" locally)";
@@ -167,9 +184,6 @@ fn rehearse_config(
     let err = |msg: String| (None, msg);
     let configured = raw.is_some();
     let r = raw.unwrap_or_default();
-    if configured && provider == ProviderKind::Aws {
-        return Err(err(format!("rehearse: {REHEARSE_AWS_NOT_BUILT}; remove the rehearse table for now")));
-    }
     if configured && runner == RunnerKind::Apprunner {
         return Err(err(format!("rehearse: {REHEARSE_APPRUNNER}; remove the rehearse table")));
     }
@@ -196,6 +210,9 @@ fn rehearse_config(
             }
             rest = &inner[end.min(inner.len())..];
         }
+    }
+    if configured && provider == ProviderKind::Aws && !points_at_clone(&database_env) {
+        return Err(err(format!("rehearse.database_env: {REHEARSE_AWS_DATABASE_ENV}")));
     }
     let max_duration = r.max_duration.map_or(REHEARSE_MAX_DURATION, |d| d.0);
     Ok(RehearseConfig {

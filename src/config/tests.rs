@@ -290,8 +290,19 @@ fn rehearse_refuses_what_it_cannot_do() {
         let e = parse_str(&text).unwrap_err();
         assert!(e.message.contains(wanted), "{line}: {e}");
     }
-    let aws = GOOD.replace("[env.production]\n", "[env.production]\nrehearse = { when = \"never\" }\n");
-    assert!(parse_str(&aws).unwrap_err().message.contains("not built yet"));
+    // On aws the migration must be pointed at the clone, or it would run against the real database.
+    let aws = |table: &str| GOOD.replace("[env.production]\n", &format!("[env.production]\n{table}\n"));
+    for table in ["rehearse = { when = \"never\" }", "rehearse = { database_env = { DB_PORT = \"${clone.port}\" } }"] {
+        let e = parse_str(&aws(table)).unwrap_err();
+        assert!(e.message.contains("must contain") && e.message.contains("against the real database"), "{table}: {e}");
+    }
+    let good = parse_str(&aws(
+        "rehearse = { when = \"always\", instance_class = \"db.t4g.medium\", database_env = { DATABASE_URL = \"postgresql://app@${clone.endpoint}:${clone.port}/app\" } }",
+    ))
+    .unwrap();
+    let env = good.env("production").unwrap();
+    assert_eq!(env.rehearse.instance_class.as_deref(), Some("db.t4g.medium"));
+    assert_eq!(rehearsal_refusal(env), None);
 }
 
 #[test]

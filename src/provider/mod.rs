@@ -236,26 +236,46 @@ pub trait Database: Send + Sync {
     /// where the provider has tags. Idempotent: if `to` exists and `from` does
     /// not, it is done. Never overwrites an existing database.
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()>;
-    /// Make `name`, a copy of the environment's database for a rehearsal,
-    /// marked with `tags` (`ferry:purpose=rehearsal`, `ferry:run-id`) so that
-    /// [`Database::delete_rehearsal_clone`] can prove it is this run's.
-    /// Idempotent: a clone of this name carrying this run's mark is returned as is.
-    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<CloneInfo> {
+    /// Take the next step toward `name`, a copy of the environment's database
+    /// for a rehearsal, marked with `tags` (`ferry:purpose=rehearsal`,
+    /// `ferry:run-id`) so that [`Database::delete_rehearsal_clone`] can prove
+    /// it is this run's: [`CloneState::Ready`] once it can be used,
+    /// [`CloneState::Making`] while the provider is still making it (call
+    /// again; an Aurora clone and its instance take minutes). Idempotent: a
+    /// clone of this name carrying this run's mark is used as is; one that
+    /// does not carry it is `Rejected` and never touched.
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<CloneState> {
         let _ = (name, tags);
         Err(ProviderError::Rejected("this provider cannot make a rehearsal clone".into()))
     }
-    /// Delete clone `id` if it carries the mark of run `run_id`; refuse
-    /// (`Rejected`) anything else. A clone that is already gone is `Ok`.
-    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
+    /// Take the next step toward deleting clone `id` if it carries the mark of
+    /// run `run_id`; refuse (`Rejected`) anything else. `None` once it is gone
+    /// or going (already gone is `None` too); `Some(state)` while its deletion
+    /// is under way (call again).
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<Option<String>> {
         let _ = (id, run_id);
         Err(ProviderError::Rejected("this provider cannot delete a rehearsal clone".into()))
     }
-    /// A separate session that samples the locks on clone `id` while the
+    /// A separate session that samples the locks on `clone` while the
     /// rehearsal's migration runs. `Rejected` says why locks cannot be observed.
-    async fn lock_observer(&self, id: &str) -> PResult<Box<dyn LockObserver>> {
-        let _ = id;
+    async fn lock_observer(&self, clone: &CloneInfo) -> PResult<Box<dyn LockObserver>> {
+        let _ = clone;
         Err(ProviderError::Rejected("this provider cannot observe locks".into()))
     }
+}
+
+/// Where a rehearsal clone is (see [`Database::clone_for_rehearsal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloneState {
+    Ready(CloneInfo),
+    /// Still being made: what it waits for, for the progress line.
+    Making(String),
+}
+
+/// The one instance of an Aurora rehearsal clone `clone`: `<clone>-1`, within
+/// RDS's 63 characters.
+pub fn rehearsal_instance_id(clone: &str) -> String {
+    aws::rds::truncated_id(clone, "-1")
 }
 
 /// A clone made for a rehearsal.
@@ -348,6 +368,12 @@ pub trait MigrationRunner: Send + Sync {
     /// Read-only check that the task can be started (preflight); a line to report.
     async fn check(&self) -> PResult<Option<String>> {
         Ok(None)
+    }
+    /// The environment variables the platform gives the migration from
+    /// secrets (ECS: the container definition's `secrets`), which a variable
+    /// set on the migration is not documented to replace.
+    async fn secret_variables(&self) -> PResult<Vec<String>> {
+        Ok(Vec::new())
     }
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle>;
     async fn poll(&self, task_id: &str) -> PResult<TaskState>;

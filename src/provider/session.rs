@@ -21,8 +21,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Diagnosis, Finding, PResult, ProviderError, Session, tls};
+use super::{Diagnosis, Finding, LockObserver, LockSample, PResult, ProviderError, SeenLock, Session, tls};
 use crate::config::{DbUrl, ProviderKind};
+use crate::db_url;
 use crate::output::Redactor;
 
 /// The session for a database URL; relative SQLite paths are relative to
@@ -388,6 +389,74 @@ fn long_session(row: &Row, limit: f64) -> Finding {
          checking who it is"
     );
     f
+}
+
+/// What a PostgreSQL URL says in its query that would send a session elsewhere
+/// than its host and port.
+const ELSEWHERE: [&str; 2] = ["host", "hostaddr"];
+
+impl PgSession {
+    /// A session on a clone of the database `url` reaches: the same user,
+    /// password, database name and TLS settings, with the host and port
+    /// replaced by the clone's. A URL whose query names `host` or `hostaddr`
+    /// (a tunnel, say) would still lead to the original: refused.
+    pub fn on_clone(url: &str, host: &str, port: u16, provider: ProviderKind) -> PResult<Self> {
+        let shown = db_url::redact(url);
+        let refuse = |why: String| ProviderError::Rejected(format!("database.url {shown}: {why}"));
+        if let Some((key, _)) = db_url::query(url).into_iter().find(|(k, _)| ELSEWHERE.contains(&k.as_str())) {
+            return Err(refuse(format!(
+                "its {key} parameter would lead to the original database rather than the clone; \
+                 give a URL that reaches the cluster by its endpoint (the clone is reached by its own)"
+            )));
+        }
+        let on_clone = db_url::with_host(url, host, port).map_err(refuse)?;
+        let mut session = PgSession::new(&on_clone, provider)?;
+        session.config.application_name("ferry (rehearsal lock sampling)");
+        Ok(session)
+    }
+
+    /// A session that samples the locks of the database it reaches.
+    pub async fn lock_observer(&self) -> PResult<PgLockObserver> {
+        Ok(PgLockObserver { client: self.connect().await? })
+    }
+}
+
+/// A session on a rehearsal's clone that samples its relation locks and statements.
+pub struct PgLockObserver {
+    pub client: Client,
+}
+
+const LOCKS: &str = "SELECT n.nspname || '.' || c.relname, l.mode, l.granted \
+     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE l.locktype = 'relation' AND l.pid IS DISTINCT FROM pg_backend_pid() \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%'";
+
+const LONGEST: &str = "SELECT query, EXTRACT(EPOCH FROM clock_timestamp() - query_start)::float8 \
+     FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+     AND state <> 'idle' AND query_start IS NOT NULL ORDER BY query_start LIMIT 1";
+
+fn sample_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderError + '_ {
+    move |e| {
+        ProviderError::Other(format!(
+            "{what}: {}",
+            e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+        ))
+    }
+}
+
+#[async_trait]
+impl LockObserver for PgLockObserver {
+    async fn sample(&self) -> PResult<LockSample> {
+        let rows = self.client.query(LOCKS, &[]).await.map_err(sample_err("sampling the clone's locks"))?;
+        let locks = rows.iter().map(|r| SeenLock { relation: r.get(0), mode: r.get(1), granted: r.get(2) }).collect();
+        let longest =
+            self.client.query_opt(LONGEST, &[]).await.map_err(sample_err("sampling the clone's statements"))?.map(
+                |r| (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get::<_, Option<f64>>(1).unwrap_or(0.0)),
+            );
+        Ok(LockSample { locks, longest })
+    }
 }
 
 pub struct SqliteSession {

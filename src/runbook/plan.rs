@@ -215,27 +215,52 @@ pub fn deploy_plan(env: &EnvConfig, options: &RunOptions) -> Plan {
     Plan { command: RunKind::Deploy, env: env.name.clone(), steps }
 }
 
+/// How the clone is made, how its locks are looked at, and how the migration reaches it.
+fn clone_lines(env: &EnvConfig) -> (Vec<String>, String, &'static str) {
+    const SAMPLE: &str = "sample pg_locks and pg_stat_activity on the clone every 250ms: per table the strongest \
+         lock held and for how long, lock waits, the longest statement";
+    match &env.database {
+        DatabaseConfig::Url(DbUrl::Sqlite(_)) => (
+            vec!["copy the database file with SQLite's online backup to <stem>-rehearsal-<run hex>.<ext>, marked with the run".into()],
+            "locks are not observed: SQLite has no lock table (a writer locks the whole file)".into(),
+            ", with DATABASE_URL set to the clone",
+        ),
+        DatabaseConfig::Url(_) => (
+            vec!["CREATE DATABASE <db>-rehearsal-<run hex> TEMPLATE <db> (a pg_dump copy when sessions are connected), \
+                  marked with the run"
+                .into()],
+            SAMPLE.into(),
+            ", with DATABASE_URL set to the clone",
+        ),
+        DatabaseConfig::Cluster(_) => (
+            vec![
+                "RestoreDBClusterToPointInTime <cluster>-rehearsal-<run hex>: RestoreType copy-on-write, the latest \
+                 restorable time, the cluster's subnet group, security groups, cluster parameter group, port, IAM \
+                 authentication and serverless v2 scaling; no deletion protection; tagged ferry:purpose=rehearsal, \
+                 ferry:run-id, ferry:env in the call (billed for the pages the migration changes and the instance's hours)"
+                    .into(),
+                format!(
+                    "CreateDBInstance <clone>-1 ({}, the writer's parameter group), tagged the same; wait until both are \
+                     available (within {}, timeouts.restore)",
+                    env.rehearse.instance_class.as_deref().map_or("the writer's instance class".into(), |c| format!("class {c}")),
+                    format_duration(env.timeouts.restore)
+                ),
+            ],
+            match env.database_url {
+                Some(DbUrl::Postgres(_)) => format!("{SAMPLE} (through database.url with the clone's endpoint and port)"),
+                _ => "locks are not observed: database.url is not set (ferry reaches the clone through it)".into(),
+            },
+            " (same task definition, container and image), with rehearse.database_env pointing it at the clone",
+        ),
+    }
+}
+
 /// The clone, the migration on it, and its deletion.
 fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
     let r = &env.rehearse;
-    let (copy, locks) = match &env.database {
-        DatabaseConfig::Url(DbUrl::Sqlite(_)) => (
-            "copy the database file with SQLite's online backup to <stem>-rehearsal-<run hex>.<ext>, marked with the run",
-            "locks are not observed: SQLite has no lock table (a writer locks the whole file)".to_string(),
-        ),
-        _ => (
-            "CREATE DATABASE <db>-rehearsal-<run hex> TEMPLATE <db> (a pg_dump copy when sessions are connected), \
-             marked with the run",
-            "sample pg_locks and pg_stat_activity on the clone every 250ms: per table the strongest lock held and \
-             for how long, lock waits, the longest statement"
-                .to_string(),
-        ),
-    };
+    let (copy, locks, reached) = clone_lines(env);
     let mut rehearse = vec![
-        format!(
-            "run `{}` exactly as the migration step would, with DATABASE_URL set to the clone",
-            env.migration.command.join(" ")
-        ),
+        format!("run `{}` exactly as the migration step would{reached}", env.migration.command.join(" ")),
         locks,
         format!("fail when the migration fails or runs longer than {} (max_duration)", format_duration(r.max_duration)),
     ];
@@ -252,16 +277,17 @@ fn rehearsal_steps(env: &EnvConfig, options: &RunOptions) -> Vec<PlannedStep> {
     }
     let cleanup = if r.keep_clone || options.keep_clone {
         "keep the clone for inspection (keep_clone / --keep-clone) and say how to remove it".to_string()
+    } else if matches!(env.database, DatabaseConfig::Cluster(_)) {
+        "stop the rehearsal's migration if it still runs, then delete the clone's instance (waiting until it is gone) \
+         and the clone with no final snapshot, only if tagged ferry:purpose=rehearsal and this run's ferry:run-id; \
+         always, also after a failure or Ctrl-C; a clone that cannot be deleted is exit 5"
+            .to_string()
     } else {
         "stop the rehearsal's migration if it still runs, then delete the clone (only one marked with this run); \
          always, also after a failure or Ctrl-C; a clone that cannot be deleted is exit 5"
             .to_string()
     };
-    vec![
-        step(StepName::Clone, vec![copy.to_string()]),
-        step(StepName::Rehearse, rehearse),
-        step(StepName::Cleanup, vec![cleanup]),
-    ]
+    vec![step(StepName::Clone, copy), step(StepName::Rehearse, rehearse), step(StepName::Cleanup, vec![cleanup])]
 }
 
 /// `ferry rehearse`: the migration on a clone; nothing of the environment changes.

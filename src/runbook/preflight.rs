@@ -36,6 +36,9 @@ pub struct Scope<'a> {
     pub own_task: Option<&'a str>,
     /// A snapshot will be taken: its quota is looked at.
     pub with_snapshot: bool,
+    /// The migration will be rehearsed on a clone first: `rehearse.database_env`
+    /// must be able to point it there.
+    pub rehearsing: bool,
 }
 
 /// Everything that must hold before the run changes anything. Returns a one-line
@@ -47,6 +50,7 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
         restoring: run.record.command == RunKind::Restore,
         own_task: run.record.task.as_ref().map(|t| t.arn.as_str()),
         with_snapshot,
+        rehearsing: run.record.steps.iter().any(|s| s.name == "clone"),
     };
     let f = inspect(&scope).await;
     for w in &f.warnings {
@@ -70,11 +74,38 @@ pub async fn inspect(scope: &Scope<'_>) -> Findings {
         Ok(None) => {}
         Err(e) => f.refusals.push(format!("the migration task cannot run: {e}")),
     }
+    if scope.rehearsing {
+        secrets(scope, &mut f).await;
+    }
     service(scope, &mut f).await;
     if scope.with_snapshot {
         quota(scope, &mut f).await;
     }
     f
+}
+
+/// A `rehearse.database_env` variable the platform gives the migration from a
+/// secret: ECS documents that an override replaces the variables of the image
+/// and of the task definition's `environment`, not its `secrets`, so the
+/// rehearsal's migration could reach the real database. Refused.
+async fn secrets(scope: &Scope<'_>, f: &mut Findings) {
+    let keys = &scope.env.rehearse.database_env;
+    if keys.is_empty() {
+        return;
+    }
+    match call("read the migration's secrets", || scope.cloud.runner.secret_variables()).await {
+        Ok(secret) => {
+            for name in secret.iter().filter(|n| keys.contains_key(n.as_str())) {
+                f.refusals.push(format!(
+                    "rehearse.database_env.{name} is given to the migration by a secret of its task definition, \
+                     which an override is not documented to replace: the rehearsal's migration could reach the \
+                     real database. Give {name} in the container's environment instead of its secrets, or point \
+                     the migration at the clone with another variable"
+                ));
+            }
+        }
+        Err(e) => f.refusals.push(format!("cannot tell whether rehearse.database_env reaches the clone: {e}")),
+    }
 }
 
 async fn database(scope: &Scope<'_>, f: &mut Findings) {

@@ -17,6 +17,14 @@ a few of moto's backend methods and model properties (``install``):
   Database Insights mode is its cluster's). Aurora clusters default to
   StorageType ``aurora`` and accept ``aurora-iopt1``. HostedZoneId is the
   Region's, the same for every cluster.
+* RestoreDBClusterToPointInTime (a clone; copy-on-write or full-copy alike):
+  the new cluster's database is ``CREATE DATABASE ... TEMPLATE <source db>``
+  (the data now), ``creating`` for clone_seconds; it takes from the source what
+  a point-in-time restore takes (engine and version, engine mode, master user,
+  database name, encryption and KMS key, port, zones, character set), the rest
+  from the request or the API's defaults; tags only as given. Its Endpoint is
+  127.0.0.1 and its Port a loopback port where a ``pgproxy.Proxy`` leads to its
+  database, so a client given host and port reaches it without any rewriting.
 * ModifyDBCluster without a new identifier: ``modifying`` for modify_seconds.
 * CreateDBClusterSnapshot (manual): ``CREATE DATABASE <snap> TEMPLATE
   <cluster db>`` at once (the snapshot is the data at that moment); the
@@ -51,6 +59,7 @@ from moto.rds.responses import RDSResponse
 
 from locks import MOTO_LOCK
 from pg import PgServer
+from pgproxy import Proxy
 from settings import Settings
 
 DBCluster = rds_models.DBCluster
@@ -61,7 +70,7 @@ RDSBackend = rds_models.RDSBackend
 
 _settings: Settings | None = None
 _pg: PgServer | None = None
-_ctx = threading.local()  # set while RestoreDBClusterFromSnapshot runs moto's create_db_cluster
+_ctx = threading.local()  # set while a restore or a clone runs moto's create_db_cluster
 _installed = False
 
 
@@ -107,11 +116,23 @@ def _cluster_status_set(self: Any, value: str) -> None:
     self.__dict__["_status"] = value
 
 
+# A clone's writer and reader endpoint: its proxy listens there (Port is the proxy's).
+CLONE_HOST = "127.0.0.1"
+
+
+def _is_clone(cluster: Any) -> bool:
+    return "_emu_proxy" in cluster.__dict__
+
+
 def _cluster_endpoint(self: Any) -> str:
+    if _is_clone(self):
+        return CLONE_HOST
     return f"{self.db_cluster_identifier}.cluster-emu.{self.region}.rds.amazonaws.com"
 
 
 def _cluster_reader_endpoint(self: Any) -> str:
+    if _is_clone(self):
+        return CLONE_HOST
     return f"{self.db_cluster_identifier}.cluster-ro-emu.{self.region}.rds.amazonaws.com"
 
 
@@ -201,6 +222,7 @@ def _create_db_cluster(original: Any) -> Any:
         if cluster_id in self.clusters:
             raise _already_exists(cluster_id)
         restoring = getattr(_ctx, "restoring", False)
+        cloning = getattr(_ctx, "cloning", False)
         template = getattr(_ctx, "template", None)
         if str(kwargs.get("engine", "")).startswith("aurora"):
             # Aurora's storage types (moto knows only gp2/io1/standard); its size is always reported as 1.
@@ -214,8 +236,13 @@ def _create_db_cluster(original: Any) -> Any:
         except Exception as e:
             self.clusters.pop(cluster_id, None)
             raise RDSClientError("InternalFailure", f"emulator: could not create the cluster's database: {e}") from e
-        seconds = _cfg().seconds("restore_seconds" if restoring else "cluster_seconds")
-        _busy(cluster, "creating", seconds)
+        if cloning:
+            server = _server()
+            proxy = Proxy(server.host, server.port, cluster.__dict__["_emu_db"], server.user)
+            cluster.__dict__["_emu_proxy"] = proxy
+            cluster.port = proxy.port
+        timing = "clone_seconds" if cloning else "restore_seconds" if restoring else "cluster_seconds"
+        _busy(cluster, "creating", _cfg().seconds(timing))
         return cluster
 
     return create_db_cluster
@@ -270,6 +297,52 @@ def _restore_db_cluster_from_snapshot(original: Any) -> Any:
             _ctx.restoring, _ctx.template = False, None
 
     return restore_db_cluster_from_snapshot
+
+
+# What a point-in-time restore (and so a clone) takes from its source cluster:
+# cluster attribute -> CreateDBCluster key. The rest comes from the request or
+# is the API's default (subnet group, security groups, parameter group,
+# deletion protection, IAM authentication, scaling, tags, ...).
+_CLONE_TAKES: dict[str, str] = dict(_SNAPSHOT_HOLDS, engine_version="engine_version")
+del _CLONE_TAKES["allocated_storage"]
+
+
+def _restore_db_cluster_to_point_in_time(_original: Any) -> Any:
+    def restore_db_cluster_to_point_in_time(self: Any, **params: Any) -> Any:
+        target = params.get("db_cluster_identifier")
+        source_id = params.get("source_db_cluster_identifier")
+        if target in self.clusters:
+            raise _already_exists(target)
+        source = self.clusters.get(source_id)
+        if source is None:
+            raise DBClusterNotFoundError(source_id)
+        latest = bool(params.get("use_latest_restorable_time"))
+        at = params.get("restore_to_time")
+        if latest == (at is not None):
+            raise RDSClientError(
+                "InvalidParameterCombination", "Specify exactly one of RestoreToTime and UseLatestRestorableTime"
+            )
+        if at is not None and params.get("restore_type") == "copy-on-write":
+            raise RDSClientError(
+                "InvalidParameterCombination", "RestoreToTime cannot be specified when RestoreType is copy-on-write"
+            )
+        if source.status != "available":
+            raise InvalidDBClusterStateFault(f"DbCluster {source_id} is in {source.status} state, not available.")
+        props: dict[str, Any] = {}
+        for attr, key in _CLONE_TAKES.items():
+            value = getattr(source, attr, None)
+            if value is not None:
+                props[key] = value
+        props["master_user_password"] = "kept-from-the-source"
+        skip = {"source_db_cluster_identifier", "restore_type", "restore_to_time", "use_latest_restorable_time"}
+        props.update({k: v for k, v in params.items() if v is not None and k not in skip})
+        _ctx.cloning, _ctx.template = True, source.__dict__.get("_emu_db")
+        try:
+            return self.create_db_cluster(props)
+        finally:
+            _ctx.cloning, _ctx.template = False, None
+
+    return restore_db_cluster_to_point_in_time
 
 
 def _manual_snapshot_count(backend: Any) -> int:
@@ -335,6 +408,9 @@ def _delete_db_cluster_snapshot(original: Any) -> Any:
 def _delete_db_cluster(original: Any) -> Any:
     def delete_db_cluster(self: Any, cluster_identifier: str, snapshot_name: str | None = None) -> Any:
         cluster = original(self, cluster_identifier, snapshot_name)
+        proxy = cluster.__dict__.get("_emu_proxy")
+        if proxy is not None:
+            proxy.close()
         _server().drop(cluster.__dict__.get("_emu_db"))
         return cluster
 
@@ -427,6 +503,7 @@ def install(settings: Settings, pg: PgServer) -> None:
     DBClusterSnapshot.percent_progress = property(_snapshot_percent_get, _snapshot_percent_set)
     _wrap(RDSBackend, "create_db_cluster", _create_db_cluster)
     _wrap(RDSBackend, "restore_db_cluster_from_snapshot", _restore_db_cluster_from_snapshot)
+    _wrap(RDSBackend, "restore_db_cluster_to_point_in_time", _restore_db_cluster_to_point_in_time)
     _wrap(RDSBackend, "create_db_cluster_snapshot", _create_db_cluster_snapshot)
     _wrap(RDSBackend, "copy_db_cluster_snapshot", _copy_db_cluster_snapshot)
     _wrap(RDSBackend, "delete_db_cluster_snapshot", _delete_db_cluster_snapshot)
@@ -456,6 +533,8 @@ def clusters_view() -> dict[str, dict[str, Any]]:
                     "url": _server().url_for(db) if db else None,
                     "status": cluster.status,
                     "endpoint": cluster.endpoint,
+                    "port": cluster.port,
+                    "clone": _is_clone(cluster),
                     "region": backend.region_name,
                 }
     return out
@@ -488,20 +567,23 @@ def snapshots_view() -> dict[str, dict[str, Any]]:
 
 def endpoint_databases() -> dict[str, str]:
     """Every host name that reaches a cluster (writer and reader endpoints, the
-    addresses of its instances) -> the name of the cluster's database, now."""
+    addresses of its instances) -> the name of the cluster's database, now.
+    Clones are left out: their endpoint and port reach them as they are."""
     out: dict[str, str] = {}
     with MOTO_LOCK:
         for backend in _backends():
             for cluster in backend.clusters.values():
                 db = cluster.__dict__.get("_emu_db")
-                if not db:
+                if not db or _is_clone(cluster):
                     continue
                 out[cluster.endpoint.lower()] = db
                 out[cluster.reader_endpoint.lower()] = db
             for instance in backend.databases.values():
                 if isinstance(instance, DBInstanceClustered):
                     cluster = backend.clusters.get(instance.db_cluster_identifier)
-                    db = cluster.__dict__.get("_emu_db") if cluster is not None else None
+                    if cluster is None or _is_clone(cluster):
+                        continue
+                    db = cluster.__dict__.get("_emu_db")
                     if db:
                         out[instance.address.lower()] = db
     return out

@@ -16,6 +16,7 @@ from typing import Any
 #   cluster_seconds     CreateDBCluster: cluster "creating" -> "available"
 #   snapshot_seconds    CreateDBClusterSnapshot: "creating" (PercentProgress grows) -> "available"
 #   restore_seconds     RestoreDBClusterFromSnapshot: cluster "creating" -> "available"
+#   clone_seconds       RestoreDBClusterToPointInTime (a clone): cluster "creating" -> "available"
 #   rename_seconds      ModifyDBCluster NewDBClusterIdentifier: "renaming" -> "available"
 #   modify_seconds      ModifyDBCluster of other settings: "modifying" -> "available"
 #   instance_seconds    CreateDBInstance: instance "creating" -> "available"
@@ -26,6 +27,7 @@ DEFAULT_SECONDS: dict[str, float] = {
     "cluster_seconds": 1.0,
     "snapshot_seconds": 3.0,
     "restore_seconds": 4.0,
+    "clone_seconds": 4.0,
     "rename_seconds": 2.0,
     "modify_seconds": 1.0,
     "instance_seconds": 2.0,

@@ -1296,6 +1296,97 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         c.check(f"ModifyDBCluster keeps {key}", modified.get(key) == want, modified.get(key))
 
 
+def check_rds_clone(c: Checks, emu: Emulator) -> None:
+    """RestoreDBClusterToPointInTime (copy-on-write): a copy of the source's data
+    now, reachable at its Endpoint and Port as they are; deleted with its database."""
+    rds = emu.client("rds")
+    rds.create_db_cluster(
+        DBClusterIdentifier="cow",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername="app",
+        MasterUserPassword="correct-horse",
+        DatabaseName="app",
+        StorageEncrypted=True,
+        KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/cow",
+        DeletionProtection=True,
+        Tags=[{"Key": "team", "Value": "payments"}],
+    )
+    wait_until("cow available", lambda: cluster_status(rds, "cow") == "available")
+    source_url = emu.get("/_emulator/clusters")["cow"]["url"]
+    query(source_url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2)")
+
+    def clone(target: str, **extra: Any) -> Any:
+        return rds.restore_db_cluster_to_point_in_time(
+            DBClusterIdentifier=target,
+            SourceDBClusterIdentifier="cow",
+            RestoreType="copy-on-write",
+            UseLatestRestorableTime=True,
+            **extra,
+        )
+
+    made = clone(
+        "cow-rehearsal-1",
+        DeletionProtection=False,
+        EnableIAMDatabaseAuthentication=True,
+        Tags=[{"Key": "ferry:purpose", "Value": "rehearsal"}],
+    )["DBCluster"]
+    c.check("a clone is creating at first", made["Status"] == "creating", made["Status"])
+    query(source_url, "INSERT INTO t VALUES (3)")
+    described = rds.describe_db_clusters(DBClusterIdentifier="cow-rehearsal-1")["DBClusters"][0]
+    for key, want in {
+        "Engine": "aurora-postgresql",
+        "EngineVersion": "15.4",
+        "MasterUsername": "app",
+        "DatabaseName": "app",
+        "StorageEncrypted": True,
+        "KmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/cow",
+        "DeletionProtection": False,
+        "IAMDatabaseAuthenticationEnabled": True,
+        "TagList": [{"Key": "ferry:purpose", "Value": "rehearsal"}],
+        "Endpoint": "127.0.0.1",
+    }.items():
+        c.check(f"a clone's {key} is as AWS gives it", described.get(key) == want, described.get(key))
+    c.check("a clone has a port of its own", described.get("Port") not in (None, 5432), described.get("Port"))
+    wait_until("the clone available", lambda: cluster_status(rds, "cow-rehearsal-1") == "available")
+    # Reached through its Endpoint and Port, with any user and database name: the proxy leads to the clone.
+    url = f"postgresql://app@{described['Endpoint']}:{described['Port']}/app"
+    rows = query(url, "SELECT n FROM t ORDER BY n")
+    c.check("the clone holds the source's data when it was made", rows == [(1,), (2,)], rows)
+    query(url, "INSERT INTO t VALUES (99)")
+    c.check("writes to the clone stay on the clone", query(source_url, "SELECT max(n) FROM t") == [(3,)])
+    c.error_code("a clone onto an existing id -> DBClusterAlreadyExistsFault",
+                 lambda: clone("cow-rehearsal-1"), "DBClusterAlreadyExistsFault")
+    c.error_code(
+        "a clone of a missing cluster -> DBClusterNotFoundFault",
+        lambda: rds.restore_db_cluster_to_point_in_time(
+            DBClusterIdentifier="x-1", SourceDBClusterIdentifier="nope", RestoreType="copy-on-write",
+            UseLatestRestorableTime=True,
+        ),
+        "DBClusterNotFoundFault",
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier="cow-rehearsal-1-1",
+        DBClusterIdentifier="cow-rehearsal-1",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.r6g.large",
+    )
+    c.error_code("a clone with an instance cannot be deleted",
+                 lambda: rds.delete_db_cluster(DBClusterIdentifier="cow-rehearsal-1", SkipFinalSnapshot=True),
+                 "InvalidDBClusterStateFault")
+    database = emu.get("/_emulator/clusters")["cow-rehearsal-1"]["database"]
+    rds.delete_db_instance(DBInstanceIdentifier="cow-rehearsal-1-1", SkipFinalSnapshot=True)
+    rds.delete_db_cluster(DBClusterIdentifier="cow-rehearsal-1", SkipFinalSnapshot=True)
+    c.check("a deleted clone is gone", cluster_status(rds, "cow-rehearsal-1") is None)
+    left = query(emu.get("/_emulator/clusters")["cow"]["url"], f"SELECT count(*) FROM pg_database WHERE datname = '{database}'")
+    c.check("a deleted clone's database is dropped", left == [(0,)], left)
+    try:
+        query(url, "SELECT 1")
+        c.check("a deleted clone's port is closed", False)
+    except psycopg.OperationalError:
+        c.check("a deleted clone's port is closed", True)
+
+
 # -- main ----------------------------------------------------------------------------------------------
 
 
@@ -1332,6 +1423,7 @@ def main() -> int:
             ("apprunner", lambda: check_apprunner(c, emu, db)),
             ("cloudformation", lambda: check_cloudformation(c, emu)),
             ("rds settings", lambda: check_rds_settings(c, emu)),
+            ("rds clone", lambda: check_rds_clone(c, emu)),
             ("bench views", lambda: check_bench_views(c, emu)),
             ("s3", lambda: check_s3(c, emu)),
             ("sparse answers", lambda: check_sparse(c, emu, net)),

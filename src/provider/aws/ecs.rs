@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, KeyValuePair, LaunchType,
-    NetworkConfiguration, Tag, Task, TaskField, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, ContainerDefinition, ContainerOverride, DesiredStatus, KeyValuePair,
+    LaunchType, NetworkConfiguration, Tag, Task, TaskField, TaskOverride,
 };
 
 use super::classify;
@@ -55,6 +55,26 @@ impl EcsRunner {
     /// Read the container's awslogs settings from the task definition; preflight
     /// fails when the container is missing or does not log with a stream prefix.
     pub async fn awslogs(&self) -> PResult<AwsLogs> {
+        let container = self.container_definition().await?;
+        let log = container.log_configuration().filter(|l| l.log_driver().as_str() == "awslogs").ok_or_else(|| {
+            ProviderError::Rejected(format!(
+                "container {:?} does not use the awslogs log driver",
+                self.target.container
+            ))
+        })?;
+        let options = log.options();
+        let get = |k: &str| options.and_then(|o| o.get(k)).cloned();
+        match (get("awslogs-group"), get("awslogs-stream-prefix")) {
+            (Some(group), Some(prefix)) => Ok(AwsLogs { group, prefix }),
+            _ => Err(ProviderError::Rejected(format!(
+                "container {:?} must set awslogs-group and awslogs-stream-prefix so ferry can find its log stream",
+                self.target.container
+            ))),
+        }
+    }
+
+    /// The migration container's definition in the configured task definition.
+    async fn container_definition(&self) -> PResult<ContainerDefinition> {
         let out = self
             .client
             .describe_task_definition()
@@ -77,21 +97,7 @@ impl EcsRunner {
                     ))
                 },
             )?;
-        let log = container.log_configuration().filter(|l| l.log_driver().as_str() == "awslogs").ok_or_else(|| {
-            ProviderError::Rejected(format!(
-                "container {:?} does not use the awslogs log driver",
-                self.target.container
-            ))
-        })?;
-        let options = log.options();
-        let get = |k: &str| options.and_then(|o| o.get(k)).cloned();
-        match (get("awslogs-group"), get("awslogs-stream-prefix")) {
-            (Some(group), Some(prefix)) => Ok(AwsLogs { group, prefix }),
-            _ => Err(ProviderError::Rejected(format!(
-                "container {:?} must set awslogs-group and awslogs-stream-prefix so ferry can find its log stream",
-                self.target.container
-            ))),
-        }
+        Ok(container.clone())
     }
 
     /// RunTask for `spec`: Fargate, awsvpc, the container's overrides, tags,
@@ -231,6 +237,11 @@ pub fn still_active(task: &Task) -> bool {
 
 #[async_trait]
 impl MigrationRunner for EcsRunner {
+    async fn secret_variables(&self) -> PResult<Vec<String>> {
+        let container = self.container_definition().await?;
+        Ok(container.secrets().iter().map(|s| s.name().to_string()).collect())
+    }
+
     async fn check(&self) -> PResult<Option<String>> {
         let logs = self.awslogs().await?;
         Ok(Some(format!(

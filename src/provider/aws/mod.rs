@@ -189,7 +189,14 @@ pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved
         cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&limited(sdk, Service::CloudFormation)));
     let resolved = resolve(env, &stacks).await?;
     let rds_client = aws_sdk_rds::Client::new(&limited(sdk, Service::Rds));
-    let database = Arc::new(rds::RdsDatabase::new(rds_client, resolved.cluster_id.clone()));
+    let rehearsal = rds::Rehearsal {
+        instance_class: env.rehearse.instance_class.clone(),
+        url: match &env.database_url {
+            Some(crate::config::DbUrl::Postgres(url)) => Some(url.clone()),
+            _ => None,
+        },
+    };
+    let database = Arc::new(rds::RdsDatabase::new(rds_client, resolved.cluster_id.clone()).with_rehearsal(rehearsal));
     let logs = Arc::new(logs::CloudWatchLogs::new(aws_sdk_cloudwatchlogs::Client::new(&limited(sdk, Service::Logs))));
     let apprunner_client = aws_sdk_apprunner::Client::new(&limited(sdk, Service::AppRunner));
     let service = resolved.service_arn.clone().map(|arn| Arc::new(apprunner::AppRunner::new(apprunner_client, arn)));

@@ -262,22 +262,26 @@ impl Database for SqliteDatabase {
         Ok(out)
     }
 
-    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneInfo> {
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneState> {
         let (src, name, tags) = (self.path.clone(), name.to_string(), tags.clone());
-        blocking(move || rehearsal::make_clone(&src, Path::new(&name), &tags)).await
+        let made = blocking(move || rehearsal::make_clone(&src, Path::new(&name), &tags)).await?;
+        Ok(crate::provider::CloneState::Ready(made))
     }
 
-    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<Option<String>> {
         if Path::new(id) == self.path {
             return Err(ProviderError::Rejected(format!(
                 "{id} is the environment's own database; refusing to delete it"
             )));
         }
         let (id, run_id) = (id.to_string(), run_id.to_string());
-        blocking(move || rehearsal::delete_clone(Path::new(&id), &run_id)).await
+        blocking(move || rehearsal::delete_clone(Path::new(&id), &run_id)).await.map(|()| None)
     }
 
-    async fn lock_observer(&self, _id: &str) -> PResult<Box<dyn crate::provider::LockObserver>> {
+    async fn lock_observer(
+        &self,
+        _clone: &crate::provider::CloneInfo,
+    ) -> PResult<Box<dyn crate::provider::LockObserver>> {
         Err(ProviderError::Rejected(rehearsal::NOT_OBSERVED.into()))
     }
 

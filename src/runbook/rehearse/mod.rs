@@ -12,12 +12,12 @@ use tokio::time::{Instant, sleep};
 
 use super::migrate::{LogStream, watch};
 use super::record::{RehearsalRecord, Thresholds, run_suffix};
-use super::wait::call;
+use super::wait::{Poll, PollPolicy, call, wait_for};
 use super::{Run, StepError};
 use crate::config::values::format_duration;
 use crate::config::{DatabaseConfig, DbUrl};
 use crate::provider::{
-    CloneInfo, LockObserver, PURPOSE_REHEARSAL, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags, TaskSpec, TaskState,
+    CloneInfo, CloneState, LockObserver, PURPOSE_REHEARSAL, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags, TaskSpec, TaskState,
 };
 use observe::{Observed, SAMPLE_EVERY, consequence};
 
@@ -50,11 +50,36 @@ pub async fn make_clone(run: &mut Run) -> Result<String, StepError> {
     Ok(format!("clone {} of {} is ready", info.id, run.cloud.database.cluster_id()))
 }
 
+/// Make the clone, or find it made: each look takes the next step (an Aurora
+/// clone, then its instance) until it can be used, within `timeouts.restore`.
 async fn get_clone(run: &Run, name: &str) -> Result<CloneInfo, StepError> {
     let (db, tags) = (run.cloud.database.clone(), tags(run));
-    call("make the rehearsal clone", || db.clone_for_rehearsal(name, &tags))
-        .await
-        .map_err(|e| StepError::Failed(format!("cannot make rehearsal clone {name}: {e}")))
+    let what = format!("rehearsal clone {name}");
+    let said = std::sync::atomic::AtomicBool::new(false);
+    wait_for(
+        &what,
+        run.env.timeouts.restore,
+        PollPolicy::default(),
+        || async {
+            Ok(match db.clone_for_rehearsal(name, &tags).await? {
+                CloneState::Ready(info) => Poll::Ready(info),
+                CloneState::Making(state) => {
+                    if !said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        run.out.info(&format!(
+                            "    making {what} of {}: this takes minutes on a cloud database (within {}, \
+                             timeouts.restore); nothing of the environment changes",
+                            db.cluster_id(),
+                            format_duration(run.env.timeouts.restore)
+                        ));
+                    }
+                    Poll::Pending(state)
+                }
+            })
+        },
+        |state, waited| run.out.progress(&what, state, waited),
+    )
+    .await
+    .map_err(|e| StepError::Failed(format!("cannot make rehearsal clone {name}: {e}")))
 }
 
 /// The migration's environment on the clone: as deploy sets it, with the
@@ -95,7 +120,7 @@ pub async fn rehearse(run: &mut Run, was_in_flight: bool) -> Result<String, Step
         },
         ..RehearsalRecord::default()
     };
-    let observer = run.cloud.database.lock_observer(&clone.id).await;
+    let observer = run.cloud.database.lock_observer(&clone).await;
     let spec = TaskSpec {
         run_id: format!("{}-rehearsal", run.record.run_id),
         env: run.env.name.clone(),
@@ -274,6 +299,11 @@ fn lock_findings(
 fn removal(run: &Run, id: &str) -> String {
     match &run.env.database {
         DatabaseConfig::Url(DbUrl::Sqlite(_)) => format!("rm '{id}' '{id}.ferry-rehearsal'"),
+        DatabaseConfig::Cluster(_) => format!(
+            "aws rds delete-db-instance --db-instance-identifier {} --skip-final-snapshot, then (once it is gone) \
+             aws rds delete-db-cluster --db-cluster-identifier {id} --skip-final-snapshot",
+            crate::provider::rehearsal_instance_id(id)
+        ),
         _ => format!("psql (as the database's owner) -c 'DROP DATABASE \"{id}\" WITH (FORCE)'"),
     }
 }
@@ -311,8 +341,7 @@ pub async fn cleanup(run: &mut Run) -> Result<String, StepError> {
         return Ok(format!("clone {id} is kept for inspection; remove it with: {}", removal(run, &id)));
     }
     stop_task(run).await;
-    let (db, run_id) = (run.cloud.database.clone(), run.record.run_id.clone());
-    match call("delete the rehearsal clone", || db.delete_rehearsal_clone(&id, &run_id)).await {
+    match delete_clone(run, &id).await {
         Ok(()) => {
             rehearsal(run).clone_fate = Some("deleted".into());
             run.save()?;
@@ -323,6 +352,27 @@ pub async fn cleanup(run: &mut Run) -> Result<String, StepError> {
             removal(run, &id)
         ))),
     }
+}
+
+/// Delete clone `id` step by step (an Aurora clone's instance, then the
+/// cluster) until it is gone or going, within `timeouts.restore`.
+async fn delete_clone(run: &Run, id: &str) -> Result<(), String> {
+    let (db, run_id) = (run.cloud.database.clone(), run.record.run_id.clone());
+    let what = format!("deleting rehearsal clone {id}");
+    wait_for(
+        &what,
+        run.env.timeouts.restore,
+        PollPolicy::default(),
+        || async {
+            Ok(match db.delete_rehearsal_clone(id, &run_id).await? {
+                None => Poll::Ready(()),
+                Some(state) => Poll::Pending(state),
+            })
+        },
+        |state, waited| run.out.progress(&what, state, waited),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// After a signal: delete the clone at once (it only costs), and say so.

@@ -1,8 +1,12 @@
 //! Aurora through RDS: cluster snapshots, restores that make the original's
 //! twin (restore.rs, by the table in settings.rs, compared by twin.rs),
-//! renames. Never deletes a cluster (ARCHITECTURE.md promise 2): the IAM policy in infra/
-//! does not even allow it.
+//! renames; a rehearsal's copy-on-write clone (clone.rs). Never deletes a
+//! cluster (ARCHITECTURE.md promise 2) other than the clone a rehearsal made and
+//! tagged in its create call: the IAM policy in infra/ allows nothing else.
 
+mod clone;
+#[cfg(test)]
+mod clone_tests;
 #[cfg(test)]
 mod fixtures;
 mod restore;
@@ -17,9 +21,10 @@ use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Filter, Tag};
 use chrono::{DateTime, Utc};
 
 use super::classify;
+use crate::provider::session::PgSession;
 use crate::provider::{
-    ClusterInfo, Database, Leftover, PResult, ProviderError, RestoreWork, Snapshot, SnapshotQuota, SnapshotStatus,
-    Tags, TwinReport, leftover_kind,
+    CloneInfo, CloneState, ClusterInfo, Database, Leftover, LockObserver, PResult, ProviderError, RestoreWork,
+    Snapshot, SnapshotQuota, SnapshotStatus, Tags, TwinReport, leftover_kind,
 };
 
 /// RDS identifiers are at most 63 characters.
@@ -28,11 +33,27 @@ const MAX_ID: usize = 63;
 pub struct RdsDatabase {
     client: Client,
     cluster_id: String,
+    rehearsal: Rehearsal,
+}
+
+/// What a rehearsal on this cluster needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Rehearsal {
+    /// `rehearse.instance_class`; `None`: the source writer's class.
+    pub instance_class: Option<String>,
+    /// `database.url`: reaches the cluster's database from here; with the
+    /// clone's host and port it reaches the clone, for lock sampling.
+    pub url: Option<String>,
 }
 
 impl RdsDatabase {
     pub fn new(client: Client, cluster_id: String) -> Self {
-        RdsDatabase { client, cluster_id }
+        RdsDatabase { client, cluster_id, rehearsal: Rehearsal::default() }
+    }
+
+    /// The same, with what a rehearsal needs.
+    pub fn with_rehearsal(self, rehearsal: Rehearsal) -> Self {
+        RdsDatabase { rehearsal, ..self }
     }
 
     async fn cluster(&self, id: &str) -> PResult<Option<DbCluster>> {
@@ -110,6 +131,11 @@ impl RdsDatabase {
 
 fn tags_of(list: &[Tag]) -> Tags {
     list.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+}
+
+/// `<base><suffix>` within RDS's identifier limit (see `truncate_id`).
+pub fn truncated_id(base: &str, suffix: &str) -> String {
+    truncate_id(base, suffix)
 }
 
 /// `<base><suffix>`, cutting `base` so the whole stays within RDS's 63 characters
@@ -260,6 +286,27 @@ impl Database for RdsDatabase {
 
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         self.rename_tagged(from, to, run_id).await
+    }
+
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<CloneState> {
+        self.clone_step(name, tags).await
+    }
+
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<Option<String>> {
+        self.delete_clone_step(id, run_id).await
+    }
+
+    async fn lock_observer(&self, clone: &CloneInfo) -> PResult<Box<dyn LockObserver>> {
+        let Some(url) = &self.rehearsal.url else {
+            return Err(ProviderError::Rejected(format!(
+                "set database.url next to database.cluster (a postgres:// URL that reaches cluster {} from here) \
+                 to observe locks: ferry reaches the clone through it with the clone's endpoint and port",
+                self.cluster_id
+            )));
+        };
+        let port = clone.port.ok_or_else(|| ProviderError::Rejected(format!("clone {} has no port", clone.id)))?;
+        let session = PgSession::on_clone(url, &clone.endpoint, port, crate::config::ProviderKind::Aws)?;
+        Ok(Box::new(session.lock_observer().await?))
     }
 
     async fn leftovers(&self) -> PResult<Vec<Leftover>> {

@@ -25,13 +25,13 @@ fn twin_id(target: &str, n: usize) -> String {
 
 impl RdsDatabase {
     /// The environment's cluster: where the restored one takes its settings from.
-    async fn source(&self) -> PResult<DbCluster> {
+    pub(super) async fn source(&self) -> PResult<DbCluster> {
         self.cluster(&self.cluster_id).await?.ok_or_else(|| {
             ProviderError::NotFound(format!("cluster {} (the source of the restore's settings)", self.cluster_id))
         })
     }
 
-    async fn instances_of(&self, cluster_id: &str) -> PResult<Vec<DbInstance>> {
+    pub(super) async fn instances_of(&self, cluster_id: &str) -> PResult<Vec<DbInstance>> {
         let mut pages = self
             .client
             .describe_db_instances()

@@ -312,16 +312,19 @@ impl Database for PgDatabase {
             .collect())
     }
 
-    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneInfo> {
-        self.rehearsal_clone(name, tags).await
+    async fn clone_for_rehearsal(&self, name: &str, tags: &Tags) -> PResult<crate::provider::CloneState> {
+        Ok(crate::provider::CloneState::Ready(self.rehearsal_clone(name, tags).await?))
     }
 
-    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<()> {
-        self.drop_rehearsal_clone(id, run_id).await
+    async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<Option<String>> {
+        self.drop_rehearsal_clone(id, run_id).await.map(|()| None)
     }
 
-    async fn lock_observer(&self, id: &str) -> PResult<Box<dyn crate::provider::LockObserver>> {
-        Ok(Box::new(rehearsal::PgLockObserver { client: self.connect(id).await? }))
+    async fn lock_observer(
+        &self,
+        clone: &crate::provider::CloneInfo,
+    ) -> PResult<Box<dyn crate::provider::LockObserver>> {
+        Ok(Box::new(crate::provider::session::PgLockObserver { client: self.connect(&clone.id).await? }))
     }
 
     async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {

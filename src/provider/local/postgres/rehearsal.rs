@@ -1,18 +1,15 @@
 //! A rehearsal's clone on PostgreSQL: `CREATE DATABASE … TEMPLATE` of the
 //! environment's database (a `pg_dump` copy when other sessions keep the
-//! template copy from working), marked with a comment naming the run, and the
-//! session that samples its locks while the migration runs.
+//! template copy from working), marked with a comment naming the run. Its
+//! locks are sampled by `session::PgLockObserver`.
 
-use async_trait::async_trait;
 use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::{PgDatabase, copy_database, exists, has_code, lookup, pg_err, quote_ident, settle};
 use crate::db_url::{self, Password};
-use crate::provider::{
-    CloneInfo, LockObserver, LockSample, PResult, ProviderError, SeenLock, TAG_PURPOSE, TAG_RUN_ID, Tags,
-};
+use crate::provider::{CloneInfo, PResult, ProviderError, TAG_PURPOSE, TAG_RUN_ID, Tags};
 
 /// The mark a clone carries: its database comment.
 fn mark(run_id: &str) -> String {
@@ -98,34 +95,5 @@ impl PgDatabase {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
             .await
             .map_err(pg_err(&format!("dropping rehearsal clone {name}")))
-    }
-}
-
-/// A session on the clone that samples its relation locks and statements.
-pub struct PgLockObserver {
-    pub client: Client,
-}
-
-const LOCKS: &str = "SELECT n.nspname || '.' || c.relname, l.mode, l.granted \
-     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE l.locktype = 'relation' AND l.pid IS DISTINCT FROM pg_backend_pid() \
-     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-     AND n.nspname NOT LIKE 'pg\\_toast%'";
-
-const LONGEST: &str = "SELECT query, EXTRACT(EPOCH FROM clock_timestamp() - query_start)::float8 \
-     FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
-     AND state <> 'idle' AND query_start IS NOT NULL ORDER BY query_start LIMIT 1";
-
-#[async_trait]
-impl LockObserver for PgLockObserver {
-    async fn sample(&self) -> PResult<LockSample> {
-        let rows = self.client.query(LOCKS, &[]).await.map_err(pg_err("sampling the clone's locks"))?;
-        let locks = rows.iter().map(|r| SeenLock { relation: r.get(0), mode: r.get(1), granted: r.get(2) }).collect();
-        let longest =
-            self.client.query_opt(LONGEST, &[]).await.map_err(pg_err("sampling the clone's statements"))?.map(|r| {
-                (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get::<_, Option<f64>>(1).unwrap_or(0.0))
-            });
-        Ok(LockSample { locks, longest })
     }
 }
