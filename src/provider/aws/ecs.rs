@@ -141,7 +141,7 @@ impl EcsRunner {
             .network_configuration(network)
             .overrides(overrides)
             .started_by(STARTED_BY)
-            .client_token(&spec.run_id)
+            .client_token(client_token(&spec.run_id))
             .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
             .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
     }
@@ -397,6 +397,20 @@ fn family_of(task_definition: &str) -> String {
     name.split(':').next().unwrap_or(name).to_string()
 }
 
+/// RunTask's clientToken (at most 64 characters, the API says): the run id,
+/// or for a long one (a long environment name, a rehearsal's `-rehearsal`)
+/// its head and a fingerprint of the whole, the same on every attempt so a
+/// retried or resumed RunTask stays idempotent.
+fn client_token(run_id: &str) -> String {
+    const MAX: usize = 64;
+    if run_id.len() <= MAX {
+        return run_id.to_string();
+    }
+    let print = crate::state::fingerprint(run_id.as_bytes());
+    let head: String = run_id.chars().take(MAX - print.len() - 1).collect();
+    format!("{head}-{print}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +462,17 @@ mod tests {
             image: None,
             task_definition: None,
         }
+    }
+
+    #[test]
+    fn a_long_run_id_gets_a_client_token_ecs_takes_the_same_every_time() {
+        let short = "prod-20261121T120000Z-abcd";
+        assert_eq!(client_token(short), short);
+        let long = format!("{}-20261121T120000Z-abcd-rehearsal", "customer-facing-payments-eu-west-staging");
+        let (a, b) = (client_token(&long), client_token(&long));
+        assert_eq!(a, b, "idempotent across attempts");
+        assert!(a.len() <= 64 && a.starts_with("customer-facing-payments"), "{a}");
+        assert_ne!(client_token(&long.replace("abcd", "abce")), a, "another run, another token");
     }
 
     #[tokio::test]
