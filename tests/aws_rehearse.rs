@@ -180,6 +180,12 @@ fn sigkill_during_the_rehearsal_then_unlock_and_resume_deletes_the_clone() {
     let left = rehearsal_resources(&emu);
     assert_eq!(left.len(), 2, "the killed rehearsal left its clone and instance: {left:?}");
     let run_id = only_record(&p)["run_id"].as_str().unwrap().to_string();
+    let status = p.ferry(&["status", "stage"]);
+    assert!(
+        status.stdout.contains("a rehearsal clone left behind")
+            && status.stdout.contains(&format!("ferry resume {run_id}")),
+        "status names the clone that costs money and how to delete it: {status:?}"
+    );
     assert_eq!(p.ferry(&["unlock", "stage", "--yes"]).code, 0);
     let r = p.ferry(&["resume", &run_id, "--output", "json"]);
     assert_eq!(r.code, 3, "{r:?}");

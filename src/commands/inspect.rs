@@ -233,7 +233,10 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     print_status(env, cloud.database.cluster_id(), &s);
     // What the cloud shows of a restore, whether or not any record survived.
     if let Ok(picture) = crate::runbook::recover::look(&cloud).await
-        && (picture.original.is_none() || !picture.restored.is_empty() || !picture.failed.is_empty())
+        && (picture.original.is_none()
+            || !picture.restored.is_empty()
+            || !picture.failed.is_empty()
+            || !picture.clones.is_empty())
     {
         for line in crate::runbook::recover::lines(&picture, &env.name) {
             crate::outln!("cloud      {line}");

@@ -101,6 +101,8 @@ pub fn leftover_kind(of: &str, id: &str) -> Option<&'static str> {
         Some("restored")
     } else if rest.starts_with("-failed-") {
         Some("failed")
+    } else if rest.starts_with("-rehearsal-") {
+        Some("rehearsal")
     } else {
         None
     }

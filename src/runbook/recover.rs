@@ -16,6 +16,9 @@ pub struct Picture {
     pub original: Option<ClusterInfo>,
     pub restored: Vec<Leftover>,
     pub failed: Vec<Leftover>,
+    /// Rehearsal clones left behind (a rehearsal killed before its cleanup):
+    /// no part of a restore, but they cost money until deleted.
+    pub clones: Vec<Leftover>,
     pub tasks: Vec<TaskSummary>,
     pub service: Option<ServiceInfo>,
 }
@@ -39,14 +42,15 @@ pub async fn look(cloud: &Cloud) -> PResult<Picture> {
     let db = cloud.database.clone();
     let cluster = db.cluster_id().to_string();
     let original = db.describe(&cluster).await?;
-    let (restored, failed): (Vec<Leftover>, Vec<Leftover>) =
-        db.leftovers().await?.into_iter().partition(|l| l.kind == "restored");
+    let (clones, others): (Vec<Leftover>, Vec<Leftover>) =
+        db.leftovers().await?.into_iter().partition(|l| l.kind == "rehearsal");
+    let (restored, failed): (Vec<Leftover>, Vec<Leftover>) = others.into_iter().partition(|l| l.kind == "restored");
     let tasks = cloud.runner.active_tasks().await?;
     let service = match &cloud.service {
         Some(s) => Some(s.status().await?),
         None => None,
     };
-    Ok(Picture { cluster, original, restored, failed, tasks, service })
+    Ok(Picture { cluster, original, restored, failed, clones, tasks, service })
 }
 
 /// The newest leftover: ids end in `-<yyyymmdd-hhmmss>`, so the greatest id.
@@ -96,6 +100,18 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
     for l in p.restored.iter().chain(&p.failed) {
         let what = if l.kind == "restored" { "restored from a snapshot" } else { "kept aside by a restore" };
         out.push(format!("{} is {} ({what}{})", l.id, l.status, run_of(l)));
+    }
+    for c in &p.clones {
+        let next = match c.tags.get(crate::provider::TAG_RUN_ID) {
+            Some(run) => format!("`ferry resume {run}` deletes it (unlock first if its ferry was killed)"),
+            None => "it carries no run id: delete it yourself once you know whose it is".into(),
+        };
+        out.push(format!(
+            "{} is {}: a rehearsal clone left behind{}, it costs until deleted; {next}",
+            c.id,
+            c.status,
+            run_of(c)
+        ));
     }
     if let Some(s) = &p.service {
         out.push(format!("App Runner service {} is {}", s.id, s.status));
