@@ -6,6 +6,7 @@
 //! That is what lets `ferry resume` re-run the step that was in flight.
 
 pub mod aws;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod http;
 pub mod local;
