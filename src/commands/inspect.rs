@@ -256,15 +256,13 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         crate::outln!("service    {} {}", s.id, s.status)?;
     }
     match &last {
-        Some(r) => {
-            crate::outln!(
-                "last run   {} {} {} (exit {})",
-                r.run_id,
-                r.command,
-                r.outcome.as_str(),
-                r.outcome.exit_code()
-            )?
-        }
+        Some(r) => crate::outln!(
+            "last run   {} {} {} (exit {})",
+            r.run_id,
+            r.command,
+            r.outcome.as_str(),
+            r.outcome.exit_code()
+        )?,
         None => crate::outln!("last run   none")?,
     }
     if let Some(e) = &state_error {

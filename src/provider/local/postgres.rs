@@ -213,7 +213,7 @@ fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderError + '_ {
             Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ProviderError::NotFound(format!("database ({msg})")),
             Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => ProviderError::AccessDenied(msg),
             Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                ProviderError::Throttled(msg)
+                ProviderError::Busy(msg)
             }
             Some(c) if *c == SqlState::OBJECT_IN_USE => ProviderError::Rejected(msg),
             _ => ProviderError::Other(msg),
@@ -438,7 +438,7 @@ impl PgDatabase {
                 self.scrub(&format!("cannot connect to PostgreSQL at {}: {}", self.location(dbname), pg_message(&e)));
             match e.code() {
                 Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                    ProviderError::Throttled(msg)
+                    ProviderError::Busy(msg)
                 }
                 Some(c) if *c == SqlState::INVALID_CATALOG_NAME && dbname != self.maintenance_db => {
                     ProviderError::NotFound(format!("database {}", self.location(dbname)))
