@@ -7,7 +7,7 @@
 //!   `SOURCE_DATE_EPOCH` (reproducible builds), else today.
 //!
 //! They reach the crate as `FERRY_VERSION_COMMIT`, `FERRY_VERSION_DATE` and
-//! `FERRY_VERSION_TARGET` (the target triple). tests/release.rs includes
+//! `FERRY_VERSION_TARGET` (the target triple). tests/integration/release.rs includes
 //! this file to test its `pub(crate)` helpers.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Packages ferry for a release; .github/workflows/release.yml runs it, and
-# tests/release.rs runs it for the host target. POSIX sh (macOS runners
+# tests/integration/release.rs runs it for the host target. POSIX sh (macOS runners
 # have bash 3 only).
 #
 #   scripts/package-release.sh archive [--target TRIPLE] [--bin PATH] [--out DIR]

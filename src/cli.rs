@@ -117,9 +117,6 @@ pub enum Command {
     /// Write ferry's man pages: ferry.1 and one page per subcommand
     #[command(after_help = "Docs: docs/commands/completions.md")]
     Man(ManArgs),
-    /// Internal: owns a local migration process so it outlives ferry
-    #[command(name = "__task-supervisor", hide = true)]
-    TaskSupervisor(SupervisorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -367,7 +364,11 @@ pub enum DbCommand {
     },
 }
 
-#[derive(Debug, Args)]
+/// `ferry __task-supervisor DIR -- COMMAND...`: how the local provider starts
+/// the process that owns a migration so it outlives ferry. Not one of the
+/// user's commands: `main` parses it apart when it is the first argument.
+#[derive(Debug, Parser)]
+#[command(name = "__task-supervisor", hide = true)]
 pub struct SupervisorArgs {
     pub dir: PathBuf,
     #[arg(last = true, required = true)]

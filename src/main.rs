@@ -1,6 +1,6 @@
 use clap::Parser;
-use ferry::cli::{Cli, Command};
-use ferry::provider::local::process::supervise;
+use ferry::cli::{Cli, SupervisorArgs};
+use ferry::provider::local::process::{SUPERVISOR_COMMAND, supervise};
 
 fn main() {
     // A panic is a bug: say so and exit 1, the exit code ARCHITECTURE.md gives it.
@@ -11,6 +11,11 @@ fn main() {
         std::process::exit(1);
     }));
     ferry::state::private_umask();
+    // The local task supervisor runs without config or async runtime.
+    if std::env::args_os().nth(1).is_some_and(|a| a == SUPERVISOR_COMMAND) {
+        let a = SupervisorArgs::parse_from(std::env::args_os().skip(1));
+        std::process::exit(supervise(&a.dir, &a.command));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -19,10 +24,6 @@ fn main() {
             std::process::exit(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    // The local task supervisor runs without config or async runtime.
-    if let Command::TaskSupervisor(a) = &cli.command {
-        std::process::exit(supervise(&a.dir, &a.command));
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -23,7 +23,7 @@ pub fn without_config(command: &Command) -> Option<CmdResult> {
 pub fn completions(shell: Shell) -> CmdResult {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut visible(Cli::command()), "ferry", &mut script);
-    write_stdout(&script);
+    write_stdout(&script)?;
     Ok(0)
 }
 
@@ -48,7 +48,7 @@ pub fn man(dir: Option<&Path>) -> CmdResult {
         let mut page = Vec::new();
         // Rendering into memory cannot fail.
         let _ = pages[0].render(&mut page);
-        write_stdout(&page);
+        write_stdout(&page)?;
         return Ok(0);
     };
     let cannot = |e: std::io::Error| {
@@ -60,7 +60,7 @@ pub fn man(dir: Option<&Path>) -> CmdResult {
         written.push(page.generate_to(dir).map_err(cannot)?);
     }
     for path in written {
-        crate::outln!("{}", path.display());
+        crate::outln!("{}", path.display())?;
     }
     Ok(0)
 }
@@ -88,10 +88,9 @@ fn pages() -> Vec<clap_mangen::Man> {
     out
 }
 
-/// Bytes on stdout; a closed pipe (`ferry completions bash | head`) ends quietly.
-fn write_stdout(bytes: &[u8]) {
+/// Bytes on stdout; a closed pipe (`ferry completions bash | head`) is
+/// [`CommandError::StdoutClosed`], which ends the command quietly.
+fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
     let mut out = std::io::stdout().lock();
-    if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
-        std::process::exit(0);
-    }
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|_| CommandError::StdoutClosed)
 }

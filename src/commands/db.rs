@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         other => CommandError::Failed(format!("{other}; nothing was applied")),
     })?;
     for row in rows {
-        crate::outln!("{row}");
+        crate::outln!("{row}")?;
     }
     Ok(0)
 }

@@ -74,14 +74,14 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                 }),
             })
             .collect();
-        print_json(&serde_json::json!({ "runs": items }), &redactor);
+        print_json(&serde_json::json!({ "runs": items }), &redactor)?;
         return Ok(0);
     }
     if all.is_empty() {
         eprintln!("no runs{}", env.map(|e| format!(" of {e}")).unwrap_or_default());
         return Ok(0);
     }
-    crate::outln!("{:<44} {:<8} {:<16} {:<4} {:<20} ACTOR", "RUN", "COMMAND", "OUTCOME", "EXIT", "STARTED");
+    crate::outln!("{:<44} {:<8} {:<16} {:<4} {:<20} ACTOR", "RUN", "COMMAND", "OUTCOME", "EXIT", "STARTED")?;
     for l in &all {
         match l {
             Listed::Run(r) => {
@@ -93,7 +93,7 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                     r.command,
                     r.outcome.as_str(),
                     timestamp(r.started_at)
-                );
+                )?;
             }
             Listed::Unreadable { run_id, location, error } => {
                 crate::outln!(
@@ -102,7 +102,7 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
                     "unreadable",
                     "-",
                     "-"
-                );
+                )?;
             }
         }
     }
@@ -114,16 +114,16 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
     let r = read_run(&ctx.store(env)?, run_id).map_err(|e| CommandError::Usage(e.to_string()))?;
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
-        print_json(&r, &redactor);
+        print_json(&r, &redactor)?;
         return Ok(0);
     }
     let report = crate::runbook::report::of(&r);
     for line in report.summary() {
-        crate::outln!("{}", redactor.clean(&line));
+        crate::outln!("{}", redactor.clean(&line))?;
     }
-    crate::outln!("steps:");
+    crate::outln!("steps:")?;
     for line in report.steps_table() {
-        crate::outln!("{}", redactor.clean(&line));
+        crate::outln!("{}", redactor.clean(&line))?;
     }
     Ok(0)
 }

@@ -123,28 +123,28 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
                 "refusals": check.refusals, "exit_code": code
             }),
             &redactor,
-        );
+        )?;
         return Ok(code);
     }
     let config = super::config_lines::lines(env);
-    crate::outln!("# {} ({})\n", env.name, ctx.config.path.display());
+    crate::outln!("# {} ({})\n", env.name, ctx.config.path.display())?;
     for line in config {
-        crate::outln!("{}", redactor.clean(&line));
+        crate::outln!("{}", redactor.clean(&line))?;
     }
     if let Some(stack) = env.stack.as_deref().filter(|_| !env.output_refs().is_empty()) {
         match &check.outputs {
             Ok(values) => {
-                crate::outln!("\nstack outputs of {stack}:");
+                crate::outln!("\nstack outputs of {stack}:")?;
                 for name in env.output_refs() {
                     let value =
                         values.get(&name).map_or("(missing: no such output; deploy would exit 2)", String::as_str);
-                    crate::outln!("  ${{output:{name}}} = {}", redactor.clean(value));
+                    crate::outln!("  ${{output:{name}}} = {}", redactor.clean(value))?;
                 }
             }
             Err(why) => crate::outln!(
                 "\nstack outputs of {stack} not read ({why}); referenced: {}",
                 env.output_refs().join(", ")
-            ),
+            )?,
         }
     }
     if let Some(i) = &image {
@@ -152,26 +152,26 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
             "\nimage: {} (from {})",
             i["image"].as_str().unwrap_or_default(),
             i["from"].as_str().unwrap_or_default()
-        );
+        )?;
     }
-    crate::outln!("\nferry deploy {} will:", env.name);
+    crate::outln!("\nferry deploy {} will:", env.name)?;
     for (i, s) in plan.steps.iter().enumerate() {
         let when = if s.only_on_failure { " (only if migrate or verify fails)" } else { "" };
         let skipped = s.skipped.as_ref().map(|r| format!(" [skipped: {r}]")).unwrap_or_default();
-        crate::outln!("{}. {}{when}{skipped}", i + 1, s.name);
+        crate::outln!("{}. {}{when}{skipped}", i + 1, s.name)?;
         for d in &s.does {
-            crate::outln!("   - {}", redactor.clean(d));
+            crate::outln!("   - {}", redactor.clean(d))?;
         }
     }
     let migrations = super::migrations::plan_summary(env);
     if !migrations.is_null() {
-        crate::outln!("");
+        crate::outln!("")?;
         for line in super::migrations::plan_lines(&migrations) {
-            crate::outln!("{line}");
+            crate::outln!("{line}")?;
         }
     }
     for line in verdict(env, &check) {
-        crate::outln!("{}", redactor.clean(&line));
+        crate::outln!("{}", redactor.clean(&line))?;
     }
     Ok(code)
 }
@@ -227,10 +227,10 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
             "state": store.describe(),
             "state_error": s.state_error,
         });
-        print_json(&value, &Redactor::new(env.secrets()));
+        print_json(&value, &Redactor::new(env.secrets()))?;
         return Ok(0);
     }
-    print_status(env, cloud.database.cluster_id(), &s);
+    print_status(env, cloud.database.cluster_id(), &s)?;
     // What the cloud shows of a restore, whether or not any record survived.
     if let Ok(picture) = crate::runbook::recover::look(&cloud).await
         && (picture.original.is_none()
@@ -239,7 +239,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
             || !picture.clones.is_empty())
     {
         for line in crate::runbook::recover::lines(&picture, &env.name) {
-            crate::outln!("cloud      {line}");
+            crate::outln!("cloud      {line}")?;
         }
     }
     Ok(0)
@@ -271,50 +271,49 @@ async fn read_status(cloud: &Cloud, store: &Store, env: &EnvConfig) -> Result<En
     Ok(EnvStatus { database, snapshots, tasks, service, last, lock, blocking, state_error })
 }
 
-fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) {
+fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), CommandError> {
     match &s.database {
-        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.state(), i.engine),
-        None => crate::outln!("database   {database} DOES NOT EXIST"),
+        Some(i) => crate::outln!("database   {} ({}, {})", i.id, i.state(), i.engine)?,
+        None => crate::outln!("database   {database} DOES NOT EXIST")?,
     }
     if s.snapshots.is_empty() {
-        crate::outln!("snapshots  none");
+        crate::outln!("snapshots  none")?;
     }
     for snap in &s.snapshots {
         let at = snap.created_at.map(crate::output::timestamp).unwrap_or_default();
-        crate::outln!("snapshot   {} {} {}% {at}", snap.id, snap.status, snap.percent);
+        crate::outln!("snapshot   {} {} {}% {at}", snap.id, snap.status, snap.percent)?;
     }
     if s.tasks.is_empty() {
-        crate::outln!("migration  none running");
+        crate::outln!("migration  none running")?;
     }
     for t in &s.tasks {
-        crate::outln!("migration  {} {}", t.id, t.status);
+        crate::outln!("migration  {} {}", t.id, t.status)?;
     }
     if let Some(svc) = &s.service {
-        crate::outln!("service    {} {}", svc.id, svc.status);
+        crate::outln!("service    {} {}", svc.id, svc.status)?;
     }
     match &s.last {
-        Some(r) => {
-            crate::outln!(
-                "last run   {} {} {} (exit {})",
-                r.run_id,
-                r.command,
-                r.outcome.as_str(),
-                r.outcome.exit_code()
-            )
-        }
-        None => crate::outln!("last run   none"),
+        Some(r) => crate::outln!(
+            "last run   {} {} {} (exit {})",
+            r.run_id,
+            r.command,
+            r.outcome.as_str(),
+            r.outcome.exit_code()
+        )?,
+        None => crate::outln!("last run   none")?,
     }
     if let Some(e) = &s.state_error {
-        crate::outln!("state      UNREADABLE: {e} (runs and unfinished runs above are unknown)");
+        crate::outln!("state      UNREADABLE: {e} (runs and unfinished runs above are unknown)")?;
     }
     match &s.lock {
-        Ok(Some((h, _))) => crate::outln!("lock       held: {}", h.describe()),
-        Ok(None) => crate::outln!("lock       free"),
-        Err(e) => crate::outln!("lock       {e}"),
+        Ok(Some((h, _))) => crate::outln!("lock       held: {}", h.describe())?,
+        Ok(None) => crate::outln!("lock       free")?,
+        Err(e) => crate::outln!("lock       {e}")?,
     }
     for l in &s.blocking {
-        crate::outln!("unfinished {}", super::unfinished_message(env, l, 1));
+        crate::outln!("unfinished {}", super::unfinished_message(env, l, 1))?;
     }
+    Ok(())
 }
 
 pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
@@ -366,7 +365,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
                 collected.push(e);
             } else {
                 let at = e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                crate::outln!("{at} | {}", redactor.clean(&e.message));
+                crate::outln!("{at} | {}", redactor.clean(&e.message))?;
             }
         }
         if !a.follow {
@@ -389,7 +388,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
         }
     }
     if ctx.json() {
-        print_json(&json!({ "events": collected }), &redactor);
+        print_json(&json!({ "events": collected }), &redactor)?;
     }
     Ok(0)
 }
@@ -397,9 +396,9 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
 pub fn validate(ctx: &Context) -> CmdResult {
     let names: Vec<&str> = ctx.config.envs.keys().map(String::as_str).collect();
     if ctx.json() {
-        print_json(&json!({ "config": ctx.config.path, "valid": true, "environments": names }), &Redactor::default());
+        print_json(&json!({ "config": ctx.config.path, "valid": true, "environments": names }), &Redactor::default())?;
     } else {
-        crate::outln!("{}: valid ({} environments: {})", ctx.config.path.display(), names.len(), names.join(", "));
+        crate::outln!("{}: valid ({} environments: {})", ctx.config.path.display(), names.len(), names.join(", "))?;
     }
     Ok(0)
 }

@@ -54,7 +54,7 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
     };
     let redactor = Redactor::new(env.secrets());
     if ctx.json() {
-        print_json(&r, &redactor);
+        print_json(&r, &redactor)?;
     } else {
         let current = if r.current_version.is_empty() {
             format!("none (no rows in {})", alembic.version_table)
@@ -62,12 +62,12 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
             r.current_version.join(", ")
         };
         if r.ok {
-            crate::outln!("migrations of {}: in sync at {}", env.name, r.expected_heads.join(", "));
+            crate::outln!("migrations of {}: in sync at {}", env.name, r.expected_heads.join(", "))?;
         } else {
-            crate::outln!("migrations of {}: {} pending", env.name, r.pending.len());
-            crate::outln!("  current: {current}");
-            crate::outln!("  heads:   {}", r.expected_heads.join(", "));
-            crate::outln!("  pending: {}", r.pending.join(", "));
+            crate::outln!("migrations of {}: {} pending", env.name, r.pending.len())?;
+            crate::outln!("  current: {current}")?;
+            crate::outln!("  heads:   {}", r.expected_heads.join(", "))?;
+            crate::outln!("  pending: {}", r.pending.join(", "))?;
         }
         let merge = graph.heads_to_merge();
         if !merge.is_empty() {
@@ -75,7 +75,7 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
                 "note: heads {} are on one branch; deploy refuses until they are merged: {}",
                 merge.join(", "),
                 crate::migrations::merge_command(&merge)
-            );
+            )?;
         }
     }
     if r.ok {
@@ -109,30 +109,30 @@ pub async fn doctor(ctx: &Context, a: DoctorArgs) -> CmdResult {
                 "findings": d.findings,
             }),
             &redactor,
-        );
+        )?;
     } else {
-        crate::outln!("{} ({}): checked", env.name, d.server);
+        crate::outln!("{} ({}): checked", env.name, d.server)?;
         for c in &d.checked {
-            crate::outln!("  - {c}");
+            crate::outln!("  - {c}")?;
         }
         for f in &d.findings {
             let tag = if f.blocks_migration { "BLOCKS " } else { "warning" };
-            crate::outln!("\n{tag} {}: {}", f.kind, redactor.clean(&f.summary));
+            crate::outln!("\n{tag} {}: {}", f.kind, redactor.clean(&f.summary))?;
             if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
                 let one_line: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
                 let shown: String = one_line.chars().take(200).collect();
-                crate::outln!("        query: {}", redactor.clean(&shown));
+                crate::outln!("        query: {}", redactor.clean(&shown))?;
             }
             if let Some(since) = f.since {
-                crate::outln!("        since: {}", crate::output::timestamp(since));
+                crate::outln!("        since: {}", crate::output::timestamp(since))?;
             }
-            crate::outln!("        what to do: {}", f.advice);
+            crate::outln!("        what to do: {}", f.advice)?;
         }
         let warnings = d.findings.len() - blocking;
         match blocking {
-            0 if warnings == 0 => crate::outln!("\nnothing would block a migration"),
-            0 => crate::outln!("\nnothing would block a migration ({warnings} warning(s) above)"),
-            n => crate::outln!("\n{n} finding(s) would block a migration"),
+            0 if warnings == 0 => crate::outln!("\nnothing would block a migration")?,
+            0 => crate::outln!("\nnothing would block a migration ({warnings} warning(s) above)")?,
+            n => crate::outln!("\n{n} finding(s) would block a migration")?,
         }
     }
     Ok(if blocking == 0 { 0 } else { 3 })

@@ -40,6 +40,10 @@ pub enum CommandError {
     /// Failed after a change; a person must look (exit 5).
     #[error("{0}")]
     NeedsAttention(String),
+    /// Whoever read stdout closed it (`ferry ... | head`): the output ends
+    /// there, quietly, and ferry exits 0 as when the reader read it all.
+    #[error("stdout was closed")]
+    StdoutClosed,
 }
 
 impl CommandError {
@@ -48,6 +52,7 @@ impl CommandError {
             CommandError::Usage(_) | CommandError::Config(_) => 2,
             CommandError::Failed(_) => 3,
             CommandError::NeedsAttention(_) => 5,
+            CommandError::StdoutClosed => 0,
         }
     }
 }
@@ -125,7 +130,7 @@ impl Context {
             Location::Local(dir) => Ok(Store::local(&dir)),
             Location::S3 { bucket, prefix } => {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
-                Store::s3(&bucket, &prefix, region, self.aws.profile.clone())
+                Store::s3(&bucket, &prefix, region, self.aws.profile.clone(), aws::retry_config())
                     .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
             }
         }
@@ -305,9 +310,10 @@ impl Confirm for TtyConfirm {
 /// Print a JSON document on stdout: always an object, always with the
 /// `format_version` of the shapes this ferry prints (docs/json.md). A list goes
 /// inside an object under its own name (`{"snapshots": [...]}`).
-pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) {
-    if let Some(text) = versioned(value).and_then(|v| serde_json::to_string_pretty(&v).ok()) {
-        stdout_line(&redactor.clean_json(&text));
+pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) -> Result<(), CommandError> {
+    match versioned(value).and_then(|v| serde_json::to_string_pretty(&v).ok()) {
+        Some(text) => stdout_line(&redactor.clean_json(&text)),
+        None => Ok(()),
     }
 }
 
@@ -327,16 +333,13 @@ fn versioned<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
 }
 
 /// One line of a command's result on stdout. A closed pipe (`ferry ... | head`)
-/// ends the output quietly instead of panicking.
-pub fn stdout_line(line: &str) {
+/// is [`CommandError::StdoutClosed`]: the command stops there and returns it.
+pub fn stdout_line(line: &str) -> Result<(), CommandError> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{line}").is_err() {
-        std::process::exit(0);
-    }
+    writeln!(std::io::stdout().lock(), "{line}").map_err(|_| CommandError::StdoutClosed)
 }
 
-/// `stdout_line` with format arguments.
+/// `stdout_line` with format arguments: `outln!("{x}")?`.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => { $crate::commands::stdout_line(&format!($($arg)*)) };
@@ -360,6 +363,7 @@ pub async fn run(cli: Cli) -> i32 {
     .await;
     match result {
         Ok(code) => code,
+        Err(CommandError::StdoutClosed) => CommandError::StdoutClosed.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -387,6 +391,5 @@ async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
         Command::Doctor(a) => migrations::doctor(ctx, a).await,
         Command::Completions(a) => completions::completions(a.shell),
         Command::Man(a) => completions::man(a.dir.as_deref()),
-        Command::TaskSupervisor(_) => Err(CommandError::Usage("__task-supervisor is internal".into())),
     }
 }

@@ -257,7 +257,7 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     let mut check = probe.clone();
     if let Err(why) = prepare_resume(&mut check) {
         out.info(&why);
-        report(ctx, &probe, &out);
+        report(ctx, &probe, &out)?;
         return Ok(probe.outcome.exit_code());
     }
     ctx.guard(env, "resume the run")?;
@@ -268,7 +268,7 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
     let last = record.outcome;
     if let Err(why) = prepare_resume(&mut record) {
         out.info(&why);
-        report(ctx, &record, &out);
+        report(ctx, &record, &out)?;
         return Ok(record.outcome.exit_code());
     }
     out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
@@ -310,19 +310,20 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
             run.record.clone()
         }
     };
-    report(ctx, &record, &run.out);
+    report(ctx, &record, &run.out)?;
     Ok(record.outcome.exit_code())
 }
 
-fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) {
+fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) -> Result<(), CommandError> {
     let report = crate::runbook::report::of(record);
     out.summary(&report.summary());
     if let Err(e) = append_step_summary(&report, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));
     }
     if ctx.json() {
-        print_json(record, out.redactor());
+        print_json(record, out.redactor())?;
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {

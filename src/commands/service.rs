@@ -42,9 +42,9 @@ pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     }
     let info = service.status().await?;
     if ctx.json() {
-        print_json(&info, &Redactor::default());
+        print_json(&info, &Redactor::default())?;
     } else {
-        crate::outln!("{} {}", info.id, info.status);
+        crate::outln!("{} {}", info.id, info.status)?;
     }
     Ok(0)
 }

@@ -25,20 +25,20 @@ fn usage_id(id: &str) -> Result<(), CommandError> {
     check_snapshot_id(id).map_err(CommandError::Usage)
 }
 
-fn show(ctx: &Context, snaps: &[Snapshot]) {
+fn show(ctx: &Context, snaps: &[Snapshot]) -> Result<(), CommandError> {
     if ctx.json() {
-        print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
-        return;
+        return print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
     }
     if !snaps.is_empty() {
-        crate::outln!("{:<52} {:<9} {:>4} {:<20} {:<10} RUN", "SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE");
+        crate::outln!("{:<52} {:<9} {:>4} {:<20} {:<10} RUN", "SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE")?;
     }
     for s in snaps {
         let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
         let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
         let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
-        crate::outln!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent);
+        crate::outln!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent)?;
     }
+    Ok(())
 }
 
 async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -> CmdResult {
@@ -64,7 +64,7 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
             .await
             .map_err(CommandError::Failed)?;
     }
-    show(ctx, &[snap]);
+    show(ctx, &[snap])?;
     Ok(0)
 }
 
@@ -76,7 +76,7 @@ async fn list(ctx: &Context, env_name: &str) -> CmdResult {
     if snaps.is_empty() && !ctx.json() {
         eprintln!("no snapshots of {}", cloud.database.cluster_id());
     }
-    show(ctx, &snaps);
+    show(ctx, &snaps)?;
     Ok(0)
 }
 
@@ -88,7 +88,7 @@ async fn wait_for(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     let snap = crate::runbook::wait_snapshot(cloud.database.as_ref(), id, env.timeouts.snapshot, &out, |_| {})
         .await
         .map_err(CommandError::Failed)?;
-    show(ctx, &[snap]);
+    show(ctx, &[snap])?;
     Ok(0)
 }
 
@@ -216,7 +216,7 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
         .collect();
     if doomed.is_empty() {
         eprintln!("nothing to prune: at most {keep} ferry pre-deploy snapshots of {}", env.name);
-        show(ctx, &[]);
+        show(ctx, &[])?;
         return Ok(0);
     }
     ctx.guard(env, &format!("delete {} snapshots", doomed.len()))?;
@@ -232,6 +232,6 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
         eprintln!("deleted snapshot {}", s.id);
         deleted.push(s);
     }
-    show(ctx, &deleted);
+    show(ctx, &deleted)?;
     Ok(0)
 }

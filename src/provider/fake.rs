@@ -50,7 +50,10 @@ pub enum FaultKind {
     /// The thing is gone from the platform's view for good (a task whose
     /// state was lost): describing it answers "not found" from now on.
     Lost,
-    /// The call is throttled this many times, then goes through.
+    /// The call is throttled this many times, then goes through. As on AWS,
+    /// the provider's own retry policy (provider/aws/mod.rs's attempts and
+    /// backoff) absorbs it: every attempt counts as a call, and only when the
+    /// attempts run out does the caller see [`ProviderError::Throttled`].
     Throttle(u32),
     /// The thing never finishes: a snapshot stays `creating`, a task keeps
     /// running, a restored database never becomes available, a service
@@ -416,26 +419,40 @@ impl FakeCloud {
 
     /// Count the call and apply any fault. Returns whether the thing should hang.
     async fn enter(&self, op: Op) -> PResult<bool> {
+        use crate::provider::aws::{RETRY_INITIAL_BACKOFF, RETRY_MAX_ATTEMPTS, RETRY_MAX_BACKOFF};
         self.tick();
-        let fault = {
-            let mut s = self.lock();
-            *s.calls.entry(op).or_default() += 1;
-            let found = s.faults.iter().position(|(o, _, n)| *o == op && *n > 0);
-            found.map(|i| {
-                let kind = s.faults[i].1;
-                if kind != FaultKind::Kill {
-                    s.faults[i].2 -= 1;
+        let mut attempts = 1;
+        let mut backoff = RETRY_INITIAL_BACKOFF;
+        loop {
+            match self.attempt(op) {
+                Some(FaultKind::Throttle(_)) if attempts < RETRY_MAX_ATTEMPTS => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX_BACKOFF);
+                    attempts += 1;
                 }
-                kind
-            })
-        };
-        match fault {
-            Some(FaultKind::Error) => Err(ProviderError::Other(format!("injected failure in {op:?}"))),
-            Some(FaultKind::Refused) => Err(ProviderError::Rejected(format!("{op:?}: request refused"))),
-            Some(FaultKind::Throttle(_)) => Err(ProviderError::Throttled(format!("{op:?}: rate exceeded"))),
-            Some(FaultKind::Hang) => Ok(true),
-            Some(FaultKind::Kill | FaultKind::Lost) | None => Ok(false),
+                Some(FaultKind::Throttle(_)) => {
+                    return Err(ProviderError::Throttled(format!("{op:?}: rate exceeded")));
+                }
+                Some(FaultKind::Error) => return Err(ProviderError::Other(format!("injected failure in {op:?}"))),
+                Some(FaultKind::Refused) => return Err(ProviderError::Rejected(format!("{op:?}: request refused"))),
+                Some(FaultKind::Hang) => return Ok(true),
+                Some(FaultKind::Kill | FaultKind::Lost) | None => return Ok(false),
+            }
         }
+    }
+
+    /// One attempt of a call: counted, and the fault armed for it taken.
+    fn attempt(&self, op: Op) -> Option<FaultKind> {
+        let mut s = self.lock();
+        *s.calls.entry(op).or_default() += 1;
+        let found = s.faults.iter().position(|(o, _, n)| *o == op && *n > 0);
+        found.map(|i| {
+            let kind = s.faults[i].1;
+            if kind != FaultKind::Kill {
+                s.faults[i].2 -= 1;
+            }
+            kind
+        })
     }
 
     /// After a call took effect: if a Kill fault is armed for it, die now.

@@ -6,6 +6,7 @@
 //! That is what lets `ferry resume` re-run the step that was in flight.
 
 pub mod aws;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod http;
 pub mod local;
@@ -37,7 +38,9 @@ pub const REHEARSAL_OF: &str = "FERRY_REHEARSAL_OF";
 /// looking at message text.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
-    /// The API asked us to slow down; retried with backoff by the runbook.
+    /// The API asked us to slow down, and the SDK's own retries (the retry
+    /// policy in provider/aws/mod.rs) did not get through: reported, not
+    /// retried again.
     #[error("throttled: {0}")]
     Throttled(String),
     /// The named thing does not exist.
@@ -46,8 +49,11 @@ pub enum ProviderError {
     /// The request was rejected as invalid (bad identifier, quota, wrong state).
     #[error("{0}")]
     Rejected(String),
-    /// The resource is busy with another operation (App Runner's
-    /// InvalidStateException while an operation runs); wait for it, then retry.
+    /// Another operation is in progress on the resource: App Runner's
+    /// InvalidStateException while an operation runs, RDS's
+    /// InvalidDBClusterStateFault on a rename, a SQLite file another
+    /// connection writes, a PostgreSQL server refusing connections for now.
+    /// A state that ends: `runbook::wait::call` retries it with backoff.
     #[error("{0}")]
     Busy(String),
     /// Credentials or permissions are missing.
@@ -59,8 +65,10 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// A later attempt may succeed: throttled, or busy. Of the two only
+    /// `Busy` is ferry's to retry; throttling the SDK has retried already.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::Throttled(_))
+        matches!(self, ProviderError::Throttled(_) | ProviderError::Busy(_))
     }
 }
 

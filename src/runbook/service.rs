@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::wait::{Poll, PollPolicy, WaitError, call, wait_for};
+use super::wait::{Poll, PollPolicy, WaitError, call_once, wait_for};
 use crate::config::values::format_duration;
 use crate::output::Reporter;
 use crate::provider::{AppService, OperationInfo, ProviderError};
@@ -79,7 +79,9 @@ pub async fn change_waiting(
     let deadline = Instant::now() + limit;
     let mut waited = Vec::new();
     let op = loop {
-        let started = call(&doing, || async {
+        // Busy is answered below by waiting for the operation in progress to
+        // end, not by blind retries.
+        let started = call_once(&doing, || async {
             match change {
                 Change::Pause => service.pause().await,
                 Change::Resume => service.resume().await,

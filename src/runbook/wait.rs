@@ -12,8 +12,9 @@
 //! GetLogEvents 10 TPS). Every AWS request also waits for a token of its
 //! service's bucket (provider/aws/budget.rs). scripts/bench measures what this
 //! costs and buys.
-//! Throttling is retried with exponential backoff; every call and every wait
-//! has a deadline.
+//! A busy resource (another operation in progress) is retried here with
+//! exponential backoff; throttling is not, the AWS SDK having retried it
+//! already (provider/aws/mod.rs). Every call and every wait has a deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -71,11 +72,11 @@ fn jitter(d: Duration) -> Duration {
 
 /// Longest a single API call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Throttling is retried this many times before it is reported.
-const MAX_THROTTLE_RETRIES: u32 = 8;
+/// A busy resource is retried this many times before it is reported.
+const MAX_BUSY_RETRIES: u32 = 8;
 
-/// Run one provider call with a deadline, retrying throttling with exponential
-/// backoff (0.5 s doubling to 8 s, jittered).
+/// Run one provider call with a deadline, retrying [`ProviderError::Busy`]
+/// with exponential backoff (0.5 s doubling to 8 s, jittered).
 pub async fn call<T, F, Fut>(what: &str, mut f: F) -> PResult<T>
 where
     F: FnMut() -> Fut,
@@ -84,18 +85,27 @@ where
     let mut delay = Duration::from_millis(500);
     let mut attempt = 0;
     loop {
-        let result = match timeout(CALL_TIMEOUT, f()).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Other(format!("{what} did not answer within {}s", CALL_TIMEOUT.as_secs()))),
-        };
-        match result {
-            Err(e) if e.is_retryable() && attempt < MAX_THROTTLE_RETRIES => {
+        match call_once(what, &mut f).await {
+            Err(ProviderError::Busy(_)) if attempt < MAX_BUSY_RETRIES => {
                 attempt += 1;
                 sleep(jitter(delay)).await;
                 delay = (delay * 2).min(Duration::from_secs(8));
             }
             other => return other,
         }
+    }
+}
+
+/// One provider call with a deadline and no retry, for a caller that handles
+/// [`ProviderError::Busy`] itself.
+pub async fn call_once<T, F, Fut>(what: &str, mut f: F) -> PResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PResult<T>>,
+{
+    match timeout(CALL_TIMEOUT, f()).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::Other(format!("{what} did not answer within {}s", CALL_TIMEOUT.as_secs()))),
     }
 }
 
@@ -259,11 +269,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn throttling_is_retried_then_succeeds() {
+    async fn a_busy_resource_is_retried_then_succeeds() {
         let calls = AtomicU32::new(0);
         let r = call("x", || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
-                Err(ProviderError::Throttled("slow down".into()))
+                Err(ProviderError::Busy("another operation is in progress".into()))
             } else {
                 Ok(7)
             }
@@ -271,6 +281,25 @@ mod tests {
         .await;
         assert_eq!(r, Ok(7));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// The SDK has retried it already: a second layer would multiply its attempts.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_reported_at_once() {
+        let calls = AtomicU32::new(0);
+        let r: PResult<()> = call("x", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(ProviderError::Throttled("slow down".into()))
+        })
+        .await;
+        assert!(matches!(r, Err(ProviderError::Throttled(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_busy_for_good_is_reported() {
+        let r: PResult<()> = call("x", || async { Err(ProviderError::Busy("busy".into())) }).await;
+        assert!(matches!(r, Err(ProviderError::Busy(_))));
     }
 
     #[tokio::test(start_paused = true)]

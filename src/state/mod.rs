@@ -87,14 +87,16 @@ impl Store {
         Store::Local(local::LocalStore::new(dir))
     }
 
-    /// The S3 backend, with credentials and region from the AWS SDK's chain.
+    /// The S3 backend, with credentials and region from the AWS SDK's chain,
+    /// retrying as `retry` says (the same policy as every other AWS request).
     pub fn s3(
         bucket: &str,
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
+        retry: aws_config::retry::RetryConfig,
     ) -> Result<Store, StateError> {
-        Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile)?)))
+        Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile, retry)?)))
     }
 
     /// Where this backend is, for messages.

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -79,10 +80,11 @@ impl S3Store {
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
+        retry: RetryConfig,
     ) -> Result<Self, StateError> {
         let rt = runtime()?;
         let sdk = on(rt, async move {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest());
+            let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
             if let Some(r) = region {
                 loader = loader.region(Region::new(r));
             }

@@ -34,7 +34,7 @@
         Prints DescribeTaskDefinition of ARN (a name, family:revision or ARN),
         with its tags, as JSON.
 
-Used by tests/aws_e2e.rs; runs with the emulator's venv (boto3, psycopg, alembic).
+Used by tests/integration/aws_e2e.rs; runs with the emulator's venv (boto3, psycopg, alembic).
 """
 
 import argparse

@@ -1,16 +1,18 @@
-"""Self-check of the emulator, end to end over HTTP with boto3 (no pytest).
+"""Self-check of the emulator, end to end over HTTP with boto3, as pytest tests.
 
-    python tests/emulator/test_emulator.py [--pg-url URL] [--delay-scale 0.5] [--keep-going]
+    "$py" -m pytest tests/emulator            # py=$(tests/emulator/setup.sh | tail -n 1)
 
-Starts server.py as a subprocess, drives RDS <-> PostgreSQL, ECS tasks that
-really run, App Runner, CloudFormation and S3 (conditional writes, faults) the
-way ferry does, and ends with the line ``N passed, M failed``; exits non-zero
-on any failure.
+One emulator (server.py as a subprocess) serves the whole module; its tests
+drive RDS <-> PostgreSQL, ECS tasks that really run, App Runner,
+CloudFormation and S3 (conditional writes, faults) the way ferry does, in file
+order: the later areas use what the earlier ones made (the RDS cluster, the
+call log), and the last one stops the emulator and checks its clean-up.
+FERRY_EMULATOR_PG_URL names the PostgreSQL server (a role that may create
+databases); FERRY_EMULATOR_DELAY_SCALE scales the emulator's timings (0.5).
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -20,13 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import boto3
+import pytest
 import psycopg
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
@@ -36,28 +38,21 @@ SERVER = os.path.join(HERE, "server.py")
 REGION = "us-east-1"
 
 
-class Checks:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
+PG_URL = os.environ.get("FERRY_EMULATOR_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DELAY_SCALE = float(os.environ.get("FERRY_EMULATOR_DELAY_SCALE", "0.5"))
 
-    def check(self, name: str, ok: Any, detail: Any = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL  {name}" + (f": {detail}" if detail != "" else ""))
-        return bool(ok)
 
-    def error_code(self, name: str, fn: Callable[[], Any], code: str) -> None:
-        try:
-            fn()
-        except ClientError as e:
-            got = e.response.get("Error", {}).get("Code")
-            self.check(name, got == code, f"expected {code}, got {got}")
-            return
-        self.check(name, False, f"expected {code}, got success")
+def check(name: str, ok: Any, detail: Any = "") -> None:
+    """One named expectation; a failure names it and shows `detail`."""
+    assert ok, name + (f": {detail}" if detail != "" else "")
+
+
+def error_code(name: str, fn: Callable[[], Any], code: str) -> None:
+    """`fn` fails with the AWS error `code`."""
+    with pytest.raises(ClientError) as raised:
+        fn()
+    got = raised.value.response.get("Error", {}).get("Code")
+    check(name, got == code, f"expected {code}, got {got}")
 
 
 def wait_until(what: str, fn: Callable[[], Any], timeout: float = 30, interval: float = 0.25) -> Any:
@@ -153,7 +148,7 @@ def cluster_status(rds: Any, cluster_id: str) -> str | None:
 # -- RDS <-> PostgreSQL -------------------------------------------------------------------------
 
 
-def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
+def check_rds(emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
     rds = emu.client("rds")
     rds.create_db_subnet_group(
         DBSubnetGroupName="app-subnets", DBSubnetGroupDescription="app", SubnetIds=[net["subnet"], net["subnet_b"]]
@@ -178,21 +173,20 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 8},
         Tags=[{"Key": "team", "Value": "payments"}],
     )["DBCluster"]
-    c.check("CreateDBCluster reports creating", created["Status"] == "creating", created["Status"])
-    c.check(
+    check("CreateDBCluster reports creating", created["Status"] == "creating", created["Status"])
+    check(
         "cluster Endpoint is <id>.cluster-emu.us-east-1.rds.amazonaws.com",
         created["Endpoint"] == "app-db.cluster-emu.us-east-1.rds.amazonaws.com",
         created["Endpoint"],
     )
     wait_until("app-db available", lambda: cluster_status(rds, "app-db") == "available")
-    c.check("cluster becomes available", True)
     inst = rds.create_db_instance(
         DBInstanceIdentifier="app-db-w",
         DBClusterIdentifier="app-db",
         Engine="aurora-postgresql",
         DBInstanceClass="db.serverless",
     )["DBInstance"]
-    c.check("CreateDBInstance reports creating", inst["DBInstanceStatus"] == "creating", inst["DBInstanceStatus"])
+    check("CreateDBInstance reports creating", inst["DBInstanceStatus"] == "creating", inst["DBInstanceStatus"])
     wait_until(
         "instance available",
         lambda: (
@@ -200,19 +194,18 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
             == "available"
         ),
     )
-    c.check("instance becomes available", True)
 
     clusters = emu.get("/_emulator/clusters")
-    c.check("debug endpoint lists app-db", "app-db" in clusters, clusters)
+    check("debug endpoint lists app-db", "app-db" in clusters, clusters)
     original_db = clusters["app-db"]["database"]
-    c.check("cluster database is named emu_<hex>", original_db.startswith("emu_"), original_db)
+    check("cluster database is named emu_<hex>", original_db.startswith("emu_"), original_db)
     url = clusters["app-db"]["url"]
     query(url, "CREATE TABLE items (id int PRIMARY KEY, name text)")
     query(url, "INSERT INTO items VALUES (1, 'one'), (2, 'two')")
-    c.check("cluster database is a real PostgreSQL database", query(url, "SELECT count(*) FROM items")[0][0] == 2)
+    check("cluster database is a real PostgreSQL database", query(url, "SELECT count(*) FROM items")[0][0] == 2)
 
     quota = {q["AccountQuotaName"]: q for q in rds.describe_account_attributes()["AccountQuotas"]}
-    c.check(
+    check(
         "DescribeAccountAttributes has ManualClusterSnapshots",
         quota.get("ManualClusterSnapshots", {}).get("Used") == 0 and quota["ManualClusterSnapshots"]["Max"] > 0,
         quota,
@@ -223,8 +216,8 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         DBClusterSnapshotIdentifier="app-db-pre-deploy-1",
         Tags=[{"Key": "ferry:run-id", "Value": "r1"}, {"Key": "ferry:purpose", "Value": "pre-deploy"}],
     )["DBClusterSnapshot"]
-    c.check("CreateDBClusterSnapshot reports creating", snap["Status"] == "creating", snap["Status"])
-    c.check("snapshot keeps its tags", {t["Key"] for t in snap.get("TagList", [])} >= {"ferry:run-id"}, snap)
+    check("CreateDBClusterSnapshot reports creating", snap["Status"] == "creating", snap["Status"])
+    check("snapshot keeps its tags", {t["Key"] for t in snap.get("TagList", [])} >= {"ferry:run-id"}, snap)
     seen: list[int] = []
 
     def snap_done() -> bool:
@@ -235,8 +228,8 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         return s["Status"] == "available"
 
     wait_until("snapshot available", snap_done, interval=0.2)
-    c.check("PercentProgress grows to 100", seen[-1] == 100 and any(0 < p < 100 for p in seen), seen)
-    c.error_code(
+    check("PercentProgress grows to 100", seen[-1] == 100 and any(0 < p < 100 for p in seen), seen)
+    error_code(
         "duplicate snapshot id -> DBClusterSnapshotAlreadyExistsFault",
         lambda: rds.create_db_cluster_snapshot(
             DBClusterIdentifier="app-db", DBClusterSnapshotIdentifier="app-db-pre-deploy-1"
@@ -244,7 +237,7 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         "DBClusterSnapshotAlreadyExistsFault",
     )
     quota = {q["AccountQuotaName"]: q for q in rds.describe_account_attributes()["AccountQuotas"]}
-    c.check("quota counts the manual snapshot", quota["ManualClusterSnapshots"]["Used"] == 1, quota)
+    check("quota counts the manual snapshot", quota["ManualClusterSnapshots"]["Used"] == 1, quota)
 
     # The deploy breaks the data after the snapshot.
     query(url, "DELETE FROM items WHERE id = 1")
@@ -269,7 +262,7 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         },
         Tags=source["TagList"],
     )["DBCluster"]
-    c.check("RestoreDBClusterFromSnapshot reports creating", restored["Status"] == "creating", restored["Status"])
+    check("RestoreDBClusterFromSnapshot reports creating", restored["Status"] == "creating", restored["Status"])
     described = rds.describe_db_clusters(DBClusterIdentifier="app-db-restored-1")["DBClusters"][0]
     echoed = {
         "EngineVersion": "15.4",
@@ -281,19 +274,19 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         "IAMDatabaseAuthenticationEnabled": True,
     }
     for key, want in echoed.items():
-        c.check(f"restored cluster echoes {key}", described.get(key) == want, described.get(key))
-    c.check(
+        check(f"restored cluster echoes {key}", described.get(key) == want, described.get(key))
+    check(
         "restored cluster echoes VpcSecurityGroups",
         [g["VpcSecurityGroupId"] for g in described["VpcSecurityGroups"]] == [net["sg"]],
         described["VpcSecurityGroups"],
     )
-    c.check(
+    check(
         "restored cluster echoes ServerlessV2ScalingConfiguration",
         described.get("ServerlessV2ScalingConfiguration", {}).get("MaxCapacity") == 8.0,
         described.get("ServerlessV2ScalingConfiguration"),
     )
-    c.check("restored cluster echoes Tags", described.get("TagList") == [{"Key": "team", "Value": "payments"}])
-    c.error_code(
+    check("restored cluster echoes Tags", described.get("TagList") == [{"Key": "team", "Value": "payments"}])
+    error_code(
         "restore onto an existing id -> DBClusterAlreadyExistsFault",
         lambda: rds.restore_db_cluster_from_snapshot(
             DBClusterIdentifier="app-db-restored-1",
@@ -303,7 +296,6 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         "DBClusterAlreadyExistsFault",
     )
     wait_until("restored cluster available", lambda: cluster_status(rds, "app-db-restored-1") == "available")
-    c.check("restored cluster becomes available", True)
     rds.create_db_instance(
         DBInstanceIdentifier="app-db-restored-1-1",
         DBClusterIdentifier="app-db-restored-1",
@@ -324,14 +316,14 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
     renamed = rds.modify_db_cluster(
         DBClusterIdentifier="app-db", NewDBClusterIdentifier="app-db-failed-1", ApplyImmediately=True
     )["DBCluster"]
-    c.check("ModifyDBCluster rename answers with the new id", renamed["DBClusterIdentifier"] == "app-db-failed-1")
-    c.check("renamed cluster is visible at once as renaming", cluster_status(rds, "app-db-failed-1") == "renaming")
-    c.error_code(
+    check("ModifyDBCluster rename answers with the new id", renamed["DBClusterIdentifier"] == "app-db-failed-1")
+    check("renamed cluster is visible at once as renaming", cluster_status(rds, "app-db-failed-1") == "renaming")
+    error_code(
         "old id is gone -> DBClusterNotFoundFault",
         lambda: rds.describe_db_clusters(DBClusterIdentifier="app-db"),
         "DBClusterNotFoundFault",
     )
-    c.error_code(
+    error_code(
         "renaming a cluster that is renaming -> InvalidDBClusterStateFault",
         lambda: rds.modify_db_cluster(
             DBClusterIdentifier="app-db-failed-1", NewDBClusterIdentifier="app-db-x", ApplyImmediately=True
@@ -339,10 +331,9 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
         "InvalidDBClusterStateFault",
     )
     members = rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["app-db-failed-1"]}])
-    c.check("instances follow the rename", [i["DBInstanceIdentifier"] for i in members["DBInstances"]] == ["app-db-w"])
+    check("instances follow the rename", [i["DBInstanceIdentifier"] for i in members["DBInstances"]] == ["app-db-w"])
     wait_until("rename settles", lambda: cluster_status(rds, "app-db-failed-1") == "available")
-    c.check("renamed cluster becomes available", True)
-    c.error_code(
+    error_code(
         "renaming onto an existing id -> DBClusterAlreadyExistsFault",
         lambda: rds.modify_db_cluster(
             DBClusterIdentifier="app-db-restored-1", NewDBClusterIdentifier="app-db-failed-1", ApplyImmediately=True
@@ -354,19 +345,19 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
     )
     wait_until("second rename settles", lambda: cluster_status(rds, "app-db") == "available")
     final = rds.describe_db_clusters(DBClusterIdentifier="app-db")["DBClusters"][0]
-    c.check(
+    check(
         "the original endpoint name now leads to the restored cluster",
         final["Endpoint"] == "app-db.cluster-emu.us-east-1.rds.amazonaws.com",
         final["Endpoint"],
     )
 
     clusters = emu.get("/_emulator/clusters")
-    c.check("debug view follows the renames", set(clusters) >= {"app-db", "app-db-failed-1"}, list(clusters))
-    c.check("app-db-failed-1 keeps the original database", clusters["app-db-failed-1"]["database"] == original_db)
+    check("debug view follows the renames", set(clusters) >= {"app-db", "app-db-failed-1"}, list(clusters))
+    check("app-db-failed-1 keeps the original database", clusters["app-db-failed-1"]["database"] == original_db)
     rows = query(clusters["app-db"]["url"], "SELECT id, name FROM items ORDER BY id")
-    c.check("app-db holds the pre-deploy rows", rows == [(1, "one"), (2, "two")], rows)
+    check("app-db holds the pre-deploy rows", rows == [(1, "one"), (2, "two")], rows)
     rows = query(clusters["app-db-failed-1"]["url"], "SELECT id FROM items ORDER BY id")
-    c.check("app-db-failed-1 holds the broken rows", rows == [(2,), (3,)], rows)
+    check("app-db-failed-1 holds the broken rows", rows == [(2,), (3,)], rows)
 
     # fault injection and deletes
     emu.post("/_emulator/config", {"fail_snapshot": True})
@@ -383,21 +374,21 @@ def check_rds(c: Checks, emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
             and s
         ),
     )
-    c.check("fail_snapshot: the next snapshot ends failed", status == "failed", status)
-    c.check("fail_snapshot is one-shot", emu.get("/_emulator/config")["fail_snapshot"] is False)
+    check("fail_snapshot: the next snapshot ends failed", status == "failed", status)
+    check("fail_snapshot is one-shot", emu.get("/_emulator/config")["fail_snapshot"] is False)
     snap_db = emu.get("/_emulator/snapshots")["app-db-pre-deploy-1"]["database"]
     rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="app-db-pre-deploy-1")
     gone = query(
         emu.get("/_emulator/clusters")["app-db"]["url"], f"SELECT count(*) FROM pg_database WHERE datname = '{snap_db}'"
     )
-    c.check("DeleteDBClusterSnapshot drops the snapshot's database", gone[0][0] == 0)
+    check("DeleteDBClusterSnapshot drops the snapshot's database", gone[0][0] == 0)
     return {"endpoint": final["Endpoint"], "db_url": clusters["app-db"]["url"]}
 
 
 # -- ECS tasks that run ------------------------------------------------------------------------------
 
 
-def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any]) -> None:
+def check_ecs(emu: Emulator, net: dict[str, str], db: dict[str, Any]) -> None:
     ecs = emu.client("ecs")
     logs = emu.client("logs")
     ecs.create_cluster(clusterName="app-ecs")
@@ -450,7 +441,7 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
         if overrides:
             kwargs["overrides"] = overrides
         out = ecs.run_task(**kwargs)
-        c.check(f"RunTask {token} has no failures", out["failures"] == [], out["failures"])
+        check(f"RunTask {token} has no failures", out["failures"] == [], out["failures"])
         return out["tasks"][0]
 
     def describe(arn: str) -> dict[str, Any]:
@@ -462,45 +453,45 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
     # 1. a task that logs to both streams and exits 3
     task = run("run-exit3")
     arn = task["taskArn"]
-    c.check("RunTask starts PROVISIONING", task["lastStatus"] == "PROVISIONING", task["lastStatus"])
-    c.check("RunTask with awsvpc has an ENI attachment", task["attachments"][0]["type"] == "ElasticNetworkInterface")
+    check("RunTask starts PROVISIONING", task["lastStatus"] == "PROVISIONING", task["lastStatus"])
+    check("RunTask with awsvpc has an ENI attachment", task["attachments"][0]["type"] == "ElasticNetworkInterface")
     running = ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="RUNNING")["taskArns"]
-    c.check("ListTasks desiredStatus RUNNING lists the pending task", arn in running, running)
+    check("ListTasks desiredStatus RUNNING lists the pending task", arn in running, running)
     again = run("run-exit3")
-    c.check("clientToken: a repeated token returns the same task", again["taskArn"] == arn)
-    c.check(
+    check("clientToken: a repeated token returns the same task", again["taskArn"] == arn)
+    check(
         "clientToken: no second task was started",
         len(ecs.list_tasks(cluster="app-ecs", family="app-migrate")["taskArns"]) == 1,
     )
     t = stopped(arn)
     container = t["containers"][0]
-    c.check("exitCode 3", container.get("exitCode") == 3, container)
-    c.check("stopCode EssentialContainerExited", t.get("stopCode") == "EssentialContainerExited", t.get("stopCode"))
-    c.check("stoppedReason", t.get("stoppedReason") == "Essential container in task exited", t.get("stoppedReason"))
-    c.check("desiredStatus STOPPED", t["desiredStatus"] == "STOPPED")
-    c.check("startedAt and stoppedAt set", "startedAt" in t and "stoppedAt" in t)
-    c.check(
+    check("exitCode 3", container.get("exitCode") == 3, container)
+    check("stopCode EssentialContainerExited", t.get("stopCode") == "EssentialContainerExited", t.get("stopCode"))
+    check("stoppedReason", t.get("stoppedReason") == "Essential container in task exited", t.get("stoppedReason"))
+    check("desiredStatus STOPPED", t["desiredStatus"] == "STOPPED")
+    check("startedAt and stoppedAt set", "startedAt" in t and "stoppedAt" in t)
+    check(
         "DescribeTasks include TAGS returns the tags",
         {"key": "ferry:run-id", "value": "run-exit3"} in t.get("tags", []),
     )
     stream = f"migrate/migrate/{arn.rsplit('/', 1)[-1]}"
     page = logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream, startFromHead=True)
     messages = [e["message"] for e in page["events"]]
-    c.check("logs hold stdout and stderr lines in order", messages == ["hello", "oops"], messages)
+    check("logs hold stdout and stderr lines in order", messages == ["hello", "oops"], messages)
     stamps = [e["timestamp"] for e in page["events"]]
-    c.check("log timestamps are real milliseconds", all(abs(s / 1000 - time.time()) < 120 for s in stamps), stamps)
+    check("log timestamps are real milliseconds", all(abs(s / 1000 - time.time()) < 120 for s in stamps), stamps)
     nxt = logs.get_log_events(
         logGroupName="/app/migrate", logStreamName=stream, startFromHead=True, nextToken=page["nextForwardToken"]
     )
-    c.check("forward token: nothing new after the end", nxt["events"] == [], nxt["events"])
+    check("forward token: nothing new after the end", nxt["events"] == [], nxt["events"])
     stopped_list = ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="STOPPED")["taskArns"]
-    c.check("ListTasks desiredStatus STOPPED lists it", arn in stopped_list)
-    c.check(
+    check("ListTasks desiredStatus STOPPED lists it", arn in stopped_list)
+    check(
         "ListTasks desiredStatus RUNNING no longer does",
         arn not in ecs.list_tasks(cluster="app-ecs", family="app-migrate", desiredStatus="RUNNING")["taskArns"],
     )
     missing = ecs.describe_tasks(cluster="app-ecs", tasks=["arn:aws:ecs:us-east-1:123456789012:task/app-ecs/nope"])
-    c.check(
+    check(
         "DescribeTasks of an unknown ARN -> failures MISSING", missing["failures"][0]["reason"] == "MISSING", missing
     )
 
@@ -529,25 +520,24 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
         e["message"]
         for e in logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream, startFromHead=True)["events"]
     ]
-    c.check(
+    check(
         "command override runs and exits 0", t["containers"][0].get("exitCode") == 0, (t["containers"][0], messages)
     )
-    c.check("environment override wins over the task definition", "from-override" in messages, messages)
-    c.check("DATABASE_URL keeps the scheme it was given", "postgresql+psycopg" in messages, messages)
-    c.check("DATABASE_URL with the cluster endpoint reaches the cluster's database", "rows 2" in messages, messages)
+    check("environment override wins over the task definition", "from-override" in messages, messages)
+    check("DATABASE_URL keeps the scheme it was given", "postgresql+psycopg" in messages, messages)
+    check("DATABASE_URL with the cluster endpoint reaches the cluster's database", "rows 2" in messages, messages)
 
     # 3. StopTask of a long task
     task = run("run-sleep", {"containerOverrides": [{"name": "migrate", "command": ["sleep", "60"]}]})
     wait_until("sleep RUNNING", lambda: describe(task["taskArn"])["lastStatus"] == "RUNNING")
-    c.check("long task reaches RUNNING", True)
     out = ecs.stop_task(cluster="app-ecs", task=task["taskArn"], reason="ferry: migration timed out")
-    c.check("StopTask answers desiredStatus STOPPED", out["task"]["desiredStatus"] == "STOPPED")
+    check("StopTask answers desiredStatus STOPPED", out["task"]["desiredStatus"] == "STOPPED")
     started = time.monotonic()
     t = stopped(task["taskArn"])
-    c.check("StopTask stops it well before 60 s", time.monotonic() - started < 10)
-    c.check("StopTask: stopCode UserInitiated", t.get("stopCode") == "UserInitiated", t.get("stopCode"))
-    c.check("StopTask: stoppedReason is the request's", t.get("stoppedReason") == "ferry: migration timed out")
-    c.check("StopTask: exit code of SIGTERM (143)", t["containers"][0].get("exitCode") == 143, t["containers"][0])
+    check("StopTask stops it well before 60 s", time.monotonic() - started < 10)
+    check("StopTask: stopCode UserInitiated", t.get("stopCode") == "UserInitiated", t.get("stopCode"))
+    check("StopTask: stoppedReason is the request's", t.get("stoppedReason") == "ferry: migration timed out")
+    check("StopTask: exit code of SIGTERM (143)", t["containers"][0].get("exitCode") == 143, t["containers"][0])
 
     # 4. a command that cannot start
     task = run("run-bad", {"containerOverrides": [{"name": "migrate", "command": ["definitely-not-a-command-x1"]}]})
@@ -560,18 +550,18 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
 
     t = wait_until("unstartable STOPPED", bad_done, interval=0.1)
     container = t["containers"][0]
-    c.check("unstartable: never RUNNING", "RUNNING" not in statuses and "PENDING" in statuses, statuses)
-    c.check("unstartable: no exitCode", "exitCode" not in container, container)
-    c.check(
+    check("unstartable: never RUNNING", "RUNNING" not in statuses and "PENDING" in statuses, statuses)
+    check("unstartable: no exitCode", "exitCode" not in container, container)
+    check(
         "unstartable: container reason CannotStartContainerError",
         container.get("reason", "").startswith("CannotStartContainerError:"),
     )
-    c.check(
+    check(
         "unstartable: task stoppedReason CannotStartContainerError",
         t.get("stoppedReason", "").startswith("CannotStartContainerError:"),
     )
-    c.check("unstartable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart")
-    c.check("unstartable: no startedAt", "startedAt" not in t)
+    check("unstartable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart")
+    check("unstartable: no startedAt", "startedAt" not in t)
 
     # 5. a new revision (as `--image` registers one): fields and tags kept, its own command runs
     second = dict(td["containerDefinitions"][0], image="example/app:2", command=["sh", "-c", "echo from-revision-2"])
@@ -587,22 +577,22 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
     )["taskDefinition"]
     described = ecs.describe_task_definition(taskDefinition="app-migrate", include=["TAGS"])
     latest = described["taskDefinition"]
-    c.check("RegisterTaskDefinition: a new revision", latest["taskDefinitionArn"] == rev2["taskDefinitionArn"]
+    check("RegisterTaskDefinition: a new revision", latest["taskDefinitionArn"] == rev2["taskDefinitionArn"]
             and latest["revision"] == td["revision"] + 1, latest["taskDefinitionArn"])
-    c.check("DescribeTaskDefinition include TAGS: the tags given", described.get("tags") == [
+    check("DescribeTaskDefinition include TAGS: the tags given", described.get("tags") == [
         {"key": "ferry:run-id", "value": "run-rev2"}], described.get("tags"))
-    c.check("registeredAt, registeredBy and requiresAttributes set by registration",
+    check("registeredAt, registeredBy and requiresAttributes set by registration",
             all(k in latest for k in ("registeredAt", "registeredBy", "requiresAttributes")), sorted(latest))
-    c.check("enableFaultInjection kept", latest.get("enableFaultInjection") is False, latest.get("enableFaultInjection"))
+    check("enableFaultInjection kept", latest.get("enableFaultInjection") is False, latest.get("enableFaultInjection"))
     rev2_task = ecs.run_task(cluster="app-ecs", taskDefinition=rev2["taskDefinitionArn"], launchType="FARGATE",
                              networkConfiguration=network, clientToken="run-rev2")["tasks"][0]
     t = stopped(rev2_task["taskArn"])
     stream = f"migrate/migrate/{rev2_task['taskArn'].rsplit('/', 1)[-1]}"
     messages = [e["message"] for e in logs.get_log_events(logGroupName="/app/migrate", logStreamName=stream,
                                                         startFromHead=True)["events"]]
-    c.check("the revision's own command runs", messages == ["from-revision-2"], messages)
+    check("the revision's own command runs", messages == ["from-revision-2"], messages)
     view = emu.get("/_emulator/tasks")[rev2_task["taskArn"]]
-    c.check("/_emulator/tasks names the revision and the image", view["taskDefinitionArn"] == rev2["taskDefinitionArn"]
+    check("/_emulator/tasks names the revision and the image", view["taskDefinitionArn"] == rev2["taskDefinitionArn"]
             and view["containers"]["migrate"]["image"] == "example/app:2", view)
 
     # 6. an image that cannot be pulled
@@ -613,11 +603,11 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
                         networkConfiguration=network, clientToken="run-missing")["tasks"][0]
     t = stopped(task["taskArn"])
     container = t["containers"][0]
-    c.check("unpullable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart", t.get("stopCode"))
-    c.check("unpullable: stoppedReason CannotPullContainerError naming the image",
+    check("unpullable: stopCode TaskFailedToStart", t.get("stopCode") == "TaskFailedToStart", t.get("stopCode"))
+    check("unpullable: stoppedReason CannotPullContainerError naming the image",
             t.get("stoppedReason", "").startswith("CannotPullContainerError:")
             and "app-does-not-exist:1" in t.get("stoppedReason", ""), t.get("stoppedReason"))
-    c.check("unpullable: container reason, no exitCode, no startedAt",
+    check("unpullable: container reason, no exitCode, no startedAt",
             container.get("reason", "").startswith("CannotPullContainerError:") and "exitCode" not in container
             and "startedAt" not in t, (container, t.get("startedAt")))
 
@@ -625,7 +615,7 @@ def check_ecs(c: Checks, emu: Emulator, net: dict[str, str], db: dict[str, Any])
 # -- App Runner -----------------------------------------------------------------------------------
 
 
-def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
+def check_apprunner(emu: Emulator, db: dict[str, Any]) -> None:
     ar = emu.client("apprunner")
 
     def status(arn: str) -> str:
@@ -649,27 +639,24 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
         },
     )
     arn = out["Service"]["ServiceArn"]
-    c.check("CreateService returns an OperationId", bool(out.get("OperationId")))
-    c.check("new service is OPERATION_IN_PROGRESS", out["Service"]["Status"] == "OPERATION_IN_PROGRESS")
+    check("CreateService returns an OperationId", bool(out.get("OperationId")))
+    check("new service is OPERATION_IN_PROGRESS", out["Service"]["Status"] == "OPERATION_IN_PROGRESS")
     settle(arn, "RUNNING")
-    c.check("service becomes RUNNING", True)
     paused = ar.pause_service(ServiceArn=arn)
-    c.check("PauseService -> OPERATION_IN_PROGRESS", paused["Service"]["Status"] == "OPERATION_IN_PROGRESS")
-    c.error_code(
+    check("PauseService -> OPERATION_IN_PROGRESS", paused["Service"]["Status"] == "OPERATION_IN_PROGRESS")
+    error_code(
         "mutating call while in progress -> InvalidStateException",
         lambda: ar.start_deployment(ServiceArn=arn),
         "InvalidStateException",
     )
     settle(arn, "PAUSED")
-    c.check("service becomes PAUSED", True)
-    c.error_code(
+    error_code(
         "pausing a paused service -> InvalidStateException",
         lambda: ar.pause_service(ServiceArn=arn),
         "InvalidStateException",
     )
     ar.resume_service(ServiceArn=arn)
     settle(arn, "RUNNING")
-    c.check("ResumeService -> RUNNING", True)
     deploy = ar.start_deployment(ServiceArn=arn)["OperationId"]
     settle(arn, "RUNNING")
     new_url = db["endpoint"].replace("app-db.", "app-db-restored-2.")
@@ -688,27 +675,27 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
     env = updated["Service"]["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"][
         "RuntimeEnvironmentVariables"
     ]
-    c.check("UpdateService replaces RuntimeEnvironmentVariables", new_url in env["DATABASE_URL"], env)
+    check("UpdateService replaces RuntimeEnvironmentVariables", new_url in env["DATABASE_URL"], env)
     settle(arn, "RUNNING")
     ops = ar.list_operations(ServiceArn=arn)["OperationSummaryList"]
     types = [o["Type"] for o in ops]
-    c.check(
+    check(
         "ListOperations newest first",
         types == ["UPDATE_SERVICE", "START_DEPLOYMENT", "RESUME_SERVICE", "PAUSE_SERVICE", "CREATE_SERVICE"],
         types,
     )
-    c.check("operations SUCCEEDED with EndedAt", all(o["Status"] == "SUCCEEDED" and "EndedAt" in o for o in ops), ops)
-    c.check("StartDeployment's OperationId is listed", any(o["Id"] == deploy for o in ops))
+    check("operations SUCCEEDED with EndedAt", all(o["Status"] == "SUCCEEDED" and "EndedAt" in o for o in ops), ops)
+    check("StartDeployment's OperationId is listed", any(o["Id"] == deploy for o in ops))
     emu.post("/_emulator/config", {"fail_deployment": True})
     failing = ar.start_deployment(ServiceArn=arn)["OperationId"]
     settle(arn, "RUNNING")
     op = ar.list_operations(ServiceArn=arn, MaxResults=1)["OperationSummaryList"][0]
-    c.check(
+    check(
         "fail_deployment: the next deployment rolls back",
         op["Id"] == failing and op["Status"] == "ROLLBACK_SUCCEEDED",
         op,
     )
-    c.error_code(
+    error_code(
         "unknown service -> ResourceNotFoundException",
         lambda: ar.describe_service(ServiceArn="arn:aws:apprunner:us-east-1:123456789012:service/nope/0"),
         "ResourceNotFoundException",
@@ -718,7 +705,7 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
         logStreamName="events",
         startFromHead=True,
     )["events"]
-    c.check("service events go to the service log group", len(events) >= 10, len(events))
+    check("service events go to the service log group", len(events) >= 10, len(events))
 
     # StartCommand runs for real; one that exits non-zero fails the deployment.
     def image(command: str) -> dict[str, Any]:
@@ -746,7 +733,7 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
             "events"
         ]
     ]
-    c.check(
+    check(
         "StartCommand runs with DATABASE_URL pointed at the cluster's database",
         lines and lines[0].startswith("up on postgresql://") and "/emu_" in lines[0],
         lines,
@@ -754,7 +741,7 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
     ar.update_service(ServiceArn=arn, SourceConfiguration=image("echo migration failed; exit 1"))
     settle(arn, "RUNNING")
     op = ar.list_operations(ServiceArn=arn)["OperationSummaryList"][0]
-    c.check(
+    check(
         "a StartCommand that exits 1 fails the deployment",
         op["Type"] == "UPDATE_SERVICE" and op["Status"] == "ROLLBACK_SUCCEEDED",
         op,
@@ -762,13 +749,13 @@ def check_apprunner(c: Checks, emu: Emulator, db: dict[str, Any]) -> None:
     command = ar.describe_service(ServiceArn=arn)["Service"]["SourceConfiguration"]["ImageRepository"][
         "ImageConfiguration"
     ]["StartCommand"]
-    c.check("a failed UpdateService rolls the configuration back", "http.server" in command, command)
+    check("a failed UpdateService rolls the configuration back", "http.server" in command, command)
 
 
 # -- CloudFormation ---------------------------------------------------------------------------------
 
 
-def check_cloudformation(c: Checks, emu: Emulator) -> None:
+def check_cloudformation(emu: Emulator) -> None:
     cfn = emu.client("cloudformation")
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -854,24 +841,24 @@ def check_cloudformation(c: Checks, emu: Emulator) -> None:
             and s
         ),
     )
-    c.check("CreateStack -> CREATE_COMPLETE", stack["StackStatus"] == "CREATE_COMPLETE", stack["StackStatus"])
+    check("CreateStack -> CREATE_COMPLETE", stack["StackStatus"] == "CREATE_COMPLETE", stack["StackStatus"])
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    c.check("Output Ref of AWS::ECS::Cluster", outputs.get("ClusterName") == "wumbo-ecs", outputs)
-    c.check(
+    check("Output Ref of AWS::ECS::Cluster", outputs.get("ClusterName") == "wumbo-ecs", outputs)
+    check(
         "Output Ref of AWS::ECS::TaskDefinition",
         outputs.get("MigrationTaskDefinitionArn", "").endswith(":task-definition/wumbo-migrate:1"),
     )
     subnets = outputs.get("PrivateSubnetIds", "").split(",")
-    c.check("Output Fn::Join of subnets", len(subnets) == 2 and all(s.startswith("subnet-") for s in subnets), subnets)
-    c.check("Output GetAtt GroupId", outputs.get("MigrationSecurityGroupId", "").startswith("sg-"))
-    c.check("Output GetAtt LogGroup Arn", outputs.get("LogGroupArn", "").startswith("arn:aws:logs:"))
-    c.check("Output GetAtt Role Arn", outputs.get("ExecRoleArn", "").startswith("arn:aws:iam::"))
+    check("Output Fn::Join of subnets", len(subnets) == 2 and all(s.startswith("subnet-") for s in subnets), subnets)
+    check("Output GetAtt GroupId", outputs.get("MigrationSecurityGroupId", "").startswith("sg-"))
+    check("Output GetAtt LogGroup Arn", outputs.get("LogGroupArn", "").startswith("arn:aws:logs:"))
+    check("Output GetAtt Role Arn", outputs.get("ExecRoleArn", "").startswith("arn:aws:iam::"))
     td = emu.client("ecs").describe_task_definition(taskDefinition=outputs["MigrationTaskDefinitionArn"])[
         "taskDefinition"
     ]
-    c.check("stack task definition keeps NetworkMode awsvpc", td.get("networkMode") == "awsvpc", td.get("networkMode"))
+    check("stack task definition keeps NetworkMode awsvpc", td.get("networkMode") == "awsvpc", td.get("networkMode"))
     options = td["containerDefinitions"][0]["logConfiguration"]["options"]
-    c.check(
+    check(
         "stack task definition resolves the awslogs group", options.get("awslogs-group") == "/wumbo/migrate", options
     )
     # a task from the stack's definition runs too
@@ -892,13 +879,13 @@ def check_cloudformation(c: Checks, emu: Emulator) -> None:
             and x
         ),
     )
-    c.check("task from the stack's task definition runs", t["containers"][0].get("exitCode") == 0, t["containers"][0])
+    check("task from the stack's task definition runs", t["containers"][0].get("exitCode") == 0, t["containers"][0])
 
 
 # -- shutdown ------------------------------------------------------------------------------------------
 
 
-def running_task_pids(c: Checks, emu: Emulator, net: dict[str, str]) -> list[int]:
+def running_task_pids(emu: Emulator, net: dict[str, str]) -> list[int]:
     """Leave a task running for the shutdown check; returns its process ids."""
     ecs = emu.client("ecs")
     td = ecs.register_task_definition(
@@ -920,7 +907,7 @@ def running_task_pids(c: Checks, emu: Emulator, net: dict[str, str]) -> list[int
         lambda: ecs.describe_tasks(cluster="app-ecs", tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING",
     )
     pids = [c["pid"] for c in emu.get("/_emulator/tasks")[arn]["containers"].values() if c["pid"]]
-    c.check("debug endpoint shows the running task's pid", len(pids) == 1 and alive(pids[0]), pids)
+    check("debug endpoint shows the running task's pid", len(pids) == 1 and alive(pids[0]), pids)
     return pids
 
 
@@ -932,28 +919,28 @@ def alive(pid: int) -> bool:
     return True
 
 
-def check_bench_views(c: Checks, emu: Emulator) -> None:
+def check_bench_views(emu: Emulator) -> None:
     """What scripts/bench reads: the call log and the ground-truth timestamps."""
     calls = emu.get("/_emulator/calls")["calls"]
     ops = {(x[2], x[3]) for x in calls}
-    c.check("call log names service and operation (Query protocol)", ("rds", "CreateDBClusterSnapshot") in ops, ops)
-    c.check("call log names service and operation (JSON protocol)", ("ecs", "RunTask") in ops, ops)
-    c.check("call log keeps the caller's agent", all(x[4].startswith("Boto3/") for x in calls), {x[4] for x in calls})
-    c.check("call log has no /_emulator requests", not any(x[3].startswith("GET /_emulator") for x in calls))
+    check("call log names service and operation (Query protocol)", ("rds", "CreateDBClusterSnapshot") in ops, ops)
+    check("call log names service and operation (JSON protocol)", ("ecs", "RunTask") in ops, ops)
+    check("call log keeps the caller's agent", all(x[4].startswith("Boto3/") for x in calls), {x[4] for x in calls})
+    check("call log has no /_emulator requests", not any(x[3].startswith("GET /_emulator") for x in calls))
     later = emu.get(f"/_emulator/calls?since={calls[-1][0]}")["calls"]
-    c.check("call log ?since= drops earlier calls", 1 <= len(later) < len(calls), len(later))
+    check("call log ?since= drops earlier calls", 1 <= len(later) < len(calls), len(later))
     rds = emu.client("rds")
     rds.create_db_cluster_snapshot(DBClusterIdentifier="app-db", DBClusterSnapshotIdentifier="app-db-bench-view")
     asked = time.time()
     snap = emu.get("/_emulator/snapshots")["app-db-bench-view"]
-    c.check("a creating snapshot shows when it will be available", snap["status"] == "creating"
+    check("a creating snapshot shows when it will be available", snap["status"] == "creating"
             and isinstance(snap.get("ready_at"), float) and snap["ready_at"] > asked, snap)
     wait_until("the snapshot to be available", lambda: rds.describe_db_cluster_snapshots(
         DBClusterSnapshotIdentifier="app-db-bench-view")["DBClusterSnapshots"][0]["Status"] == "available")
-    c.check("a snapshot is reported available from ready_at on", time.time() >= snap["ready_at"])
+    check("a snapshot is reported available from ready_at on", time.time() >= snap["ready_at"])
     rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="app-db-bench-view")
     stopped = [t for t in emu.get("/_emulator/tasks").values() if t["lastStatus"] == "STOPPED" and t["startedAt"]]
-    c.check("a stopped task shows when it started and stopped",
+    check("a stopped task shows when it started and stopped",
             bool(stopped) and all(t["stoppedAt"] >= t["startedAt"] for t in stopped), stopped[:1])
 
 
@@ -998,42 +985,42 @@ def raw_s3(emu: Emulator, method: str, host: str, path: str, body: bytes | None 
     return resp.status, resp.read()
 
 
-def check_s3(c: Checks, emu: Emulator) -> None:
+def check_s3(emu: Emulator) -> None:
     s3 = emu.client("s3")
     b = STATE_BUCKET
     s3.create_bucket(Bucket=b)
     s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
-    check_s3_addressing(c, emu, s3)
-    check_s3_if_none_match(c, emu, s3)
-    check_s3_if_match(c, emu, s3)
-    check_s3_faults(c, emu, s3)
+    check_s3_addressing(emu, s3)
+    check_s3_if_none_match(emu, s3)
+    check_s3_if_match(emu, s3)
+    check_s3_faults(emu, s3)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="st/locks/")["Contents"]]
-    c.check("ListObjectsV2 with a prefix lists the state's keys", "st/locks/app-db.json" in keys, keys)
+    check("ListObjectsV2 with a prefix lists the state's keys", "st/locks/app-db.json" in keys, keys)
     ops = {(x[2], x[3]) for x in emu.get("/_emulator/calls")["calls"]}
-    c.check("call log names S3 operations", {("s3", "PutObject"), ("s3", "DeleteObject"), ("s3", "ListObjectsV2")}
+    check("call log names S3 operations", {("s3", "PutObject"), ("s3", "DeleteObject"), ("s3", "ListObjectsV2")}
             <= ops, sorted(o for o in ops if o[0] == "s3"))
 
 
-def check_s3_addressing(c: Checks, emu: Emulator, s3: Any) -> None:
+def check_s3_addressing(emu: Emulator, s3: Any) -> None:
     s3.put_object(Bucket=STATE_BUCKET, Key="st/hello.json", Body=b'{"hello": 1}')
     got = s3.get_object(Bucket=STATE_BUCKET, Key="st/hello.json")["Body"].read()
-    c.check("S3 path-style put and get reach moto's S3", got == b'{"hello": 1}', got)
+    check("S3 path-style put and get reach moto's S3", got == b'{"hello": 1}', got)
     head = s3.head_object(Bucket=STATE_BUCKET, Key="st/hello.json")
-    c.check("HeadObject keeps the object's Content-Length", head["ContentLength"] == 12, head["ContentLength"])
+    check("HeadObject keeps the object's Content-Length", head["ContentLength"] == 12, head["ContentLength"])
     put = raw_s3(emu, "PUT", f"{STATE_BUCKET}.localhost", "/st/virtual.json", b"v")
     got = s3.get_object(Bucket=STATE_BUCKET, Key="st/virtual.json")["Body"].read()
-    c.check("S3 virtual-host-style requests reach the same bucket", put[0] == 200 and got == b"v", (put, got))
+    check("S3 virtual-host-style requests reach the same bucket", put[0] == 200 and got == b"v", (put, got))
     got_raw = raw_s3(emu, "GET", f"{STATE_BUCKET}.localhost", "/st/hello.json")
-    c.check("S3 virtual-host-style get", got_raw == (200, b'{"hello": 1}'), got_raw)
+    check("S3 virtual-host-style get", got_raw == (200, b'{"hello": 1}'), got_raw)
 
 
-def check_s3_if_none_match(c: Checks, emu: Emulator, s3: Any) -> None:
+def check_s3_if_none_match(emu: Emulator, s3: Any) -> None:
     b, key = STATE_BUCKET, "st/locks/app-db.json"
     first = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"holder-1", IfNoneMatch="*"))
-    c.check("PutObject If-None-Match: * creates a new key", first == (200, ""), first)
+    check("PutObject If-None-Match: * creates a new key", first == (200, ""), first)
     again = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"holder-2", IfNoneMatch="*"))
     body = s3.get_object(Bucket=b, Key=key)["Body"].read()
-    c.check("PutObject If-None-Match: * on an existing key: 412 PreconditionFailed, nothing written",
+    check("PutObject If-None-Match: * on an existing key: 412 PreconditionFailed, nothing written",
             again == (412, "PreconditionFailed") and body == b"holder-1", (again, body))
 
     clients = [emu.client("s3") for _ in range(16)]
@@ -1043,82 +1030,82 @@ def check_s3_if_none_match(c: Checks, emu: Emulator, s3: Any) -> None:
     winners = [i for i, r in enumerate(results) if r == (200, "")]
     losers = [r for r in results if r == (412, "PreconditionFailed")]
     body = s3.get_object(Bucket=b, Key=race_key)["Body"].read()
-    c.check("16 simultaneous PutObject If-None-Match: * of one key: exactly one 200, 15 x 412",
+    check("16 simultaneous PutObject If-None-Match: * of one key: exactly one 200, 15 x 412",
             len(winners) == 1 and len(losers) == 15, results)
-    c.check("the stored lock is the winner's", winners and body == f"holder-{winners[0]}".encode(), (winners, body))
+    check("the stored lock is the winner's", winners and body == f"holder-{winners[0]}".encode(), (winners, body))
 
     etag = s3.head_object(Bucket=b, Key=race_key)["ETag"]
     gone = s3_status(lambda: s3.delete_object(Bucket=b, Key=race_key, IfMatch=etag))
     again = s3_status(lambda: s3.put_object(Bucket=b, Key=race_key, Body=b"next", IfNoneMatch="*"))
-    c.check("after a delete (a delete marker in a versioned bucket) If-None-Match: * creates the key again",
+    check("after a delete (a delete marker in a versioned bucket) If-None-Match: * creates the key again",
             gone == (204, "") and again == (200, ""), (gone, again))
 
 
-def check_s3_if_match(c: Checks, emu: Emulator, s3: Any) -> None:
+def check_s3_if_match(emu: Emulator, s3: Any) -> None:
     b, key = STATE_BUCKET, "st/locks/app-db.json"
     etag = s3.head_object(Bucket=b, Key=key)["ETag"]
     wrong = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"thief", IfMatch='"0123456789abcdef"'))
-    c.check("PutObject If-Match with another ETag: 412, nothing written",
+    check("PutObject If-Match with another ETag: 412, nothing written",
             wrong == (412, "PreconditionFailed") and s3.get_object(Bucket=b, Key=key)["Body"].read() == b"holder-1",
             wrong)
     right = s3.put_object(Bucket=b, Key=key, Body=b"holder-1 refreshed", IfMatch=etag)
-    c.check("PutObject If-Match with the current ETag replaces the object, with a new ETag",
+    check("PutObject If-Match with the current ETag replaces the object, with a new ETag",
             right["ETag"] != etag and s3.get_object(Bucket=b, Key=key)["Body"].read() == b"holder-1 refreshed",
             right["ETag"])
     stale = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"stale", IfMatch=etag))
-    c.check("PutObject If-Match with the old ETag after a refresh: 412", stale == (412, "PreconditionFailed"), stale)
+    check("PutObject If-Match with the old ETag after a refresh: 412", stale == (412, "PreconditionFailed"), stale)
     missing = s3_status(lambda: s3.put_object(Bucket=b, Key="st/locks/none.json", Body=b"x", IfMatch=etag))
-    c.check("PutObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
+    check("PutObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
 
     etag = right["ETag"]
     clients = [emu.client("s3") for _ in range(16)]
     results = race([lambda cl=cl, i=i: cl.put_object(Bucket=b, Key=key, Body=f"refresh-{i}".encode(), IfMatch=etag)
                     for i, cl in enumerate(clients)])
-    c.check("16 simultaneous PutObject If-Match of one ETag: exactly one 200",
+    check("16 simultaneous PutObject If-Match of one ETag: exactly one 200",
             sum(r == (200, "") for r in results) == 1 and sum(r == (412, "PreconditionFailed") for r in results) == 15,
             results)
 
     etag = s3.head_object(Bucket=b, Key=key)["ETag"]
     wrong = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch='"0123456789abcdef"'))
-    c.check("DeleteObject If-Match with another ETag: 412, the object stays",
+    check("DeleteObject If-Match with another ETag: 412, the object stays",
             wrong == (412, "PreconditionFailed") and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 200,
             wrong)
     right = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
-    c.check("DeleteObject If-Match with the current ETag: 204, the object is gone",
+    check("DeleteObject If-Match with the current ETag: 204, the object is gone",
             right == (204, "") and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 404, right)
     missing = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
-    c.check("DeleteObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
+    check("DeleteObject If-Match on a missing key: 404 NoSuchKey", missing == (404, "NoSuchKey"), missing)
 
     s3.put_object(Bucket=b, Key=key, Body=b"holder-3", IfNoneMatch="*")
     star = s3_status(lambda: s3.delete_object(Bucket=b, Key="st/hello.json", IfMatch="*"))
     star_missing = s3_status(lambda: s3.delete_object(Bucket=b, Key="st/hello.json", IfMatch="*"))
-    c.check("DeleteObject If-Match: * deletes an existing object; a missing one: 404 NoSuchKey",
+    check("DeleteObject If-Match: * deletes an existing object; a missing one: 404 NoSuchKey",
             star == (204, "") and star_missing == (404, "NoSuchKey"), (star, star_missing))
 
 
-def check_s3_faults(c: Checks, emu: Emulator, s3: Any) -> None:
+def check_s3_faults(emu: Emulator, s3: Any) -> None:
     b, key = STATE_BUCKET, "st/locks/conflict.json"
     emu.post("/_emulator/config", {"s3_conflicts": 1})
     plain = s3_status(lambda: s3.put_object(Bucket=b, Key="st/runs/r1.json", Body=b"{}"))
     conflict = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"x", IfNoneMatch="*"))
     absent = s3_status(lambda: s3.head_object(Bucket=b, Key=key))
-    c.check("s3_conflicts: the next conditional write answers 409 ConditionalRequestConflict, writes nothing, "
+    check("s3_conflicts: the next conditional write answers 409 ConditionalRequestConflict, writes nothing, "
             "and unconditional writes do not use it up",
             plain == (200, "") and conflict == (409, "ConditionalRequestConflict") and absent[0] == 404,
             (plain, conflict, absent))
     retry = s3_status(lambda: s3.put_object(Bucket=b, Key=key, Body=b"x", IfNoneMatch="*"))
-    c.check("s3_conflicts counts down: the retry succeeds", retry == (200, "")
+    check("s3_conflicts counts down: the retry succeeds", retry == (200, "")
             and emu.get("/_emulator/config")["s3_conflicts"] == 0, retry)
     emu.post("/_emulator/config", {"s3_conflicts": 1})
     etag = s3.head_object(Bucket=b, Key=key)["ETag"]
     deleted = s3_status(lambda: s3.delete_object(Bucket=b, Key=key, IfMatch=etag))
-    c.check("s3_conflicts applies to DeleteObject If-Match too", deleted == (409, "ConditionalRequestConflict")
+    check("s3_conflicts applies to DeleteObject If-Match too", deleted == (409, "ConditionalRequestConflict")
             and s3_status(lambda: s3.head_object(Bucket=b, Key=key))[0] == 200, deleted)
 
     emu.post("/_emulator/config", {"s3_fault": "503"})
     down = s3_status(lambda: s3.get_object(Bucket=b, Key=key))
     rds_ok = s3_status(lambda: emu.client("rds").describe_db_clusters())
-    c.check("s3_fault = 503: S3 answers 503 ServiceUnavailable, other services are served",
+    check("s3_fault = 503: S3 answers 503 ServiceUnavailable, other services are served",
             down == (503, "ServiceUnavailable") and rds_ok == (200, ""), (down, rds_ok))
     emu.post("/_emulator/config", {"s3_fault": "reset"})
     try:
@@ -1128,15 +1115,15 @@ def check_s3_faults(c: Checks, emu: Emulator, s3: Any) -> None:
         reset = type(e).__name__
     emu.post("/_emulator/config", {"s3_fault": "none"})
     written = s3_status(lambda: s3.head_object(Bucket=b, Key="st/runs/r2.json"))
-    c.check("s3_fault = reset: the connection drops without an answer, nothing written",
+    check("s3_fault = reset: the connection drops without an answer, nothing written",
             reset == "ConnectionClosedError" and written[0] == 404, (reset, written))
-    c.check("s3_fault = none serves S3 again", s3_status(lambda: s3.get_object(Bucket=b, Key=key)) == (200, ""))
+    check("s3_fault = none serves S3 again", s3_status(lambda: s3.get_object(Bucket=b, Key=key)) == (200, ""))
     try:
         emu.post("/_emulator/config", {"s3_fault": "down"})
         bad: Any = "accepted"
     except urllib.error.HTTPError as e:
         bad = e.code
-    c.check("an unknown s3_fault answers 400", bad == 400, bad)
+    check("an unknown s3_fault answers 400", bad == 400, bad)
 SPARSE_ON = {
     "sparse_no_started_at": True,
     "sparse_desired_running": True,
@@ -1145,12 +1132,12 @@ SPARSE_ON = {
 }
 
 
-def check_sparse(c: Checks, emu: Emulator, net: dict[str, str]) -> None:
+def check_sparse(emu: Emulator, net: dict[str, str]) -> None:
     """The sparse-answer switches (settings.py): answers as a plain moto and an
     eventually consistent App Runner give them."""
     ecs, rds, ar = emu.client("ecs"), emu.client("rds"), emu.client("apprunner")
     config = emu.post("/_emulator/config", SPARSE_ON)
-    c.check("sparse switches are settings", all(config[k] == v for k, v in SPARSE_ON.items()), config)
+    check("sparse switches are settings", all(config[k] == v for k, v in SPARSE_ON.items()), config)
     try:
         ecs.create_cluster(clusterName="sparse-ecs")
         td = ecs.register_task_definition(
@@ -1170,12 +1157,12 @@ def check_sparse(c: Checks, emu: Emulator, net: dict[str, str]) -> None:
             return ecs.describe_tasks(cluster="sparse-ecs", tasks=[arn])["tasks"][0]
 
         t = wait_until("the sparse task to stop", lambda: (t := describe())["lastStatus"] == "STOPPED" and t)
-        c.check("sparse: a task that ran has no startedAt", "startedAt" not in t, t)
-        c.check("sparse: its container's exit code is still there", t["containers"][0].get("exitCode") == 1, t)
-        c.check("sparse: it keeps desiredStatus RUNNING", t["desiredStatus"] == "RUNNING", t["desiredStatus"])
+        check("sparse: a task that ran has no startedAt", "startedAt" not in t, t)
+        check("sparse: its container's exit code is still there", t["containers"][0].get("exitCode") == 1, t)
+        check("sparse: it keeps desiredStatus RUNNING", t["desiredStatus"] == "RUNNING", t["desiredStatus"])
         listed = ecs.list_tasks(cluster="sparse-ecs", family="sparse", desiredStatus="RUNNING")["taskArns"]
-        c.check("sparse: ListTasks RUNNING lists the stopped task", arn in listed, listed)
-        c.error_code(
+        check("sparse: ListTasks RUNNING lists the stopped task", arn in listed, listed)
+        error_code(
             "sparse: DescribeAccountAttributes is not implemented",
             lambda: rds.describe_account_attributes(),
             "InvalidAction",
@@ -1186,20 +1173,20 @@ def check_sparse(c: Checks, emu: Emulator, net: dict[str, str]) -> None:
         )
         svc = out["Service"]["ServiceArn"]
         ops = ar.list_operations(ServiceArn=svc)["OperationSummaryList"]
-        c.check("sparse: a new App Runner operation is not listed at once", ops == [], ops)
+        check("sparse: a new App Runner operation is not listed at once", ops == [], ops)
         listed_ops = wait_until(
             "the operation to be listed", lambda: ar.list_operations(ServiceArn=svc)["OperationSummaryList"], timeout=10
         )
-        c.check("sparse: ... and is listed later", listed_ops[0]["Id"] == out["OperationId"], listed_ops)
+        check("sparse: ... and is listed later", listed_ops[0]["Id"] == out["OperationId"], listed_ops)
     finally:
         off = {k: (0 if k == "late_operation_seconds" else False) for k in SPARSE_ON}
         emu.post("/_emulator/config", off)
     full = ecs.describe_tasks(cluster="sparse-ecs", tasks=[arn])["tasks"][0]
-    c.check("sparse off: startedAt is back", "startedAt" in full, full)
-    c.check("sparse off: desiredStatus is STOPPED again", full["desiredStatus"] == "STOPPED", full["desiredStatus"])
+    check("sparse off: startedAt is back", "startedAt" in full, full)
+    check("sparse off: desiredStatus is STOPPED again", full["desiredStatus"] == "STOPPED", full["desiredStatus"])
 
 
-def check_rds_settings(c: Checks, emu: Emulator) -> None:
+def check_rds_settings(emu: Emulator) -> None:
     """A restore takes from the snapshot only what a snapshot holds; settings moto drops are kept."""
     rds = emu.client("rds")
     rds.create_db_parameter_group(
@@ -1228,7 +1215,7 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         "DatabaseInsightsMode": "standard",
         "HostedZoneId": "Z2R2ITUGPM61AM",
     }.items():
-        c.check(f"an Aurora cluster keeps {key}", described.get(key) == want, described.get(key))
+        check(f"an Aurora cluster keeps {key}", described.get(key) == want, described.get(key))
     wait_until("twin available", lambda: cluster_status(rds, "twin") == "available")
     rds.create_db_instance(
         DBInstanceIdentifier="twin-a",
@@ -1252,7 +1239,7 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         "PromotionTier": 0,
         "AutoMinorVersionUpgrade": False,
     }.items():
-        c.check(f"an Aurora instance keeps {key}", inst.get(key) == want, inst.get(key))
+        check(f"an Aurora instance keeps {key}", inst.get(key) == want, inst.get(key))
 
     rds.create_db_cluster_snapshot(DBClusterIdentifier="twin", DBClusterSnapshotIdentifier="twin-snap")
     wait_until(
@@ -1275,7 +1262,7 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         "MasterUsername": "app",
         "DatabaseName": "app",
     }.items():
-        c.check(f"a restore given nothing gets the API's {key}", bare.get(key) == want, bare.get(key))
+        check(f"a restore given nothing gets the API's {key}", bare.get(key) == want, bare.get(key))
     wait_until("twin-bare available", lambda: cluster_status(rds, "twin-bare") == "available")
     rds.modify_db_cluster(
         DBClusterIdentifier="twin-bare",
@@ -1285,7 +1272,7 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         EnablePerformanceInsights=True,
         PerformanceInsightsRetentionPeriod=465,
     )
-    c.check("ModifyDBCluster reports modifying", cluster_status(rds, "twin-bare") == "modifying")
+    check("ModifyDBCluster reports modifying", cluster_status(rds, "twin-bare") == "modifying")
     wait_until("twin-bare available again", lambda: cluster_status(rds, "twin-bare") == "available")
     modified = rds.describe_db_clusters(DBClusterIdentifier="twin-bare")["DBClusters"][0]
     for key, want in {
@@ -1293,10 +1280,10 @@ def check_rds_settings(c: Checks, emu: Emulator) -> None:
         "DatabaseInsightsMode": "advanced",
         "PerformanceInsightsRetentionPeriod": 465,
     }.items():
-        c.check(f"ModifyDBCluster keeps {key}", modified.get(key) == want, modified.get(key))
+        check(f"ModifyDBCluster keeps {key}", modified.get(key) == want, modified.get(key))
 
 
-def check_rds_clone(c: Checks, emu: Emulator) -> None:
+def check_rds_clone(emu: Emulator) -> None:
     """RestoreDBClusterToPointInTime (copy-on-write): a copy of the source's data
     now, reachable at its Endpoint and Port as they are; deleted with its database."""
     rds = emu.client("rds")
@@ -1331,7 +1318,7 @@ def check_rds_clone(c: Checks, emu: Emulator) -> None:
         EnableIAMDatabaseAuthentication=True,
         Tags=[{"Key": "ferry:purpose", "Value": "rehearsal"}],
     )["DBCluster"]
-    c.check("a clone is creating at first", made["Status"] == "creating", made["Status"])
+    check("a clone is creating at first", made["Status"] == "creating", made["Status"])
     query(source_url, "INSERT INTO t VALUES (3)")
     described = rds.describe_db_clusters(DBClusterIdentifier="cow-rehearsal-1")["DBClusters"][0]
     for key, want in {
@@ -1346,18 +1333,18 @@ def check_rds_clone(c: Checks, emu: Emulator) -> None:
         "TagList": [{"Key": "ferry:purpose", "Value": "rehearsal"}],
         "Endpoint": "127.0.0.1",
     }.items():
-        c.check(f"a clone's {key} is as AWS gives it", described.get(key) == want, described.get(key))
-    c.check("a clone has a port of its own", described.get("Port") not in (None, 5432), described.get("Port"))
+        check(f"a clone's {key} is as AWS gives it", described.get(key) == want, described.get(key))
+    check("a clone has a port of its own", described.get("Port") not in (None, 5432), described.get("Port"))
     wait_until("the clone available", lambda: cluster_status(rds, "cow-rehearsal-1") == "available")
     # Reached through its Endpoint and Port, with any user and database name: the proxy leads to the clone.
     url = f"postgresql://app@{described['Endpoint']}:{described['Port']}/app"
     rows = query(url, "SELECT n FROM t ORDER BY n")
-    c.check("the clone holds the source's data when it was made", rows == [(1,), (2,)], rows)
+    check("the clone holds the source's data when it was made", rows == [(1,), (2,)], rows)
     query(url, "INSERT INTO t VALUES (99)")
-    c.check("writes to the clone stay on the clone", query(source_url, "SELECT max(n) FROM t") == [(3,)])
-    c.error_code("a clone onto an existing id -> DBClusterAlreadyExistsFault",
+    check("writes to the clone stay on the clone", query(source_url, "SELECT max(n) FROM t") == [(3,)])
+    error_code("a clone onto an existing id -> DBClusterAlreadyExistsFault",
                  lambda: clone("cow-rehearsal-1"), "DBClusterAlreadyExistsFault")
-    c.error_code(
+    error_code(
         "a clone of a missing cluster -> DBClusterNotFoundFault",
         lambda: rds.restore_db_cluster_to_point_in_time(
             DBClusterIdentifier="x-1", SourceDBClusterIdentifier="nope", RestoreType="copy-on-write",
@@ -1371,23 +1358,23 @@ def check_rds_clone(c: Checks, emu: Emulator) -> None:
         Engine="aurora-postgresql",
         DBInstanceClass="db.r6g.large",
     )
-    c.error_code("a clone with an instance cannot be deleted",
+    error_code("a clone with an instance cannot be deleted",
                  lambda: rds.delete_db_cluster(DBClusterIdentifier="cow-rehearsal-1", SkipFinalSnapshot=True),
                  "InvalidDBClusterStateFault")
     database = emu.get("/_emulator/clusters")["cow-rehearsal-1"]["database"]
     rds.delete_db_instance(DBInstanceIdentifier="cow-rehearsal-1-1", SkipFinalSnapshot=True)
     rds.delete_db_cluster(DBClusterIdentifier="cow-rehearsal-1", SkipFinalSnapshot=True)
-    c.check("a deleted clone is gone", cluster_status(rds, "cow-rehearsal-1") is None)
+    check("a deleted clone is gone", cluster_status(rds, "cow-rehearsal-1") is None)
     left = query(emu.get("/_emulator/clusters")["cow"]["url"], f"SELECT count(*) FROM pg_database WHERE datname = '{database}'")
-    c.check("a deleted clone's database is dropped", left == [(0,)], left)
+    check("a deleted clone's database is dropped", left == [(0,)], left)
     try:
         query(url, "SELECT 1")
-        c.check("a deleted clone's port is closed", False)
+        check("a deleted clone's port is closed", False)
     except psycopg.OperationalError:
-        c.check("a deleted clone's port is closed", True)
+        check("a deleted clone's port is closed", True)
 
 
-# -- main ----------------------------------------------------------------------------------------------
+# -- network --------------------------------------------------------------------------------------------
 
 
 def network(emu: Emulator) -> dict[str, str]:
@@ -1401,57 +1388,70 @@ def network(emu: Emulator) -> dict[str, str]:
     return {"vpc": vpc, "subnet": subnet, "subnet_b": subnet_b, "sg": sg}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--pg-url", default=os.environ.get("FERRY_EMULATOR_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    )
-    p.add_argument("--delay-scale", type=float, default=0.5)
-    args = p.parse_args()
-
-    c = Checks()
-    task_cwd = tempfile.mkdtemp(prefix="emulator-tasks-")
-    emu = Emulator(args.pg_url, args.delay_scale, task_cwd)
-    print(f"emulator at {emu.url} (stderr: {emu.stderr.name})")
-    databases: list[str] = []
-    pids: list[int] = []
-    try:
-        net = network(emu)
-        db = check_rds(c, emu, net)  # the other areas use its cluster
-        for name, fn in [
-            ("ecs", lambda: check_ecs(c, emu, net, db)),
-            ("apprunner", lambda: check_apprunner(c, emu, db)),
-            ("cloudformation", lambda: check_cloudformation(c, emu)),
-            ("rds settings", lambda: check_rds_settings(c, emu)),
-            ("rds clone", lambda: check_rds_clone(c, emu)),
-            ("bench views", lambda: check_bench_views(c, emu)),
-            ("s3", lambda: check_s3(c, emu)),
-            ("sparse answers", lambda: check_sparse(c, emu, net)),
-        ]:
-            try:
-                fn()
-            except Exception as e:  # noqa: BLE001 - count it and go on with the next area
-                traceback.print_exc()
-                c.check(f"{name} section ran to the end", False, repr(e))
-        databases = [v["database"] for v in emu.get("/_emulator/clusters").values()]
-        databases += [v["database"] for v in emu.get("/_emulator/snapshots").values() if v["database"]]
-        pids = running_task_pids(c, emu, net)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        c.check("rds section ran to the end", False, repr(e))
-    finally:
-        code = emu.stop()
-    c.check("SIGTERM stops the emulator cleanly", code == 0, code)
-    c.check("shutdown ends the task processes still running", not any(alive(p) for p in pids), pids)
-    if databases:
-        left = query(args.pg_url, "SELECT datname FROM pg_database WHERE datname LIKE 'emu\\_%'")
-        left_names = {r[0] for r in left}
-        c.check(
-            "shutdown drops every database it created", not (set(databases) & left_names), set(databases) & left_names
-        )
-    print(f"{c.passed} passed, {c.failed} failed")
-    return 1 if c.failed else 0
+# -- the tests -------------------------------------------------------------------------------------
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    emulator = Emulator(PG_URL, DELAY_SCALE, str(tmp_path_factory.mktemp("emulator-tasks")))
+    print(f"emulator at {emulator.url} (stderr: {emulator.stderr.name})")
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def net(emu: Emulator) -> dict[str, str]:
+    return network(emu)
+
+
+@pytest.fixture(scope="module")
+def db(emu: Emulator, net: dict[str, str]) -> dict[str, Any]:
+    """The RDS checks; what they leave (cluster app-db, restored) the ECS and App Runner checks use."""
+    return check_rds(emu, net)
+
+
+def test_rds_clusters_snapshots_restore_and_renames(db: dict[str, Any]) -> None:
+    check("app-db ends as the restored cluster", query(db["db_url"], "SELECT count(*) FROM items")[0][0] == 2)
+
+
+def test_ecs_tasks_run_as_processes(emu: Emulator, net: dict[str, str], db: dict[str, Any]) -> None:
+    check_ecs(emu, net, db)
+
+
+def test_apprunner(emu: Emulator, db: dict[str, Any]) -> None:
+    check_apprunner(emu, db)
+
+
+def test_cloudformation(emu: Emulator) -> None:
+    check_cloudformation(emu)
+
+
+def test_rds_settings(emu: Emulator) -> None:
+    check_rds_settings(emu)
+
+
+def test_rds_clone(emu: Emulator) -> None:
+    check_rds_clone(emu)
+
+
+def test_bench_views(emu: Emulator, db: dict[str, Any]) -> None:
+    check_bench_views(emu)
+
+
+def test_s3(emu: Emulator) -> None:
+    check_s3(emu)
+
+
+def test_sparse_answers(emu: Emulator, net: dict[str, str]) -> None:
+    check_sparse(emu, net)
+
+
+def test_sigterm_stops_the_emulator_and_cleans_up(emu: Emulator, net: dict[str, str]) -> None:
+    databases = [v["database"] for v in emu.get("/_emulator/clusters").values()]
+    databases += [v["database"] for v in emu.get("/_emulator/snapshots").values() if v["database"]]
+    pids = running_task_pids(emu, net)
+    code = emu.stop()
+    check("SIGTERM stops the emulator cleanly", code == 0, code)
+    check("shutdown ends the task processes still running", not any(alive(p) for p in pids), pids)
+    left = {r[0] for r in query(PG_URL, "SELECT datname FROM pg_database WHERE datname LIKE 'emu\\_%'")}
+    check("shutdown drops every database it created", not (set(databases) & left), set(databases) & left)

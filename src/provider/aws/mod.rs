@@ -15,6 +15,7 @@ pub mod rds;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -30,10 +31,31 @@ pub struct AwsOptions {
     pub region: Option<String>,
 }
 
+/// Attempts per AWS request, the first included, in the SDK's standard retry
+/// mode: throttling, 5xx answers, timeouts and connection failures are retried
+/// by the SDK alone (ferry's own loop, `runbook::wait::call`, retries only a
+/// busy resource). Five: a throttling burst from other callers of the account's
+/// budget gets about 15 s to pass, while an unreachable endpoint (a wrong
+/// `AWS_ENDPOINT_URL`, no network) is reported within seconds.
+pub const RETRY_MAX_ATTEMPTS: u32 = 5;
+/// The standard mode's exponential backoff: a random delay up to 1 s, then up
+/// to 2, 4 and 8 s between attempts (full jitter, so N ferries throttled
+/// together do not retry in step), never more than [`RETRY_MAX_BACKOFF`].
+pub const RETRY_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RETRY_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// ferry's one retry policy for AWS requests (see [`RETRY_MAX_ATTEMPTS`]).
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(RETRY_MAX_ATTEMPTS)
+        .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+        .with_max_backoff(RETRY_MAX_BACKOFF)
+}
+
 /// Load the SDK configuration: `--region`, then the environment's `region`, then
-/// the standard chain; `--profile` picks a named profile.
+/// the standard chain; `--profile` picks a named profile. Retries: [`retry_config`].
 pub async fn sdk_config(env: &EnvConfig, opts: &AwsOptions) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
     if let Some(region) = opts.region.clone().or_else(|| env.region.clone()) {
         loader = loader.region(Region::new(region));
     }

@@ -38,7 +38,7 @@ fn companions(path: &Path) -> [PathBuf; 2] {
 fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> ProviderError + '_ {
     move |e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            ProviderError::Throttled(format!("{what}: database is busy"))
+            ProviderError::Busy(format!("{what}: database is busy"))
         }
         _ => ProviderError::Other(format!("{what}: {e}")),
     }

@@ -206,7 +206,7 @@ impl RdsDatabase {
                 Err(ProviderError::Rejected(format!("cluster {to} already exists")))
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_invalid_db_cluster_state_fault()) => {
-                Err(ProviderError::Throttled(format!("cluster {from} is busy; retrying the rename")))
+                Err(ProviderError::Busy(format!("cluster {from} is busy; retrying the rename")))
             }
             Err(e) => Err(classify("ModifyDBCluster", e)),
         }

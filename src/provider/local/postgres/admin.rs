@@ -82,7 +82,7 @@ pub(super) fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderEr
             Some(c) if *c == SqlState::INVALID_CATALOG_NAME => ProviderError::NotFound(format!("database ({msg})")),
             Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => ProviderError::AccessDenied(msg),
             Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                ProviderError::Throttled(msg)
+                ProviderError::Busy(msg)
             }
             Some(c) if *c == SqlState::OBJECT_IN_USE => ProviderError::Rejected(msg),
             _ => ProviderError::Other(msg),

@@ -148,7 +148,7 @@ impl PgDatabase {
                 self.scrub(&format!("cannot connect to PostgreSQL at {}: {}", self.location(dbname), pg_message(&e)));
             match e.code() {
                 Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                    ProviderError::Throttled(msg)
+                    ProviderError::Busy(msg)
                 }
                 Some(c) if *c == SqlState::INVALID_CATALOG_NAME && dbname != self.maintenance_db => {
                     ProviderError::NotFound(format!("database {}", self.location(dbname)))

@@ -1,0 +1,228 @@
+//! Output conventions through the real executable: `--quiet`, escape codes only
+//! on a terminal that takes them (stderr a terminal, `TERM` set and not `dumb`,
+//! `NO_COLOR` unset), and under GitHub Actions a signal closes the log group
+//! before the summary. Terminals are real: a pseudo-terminal from util-linux
+//! `script(1)`.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, FERRY, Project, eventually};
+
+/// A migration that prints, then takes long enough for a few progress updates.
+const SLOW: &str = "echo 'migrating: step 1'\nsleep 3\necho 'migrating: step 2'\n";
+
+#[test]
+fn quiet_keeps_only_warnings_errors_and_the_summary() {
+    let p = Project::sqlite(SLOW, "");
+    let r = p.ferry(&["deploy", "local", "--quiet"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("ferry deploy local succeeded (exit 0)"), "the summary: {r:?}");
+    assert!(r.stderr.contains("  run:"), "{r:?}");
+    for noise in ["==> preflight", "migrating: step 1", "task local", "(run "] {
+        assert!(!r.stderr.contains(noise), "{noise:?} under --quiet: {r:?}");
+    }
+
+    let failing = Project::sqlite("echo 'about to fail'\nexit 3\n", "restore_on_failure = \"never\"");
+    let r = failing.ferry(&["-q", "deploy", "local"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stderr.contains("!!! migrate failed: the migration exited with code 3"), "errors stay: {r:?}");
+    assert!(r.stderr.contains("ferry deploy local failed and needs attention (exit 5)"), "{r:?}");
+    assert!(r.stderr.contains("next:"), "the next command stays: {r:?}");
+    assert!(!r.stderr.contains("about to fail"), "{r:?}");
+
+    let both = p.ferry(&["deploy", "local", "--quiet", "-v"]);
+    assert_eq!(both.code, 2, "--quiet and --verbose contradict: {both:?}");
+}
+
+/// What `ferry deploy local` writes to a pseudo-terminal, with these variables.
+fn on_a_terminal(p: &Project, vars: &[(&str, Option<&str>)]) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) from util-linux is not installed");
+        return None;
+    }
+    let line = format!("'{FERRY}' deploy local");
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).current_dir(p.path()).stdin(Stdio::null());
+    for k in ["FERRY_CONFIG", "FERRY_IMAGE", "GITHUB_ACTIONS", "NO_COLOR", "TERM"] {
+        c.env_remove(k);
+    }
+    for (k, v) in vars {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn escape_codes_only_on_a_terminal_with_a_real_term_and_no_no_color() {
+    let p = Project::sqlite(SLOW, "");
+    let Some(fancy) = on_a_terminal(&p, &[("TERM", Some("xterm-256color"))]) else { return };
+    assert!(fancy.contains("\x1b[2K"), "a terminal with TERM=xterm gets the spinner: {fancy:?}");
+    assert!(fancy.contains("succeeded (exit 0)"), "{fancy:?}");
+
+    for vars in [
+        vec![("TERM", Some("dumb"))],
+        vec![("TERM", None)],
+        vec![("TERM", Some("xterm-256color")), ("NO_COLOR", Some("1"))],
+    ] {
+        let plain = on_a_terminal(&p, &vars).unwrap();
+        assert!(!plain.contains('\x1b'), "{vars:?}: no escape codes: {plain:?}");
+        assert!(plain.contains("migrating: step 2") && plain.contains("succeeded (exit 0)"), "{vars:?}: {plain:?}");
+    }
+
+    // Not a terminal at all (a pipe), whatever TERM says.
+    let r = p.run(["deploy", "local"]).env("TERM", "xterm-256color").expect_exit(0);
+    assert!(!r.stderr.contains('\x1b'), "{r:?}");
+}
+
+#[test]
+fn a_signal_under_github_actions_closes_the_log_group_before_the_summary() {
+    for signal in [nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGINT] {
+        // The migration runs until the test lets it finish.
+        let p = Project::sqlite(
+            "echo 'migration started'\ni=0\nwhile [ ! -f finish ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n",
+            "",
+        );
+        let summary = p.path().join("summary.md");
+        let mut child = p
+            .command(&["deploy", "local"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = stderr.read_to_string(&mut all);
+            all
+        });
+        let started = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(20), || task_recorded(&p) && started.elapsed() > Duration::from_secs(2)),
+            "the migration is running, its logs grouped"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        let err = reader.join().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}: {err}");
+        let group = err.find("::group::migration logs").unwrap_or_else(|| panic!("{signal}: group opened: {err}"));
+        let logged = err.find("migration started").unwrap_or_else(|| panic!("{signal}: the task's log: {err}"));
+        let end = err.find("::endgroup::").unwrap_or_else(|| panic!("{signal}: the group is closed: {err}"));
+        let warned = err.find("interrupted: recording").unwrap();
+        let summary_at = err.find("ferry deploy local was interrupted (exit 130)").unwrap();
+        assert!(group < logged && logged < end, "{signal}: {err}");
+        assert!(
+            end < warned && warned < summary_at,
+            "{signal}: the group closes before the warning and summary: {err}"
+        );
+        assert_eq!(err.matches("::endgroup::").count(), 1, "{signal}: {err}");
+        let md = std::fs::read_to_string(&summary).unwrap();
+        assert!(md.contains("was interrupted (exit 130)"), "{md}");
+        // Let the migration end, and the run finish.
+        std::fs::write(p.path().join("finish"), "").unwrap();
+        let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+        let r = p.ferry(&["resume", &run_id]);
+        assert_eq!(r.code, 0, "{signal}: {r:?}");
+    }
+}
+
+/// Whether the run's journal (read as it is being written) names its task yet.
+fn task_recorded(p: &Project) -> bool {
+    let Ok(dir) = std::fs::read_dir(p.runs_dir()) else { return false };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .any(|run| run["task"]["arn"].is_string())
+}
+
+#[test]
+fn the_quiet_flag_is_documented_with_the_global_flags() {
+    let help = Command::new(FERRY).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("-q, --quiet"), "{text}");
+    let docs = std::fs::read_to_string(common::emulator::repo().join("docs/commands/README.md")).unwrap();
+    assert!(docs.contains("--quiet"), "docs/commands/README.md lists --quiet");
+}
+
+/// Every `YYYY-MM-DD...` time in `text`, as printed (up to the next space or bracket).
+fn times(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let mut out = Vec::new();
+    for i in 0..b.len() {
+        let starts = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+            && digits(i..i + 4)
+            && b.get(i + 4) == Some(&b'-')
+            && digits(i + 5..i + 7)
+            && b.get(i + 7) == Some(&b'-')
+            && digits(i + 8..i + 10);
+        if starts {
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ')' | '(' | '|' | '`'))
+                .unwrap_or(rest.len());
+            let token = &rest[..end];
+            // A following " UTC" or " HH:MM" is part of the time as a person reads it.
+            let next = rest[end..].split_whitespace().next().unwrap_or("");
+            let glued = next == "UTC" || (next.len() >= 5 && next.as_bytes()[2] == b':');
+            out.push(if glued { format!("{token} {next}") } else { token.to_string() });
+        }
+    }
+    out
+}
+
+#[test]
+fn every_time_shown_to_a_person_is_rfc3339_utc_whole_seconds_and_lists_have_headers() {
+    let p = Project::sqlite("echo 'migrating'\n", "");
+    let mut shown = String::new();
+    for args in [
+        &["deploy", "local"][..],
+        &["snapshot", "create", "local", "--id", "manual-1"],
+        &["snapshot", "list", "local"],
+        &["restore", "local", "--snapshot", "latest", "--yes"],
+        &["runs", "list"],
+        &["status", "local"],
+    ] {
+        let r = p.ferry(args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        if args[..2] == ["snapshot", "list"] {
+            let header: Vec<&str> = r.stdout.lines().next().unwrap().split_whitespace().collect();
+            assert_eq!(header, ["SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE", "RUN"], "{r:?}");
+            assert_eq!(r.stdout.lines().count(), 3, "a header and two snapshots: {r:?}");
+        }
+        if args == ["runs", "list"] {
+            assert!(r.stdout.starts_with("RUN "), "{r:?}");
+        }
+        shown.push_str(&r.stdout);
+        shown.push_str(&r.stderr);
+    }
+    let found = times(&shown);
+    assert!(found.len() > 10, "{shown}");
+    for t in &found {
+        let ok = t.len() == 20 && t.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(t).is_ok();
+        assert!(ok, "{t:?} is not RFC 3339, UTC, whole seconds:\n{shown}");
+    }
+    // The one exception: the log lines of `ferry logs` keep their milliseconds.
+    let logs = p.ferry(&["logs", "local"]);
+    let line = logs.stdout.lines().next().unwrap_or_default();
+    assert!(line.split(' ').next().is_some_and(|t| t.len() == 24 && t.ends_with('Z')), "{logs:?}");
+}
+
+#[test]
+fn a_command_ferry_prints_to_paste_comes_back_as_the_same_words() {
+    let p = Project::sqlite("true\n", r#"migration = { command = ["sh", "-c", "echo \"it's $0\"", "my arg"] }"#);
+    let plan = p.ferry(&["plan", "local"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let line = plan.stdout.lines().find(|l| l.contains("locally with DATABASE_URL")).unwrap();
+    let pasted = line.split('`').nth(1).unwrap();
+    let out = Command::new("sh").args(["-c", &format!("printf '%s\\n' {pasted}")]).output().unwrap();
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(words, ["sh", "-c", "echo \"it's $0\"", "my arg"], "{line}");
+}

@@ -1,0 +1,329 @@
+//! The environment lock, unfinished runs, lost task state, private files and
+//! secrets, with real ferry processes on the local provider: N deploys at the
+//! same instant, SIGKILL at chosen journal states, files corrupted by hand.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{self, FERRY, Project, SEED, eventually};
+
+/// A migration that marks its start, deletes rows (so a half-done migration is
+/// visible), waits, then finishes.
+const SLOW: &str = "echo started >> attempts.txt\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders WHERE total < 50\"\nsleep 2\necho finished >> attempts.txt\n";
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Start `ferry deploy local` and SIGKILL it once the migration has started.
+fn deploy_killed_in_migration(p: &Project) -> String {
+    let mut child = p.command(&["deploy", "local"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()), "migration started");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rec = p.only_run();
+    assert_eq!(rec["outcome"], "running", "{rec}");
+    rec["run_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn eight_simultaneous_deploys_from_eight_directories_one_runs_seven_are_refused_naming_the_holder() {
+    let shared = tempfile::tempdir().unwrap();
+    let db = shared.path().join("app.db");
+    let state = shared.path().join("state");
+    let projects: Vec<Project> = (0..8)
+        .map(|_| {
+            let p = Project::new(&format!(
+                "project = \"t\"\n[env.local]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://{}\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"] }}\n",
+                db.display()
+            ));
+            p.write("migrate.sh", "echo ran >> \"$MARKS\"\nsleep 2\n");
+            p
+        })
+        .collect();
+    projects[0].write("seed.sql", SEED);
+    assert_eq!(projects[0].ferry(&["db", "exec", "local", "--create", "--file", "seed.sql", "--yes"]).code, 0);
+    let marks = shared.path().join("marks.txt");
+    let start = Instant::now() + Duration::from_millis(300);
+    let children: Vec<_> = projects
+        .iter()
+        .map(|p| {
+            let mut c = p.command(&["deploy", "local"]);
+            c.env("FERRY_STATE", &state).env("MARKS", &marks).stdout(Stdio::piped()).stderr(Stdio::piped());
+            std::thread::sleep(start.saturating_duration_since(Instant::now()));
+            c.spawn().unwrap()
+        })
+        .collect();
+    let results: Vec<common::Run> = children.into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
+    let ok: Vec<_> = results.iter().filter(|r| r.code == 0).collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.code == 3).collect();
+    assert_eq!(ok.len(), 1, "exactly one deploy runs: {results:#?}");
+    assert_eq!(refused.len(), 7, "{results:#?}");
+    for r in &refused {
+        assert!(r.stderr.contains("is locked by `ferry deploy` (run local-"), "names the holder: {r:?}");
+        assert!(r.stderr.contains("nothing was done"), "{r:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "ran\n", "the migration ran once");
+    let snapshots: usize = projects
+        .iter()
+        .map(|p| {
+            std::fs::read_dir(p.path().join(".ferry/snapshots"))
+                .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(snapshots, 1, "one snapshot, by the one deploy that ran");
+    let runs = std::fs::read_dir(state.join("runs")).unwrap().count();
+    assert_eq!(runs, 1, "the refused deploys wrote no run");
+    assert!(!state.join("locks").read_dir().unwrap().any(|_| true), "the lock is released at the end");
+}
+
+#[test]
+fn a_killed_run_keeps_its_lock_until_unlock_then_blocks_deploys_until_resumed() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+
+    // Its lock is still there: only a person removes it.
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains(&format!("(run {run_id})")) && r.stderr.contains("ferry unlock local"), "{r:?}");
+    assert!(r.stderr.contains("probably dead"), "a dead local holder is called out: {r:?}");
+    let plan = p.ferry(&["plan", "local"]);
+    assert_eq!(plan.code, 3, "plan exits as deploy would start: {plan:?}");
+    assert!(format!("{}{}", plan.stdout, plan.stderr).contains("is locked by"), "{plan:?}");
+    let r = p.ferry(&["resume", &run_id]);
+    assert_eq!(r.code, 3, "resume never takes over a lock by itself: {r:?}");
+    let r = p.ferry(&["unlock", "local"]);
+    assert_eq!(r.code, 2, "no TTY, no --yes: {r:?}");
+    let r = p.ferry(&["unlock", "local", "--yes", "--reason", "runner killed"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let history: Vec<_> = std::fs::read_dir(p.path().join(".ferry/locks/history")).unwrap().collect();
+    assert_eq!(history.len(), 1, "the removal is recorded");
+
+    // The unfinished run blocks deploy, migrate and a restore of another snapshot.
+    for args in [vec!["deploy", "local"], vec!["migrate", "local"]] {
+        let r = p.ferry(&args);
+        assert_eq!(r.code, 3, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(&format!("unfinished run: {run_id}")), "{r:?}");
+        assert!(r.stderr.contains(&format!("ferry resume {run_id}")), "{r:?}");
+    }
+    let listed = p.ferry(&["runs", "list"]);
+    assert!(listed.stdout.starts_with("RUN "), "header row: {listed:?}");
+    // Resume finishes the same run, with the migration run once more from its
+    // start (the local task was still running when ferry died, and finished).
+    let r = p.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 0, "the environment is free again: {r:?}");
+}
+
+#[test]
+fn a_damaged_lock_still_locks_and_unlock_shows_removes_and_records_it() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+    let locks = p.path().join(".ferry/locks");
+    let held: Vec<_> = std::fs::read_dir(&locks).unwrap().flatten().filter(|e| e.path().is_file()).collect();
+    assert_eq!(held.len(), 1, "the killed run's lock: {held:?}");
+    let lock = held[0].path();
+    // Half a lock, as a full disk or a hand edit leaves it.
+    std::fs::write(&lock, b"{\"format_version\": 7, \"holder\": ").unwrap();
+
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 3, "a lock that cannot be read still locks: {r:?}");
+    assert!(r.stderr.contains("cannot be read") && r.stderr.contains("ferry unlock local"), "{r:?}");
+    let r = p.ferry(&["unlock", "local"]);
+    assert_eq!(r.code, 2, "no TTY, no --yes: {r:?}");
+    assert!(lock.exists(), "kept without a yes");
+    let r = p.ferry(&["unlock", "local", "--yes", "--reason", "half-written by a full disk"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("\"format_version\": 7"), "the person is shown what is removed: {r:?}");
+    assert!(!lock.exists());
+    let history: Vec<_> = std::fs::read_dir(locks.join("history")).unwrap().flatten().collect();
+    assert_eq!(history.len(), 1, "the removal is recorded");
+    let recorded = std::fs::read_to_string(history[0].path()).unwrap();
+    assert!(recorded.contains("format_version") && recorded.contains("half-written"), "{recorded}");
+    // The killed run is still unfinished: settled (and its migration, still
+    // running when ferry was killed, finished), the environment is free again.
+    assert_eq!(p.ferry(&["runs", "abandon", &run_id, "--reason", "test"]).code, 0);
+    assert!(
+        eventually(Duration::from_secs(20), || p.ferry(&["deploy", "local"]).code == 0),
+        "the environment is free again"
+    );
+}
+
+#[test]
+fn lost_task_state_at_resume_is_unknown_exit_5_never_nothing_changed() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+    assert_eq!(p.ferry(&["unlock", "local", "--yes"]).code, 0);
+    // Wait for the orphaned migration to finish, then lose its state.
+    assert!(eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(p.path().join("attempts.txt")).unwrap_or_default().contains("finished")
+    }));
+    std::fs::remove_dir_all(p.path().join(".ferry/tasks").join(&run_id)).unwrap();
+    let started = Instant::now();
+    let r = p.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "no long wait for a task that is gone");
+    let rec = r.json();
+    assert_eq!(rec["outcome"], "needs_attention");
+    let state = rec["state"].as_str().unwrap();
+    assert!(state.starts_with("unknown:") && !state.contains("nothing was changed"), "{state}");
+    assert!(rec["next"].as_str().unwrap().contains("ferry restore local --snapshot"), "{rec}");
+    assert!(rec["restore"].is_null(), "no automatic restore of an unknown outcome");
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "1"], "the migration's work is left as it is");
+    // The run blocks the environment until a person settles it: restoring its
+    // own snapshot (confirmed) does, and records that it did.
+    let snapshot = rec["snapshot"]["id"].as_str().unwrap().to_string();
+    let r = p.ferry(&["restore", "local", "--snapshot", &snapshot]);
+    assert_eq!(r.code, 2, "settling a run needs a yes: {r:?}");
+    let r = p.ferry(&["restore", "local", "--snapshot", &snapshot, "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "5"]);
+    let shown = p.ferry(&["runs", "show", &run_id, "--output", "json"]).json();
+    assert!(shown["resolved_by"].as_str().is_some_and(|s| s.starts_with("local-")), "{shown}");
+    assert_eq!(p.ferry(&["deploy", "local"]).code, 0);
+}
+
+#[test]
+fn an_unreadable_journal_is_listed_blocks_the_environment_and_can_be_abandoned() {
+    let p = Project::sqlite("true\n", "");
+    assert_eq!(p.ferry(&["deploy", "local"]).code, 0);
+    let bad = "local-20260101T000000Z-abcd";
+    std::fs::write(p.runs_dir().join(format!("{bad}.json")), "{\"run_id\": \"trunc").unwrap();
+    let listed = p.ferry(&["runs", "list", "--env", "local"]);
+    assert!(listed.stdout.lines().any(|l| l.starts_with(bad) && l.contains("unreadable")), "{listed:?}");
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("cannot be read") && r.stderr.contains("runs abandon"), "{r:?}");
+    let r = p.ferry(&["runs", "abandon", bad, "--reason", "test corruption"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let kept: Vec<_> = std::fs::read_dir(p.runs_dir().join("unreadable")).unwrap().collect();
+    assert_eq!(kept.len(), 1, "the unreadable bytes are kept aside");
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn state_files_are_private_and_a_restored_database_keeps_its_mode() {
+    let p = Project::sqlite("\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders\"\nexit 1\n", "");
+    std::fs::set_permissions(p.path().join("app.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = p.ferry(&["deploy", "local", "--output", "json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let ferry = p.path().join(".ferry");
+    assert_eq!(mode(&p.path().join("app.db")), 0o600, "the restored database keeps the original's mode");
+    assert_eq!(mode(&ferry), 0o700);
+    let rec = r.json();
+    let run_id = rec["run_id"].as_str().unwrap();
+    assert_eq!(mode(&ferry.join("runs").join(format!("{run_id}.json"))), 0o600);
+    let snap = rec["snapshot"]["id"].as_str().unwrap();
+    assert_eq!(mode(&ferry.join("snapshots").join(format!("{snap}.sqlite3"))), 0o600);
+    assert_eq!(mode(&ferry.join("tasks").join(run_id).join("output.log")), 0o600);
+    assert!(snap.ends_with(&run_id[run_id.len() - 4..]), "the snapshot id carries the run: {snap}");
+}
+
+#[test]
+fn a_secret_is_masked_as_written_decoded_and_encoded() {
+    let p = Project::sqlite(
+        "echo \"as written $TOKEN\"\necho 'decoded Pw-S3cr3t@x'\necho 'encoded Pw-S3cr3t%2540x'\nexit 1\n",
+        "migration = { command = [\"sh\", \"migrate.sh\"], env = { TOKEN = { value = \"Pw-S3cr3t%40x\", secret = true } } }",
+    );
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+    let logs = p.ferry(&["logs", "local", "--run", &run_id]);
+    let log_file = std::fs::read_to_string(p.path().join(".ferry/tasks").join(&run_id).join("output.log")).unwrap();
+    for text in [&r.stderr, &logs.stdout, &log_file] {
+        assert!(text.contains("decoded ***") && text.contains("encoded ***"), "{text}");
+        assert!(!text.contains("S3cr3t"), "a form of the secret leaked: {text}");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_up_front_naming_what_is_wrong() {
+    let env = "[env.local]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./app.db\" }\n";
+    let cases = [
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\nstate = \"s3://Bad_Bucket/x\"\n"),
+            "not an S3 bucket name",
+        ),
+        ("project = \"t\"\nstate_dir = \"\"\n".to_string(), "state_dir is empty"),
+        (format!("project = \"t\"\n{env}migration = {{ command = [\"\"] }}\n"), "empty program name"),
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"A=B\" = \"x\" }} }}\n"),
+            "not an environment variable name",
+        ),
+        (
+            format!("project = \"t\"\n{env}migration = {{ command = [\"true\"], env = {{ \"\" = \"x\" }} }}\n"),
+            "not an environment variable name",
+        ),
+        (
+            format!(
+                "project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\n[env.LOCAL]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./b.db\" }}\nmigration = {{ command = [\"true\"] }}\n"
+            ),
+            "differ only in case",
+        ),
+    ];
+    for (toml, want) in cases {
+        let p = Project::new(&toml);
+        let r = p.ferry(&["config", "validate"]);
+        assert_eq!(r.code, 2, "{toml}: {r:?}");
+        assert!(r.stderr.contains(want) && r.stderr.contains("ferry.toml"), "{toml}: {r:?}");
+        assert!(!p.path().join(".ferry").exists(), "nothing touched");
+    }
+    let p = Project::new(&format!("project = \"t\"\n{env}migration = {{ command = [\"true\"] }}\n"));
+    let r = p.run(["deploy", "local"]).env("FERRY_STATE", "s3://x").expect_exit(2);
+    assert!(r.stderr.contains("FERRY_STATE") && r.stderr.contains("not an S3 bucket name"), "{r:?}");
+    let _ = FERRY;
+}
+
+/// A migration that fails after deleting rows, slowly enough to break the
+/// state directory while it runs.
+const FAILS_SLOWLY: &str = "echo started >> attempts.txt\n\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --yes --sql \"DELETE FROM orders WHERE total < 50\"\nsleep 2\nexit 1\n";
+
+/// Make `<dir>/runs` unwritable even for root: a file where the directory was.
+fn break_runs_dir(state: &Path) {
+    std::fs::rename(state.join("runs"), state.join("runs.moved")).unwrap();
+    std::fs::write(state.join("runs"), "not a directory").unwrap();
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_mid_run_goes_to_the_fallback_and_the_restore_still_happens() {
+    let p = Project::sqlite(FAILS_SLOWLY, "");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = p.command(&["deploy", "local"]).env("TMPDIR", tmp.path()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+    break_runs_dir(&p.path().join(".ferry"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let fallback = tmp.path().join("ferry-journals");
+    assert!(stderr.contains(&fallback.display().to_string()), "the fallback is named: {stderr}");
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::fs::read_dir(&fallback).unwrap().next().unwrap().unwrap().path()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["outcome"], "restored", "the fallback holds the final record");
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "5"], "restored");
+}
+
+#[test]
+fn with_neither_the_journal_nor_the_fallback_writable_the_run_stops_at_exit_5_with_the_record_on_stderr() {
+    let p = Project::sqlite(FAILS_SLOWLY, "");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ferry-journals"), "not a directory").unwrap();
+    let child = p.command(&["deploy", "local"]).env("TMPDIR", tmp.path()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+    break_runs_dir(&p.path().join(".ferry"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("\"run_id\"") && stderr.contains("the record below is the only copy"), "{stderr}");
+    assert!(!stderr.contains("nothing was changed"), "{stderr}");
+    // No restore without a record of it: the database is as the migration left it.
+    assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "1"]);
+}
