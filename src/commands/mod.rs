@@ -130,7 +130,7 @@ impl Context {
             Location::Local(dir) => Ok(Store::local(&dir)),
             Location::S3 { bucket, prefix } => {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
-                Store::s3(&bucket, &prefix, region, self.aws.profile.clone(), aws::retry_config())
+                Store::s3(&bucket, &prefix, region, self.aws.profile.clone(), aws::with_retry_policy)
                     .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
             }
         }

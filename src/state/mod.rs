@@ -88,15 +88,15 @@ impl Store {
     }
 
     /// The S3 backend, with credentials and region from the AWS SDK's chain,
-    /// retrying as `retry` says (the same policy as every other AWS request).
+    /// its retries set by `retry_policy` (the same as every other AWS request's).
     pub fn s3(
         bucket: &str,
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
-        retry: aws_config::retry::RetryConfig,
+        retry_policy: fn(aws_config::SdkConfig) -> aws_config::SdkConfig,
     ) -> Result<Store, StateError> {
-        Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile, retry)?)))
+        Ok(Store::S3(Arc::new(s3::S3Store::connect(bucket, prefix, region, profile, retry_policy)?)))
     }
 
     /// Where this backend is, for messages.

@@ -11,8 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -80,18 +79,18 @@ impl S3Store {
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
-        retry: RetryConfig,
+        retry_policy: fn(SdkConfig) -> SdkConfig,
     ) -> Result<Self, StateError> {
         let rt = runtime()?;
         let sdk = on(rt, async move {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
             if let Some(r) = region {
                 loader = loader.region(Region::new(r));
             }
             if let Some(p) = profile {
                 loader = loader.profile_name(p);
             }
-            loader.load().await
+            retry_policy(loader.load().await)
         });
         if sdk.region().is_none() {
             return Err(StateError(format!(

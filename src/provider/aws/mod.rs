@@ -52,17 +52,29 @@ pub fn retry_config() -> RetryConfig {
         .with_max_backoff(RETRY_MAX_BACKOFF)
 }
 
+/// `sdk` with ferry's [`retry_config`], unless the person chose a retry
+/// policy the SDK's standard way: `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`, or
+/// `max_attempts` / `retry_mode` in the profile (seen as a loaded policy other
+/// than the SDK's default). Theirs wins: they know their account's limits.
+pub fn with_retry_policy(sdk: SdkConfig) -> SdkConfig {
+    let in_env = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"].iter().any(|v| std::env::var_os(v).is_some());
+    let default = RetryConfig::standard();
+    let in_profile =
+        sdk.retry_config().is_some_and(|r| r.max_attempts() != default.max_attempts() || r.mode() != default.mode());
+    if in_env || in_profile { sdk } else { sdk.to_builder().retry_config(retry_config()).build() }
+}
+
 /// Load the SDK configuration: `--region`, then the environment's `region`, then
-/// the standard chain; `--profile` picks a named profile. Retries: [`retry_config`].
+/// the standard chain; `--profile` picks a named profile. Retries: [`with_retry_policy`].
 pub async fn sdk_config(env: &EnvConfig, opts: &AwsOptions) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = opts.region.clone().or_else(|| env.region.clone()) {
         loader = loader.region(Region::new(region));
     }
     if let Some(profile) = &opts.profile {
         loader = loader.profile_name(profile);
     }
-    loader.load().await
+    with_retry_policy(loader.load().await)
 }
 
 /// Fail fast, before anything else, when there is no region or no usable credentials.
@@ -274,6 +286,19 @@ pub fn cannot_see_inside(env: &EnvConfig, cluster: &str) -> String {
 mod tests {
     use super::*;
     use crate::provider::fake::FakeCloud;
+
+    #[test]
+    fn ferrys_retry_policy_applies_unless_the_profile_chose_one() {
+        // (AWS_MAX_ATTEMPTS / AWS_RETRY_MODE are read from the process environment;
+        // none is set under the test runner.)
+        let loaded = |r: RetryConfig| SdkConfig::builder().retry_config(r).build();
+        let sdk_default = with_retry_policy(loaded(RetryConfig::standard()));
+        assert_eq!(sdk_default.retry_config().map(RetryConfig::max_attempts), Some(RETRY_MAX_ATTEMPTS));
+        let chosen = with_retry_policy(loaded(RetryConfig::standard().with_max_attempts(9)));
+        assert_eq!(chosen.retry_config().map(RetryConfig::max_attempts), Some(9), "the person's choice wins");
+        let adaptive = with_retry_policy(loaded(RetryConfig::adaptive()));
+        assert_eq!(adaptive.retry_config().map(RetryConfig::mode), Some(aws_config::retry::RetryMode::Adaptive));
+    }
 
     fn env(migration_cluster: &str) -> EnvConfig {
         let text = format!(
