@@ -85,7 +85,11 @@ impl Bucket {
             let wait = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                let (tokens, at) = state.tokens.unwrap_or((state.burst, now));
+                // A new bucket holds a second's worth: its burst, or for a budget
+                // below one a second the fraction of a token that second brings
+                // (N ferries given 1/N of an account's budget each then stay
+                // inside it from their first second, not N requests at once).
+                let (tokens, at) = state.tokens.unwrap_or((state.rate.min(state.burst), now));
                 let tokens = (tokens + (now - at).as_secs_f64() * state.rate).min(state.burst);
                 if tokens >= 1.0 {
                     state.tokens = Some((tokens - 1.0, now));
@@ -212,6 +216,18 @@ mod tests {
         }
         let took = start.elapsed().as_secs_f64();
         assert!(took >= 3.8, "40 requests at 10 a second from 4 tasks: about 4 s, took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_below_one_a_second_does_not_start_with_a_whole_token() {
+        let b = Bucket::new(0.25, burst(0.25));
+        let start = Instant::now();
+        b.take().await;
+        let took = start.elapsed().as_secs_f64();
+        assert!((2.9..=3.1).contains(&took), "0.25 a second, a quarter token at the start: 3 s, took {took}");
+        b.take().await;
+        let took = start.elapsed().as_secs_f64();
+        assert!((6.9..=7.1).contains(&took), "then one every 4 s, took {took}");
     }
 
     #[tokio::test(start_paused = true)]
