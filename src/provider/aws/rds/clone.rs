@@ -48,14 +48,7 @@ impl RdsDatabase {
             return Ok(Known::Tags(tags_of(listed)));
         }
         let Some(arn) = arn else { return Ok(Known::Unreadable) };
-        let out = self
-            .client
-            .list_tags_for_resource()
-            .resource_name(arn)
-            .send()
-            .await
-            .map_err(|e| classify("ListTagsForResource", e))?;
-        Ok(Known::Tags(tags_of(out.tag_list())))
+        Ok(Known::Tags(self.list_tags(arn).await?))
     }
 
     /// The next step toward clone `name` of the environment's cluster.

@@ -94,6 +94,11 @@ impl RdsDatabase {
             return Ok(tags_of(s.tag_list()));
         }
         let Some(arn) = s.db_cluster_snapshot_arn() else { return Ok(Tags::new()) };
+        self.list_tags(arn).await
+    }
+
+    /// ListTagsForResource: the tags of `arn`, for an answer that left its TagList out.
+    async fn list_tags(&self, arn: &str) -> PResult<Tags> {
         let out = self
             .client
             .list_tags_for_resource()
