@@ -231,8 +231,16 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
         return Ok(0);
     }
     print_status(env, cloud.database.cluster_id(), &s)?;
-    // What the cloud shows of a restore, whether or not any record survived.
-    if let Ok(picture) = crate::runbook::recover::look(&cloud).await
+    // What the cloud shows of a restore, whether or not any record survived:
+    // the leftovers, with what was read above.
+    if let Ok(leftovers) = cloud.database.leftovers().await
+        && let picture = crate::runbook::recover::Picture::new(
+            cloud.database.cluster_id(),
+            s.database.clone(),
+            leftovers,
+            s.tasks.clone(),
+            s.service.clone(),
+        )
         && (picture.original.is_none()
             || !picture.restored.is_empty()
             || !picture.failed.is_empty()

@@ -40,17 +40,31 @@ pub enum Verdict {
 
 pub async fn look(cloud: &Cloud) -> PResult<Picture> {
     let db = cloud.database.clone();
-    let cluster = db.cluster_id().to_string();
-    let original = db.describe(&cluster).await?;
-    let (clones, others): (Vec<Leftover>, Vec<Leftover>) =
-        db.leftovers().await?.into_iter().partition(|l| l.kind == "rehearsal");
-    let (restored, failed): (Vec<Leftover>, Vec<Leftover>) = others.into_iter().partition(|l| l.kind == "restored");
+    let original = db.describe(db.cluster_id()).await?;
+    let leftovers = db.leftovers().await?;
     let tasks = cloud.runner.active_tasks().await?;
     let service = match &cloud.service {
         Some(s) => Some(s.status().await?),
         None => None,
     };
-    Ok(Picture { cluster, original, restored, failed, clones, tasks, service })
+    Ok(Picture::new(db.cluster_id(), original, leftovers, tasks, service))
+}
+
+impl Picture {
+    /// The picture from what was read of the environment (`ferry status` has
+    /// read all but the leftovers already): the leftovers sorted by kind.
+    pub fn new(
+        cluster: &str,
+        original: Option<ClusterInfo>,
+        leftovers: Vec<Leftover>,
+        tasks: Vec<TaskSummary>,
+        service: Option<ServiceInfo>,
+    ) -> Picture {
+        let (clones, others): (Vec<Leftover>, Vec<Leftover>) =
+            leftovers.into_iter().partition(|l| l.kind == "rehearsal");
+        let (restored, failed) = others.into_iter().partition(|l| l.kind == "restored");
+        Picture { cluster: cluster.to_string(), original, restored, failed, clones, tasks, service }
+    }
 }
 
 /// The newest leftover: ids end in `-<yyyymmdd-hhmmss>`, so the greatest id.

@@ -122,20 +122,17 @@ pub fn lock_key(database: &str) -> String {
     }
 }
 
-/// What the lock object holds now, if anything.
+/// What the lock object holds now, if anything; a lock that cannot be read is an error.
 pub fn read(store: &Store, database: &str) -> Result<Option<(Holder, String)>, LockError> {
-    let key = lock_key(database);
-    let found = store.get(&key).map_err(|source| LockError::Backend { database: database.into(), source })?;
+    let found = inspect(store, database).map_err(|source| LockError::Backend { database: database.into(), source })?;
     match found {
         None => Ok(None),
-        Some(v) => match serde_json::from_slice::<Holder>(&v.body) {
-            Ok(h) => Ok(Some((h, v.etag))),
-            Err(e) => Err(LockError::Unreadable {
-                database: database.into(),
-                location: store.location_of(&key),
-                why: e.to_string(),
-            }),
-        },
+        Some((Found::Holder(h), etag)) => Ok(Some((h, etag))),
+        Some((Found::Unreadable { why, .. }, _)) => Err(LockError::Unreadable {
+            database: database.into(),
+            location: store.location_of(&lock_key(database)),
+            why,
+        }),
     }
 }
 

@@ -173,9 +173,16 @@ pub fn limited(sdk: &SdkConfig, service: Service) -> SdkConfig {
     sdk.to_builder().http_client(SharedHttpClient::new(Limited { inner, bucket: bucket(service) })).build()
 }
 
+/// One HTTPS client for the whole process (one connection pool, the trust
+/// roots loaded once), shared by every service's bucket.
 fn default_https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
+        })
+        .clone()
 }
 
 #[cfg(test)]
