@@ -56,6 +56,11 @@ pub enum ProviderError {
     /// A state that ends: `runbook::wait::call` retries it with backoff.
     #[error("{0}")]
     Busy(String),
+    /// The platform has no room for the task right now and started nothing
+    /// (ECS RunTask `failures[]` with a capacity reason): a later attempt may
+    /// get through. The runbook retries it within the migration's timeout.
+    #[error("{0}")]
+    NoCapacity(String),
     /// Credentials or permissions are missing.
     #[error("access denied: {0}")]
     AccessDenied(String),
