@@ -405,7 +405,7 @@ pub struct RunRecord {
     pub task_definition: Option<String>,
     /// Starts the platform refused for want of capacity (nothing started),
     /// retried with backoff within `timeouts.migration`, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub start_attempts: Vec<StartAttempt>,
     /// `ferry rehearse`, or the rehearsal a `deploy` with `rehearse.when = "always"` ran first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
