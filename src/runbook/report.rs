@@ -137,7 +137,8 @@ mod tests {
         let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
         let at = chrono::Utc::now();
         for _ in 0..2 {
-            r.start_attempts.push(crate::runbook::record::StartAttempt { at, reason: "Capacity is unavailable".into() });
+            r.start_attempts
+                .push(crate::runbook::record::StartAttempt { at, reason: "Capacity is unavailable".into() });
         }
         let md = of(&r).markdown();
         assert!(md.contains("the platform had no room 2 time(s); nothing started"), "{md}");
