@@ -570,6 +570,7 @@ impl Database for FakeCloud {
                     percent: 0,
                     created_at: Some(Utc::now()),
                     tags: tags.clone(),
+                    kind: Default::default(),
                 };
                 s.snapshots.insert(
                     id.to_string(),
