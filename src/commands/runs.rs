@@ -77,7 +77,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
         out.info(&line);
     }
-    ctx.guard(env, "restore the database")?;
+    ctx.ask_before_restore(env)?;
     let run_id = new_run_id(&env.name, Utc::now());
     let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
     let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;
