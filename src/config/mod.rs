@@ -267,6 +267,42 @@ pub struct MigrationConfig {
     /// (ecs) or the service (apprunner) pins. `--image` and `FERRY_IMAGE` win over it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// `migration.lock_timeout`: PostgreSQL's `lock_timeout` for the
+    /// migration's sessions, passed as `PGOPTIONS` (libpq reads it at connect),
+    /// so a migration waiting for a lock fails fast instead of queueing every
+    /// query of the application behind it.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_duration")]
+    pub lock_timeout: Option<Duration>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+impl MigrationConfig {
+    /// The environment the migration runs with: `migration.env`, and with
+    /// `lock_timeout` set, `PGOPTIONS` carrying `-c lock_timeout=<ms>` after
+    /// whatever `migration.env.PGOPTIONS` already holds.
+    pub fn task_environment(&self) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = self.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+        if let Some(options) = self.pgoptions() {
+            env.insert("PGOPTIONS".into(), options);
+        }
+        env
+    }
+
+    /// `PGOPTIONS` as the migration gets it, when ferry sets it.
+    pub fn pgoptions(&self) -> Option<String> {
+        let t = self.lock_timeout?;
+        let own = format!("-c lock_timeout={}", t.as_millis());
+        Some(match self.env.get("PGOPTIONS").map(|v| v.value.trim()).filter(|v| !v.is_empty()) {
+            Some(theirs) => format!("{theirs} {own}"),
+            None => own,
+        })
+    }
 }
 
 /// Where the Alembic revision files are, so ferry can know the heads.
@@ -538,6 +574,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     }
     let alembic = m.alembic.map(alembic_config).transpose()?;
     let image = image(runner, m.image)?;
+    let lock_timeout = lock_timeout(runner, &database, m.lock_timeout)?;
     let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
     let api_budget = budget::api_budget(raw.api_budget)?;
     let cfg = EnvConfig {
@@ -553,7 +590,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         stack: raw.stack,
         database,
         database_url,
-        migration: MigrationConfig { runner, command, env, ecs, alembic, image },
+        migration: MigrationConfig { runner, command, env, ecs, alembic, image, lock_timeout },
         service,
         health,
         state: crate::state::Location::Local(PathBuf::new()),
@@ -767,6 +804,35 @@ fn image(runner: RunnerKind, raw: Option<Spanned<String>>) -> Result<Option<Stri
             Ok(Some(i.into_inner()))
         }
     }
+}
+
+/// `migration.lock_timeout`: PostgreSQL's setting, so not for a SQLite
+/// database; and not for App Runner, whose migration runs on start-up with the
+/// service's own environment, which ferry does not change behind the
+/// operator's back (set `PGOPTIONS` there).
+fn lock_timeout(
+    runner: RunnerKind,
+    database: &DatabaseConfig,
+    raw: Option<Spanned<HumanDuration>>,
+) -> Result<Option<Duration>, EnvError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let span = Some(raw.span());
+    if runner == RunnerKind::Apprunner {
+        return Err((
+            span,
+            "migration.lock_timeout is not applied by runner = \"apprunner\": the app migrates on start-up with the \
+             service's own environment; set PGOPTIONS=\"-c lock_timeout=...\" in the service's configuration instead"
+                .into(),
+        ));
+    }
+    if matches!(database, DatabaseConfig::Url(DbUrl::Sqlite(_))) {
+        return Err((span, "migration.lock_timeout is PostgreSQL's lock_timeout; this database is SQLite".into()));
+    }
+    let d = raw.into_inner().0;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(24 * 3600) {
+        return Err((span, "migration.lock_timeout must be between 1ms and 24h".into()));
+    }
+    Ok(Some(d))
 }
 
 /// `migration.alembic`: at least one versions directory, and a version table

@@ -141,6 +141,7 @@ pub struct RawMigration {
     pub env: Option<BTreeMap<String, RawEnvValue>>,
     pub alembic: Option<RawAlembic>,
     pub image: Option<Spanned<String>>,
+    pub lock_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `migration.alembic = { versions = "alembic/versions", version_table = "alembic_version" }`;
@@ -230,7 +231,7 @@ inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {
     runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
-    command, alembic, image
+    command, alembic, image, lock_timeout
 } { env });
 
 /// `migration.env` tables merge key by key, like every other table.

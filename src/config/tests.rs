@@ -320,3 +320,34 @@ fn api_budget_inherits_key_by_key_and_refuses_a_zero_rate() {
     let e = parse_str(&text.replace("logs = 0.5", "s3 = 1")).unwrap_err();
     assert!(e.message.contains("s3"), "{e}");
 }
+
+#[test]
+fn lock_timeout_reaches_the_migration_as_pgoptions_and_only_where_it_can_apply() {
+    let pg = |extra: &str| {
+        format!(
+            "project = \"p\"\n[env.e]\nprovider = \"local\"\ndatabase = {{ url = \"postgres://u@127.0.0.1/app\" }}\nmigration = {{ command = [\"true\"]{extra} }}\n"
+        )
+    };
+    let cfg = parse(Path::new("/x/ferry.toml"), &pg(", lock_timeout = \"5s\"")).unwrap();
+    let m = &cfg.env("e").unwrap().migration;
+    assert_eq!(m.task_environment().get("PGOPTIONS").map(String::as_str), Some("-c lock_timeout=5000"));
+    let cfg = parse(
+        Path::new("/x/ferry.toml"),
+        &pg(", lock_timeout = \"250ms\", env = { PGOPTIONS = \"-c statement_timeout=60000\" }"),
+    )
+    .unwrap();
+    let m = &cfg.env("e").unwrap().migration;
+    assert_eq!(
+        m.task_environment().get("PGOPTIONS").map(String::as_str),
+        Some("-c statement_timeout=60000 -c lock_timeout=250"),
+        "the migration's own PGOPTIONS are kept"
+    );
+    let none = parse(Path::new("/x/ferry.toml"), &pg("")).unwrap();
+    assert!(!none.env("e").unwrap().migration.task_environment().contains_key("PGOPTIONS"));
+
+    let sqlite = "project = \"p\"\n[env.e]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./a.db\" }\nmigration = { command = [\"true\"], lock_timeout = \"5s\" }\n";
+    let err = parse(Path::new("/x/ferry.toml"), sqlite).unwrap_err().to_string();
+    assert!(err.contains("lock_timeout is PostgreSQL's") && err.contains("ferry.toml:5:"), "{err}");
+    let err = parse(Path::new("/x/ferry.toml"), &pg(", lock_timeout = \"soon\"")).unwrap_err().to_string();
+    assert!(err.contains("invalid duration"), "{err}");
+}

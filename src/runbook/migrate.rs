@@ -141,7 +141,7 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         run_id: run.record.run_id.clone(),
         env: run.env.name.clone(),
         command: run.env.migration.command.clone(),
-        environment: run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+        environment: run.env.migration.task_environment(),
         image: run.record.image.clone(),
         task_definition: run.record.task_definition.clone(),
     };

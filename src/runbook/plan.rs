@@ -114,6 +114,12 @@ fn migrate(env: &EnvConfig) -> PlannedStep {
         let vars: Vec<String> = env.migration.env.iter().map(|(k, v)| format!("{k}={}", v.shown())).collect();
         does.push(format!("environment: {}", vars.join(" ")));
     }
+    if let (Some(t), Some(options)) = (env.migration.lock_timeout, env.migration.pgoptions()) {
+        does.push(format!(
+            "lock_timeout {}: a statement waiting longer for a lock fails (PGOPTIONS=\"{options}\")",
+            format_duration(t)
+        ));
+    }
     step(StepName::Migrate, does)
 }
 

@@ -332,3 +332,16 @@ fn a_responder_lists_automated_snapshots_and_restores_one_by_its_rds_id() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("--snapshot takes"), "{bad:?}");
 }
+
+#[test]
+fn lock_timeout_rides_in_the_ecs_container_override_as_pgoptions() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let p = emu.project(&s, &["sh", "-c", "echo \"PGOPTIONS=$PGOPTIONS\""], "");
+    let toml = p.path().join("ferry.toml");
+    let text = std::fs::read_to_string(&toml).unwrap() + "lock_timeout = \"3s\"\n";
+    std::fs::write(&toml, text).unwrap();
+    let r = p.ferry(&["deploy", "stage"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("PGOPTIONS=-c lock_timeout=3000"), "the task's environment has it: {r:?}");
+}

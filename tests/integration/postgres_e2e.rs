@@ -14,11 +14,16 @@ struct PgProject {
 
 impl PgProject {
     fn new(script: &str) -> Option<Self> {
+        Self::with_migration(script, "")
+    }
+
+    /// As `new`, with `extra` inside the `migration = { ... }` table.
+    fn with_migration(script: &str, extra: &str) -> Option<Self> {
         let url = server()?;
         let tag = format!("e2e{:08x}", fastrand::u32(..));
         let app = with_db(&url, &format!("{tag}_app"));
         let p = Project::new(&format!(
-            "project = \"{tag}\"\n[env.admin]\nprovider = \"local\"\ndatabase = {{ url = \"{url}\" }}\nmigration = {{ command = [\"true\"] }}\n[env.pg]\nprovider = \"local\"\ndatabase = {{ url = \"{app}\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"] }}\n"
+            "project = \"{tag}\"\n[env.admin]\nprovider = \"local\"\ndatabase = {{ url = \"{url}\" }}\nmigration = {{ command = [\"true\"] }}\n[env.pg]\nprovider = \"local\"\ndatabase = {{ url = \"{app}\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"]{extra} }}\n"
         ));
         p.write("migrate.sh", script);
         p.write("seed.sql", &common::SEED.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY"));
@@ -91,4 +96,48 @@ fn a_good_migration_exits_0() {
         "1"
     );
     assert_eq!(pg.sql("pg", "SELECT count(*) FROM orders")[1], "5");
+}
+
+#[test]
+fn lock_timeout_makes_a_migration_stuck_behind_a_reader_fail_fast_instead_of_queueing() {
+    // The migration as libpq clients run it (psql reads PGOPTIONS at connect).
+    let Some(pg) = PgProject::with_migration(
+        "echo \"PGOPTIONS=$PGOPTIONS\"\npsql -v ON_ERROR_STOP=1 \"$DATABASE_URL\" -c 'ALTER TABLE customers ADD COLUMN email TEXT'\n",
+        ", lock_timeout = \"1s\"",
+    ) else {
+        return;
+    };
+    let plan = pg.p.ferry(&["plan", "pg"]);
+    assert!(plan.stdout.contains("lock_timeout 1s") && plan.stdout.contains("-c lock_timeout=1000"), "{plan:?}");
+
+    // A long reader holds ACCESS SHARE on the table the migration alters.
+    let url = crate::common::pg_url_with_db(&server().unwrap(), &format!("{}_app", pg.tag));
+    let mut reader = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-c", "BEGIN; LOCK TABLE customers IN ACCESS SHARE MODE; SELECT pg_sleep(60); COMMIT;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(10), || {
+            pg.sql("pg", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'customers' AND l.mode = 'AccessShareLock' AND l.granted")[1] != "0"
+        }),
+        "the reader holds its lock"
+    );
+    let r = pg.p.ferry(&["migrate", "pg", "--no-snapshot"]);
+    let reader_still_running = reader.try_wait().expect("reader").is_none();
+    let _ = reader.kill();
+    let _ = reader.wait();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("PGOPTIONS=-c lock_timeout=1000"), "the migration gets PGOPTIONS: {r:?}");
+    assert!(r.stderr.contains("canceling statement due to lock timeout"), "it failed on the lock: {r:?}");
+    assert!(reader_still_running, "ferry's migration gave up while the reader still ran, not after it");
+    assert_eq!(
+        pg.sql(
+            "pg",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'email'"
+        )[1],
+        "0"
+    );
 }

@@ -85,8 +85,7 @@ async fn get_clone(run: &Run, name: &str) -> Result<CloneInfo, StepError> {
 /// The migration's environment on the clone: as deploy sets it, with the
 /// database URL of the clone and `rehearse.database_env` substituted.
 fn environment(run: &Run, clone: &CloneInfo) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> =
-        run.env.migration.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+    let mut env = run.env.migration.task_environment();
     if let Some(url) = &clone.url_for_migration {
         env.insert("DATABASE_URL".into(), url.clone());
     }
