@@ -1169,7 +1169,7 @@ def check_sparse(emu: Emulator, net: dict[str, str]) -> None:
         )
         out = ar.create_service(
             ServiceName="sparse-web",
-            SourceConfiguration={"ImageRepository": {"ImageIdentifier": "x:1", "ImageRepositoryType": "ECR_PUBLIC"}},
+            SourceConfiguration={"ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/x:1", "ImageRepositoryType": "ECR_PUBLIC"}},
         )
         svc = out["Service"]["ServiceArn"]
         ops = ar.list_operations(ServiceArn=svc)["OperationSummaryList"]
