@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
+import time
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -51,6 +54,29 @@ def answer(environ: dict[str, Any], request: Request, e: Rejection) -> Response:
     return e.status, [("Content-Type", f"application/x-amz-json-{version}")], json.dumps(payload).encode()
 
 
+_LOG_LOCK = threading.Lock()
+
+
+def _report(request: Request, e: Rejection, body: bytes) -> None:
+    """Every rejection goes to stderr; with FERRY_EMULATOR_REJECT_LOG=<file> also one
+    JSON line there (the file outlives a test's temporary directory)."""
+    line = f"emulator: strict: refused {request.service} {request.operation}: {e.code}: {e.message}"
+    print(line, file=sys.stderr, flush=True)
+    path = os.environ.get("FERRY_EMULATOR_REJECT_LOG")
+    if path:
+        record = {
+            "time": time.time(),
+            "pid": os.getpid(),
+            "service": request.service,
+            "operation": request.operation,
+            "code": e.code,
+            "message": e.message,
+            "request": body[:2000].decode("utf-8", "replace") if request.protocol != "rest-xml" else "",
+        }
+        with _LOG_LOCK, open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 class Strict:
     def __init__(self, settings: Any, ecs: Any = None) -> None:
         self.settings = settings
@@ -71,6 +97,6 @@ class Strict:
             ctx = rules.Context(region=region_of(environ), operation=request.operation, ecs=self.ecs)
             rules.check(request.service, request.operation, request.params, ctx)
         except Rejection as e:
-            environ["emulator.rejected"] = f"{e.code}: {e.message}"
+            _report(request, e, body)
             return answer(environ, request, e)
         return None
