@@ -1886,6 +1886,25 @@ def check_s3_rules(emu: Emulator) -> None:
     s3.put_object(Bucket="strict-bucket", Key="k", Body=b"x", IfNoneMatch="*")
 
 
+def test_lax_mode_switches() -> None:
+    sys.path.insert(0, HERE)
+    import rules
+    import server
+    import strict
+
+    check("--lax parses", server.parse_args(["--pg-url", "postgres://x", "--lax"]).lax is True)
+    check("strict by default", server.parse_args(["--pg-url", "postgres://x"]).lax is False)
+    check("FERRY_EMULATOR_LAX=1 is lax", strict.lax_from_environment({"FERRY_EMULATOR_LAX": "1"}))
+    check("no FERRY_EMULATOR_LAX is strict", not strict.lax_from_environment({}))
+    for rule in rules.CATALOGUE:
+        check(f"catalogue entry {rule.operations} cites its source", "API Reference" in rule.source and "'" in rule.source, rule)
+    # snapshot references the RDS references allow
+    for ok in ("my-snap", "rds:app-db-2026-01-01-00-00", "arn:aws:rds:us-east-1:210987654321:cluster-snapshot:shared"):
+        check(f"snapshot reference {ok}", rules._snapshot_reference_ok(ok))
+    for bad in ("1snap", "a--b", "snap-", "arn:aws:s3:::bucket"):
+        check(f"not a snapshot reference: {bad}", not rules._snapshot_reference_ok(bad))
+
+
 def test_strict_model_validation(emu: Emulator, db: dict[str, Any]) -> None:
     check_model_validation(emu)
 
