@@ -93,7 +93,7 @@ class Dispatcher:
         self.apprunner = apprunner
         self.calls = CallLog()
         self.s3 = s3_cond.S3Front(settings)
-        self.strict = Strict(settings, ecs)
+        self.strict = Strict(settings, ecs, apprunner)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.time()

@@ -30,6 +30,7 @@ class Context:
     region: str
     operation: str = ""
     ecs: Any = None  # ecs_runner.EcsRunner: the RunTask client tokens
+    apprunner: Any = None  # apprunner.AppRunner: each service's source kind
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,25 @@ def _filter_prefix_or_names(p: dict[str, Any], _c: Context) -> None:
         )
 
 
+# -- App Runner ------------------------------------------------------------------------------
+
+
+def _update_same_source_kind(p: dict[str, Any], c: Context) -> None:
+    source = p.get("SourceConfiguration")
+    if not isinstance(source, dict) or c.apprunner is None:
+        return
+    had = c.apprunner.source_kinds(p.get("ServiceArn") or "")
+    if had is None:
+        return  # ResourceNotFoundException from the operation
+    given = {k for k in ("CodeRepository", "ImageRepository") if source.get(k)}
+    if given and given != had:
+        raise Rejection(
+            "InvalidRequestException",
+            f"You can't switch a service's source from {' '.join(sorted(had)) or 'none'} to "
+            f"{' '.join(sorted(given))}; UpdateService must give the SourceConfiguration member it was created with.",
+        )
+
+
 # -- S3 --------------------------------------------------------------------------------------
 
 
@@ -588,6 +608,16 @@ CATALOGUE: tuple[Rule, ...] = (
         f"{LOGS_REF}, FilterLogEvents, logStreamNamePrefix: 'If you specify a value for both logStreamNamePrefix "
         "and logStreamNames, the action returns an InvalidParameterException error.'",
         _filter_prefix_or_names,
+    ),
+    Rule(
+        "apprunner",
+        ("UpdateService",),
+        "SourceConfiguration keeps the kind the service was created with (CodeRepository or ImageRepository) "
+        "→ InvalidRequestException",
+        "AWS App Runner API Reference, UpdateService, SourceConfiguration: 'you can't switch from code to image or "
+        "the other way around. This means that you must provide the same structure member of SourceConfiguration "
+        "that you originally included when you created the service.'",
+        _update_same_source_kind,
     ),
     Rule(
         "s3",

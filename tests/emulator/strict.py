@@ -78,9 +78,10 @@ def _report(request: Request, e: Rejection, body: bytes) -> None:
 
 
 class Strict:
-    def __init__(self, settings: Any, ecs: Any = None) -> None:
+    def __init__(self, settings: Any, ecs: Any = None, apprunner: Any = None) -> None:
         self.settings = settings
         self.ecs = ecs
+        self.apprunner = apprunner
 
     def check(self, environ: dict[str, Any], body: bytes) -> Response | None:
         """None when the request may go on; else the service's error answer."""
@@ -94,7 +95,9 @@ class Strict:
         try:
             if found:
                 raise validate.rejection(request, found)
-            ctx = rules.Context(region=region_of(environ), operation=request.operation, ecs=self.ecs)
+            ctx = rules.Context(
+                region=region_of(environ), operation=request.operation, ecs=self.ecs, apprunner=self.apprunner
+            )
             rules.check(request.service, request.operation, request.params, ctx)
         except Rejection as e:
             _report(request, e, body)

@@ -1905,6 +1905,37 @@ def test_lax_mode_switches() -> None:
         check(f"not a snapshot reference: {bad}", not rules._snapshot_reference_ok(bad))
 
 
+def test_strict_apprunner_rules(emu: Emulator) -> None:
+    ar = emu.client("apprunner")
+    arn = ar.create_service(
+        ServiceName="strict-web",
+        SourceConfiguration={
+            "ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/web:1", "ImageRepositoryType": "ECR_PUBLIC"}
+        },
+    )["Service"]["ServiceArn"]
+    wait_until("strict-web running", lambda: ar.describe_service(ServiceArn=arn)["Service"]["Status"] == "RUNNING")
+    error_code(
+        "rule: UpdateService from image to code",
+        lambda: ar.update_service(
+            ServiceArn=arn,
+            SourceConfiguration={
+                "CodeRepository": {
+                    "RepositoryUrl": "https://git.example.invalid/app",
+                    "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"},
+                }
+            },
+        ),
+        "InvalidRequestException",
+    )
+    out = ar.update_service(
+        ServiceArn=arn,
+        SourceConfiguration={
+            "ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/web:2", "ImageRepositoryType": "ECR_PUBLIC"}
+        },
+    )
+    check("rule: UpdateService with the same kind passes", out["OperationId"], out)
+
+
 def test_strict_model_validation(emu: Emulator, db: dict[str, Any]) -> None:
     check_model_validation(emu)
 
