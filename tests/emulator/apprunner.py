@@ -235,6 +235,14 @@ class AppRunner:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def source_kinds(self, arn: str) -> set[str] | None:
+        """The SourceConfiguration members (CodeRepository / ImageRepository) the
+        service was created with; None for an unknown service."""
+        service = self._services.get(arn)
+        if service is None:
+            return None
+        return {k for k in ("CodeRepository", "ImageRepository") if service.source.get(k)}
+
     def _service(self, params: dict[str, Any]) -> AppService:
         arn = params.get("ServiceArn")
         if not arn:

@@ -11,6 +11,9 @@ Routing, first match wins:
 * everything else                            moto's own server app (RDS changes live in rds_pg's
                                               wrappers around moto's models)
 
+Before routing (except ``/_emulator``), strict.Strict checks the request against
+the service model and the rule catalogue; a rejected request is answered there.
+
 Every call outside ``/_emulator`` is counted in calls.CallLog (``GET /_emulator/calls``).
 
 Every call into moto holds locks.MOTO_LOCK and is buffered whole.
@@ -38,6 +41,7 @@ from ecs_runner import TARGET_PREFIX as ECS_PREFIX
 from ecs_runner import EcsRunner
 from locks import MOTO_LOCK
 from settings import Settings
+from strict import Strict
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -89,6 +93,7 @@ class Dispatcher:
         self.apprunner = apprunner
         self.calls = CallLog()
         self.s3 = s3_cond.S3Front(settings)
+        self.strict = Strict(settings, ecs, apprunner)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.time()
@@ -123,6 +128,11 @@ class Dispatcher:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         body = _read_body(environ)
         environ["emulator.request_body"] = body
+        # -- strict mode: service model + rule catalogue (strict.py); off with --lax --
+        rejected = self.strict.check(environ, body)
+        if rejected is not None:
+            return rejected
+        # -- end strict mode --
         if target.startswith(APPRUNNER_PREFIX):
             return self.apprunner.handle(target, environ, body)
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:

@@ -36,6 +36,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
 import procs
+import rules
 from cwlogs import StreamWriter
 from locks import MOTO_LOCK
 from pg import PgServer
@@ -219,6 +220,7 @@ class EcsRunner:
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskRun] = {}  # arn -> task, in RunTask order
         self._tokens: dict[tuple[str, str], list[str]] = {}  # (cluster, clientToken) -> arns
+        self._token_requests: dict[tuple[str, str], str] = {}  # (cluster, clientToken) -> rules.fingerprint
         self._shutting_down = threading.Event()
 
     # -- HTTP entry ---------------------------------------------------------------
@@ -265,6 +267,10 @@ class EcsRunner:
                 arns = self._tokens.get((cluster, token))
                 if arns:
                     return {"tasks": [self._json(self._tasks[a]) for a in arns], "failures": []}
+        if self.settings.take_count("capacity_failures"):
+            # Nothing starts; ECS answers 200 with the reason in failures[] (no ARN).
+            return {"tasks": [], "failures": [{"reason": self.settings.get("capacity_reason")}]}
+        fingerprint = rules.fingerprint(params)
         awsvpc = (params.get("networkConfiguration") or {}).get("awsvpcConfiguration")
         if isinstance(awsvpc, dict) and "securityGroups" not in awsvpc:
             # Optional in AWS (the VPC's default group); moto needs the key.
@@ -287,9 +293,20 @@ class EcsRunner:
                 self._tasks[run.arn] = run
             if token:
                 self._tokens[(cluster, token)] = [r.arn for r in runs]
+                self._token_requests[(cluster, token)] = fingerprint
         for run in runs:
             threading.Thread(target=self._lifecycle, args=(run,), name=f"task-{run.task_id}", daemon=True).start()
         return {"tasks": [self._json(r) for r in runs], "failures": []}
+
+    def token_conflict(self, params: dict[str, Any]) -> list[str]:
+        """The tasks a RunTask clientToken already started on that cluster when this
+        request differs from the first one in anything but the token; else []."""
+        key = (_cluster_name(params.get("cluster")), params.get("clientToken") or "")
+        with self._lock:
+            arns = self._tokens.get(key)
+            if not arns or self._token_requests.get(key) == rules.fingerprint(params):
+                return []
+            return list(arns)
 
     def _new_run(self, moto_task: Any, task_definition: Any, params: dict[str, Any], region: str) -> TaskRun:
         overrides = params.get("overrides") or {}

@@ -488,6 +488,26 @@ def _describe_account_attributes(self: Any) -> ActionResult:
     return ActionResult({"AccountQuotas": quotas})
 
 
+def _set_http_endpoint(self: Any, enabled: bool) -> ActionResult:
+    """EnableHttpEndpoint / DisableHttpEndpoint (moto lacks both): the RDS Data API
+    switch of a provisioned or Serverless v2 cluster, by its ARN; DescribeDBClusters
+    shows it as HttpEndpointEnabled. (On Serverless v1 the rule catalogue refuses it.)"""
+    arn = self.params.get("ResourceArn") or ""
+    for cluster in self.backend.clusters.values():
+        if cluster.db_cluster_arn == arn:
+            cluster.__dict__["_enable_http_endpoint"] = enabled
+            return ActionResult({"ResourceArn": arn, "HttpEndpointEnabled": enabled})
+    raise RDSClientError("ResourceNotFoundFault", f"The specified resource ARN {arn} wasn't found.")
+
+
+def _enable_http_endpoint(self: Any) -> ActionResult:
+    return _set_http_endpoint(self, True)
+
+
+def _disable_http_endpoint(self: Any) -> ActionResult:
+    return _set_http_endpoint(self, False)
+
+
 def install(settings: Settings, pg: PgServer) -> None:
     global _settings, _pg, _installed
     _settings, _pg = settings, pg
@@ -511,6 +531,8 @@ def install(settings: Settings, pg: PgServer) -> None:
     _wrap(RDSBackend, "modify_db_cluster", _modify_db_cluster)
     _wrap(RDSBackend, "create_db_instance", _create_db_instance)
     RDSResponse.describe_account_attributes = _describe_account_attributes
+    RDSResponse.enable_http_endpoint = _enable_http_endpoint
+    RDSResponse.disable_http_endpoint = _disable_http_endpoint
 
 
 # -- views for the debug endpoint and the ECS runner ----------------------------

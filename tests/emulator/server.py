@@ -35,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     p.add_argument(
+        "--lax",
+        action="store_true",
+        help="no request validation against the service models and no rule catalogue "
+        "(what moto alone accepts; also FERRY_EMULATOR_LAX=1)",
+    )
+    p.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="also shut down when stdin closes (parent went away)"
     )
     p.add_argument(
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
+    import cwlogs
     import moto_fixes
     import rds_pg
     from apprunner import AppRunner
@@ -71,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(f"emulator: dropped {len(stale)} database(s) left by dead emulators", file=sys.stderr)
 
-    settings = Settings(args.delay_scale)
+    from strict import lax_from_environment
+
+    settings = Settings(args.delay_scale, lax=args.lax or lax_from_environment())
     moto_fixes.apply()
+    cwlogs.install(settings)
     rds_pg.install(settings, pg)
     task_cwd = os.path.abspath(args.task_cwd or os.getcwd())
     ecs = EcsRunner(settings, pg, task_cwd)

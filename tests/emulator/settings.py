@@ -44,7 +44,11 @@ ONE_SHOT_FLAGS = ("fail_snapshot", "fail_deployment")
 # Counted faults: each matching operation uses one up until none is left.
 #   s3_conflicts     that many of the next S3 conditional writes (If-Match / If-None-Match)
 #                    answer 409 ConditionalRequestConflict and write nothing
-COUNTERS = ("s3_conflicts",)
+#   capacity_failures that many of the next RunTask calls start nothing: HTTP 200 with
+#                    tasks [] and failures [{"reason": capacity_reason}] (ECS API Reference,
+#                    RunTask: "failures: Any failures associated with the call"), as ECS answers
+#                    when Fargate has no capacity
+COUNTERS = ("s3_conflicts", "capacity_failures")
 
 # Modes (one of the listed strings), in force until changed.
 #   s3_fault         "none"; "503": every S3 request answers 503 ServiceUnavailable;
@@ -53,12 +57,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "s3_fault": ("none", "503", "reset"),
 }
 
+# Free text, in force until changed.
+#   capacity_reason  the failures[].reason of a capacity_failures RunTask; Fargate's words by
+#                    default, or e.g. "RESOURCE:ENI", "RESOURCE:MEMORY", "RESOURCE:CPU"
+CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+TEXTS: dict[str, str] = {"capacity_reason": CAPACITY_REASON}
+
 # Plain values.
 #   snapshot_quota   Max of the ManualClusterSnapshots account quota (DescribeAccountAttributes)
 #   stop_timeout_seconds  StopTask: SIGTERM, then SIGKILL after this long
+#   log_ingest_delay_seconds  a task's log line becomes visible to GetLogEvents / FilterLogEvents
+#                    only this long after the task wrote it (CloudWatch Logs ingests
+#                    asynchronously: lines may show after the task is STOPPED)
 OTHER_DEFAULTS: dict[str, float] = {
     "snapshot_quota": 100,
     "stop_timeout_seconds": 5.0,
+    "log_ingest_delay_seconds": 0.0,
 }
 
 
@@ -74,6 +88,10 @@ OTHER_DEFAULTS: dict[str, float] = {
 #   late_operation_seconds        (a number) a new App Runner operation shows in ListOperations
 #                                 only this long after it started; 0 = at once
 SPARSE_SWITCHES = ("sparse_no_started_at", "sparse_desired_running", "sparse_no_account_attributes")
+
+# Lax mode: no model validation and no rule catalogue (strict.py). Off by default;
+# server.py --lax or FERRY_EMULATOR_LAX=1 turns it on at start-up.
+SWITCHES = ("lax",)
 SPARSE_LATE_OPERATION_SECONDS = 4.0
 
 
@@ -84,7 +102,7 @@ def sparse_from_environment(environ: dict[str, str] | None = None) -> bool:
 
 
 class Settings:
-    def __init__(self, delay_scale: float = 1.0, sparse: bool | None = None) -> None:
+    def __init__(self, delay_scale: float = 1.0, sparse: bool | None = None, lax: bool = False) -> None:
         self._lock = threading.Lock()
         self.delay_scale = delay_scale
         self._values: dict[str, Any] = {k: v * delay_scale for k, v in DEFAULT_SECONDS.items()}
@@ -99,6 +117,8 @@ class Settings:
         for switch in SPARSE_SWITCHES:
             self._values[switch] = on
         self._values["late_operation_seconds"] = SPARSE_LATE_OPERATION_SECONDS if on else 0.0
+        self._values.update(TEXTS)
+        self._values["lax"] = lax
 
     def seconds(self, name: str) -> float:
         with self._lock:
@@ -136,13 +156,17 @@ class Settings:
             raise ValueError("expected a JSON object")
         parsed: dict[str, Any] = {}
         for key, value in changes.items():
-            if key in ONE_SHOT_FLAGS or key in SPARSE_SWITCHES:
+            if key in ONE_SHOT_FLAGS or key in SPARSE_SWITCHES or key in SWITCHES:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 parsed[key] = value
             elif key in COUNTERS:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{key} must be a whole number >= 0")
+                parsed[key] = value
+            elif key in TEXTS:
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"{key} must be a non-empty string")
                 parsed[key] = value
             elif key in CHOICES:
                 if value not in CHOICES[key]:
@@ -153,7 +177,7 @@ class Settings:
                     raise ValueError(f"{key} must be a number >= 0")
                 parsed[key] = value
             else:
-                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS, *COUNTERS, *CHOICES, *SPARSE_SWITCHES, "late_operation_seconds"])
+                known = sorted([*DEFAULT_SECONDS, *OTHER_DEFAULTS, *ONE_SHOT_FLAGS, *COUNTERS, *CHOICES, *SPARSE_SWITCHES, *SWITCHES, *TEXTS, "late_operation_seconds"])
                 raise ValueError(f"unknown setting {key!r}; known: {', '.join(known)}")
         with self._lock:
             self._values.update(parsed)

@@ -1169,7 +1169,7 @@ def check_sparse(emu: Emulator, net: dict[str, str]) -> None:
         )
         out = ar.create_service(
             ServiceName="sparse-web",
-            SourceConfiguration={"ImageRepository": {"ImageIdentifier": "x:1", "ImageRepositoryType": "ECR_PUBLIC"}},
+            SourceConfiguration={"ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/x:1", "ImageRepositoryType": "ECR_PUBLIC"}},
         )
         svc = out["Service"]["ServiceArn"]
         ops = ar.list_operations(ServiceArn=svc)["OperationSummaryList"]
@@ -1444,6 +1444,520 @@ def test_s3(emu: Emulator) -> None:
 
 def test_sparse_answers(emu: Emulator, net: dict[str, str]) -> None:
     check_sparse(emu, net)
+
+
+# -- strict mode: service models, the rule catalogue, lax mode, capacity and log delay knobs -------
+
+
+def raw_call(
+    emu: Emulator,
+    service: str,
+    body: bytes,
+    target: str | None = None,
+    content_type: str = "application/x-amz-json-1.1",
+    method: str = "POST",
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """One request as an SDK would send it, but with a body no SDK would build
+    (unknown members, wrong types); SigV4's scope names the service."""
+    port = int(emu.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    auth = f"AWS4-HMAC-SHA256 Credential=testing/20250101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    h = {"Authorization": auth, "Content-Type": content_type, **(headers or {})}
+    if target:
+        h["X-Amz-Target"] = target
+    conn.request(method, path, body=body, headers=h)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def json_error(status_body: tuple[int, bytes]) -> tuple[int, str, dict[str, Any]]:
+    status, body = status_body
+    payload = json.loads(body or b"{}")
+    return status, payload.get("__type", ""), payload
+
+
+def query_error(status_body: tuple[int, bytes]) -> tuple[int, str]:
+    status, body = status_body
+    text = body.decode()
+    code = text.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in text else ""
+    return status, code
+
+
+def unvalidated(emu: Emulator, service: str) -> Any:
+    """A boto3 client without botocore's own parameter validation, so the server sees the bad request."""
+    return boto3.client(
+        service,
+        endpoint_url=emu.url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}, parameter_validation=False),
+    )
+
+
+def set_lax(emu: Emulator, on: bool) -> None:
+    emu.post("/_emulator/config", {"lax": on})
+
+
+def check_model_validation(emu: Emulator) -> None:
+    ecs, logs, rds, ar = (unvalidated(emu, s) for s in ("ecs", "logs", "rds", "apprunner"))
+    cfn = unvalidated(emu, "cloudformation")
+    # a missing required member
+    error_code("model: RunTask without taskDefinition", lambda: ecs.run_task(cluster="app-ecs"), "InvalidParameterException")
+    error_code(
+        "model: CreateDBClusterSnapshot without its identifier",
+        lambda: rds.create_db_cluster_snapshot(DBClusterIdentifier="app-db"),
+        "MissingParameter",
+    )
+    error_code("model: CreateStack without StackName", lambda: cfn.create_stack(TemplateBody="{}"), "ValidationError")
+    # a value outside the enum
+    error_code(
+        "model: ListTasks desiredStatus outside the enum",
+        lambda: ecs.list_tasks(cluster="app-ecs", desiredStatus="SLEEPING"),
+        "InvalidParameterException",
+    )
+    # too long, out of range
+    error_code(
+        "model: a log group name over 512 characters",
+        lambda: logs.get_log_events(logGroupName="g" * 513, logStreamName="s"),
+        "InvalidParameterException",
+    )
+    error_code(
+        "model: GetLogEvents limit over 10000",
+        lambda: logs.get_log_events(logGroupName="/app/migrate", logStreamName="s", limit=10001),
+        "InvalidParameterException",
+    )
+    error_code(
+        "model: App Runner ListOperations MaxResults over 20",
+        lambda: ar.list_operations(ServiceArn="arn:aws:apprunner:us-east-1:123456789012:service/x/0123", MaxResults=21),
+        "InvalidRequestException",
+    )
+    # an unknown member, a wrong type (raw requests: no SDK sends them)
+    status, code = query_error(
+        raw_call(
+            emu,
+            "rds",
+            b"Action=RestoreDBClusterToPointInTime&Version=2014-10-31&DBClusterIdentifier=pitr-x"
+            b"&SourceDBClusterIdentifier=app-db&UseLatestRestorableTime=true&EngineVersion=15.4",
+            content_type="application/x-www-form-urlencoded",
+        )
+    )
+    check("model: RestoreDBClusterToPointInTime has no EngineVersion member", (status, code) == (400, "InvalidParameterValue"), code)
+    status, code = query_error(
+        raw_call(
+            emu,
+            "rds",
+            b"Action=CreateDBCluster&Version=2014-10-31&DBClusterIdentifier=typed&Engine=aurora-postgresql&Port=five",
+            content_type="application/x-www-form-urlencoded",
+        )
+    )
+    check("model: a Query integer that is not a number", (status, code) == (400, "InvalidParameterValue"), code)
+    status, code, payload = json_error(
+        raw_call(emu, "ecs", json.dumps({"cluster": "app-ecs", "maxResults": "ten"}).encode(), "AmazonEC2ContainerServiceV20141113.ListTasks")
+    )
+    check("model: a JSON member of the wrong type", (status, code) == (400, "SerializationException"), payload)
+    status, code, payload = json_error(
+        raw_call(emu, "ecs", json.dumps({"cluster": "app-ecs", "colour": "red"}).encode(), "AmazonEC2ContainerServiceV20141113.ListTasks")
+    )
+    check("model: an unknown JSON member", (status, code) == (400, "InvalidParameterException"), payload)
+    status, body = raw_call(emu, "s3", b"", method="GET", path="/strict-bucket?list-type=2&encoding-type=rot13", content_type="")
+    check("model: S3 ListObjectsV2 encoding-type outside the enum", status == 400 and b"InvalidArgument" in body, body)
+    # lax mode lets them through to moto
+    set_lax(emu, True)
+    try:
+        status, code, payload = json_error(
+            raw_call(emu, "ecs", json.dumps({"cluster": "app-ecs", "colour": "red"}).encode(), "AmazonEC2ContainerServiceV20141113.ListTasks")
+        )
+        check("lax: an unknown JSON member passes", status == 200, payload)
+        status, body = raw_call(emu, "s3", b"", method="GET", path="/strict-bucket?list-type=2&encoding-type=rot13", content_type="")
+        check("lax: S3 passes the bad enum to moto", b"InvalidArgument" not in body, body)
+        out = ecs.list_tasks(cluster="app-ecs", desiredStatus="SLEEPING")
+        check("lax: moto answers a bad enum", "taskArns" in out, out)
+    finally:
+        set_lax(emu, False)
+
+
+def check_ecs_rules(emu: Emulator, net: dict[str, str]) -> None:
+    ecs = unvalidated(emu, "ecs")
+    ecs.create_cluster(clusterName="strict-ecs")
+    td = ecs.register_task_definition(
+        family="strict-task",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "main", "image": "example/app:1", "essential": True, "command": ["sleep", "30"]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    network = {"awsvpcConfiguration": {"subnets": [net["subnet"]], "securityGroups": [net["sg"]]}}
+
+    def run(**extra: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(cluster="strict-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network)
+        kwargs.update(extra)
+        return ecs.run_task(**kwargs)
+
+    # ListTasks: startedBy alone
+    for other in ({"family": "strict-task"}, {"desiredStatus": "RUNNING"}, {"launchType": "FARGATE"}, {"serviceName": "s"}):
+        with pytest.raises(ClientError) as raised:
+            ecs.list_tasks(cluster="strict-ecs", startedBy="ferry", **other)
+        err = raised.value.response["Error"]
+        check(
+            f"rule: ListTasks startedBy with {list(other)[0]}",
+            err["Code"] == "InvalidParameterException" and err["Message"] == "cannot specify startedBy with other arguments",
+            err,
+        )
+    check("rule: ListTasks startedBy alone passes", "taskArns" in ecs.list_tasks(cluster="strict-ecs", startedBy="ferry"))
+    error_code("rule: ListTasks maxResults 101", lambda: ecs.list_tasks(cluster="strict-ecs", maxResults=101), "InvalidParameterException")
+    check("rule: ListTasks maxResults 100 passes", "taskArns" in ecs.list_tasks(cluster="strict-ecs", maxResults=100))
+    # RunTask
+    error_code("rule: clientToken of 65 characters", lambda: run(clientToken="t" * 65), "InvalidParameterException")
+    error_code("rule: clientToken with a space", lambda: run(clientToken="a b"), "InvalidParameterException")
+    error_code("rule: count 11", lambda: run(count=11), "InvalidParameterException")
+    error_code("rule: startedBy with '!'", lambda: run(startedBy="ferry!"), "InvalidParameterException")
+    error_code(
+        "rule: launchType with capacityProviderStrategy",
+        lambda: run(capacityProviderStrategy=[{"capacityProvider": "FARGATE"}]),
+        "InvalidParameterException",
+    )
+    error_code("rule: a tag key with aws:", lambda: run(tags=[{"key": "aws:x", "value": "1"}]), "InvalidParameterException")
+    first = run(clientToken="t" * 64, startedBy="ferry/strict_1", tags=[{"key": "ferry:run", "value": "1"}])
+    check("rule: a 64-character clientToken passes", len(first["tasks"]) == 1, first)
+    arn = first["tasks"][0]["taskArn"]
+    same = run(clientToken="t" * 64, startedBy="ferry/strict_1", tags=[{"key": "ferry:run", "value": "1"}])
+    check("rule: the same token and parameters return the first task", same["tasks"][0]["taskArn"] == arn, same)
+    with pytest.raises(ClientError) as raised:
+        run(clientToken="t" * 64, startedBy="ferry/strict_2")
+    err = raised.value.response
+    check("rule: the token with other parameters is a ConflictException", err["Error"]["Code"] == "ConflictException", err)
+    check("rule: ... naming the task already started", arn in err["Error"]["Message"] and err.get("resourceIds") == [arn], err)
+    # StopTask, DescribeTasks, RegisterTaskDefinition
+    error_code("rule: StopTask reason of 256", lambda: ecs.stop_task(cluster="strict-ecs", task=arn, reason="r" * 256), "InvalidParameterException")
+    error_code(
+        "rule: DescribeTasks with 101 tasks",
+        lambda: ecs.describe_tasks(cluster="strict-ecs", tasks=[arn] * 101),
+        "InvalidParameterException",
+    )
+    error_code(
+        "rule: a family with a space",
+        lambda: ecs.register_task_definition(family="bad family", containerDefinitions=[{"name": "a", "image": "b"}]),
+        "ClientException",
+    )
+    stopped = ecs.stop_task(cluster="strict-ecs", task=arn, reason="r" * 255)["task"]
+    check("rule: a StopTask reason of 255 passes", stopped["desiredStatus"] == "STOPPED", stopped)
+    # lax: the startedBy combination passes
+    set_lax(emu, True)
+    try:
+        out = ecs.list_tasks(cluster="strict-ecs", startedBy="ferry/strict_1", desiredStatus="STOPPED")
+        check("lax: ListTasks startedBy with desiredStatus passes", arn in out["taskArns"], out)
+    finally:
+        set_lax(emu, False)
+
+
+def check_capacity_knob(emu: Emulator, net: dict[str, str]) -> None:
+    ecs = emu.client("ecs")
+    td = "strict-task"
+    network = {"awsvpcConfiguration": {"subnets": [net["subnet"]], "securityGroups": [net["sg"]]}}
+    emu.post("/_emulator/config", {"capacity_failures": 2})
+    out = ecs.run_task(cluster="strict-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network)
+    check("capacity: nothing starts", out["tasks"] == [], out)
+    check(
+        "capacity: Fargate's reason",
+        out["failures"]
+        == [{"reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}],
+        out["failures"],
+    )
+    emu.post("/_emulator/config", {"capacity_reason": "RESOURCE:ENI"})
+    out = ecs.run_task(cluster="strict-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network)
+    check("capacity: a chosen reason", out["failures"] == [{"reason": "RESOURCE:ENI"}], out["failures"])
+    check("capacity: all used up", emu.get("/_emulator/config")["capacity_failures"] == 0)
+    out = ecs.run_task(cluster="strict-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network)
+    check("capacity: the next RunTask starts a task", len(out["tasks"]) == 1 and out["failures"] == [], out)
+    ecs.stop_task(cluster="strict-ecs", task=out["tasks"][0]["taskArn"])
+
+
+def check_logs_rules_and_delay(emu: Emulator, net: dict[str, str]) -> None:
+    ecs, logs = emu.client("ecs"), unvalidated(emu, "logs")
+    error_code(
+        "rule: GetLogEvents without a log group",
+        lambda: logs.get_log_events(logStreamName="s"),
+        "InvalidParameterException",
+    )
+    error_code(
+        "rule: GetLogEvents with both logGroupName and logGroupIdentifier",
+        lambda: logs.get_log_events(logGroupName="/app/migrate", logGroupIdentifier="/app/migrate", logStreamName="s"),
+        "InvalidParameterException",
+    )
+    error_code(
+        "rule: FilterLogEvents with logStreamNamePrefix and logStreamNames",
+        lambda: logs.filter_log_events(logGroupName="/app/migrate", logStreamNamePrefix="a", logStreamNames=["b"]),
+        "InvalidParameterException",
+    )
+    logs.create_log_group(logGroupName="/strict/delay")
+    td = ecs.register_task_definition(
+        family="strict-log",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "main",
+                "image": "example/app:1",
+                "essential": True,
+                "command": ["sh", "-c", "echo first; echo last"],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {"awslogs-group": "/strict/delay", "awslogs-region": REGION, "awslogs-stream-prefix": "p"},
+                },
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    network = {"awsvpcConfiguration": {"subnets": [net["subnet"]], "securityGroups": [net["sg"]]}}
+    emu.post("/_emulator/config", {"log_ingest_delay_seconds": 3})
+    try:
+        arn = ecs.run_task(cluster="strict-ecs", taskDefinition=td, launchType="FARGATE", networkConfiguration=network)[
+            "tasks"
+        ][0]["taskArn"]
+        wait_until(
+            "the task to stop",
+            lambda: ecs.describe_tasks(cluster="strict-ecs", tasks=[arn])["tasks"][0]["lastStatus"] == "STOPPED",
+        )
+        stream = f"p/main/{arn.rsplit('/', 1)[1]}"
+        first = logs.get_log_events(logGroupName="/strict/delay", logStreamName=stream, startFromHead=True)
+        check("delay: nothing visible when the task has just stopped", first["events"] == [], first["events"])
+        token = first["nextForwardToken"]
+        events = wait_until(
+            "the lines to be ingested",
+            lambda: logs.get_log_events(
+                logGroupName="/strict/delay", logStreamName=stream, startFromHead=True, nextToken=token
+            )["events"],
+            timeout=15,
+        )
+        check("delay: the lines show later, in order", [e["message"] for e in events] == ["first", "last"], events)
+        page = logs.get_log_events(logGroupName="/strict/delay", logStreamName=stream, startFromHead=True)
+        end = logs.get_log_events(
+            logGroupName="/strict/delay", logStreamName=stream, startFromHead=True, nextToken=page["nextForwardToken"]
+        )
+        check(
+            "GetLogEvents at the end of the stream returns the token it was given",
+            end["events"] == [] and end["nextForwardToken"] == page["nextForwardToken"],
+            (page["nextForwardToken"], end["nextForwardToken"]),
+        )
+    finally:
+        emu.post("/_emulator/config", {"log_ingest_delay_seconds": 0})
+
+
+def check_rds_rules(emu: Emulator) -> None:
+    import datetime as dt
+
+    rds = unvalidated(emu, "rds")
+
+    def create(ident: str) -> Any:
+        return rds.create_db_cluster(
+            DBClusterIdentifier=ident, Engine="aurora-postgresql", MasterUsername="app", MasterUserPassword="correct-horse"
+        )
+
+    for bad in ("1cluster", "two--hyphens", "trailing-", "c" * 64, "under_score"):
+        error_code(f"rule: cluster identifier {bad[:20]!r}", lambda b=bad: create(b), "InvalidParameterValue")
+    created = create("strict-src")["DBCluster"]
+    check("rule: a valid identifier passes", created["DBClusterIdentifier"] == "strict-src", created)
+    wait_until("strict-src available", lambda: cluster_status(rds, "strict-src") == "available")
+    described = rds.describe_db_clusters(DBClusterIdentifier="strict-src")["DBClusters"][0]
+    check(
+        "clusters have a restorable window",
+        "EarliestRestorableTime" in described and "LatestRestorableTime" in described,
+        sorted(described),
+    )
+    error_code(
+        "rule: a tag prefixed aws:",
+        lambda: rds.add_tags_to_resource(ResourceName=created["DBClusterArn"], Tags=[{"Key": "aws:x", "Value": "1"}]),
+        "InvalidParameterValue",
+    )
+    # ModifyDBCluster EnableHttpEndpoint (Serverless v1 only) and the EnableHttpEndpoint action
+    error_code(
+        "rule: ModifyDBCluster EnableHttpEndpoint on a provisioned cluster",
+        lambda: rds.modify_db_cluster(DBClusterIdentifier="strict-src", EnableHttpEndpoint=True, ApplyImmediately=True),
+        "InvalidParameterCombination",
+    )
+    out = rds.enable_http_endpoint(ResourceArn=created["DBClusterArn"])
+    check("EnableHttpEndpoint answers enabled", out["HttpEndpointEnabled"] is True, out)
+    on = rds.describe_db_clusters(DBClusterIdentifier="strict-src")["DBClusters"][0].get("HttpEndpointEnabled")
+    check("EnableHttpEndpoint: DescribeDBClusters shows it", on is True, on)
+    rds.disable_http_endpoint(ResourceArn=created["DBClusterArn"])
+    off = rds.describe_db_clusters(DBClusterIdentifier="strict-src")["DBClusters"][0].get("HttpEndpointEnabled")
+    check("DisableHttpEndpoint: off again", off is False, off)
+    error_code(
+        "EnableHttpEndpoint: an unknown ARN",
+        lambda: rds.enable_http_endpoint(ResourceArn="arn:aws:rds:us-east-1:123456789012:cluster:nope"),
+        "ResourceNotFoundFault",
+    )
+    # RestoreDBClusterToPointInTime
+    earliest = described["EarliestRestorableTime"]
+
+    def pitr(ident: str, **kw: Any) -> Any:
+        return rds.restore_db_cluster_to_point_in_time(DBClusterIdentifier=ident, SourceDBClusterIdentifier="strict-src", **kw)
+
+    error_code("rule: PITR with neither time", lambda: pitr("pitr-a"), "InvalidParameterCombination")
+    error_code(
+        "rule: PITR with both times",
+        lambda: pitr("pitr-a", RestoreToTime=earliest, UseLatestRestorableTime=True),
+        "InvalidParameterCombination",
+    )
+    error_code(
+        "rule: PITR RestoreToTime with copy-on-write",
+        lambda: pitr("pitr-a", RestoreToTime=earliest, RestoreType="copy-on-write"),
+        "InvalidParameterCombination",
+    )
+    error_code(
+        "rule: PITR before EarliestRestorableTime",
+        lambda: pitr("pitr-a", RestoreToTime=earliest - dt.timedelta(hours=1)),
+        "InvalidRestoreFault",
+    )
+    error_code(
+        "rule: PITR after LatestRestorableTime",
+        lambda: pitr("pitr-a", RestoreToTime=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)),
+        "InvalidRestoreFault",
+    )
+    inside = pitr("pitr-a", RestoreToTime=earliest + dt.timedelta(milliseconds=1), RestoreType="full-copy")["DBCluster"]
+    check("rule: a RestoreToTime inside the window passes", inside["DBClusterIdentifier"] == "pitr-a", inside)
+    wait_until("pitr-a available", lambda: cluster_status(rds, "pitr-a") == "available")
+    # snapshots: identifiers and references
+    error_code(
+        "rule: a snapshot identifier ending in a hyphen",
+        lambda: rds.create_db_cluster_snapshot(DBClusterIdentifier="strict-src", DBClusterSnapshotIdentifier="snap-"),
+        "InvalidParameterValue",
+    )
+    error_code(
+        "rule: DescribeDBClusterSnapshots with both identifiers",
+        lambda: rds.describe_db_cluster_snapshots(DBClusterIdentifier="strict-src", DBClusterSnapshotIdentifier="s1"),
+        "InvalidParameterCombination",
+    )
+    error_code(
+        "rule: an automated snapshot's identifier without SnapshotType",
+        lambda: rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="rds:strict-src-2026-01-01-00-00"),
+        "InvalidParameterCombination",
+    )
+    error_code(
+        "rule: ... with SnapshotType passes the rule (then: no such snapshot)",
+        lambda: rds.describe_db_cluster_snapshots(
+            DBClusterSnapshotIdentifier="rds:strict-src-2026-01-01-00-00", SnapshotType="automated"
+        ),
+        "DBClusterSnapshotNotFoundFault",
+    )
+    error_code(
+        "rule: RestoreDBClusterFromSnapshot from a malformed snapshot name",
+        lambda: rds.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier="from-bad", SnapshotIdentifier="bad--snap", Engine="aurora-postgresql"
+        ),
+        "InvalidParameterValue",
+    )
+    error_code(
+        "rule: ... from a snapshot ARN (accepted; then not found)",
+        lambda: rds.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier="from-arn",
+            SnapshotIdentifier="arn:aws:rds:us-east-1:210987654321:cluster-snapshot:shared-snap",
+            Engine="aurora-postgresql",
+        ),
+        "DBClusterSnapshotNotFoundFault",
+    )
+    # DeleteDBCluster: a final snapshot or SkipFinalSnapshot, not both
+    error_code(
+        "rule: DeleteDBCluster with neither a final snapshot nor SkipFinalSnapshot",
+        lambda: rds.delete_db_cluster(DBClusterIdentifier="pitr-a"),
+        "InvalidParameterCombination",
+    )
+    error_code(
+        "rule: DeleteDBCluster with both",
+        lambda: rds.delete_db_cluster(DBClusterIdentifier="pitr-a", SkipFinalSnapshot=True, FinalDBSnapshotIdentifier="f"),
+        "InvalidParameterCombination",
+    )
+    rds.delete_db_cluster(DBClusterIdentifier="pitr-a", SkipFinalSnapshot=True)
+    rds.delete_db_cluster(DBClusterIdentifier="strict-src", SkipFinalSnapshot=True)
+
+
+def check_s3_rules(emu: Emulator) -> None:
+    s3 = unvalidated(emu, "s3")
+    s3.create_bucket(Bucket="strict-bucket")
+    with pytest.raises(ClientError) as raised:
+        s3.put_object(Bucket="strict-bucket", Key="k", Body=b"x", IfNoneMatch='"abc"')
+    err = raised.value.response
+    check("rule: PutObject If-None-Match other than '*'", err["ResponseMetadata"]["HTTPStatusCode"] == 501, err)
+    s3.put_object(Bucket="strict-bucket", Key="k", Body=b"x", IfNoneMatch="*")
+
+
+def test_lax_mode_switches() -> None:
+    sys.path.insert(0, HERE)
+    import rules
+    import server
+    import strict
+
+    check("--lax parses", server.parse_args(["--pg-url", "postgres://x", "--lax"]).lax is True)
+    check("strict by default", server.parse_args(["--pg-url", "postgres://x"]).lax is False)
+    check("FERRY_EMULATOR_LAX=1 is lax", strict.lax_from_environment({"FERRY_EMULATOR_LAX": "1"}))
+    check("no FERRY_EMULATOR_LAX is strict", not strict.lax_from_environment({}))
+    for rule in rules.CATALOGUE:
+        check(f"catalogue entry {rule.operations} cites its source", "API Reference" in rule.source and "'" in rule.source, rule)
+    # snapshot references the RDS references allow
+    for ok in ("my-snap", "rds:app-db-2026-01-01-00-00", "arn:aws:rds:us-east-1:210987654321:cluster-snapshot:shared"):
+        check(f"snapshot reference {ok}", rules._snapshot_reference_ok(ok))
+    for bad in ("1snap", "a--b", "snap-", "arn:aws:s3:::bucket"):
+        check(f"not a snapshot reference: {bad}", not rules._snapshot_reference_ok(bad))
+
+
+def test_strict_apprunner_rules(emu: Emulator) -> None:
+    ar = emu.client("apprunner")
+    arn = ar.create_service(
+        ServiceName="strict-web",
+        SourceConfiguration={
+            "ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/web:1", "ImageRepositoryType": "ECR_PUBLIC"}
+        },
+    )["Service"]["ServiceArn"]
+    wait_until("strict-web running", lambda: ar.describe_service(ServiceArn=arn)["Service"]["Status"] == "RUNNING")
+    error_code(
+        "rule: UpdateService from image to code",
+        lambda: ar.update_service(
+            ServiceArn=arn,
+            SourceConfiguration={
+                "CodeRepository": {
+                    "RepositoryUrl": "https://git.example.invalid/app",
+                    "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"},
+                }
+            },
+        ),
+        "InvalidRequestException",
+    )
+    out = ar.update_service(
+        ServiceArn=arn,
+        SourceConfiguration={
+            "ImageRepository": {"ImageIdentifier": "public.ecr.aws/emulator/web:2", "ImageRepositoryType": "ECR_PUBLIC"}
+        },
+    )
+    check("rule: UpdateService with the same kind passes", out["OperationId"], out)
+
+
+def test_strict_model_validation(emu: Emulator, db: dict[str, Any]) -> None:
+    check_model_validation(emu)
+
+
+def test_strict_ecs_rules(emu: Emulator, net: dict[str, str]) -> None:
+    check_ecs_rules(emu, net)
+
+
+def test_capacity_failures(emu: Emulator, net: dict[str, str]) -> None:
+    check_capacity_knob(emu, net)
+
+
+def test_strict_logs_rules_and_ingest_delay(emu: Emulator, net: dict[str, str]) -> None:
+    check_logs_rules_and_delay(emu, net)
+
+
+def test_strict_rds_rules(emu: Emulator) -> None:
+    check_rds_rules(emu)
+
+
+def test_strict_s3_rules(emu: Emulator) -> None:
+    check_s3_rules(emu)
 
 
 def test_sigterm_stops_the_emulator_and_cleans_up(emu: Emulator, net: dict[str, str]) -> None:
