@@ -345,3 +345,23 @@ fn lock_timeout_rides_in_the_ecs_container_override_as_pgoptions() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("PGOPTIONS=-c lock_timeout=3000"), "the task's environment has it: {r:?}");
 }
+
+#[test]
+fn a_run_task_without_capacity_is_retried_and_the_late_log_lines_still_shown() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    p.failing_migration();
+    // Two RunTask answers with capacity failures; log lines readable 3 s after they are written.
+    emu.configure(serde_json::json!({"capacity_failures": 2, "log_ingest_delay_seconds": 3}));
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 4, "restored after the migration failed: {r:?}");
+    let rec = r.json();
+    let attempts = rec["start_attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{rec}");
+    assert!(attempts[0]["reason"].as_str().unwrap().contains("Capacity is unavailable"), "{rec}");
+    assert!(r.stderr.contains("no capacity for the migration task (attempt 2"), "{r:?}");
+    // The migration's last lines, its error, reach CloudWatch after the task stopped.
+    assert!(r.stderr.contains("column \"last_name\" of relation \"customers\" does not exist"), "{r:?}");
+}
