@@ -7,7 +7,8 @@
 #   --env NAME     the environment (default: staging)
 #   --config PATH  the ferry.toml (default: FERRY_CONFIG, then ./ferry.toml or a parent's)
 #   anything else goes to `ferry deploy` (e.g. --yes, --output json, --no-restore);
-#   --profile, --region and -v go to both commands.
+#   --profile, --region and -v go to both commands; --image IMAGE (or FERRY_IMAGE)
+#   too, so the plan names the image the deploy runs.
 #
 # ferry is $FERRY_BIN (or $FERRY), else `ferry` on PATH, else built from
 # ferry's repository when this script is in it. To run it from an

@@ -40,7 +40,9 @@ find_ferry() {
 # Splits "$@" into GLOBAL_ARGS (the flags that choose config, credentials and
 # output detail: --config, --profile, --region, -v; given to every ferry call)
 # and PASS_ARGS (everything else, given to the main command only). A wrapper's
-# own flags are taken out first by the wrapper.
+# own flags are taken out first by the wrapper. `--image IMAGE` becomes
+# FERRY_IMAGE, exported, so the plan a person reviews names the image the
+# deploy runs.
 split_args() {
     GLOBAL_ARGS=()
     PASS_ARGS=()
@@ -55,6 +57,15 @@ split_args() {
             GLOBAL_ARGS+=("$1")
             shift
             ;;
+        --image)
+            [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+            export FERRY_IMAGE=$2
+            shift 2
+            ;;
+        --image=*)
+            export FERRY_IMAGE=${1#--image=}
+            shift
+            ;;
         *)
             PASS_ARGS+=("$1")
             shift
@@ -65,7 +76,7 @@ split_args() {
 
 # Runs ferry with GLOBAL_ARGS, echoing the command to stderr first.
 run_ferry() {
-    say "ferry $*${GLOBAL_ARGS[*]:+ ${GLOBAL_ARGS[*]}}"
+    say "${FERRY_IMAGE:+FERRY_IMAGE=${FERRY_IMAGE} }ferry $*${GLOBAL_ARGS[*]:+ ${GLOBAL_ARGS[*]}}"
     "${FERRY_BIN}" "$@" "${GLOBAL_ARGS[@]}"
 }
 

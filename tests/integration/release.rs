@@ -387,20 +387,20 @@ fn the_app_repo_workflow_sets_up_ferry_and_plans_before_it_deploys_the_image() {
     let w = yaml_lines(&app_repo().join(".github/workflows/migrate.yml"));
     let has = |want: &str, why: &str| assert!(w.iter().any(|l| l == want), "migrate.yml lacks `{want}`: {why}");
     let owner_repo = cargo_key("repository").strip_prefix("https://github.com/").unwrap().to_string();
-    has(&format!("uses: {owner_repo}@v1"), "the setup action, not a build of ferry");
+    has(&format!("uses: {owner_repo}@{}", action_major_tag()), "the setup action, not a build of ferry");
     has("id-token: write", "OIDC");
     has("role-to-assume: ${{ vars.AWS_ROLE_ARN }}", "the per-environment deploy role");
     has("environment: ${{ inputs.environment }}", "GitHub environment protection");
     has("group: ferry-migrate-${{ inputs.environment }}", "one migration per environment at a time");
     has("cancel-in-progress: false", "a second run waits");
-    has("IMAGE: ${{ inputs.image }}", "the image input reaches the deploy");
-    has("args+=(--image \"$IMAGE\")", "passed as --image when given");
+    has("FERRY_IMAGE: ${{ inputs.image }}", "one image for the plan and the deploy");
     has("include-hidden-files: true", "the journal under .ferry/ is part of the artefact");
     has(".ferry/runs/", "the journal is uploaded");
     has("exit \"${CODE:-1}\"", "the job fails with ferry's exit code");
     assert!(!w.iter().any(|l| l.contains("cargo ")), "an app repository does not build ferry");
     let plan = w.iter().position(|l| l == "run: ferry plan \"$FERRY_ENV\"").expect("ferry plan step");
-    let deploy = w.iter().position(|l| l.contains("ferry deploy \"$FERRY_ENV\" \"${args[@]}\" > run.json")).unwrap();
+    let deploy =
+        w.iter().position(|l| l.contains("ferry deploy \"$FERRY_ENV\" --yes --output json > run.json")).unwrap();
     assert!(plan < deploy, "the plan comes first");
     let upload = w.iter().position(|l| l == "uses: actions/upload-artifact@v4").unwrap();
     assert_eq!(w[upload - 1], "if: always()", "the record is uploaded whatever the outcome");
@@ -422,4 +422,33 @@ fn the_release_workflow_builds_every_target_and_publishes_checksums() {
     has("uses: ./.github/workflows/action-selftest.yml");
     let selftest = yaml_lines(&repo().join(".github/workflows/action-selftest.yml"));
     assert!(selftest.iter().any(|l| l == "uses: ./"), "the self-test uses the action of this repository");
+}
+
+/// The major tag the release workflow moves for the action's default version
+/// (.github/action-version): `v0` while ferry is 0.x.
+fn action_major_tag() -> String {
+    let version = std::fs::read_to_string(repo().join(".github/action-version")).unwrap();
+    let w = yaml_lines(&repo().join(".github/workflows/release.yml"));
+    assert!(w.iter().any(|l| l == "major=${GITHUB_REF_NAME%%.*}"), "the release moves the tag's major part");
+    version.trim().split('.').next().unwrap().to_string()
+}
+
+#[test]
+fn every_setup_action_tag_in_the_docs_is_the_one_the_release_moves() {
+    let owner_repo = cargo_key("repository").strip_prefix("https://github.com/").unwrap().to_string();
+    let want = format!("{owner_repo}@{}", action_major_tag());
+    let mut files = vec![repo().join("README.md")];
+    files_under(&repo().join("docs"), &mut files);
+    files_under(&repo().join("examples"), &mut files);
+    let needle = format!("{owner_repo}@");
+    let mut seen = 0;
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        for (at, _) in text.match_indices(&needle) {
+            let tag: String = text[at..].chars().take_while(|c| !c.is_whitespace() && *c != '`').collect();
+            assert_eq!(tag, want, "{} names {tag}", f.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "the README, docs/github-actions.md and the example name the action");
 }

@@ -161,6 +161,18 @@ fn deploy_stage_prints_the_plan_then_deploys_and_passes_ferrys_exit_code_through
 }
 
 #[test]
+fn an_image_given_to_the_wrapper_reaches_the_plan_as_well_as_the_deploy() {
+    let p = project();
+    // The quickstart runs a local command, which takes no image: the plan says
+    // so, naming FERRY_IMAGE, which shows the plan was given the image.
+    let r = script(&p, "deploy-stage.sh", &["--image", "app:1.2.3"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("FERRY_IMAGE=app:1.2.3 ferry plan staging"), "{r:?}");
+    assert!(r.stderr.contains("FERRY_IMAGE sets an image (app:1.2.3)"), "{r:?}");
+    assert!(r.stderr.contains("not deploying"), "{r:?}");
+}
+
+#[test]
 fn config_is_passed_through_to_plan_and_deploy() {
     let p = project();
     let sub = p.path().join("elsewhere");
