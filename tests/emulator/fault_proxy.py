@@ -13,7 +13,9 @@ path and query) and headers, and change what the client gets back:
   ``after`` text); ``fix_length`` true sets ``Content-Length`` to what is
   sent (a short but well-formed answer), false keeps the original length and
   closes the connection (a body that ends early);
-* ``"delay"``: wait ``seconds`` and then forward and answer normally.
+* ``"delay"``: wait ``seconds`` and then forward and answer normally;
+* ``"shift_date"``: forward and answer normally, with the ``Date`` header
+  moved by ``seconds`` (the server's clock as if that much time had passed).
 
 ``"forward": false`` on a rule answers (500 / drop) without forwarding.
 A rule applies ``count`` times (default 1, ``-1`` for always), after
@@ -44,6 +46,8 @@ test that dies does not leave it behind.
 from __future__ import annotations
 
 import argparse
+import datetime
+import email.utils
 import http.client
 import json
 import re
@@ -66,8 +70,8 @@ class Rules:
 
     def add(self, rules: list[dict[str, Any]]) -> None:
         for r in rules:
-            if r.get("action") not in ("500", "drop", "truncate", "delay"):
-                raise ValueError(f"unknown action {r.get('action')!r}: 500, drop, truncate or delay")
+            if r.get("action") not in ("500", "drop", "truncate", "delay", "shift_date"):
+                raise ValueError(f"unknown action {r.get('action')!r}: 500, drop, truncate, delay or shift_date")
             re.compile(r.get("path", ""))
             for v in (r.get("headers") or {}).values():
                 re.compile(v)
@@ -215,13 +219,19 @@ def make_handler(upstream: str, rules: Rules) -> type[BaseHTTPRequestHandler]:
                 entry["truncated_to"] = len(data)
             entry["status"] = status
             rules.record(entry)
-            self.send_response(status, reason)
+            # Only the upstream's Date and Server (send_response would add the proxy's own).
+            self.log_request(status)
+            self.send_response_only(status, reason)
             for k, v in headers:
-                if k.lower() in HOP_BY_HOP or k.lower() in ("content-length", "transfer-encoding", "date", "server"):
+                if k.lower() in HOP_BY_HOP or k.lower() in ("content-length", "transfer-encoding", "date"):
                     continue
                 self.send_header(k, v)
             # The upstream's Date, when it sent one, is what the client must see.
             date = next((v for k, v in headers if k.lower() == "date"), None)
+            if action == "shift_date":
+                when = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
+                date = email.utils.format_datetime(when + datetime.timedelta(seconds=float(rule.get("seconds", 0))), usegmt=True)
+                entry["date"] = date
             if date:
                 self.send_header("Date", date)
             if self.command == "HEAD":

@@ -119,6 +119,13 @@ fn a_cut_short_listing_of_runs_is_an_error_and_the_interrupted_run_still_blocks(
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(p.ferry(&["unlock", "stage", "--yes", "--reason", "runner gone"]).code, 0);
+    // Its task ends by itself: nothing but the run's record shows it unfinished
+    // (ECS's own "a migration task is running" preflight no longer guards).
+    let all_stopped = || match emu.get("/_emulator/tasks") {
+        serde_json::Value::Object(m) => m.values().all(|t| t["lastStatus"] == "STOPPED"),
+        _ => false,
+    };
+    assert!(eventually(Duration::from_secs(60), all_stopped), "the interrupted run's task stopped");
     let snapshots =
         || p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json()["snapshots"].as_array().unwrap().len();
     let before = snapshots();
@@ -132,6 +139,7 @@ fn a_cut_short_listing_of_runs_is_an_error_and_the_interrupted_run_still_blocks(
     let r = through(&p, &proxy, &["deploy", "stage"], &[]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("cannot list"), "{r:?}");
+    eprintln!("cut, Content-Length fixed: {}", r.stderr);
     assert!(proxy.applied()[0] >= 1, "the listing was cut");
     assert_eq!(snapshots(), before, "no snapshot taken");
     assert!(locks(&emu, &prefix).is_empty(), "no lock left");
@@ -144,6 +152,7 @@ fn a_cut_short_listing_of_runs_is_an_error_and_the_interrupted_run_still_blocks(
     }]));
     let r = through(&p, &proxy2, &["deploy", "stage"], &[]);
     assert_eq!(r.code, 3, "{r:?}");
+    eprintln!("cut, Content-Length kept: {}", r.stderr);
     assert_eq!(snapshots(), before, "no snapshot taken");
 
     // Without the fault the interrupted run blocks, as it should.
@@ -175,4 +184,14 @@ fn a_holder_whose_clock_is_12_minutes_behind_is_not_called_probably_dead() {
     assert!(!r.stderr.contains("probably dead"), "S3 wrote the lock just now: {r:?}");
     let status = p.ferry(&["status", "stage"]);
     assert!(status.stdout.contains("lock       held") && !status.stdout.contains("probably dead"), "{status:?}");
+
+    // The same lock read when S3's clock says 20 minutes have passed since it
+    // was written (the proxy moves the answer's Date): probably dead.
+    let proxy = FaultProxy::start(&emu);
+    proxy.rules(
+        json!([{"method": "GET", "path": "/locks/[^/]+\\.json", "action": "shift_date", "seconds": 1200, "count": -1}]),
+    );
+    let r = through(&p, &proxy, &["deploy", "stage"], &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("its last heartbeat was 20m") && r.stderr.contains("probably dead"), "{r:?}");
 }
