@@ -193,6 +193,9 @@ pub fn read(store: &Store, database: &str) -> Result<Option<(Holder, String)>, L
 }
 
 /// What a lock object holds, as `ferry unlock` shows it before removing it.
+// One per command, read once: boxing the holder would only complicate the
+// patterns that look inside it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Found {
     Holder(Holder),
@@ -248,16 +251,22 @@ impl EnvLock {
             // retries): the create may have landed. A lock of this process's
             // is ours; anything else is the error.
             Err(e) => match own_version(store, &key, &holder, &[holder.run_id.as_deref()]) {
-                Some(etag) => Some(etag),
-                None => return Err(backend(e)),
+                Some(etag) if !held_here().contains(&store.location_of(&key)) => Some(etag),
+                _ => return Err(backend(e)),
             },
         };
         let etag = match created {
             Some(etag) => etag,
             None => match read(store, &database)? {
                 // The create's first attempt landed and its answer was lost; the
-                // SDK's retry met our own lock (412).
-                Some((found, etag)) if found.is_this_process(&[holder.run_id.as_deref()]) => etag,
+                // SDK's retry met our own lock (412). Unless a live guard of this
+                // very process holds it already: that is a second taking, refused.
+                Some((found, etag))
+                    if found.is_this_process(&[holder.run_id.as_deref()])
+                        && !held_here().contains(&store.location_of(&key)) =>
+                {
+                    etag
+                }
                 Some((holder, _)) => return Err(LockError::Held { database, holder: Box::new(holder) }),
                 // Released between our create and our read: say so rather than retry
                 // forever; the caller's next attempt will most likely win.
@@ -269,6 +278,7 @@ impl EnvLock {
                 }
             },
         };
+        held_here().insert(store.location_of(&key));
         let inner = Arc::new(Inner { store: store.clone(), key, database, state: Mutex::new((holder, etag)) });
         let (stop, beat) = heartbeat(inner.clone());
         Ok(EnvLock { inner, beat: Some(beat), stop: Some(stop) })
@@ -286,6 +296,13 @@ impl EnvLock {
     pub fn set_run(&self, run_id: &str) -> Result<(), StateError> {
         self.inner.rewrite(|h| h.run_id = Some(run_id.to_string()))
     }
+}
+
+/// The locks (by location) live guards of this process hold: a lock read back
+/// as this process's own is adopted only when no guard here holds it.
+fn held_here() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static HELD: std::sync::OnceLock<Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    HELD.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The version of the lock at `key` when it is `holder`'s own, written by this
@@ -404,6 +421,7 @@ impl Drop for EnvLock {
         if let Some(b) = self.beat.take() {
             let _ = b.join();
         }
+        held_here().remove(&self.location());
         let (holder, etag) = self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut released = self.inner.store.delete_if(&self.inner.key, &etag);
         // A write of ours whose answer was lost left a version we never saw:
@@ -505,6 +523,23 @@ mod tests {
         drop(first);
         drop(other);
         EnvLock::acquire(&store, Holder::new("db1", "prod", Some("prod-3"), "deploy")).unwrap();
+    }
+
+    #[test]
+    fn a_lock_read_back_as_this_processs_own_is_adopted_unless_a_guard_here_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        // What a create whose answer was lost leaves: our lock, no guard.
+        let holder = Holder::new("db1", "prod", Some("prod-1"), "deploy");
+        store.create(&lock_key("db1"), &serde_json::to_vec_pretty(&holder).unwrap()).unwrap().unwrap();
+        let lock = EnvLock::acquire(&store, holder.clone()).expect("adopted: the earlier attempt landed");
+        // A second taking in the same process, same run, is refused.
+        assert!(matches!(EnvLock::acquire(&store, holder.clone()), Err(LockError::Held { .. })));
+        // Another process's lock (another nonce) is never adopted.
+        drop(lock);
+        let other = Holder { nonce: Some("another-process".into()), ..holder.clone() };
+        store.create(&lock_key("db1"), &serde_json::to_vec_pretty(&other).unwrap()).unwrap().unwrap();
+        assert!(matches!(EnvLock::acquire(&store, holder), Err(LockError::Held { .. })));
     }
 
     #[test]

@@ -390,3 +390,50 @@ where
 {
     std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::types::{CommonPrefix, Object};
+
+    fn page(count: Option<i32>, keys: &[&str], truncated: bool, token: Option<&str>) -> ListObjectsV2Output {
+        let mut b = ListObjectsV2Output::builder().set_key_count(count).is_truncated(truncated);
+        for k in keys {
+            b = b.contents(Object::builder().key(*k).build());
+        }
+        b.set_next_continuation_token(token.map(str::to_string)).build()
+    }
+
+    #[test]
+    fn a_page_is_whole_or_an_error() {
+        let ok = complete_page(&page(Some(2), &["runs/a.json", "runs/b.json"], false, None)).unwrap();
+        assert_eq!(ok.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["runs/a.json", "runs/b.json"]);
+        assert!(complete_page(&page(Some(2), &["runs/a.json"], false, None)).unwrap_err().contains("KeyCount 2"));
+        assert!(complete_page(&page(None, &["runs/a.json"], false, None)).unwrap_err().contains("no KeyCount"));
+        assert!(complete_page(&page(Some(1), &["runs/a.json"], true, None)).unwrap_err().contains("IsTruncated"));
+        complete_page(&page(Some(1), &["runs/a.json"], true, Some("t"))).unwrap();
+        // KeyCount counts the prefixes a delimiter rolls up, too.
+        let with_prefix = ListObjectsV2Output::builder()
+            .key_count(2)
+            .contents(Object::builder().key("runs/a.json").build())
+            .common_prefixes(CommonPrefix::builder().prefix("runs/sub/").build())
+            .build();
+        assert_eq!(complete_page(&with_prefix).unwrap().len(), 1);
+        assert!(complete_page(&page(Some(0), &[], false, None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_age_is_the_answers_date_minus_last_modified() {
+        let d = ServerDate::default();
+        *d.0.lock().unwrap() = Some("Mon, 07 Dec 2026 18:31:47 GMT".into());
+        let written = aws_smithy_types::DateTime::from_secs(
+            chrono::DateTime::parse_from_rfc2822("Mon, 07 Dec 2026 18:11:47 GMT").unwrap().timestamp(),
+        );
+        assert_eq!(d.age_of(Some(&written)), Some(Duration::from_secs(1200)));
+        assert_eq!(d.age_of(None), None, "no Last-Modified: no age");
+        *d.0.lock().unwrap() = None;
+        assert_eq!(d.age_of(Some(&written)), None, "no Date: no age, never this machine's clock");
+    }
+}

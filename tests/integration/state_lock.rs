@@ -361,7 +361,8 @@ fn a_secret_is_masked_form_encoded_json_escaped_and_in_base64() {
 fn a_fallback_directory_that_is_not_ferrys_own_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 3] = [
+    type Make<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Make, &str); 3] = [
         (
             "world-writable",
             Box::new(|d: &Path| {
