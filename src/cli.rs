@@ -42,11 +42,11 @@ pub struct Cli {
     pub yes: bool,
 
     /// AWS named profile (default: the standard credential chain)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", value_parser = profile_name)]
     pub profile: Option<String>,
 
     /// AWS region (default: the environment's `region`, then AWS_REGION / the profile)
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION", value_parser = region_name)]
     pub region: Option<String>,
 
     /// More detail: the config used, and every poll of a wait instead of changes only
@@ -393,4 +393,30 @@ pub struct ManArgs {
     /// without it, print ferry.1 on stdout
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `--region`: a region code as AWS writes them (`us-east-1`): lower-case
+/// letters, digits and hyphens. An empty one would fall through to whatever
+/// the environment or the profile says, silently.
+fn region_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the region is empty: name one, e.g. --region us-east-1 (or leave the flag out)".into());
+    }
+    if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || s.starts_with('-') {
+        return Err(format!(
+            "{s:?} is not an AWS region code (lower-case letters, digits and hyphens, e.g. us-east-1)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `--profile`: a name that can appear in the AWS config file.
+fn profile_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the profile name is empty: name one, or leave --profile out".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("the profile name contains a control character".into());
+    }
+    Ok(s.to_string())
 }

@@ -50,6 +50,53 @@ fn split(url: &str) -> Parts<'_> {
     Parts { scheme, credentials, hosts, path, params: query.split('&').filter(|p| !p.is_empty()).collect() }
 }
 
+/// Whether every `%` escape of the URL is whole (`%` and two hex digits) and
+/// every part decodes to UTF-8. The error names the part (user, password,
+/// host, database, a parameter's key), never its text: it may be the password.
+pub fn check_escapes(url: &str) -> Result<(), String> {
+    let parts = split(url);
+    let mut named: Vec<(String, &str)> = Vec::new();
+    if let Some(c) = parts.credentials {
+        match c.split_once(':') {
+            Some((user, pw)) => named.extend([("the user name".to_string(), user), ("the password".to_string(), pw)]),
+            None => named.push(("the user name".to_string(), c)),
+        }
+    }
+    named.push(("the host".to_string(), parts.hosts));
+    named.push(("the database name".to_string(), parts.path));
+    for p in &parts.params {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        let key = if whole_escapes(k) { decode(k) } else { "a parameter".to_string() };
+        named.push((format!("the parameter {key:?}"), v));
+        named.push(("a parameter's name".to_string(), k));
+    }
+    for (what, text) in named {
+        if !whole_escapes(text) {
+            return Err(format!("{what} has a `%` not followed by two hex digits (write a literal % as %25)"));
+        }
+        if percent_decode_str(text).decode_utf8().is_err() {
+            return Err(format!("{what} has %-escapes that do not decode to UTF-8 text"));
+        }
+    }
+    Ok(())
+}
+
+fn whole_escapes(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if !(i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
 /// The `key=value` parameters of a URL's query, percent-decoded as libpq does
 /// (`+` stays `+`). A key without `=` has an empty value.
 pub fn query(url: &str) -> Vec<(String, String)> {
@@ -172,6 +219,23 @@ pub fn redact(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn broken_escapes_are_named_by_part_never_shown() {
+        let e = check_escapes("postgres://u:p%zzsecret@db/app").unwrap_err();
+        assert!(e.contains("the password") && !e.contains("secret"), "{e}");
+        assert!(check_escapes("postgres://u:p%2@db/app").unwrap_err().contains("the password"));
+        assert!(check_escapes("postgres://u:p%ff%fe@db/app").unwrap_err().contains("UTF-8"));
+        assert!(check_escapes("postgres://u%zz@db/app").unwrap_err().contains("user name"));
+        assert!(check_escapes("postgres://u@db/a%pp").unwrap_err().contains("database name"));
+        assert!(check_escapes("postgres://u@db/app?password=x%z").unwrap_err().contains("\"password\""));
+        check_escapes("postgres://u:p%40ss%25@h1:5432,h2/app?sslmode=require&application_name=a+b").unwrap();
+    }
 }
 
 #[cfg(test)]

@@ -307,6 +307,21 @@ pub fn abandon_command(run_id: &str) -> String {
     format!("{} --reason \"...\"", crate::output::shell::join(&["ferry", "runs", "abandon", run_id]))
 }
 
+/// An environment variable ferry reads: unset or empty is `None`; one that is
+/// not UTF-8 is an error naming it (never read as unset, which would fall back
+/// to another config, state or image without a word).
+fn utf8_var(name: &str) -> Result<Option<String>, CommandError> {
+    match std::env::var(name) {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(CommandError::Usage(format!(
+            "{name} is not valid UTF-8 ({}); nothing was done. Set it to a UTF-8 value or unset it",
+            v.to_string_lossy()
+        ))),
+    }
+}
+
 fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
@@ -376,9 +391,18 @@ pub async fn run(cli: Cli) -> i32 {
             return done;
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let env_var = std::env::var("FERRY_CONFIG").ok();
+        let env_var = utf8_var("FERRY_CONFIG")?;
         let path = config::locate(config.as_deref(), env_var.as_deref(), &cwd)?;
         let config = config::load(&path)?;
+        let state_var = utf8_var("FERRY_STATE")?;
+        utf8_var("FERRY_IMAGE")?;
+        // The AWS SDK panics on some settings it reads by itself: checked
+        // first wherever it will be loaded (an AWS environment, S3 state).
+        let uses_aws = state_var.as_deref().is_some_and(|s| s.contains("://"))
+            || config.envs.values().any(|e| e.provider == ProviderKind::Aws || matches!(e.state, Location::S3 { .. }));
+        if uses_aws {
+            aws::check_sdk_settings(aws.profile.as_deref()).await.map_err(CommandError::Usage)?;
+        }
         let ctx = Context { config, aws, output, yes, verbose, quiet };
         dispatch(&ctx, command).await
     }

@@ -34,6 +34,10 @@ pub const DEFAULT_API_BUDGET: ApiBudget =
 
 /// Above this a budget is a typo, not a quota (no AWS read quota is that high).
 const MAX_PER_SECOND: f64 = 1000.0;
+/// Below this (one request every 100 s) a budget is a typo too: a wait of
+/// ferry's would poll less often than its own timeouts allow, and the bucket's
+/// refill interval (1 / rate) would overflow a `Duration` long before 1e-300.
+const MIN_PER_SECOND: f64 = 0.01;
 
 impl ApiBudget {
     pub fn is_default(&self) -> bool {
@@ -64,11 +68,11 @@ pub(super) fn api_budget(raw: Option<RawApiBudget>) -> Result<ApiBudget, EnvErro
 fn rate(key: &str, value: Option<f64>, default: f64) -> Result<f64, EnvError> {
     match value {
         None => Ok(default),
-        Some(v) if v.is_finite() && v > 0.0 && v <= MAX_PER_SECOND => Ok(v),
+        Some(v) if v.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&v) => Ok(v),
         Some(v) => Err((
             None,
             format!(
-                "api_budget.{key} = {v} must be a number of requests a second above 0 and at most \
+                "api_budget.{key} = {v} must be a number of requests a second from {MIN_PER_SECOND} to \
                  {MAX_PER_SECOND} (e.g. {key} = 2.5, or 0.5 for one request every 2 s); the default is {default}"
             ),
         )),
@@ -90,7 +94,7 @@ mod tests {
 
     #[test]
     fn zero_negative_and_absurd_budgets_are_refused_naming_the_key() {
-        for v in [0.0, -1.0, f64::INFINITY, 5000.0] {
+        for v in [0.0, -1.0, f64::INFINITY, f64::NAN, 5000.0, 1e-300, 0.001, f64::MIN_POSITIVE] {
             let e = api_budget(Some(RawApiBudget { rds: Some(v), ..Default::default() })).unwrap_err();
             assert!(e.1.starts_with("api_budget.rds = "), "{}", e.1);
         }

@@ -468,9 +468,22 @@ pub fn locate(flag: Option<&Path>, env_var: Option<&str>, cwd: &Path) -> Result<
     )))
 }
 
+/// A config file must be a regular file (a symbolic link to one is fine).
+/// Anything else is refused by name rather than read: `/dev/null` would read
+/// as an empty file and be reported as a config missing `project` (true, but
+/// not the mistake), a FIFO or a terminal would block on the read, and a
+/// device reads whatever it holds.
 fn exists(p: PathBuf, source: &str) -> Result<PathBuf, ConfigError> {
-    if p.is_file() {
+    let meta = std::fs::metadata(&p);
+    if meta.as_ref().is_ok_and(std::fs::Metadata::is_file) {
         Ok(p)
+    } else if let Ok(m) = &meta
+        && !m.is_dir()
+    {
+        Err(ConfigError::plain(format!(
+            "config file {} (from {source}) is not a regular file (a device, FIFO or socket); name a ferry.toml",
+            p.display()
+        )))
     } else if p.is_dir() {
         Err(ConfigError::plain(format!(
             "config file {} (from {source}) is a directory; name the file, e.g. {}",
@@ -499,6 +512,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         message,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+    if let Some((key, offset)) = nul_string(text) {
+        return Err(at(
+            offset.map(|o| o..o),
+            format!(
+                "{key} contains a NUL character (\\u0000): no program argument, environment variable or AWS \
+                 parameter can hold one; remove it"
+            ),
+        ));
+    }
 
     let project = raw.project.get_ref().clone();
     if project.is_empty() || !project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -551,6 +573,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 type EnvError = (Option<std::ops::Range<usize>>, String);
+
+/// The first string (value or key) of the document holding a NUL, as its
+/// dotted key path, with where the first NUL escape is written. TOML writes one
+/// only as an escape (`\u0000`, `\U00000000`): a raw NUL is a parse error.
+/// Checked for the whole file, so that no key (a command argument, a value of
+/// `migration.env`, a URL) carries one to a launch that fails half-way.
+fn nul_string(text: &str) -> Option<(String, Option<usize>)> {
+    fn walk(v: &toml::Value, path: &str) -> Option<String> {
+        match v {
+            toml::Value::String(s) if s.contains('\0') => Some(path.to_string()),
+            toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            toml::Value::Table(t) => t.iter().find_map(|(k, x)| {
+                let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                if k.contains('\0') { Some(format!("{here:?}")) } else { walk(x, &here) }
+            }),
+            _ => None,
+        }
+    }
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let key = walk(&toml::Value::Table(doc), "")?;
+    let offset = ["\\u0000", "\\U00000000"].iter().filter_map(|e| text.find(e)).min();
+    Some((key, offset))
+}
 
 fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvError> {
     let err = |msg: String| (None, msg);

@@ -316,7 +316,7 @@ fn api_budget_inherits_key_by_key_and_refuses_a_zero_rate() {
     assert_eq!((a.rds, a.logs, a.ecs), (3.0, 0.5, crate::config::DEFAULT_API_BUDGET.ecs));
     assert_eq!(cfg.env("b").unwrap().api_budget.logs, crate::config::DEFAULT_API_BUDGET.logs);
     let e = parse_str(&text.replace("logs = 0.5", "logs = 0")).unwrap_err();
-    assert!(e.message.contains("api_budget.logs = 0 must be a number of requests a second above 0"), "{e}");
+    assert!(e.message.contains("api_budget.logs = 0 must be a number of requests a second from 0.01 to 1000"), "{e}");
     let e = parse_str(&text.replace("logs = 0.5", "s3 = 1")).unwrap_err();
     assert!(e.message.contains("s3"), "{e}");
 }

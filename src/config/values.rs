@@ -230,6 +230,9 @@ impl DbUrl {
             }
             Ok(DbUrl::Sqlite(path.to_string()))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            crate::db_url::check_escapes(s).map_err(|e| {
+                format!("database url {}: {e}", crate::db_url::rewrite(s, None, crate::db_url::Password::Mask))
+            })?;
             if let Some((_, mode)) = crate::db_url::query(s).into_iter().rev().find(|(k, _)| k == "sslmode") {
                 SslMode::parse(&mode).map_err(|e| format!("database url {}: {e}", crate::db_url::redact(s)))?;
             }

@@ -110,7 +110,8 @@ pub fn fallback_path(run_id: &str) -> PathBuf {
 
 fn write_fallback(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        crate::state::private_dir(dir)?;
+        // `$TMPDIR` is shared: the directory must be this user's own, 0700.
+        crate::state::owned_private_dir(dir)?;
     }
     crate::state::write_private(path, body)
 }
@@ -158,10 +159,10 @@ impl Listed {
 pub fn list_runs(store: &Store, env: Option<&str>) -> Result<Vec<Listed>, JournalError> {
     let name_prefix = env.map(|e| format!("{e}-")).unwrap_or_default();
     let keys = store
-        .list("runs", &name_prefix)
+        .list_dated("runs", &name_prefix)
         .map_err(|e| JournalError::Read { location: store.location_of("runs"), message: e.0 })?;
     let mut out = Vec::new();
-    for key in keys {
+    for crate::state::Listed { key, modified } in keys {
         let Some(run_id) = key.strip_prefix("runs/").and_then(|k| k.strip_suffix(".json")) else { continue };
         if env.is_some_and(|e| !is_run_of(run_id, e)) {
             continue;
@@ -175,15 +176,14 @@ pub fn list_runs(store: &Store, env: Option<&str>) -> Result<Vec<Listed>, Journa
             Ok(None) => continue,
             Err(e) => Listed::Unreadable { run_id: run_id.to_string(), location, error: e.0 },
         };
-        out.push(entry);
+        out.push((modified, entry));
     }
-    // Run ids start with the env and the start time: newest first within an
-    // env; across envs, by start time.
-    out.sort_by(|a, b| match (a, b) {
-        (Listed::Run(x), Listed::Run(y)) => y.started_at.cmp(&x.started_at).then_with(|| y.run_id.cmp(&x.run_id)),
-        _ => b.run_id().cmp(a.run_id()),
-    });
-    Ok(out)
+    // Newest first by the backend's clock: when the backend last wrote the
+    // record (S3's LastModified, the file's mtime). Neither the run id's stamp
+    // nor `started_at` is used: both are the writer's clock, which may be
+    // minutes off. Ties (and a backend that gives no time) by run id.
+    out.sort_by(|(ma, a), (mb, b)| mb.cmp(ma).then_with(|| b.run_id().cmp(a.run_id())));
+    Ok(out.into_iter().map(|(_, entry)| entry).collect())
 }
 
 /// The runs of `env` that keep it from other changing commands, other than `except`.

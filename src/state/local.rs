@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{StateError, Versioned, fingerprint};
+use super::{Listed, StateError, Versioned, fingerprint};
 
 static ORIGINAL_UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
@@ -43,6 +43,51 @@ pub struct LocalStore {
 /// Create `dir` and its missing parents 0700 (existing ones are left as they are).
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// A directory in a place other users can write to (`$TMPDIR`), made or
+/// accepted only when it is ferry's user's own: created 0700 when absent;
+/// refused when it is a symbolic link, not a directory, owned by another user,
+/// or writable by group or others (any of them could swap or read what ferry
+/// writes there). One of ours that is readable by others is made 0700.
+pub fn owned_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| std::io::Error::new(ErrorKind::PermissionDenied, format!("{}: {why}", dir.display()));
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                private_dir(parent)?;
+            }
+            // Not recursive: exclusive, so a directory someone made in between
+            // is not taken for ours; it is checked below like any other.
+            match DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            fs::symlink_metadata(dir)?
+        }
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link; ferry writes only into a directory of its own".into()));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("is not a directory".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!("is owned by uid {}, not by ferry's user (uid {me})", meta.uid())));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!("is writable by group or others (mode {mode:04o}); remove it or make it 0700")));
+    }
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// Write `body` to `path` atomically, 0600, via a temp file no other writer uses.
@@ -105,10 +150,17 @@ impl LocalStore {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Versioned>, StateError> {
-        match fs::read(self.path(key)) {
-            Ok(body) => {
+        let read = File::open(self.path(key)).and_then(|mut f| {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut body)?;
+            Ok((body, f.metadata()?.modified().ok()))
+        });
+        match read {
+            Ok((body, modified)) => {
                 let etag = fingerprint(&body);
-                Ok(Some(Versioned { body, etag }))
+                // One clock: the file's mtime and now are both this machine's.
+                let written_ago = modified.map(|m| std::time::SystemTime::now().duration_since(m).unwrap_or_default());
+                Ok(Some(Versioned { body, etag, written_ago }))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("read", key, e)),
@@ -163,20 +215,27 @@ impl LocalStore {
         }
     }
 
-    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
+    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<Listed>, StateError> {
         let entries = match fs::read_dir(self.path(dir)) {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", dir, e)),
         };
-        let mut keys: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.starts_with(name_prefix) && !n.ends_with(".tmp"))
-            .map(|n| format!("{dir}/{n}"))
-            .collect();
-        keys.sort();
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", dir, e))?;
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if !name.starts_with(name_prefix) || name.ends_with(".tmp") {
+                continue;
+            }
+            let modified =
+                entry.metadata().ok().and_then(|m| m.modified().ok()).map(chrono::DateTime::<chrono::Utc>::from);
+            keys.push(Listed { key: format!("{dir}/{name}"), modified });
+        }
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(keys)
     }
 }
@@ -202,6 +261,31 @@ mod tests {
         let etag2 = store.replace("locks/db.json", b"three", &etag).unwrap().unwrap();
         assert!(store.delete_if("locks/db.json", &etag2).unwrap());
         assert!(store.get("locks/db.json").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_shared_directory_is_used_only_when_it_is_ferrys_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let made = dir.path().join("made");
+        owned_private_dir(&made).unwrap();
+        assert_eq!(mode(&made), 0o700);
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(owned_private_dir(&open).unwrap_err().to_string().contains("writable by group or others"));
+        let sticky = dir.path().join("sticky");
+        fs::create_dir(&sticky).unwrap();
+        fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(owned_private_dir(&sticky).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&made, &link).unwrap();
+        assert!(owned_private_dir(&link).unwrap_err().to_string().contains("symbolic link"));
+        let readable = dir.path().join("readable");
+        fs::create_dir(&readable).unwrap();
+        fs::set_permissions(&readable, fs::Permissions::from_mode(0o755)).unwrap();
+        owned_private_dir(&readable).unwrap();
+        assert_eq!(mode(&readable), 0o700, "ours, tightened");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 mod local;
 pub mod lock;
-pub use local::{private_dir, private_umask, unique_tmp, user_umask, with_umask, write_private};
+pub use local::{owned_private_dir, private_dir, private_umask, unique_tmp, user_umask, with_umask, write_private};
 
 mod s3;
 
@@ -73,6 +73,19 @@ pub struct StateError(pub String);
 pub struct Versioned {
     pub body: Vec<u8>,
     pub etag: String,
+    /// How long ago it was last written, by the backend's own clock: S3's
+    /// `Last-Modified` against the answer's `Date` (both S3's clock), a local
+    /// file's mtime against now (this machine's). `None` when the backend did
+    /// not say. Never the writer's clock.
+    pub written_ago: Option<std::time::Duration>,
+}
+
+/// A key of a listing and when the backend last wrote it (S3's `LastModified`,
+/// a local file's mtime), `None` when the backend did not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One state backend. Cheap to clone.
@@ -158,8 +171,14 @@ impl Store {
         }
     }
 
-    /// The keys directly under `dir/` whose name starts with `name_prefix`.
+    /// The keys directly under `dir/` whose name starts with `name_prefix`,
+    /// sorted. A listing is complete or an error, never shorter than the truth.
     pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
+        Ok(self.list_dated(dir, name_prefix)?.into_iter().map(|l| l.key).collect())
+    }
+
+    /// As [`Store::list`], with when the backend last wrote each key.
+    pub fn list_dated(&self, dir: &str, name_prefix: &str) -> Result<Vec<Listed>, StateError> {
         match self {
             Store::Local(l) => l.list(dir, name_prefix),
             Store::S3(s) => s.list(dir, name_prefix),

@@ -4,6 +4,11 @@
 //! wrote. A 409 ConditionalRequestConflict (another conditional write to the same
 //! key in flight) is retried.
 //!
+//! A listing is complete or an error: a ListObjectsV2 page whose `KeyCount`
+//! disagrees with the keys it holds, that has no `KeyCount`, or that says
+//! `IsTruncated` without a continuation token is an error, whatever the SDK's
+//! XML parser made of a body cut short.
+//!
 //! The SDK is async; this backend runs it on a runtime of its own, on a scoped
 //! thread per call, so callers anywhere (inside ferry's runtime or not) get a
 //! plain blocking call.
@@ -17,7 +22,43 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{StateError, Versioned};
+use super::{Listed, StateError, Versioned};
+
+/// Keeps the `Date` header of the answer it sees: S3's clock at the moment it
+/// answered, to age an object's `Last-Modified` on the same clock.
+#[derive(Debug, Clone, Default)]
+struct ServerDate(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "FerryServerDate"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let date = context.response().headers().get("date").map(str::to_string);
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = date;
+        Ok(())
+    }
+}
+
+impl ServerDate {
+    /// How long before the answer's `Date` the object was last written.
+    fn age_of(&self, last_modified: Option<&aws_smithy_types::DateTime>) -> Option<Duration> {
+        let date = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let now = chrono::DateTime::parse_from_rfc2822(date.trim()).ok()?;
+        let written = to_chrono(last_modified?)?;
+        Some((now.with_timezone(&chrono::Utc) - written).to_std().unwrap_or_default())
+    }
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
 
 pub struct S3Store {
     client: Client,
@@ -142,7 +183,10 @@ impl S3Store {
     pub fn get(&self, key: &str) -> Result<Option<Versioned>, StateError> {
         let full = self.key(key);
         self.block(async {
-            let out = match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
+            let date = ServerDate::default();
+            let sent =
+                self.client.get_object().bucket(&self.bucket).key(&full).customize().interceptor(date.clone()).send();
+            let out = match sent.await {
                 Ok(o) => o,
                 Err(e) => {
                     let f = failure(e);
@@ -159,6 +203,7 @@ impl S3Store {
                 }
             };
             let etag = out.e_tag().unwrap_or_default().to_string();
+            let written_ago = date.age_of(out.last_modified());
             let body = out
                 .body
                 .collect()
@@ -166,7 +211,7 @@ impl S3Store {
                 .map_err(|e| StateError(format!("cannot read {}: {e}", self.url(key))))?
                 .into_bytes()
                 .to_vec();
-            Ok(Some(Versioned { body, etag }))
+            Ok(Some(Versioned { body, etag, written_ago }))
         })
     }
 
@@ -246,10 +291,12 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| StateError(format!("cannot list s3://{}/{full}: {}", self.bucket, failure(e).text)))?;
-        Ok(out.contents().iter().any(|o| o.key() == Some(full)))
+        let page =
+            complete_page(&out).map_err(|why| StateError(format!("cannot list s3://{}/{full}: {why}", self.bucket)))?;
+        Ok(page.iter().any(|o| o.key == full))
     }
 
-    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<String>, StateError> {
+    pub fn list(&self, dir: &str, name_prefix: &str) -> Result<Vec<Listed>, StateError> {
         let dir_key = self.key(dir);
         let wanted = format!("{dir_key}/{name_prefix}");
         let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
@@ -267,16 +314,46 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.err("list", dir, &failure(e)))?;
-                keys.extend(out.contents().iter().filter_map(|o| o.key()).map(|k| k[strip.min(k.len())..].to_string()));
-                match out.next_continuation_token() {
-                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
-                    _ => break,
+                let page =
+                    complete_page(&out).map_err(|why| StateError(format!("cannot list {}: {why}", self.url(dir))))?;
+                keys.extend(page.into_iter().map(|l| Listed { key: l.key[strip.min(l.key.len())..].to_string(), ..l }));
+                if out.is_truncated() == Some(true) {
+                    // complete_page made sure there is a token.
+                    token = out.next_continuation_token().map(str::to_string);
+                } else {
+                    break;
                 }
             }
-            keys.sort();
+            keys.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(keys)
         })
     }
+}
+
+/// The keys of one ListObjectsV2 page, or why the page cannot be the whole
+/// answer. S3 API Reference, ListObjectsV2: "KeyCount is the number of keys
+/// returned with this request", counting the CommonPrefixes a delimiter rolls
+/// up too; "NextContinuationToken is sent when isTruncated is true". A page cut
+/// short in transit that still parses is caught here, by ferry, whatever the
+/// SDK's parser did with it.
+fn complete_page(out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Result<Vec<Listed>, String> {
+    let held = out.contents().len() + out.common_prefixes().len();
+    match out.key_count() {
+        None => return Err(format!("the answer has no KeyCount (it holds {held} keys): it may have been cut short")),
+        Some(n) if usize::try_from(n).ok() != Some(held) => {
+            return Err(format!("the answer says KeyCount {n} but holds {held} keys: it was cut short"));
+        }
+        Some(_) => {}
+    }
+    if out.is_truncated() == Some(true) && out.next_continuation_token().is_none_or(str::is_empty) {
+        return Err("the answer says IsTruncated without a NextContinuationToken: the rest cannot be read".into());
+    }
+    let mut keys = Vec::with_capacity(out.contents().len());
+    for o in out.contents() {
+        let Some(key) = o.key() else { return Err("the answer has an object without a Key".into()) };
+        keys.push(Listed { key: key.to_string(), modified: o.last_modified().and_then(to_chrono) });
+    }
+    Ok(keys)
 }
 
 /// Send a conditional request, and again after a short pause while S3 answers
@@ -312,4 +389,51 @@ where
     F::Output: Send,
 {
     std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::types::{CommonPrefix, Object};
+
+    fn page(count: Option<i32>, keys: &[&str], truncated: bool, token: Option<&str>) -> ListObjectsV2Output {
+        let mut b = ListObjectsV2Output::builder().set_key_count(count).is_truncated(truncated);
+        for k in keys {
+            b = b.contents(Object::builder().key(*k).build());
+        }
+        b.set_next_continuation_token(token.map(str::to_string)).build()
+    }
+
+    #[test]
+    fn a_page_is_whole_or_an_error() {
+        let ok = complete_page(&page(Some(2), &["runs/a.json", "runs/b.json"], false, None)).unwrap();
+        assert_eq!(ok.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(), ["runs/a.json", "runs/b.json"]);
+        assert!(complete_page(&page(Some(2), &["runs/a.json"], false, None)).unwrap_err().contains("KeyCount 2"));
+        assert!(complete_page(&page(None, &["runs/a.json"], false, None)).unwrap_err().contains("no KeyCount"));
+        assert!(complete_page(&page(Some(1), &["runs/a.json"], true, None)).unwrap_err().contains("IsTruncated"));
+        complete_page(&page(Some(1), &["runs/a.json"], true, Some("t"))).unwrap();
+        // KeyCount counts the prefixes a delimiter rolls up, too.
+        let with_prefix = ListObjectsV2Output::builder()
+            .key_count(2)
+            .contents(Object::builder().key("runs/a.json").build())
+            .common_prefixes(CommonPrefix::builder().prefix("runs/sub/").build())
+            .build();
+        assert_eq!(complete_page(&with_prefix).unwrap().len(), 1);
+        assert!(complete_page(&page(Some(0), &[], false, None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_age_is_the_answers_date_minus_last_modified() {
+        let d = ServerDate::default();
+        *d.0.lock().unwrap() = Some("Mon, 07 Dec 2026 18:31:47 GMT".into());
+        let written = aws_smithy_types::DateTime::from_secs(
+            chrono::DateTime::parse_from_rfc2822("Mon, 07 Dec 2026 18:11:47 GMT").unwrap().timestamp(),
+        );
+        assert_eq!(d.age_of(Some(&written)), Some(Duration::from_secs(1200)));
+        assert_eq!(d.age_of(None), None, "no Last-Modified: no age");
+        *d.0.lock().unwrap() = None;
+        assert_eq!(d.age_of(Some(&written)), None, "no Date: no age, never this machine's clock");
+    }
 }

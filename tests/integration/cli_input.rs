@@ -171,3 +171,126 @@ fn usage_errors_from_the_command_line_exit_2() {
         assert_eq!(r.code, 2, "{args:?} {r:?}");
     }
 }
+
+/// `p`'s ferry.toml with its migration line replaced by `migration`.
+fn with_migration(p: &Project, migration: &str) {
+    let toml = std::fs::read_to_string(p.path().join("ferry.toml")).unwrap();
+    let old = "migration = { command = [\"sh\", \"migrate.sh\"] }";
+    assert!(toml.contains(old), "{toml}");
+    p.write("ferry.toml", &toml.replace(old, migration));
+}
+
+#[test]
+fn a_nul_in_migration_env_or_a_command_argument_is_refused_naming_the_key() {
+    for (migration, key) in [
+        (
+            "migration = { command = [\"sh\", \"migrate.sh\"], env = { GREETING = \"a\\u0000b\" } }",
+            "env.local.migration.env.GREETING",
+        ),
+        (
+            "migration = { command = [\"sh\", \"migrate.sh\"], env = { T = { value = \"x\\U00000000\", secret = true } } }",
+            "env.local.migration.env.T.value",
+        ),
+        ("migration = { command = [\"sh\", \"migrate.sh\", \"--to\\u0000head\"] }", "env.local.migration.command[2]"),
+    ] {
+        let p = Project::sqlite(GOOD_MIGRATION, "");
+        with_migration(&p, migration);
+        let before = p.files();
+        let r = p.run(["deploy", "local"]).expect_exit(2);
+        assert!(r.stderr.contains(key) && r.stderr.contains("NUL") && r.stderr.contains("ferry.toml:"), "{r:?}");
+        assert_untouched(&p, &before);
+    }
+}
+
+/// An AWS environment whose config is valid; nothing here reaches a network.
+const AWS_ENV: &str = "project = \"t\"\n[env.prod]\nregion = \"us-east-1\"\ndatabase = { cluster = \"c\" }\nmigration = { cluster = \"c\", task_definition = \"td\", subnets = [\"a\"], security_groups = [\"b\"], container = \"m\", command = [\"x\"] }\n";
+
+/// `ferry deploy prod --yes` on an AWS project, loopback only, with `vars`.
+fn aws_deploy(p: &Project, vars: &[(&str, &std::ffi::OsStr)]) -> common::Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = p.command(&["deploy", "prod", "--yes"]);
+    for k in ["AWS_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_CONFIG_FILE", "AWS_DEFAULT_REGION"] {
+        c.env_remove(k);
+    }
+    c.env("HOME", home.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().unwrap().into()
+}
+
+#[test]
+fn an_api_budget_too_small_to_be_a_rate_is_refused_naming_it() {
+    for v in ["1e-300", "0.001", "nan", "inf"] {
+        let p = Project::new(&format!("{AWS_ENV}api_budget = {{ rds = {v} }}\n"));
+        let r = p.run(["config", "validate"]).expect_exit(2);
+        assert!(r.stderr.contains("api_budget.rds"), "{v}: {r:?}");
+        let r = aws_deploy(&p, &[]);
+        assert_eq!(r.code, 2, "{v}: {r:?}");
+        assert!(!p.path().join(".ferry").exists(), "nothing touched");
+    }
+}
+
+#[test]
+fn aws_retry_settings_the_sdk_would_panic_on_exit_2_naming_them() {
+    let p = Project::new(AWS_ENV);
+    let os = std::ffi::OsStr::new;
+    for (var, value) in
+        [("AWS_MAX_ATTEMPTS", "lots"), ("AWS_MAX_ATTEMPTS", "0"), ("AWS_MAX_ATTEMPTS", ""), ("AWS_RETRY_MODE", "bogus")]
+    {
+        let r = aws_deploy(&p, &[(var, os(value))]);
+        assert_eq!(r.code, 2, "{var}={value}: {r:?}");
+        assert!(r.stderr.contains(var) && !r.stderr.contains("panicked"), "{var}={value}: {r:?}");
+    }
+    let config = p.path().join("aws-config");
+    std::fs::write(&config, "[default]\nmax_attempts = many\n").unwrap();
+    let r = aws_deploy(&p, &[("AWS_CONFIG_FILE", config.as_os_str())]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("max_attempts") && r.stderr.contains("\"default\""), "{r:?}");
+    std::fs::write(&config, "[profile ci]\nretry_mode = sometimes\n").unwrap();
+    let r = aws_deploy(&p, &[("AWS_CONFIG_FILE", config.as_os_str()), ("AWS_PROFILE", os("ci"))]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("retry_mode") && !r.stderr.contains("panicked"), "{r:?}");
+    assert!(!p.path().join(".ferry").exists(), "nothing touched");
+}
+
+#[test]
+fn a_non_utf8_ferry_config_is_an_error_not_a_fallback_to_the_local_ferry_toml() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::sqlite(GOOD_MIGRATION, "");
+    let before = p.files();
+    for var in ["FERRY_CONFIG", "FERRY_STATE", "FERRY_IMAGE"] {
+        let r = p.run(["deploy", "local"]).env(var, std::ffi::OsStr::from_bytes(b"\xffother.toml")).expect_exit(2);
+        assert!(r.stderr.contains(var) && r.stderr.contains("UTF-8"), "{r:?}");
+        assert_untouched(&p, &before);
+    }
+}
+
+#[test]
+fn a_database_url_with_a_broken_percent_escape_is_refused_without_showing_the_password() {
+    let p = Project::new(
+        "project = \"t\"\n[env.local]\nprovider = \"local\"\ndatabase = { url = \"postgres://u:p%zzTopSecret@127.0.0.1:1/db\" }\nmigration = { command = [\"true\"] }\n",
+    );
+    let r = p.run(["deploy", "local"]).expect_exit(2);
+    assert!(r.stderr.contains("the password") && r.stderr.contains("two hex digits"), "{r:?}");
+    assert!(!r.stderr.contains("TopSecret"), "{r:?}");
+    assert!(!p.path().join(".ferry").exists(), "nothing touched");
+}
+
+#[test]
+fn an_empty_region_and_a_config_that_is_not_a_regular_file_exit_2() {
+    let p = Project::sqlite(GOOD_MIGRATION, "");
+    let before = p.files();
+    let r = p.run(["--region", "", "deploy", "local"]).expect_exit(2);
+    assert!(r.stderr.contains("region is empty"), "{r:?}");
+    let r = p.run(["--region", "US East", "deploy", "local"]).expect_exit(2);
+    assert!(r.stderr.contains("not an AWS region code"), "{r:?}");
+    let r = p.run(["--config", "/dev/null", "deploy", "local"]).expect_exit(2);
+    assert!(r.stderr.contains("/dev/null") && r.stderr.contains("not a regular file"), "{r:?}");
+    let r = p.run(["deploy", "local"]).env("FERRY_CONFIG", "/dev/null").expect_exit(2);
+    assert!(r.stderr.contains("FERRY_CONFIG") && r.stderr.contains("not a regular file"), "{r:?}");
+    assert_untouched(&p, &before);
+}

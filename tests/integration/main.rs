@@ -33,5 +33,6 @@ mod release;
 mod s3_state;
 mod scripts;
 mod sparse_e2e;
+mod state_faults;
 mod state_lock;
 mod workflows;

@@ -327,3 +327,128 @@ fn with_neither_the_journal_nor_the_fallback_writable_the_run_stops_at_exit_5_wi
     // No restore without a record of it: the database is as the migration left it.
     assert_eq!(p.sql("SELECT count(*) FROM orders"), ["count(*)", "1"]);
 }
+
+#[test]
+fn a_secret_is_masked_form_encoded_json_escaped_and_in_base64() {
+    let p = Project::sqlite(
+        "echo \"form $(printf '%s' \"$FORM\")\"\n\
+         printf '%s\\n' 'json {\"t\": \"Pw S3cr3t\\/x?\\u00fc\"}'\n\
+         echo \"b64 $(printf 'user:%s' \"$TOKEN\" | base64 -w0)\"\n\
+         echo \"b64url $(printf 'a%s!' \"$TOKEN\" | base64 -w0 | tr '+/' '-_')\"\n\
+         echo \"b64alone $(printf '%s' \"$TOKEN\" | base64 -w0)\"\n\
+         exit 1\n",
+        "migration = { command = [\"sh\", \"migrate.sh\"], env = { TOKEN = { value = \"Pw S3cr3t/x?ü\", secret = true }, FORM = \"Pw+S3cr3t%2Fx%3F%C3%BC\" } }",
+    );
+    let r = p.ferry(&["deploy", "local"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+    let log_file = std::fs::read_to_string(p.path().join(".ferry/tasks").join(&run_id).join("output.log")).unwrap();
+    let journal = std::fs::read_to_string(p.runs_dir().join(format!("{run_id}.json"))).unwrap();
+    for text in [&r.stderr, &log_file, &journal] {
+        assert!(!text.contains("S3cr3t"), "a form of the secret leaked: {text}");
+        for label in ["form ", "json ", "b64 ", "b64url ", "b64alone "] {
+            for line in text.lines().filter(|l| l.contains(label)) {
+                assert!(line.contains("***"), "{label:?} not masked: {line}");
+            }
+        }
+    }
+    assert!(r.stderr.contains("b64alone ***"), "{r:?}");
+}
+
+/// A shared `$TMPDIR` whose `ferry-journals` was made by someone else: ferry
+/// does not write its fallback record there.
+#[test]
+fn a_fallback_directory_that_is_not_ferrys_own_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    type Make<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Make, &str); 3] = [
+        (
+            "world-writable",
+            Box::new(|d: &Path| {
+                std::fs::create_dir(d).unwrap();
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+            }),
+            "writable by group or others",
+        ),
+        ("symlink", Box::new(|d: &Path| std::os::unix::fs::symlink(elsewhere.path(), d).unwrap()), "symbolic link"),
+        (
+            "another user's",
+            Box::new(|d: &Path| {
+                std::fs::create_dir(d).unwrap();
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+                nix::unistd::chown(d, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            }),
+            "owned by uid 65534",
+        ),
+    ];
+    for (what, make, why) in cases {
+        let p = Project::sqlite(FAILS_SLOWLY, "");
+        let tmp = tmp.path().join(what.replace([' ', '\''], "_"));
+        std::fs::create_dir(&tmp).unwrap();
+        let fallback = tmp.join("ferry-journals");
+        make(&fallback);
+        let child = p.command(&["deploy", "local"]).env("TMPDIR", &tmp).stderr(Stdio::piped()).spawn().unwrap();
+        assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+        break_runs_dir(&p.path().join(".ferry"));
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{what}: {stderr}");
+        assert!(stderr.contains(&fallback.display().to_string()) && stderr.contains(why), "{what}: {stderr}");
+        let written = std::fs::read_dir(&fallback).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(written, 0, "{what}: nothing written into it");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "{what}: nor through the link");
+    }
+}
+
+/// The lock file a killed deploy left, rewritten as held by a live ferry on
+/// another machine with `heartbeat_at` as given.
+fn lock_of_another_machine(p: &Project, heartbeat_at: chrono::DateTime<chrono::Utc>) -> std::path::PathBuf {
+    let lock = std::fs::read_dir(p.path().join(".ferry/locks"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let mut h: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    h["host"] = "build-box-elsewhere".into();
+    h["heartbeat_at"] = heartbeat_at.to_rfc3339().into();
+    std::fs::write(&lock, h.to_string()).unwrap();
+    lock
+}
+
+#[test]
+fn a_local_locks_age_is_its_files_not_its_holders_clock() {
+    let p = Project::sqlite(SLOW, "");
+    deploy_killed_in_migration(&p);
+    // The holder's clock is 12 minutes behind; the file was written just now.
+    let lock = lock_of_another_machine(&p, chrono::Utc::now() - chrono::Duration::minutes(12));
+    let r = p.run(["deploy", "local"]).expect_exit(3);
+    assert!(r.stderr.contains("is locked by") && !r.stderr.contains("probably dead"), "{r:?}");
+    // Its clock is right, but nothing has written the file for 20 minutes.
+    lock_of_another_machine(&p, chrono::Utc::now());
+    let old = std::time::SystemTime::now() - Duration::from_secs(20 * 60);
+    std::fs::File::options().write(true).open(&lock).unwrap().set_modified(old).unwrap();
+    let r = p.run(["deploy", "local"]).expect_exit(3);
+    assert!(r.stderr.contains("its last heartbeat was 20m") && r.stderr.contains("probably dead"), "{r:?}");
+}
+
+#[test]
+fn runs_are_ordered_by_when_the_backend_wrote_them_not_by_their_ids_clock() {
+    let p = Project::sqlite("echo ok\n", "");
+    assert_eq!(p.ferry(&["deploy", "local"]).code, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(p.ferry(&["deploy", "local"]).code, 0);
+    let list = |p: &Project| -> Vec<String> {
+        let r = p.ferry(&["runs", "list", "--output", "json"]);
+        r.json()["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect()
+    };
+    let ids = list(&p);
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] > ids[1], "the run written last is first: {ids:?}");
+    // The older id's record is the one written last (its machine's clock was behind).
+    let older = p.runs_dir().join(format!("{}.json", ids[1]));
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&older).unwrap().set_modified(later).unwrap();
+    assert_eq!(list(&p)[0], ids[1], "ordered by the backend's time");
+}

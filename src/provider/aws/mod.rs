@@ -64,6 +64,78 @@ pub fn with_retry_policy(sdk: SdkConfig) -> SdkConfig {
     if in_env || in_profile { sdk } else { sdk.to_builder().retry_config(retry_config()).build() }
 }
 
+/// The most attempts ferry accepts in `AWS_MAX_ATTEMPTS` / `max_attempts`:
+/// more is a typo (each attempt waits up to [`RETRY_MAX_BACKOFF`]).
+pub const MAX_ATTEMPTS_ACCEPTED: u32 = 100;
+
+/// Check the settings the AWS SDK reads by itself and would panic on, before
+/// it is loaded: aws-config's retry settings (`AWS_MAX_ATTEMPTS`,
+/// `AWS_RETRY_MODE`, and the profile's `max_attempts` / `retry_mode`) make its
+/// loader panic when they do not parse, when max attempts is 0, or when a
+/// value is not UTF-8. Its other settings (`AWS_USE_FIPS_ENDPOINT`,
+/// `AWS_ENDPOINT_URL`, ...) are logged and ignored when malformed, which is
+/// no panic; `AWS_REGION` is checked here too, since an empty or malformed one
+/// would only surface as an unreachable endpoint. The error names the variable
+/// (or the profile and key) for exit 2.
+pub async fn check_sdk_settings(profile: Option<&str>) -> Result<(), String> {
+    for var in ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"] {
+        if let Some(v) = std::env::var_os(var)
+            && v.to_str().is_none()
+        {
+            return Err(format!("{var} is not valid UTF-8 text; set it to a plain value or unset it"));
+        }
+    }
+    let var = |k: &str| std::env::var(k).ok();
+    if let Some(v) = var("AWS_MAX_ATTEMPTS") {
+        max_attempts(&v).map_err(|e| format!("AWS_MAX_ATTEMPTS={v:?}: {e}"))?;
+    }
+    if let Some(v) = var("AWS_RETRY_MODE") {
+        retry_mode(&v).map_err(|e| format!("AWS_RETRY_MODE={v:?}: {e}"))?;
+    }
+    for k in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Some(v) = var(k)
+            && !v.is_empty()
+            && !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(format!("{k}={v:?} is not an AWS region code (e.g. us-east-1)"));
+        }
+    }
+    // The profile the SDK will read (its own loader, so the same files, the
+    // same `AWS_CONFIG_FILE`, the same selection). A file that does not parse
+    // is left to the SDK, which reports it without panicking.
+    // The alias aws_config::profile::load takes (its new name lives in aws-runtime).
+    #[allow(deprecated)]
+    let files = aws_config::profile::profile_file::ProfileFiles::default();
+    let chosen = profile.map(|p| std::borrow::Cow::Owned(p.to_string()));
+    let fs = aws_types::os_shim_internal::Fs::real();
+    let env = aws_types::os_shim_internal::Env::real();
+    if let Ok(set) = aws_config::profile::load(&fs, &env, &files, chosen).await {
+        let name = set.selected_profile().to_string();
+        if let Some(v) = set.get("max_attempts") {
+            max_attempts(v).map_err(|e| format!("max_attempts = {v:?} in AWS profile {name:?}: {e}"))?;
+        }
+        if let Some(v) = set.get("retry_mode") {
+            retry_mode(v).map_err(|e| format!("retry_mode = {v:?} in AWS profile {name:?}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// As aws-config parses max attempts (a `u32`, untrimmed), and not 0.
+fn max_attempts(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(0) => Err("must be at least 1 (the first attempt counts)".into()),
+        Ok(n) if n > MAX_ATTEMPTS_ACCEPTED => Err(format!("must be at most {MAX_ATTEMPTS_ACCEPTED}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("must be a whole number of attempts from 1 to {MAX_ATTEMPTS_ACCEPTED}")),
+    }
+}
+
+/// As aws-config parses a retry mode: `standard` or `adaptive` (any case, trimmed).
+fn retry_mode(v: &str) -> Result<(), String> {
+    v.parse::<aws_config::retry::RetryMode>().map(|_| ()).map_err(|_| "must be standard or adaptive".to_string())
+}
+
 /// Load the SDK configuration: `--region`, then the environment's `region`, then
 /// the standard chain; `--profile` picks a named profile. Retries: [`with_retry_policy`].
 pub async fn sdk_config(env: &EnvConfig, opts: &AwsOptions) -> SdkConfig {
@@ -292,6 +364,18 @@ pub fn cannot_see_inside(env: &EnvConfig, cluster: &str) -> String {
 mod tests {
     use super::*;
     use crate::provider::fake::FakeCloud;
+
+    #[test]
+    fn retry_settings_the_sdk_panics_on_are_refused() {
+        for bad in ["lots", "0", "", " 3", "-1", "4294967296", "101"] {
+            assert!(max_attempts(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(max_attempts("7"), Ok(7));
+        for bad in ["bogus", "", "legacy"] {
+            assert!(retry_mode(bad).is_err(), "{bad:?}");
+        }
+        assert!(retry_mode(" Adaptive ").is_ok() && retry_mode("standard").is_ok());
+    }
 
     #[test]
     fn ferrys_retry_policy_applies_unless_the_profile_chose_one() {

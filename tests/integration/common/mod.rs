@@ -1,6 +1,7 @@
 //! A throwaway ferry project around the real `ferry` executable.
 
 pub mod emulator;
+pub mod fault_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
