@@ -86,7 +86,7 @@ fn restore_with_the_new_cluster_strategy_leaves_the_current_database_alone() {
     assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-b"]).code, 0);
     p.sql("DELETE FROM orders");
     let r = p
-        .run(["restore", "local", "--snapshot", "snap-b", "--strategy", "new-cluster", "--output", "json"])
+        .run(["restore", "local", "--snapshot", "snap-b", "--strategy", "new-cluster", "--yes", "--output", "json"])
         .expect_exit(0);
     let restored = r.json()["restore"]["restored_cluster"].as_str().unwrap().to_string();
     assert!(restored.contains("/app-restored-"), "{restored}");

@@ -194,7 +194,7 @@ fn every_time_shown_to_a_person_is_rfc3339_utc_whole_seconds_and_lists_have_head
         assert_eq!(r.code, 0, "{args:?}: {r:?}");
         if args[..2] == ["snapshot", "list"] {
             let header: Vec<&str> = r.stdout.lines().next().unwrap().split_whitespace().collect();
-            assert_eq!(header, ["SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE", "RUN"], "{r:?}");
+            assert_eq!(header, ["SNAPSHOT", "TYPE", "STATUS", "DONE", "CREATED", "PURPOSE", "RUN"], "{r:?}");
             assert_eq!(r.stdout.lines().count(), 3, "a header and two snapshots: {r:?}");
         }
         if args == ["runs", "list"] {
