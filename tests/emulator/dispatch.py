@@ -11,6 +11,9 @@ Routing, first match wins:
 * everything else                            moto's own server app (RDS changes live in rds_pg's
                                               wrappers around moto's models)
 
+Before any of these (``/_emulator`` aside), iam.Iam authorizes a request signed with a
+registered access key against its policy; a denied one is answered AccessDenied here.
+
 Every call outside ``/_emulator`` is counted in calls.CallLog (``GET /_emulator/calls``).
 
 Every call into moto holds locks.MOTO_LOCK and is buffered whole.
@@ -28,6 +31,7 @@ from http import HTTPStatus
 from typing import Any
 from xml.sax.saxutils import escape
 
+import iam
 import rds_pg
 import s3_cond
 from apprunner import TARGET_PREFIX as APPRUNNER_PREFIX
@@ -89,6 +93,7 @@ class Dispatcher:
         self.apprunner = apprunner
         self.calls = CallLog()
         self.s3 = s3_cond.S3Front(settings)
+        self.iam = iam.Iam()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.time()
@@ -123,6 +128,9 @@ class Dispatcher:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         body = _read_body(environ)
         environ["emulator.request_body"] = body
+        denied = self.iam.authorize(environ, body)
+        if denied is not None:
+            return denied
         if target.startswith(APPRUNNER_PREFIX):
             return self.apprunner.handle(target, environ, body)
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:
@@ -166,6 +174,8 @@ class Dispatcher:
                 "tasks": self.ecs.view,
                 "apprunner": self.apprunner.view,
                 "config": self.settings.snapshot,
+                "iam": self.iam.view,
+                "iam/denied": lambda: {"denied": self.iam.denied()},
             }
             if route in views:
                 return _json(200, views[route]())
@@ -174,6 +184,11 @@ class Dispatcher:
                 return _json(code, answer)
             if route == "calls":
                 return _json(200, self.calls.view(environ.get("QUERY_STRING", "")))
+        elif method == "POST" and route == "iam":
+            try:
+                return _json(200, self.iam.register(json.loads(_read_body(environ) or b"{}")))
+            except ValueError as e:
+                return _json(400, {"error": str(e)})
         elif method == "POST" and route == "config":
             try:
                 changes = json.loads(_read_body(environ) or b"{}")
