@@ -17,7 +17,9 @@
         from --state-bucket/--state-prefix, the service's ARN or empty) and
         registers them with the emulator under a fresh access key: ferry runs
         with that key, as the shipped policy. Prints one JSON object: stack,
-        cluster, service_arn, service_name, image, endpoint, access_key, policy.
+        name, stack, cluster, service_arn, service_name, image, endpoint, access_key,
+        policy. The ferry.toml's `project` is NAME, so that the snapshots'
+        default prefix `NAME-<env>-pre-deploy` is inside DatabaseNamePattern.
 
     python scenario.py policy --endpoint URL --repo ROOT --name NAME [--service-arn ARN] [...]
         Only the last step of setup: render, register, print {"access_key", "policy"}.
@@ -243,7 +245,7 @@ def setup(args):
              == "RUNNING")
 
     registered = register_policy(args, service_arn)
-    print(json.dumps({"stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint,
+    print(json.dumps({"name": args.name, "stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint,
                       "image": image if args.service else None,
                       "service_name": f"{args.name}-web" if args.service else None, **registered}))
 

@@ -136,7 +136,7 @@ class Dispatcher:
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:
             return self.ecs.handle(target[len(ECS_PREFIX) :], environ, body, lambda b: self.call_moto(environ, b))
         if not target and s3_cond.is_s3(environ):
-            return self.s3.handle(environ, body, self.call_moto)
+            return self.iam.hide_missing(environ, self.s3.handle(environ, body, self.call_moto))
         return self.call_moto(environ, body)
 
     def call_moto(self, environ: dict[str, Any], body: bytes) -> Response:

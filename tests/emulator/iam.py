@@ -843,6 +843,33 @@ class Iam:
                                   context)
         return None
 
+    def hide_missing(self, environ: dict[str, Any], response: Response) -> Response:
+        """S3 API Reference, GetObject: "If the object you request doesn't exist, the error
+        that Amazon S3 returns depends on whether you also have the s3:ListBucket permission
+        ... If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status
+        code 403 Access Denied error." The same for HeadObject and a conditional DeleteObject.
+        A registered principal's 404 becomes that 403 when its policy does not allow
+        s3:ListBucket on the bucket for a request without s3:prefix (not counted as a denial:
+        the request was allowed)."""
+        if response[0] != 404:
+            return response
+        with self._lock:
+            principal = self._principals.get(access_key_of(environ))
+        if principal is None:
+            return response
+        operation = s3_cond.operation(environ)
+        if operation not in ("GetObject", "HeadObject") and not (
+            operation == "DeleteObject" and environ.get("HTTP_IF_MATCH")
+        ):
+            return response
+        bucket, _ = s3_cond._bucket_and_key(environ)
+        region = region_of(environ)
+        user_arn = f"arn:{PARTITION}:iam::{ACCOUNT}:user/{principal['user']}"
+        context = supported_context("s3:ListBucket", "bucket", {"aws:PrincipalArn": [user_arn]})
+        if evaluate(principal["policy"], "s3:ListBucket", arn_of("s3", "bucket", region, bucket), context) == "allow":
+            return response
+        return s3_cond.error(environ, 403, "AccessDenied", "Access Denied")
+
     def _deny(self, environ: dict[str, Any], service: str, operation: str, action: str, resource: str, verdict: str,
               message: str, context: dict[str, list[str]] | None = None) -> Response:
         entry = {"time": round(time.time(), 4), "service": service, "operation": operation, "action": action,

@@ -102,12 +102,13 @@ fn an_app_runner_deployment_that_fails_with_late_listings_is_restored_and_its_lo
     let before = orders(&emu, cluster);
     emu.push_image(&s, json!({"revision": "head", "fail": true}));
     let toml = format!(
-        "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+        "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
          timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n\
          migration = {{ runner = \"apprunner\" }}\nservice = {{ apprunner_arn = \"{arn}\" }}\n",
         arn = s["service_arn"].as_str().unwrap(),
+        project = s["name"].as_str().unwrap(),
     );
-    let p = emu.project_with(&toml);
+    let p = emu.project_with(&s, &toml);
 
     let r = p.ferry(&["deploy", "stage", "--output", "json"]);
     assert_eq!(r.code, 4, "{r:?}");

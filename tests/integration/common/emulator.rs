@@ -212,13 +212,14 @@ impl Emulator {
             None => String::new(),
         };
         let toml = format!(
-            "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\nstack = \"{stack}\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+            "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\nstack = \"{stack}\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
              timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n{service}{extra}\n\
              [env.stage.migration]\ncluster = \"${{output:ClusterName}}\"\ntask_definition = \"${{output:MigrationTaskDefinitionArn}}\"\n\
              subnets = \"${{output:PrivateSubnetIds}}\"\nsecurity_groups = [\"${{output:MigrationSecurityGroupId}}\"]\n\
              container = \"migrate\"\ncommand = {command}\n",
             stack = s["stack"].as_str().unwrap(),
             cluster = s["cluster"].as_str().unwrap(),
+            project = s["name"].as_str().unwrap(),
         );
         std::fs::write(dir.path().join("ferry.toml"), toml).unwrap();
         Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap(), access_key: access_key(s) }
