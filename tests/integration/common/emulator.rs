@@ -259,7 +259,11 @@ impl Drop for Emulator {
                     nix::sys::signal::Signal::SIGTERM,
                 );
                 let _ = self.child.wait();
-                panic!("IAM denied {} of ferry's requests under the shipped policy:\n  {}", lines.len(), lines.join("\n  "));
+                panic!(
+                    "IAM denied {} of ferry's requests under the shipped policy:\n  {}",
+                    lines.len(),
+                    lines.join("\n  ")
+                );
             }
         }
         let _ = nix::sys::signal::kill(
