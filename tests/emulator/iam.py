@@ -384,23 +384,26 @@ def _rds_describe_snapshots(r: Request) -> list[Check]:
     return [Check(action, r.arn("rds", "cluster-snapshot"), "cluster-snapshot")]
 
 
-def _rds_optional(r: Request, action: str, pairs: list[tuple[str, str]]) -> list[Check]:
-    """The resources a create names beside its new one (subnet group, parameter groups, ...)."""
+def _rds_optional(r: Request, action: str, pairs: list[tuple[str, str]],
+                  ctx: dict[str, list[str]] | None = None) -> list[Check]:
+    """The resources a create names beside its new one (subnet group, parameter groups, ...),
+    with the request's own keys (its tags): they hold for every resource of the call."""
     out = []
     for param, rtype in pairs:
         v = r.q(param)
         if v:
-            out.append(Check(action, _rds_ident_arn(r, rtype, v), rtype))
+            out.append(Check(action, _rds_ident_arn(r, rtype, v), rtype, ctx))
     return out
 
 
-def _rds_required_default(r: Request, action: str, pairs: list[tuple[str, str]]) -> list[Check]:
+def _rds_required_default(r: Request, action: str, pairs: list[tuple[str, str]],
+                          ctx: dict[str, list[str]] | None = None) -> list[Check]:
     """Resource types the action requires: the named one, or the type's wildcard when the
     request names none (RDS then uses a default we do not model)."""
     out = []
     for param, rtype in pairs:
         v = r.q(param)
-        out.append(Check(action, _rds_ident_arn(r, rtype, v) if v else r.arn("rds", rtype), rtype))
+        out.append(Check(action, _rds_ident_arn(r, rtype, v) if v else r.arn("rds", rtype), rtype, ctx))
     return out
 
 
@@ -440,7 +443,7 @@ def _rds_restore_from_snapshot(r: Request) -> list[Check]:
         _rds_existing(r, action, "cluster-snapshot", r.q("SnapshotIdentifier") or "", ctx),
         *_rds_required_default(
             r, action, [("DBSubnetGroupName", "subgrp"), ("DBClusterParameterGroupName", "cluster-pg"),
-                        ("OptionGroupName", "og")]
+                        ("OptionGroupName", "og")], ctx
         ),
         *_tag_on_create(r, new, "cluster"),
         *_pass_role(r.q("MonitoringRoleArn"), "monitoring.rds.amazonaws.com"),
@@ -456,7 +459,7 @@ def _rds_restore_to_point_in_time(r: Request) -> list[Check]:
         _rds_existing(r, action, "cluster", r.q("SourceDBClusterIdentifier") or "", ctx),
         *_rds_required_default(
             r, action, [("DBSubnetGroupName", "subgrp"), ("DBClusterParameterGroupName", "cluster-pg"),
-                        ("OptionGroupName", "og")]
+                        ("OptionGroupName", "og")], ctx
         ),
         *_tag_on_create(r, new, "cluster"),
     ]
@@ -469,9 +472,9 @@ def _rds_create_instance(r: Request) -> list[Check]:
     out = [Check(action, new, "db", ctx)]
     cluster = r.q("DBClusterIdentifier")
     if cluster:
-        out.append(_rds_existing(r, action, "cluster", cluster))
+        out.append(_rds_existing(r, action, "cluster", cluster, ctx))
     out += _rds_optional(r, action, [("DBSubnetGroupName", "subgrp"), ("DBParameterGroupName", "pg"),
-                                     ("OptionGroupName", "og")])
+                                     ("OptionGroupName", "og")], ctx)
     out += _tag_on_create(r, new, "db")
     out += _pass_role(r.q("MonitoringRoleArn"), "monitoring.rds.amazonaws.com")
     return out

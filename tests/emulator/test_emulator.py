@@ -4,7 +4,8 @@
 
 One emulator (server.py as a subprocess) serves the whole module; its tests
 drive RDS <-> PostgreSQL, ECS tasks that really run, App Runner,
-CloudFormation and S3 (conditional writes, faults) the way ferry does, in file
+CloudFormation, S3 (conditional writes, faults) and IAM (requests signed with
+a registered key, evaluated against its policy) the way ferry does, in file
 order: the later areas use what the earlier ones made (the RDS cluster, the
 call log), and the last one stops the emulator and checks its clean-up.
 FERRY_EMULATOR_PG_URL names the PostgreSQL server (a role that may create
@@ -35,6 +36,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "server.py")
+sys.path.insert(0, HERE)
+import iam  # noqa: E402 - the IAM evaluation, checked directly as well as through the server
 REGION = "us-east-1"
 
 
@@ -1447,9 +1450,6 @@ def test_sparse_answers(emu: Emulator, net: dict[str, str]) -> None:
 
 
 # -- IAM ---------------------------------------------------------------------------------------------
-
-sys.path.insert(0, HERE)
-import iam  # noqa: E402 - the module under test, beside this file
 
 ARN = "arn:aws:rds:us-east-1:123456789012"
 

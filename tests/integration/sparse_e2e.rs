@@ -137,7 +137,9 @@ fn a_restore_that_waits_out_a_deployment_that_succeeds_leaves_the_service_paused
     let s = emu.setup(true);
     let cluster = s["cluster"].as_str().unwrap();
     let p = emu.project(&s, &["true"], "");
-    let snap = p.ferry(&["snapshot", "create", "stage", "--wait", "--id", "before-the-release"]);
+    // Inside the policy's DatabaseNamePattern (<name>-*), as a snapshot id must be.
+    let id = format!("{}-before-the-release", s["name"].as_str().unwrap());
+    let snap = p.ferry(&["snapshot", "create", "stage", "--wait", "--id", &id]);
     assert_eq!(snap.code, 0, "{snap:?}");
     let before = orders(&emu, cluster);
     emu.query(cluster, "DELETE FROM orders RETURNING id");
@@ -145,7 +147,7 @@ fn a_restore_that_waits_out_a_deployment_that_succeeds_leaves_the_service_paused
     // Someone deploys a new version; the restore has to wait for it.
     emu.configure(json!({"service_seconds": 6}));
     emu.scenario(&["apprunner", "--arn", s["service_arn"].as_str().unwrap(), "--call", "start_deployment"]);
-    let r = p.ferry(&["restore", "stage", "--snapshot", "before-the-release", "--output", "json"]);
+    let r = p.ferry(&["restore", "stage", "--snapshot", &id, "--output", "json"]);
     assert_eq!(r.code, 5, "{r:?}");
     let rec = r.json();
     assert_eq!(rec["next"], "ferry service resume stage");
