@@ -294,3 +294,44 @@ fn a_production_like_cluster_is_restored_as_its_twin_with_every_instance() {
     // And the data is the snapshot's.
     assert_eq!(emu.query(cluster, "SELECT version_num FROM alembic_version"), serde_json::json!([["0002_add_email"]]));
 }
+
+/// The harness's IAM check: a request the registered policy denies fails the
+/// test at its end, naming the action and the resource IAM checked (an
+/// identifier-less Describe: the type's wildcard ARN); `expect_denials` lets a
+/// test that wants the denial pass.
+#[test]
+fn a_request_the_policy_denies_fails_the_test_naming_its_action_and_resource() {
+    let denied_describe = |emu: &Emulator| {
+        emu.register_policy(
+            "AKIADENIEDCHECK",
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "rds:DescribeDBClusters", "Resource": "arn:aws:rds:us-east-1:123456789012:cluster:app-*"}]}),
+        );
+        let out = std::process::Command::new(&emu.python)
+            .args([
+                "-c",
+                "import sys, boto3\nfrom botocore.exceptions import ClientError\n\
+                 rds = boto3.client('rds', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='AKIADENIEDCHECK', aws_secret_access_key='x')\n\
+                 try:\n    rds.describe_db_clusters()\nexcept ClientError as e:\n    print(e.response['Error']['Code'])",
+            ])
+            .arg(&emu.endpoint)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "AccessDenied", "{out:?}");
+    };
+
+    let Some(emu) = Emulator::start() else { return };
+    denied_describe(&emu);
+    let denied = emu.denied();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["resource"], "arn:aws:rds:us-east-1:123456789012:cluster:*");
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(emu)))
+        .expect_err("the end of the test fails on a denied request");
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("rds:DescribeDBClusters on arn:aws:rds:us-east-1:123456789012:cluster:*"), "{message}");
+
+    let Some(emu) = Emulator::start() else { return };
+    denied_describe(&emu);
+    emu.expect_denials();
+}

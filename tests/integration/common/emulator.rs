@@ -175,6 +175,23 @@ impl Emulator {
         Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap(), access_key: access_key(s) }
     }
 
+    /// Register an IAM policy for an access key (POST /_emulator/iam).
+    pub fn register_policy(&self, access_key: &str, policy: serde_json::Value) {
+        let body = serde_json::json!({ "access_key": access_key, "policy": policy }).to_string();
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                "import sys, urllib.request\n\
+                 r = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST')\n\
+                 urllib.request.urlopen(r).read()",
+            ])
+            .arg(format!("{}/_emulator/iam", self.endpoint))
+            .arg(body)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// This test expects IAM to deny some of ferry's requests: the check at
     /// the end of the test is skipped.
     pub fn expect_denials(&self) {
