@@ -335,3 +335,43 @@ fn a_request_the_policy_denies_fails_the_test_naming_its_action_and_resource() {
     denied_describe(&emu);
     emu.expect_denials();
 }
+
+/// `snapshot create`, `delete` and `prune` as the shipped policy: a manual
+/// snapshot is taken, and deleting it is refused by IAM (only pre-deploy
+/// snapshots may be deleted: exit 2, access denied); prune deletes the
+/// deploy's pre-deploy snapshot.
+#[test]
+fn snapshots_are_made_and_only_pre_deploy_ones_deleted_as_the_policy() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let p = emu.project(&s, &["true"], "");
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let pre_deploy = r.json()["snapshot"]["id"].as_str().unwrap().to_string();
+    let manual = p.ferry(&["snapshot", "create", "stage", "--wait", "--yes", "--output", "json"]);
+    assert_eq!(manual.code, 0, "{manual:?}");
+    let ids = |p: &crate::common::emulator::Project| -> Vec<String> {
+        let list = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+        list["snapshots"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect()
+    };
+    let manual_id = ids(&p).into_iter().find(|id| id.contains("-manual-")).expect("the manual snapshot");
+
+    emu.expect_denials();
+    let refused = p.ferry(&["snapshot", "delete", "stage", &manual_id, "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("access denied"), "{refused:?}");
+    let denied = emu.denied();
+    assert!(
+        denied.len() == 1
+            && denied[0]["action"] == "rds:DeleteDBClusterSnapshot"
+            && denied[0]["deny"] == "explicit"
+            && denied[0]["resource"].as_str().unwrap().ends_with(&format!(":cluster-snapshot:{manual_id}")),
+        "{denied:?}"
+    );
+
+    let pruned = p.ferry(&["snapshot", "prune", "stage", "--keep", "0", "--yes"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    let left = ids(&p);
+    assert!(!left.contains(&pre_deploy) && left.contains(&manual_id), "{left:?}");
+    assert_eq!(emu.denied().len(), 1, "prune was allowed: {:?}", emu.denied());
+}
