@@ -1,6 +1,10 @@
 """Render infra/ferry-iam.yaml's managed policies for given parameter values.
 
-    python render_policy.py TEMPLATE Name=Value ...   prints the policy document (JSON)
+    python render_policy.py [--collapse] TEMPLATE Name=Value ...   prints the policy document (JSON)
+
+--collapse writes one-element lists as their element, as infra/ferry-policy.json
+does: with the sample values of tests/integration/iam_policy.rs (SAMPLE) it
+prints that file exactly.
 
 A small evaluator of the CloudFormation intrinsic functions the template uses:
 !Ref (parameters and pseudo parameters), !Sub (string and [string, {vars}] forms),
@@ -156,9 +160,22 @@ def render(template_path: str, params: dict[str, str]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def collapse(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: collapse(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return collapse(x[0]) if len(x) == 1 else [collapse(v) for v in x]
+    return x
+
+
 def main() -> None:
-    params = dict(a.split("=", 1) for a in sys.argv[2:])
-    print(json.dumps(render(sys.argv[1], params), indent=2))
+    args = sys.argv[1:]
+    collapsed = bool(args) and args[0] == "--collapse"
+    if collapsed:
+        args = args[1:]
+    params = dict(a.split("=", 1) for a in args[1:])
+    doc = render(args[0], params)
+    print(json.dumps(collapse(doc) if collapsed else doc, indent=2))
 
 
 if __name__ == "__main__":
