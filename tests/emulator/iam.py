@@ -714,6 +714,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Request], list[Check]]] = {
     ("rds", "ModifyDBCluster"): _rds_modify_cluster,
     ("rds", "DeleteDBCluster"): _rds_on("DBClusterIdentifier", "cluster"),
     ("rds", "DeleteDBInstance"): _rds_on("DBInstanceIdentifier", "db"),
+    ("rds", "EnableHttpEndpoint"): _rds_on("ResourceArn", "cluster"),
     ("ecs", "RunTask"): _ecs_run_task,
     ("ecs", "DescribeTasks"): _ecs_describe_tasks,
     ("ecs", "StopTask"): _ecs_stop_task,
