@@ -210,6 +210,11 @@ pub enum SnapshotCommand {
     List {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
+        /// Every snapshot the platform keeps of the database (automated backups
+        /// beside manual and ferry's), with its type; `snapshot prune` still
+        /// touches only ferry's own
+        #[arg(long)]
+        all: bool,
     },
     /// Wait until a snapshot is available
     #[command(after_help = "Docs: docs/commands/snapshot.md")]

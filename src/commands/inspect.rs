@@ -29,7 +29,7 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
     };
     let sdk = aws::sdk_config(env, &ctx.aws).await;
     aws::check_credentials(&sdk).await?;
-    let stacks = aws::cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&sdk));
+    let stacks = aws::stacks(env, &sdk);
     let all = stacks.outputs(stack).await.map_err(|e| e.to_string())?;
     let refs = env.output_refs();
     Ok(all.into_iter().filter(|(k, _)| refs.contains(k)).collect())

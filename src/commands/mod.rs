@@ -240,6 +240,28 @@ impl Context {
         }
     }
 
+    /// A restore swaps the database under the application, so it is never a
+    /// side effect of a command typed without thought: `--yes`, or at a
+    /// terminal a yes to the question after the plan was shown (`confirm =
+    /// true` environments: the typed name of [`Context::guard`] instead). With
+    /// neither a terminal nor `--yes`: exit 2, nothing done.
+    pub fn ask_before_restore(&self, env: &EnvConfig) -> Result<(), CommandError> {
+        if self.yes || env.confirm {
+            return self.guard(env, "restore the database");
+        }
+        if !interactive() {
+            return Err(CommandError::Usage(format!(
+                "a restore swaps the database of {} under its application: pass --yes to restore without a \
+                 terminal; nothing was done",
+                env.name
+            )));
+        }
+        match self.confirmer().ask("Restore as described above?") {
+            Some(true) => Ok(()),
+            _ => Err(CommandError::Usage("not confirmed; nothing was done".into())),
+        }
+    }
+
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
     }

@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
-use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_snapshot_id};
+use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_restore_snapshot};
 use crate::output::append_step_summary;
 use crate::provider::Cloud;
 use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
@@ -63,7 +63,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
         return finish(ctx, env).await;
     };
     if wanted != "latest" {
-        check_snapshot_id(&wanted).map_err(CommandError::Usage)?;
+        check_restore_snapshot(&wanted).map_err(CommandError::Usage)?;
     }
     let strategy = a.strategy.unwrap_or(env.restore_strategy);
     if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
@@ -77,7 +77,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
         out.info(&line);
     }
-    ctx.guard(env, "restore the database")?;
+    ctx.ask_before_restore(env)?;
     let run_id = new_run_id(&env.name, Utc::now());
     let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
     let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;

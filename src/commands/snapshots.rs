@@ -14,7 +14,7 @@ use crate::runbook::wait::call;
 pub async fn run(ctx: &Context, c: SnapshotCommand) -> CmdResult {
     match c {
         SnapshotCommand::Create { env, wait, id } => create(ctx, &env, wait, id).await,
-        SnapshotCommand::List { env } => list(ctx, &env).await,
+        SnapshotCommand::List { env, all } => list(ctx, &env, all).await,
         SnapshotCommand::Wait { env, id } => wait_for(ctx, &env, &id).await,
         SnapshotCommand::Delete { env, id } => delete(ctx, &env, &id).await,
         SnapshotCommand::Prune { env, keep } => prune(ctx, &env, keep).await,
@@ -30,13 +30,27 @@ fn show(ctx: &Context, snaps: &[Snapshot]) -> Result<(), CommandError> {
         return print_json(&serde_json::json!({ "snapshots": snaps }), &Redactor::default());
     }
     if !snaps.is_empty() {
-        crate::outln!("{:<52} {:<9} {:>4} {:<20} {:<10} RUN", "SNAPSHOT", "STATUS", "DONE", "CREATED", "PURPOSE")?;
+        crate::outln!(
+            "{:<52} {:<9} {:<9} {:>4} {:<20} {:<10} RUN",
+            "SNAPSHOT",
+            "TYPE",
+            "STATUS",
+            "DONE",
+            "CREATED",
+            "PURPOSE"
+        )?;
     }
     for s in snaps {
         let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
         let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
         let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
-        crate::outln!("{:<52} {:<9} {:>3}% {at:<20} {purpose:<10} {run}", s.id, s.status.to_string(), s.percent)?;
+        crate::outln!(
+            "{:<52} {:<9} {:<9} {:>3}% {at:<20} {purpose:<10} {run}",
+            s.id,
+            s.kind.as_str(),
+            s.status.to_string(),
+            s.percent
+        )?;
     }
     Ok(())
 }
@@ -68,10 +82,11 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
     Ok(0)
 }
 
-async fn list(ctx: &Context, env_name: &str) -> CmdResult {
+async fn list(ctx: &Context, env_name: &str, all: bool) -> CmdResult {
     let env = ctx.env(env_name)?;
     let cloud = ctx.cloud(env).await?;
-    let mut snaps = cloud.database.list_snapshots().await?;
+    let mut snaps =
+        if all { cloud.database.list_all_snapshots().await? } else { cloud.database.list_snapshots().await? };
     snaps.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     if snaps.is_empty() && !ctx.json() {
         eprintln!("no snapshots of {}", cloud.database.cluster_id());

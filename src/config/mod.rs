@@ -21,7 +21,7 @@ use raw::{
 pub use raw::{ProviderKind, RehearseWhen, RestoreOnFailure, RestoreStrategy, RunnerKind};
 use serde::Serialize;
 use toml::Spanned;
-pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_snapshot_id};
+pub use values::{DbUrl, HumanDuration, Template, TemplateList, check_restore_snapshot, check_snapshot_id};
 
 pub const FILE_NAME: &str = "ferry.toml";
 

@@ -292,6 +292,42 @@ impl fmt::Display for SslMode {
     }
 }
 
+/// What `ferry restore --snapshot` takes: any cluster snapshot id RDS takes as
+/// the source of RestoreDBClusterFromSnapshot (the RDS API Reference:
+/// "SnapshotIdentifier: The identifier for the DB snapshot or DB cluster
+/// snapshot to restore from. You can use either the name or the Amazon
+/// Resource Name (ARN) to specify a DB cluster snapshot"): a manual snapshot's
+/// id, an automated one's (`rds:<cluster>-<yyyy-mm-dd-hh-mm>`), or a cluster
+/// snapshot ARN (a snapshot shared by another account).
+pub fn check_restore_snapshot(id: &str) -> Result<(), String> {
+    let what = "--snapshot takes a snapshot id (e.g. app-prod-pre-deploy-20261121-193300-abcd), an automated \
+                snapshot id (rds:<cluster>-<yyyy-mm-dd-hh-mm>), a cluster snapshot ARN, or `latest`";
+    if let Some(rest) = id.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(6, ':').collect();
+        let ok = id.len() <= 1011
+            && parts.len() == 6
+            && parts[0].starts_with("aws")
+            && parts[1] == "rds"
+            && !parts[2].is_empty()
+            && parts[3].len() == 12
+            && parts[3].bytes().all(|b| b.is_ascii_digit())
+            && parts[4] == "cluster-snapshot"
+            && named_snapshot(parts[5]).is_ok();
+        return if ok { Ok(()) } else { Err(format!("{id:?} is not a cluster snapshot ARN: {what}")) };
+    }
+    named_snapshot(id).map_err(|e| format!("{e}; {what}"))
+}
+
+/// A snapshot's name: a manual id, or `rds:` and an automated one's.
+fn named_snapshot(name: &str) -> Result<(), String> {
+    match name.strip_prefix("rds:") {
+        Some(automated) => {
+            check_snapshot_id(automated).map_err(|e| e.replacen("snapshot id", "automated snapshot id", 1))
+        }
+        None => check_snapshot_id(name),
+    }
+}
+
 /// RDS DB cluster snapshot identifier rules: 1–63 characters, ASCII letters,
 /// digits and hyphens, starts with a letter, no two consecutive hyphens, does
 /// not end with a hyphen.
@@ -348,6 +384,31 @@ mod tests {
         let list = TemplateList(vec![Template::parse("${output:Subnets}").unwrap()]);
         let outs = BTreeMap::from([("Subnets".into(), "subnet-a, subnet-b".into())]);
         assert_eq!(list.resolve(&outs).unwrap(), ["subnet-a", "subnet-b"]);
+    }
+
+    #[test]
+    fn restore_takes_every_snapshot_id_rds_takes_and_nothing_else() {
+        for good in [
+            "app-prod-pre-deploy-20261121-193300-abcd",
+            "rds:acme-staging-2026-12-07-03-10",
+            "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:shared-before-cutover",
+            "arn:aws-us-gov:rds:us-gov-west-1:123456789012:cluster-snapshot:rds:acme-2026-12-07-03-10",
+        ] {
+            check_restore_snapshot(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "",
+            "rds:",
+            "rds:-x",
+            "x:y",
+            "arn:aws:rds:us-east-1:123456789012:snapshot:db-snap",
+            "arn:aws:ec2:us-east-1:123456789012:cluster-snapshot:x",
+            "arn:aws:rds:us-east-1:1234:cluster-snapshot:x",
+            "../etc/passwd",
+        ] {
+            let err = check_restore_snapshot(bad).unwrap_err();
+            assert!(err.contains("--snapshot takes"), "{bad}: {err}");
+        }
     }
 
     #[test]

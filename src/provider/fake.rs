@@ -59,6 +59,9 @@ pub enum FaultKind {
     /// running, a restored database never becomes available, a service
     /// operation never ends; for other calls the call itself never answers.
     Hang,
+    /// The platform has no room for it now and takes no effect (ECS RunTask's
+    /// capacity failures): [`ProviderError::NoCapacity`].
+    NoCapacity,
     /// The call takes effect, then the process "dies": [`FakeCloud::killed`]
     /// fires and the call never returns.
     Kill,
@@ -72,6 +75,9 @@ pub struct TaskScript {
     /// Reason when the task never gets to run (PENDING → STOPPED).
     pub start_failure: Option<String>,
     pub logs: Vec<String>,
+    /// How long after a line is written it becomes readable (a log service
+    /// that ingests asynchronously: the last lines arrive after the stop).
+    pub ingest_delay: Duration,
 }
 
 impl TaskScript {
@@ -81,6 +87,7 @@ impl TaskScript {
             exit_code: Some(0),
             start_failure: None,
             logs: vec!["upgrading 001 -> 002".into(), "done".into()],
+            ingest_delay: Duration::ZERO,
         }
     }
     pub fn fails_halfway() -> Self {
@@ -264,6 +271,11 @@ impl FakeCloud {
         self.lock().faults.push((op, kind, times));
     }
 
+    /// Arm `kind` for the next `times` calls of `op`.
+    pub fn fault_times(&self, op: Op, kind: FaultKind, times: u32) {
+        self.lock().faults.push((op, kind, times));
+    }
+
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
@@ -435,6 +447,12 @@ impl FakeCloud {
                 }
                 Some(FaultKind::Error) => return Err(ProviderError::Other(format!("injected failure in {op:?}"))),
                 Some(FaultKind::Refused) => return Err(ProviderError::Rejected(format!("{op:?}: request refused"))),
+                Some(FaultKind::NoCapacity) => {
+                    return Err(ProviderError::NoCapacity(format!(
+                        "{op:?}: Capacity is unavailable at this time. Please try again later or in a different \
+                         availability zone"
+                    )));
+                }
                 Some(FaultKind::Hang) => return Ok(true),
                 Some(FaultKind::Kill | FaultKind::Lost) | None => return Ok(false),
             }
@@ -552,6 +570,7 @@ impl Database for FakeCloud {
                     percent: 0,
                     created_at: Some(Utc::now()),
                     tags: tags.clone(),
+                    kind: Default::default(),
                 };
                 s.snapshots.insert(
                     id.to_string(),
@@ -802,9 +821,15 @@ impl LogSource for FakeCloud {
         let s = self.lock();
         let Some(t) = s.tasks.get(stream) else { return Ok(LogPage { events: Vec::new(), next: cursor.clone() }) };
         let n = t.script.logs.len() as u32;
-        // Line i is written at (i+1)/(n+1) of the runtime.
-        let visible =
-            (0..n).take_while(|i| now >= t.started + t.script.runtime * (i + 1) / (n + 1) || t.applied).count();
+        // Line i is written at (i+1)/(n+1) of the runtime (or when the task
+        // ended, if sooner), and readable `ingest_delay` after that.
+        let written = |i: u32| {
+            let at = t.started + t.script.runtime * (i + 1) / (n + 1);
+            if t.applied { t.stopped_at.map_or(at, |end| at.min(end)) } else { at }
+        };
+        let visible = (0..n)
+            .take_while(|&i| (now >= written(i) || t.applied) && now >= written(i) + t.script.ingest_delay)
+            .count();
         let events: Vec<LogEvent> = t.script.logs[from.min(visible)..visible]
             .iter()
             .map(|m| LogEvent { timestamp: Utc::now(), message: m.clone() })

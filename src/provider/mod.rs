@@ -56,6 +56,11 @@ pub enum ProviderError {
     /// A state that ends: `runbook::wait::call` retries it with backoff.
     #[error("{0}")]
     Busy(String),
+    /// The platform has no room for the task right now and started nothing
+    /// (ECS RunTask `failures[]` with a capacity reason): a later attempt may
+    /// get through. The runbook retries it within the migration's timeout.
+    #[error("{0}")]
+    NoCapacity(String),
     /// Credentials or permissions are missing.
     #[error("access denied: {0}")]
     AccessDenied(String),
@@ -186,6 +191,29 @@ pub struct Snapshot {
     pub percent: u8,
     pub created_at: Option<DateTime<Utc>>,
     pub tags: Tags,
+    /// Who made it: a person or ferry (`manual`), the platform's backups
+    /// (`automated`), or another account (`shared`).
+    #[serde(default)]
+    pub kind: SnapshotKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    #[default]
+    Manual,
+    Automated,
+    Shared,
+}
+
+impl SnapshotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Manual => "manual",
+            SnapshotKind::Automated => "automated",
+            SnapshotKind::Shared => "shared",
+        }
+    }
 }
 
 impl Snapshot {
@@ -217,6 +245,12 @@ pub trait Database: Send + Sync {
     async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>>;
     /// Snapshots of the environment's database, any order.
     async fn list_snapshots(&self) -> PResult<Vec<Snapshot>>;
+    /// Every snapshot of the environment's database the platform keeps: the
+    /// manual ones of [`Database::list_snapshots`] and, where the platform has
+    /// them, its automated backups. Never used to choose what to delete.
+    async fn list_all_snapshots(&self) -> PResult<Vec<Snapshot>> {
+        self.list_snapshots().await
+    }
     async fn delete_snapshot(&self, id: &str) -> PResult<()>;
     /// Manual-snapshot quota, when the provider has one.
     async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::logs::Streams;
-use super::record::TaskRecord;
+use super::record::{StartAttempt, TaskRecord};
 use super::wait::{Backoff, PollPolicy, call};
 use super::{Run, StepError};
 use crate::config::RunnerKind;
@@ -16,8 +16,16 @@ use crate::provider::{LogSource, ProviderError, TaskHandle, TaskSpec, TaskState}
 
 /// One log read per second per stream while the task runs.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
-/// After the task stops, read until two empty pages, at most this long.
+/// After the task stops, read its logs at least this long: CloudWatch Logs
+/// ingests events asynchronously, so a task's last lines can become readable
+/// seconds after ECS reports it STOPPED.
+const INGEST_GRACE: Duration = Duration::from_secs(10);
+/// After the task stops, read its logs at most this long.
 const DRAIN_CAP: Duration = Duration::from_secs(30);
+/// A start refused for want of capacity is asked again after this, doubling...
+const CAPACITY_FIRST_DELAY: Duration = Duration::from_secs(5);
+/// ... up to this.
+const CAPACITY_MAX_DELAY: Duration = Duration::from_secs(60);
 /// After StopTask, how long to wait for the task to stop.
 const STOP_WAIT: Duration = Duration::from_secs(90);
 
@@ -147,16 +155,7 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         }
         None => {
             let spec = prepare_image(run, spec).await?;
-            call("start the migration task", || runner.start(&spec)).await.map_err(|e| match e {
-                // The platform refused the request: nothing started.
-                ProviderError::Rejected(_) | ProviderError::AccessDenied(_) | ProviderError::NotFound(_) => {
-                    StepError::Abort(format!("the migration task could not be started: {e}"))
-                }
-                // No answer, or one that does not say: it may have started.
-                _ => StepError::Unknown(format!(
-                    "starting the migration task failed without a clear answer ({e}); it may have started"
-                )),
-            })?
+            start_with_capacity_retries(run, &spec).await?
         }
     };
     run.out.info(&match run.env.migration.runner {
@@ -166,6 +165,50 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
     run.record.task = Some(task_record(&handle));
     run.save()?;
     Ok(handle)
+}
+
+/// Start the task; a start the platform refused for want of capacity (nothing
+/// started) is asked again after 5 s, doubling to 60 s with jitter, while
+/// `timeouts.migration` lasts; each refusal is journaled. Out of time: exit 3
+/// with that evidence.
+async fn start_with_capacity_retries(run: &mut Run, spec: &TaskSpec) -> Result<TaskHandle, StepError> {
+    let runner = run.cloud.runner.clone();
+    let deadline = Instant::now() + run.env.timeouts.migration;
+    let mut delay = CAPACITY_FIRST_DELAY;
+    loop {
+        match call("start the migration task", || runner.start(spec)).await {
+            Ok(handle) => return Ok(handle),
+            Err(ProviderError::NoCapacity(why)) => {
+                run.record.start_attempts.push(StartAttempt { at: chrono::Utc::now(), reason: why.clone() });
+                run.save()?;
+                let attempts = run.record.start_attempts.len();
+                let wait = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
+                if Instant::now() + wait >= deadline {
+                    return Err(StepError::Abort(format!(
+                        "the migration task could not be started: no capacity in {attempts} attempt(s) within {} \
+                         (last answer: {why}); nothing started",
+                        format_duration(run.env.timeouts.migration)
+                    )));
+                }
+                run.out.warn(&format!(
+                    "no capacity for the migration task (attempt {attempts}: {why}); nothing started; trying again in {}s",
+                    wait.as_secs()
+                ));
+                sleep(wait).await;
+                delay = (delay * 2).min(CAPACITY_MAX_DELAY);
+            }
+            // The platform refused the request: nothing started.
+            Err(e @ (ProviderError::Rejected(_) | ProviderError::AccessDenied(_) | ProviderError::NotFound(_))) => {
+                return Err(StepError::Abort(format!("the migration task could not be started: {e}")));
+            }
+            // No answer, or one that does not say: it may have started.
+            Err(e) => {
+                return Err(StepError::Unknown(format!(
+                    "starting the migration task failed without a clear answer ({e}); it may have started"
+                )));
+            }
+        }
+    }
 }
 
 /// The record of a task just started: no exit code or reason yet.
@@ -360,34 +403,44 @@ impl<'a> LogStream<'a> {
         LogStream { logs, streams: Streams::new(refs) }
     }
 
-    /// Print the new events of every stream; returns how many there were.
-    async fn read_page(&mut self, run: &Run) -> usize {
-        let (events, errors) = self.streams.read(self.logs).await;
-        for (name, e) in errors {
+    /// Print the new events of every stream; returns how many there were, and
+    /// whether every stream said nothing follows yet.
+    async fn read_page(&mut self, run: &Run) -> (usize, bool) {
+        let page = self.streams.read_page(self.logs).await;
+        for (name, e) in page.errors {
             run.out.warn(&format!("cannot read logs of {name}: {e}"));
         }
-        for e in &events {
+        for e in &page.events {
             run.out.log_line(e.timestamp, &e.message);
         }
-        events.len()
+        (page.events.len(), page.at_end)
     }
 
-    /// After the task stopped: read until two empty pages in a row (or the cap),
-    /// so its last lines are not lost.
+    /// After the task stopped: its last lines may reach the log service seconds
+    /// later (CloudWatch ingests asynchronously). Read for at least
+    /// [`INGEST_GRACE`], and past it until a read finds nothing new and every
+    /// stream answers with the token it was given (the end of the stream, as
+    /// GetLogEvents signals it); at most [`DRAIN_CAP`].
     pub(super) async fn drain(&mut self, run: &Run) {
         if run.cloud.runner.logs_complete_when_stopped() {
-            while self.read_page(run).await > 0 {}
+            while self.read_page(run).await.0 > 0 {}
             return;
         }
-        let until = Instant::now() + DRAIN_CAP;
-        let mut empty = 0;
-        while empty < 2 && Instant::now() < until {
-            if self.read_page(run).await == 0 {
-                empty += 1;
-            } else {
-                empty = 0;
+        let start = Instant::now();
+        loop {
+            let (events, at_end) = self.read_page(run).await;
+            let waited = start.elapsed();
+            if events == 0 && at_end && waited >= INGEST_GRACE {
+                return;
             }
-            if empty < 2 {
+            if waited >= DRAIN_CAP {
+                run.out.warn(&format!(
+                    "the task's log stream had not ended {}s after the task stopped; later lines are not shown here",
+                    DRAIN_CAP.as_secs()
+                ));
+                return;
+            }
+            if events == 0 {
                 sleep(LOG_INTERVAL).await;
             }
         }

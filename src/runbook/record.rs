@@ -224,6 +224,13 @@ pub struct SnapshotRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartAttempt {
+    pub at: DateTime<Utc>,
+    /// The platform's answer, as it gave it.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub arn: String,
     pub container: String,
@@ -396,6 +403,10 @@ pub struct RunRecord {
     /// resumed run starts this one instead of registering another.
     #[serde(default)]
     pub task_definition: Option<String>,
+    /// Starts the platform refused for want of capacity (nothing started),
+    /// retried with backoff within `timeouts.migration`, oldest first.
+    #[serde(default)]
+    pub start_attempts: Vec<StartAttempt>,
     /// `ferry rehearse`, or the rehearsal a `deploy` with `rehearse.when = "always"` ran first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<RehearsalRecord>,
@@ -437,6 +448,7 @@ impl RunRecord {
             resolved_by: None,
             image: None,
             task_definition: None,
+            start_attempts: Vec::new(),
             rehearsal: None,
         }
     }

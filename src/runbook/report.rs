@@ -73,6 +73,13 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
         f.aside = r.task_definition.as_ref().map(|t| ("task definition", vec![code(t)]));
         facts.push(f);
     }
+    if let Some(last) = r.start_attempts.last() {
+        let n = r.start_attempts.len();
+        let outcome = if r.task.is_some() { "then it started" } else { "nothing started" };
+        let mut f = Fact::text("capacity", format!("the platform had no room {n} time(s); {outcome}"));
+        f.items = vec![format!("last at {}: {}", crate::output::timestamp(last.at), last.reason)];
+        facts.push(f);
+    }
     if let Some(t) = &r.task {
         let ended = match (t.exit_code, &t.stopped_reason) {
             (Some(c), _) => format!("exit code {c}"),
@@ -123,5 +130,18 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn refused_starts_for_want_of_capacity_are_told() {
+        let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
+        let at = chrono::Utc::now();
+        for _ in 0..2 {
+            r.start_attempts
+                .push(crate::runbook::record::StartAttempt { at, reason: "Capacity is unavailable".into() });
+        }
+        let md = of(&r).markdown();
+        assert!(md.contains("the platform had no room 2 time(s); nothing started"), "{md}");
+        assert!(md.contains("Capacity is unavailable"), "{md}");
     }
 }

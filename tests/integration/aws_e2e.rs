@@ -375,3 +375,41 @@ fn snapshots_are_made_and_only_pre_deploy_ones_deleted_as_the_policy() {
     assert!(!left.contains(&pre_deploy) && left.contains(&manual_id), "{left:?}");
     assert_eq!(emu.denied().len(), 1, "prune was allowed: {:?}", emu.denied());
 }
+
+#[test]
+fn a_responder_lists_automated_snapshots_and_restores_one_by_its_rds_id() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    let cluster = s["cluster"].as_str().unwrap();
+
+    let ferrys = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+    assert!(
+        ferrys["snapshots"].as_array().unwrap().iter().all(|x| x["kind"] == "manual"),
+        "without --all only manual snapshots: {ferrys}"
+    );
+    let all = p.ferry(&["snapshot", "list", "stage", "--all", "--output", "json"]).json();
+    let automated = all["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "automated")
+        .unwrap_or_else(|| panic!("--all lists the automated backup: {all}"));
+    let id = automated["id"].as_str().unwrap();
+    assert!(id.starts_with("rds:"), "{id}");
+    let text = p.ferry(&["snapshot", "list", "stage", "--all"]);
+    assert!(text.stdout.lines().any(|l| l.starts_with(id) && l.contains("automated")), "{text:?}");
+
+    let r = p.ferry(&["restore", "stage", "--snapshot", id, "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["restore"]["snapshot_id"], id);
+    let failed = rec["restore"]["failed_cluster"].as_str().unwrap();
+    let clusters = emu.get("/_emulator/clusters");
+    assert!(clusters.get(cluster).is_some() && clusters.get(failed).is_some(), "swapped, original kept: {clusters}");
+
+    let bad = p.ferry(&["restore", "stage", "--snapshot", "rds:", "--yes"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("--snapshot takes"), "{bad:?}");
+}

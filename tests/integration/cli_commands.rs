@@ -65,7 +65,7 @@ fn restore_latest_brings_the_newest_pre_deploy_snapshot_back_keeping_the_current
     // A newer manual snapshot, taken after the orders are gone, is not "latest".
     p.sql("DELETE FROM orders");
     assert_eq!(p.ferry(&["snapshot", "create", "local", "--id", "snap-a"]).code, 0);
-    let r = p.run(["restore", "local", "--snapshot", "latest", "--output", "json"]).expect_exit(0);
+    let r = p.run(["restore", "local", "--snapshot", "latest", "--yes", "--output", "json"]).expect_exit(0);
     assert!(r.stderr.contains(&format!("from snapshot {pre_deploy} (taken ")), "what it restores is said first: {r:?}");
     let rec = r.json();
     assert_eq!(rec["command"], "restore");
@@ -237,4 +237,34 @@ fn db_exec_reports_whether_anything_was_applied() {
     let r = p.run(["db", "exec", "local", "--sql", "DELETE FROM orders WHERE id = 1; DELETE FROM nope"]).expect_exit(5);
     assert!(r.stderr.contains("the statement before it was applied"), "{r:?}");
     assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "4");
+}
+
+fn restore_at_a_terminal(p: &Project, answer: &str) -> crate::common::Run {
+    common::at_a_terminal(&p.command(&["restore", "local", "--snapshot", "latest"]), &[answer])
+}
+
+#[test]
+fn a_restore_asks_at_a_terminal_and_refuses_without_one_unless_yes() {
+    let p = Project::sqlite(SUCCEEDS, "");
+    p.run(["deploy", "local"]).expect_exit(0);
+    p.sql("DELETE FROM orders");
+    let runs = std::fs::read_dir(p.runs_dir()).expect("runs").count();
+    let before = p.files();
+
+    let r = p.ferry(&["restore", "local", "--snapshot", "latest"]);
+    assert_eq!(r.code, 2, "no terminal and no --yes: {r:?}");
+    assert!(r.stderr.contains("pass --yes to restore without a terminal; nothing was done"), "{r:?}");
+    assert!(r.stderr.contains("from snapshot "), "the plan is shown before refusing: {r:?}");
+
+    let no = restore_at_a_terminal(&p, "n");
+    assert_eq!(no.code, 2, "{no:?}");
+    assert!(no.stdout.contains("Restore as described above? [y/N]"), "the question at the terminal: {no:?}");
+    assert!(no.stdout.contains("not confirmed; nothing was done"), "{no:?}");
+    assert_eq!(p.files(), before, "answered no: nothing created or renamed");
+    assert_eq!(std::fs::read_dir(p.runs_dir()).expect("runs").count(), runs, "and no run recorded");
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "0");
+
+    let yes = restore_at_a_terminal(&p, "y");
+    assert_eq!(yes.code, 0, "{yes:?}");
+    assert_eq!(p.sql("SELECT count(*) FROM orders")[1], "5", "answered yes: restored");
 }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ferry::config::{self, EnvConfig};
 use ferry::output::{Redactor, Reporter};
@@ -480,6 +481,52 @@ async fn a_task_that_cannot_start_aborts_with_its_reason() {
     assert_eq!(r.exit_code, Some(3));
     assert!(r.error.as_deref().unwrap_or_default().contains("CannotPullContainerError"), "{r:?}");
     assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0, "nothing ran, nothing to restore");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_capacity_is_retried_with_backoff_and_each_refusal_journaled() {
+    let h = Harness::new(env_config(""));
+    h.fake.fault_times(Op::StartTask, FaultKind::NoCapacity, 3);
+    let started = tokio::time::Instant::now();
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(r.start_attempts.len(), 3, "each refusal is in the record: {:?}", r.start_attempts);
+    assert!(r.start_attempts.iter().all(|a| a.reason.contains("Capacity is unavailable")), "{:?}", r.start_attempts);
+    assert_eq!(h.fake.calls(Op::StartTask), 4, "three refusals, then the start");
+    // 5 s, 10 s, 20 s with +-20% jitter between the attempts.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(28), "backoff between the attempts: {waited:?}");
+    let out = h.output();
+    assert!(out.contains("no capacity for the migration task (attempt 3"), "{out}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_capacity_for_the_whole_migration_timeout_aborts_with_the_evidence_and_restores_nothing() {
+    let h = Harness::new(env_config("timeouts = { migration = \"3m\" }"));
+    h.fake.fault_times(Op::StartTask, FaultKind::NoCapacity, 1000);
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert_eq!(r.exit_code, Some(3), "nothing started: nothing changed");
+    let error = r.error.as_deref().unwrap_or_default();
+    assert!(error.contains("no capacity in") && error.contains("Capacity is unavailable"), "{error}");
+    assert!(r.start_attempts.len() >= 4, "attempts until the timeout: {:?}", r.start_attempts);
+    assert!(r.start_attempts.len() < 10, "5 s doubling to 60 s within 3 minutes: {:?}", r.start_attempts);
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0, "nothing ran, nothing to restore");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn log_lines_ingested_after_the_task_stopped_are_still_shown() {
+    let h = Harness::new(env_config(""));
+    // The failing line becomes readable about 5 s after the task stopped.
+    h.fake.set_task_script(TaskScript { ingest_delay: Duration::from_secs(12), ..TaskScript::fails_halfway() });
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored, "{:?}", r.error);
+    let out = h.output();
+    assert!(out.contains("ERROR: column \"x\" does not exist"), "the migration's last line is shown:\n{out}");
+    h.assert_invariants(&r);
 }
 
 #[tokio::test(start_paused = true)]

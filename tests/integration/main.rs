@@ -8,6 +8,7 @@ mod common;
 mod alembic_graph;
 mod apprunner_e2e;
 mod aws_e2e;
+mod aws_proxy;
 mod aws_rehearse;
 mod aws_sparse;
 mod cli_check;

@@ -147,9 +147,17 @@ fn a_restore_that_waits_out_a_deployment_that_succeeds_leaves_the_service_paused
     // Someone deploys a new version; the restore has to wait for it.
     emu.configure(json!({"service_seconds": 6}));
     emu.scenario(&["apprunner", "--arn", s["service_arn"].as_str().unwrap(), "--call", "start_deployment"]);
-    let r = p.ferry(&["restore", "stage", "--snapshot", &id, "--output", "json"]);
+    // A person at a terminal says yes to the restore and no to resuming the
+    // service under the version that landed meanwhile (`--yes` would resume it).
+    let r = crate::common::at_a_terminal(&p.command(&["restore", "stage", "--snapshot", &id]), &["y", "n"]);
     assert_eq!(r.code, 5, "{r:?}");
-    let rec = r.json();
+    assert!(r.stdout.contains("Resume the App Runner service now? [y/N]"), "{r:?}");
+    let rec: serde_json::Value = std::fs::read_dir(p.path().join(".ferry/runs"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .find(|r| r["command"] == "restore")
+        .expect("the restore's record");
     assert_eq!(rec["next"], "ferry service resume stage");
     assert!(rec["state"].as_str().unwrap().contains("App Runner service is PAUSED"), "{rec}");
     let error = rec["error"].as_str().unwrap();

@@ -174,15 +174,29 @@ pub fn limited(sdk: &SdkConfig, service: Service) -> SdkConfig {
 }
 
 /// One HTTPS client for the whole process (one connection pool, the trust
-/// roots loaded once), shared by every service's bucket.
+/// roots loaded once), shared by every service's bucket. It is built as the
+/// SDK builds its own default client, proxies included: `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (upper or lower case) route every
+/// service's requests, so RDS, ECS, Logs, App Runner and CloudFormation take
+/// the same path through a corporate proxy as S3 and the credential providers.
 fn default_https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
-        })
-        .clone()
+    CLIENT.get_or_init(https_client_with_env_proxy).clone()
+}
+
+fn https_client_with_env_proxy() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            aws_smithy_http_client::ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[cfg(test)]

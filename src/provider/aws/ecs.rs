@@ -14,6 +14,7 @@ use super::classify;
 use crate::provider::{
     MigrationRunner, PResult, ProviderError, TAG_ENV, TAG_RUN_ID, TaskHandle, TaskSpec, TaskState, TaskSummary,
 };
+use aws_sdk_ecs::operation::run_task::RunTaskError;
 
 pub const STARTED_BY: &str = "ferry";
 
@@ -206,6 +207,47 @@ fn failure_text(f: &aws_sdk_ecs::types::Failure) -> String {
     }
 }
 
+/// RunTask `failures[]` reasons that mean "no room right now", which AWS says
+/// to retry later: Fargate's "Capacity is unavailable at this time. Please try
+/// again later or in a different availability zone", and the EC2 resource
+/// reasons `RESOURCE:CPU`, `RESOURCE:MEMORY`, `RESOURCE:ENI` (ECS developer
+/// guide, "API failure reasons").
+fn is_capacity(reason: Option<&str>) -> bool {
+    let Some(reason) = reason.map(str::trim) else { return false };
+    reason.to_ascii_lowercase().contains("capacity is unavailable")
+        || ["RESOURCE:CPU", "RESOURCE:MEMORY", "RESOURCE:ENI"].iter().any(|r| reason.starts_with(r))
+}
+
+/// A RunTask error. ECS's client errors say the request was refused and
+/// nothing started (the API reference's "Errors": ClientException,
+/// InvalidParameterException, ClusterNotFoundException,
+/// PlatformUnknownException, PlatformTaskDefinitionIncompatibilityException,
+/// UnsupportedFeatureException, BlockedException); anything else may have
+/// started a task.
+fn run_task_error(
+    e: aws_smithy_runtime_api::client::result::SdkError<
+        RunTaskError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> ProviderError {
+    let refused = matches!(
+        e.as_service_error(),
+        Some(
+            RunTaskError::ClientException(_)
+                | RunTaskError::InvalidParameterException(_)
+                | RunTaskError::ClusterNotFoundException(_)
+                | RunTaskError::PlatformUnknownException(_)
+                | RunTaskError::PlatformTaskDefinitionIncompatibilityException(_)
+                | RunTaskError::UnsupportedFeatureException(_)
+                | RunTaskError::BlockedException(_)
+        )
+    );
+    match classify("RunTask", e) {
+        ProviderError::Other(text) if refused => ProviderError::Rejected(text),
+        other => other,
+    }
+}
+
 /// The error names ECS puts in `stoppedReason` (or a container's `reason`)
 /// when a container never started.
 pub const START_FAILURES: &[&str] = &[
@@ -254,13 +296,31 @@ impl MigrationRunner for EcsRunner {
         let logs = self.awslogs().await?;
         let request = self.run_task_request(spec)?;
         for _ in 0..2 {
-            let out = request.clone().send().await.map_err(|e| classify("RunTask", e))?;
+            let out = match request.clone().send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    // The clientToken already started a task (an earlier attempt
+                    // of this run, whose parameters differed): that task is this
+                    // run's, and ferry follows it rather than calling it a failure.
+                    if let Some(RunTaskError::ConflictException(c)) = e.as_service_error()
+                        && let Some(arn) = c.resource_ids().iter().find(|a| !a.trim().is_empty())
+                    {
+                        return Ok(self.handle(arn, &logs));
+                    }
+                    return Err(run_task_error(e));
+                }
+            };
             if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
                 return Ok(self.handle(arn, &logs));
             }
             if !out.failures().is_empty() {
                 let reasons: Vec<String> = out.failures().iter().map(failure_text).collect();
-                return Err(ProviderError::Rejected(format!("RunTask started no task: {}", reasons.join("; "))));
+                let text = format!("RunTask started no task: {}", reasons.join("; "));
+                return Err(if out.failures().iter().all(|f| is_capacity(f.reason())) {
+                    ProviderError::NoCapacity(text)
+                } else {
+                    ProviderError::Rejected(text)
+                });
             }
             // Neither a task nor a failure: asked again with the same
             // clientToken, RunTask returns the task if one started.
@@ -353,38 +413,46 @@ impl MigrationRunner for EcsRunner {
         Ok(log_stream(&self.awslogs().await?, &self.target.container, task_id))
     }
 
+    /// The task this run started, if ECS still lists it. ListTasks takes
+    /// `startedBy` only as its one filter (ECS answers `InvalidParameterException:
+    /// cannot specify startedBy with other arguments` otherwise), and alone it
+    /// lists only tasks whose desired status is RUNNING; so ferry lists the
+    /// family's tasks by desired status (RUNNING, then STOPPED, which ECS keeps
+    /// listing for at least an hour) and picks its own by the `ferry:run-id`
+    /// tag and `startedBy` on its side.
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
         let family = family_of(&self.target.task_definition);
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
-            let out = self
+            let mut pages = self
                 .client
                 .list_tasks()
                 .cluster(&self.target.cluster)
                 .family(&family)
-                .started_by(STARTED_BY)
                 .desired_status(status)
-                .send()
-                .await
-                .map_err(|e| classify("ListTasks", e))?;
-            if out.task_arns().is_empty() {
-                continue;
+                .into_paginator()
+                .send();
+            let mut arns = Vec::new();
+            while let Some(page) = pages.next().await {
+                arns.extend(page.map_err(|e| classify("ListTasks", e))?.task_arns().iter().cloned());
             }
-            let described = self
-                .client
-                .describe_tasks()
-                .cluster(&self.target.cluster)
-                .set_tasks(Some(out.task_arns().to_vec()))
-                .include(TaskField::Tags)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeTasks", e))?;
-            let ours = described
-                .tasks()
-                .iter()
-                .find(|t| t.tags().iter().any(|tag| tag.key() == Some(TAG_RUN_ID) && tag.value() == Some(run_id)));
-            if let Some(arn) = ours.and_then(|t| t.task_arn()) {
-                let logs = self.awslogs().await?;
-                return Ok(Some(self.handle(arn, &logs)));
+            for chunk in arns.chunks(100) {
+                let described = self
+                    .client
+                    .describe_tasks()
+                    .cluster(&self.target.cluster)
+                    .set_tasks(Some(chunk.to_vec()))
+                    .include(TaskField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeTasks", e))?;
+                let ours = described.tasks().iter().find(|t| {
+                    t.started_by() == Some(STARTED_BY)
+                        && t.tags().iter().any(|tag| tag.key() == Some(TAG_RUN_ID) && tag.value() == Some(run_id))
+                });
+                if let Some(arn) = ours.and_then(|t| t.task_arn()) {
+                    let logs = self.awslogs().await?;
+                    return Ok(Some(self.handle(arn, &logs)));
+                }
             }
         }
         Ok(None)
@@ -507,17 +575,135 @@ mod tests {
         assert_eq!(h.log_stream, "/ferry/app/migrations:ferry/migrate/0123abcd");
     }
 
-    #[tokio::test]
-    async fn run_task_failures_are_reported() {
+    async fn start_with_failure(reason: &'static str) -> ProviderError {
         let td = mock!(Client::describe_task_definition).then_output(task_def);
-        let run = mock!(Client::run_task).then_output(|| {
-            RunTaskOutput::builder()
-                .failures(Failure::builder().reason("RESOURCE:ENI").detail("no ENIs left").build())
-                .build()
+        let run = mock!(Client::run_task).then_output(move || {
+            RunTaskOutput::builder().failures(Failure::builder().reason(reason).detail("no room").build()).build()
         });
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
         let err = EcsRunner::new(client, target()).start(&spec()).await.unwrap_err();
-        assert!(err.to_string().contains("RESOURCE:ENI (no ENIs left)"), "{err}");
+        assert_eq!(run.num_calls(), 1, "a failure is an answer: asked once");
+        err
+    }
+
+    #[tokio::test]
+    async fn run_task_capacity_failures_are_no_capacity_and_others_rejected() {
+        for reason in [
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+            "RESOURCE:ENI",
+            "RESOURCE:MEMORY",
+            "RESOURCE:CPU",
+        ] {
+            let err = start_with_failure(reason).await;
+            assert!(matches!(err, ProviderError::NoCapacity(_)), "{reason}: {err:?}");
+            assert!(err.to_string().contains(&format!("{reason} (no room)")), "{err}");
+        }
+        for reason in ["ATTRIBUTE", "MISSING", "AGENT", "RESOURCE:GPU", ""] {
+            let err = start_with_failure(reason).await;
+            assert!(matches!(err, ProviderError::Rejected(_)), "{reason}: {err:?}");
+        }
+    }
+
+    fn json_error(status: u16, body: serde_json::Value) -> aws_smithy_runtime_api::http::Response {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            aws_smithy_types::body::SdkBody::from(body.to_string()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_the_client_token_is_followed_to_the_task_it_names() {
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let run = mock!(Client::run_task).then_http_response(|| {
+            json_error(
+                400,
+                serde_json::json!({
+                    "__type": "ConflictException",
+                    "message": "The specified client token has already been used in another request.",
+                    "resourceIds": ["arn:aws:ecs:us-east-1:1:task/app-ecs/feedbeef"]
+                }),
+            )
+        });
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
+        let h = EcsRunner::new(client, target()).start(&spec()).await.unwrap();
+        assert_eq!(h.id, "arn:aws:ecs:us-east-1:1:task/app-ecs/feedbeef");
+        assert_eq!(h.log_stream, "/ferry/app/migrations:ferry/migrate/feedbeef");
+        assert_eq!(run.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn client_errors_of_run_task_mean_nothing_started_and_server_errors_may_have() {
+        for (status, kind, refused) in [
+            (400, "InvalidParameterException", true),
+            (400, "ClientException", true),
+            (400, "ClusterNotFoundException", true),
+            (500, "ServerException", false),
+        ] {
+            let td = mock!(Client::describe_task_definition).then_output(task_def);
+            let run = mock!(Client::run_task)
+                .then_http_response(move || json_error(status, serde_json::json!({"__type": kind, "message": "no"})));
+            let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
+            let err = EcsRunner::new(client, target()).start(&spec()).await.unwrap_err();
+            assert_eq!(matches!(err, ProviderError::Rejected(_)), refused, "{kind}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_earlier_task_of_a_run_is_looked_for_without_combining_started_by_with_other_filters() {
+        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+        let list = mock!(Client::list_tasks)
+            .match_requests(|r| {
+                // ECS: "When you specify startedBy as the filter, it must be the only filter that you use."
+                r.started_by().is_none() && r.family() == Some("app-migrate") && r.desired_status().is_some()
+            })
+            .then_output(|| {
+                ListTasksOutput::builder().task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd").build()
+            });
+        let describe = mock!(Client::describe_tasks)
+            .match_requests(|r| r.include().contains(&TaskField::Tags))
+            .then_output(|| {
+                describe(
+                    Task::builder()
+                        .task_arn("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd")
+                        .started_by("ferry")
+                        .last_status("STOPPED")
+                        .tags(Tag::builder().key(TAG_RUN_ID).value("another-run").build())
+                        .build(),
+                )
+            });
+        let other = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe, &other, &td]);
+        let found = EcsRunner::new(client, target()).find_by_run("prod-20261121T120000Z-abcd").await.unwrap();
+        assert_eq!(found, None, "another run's task is not this run's");
+        assert_eq!(list.num_calls(), 2, "RUNNING and STOPPED, each by family alone");
+        assert_eq!(other.num_calls(), 0, "no ListTasks with startedBy and another filter");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_task_of_this_run_is_found_by_its_tag() {
+        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+        let running = mock!(Client::list_tasks)
+            .match_requests(|r| r.desired_status() == Some(&DesiredStatus::Running))
+            .then_output(|| ListTasksOutput::builder().build());
+        let stopped = mock!(Client::list_tasks)
+            .match_requests(|r| r.desired_status() == Some(&DesiredStatus::Stopped))
+            .then_output(|| {
+                ListTasksOutput::builder().task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd").build()
+            });
+        let describe = mock!(Client::describe_tasks).then_output(|| {
+            describe(
+                Task::builder()
+                    .task_arn("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd")
+                    .started_by("ferry")
+                    .tags(Tag::builder().key(TAG_RUN_ID).value("prod-20261121T120000Z-abcd").build())
+                    .build(),
+            )
+        });
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&running, &stopped, &describe, &td]);
+        let found = EcsRunner::new(client, target()).find_by_run("prod-20261121T120000Z-abcd").await.unwrap();
+        assert_eq!(found.map(|h| h.id).as_deref(), Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd"));
     }
 
     fn describe(task: Task) -> DescribeTasksOutput {

@@ -215,12 +215,18 @@ pub async fn resolve(env: &EnvConfig, stacks: &dyn StackOutputs) -> PResult<Reso
     Ok(Resolved { cluster_id, ecs, service_arn })
 }
 
+/// The stack outputs reader, behind CloudFormation's token bucket like every
+/// other AWS client ferry makes (`plan`'s read of the outputs included).
+pub fn stacks(env: &EnvConfig, sdk: &SdkConfig) -> cloudformation::Stacks {
+    use budget::{Service, limited};
+    budget::configure(&env.api_budget);
+    cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&limited(sdk, Service::CloudFormation)))
+}
+
 /// Everything the runbook needs for one AWS environment.
 pub async fn cloud(env: &EnvConfig, sdk: &SdkConfig) -> PResult<(Cloud, Resolved)> {
     use budget::{Service, limited};
-    budget::configure(&env.api_budget);
-    let stacks =
-        cloudformation::Stacks::new(aws_sdk_cloudformation::Client::new(&limited(sdk, Service::CloudFormation)));
+    let stacks = stacks(env, sdk);
     let resolved = resolve(env, &stacks).await?;
     let rds_client = aws_sdk_rds::Client::new(&limited(sdk, Service::Rds));
     let rehearsal = rds::Rehearsal {

@@ -61,6 +61,7 @@ pub fn available(id: &str, cluster_id: &str, tags: &Tags) -> Snapshot {
         percent: 100,
         created_at: Some(Utc::now()),
         tags: tags.clone(),
+        kind: Default::default(),
     }
 }
 

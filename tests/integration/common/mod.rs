@@ -243,3 +243,37 @@ pub fn pg_url_with_db(url: &str, db: &str) -> String {
     }
     out
 }
+
+/// Run `command` at a terminal: util-linux's `script` gives it a pty as
+/// stdin and stderr (so ferry sees a person), and `answers` are typed, each
+/// with Enter, once its questions are up. stdout holds everything the
+/// terminal showed.
+pub fn at_a_terminal(command: &Command, answers: &[&str]) -> Run {
+    use std::io::Write;
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = quote(command.get_program());
+    for a in command.get_args() {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(dir) = command.get_current_dir() {
+        c.current_dir(dir);
+    }
+    for (k, v) in command.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let mut child = c.spawn().expect("script (util-linux) runs the command at a pty");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_millis(1500));
+    for a in answers {
+        let _ = stdin.write_all(format!("{a}\n").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    child.wait_with_output().expect("wait").into()
+}

@@ -24,7 +24,7 @@ use super::classify;
 use crate::provider::session::PgSession;
 use crate::provider::{
     CloneInfo, CloneState, ClusterInfo, Database, Leftover, LockObserver, PResult, ProviderError, RestoreWork,
-    Snapshot, SnapshotQuota, SnapshotStatus, Tags, TwinReport, leftover_kind,
+    Snapshot, SnapshotKind, SnapshotQuota, SnapshotStatus, Tags, TwinReport, leftover_kind,
 };
 
 /// RDS identifiers are at most 63 characters.
@@ -130,6 +130,11 @@ impl RdsDatabase {
                 .snapshot_create_time()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
             tags: Tags::new(),
+            kind: match s.snapshot_type() {
+                Some("automated") => SnapshotKind::Automated,
+                Some("shared") => SnapshotKind::Shared,
+                _ => SnapshotKind::Manual,
+            },
         }
     }
 }
@@ -207,6 +212,7 @@ impl Database for RdsDatabase {
                     percent: 0,
                     created_at: None,
                     tags: tags.clone(),
+                    kind: SnapshotKind::Manual,
                 }),
             },
             // Created by an earlier attempt between our check and now.
@@ -223,8 +229,20 @@ impl Database for RdsDatabase {
         }
     }
 
+    /// Any snapshot id RDS takes: a manual one, an automated one (`rds:...`,
+    /// which DescribeDBClusterSnapshots finds only with `SnapshotType =
+    /// automated`: "If this identifier is for an automated snapshot, the
+    /// SnapshotType parameter must also be specified"), or an ARN (a snapshot
+    /// another account shared: `IncludeShared`).
     async fn describe_snapshot(&self, id: &str) -> PResult<Option<Snapshot>> {
-        match self.client.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(id).send().await {
+        let name = id.rsplit_once(":cluster-snapshot:").map_or(id, |(_, n)| n);
+        let request = self
+            .client
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(id)
+            .set_snapshot_type(name.starts_with("rds:").then(|| "automated".to_string()))
+            .set_include_shared(id.starts_with("arn:").then_some(true));
+        match request.send().await {
             Ok(out) => match out.db_cluster_snapshots().first() {
                 Some(s) => Ok(Some(self.to_snapshot(s).await?)),
                 None => Ok(None),
@@ -242,6 +260,21 @@ impl Database for RdsDatabase {
             .snapshot_type("manual")
             .into_paginator()
             .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("DescribeDBClusterSnapshots", e))?;
+            for s in page.db_cluster_snapshots() {
+                out.push(self.to_snapshot(s).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Manual and automated snapshots of the cluster (no `SnapshotType`: RDS
+    /// answers both), each with its type.
+    async fn list_all_snapshots(&self) -> PResult<Vec<Snapshot>> {
+        let mut pages =
+            self.client.describe_db_cluster_snapshots().db_cluster_identifier(&self.cluster_id).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("DescribeDBClusterSnapshots", e))?;

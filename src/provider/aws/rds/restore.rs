@@ -143,7 +143,7 @@ impl RdsDatabase {
     ) -> PResult<Option<RestoreWork>> {
         let pending = twin::pending_modifications(source, restored);
         if pending.is_empty() {
-            return Ok(None);
+            return self.enable_data_api(source, restored, target).await;
         }
         let mut req = self.client.modify_db_cluster().db_cluster_identifier(target).apply_immediately(true);
         for s in &pending {
@@ -162,6 +162,39 @@ impl RdsDatabase {
                         "RDS refused to apply {} to {target}: {e}",
                         names.join(", ")
                     )))),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The Data API of a provisioned or Serverless v2 original, turned on with
+    /// its own action (ModifyDBCluster takes it for Serverless v1 only). Asked
+    /// once the settings call is done, so a refusal loses nothing else; a
+    /// refusal is reported, and the comparison after the swap names it.
+    async fn enable_data_api(
+        &self,
+        source: &DbCluster,
+        restored: &DbCluster,
+        target: &str,
+    ) -> PResult<Option<RestoreWork>> {
+        if !settings::needs_data_api_action(source, restored) {
+            return Ok(None);
+        }
+        let Some(arn) = restored.db_cluster_arn() else {
+            return Ok(Some(RestoreWork::Refused(format!(
+                "DescribeDBClusters gave no ARN for {target}; the Data API (EnableHttpEndpoint) was not turned on"
+            ))));
+        };
+        match self.client.enable_http_endpoint().resource_arn(arn).send().await {
+            Ok(_) => Ok(Some(RestoreWork::Settings(vec!["HttpEndpointEnabled".into()]))),
+            Err(e) => {
+                let answered = e.as_service_error().is_some();
+                match classify("EnableHttpEndpoint", e) {
+                    ProviderError::Throttled(t) => Err(ProviderError::Throttled(t)),
+                    e if answered => {
+                        Ok(Some(RestoreWork::Refused(format!("RDS refused to turn the Data API on for {target}: {e}"))))
+                    }
                     e => Err(e),
                 }
             }

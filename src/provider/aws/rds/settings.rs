@@ -120,7 +120,11 @@ const SECRET: When<DbCluster> =
     When { holds: has_secret, label: "when RDS manages the original's master password in Secrets Manager" };
 const LOCAL_WRITE_FORWARDING: When<DbCluster> =
     When { holds: local_write_forwarding, label: "with local write forwarding on" };
-const DATA_API: When<DbCluster> = When { holds: aurora_http_endpoint, label: "Aurora with the Data API on" };
+const DATA_API_V1: When<DbCluster> = When {
+    holds: serverless_v1_http_endpoint,
+    label: "Aurora Serverless v1 with the Data API on; a provisioned or Serverless v2 cluster with the Data API on \
+            gets the EnableHttpEndpoint action instead, never this parameter",
+};
 const INSIGHTS: When<DbCluster> =
     When { holds: |c| c.database_insights_mode().is_some(), label: "when the original has a Database Insights mode" };
 
@@ -174,8 +178,26 @@ fn local_write_forwarding(c: &DbCluster) -> bool {
     )
 }
 
-fn aurora_http_endpoint(c: &DbCluster) -> bool {
-    is_aurora(c) && c.http_endpoint_enabled() == Some(true)
+/// ModifyDBCluster takes `EnableHttpEndpoint` for Aurora Serverless v1 only (the
+/// RDS API Reference, ModifyDBCluster: "Specifies whether to enable the HTTP
+/// endpoint for an Aurora Serverless v1 DB cluster"); a provisioned or
+/// Serverless v2 cluster has the Data API turned on with its own action,
+/// EnableHttpEndpoint ([`needs_data_api_action`]), never inside the settings call.
+fn serverless_v1_http_endpoint(c: &DbCluster) -> bool {
+    is_serverless_v1(c) && c.http_endpoint_enabled() == Some(true)
+}
+
+/// The original has the Data API on, is an Aurora cluster other than
+/// Serverless v1, and the restored one does not have it yet: the restore turns
+/// it on with the EnableHttpEndpoint action (the RDS API Reference,
+/// EnableHttpEndpoint: "Enables the HTTP endpoint for the DB cluster", for
+/// Aurora PostgreSQL Serverless v2 and provisioned clusters, and Aurora MySQL
+/// where the Data API is available).
+pub fn needs_data_api_action(source: &DbCluster, restored: &DbCluster) -> bool {
+    is_aurora(source)
+        && !is_serverless_v1(source)
+        && source.http_endpoint_enabled() == Some(true)
+        && restored.http_endpoint_enabled() != Some(true)
 }
 
 // --- values --------------------------------------------------------------------------
@@ -301,7 +323,7 @@ pub static CLUSTER: &[ClusterSetting] = &[
     create("publicly_accessible", "PubliclyAccessible", MULTI_AZ, "PubliclyAccessible", |r, c| r.set_publicly_accessible(c.publicly_accessible())),
     modify("auto_minor_version_upgrade", "AutoMinorVersionUpgrade", ALL, "AutoMinorVersionUpgrade", |m, c| m.set_auto_minor_version_upgrade(c.auto_minor_version_upgrade())),
     create("deletion_protection", "DeletionProtection", ALL, "DeletionProtection", |r, c| r.set_deletion_protection(c.deletion_protection())),
-    modify("http_endpoint_enabled", "HttpEndpointEnabled", DATA_API, "EnableHttpEndpoint", |m, c| m.set_enable_http_endpoint(c.http_endpoint_enabled())),
+    modify("http_endpoint_enabled", "HttpEndpointEnabled", DATA_API_V1, "EnableHttpEndpoint", |m, c| m.set_enable_http_endpoint(c.http_endpoint_enabled())),
     not_copied("activity_stream_mode", "ActivityStreamMode", "a database activity stream is started with StartActivityStream (a new Kinesis stream), which ferry does not call: start it again"),
     not_copied("activity_stream_status", "ActivityStreamStatus", "see ActivityStreamMode"),
     not_copied("activity_stream_kms_key_id", "ActivityStreamKmsKeyId", "see ActivityStreamMode"),

@@ -339,6 +339,7 @@ async fn a_failed_pg_restore_leaves_no_target() {
             percent: 100,
             created_at: None,
             tags: Tags::new(),
+            kind: Default::default(),
         };
         db.store.put(&Entry { snapshot, stored: Stored::PgDump { file } }).expect("put");
         let staging = db.sibling_id("restored-z");
