@@ -1113,6 +1113,9 @@ fn identifier_less_rds_describes_are_allowed_and_the_wildcards_grant_only_reads(
         ("rds:DescribeDBClusterSnapshots", "cluster-snapshot:app-prod-pre-deploy-20261201-060000-1a2b"),
         ("rds:ListTagsForResource", "cluster:app-prod"),
         ("rds:ListTagsForResource", "cluster-snapshot:app-prod-pre-deploy-20261201-060000-1a2b"),
+        // An automated backup (`snapshot list --all`, `restore --snapshot rds:...`).
+        ("rds:ListTagsForResource", "cluster-snapshot:rds:app-prod-2026-12-01-06-00"),
+        ("rds:RestoreDBClusterFromSnapshot", "cluster-snapshot:rds:app-prod-2026-12-01-06-00"),
     ] {
         assert!(permitted(&policy, action, &rds(resource), &[]), "{action} on {resource} must be allowed");
     }
@@ -1122,6 +1125,10 @@ fn identifier_less_rds_describes_are_allowed_and_the_wildcards_grant_only_reads(
         ("rds:DescribeDBInstances", "arn:aws:rds:us-east-1:210987654321:db:*".to_string()),
         ("rds:ListTagsForResource", rds("cluster:billing-prod")),
         ("rds:ListTagsForResource", rds("cluster:*")),
+        ("rds:ListTagsForResource", rds("cluster-snapshot:rds:billing-prod-2026-12-01-06-00")),
+        ("rds:RestoreDBClusterFromSnapshot", rds("cluster-snapshot:rds:billing-prod-2026-12-01-06-00")),
+        // Nor may an automated backup be deleted (RDS deletes them itself).
+        ("rds:DeleteDBClusterSnapshot", rds("cluster-snapshot:rds:app-prod-2026-12-01-06-00")),
     ] {
         assert!(!permitted(&policy, action, &resource, &[]), "{action} on {resource} must not be allowed");
     }
