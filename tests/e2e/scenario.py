@@ -11,8 +11,18 @@
         copy tags to snapshots, its own parameter groups, a writer
         db.r6g.large and a reader db.r6g.xlarge in two zones with CA
         rds-ca-rsa2048-g1, Performance Insights, enhanced monitoring every 60 s,
-        promotion tiers 0/1 and auto minor version upgrade off. Prints one JSON
-        object: stack, cluster, service_arn, service_name, image, endpoint.
+        promotion tiers 0/1 and auto minor version upgrade off. Last, renders
+        infra/ferry-iam.yaml's managed policies for the scenario (AppName NAME,
+        StackNamePattern and DatabaseNamePattern NAME-*, StateBucket/StatePrefix
+        from --state-bucket/--state-prefix, the service's ARN or empty) and
+        registers them with the emulator under a fresh access key: ferry runs
+        with that key, as the shipped policy. Prints one JSON object: stack,
+        name, stack, cluster, service_arn, service_name, image, endpoint, access_key,
+        policy. The ferry.toml's `project` is NAME, so that the snapshots'
+        default prefix `NAME-<env>-pre-deploy` is inside DatabaseNamePattern.
+
+    python scenario.py policy --endpoint URL --repo ROOT --name NAME [--service-arn ARN] [...]
+        Only the last step of setup: render, register, print {"access_key", "policy"}.
 
     python scenario.py push-image --endpoint URL --task-cwd DIR --image IMAGE --release JSON
         "Pushes" an image: what the emulator's App Runner deploys next for IMAGE.
@@ -44,9 +54,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import boto3
 import psycopg
+from render_policy import render
 
 REGION = "us-east-1"
 
@@ -232,9 +244,32 @@ def setup(args):
         wait("the service to run", lambda: apprunner.describe_service(ServiceArn=service_arn)["Service"]["Status"]
              == "RUNNING")
 
-    print(json.dumps({"stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint,
+    registered = register_policy(args, service_arn)
+    print(json.dumps({"name": args.name, "stack": stack, "cluster": cluster, "service_arn": service_arn, "endpoint": endpoint,
                       "image": image if args.service else None,
-                      "service_name": f"{args.name}-web" if args.service else None}))
+                      "service_name": f"{args.name}-web" if args.service else None, **registered}))
+
+
+def register_policy(args, service_arn):
+    """infra/ferry-iam.yaml's policy for this scenario, registered under a fresh access key."""
+    params = {
+        "AppName": args.name,
+        "StackNamePattern": f"{args.name}-*",
+        "DatabaseNamePattern": f"{args.name}-*",
+        "StateBucket": args.state_bucket,
+        "StatePrefix": args.state_prefix,
+        "MonitoringRoleName": MONITORING_ROLE.rsplit("/", 1)[-1],
+        "AppRunnerServiceArn": service_arn or "",
+        "GitHubRepository": "acme/app",
+        "AWS::Region": REGION,
+    }
+    policy = render(os.path.join(args.repo, "infra", "ferry-iam.yaml"), params)
+    key = "AKIAFERRY" + uuid.uuid4().hex[:11].upper()
+    body = json.dumps({"access_key": key, "policy": policy, "user": f"ferry-{args.name}"}).encode()
+    req = urllib.request.Request(f"{args.endpoint}/_emulator/iam", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+    return {"access_key": key, "policy": policy}
 
 
 def push_image(task_cwd, image, release):
@@ -283,6 +318,15 @@ def main():
     s.add_argument("--app", action="store_true", help="the service runs serve.py, which migrates on start-up")
     s.add_argument("--task-cwd", help="the emulator's --task-cwd (where its image files are)")
     s.add_argument("--production", action="store_true", help="a cluster set up like a production one")
+    pol = sub.add_parser("policy")
+    pol.add_argument("--endpoint", required=True)
+    pol.add_argument("--repo", required=True)
+    pol.add_argument("--name", required=True)
+    pol.add_argument("--service-arn")
+    for parser in (s, pol):
+        # The bucket and prefix the S3 state tests use (tests/integration/s3_state.rs).
+        parser.add_argument("--state-bucket", default="acme-ferry-state")
+        parser.add_argument("--state-prefix", default="ferry/team")
     i = sub.add_parser("push-image")
     i.add_argument("--endpoint", required=True)
     i.add_argument("--task-cwd", required=True)
@@ -307,6 +351,8 @@ def main():
     args = p.parse_args()
     if args.cmd == "setup":
         setup(args)
+    elif args.cmd == "policy":
+        print(json.dumps(register_policy(args, args.service_arn)))
     elif args.cmd == "push-image":
         push_image(args.task_cwd, args.image, json.loads(args.release))
     elif args.cmd == "apprunner":

@@ -1,6 +1,6 @@
 """A log of the API calls the emulator answered, for benchmarks and API budgets.
 
-Each call is kept as ``[started, ended, service, operation, agent, status, subject]``:
+Each call is kept as ``[started, ended, service, operation, agent, status, subject, denied]``:
 epoch seconds when the request arrived and when its answer was ready, the
 SigV4 signing service (``rds``, ``ecs``, ``logs``, ``s3``, ...), the operation
 (``X-Amz-Target`` suffix, the Query protocol's ``Action``, or for S3 the REST
@@ -8,7 +8,8 @@ operation: ``PutObject``, ``GetObject``, ``ListObjectsV2``, ...), the first word
 of the User-Agent (``aws-cli/1.46.3``, ``aws-sdk-rust/...``, ``Boto3/...``),
 the HTTP status (0: dropped without an answer, ``s3_fault`` = ``reset``) and
 the first 400 characters of the request body (enough to tell which snapshot or
-task a describe call asked about).
+task a describe call asked about), and ``denied``: null, or the AccessDenied
+message when IAM (iam.py) refused the call.
 
 ``GET /_emulator/calls[?since=EPOCH]`` answers ``{"calls": [...]}``. The log
 only grows (a benchmark of a few thousand calls needs a few MB).
@@ -62,6 +63,7 @@ class CallLog:
             agent,
             status,
             body[:SUBJECT_CHARS].decode("utf-8", "replace"),
+            environ.get("emulator.iam_denied"),
         ]
         with self._lock:
             self._calls.append(entry)

@@ -11,7 +11,9 @@ Routing, first match wins:
 * everything else                            moto's own server app (RDS changes live in rds_pg's
                                               wrappers around moto's models)
 
-Before routing (except ``/_emulator``), strict.Strict checks the request against
+Before any of these (``/_emulator`` aside), iam.Iam authorizes a request signed with a
+registered access key against its policy; a denied one is answered AccessDenied here.
+Then, before routing, strict.Strict checks the request against
 the service model and the rule catalogue; a rejected request is answered there.
 
 Every call outside ``/_emulator`` is counted in calls.CallLog (``GET /_emulator/calls``).
@@ -31,6 +33,7 @@ from http import HTTPStatus
 from typing import Any
 from xml.sax.saxutils import escape
 
+import iam
 import rds_pg
 import s3_cond
 from apprunner import TARGET_PREFIX as APPRUNNER_PREFIX
@@ -94,6 +97,7 @@ class Dispatcher:
         self.calls = CallLog()
         self.s3 = s3_cond.S3Front(settings)
         self.strict = Strict(settings, ecs, apprunner)
+        self.iam = iam.Iam()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.time()
@@ -128,6 +132,9 @@ class Dispatcher:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         body = _read_body(environ)
         environ["emulator.request_body"] = body
+        denied = self.iam.authorize(environ, body)
+        if denied is not None:
+            return denied
         # -- strict mode: service model + rule catalogue (strict.py); off with --lax --
         rejected = self.strict.check(environ, body)
         if rejected is not None:
@@ -138,7 +145,7 @@ class Dispatcher:
         if target.startswith(ECS_PREFIX) and target[len(ECS_PREFIX) :] in ECS_HANDLED:
             return self.ecs.handle(target[len(ECS_PREFIX) :], environ, body, lambda b: self.call_moto(environ, b))
         if not target and s3_cond.is_s3(environ):
-            return self.s3.handle(environ, body, self.call_moto)
+            return self.iam.hide_missing(environ, self.s3.handle(environ, body, self.call_moto))
         return self.call_moto(environ, body)
 
     def call_moto(self, environ: dict[str, Any], body: bytes) -> Response:
@@ -176,6 +183,8 @@ class Dispatcher:
                 "tasks": self.ecs.view,
                 "apprunner": self.apprunner.view,
                 "config": self.settings.snapshot,
+                "iam": self.iam.view,
+                "iam/denied": lambda: {"denied": self.iam.denied()},
             }
             if route in views:
                 return _json(200, views[route]())
@@ -184,6 +193,11 @@ class Dispatcher:
                 return _json(code, answer)
             if route == "calls":
                 return _json(200, self.calls.view(environ.get("QUERY_STRING", "")))
+        elif method == "POST" and route == "iam":
+            try:
+                return _json(200, self.iam.register(json.loads(_read_body(environ) or b"{}")))
+            except ValueError as e:
+                return _json(400, {"error": str(e)})
         elif method == "POST" and route == "config":
             try:
                 changes = json.loads(_read_body(environ) or b"{}")

@@ -4,7 +4,8 @@
 
 One emulator (server.py as a subprocess) serves the whole module; its tests
 drive RDS <-> PostgreSQL, ECS tasks that really run, App Runner,
-CloudFormation and S3 (conditional writes, faults) the way ferry does, in file
+CloudFormation, S3 (conditional writes, faults) and IAM (requests signed with
+a registered key, evaluated against its policy) the way ferry does, in file
 order: the later areas use what the earlier ones made (the RDS cluster, the
 call log), and the last one stops the emulator and checks its clean-up.
 FERRY_EMULATOR_PG_URL names the PostgreSQL server (a role that may create
@@ -35,6 +36,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "server.py")
+sys.path.insert(0, HERE)
+import iam  # noqa: E402 - the IAM evaluation, checked directly as well as through the server
 REGION = "us-east-1"
 
 
@@ -1487,6 +1490,12 @@ def query_error(status_body: tuple[int, bytes]) -> tuple[int, str]:
 
 def unvalidated(emu: Emulator, service: str) -> Any:
     """A boto3 client without botocore's own parameter validation, so the server sees the bad request."""
+# -- IAM ---------------------------------------------------------------------------------------------
+
+ARN = "arn:aws:rds:us-east-1:123456789012"
+
+
+def as_key(emu: Emulator, service: str, key: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=emu.url,
@@ -1958,6 +1967,169 @@ def test_strict_rds_rules(emu: Emulator) -> None:
 
 def test_strict_s3_rules(emu: Emulator) -> None:
     check_s3_rules(emu)
+        aws_access_key_id=key,
+        aws_secret_access_key="not-checked",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def denial(fn: Callable[[], Any]) -> tuple[int, str, str]:
+    """(HTTP status, error code, message) of a call that must fail."""
+    with pytest.raises(ClientError) as raised:
+        fn()
+    r = raised.value.response
+    return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"].get("Code", ""), r["Error"].get("Message", "")
+
+
+def test_iam_conditions_as_iam_documents_them() -> None:
+    ctx = {"aws:RequestTag/ferry:purpose": ["rehearsal"], "aws:TagKeys": ["ferry:purpose", "ferry:run-id"]}
+    holds = iam.condition_holds
+    check("StringEquals on a present key", holds("StringEquals", "aws:RequestTag/ferry:purpose", "rehearsal", ctx))
+    check("StringEquals on an absent key is false", not holds("StringEquals", "aws:ResourceTag/x", "y", ctx))
+    check("StringNotEquals on an absent key is true", holds("StringNotEquals", "aws:ResourceTag/x", "y", ctx))
+    check("StringEqualsIfExists on an absent key is true", holds("StringEqualsIfExists", "aws:ResourceTag/x", "y", ctx))
+    check("StringLike with wildcards", holds("StringLike", "aws:RequestTag/ferry:purpose", ["x", "re*al"], ctx))
+    check("StringNotLike", not holds("StringNotLike", "aws:RequestTag/ferry:purpose", "re?earsal", ctx))
+    check("Null true on an absent key", holds("Null", "aws:RequestTag/ferry:run-id", "true", ctx))
+    check("Null false on a present key", holds("Null", "aws:TagKeys", "false", ctx))
+    check("ForAnyValue: one of the keys", holds("ForAnyValue:StringEquals", "aws:TagKeys", "ferry:run-id", ctx))
+    check("ForAnyValue: on an absent key is false", not holds("ForAnyValue:StringEquals", "aws:Nope", "a", ctx))
+    check("ForAllValues: every key in the list",
+          holds("ForAllValues:StringEquals", "aws:TagKeys", ["ferry:purpose", "ferry:run-id", "x"], ctx))
+    check("ForAllValues: one key outside", not holds("ForAllValues:StringEquals", "aws:TagKeys", ["ferry:purpose"], ctx))
+    check("ForAllValues: on an absent key is true", holds("ForAllValues:StringEquals", "aws:Nope", "a", ctx))
+    check("ArnEquals", holds("ArnEquals", "ecs:cluster", "arn:aws:ecs:*:123456789012:cluster/app-migrations",
+                             {"ecs:cluster": ["arn:aws:ecs:us-east-1:123456789012:cluster/app-migrations"]}))
+    check("ArnLike mismatch", not holds("ArnLike", "ecs:cluster", "arn:aws:ecs:*:*:cluster/other",
+                                        {"ecs:cluster": ["arn:aws:ecs:us-east-1:123456789012:cluster/app"]}))
+    check("Bool", holds("Bool", "aws:SecureTransport", False, {"aws:SecureTransport": ["false"]}))
+    check("condition key names are case-insensitive", holds("StringEquals", "AWS:TAGKEYS", "ferry:run-id", ctx))
+    with pytest.raises(iam.UnknownOperator):
+        holds("DateGreaterThan", "aws:CurrentTime", "2020-01-01T00:00:00Z", ctx)
+
+
+def test_iam_evaluation_deny_wins_and_wildcards() -> None:
+    policy = {"Statement": [
+        {"Effect": "Allow", "Action": "rds:describe*", "Resource": f"{ARN}:cluster:app-*"},
+        {"Effect": "Deny", "Action": "rds:DescribeDBClusters", "Resource": f"{ARN}:cluster:app-secret?"},
+        {"Effect": "Allow", "NotAction": "rds:*", "NotResource": "arn:aws:s3:::private/*"},
+    ]}
+    ev = iam.evaluate
+    check("Allow: action case-insensitive", ev(policy, "rds:DescribeDBClusters", f"{ARN}:cluster:app-db", {}) == "allow")
+    check("resources are case-sensitive", ev(policy, "rds:DescribeDBClusters", f"{ARN}:cluster:APP-db", {}) == "implicit")
+    check("explicit Deny wins over Allow", ev(policy, "rds:DescribeDBClusters", f"{ARN}:cluster:app-secret1", {})
+          == "explicit")
+    check("? is one character", ev(policy, "rds:DescribeDBClusters", f"{ARN}:cluster:app-secret12", {}) == "allow")
+    check("NotAction / NotResource", ev(policy, "s3:GetObject", "arn:aws:s3:::public/x", {}) == "allow")
+    check("NotResource excludes", ev(policy, "s3:GetObject", "arn:aws:s3:::private/x", {}) == "implicit")
+    check("identifier-less Describe: the type's wildcard ARN",
+          iam.arn_of("rds", "cluster", "us-east-1") == f"{ARN}:cluster:*" and iam.arn_of("rds", "db", "us-east-1")
+          == f"{ARN}:db:*")
+    check("the context keeps only keys the action supports", iam.supported_context(
+        "rds:DescribeDBClusters", "cluster", {"aws:RequestTag/a": ["b"], "aws:username": ["u"]}) == {"aws:username": ["u"]})
+
+
+def check_iam(emu: Emulator) -> None:
+    admin = emu.client("rds")
+    key, other = "AKIAIAMSELFCHECK1", "AKIAIAMSELFCHECK2"
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Describe", "Effect": "Allow", "Action": ["rds:DescribeDBClusters", "rds:DescribeDBInstances"],
+         "Resource": [f"{ARN}:cluster:iam-*", f"{ARN}:db:iam-*"]},
+        {"Sid": "NoSecrets", "Effect": "Deny", "Action": "rds:Describe*", "Resource": f"{ARN}:cluster:iam-secret*"},
+        {"Sid": "Snapshot", "Effect": "Allow", "Action": "rds:CreateDBClusterSnapshot",
+         "Resource": [f"{ARN}:cluster:iam-*", f"{ARN}:cluster-snapshot:iam-*"],
+         "Condition": {"StringEquals": {"aws:RequestTag/purpose": "check"}}},
+        {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "rds:AddTagsToResource",
+         "Resource": f"{ARN}:cluster-snapshot:iam-*"},
+        {"Sid": "DeleteTagged", "Effect": "Allow", "Action": "rds:DeleteDBClusterSnapshot",
+         "Resource": f"{ARN}:cluster-snapshot:iam-*", "Condition": {"StringEquals": {"aws:ResourceTag/purpose": "check"}}},
+        {"Sid": "State", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::iam-bucket/state/*"},
+    ]}
+    registered = emu.post("/_emulator/iam", {"access_key": key, "policy": policy, "user": "selfcheck"})
+    check("registration names the user", registered["user"] == "arn:aws:iam::123456789012:user/selfcheck", registered)
+    wide = {"Statement": [{"Effect": "Allow", "Action": "rds:Describe*", "Resource": [f"{ARN}:cluster:*", f"{ARN}:db:*"]},
+                          {"Effect": "Allow", "Action": "rds:CreateDBClusterSnapshot", "Resource": "*"}]}
+    emu.post("/_emulator/iam", {"access_key": other, "policy": wide})
+    rds, rds2 = as_key(emu, "rds", key), as_key(emu, "rds", other)
+    before = len(emu.get("/_emulator/iam/denied")["denied"])
+
+    admin.create_db_cluster(DBClusterIdentifier="iam-db", Engine="aurora-postgresql", MasterUsername="app",
+                            MasterUserPassword="not-used-by-the-emulator")
+    wait_until("iam-db available", lambda: cluster_status(admin, "iam-db") == "available")
+
+    # Allow: the call reaches the service.
+    got = rds.describe_db_clusters(DBClusterIdentifier="iam-db")["DBClusters"]
+    check("allowed: DescribeDBClusters of a cluster the policy names", got[0]["DBClusterIdentifier"] == "iam-db", got)
+    error_code("allowed calls get the service's own errors",
+               lambda: rds.describe_db_clusters(DBClusterIdentifier="iam-none"), "DBClusterNotFoundFault")
+    # Implicit deny.
+    status, code, message = denial(lambda: rds.describe_db_clusters(DBClusterIdentifier="app-db"))
+    check("implicit deny: 403 AccessDenied (Query protocol)", (status, code) == (403, "AccessDenied"), (status, code))
+    check("implicit deny names user, action, resource and why", message == (
+        "User: arn:aws:iam::123456789012:user/selfcheck is not authorized to perform: rds:DescribeDBClusters on "
+        f"resource: {ARN}:cluster:app-db because no identity-based policy allows the rds:DescribeDBClusters action"),
+        message)
+    # Explicit deny.
+    _, _, message = denial(lambda: rds.describe_db_clusters(DBClusterIdentifier="iam-secret"))
+    check("explicit deny", message.endswith("with an explicit deny in an identity-based policy"), message)
+    # Identifier-less Describes: the resource type's wildcard ARN.
+    _, _, message = denial(lambda: rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["iam-db"]}]))
+    check("DescribeDBInstances by filter is authorized on db:*", f"resource: {ARN}:db:* " in message, message)
+    _, _, message = denial(lambda: rds.describe_db_clusters())
+    check("DescribeDBClusters listing is authorized on cluster:*", f"resource: {ARN}:cluster:* " in message, message)
+    check("a policy with cluster:* allows the listing",
+          any(c["DBClusterIdentifier"] == "iam-db" for c in rds2.describe_db_clusters()["DBClusters"]))
+    rds2.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": ["iam-db"]}])
+
+    # Tag conditions on create: aws:RequestTag, and the tags as AddTagsToResource on the new snapshot.
+    _, _, message = denial(lambda: rds.create_db_cluster_snapshot(
+        DBClusterIdentifier="iam-db", DBClusterSnapshotIdentifier="iam-snap-untagged"))
+    check("a create without the required request tag is denied", "rds:CreateDBClusterSnapshot on resource" in message,
+          message)
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="iam-db", DBClusterSnapshotIdentifier="iam-snap",
+                                   Tags=[{"Key": "purpose", "Value": "check"}])
+    _, _, message = denial(lambda: rds2.create_db_cluster_snapshot(
+        DBClusterIdentifier="iam-db", DBClusterSnapshotIdentifier="iam-snap-2", Tags=[{"Key": "purpose", "Value": "x"}]))
+    check("a create with tags also needs rds:AddTagsToResource on the new resource",
+          f"rds:AddTagsToResource on resource: {ARN}:cluster-snapshot:iam-snap-2 " in message, message)
+    admin.create_db_cluster_snapshot(DBClusterIdentifier="iam-db", DBClusterSnapshotIdentifier="iam-plain")
+    for snap in ("iam-snap", "iam-plain"):
+        wait_until(f"{snap} available", lambda s=snap: emu.get("/_emulator/snapshots")[s]["status"] == "available")
+    # aws:ResourceTag from the emulated resource's tags.
+    _, _, message = denial(lambda: rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="iam-plain"))
+    check("aws:ResourceTag: an untagged snapshot's delete is denied", "rds:DeleteDBClusterSnapshot" in message, message)
+    rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier="iam-snap")
+    check("aws:ResourceTag: the tagged snapshot is deleted", "iam-snap" not in emu.get("/_emulator/snapshots"))
+
+    # An operation the emulator does not know how to authorize: denied, loudly.
+    _, code, message = denial(lambda: rds.describe_db_subnet_groups())
+    check("unknown operation denied", code == "AccessDenied" and "does not know how to authorize" in message, message)
+    status, code, message = denial(lambda: as_key(emu, "ecs", key).list_clusters())
+    check("JSON protocols: 400 AccessDeniedException", (status, code) == (400, "AccessDeniedException"), (status, code))
+    status, code, _ = denial(lambda: as_key(emu, "s3", key).put_object(Bucket="iam-bucket", Key="state/x", Body=b"x"))
+    check("S3: 403 AccessDenied", (status, code) == (403, "AccessDenied"), (status, code))
+    emu.client("s3").create_bucket(Bucket="iam-bucket")
+    status, code, _ = denial(lambda: as_key(emu, "s3", key).get_object(Bucket="iam-bucket", Key="state/missing"))
+    check("S3: a missing key is 403 without s3:ListBucket", (status, code) == (403, "AccessDenied"), (status, code))
+    error_code("the admin key is unrestricted", lambda: emu.client("s3").get_object(Bucket="iam-bucket", Key="state/m"),
+               "NoSuchKey")
+
+    denied = emu.get("/_emulator/iam/denied")["denied"][before:]
+    actions = [d["action"] for d in denied]
+    check("every denial is listed", len(denied) == 10 and "rds:AddTagsToResource" in actions, actions)
+    check("denials carry resource and message", all(d["resource"] and d["message"] for d in denied), denied)
+    calls = emu.get("/_emulator/calls")["calls"]
+    check("the call log marks denied calls", sum(1 for c in calls if c[7]) >= len(denied), calls[-3:])
+    bad = urllib.request.Request(emu.url + "/_emulator/iam", data=json.dumps({"access_key": "x", "policy": {
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*",
+                       "Condition": {"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}}]}}).encode())
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(bad, timeout=10)
+    check("a policy with an operator the emulator cannot evaluate is refused", raised.value.code == 400)
+
+
+def test_iam(emu: Emulator) -> None:
+    check_iam(emu)
 
 
 def test_sigterm_stops_the_emulator_and_cleans_up(emu: Emulator, net: dict[str, str]) -> None:

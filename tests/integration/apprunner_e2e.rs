@@ -17,12 +17,13 @@ const TIMEOUTS: &str = "timeouts = { snapshot = \"2m\", migration = \"2m\", rest
 /// An environment whose migration is a deployment of the App Runner service.
 fn apprunner_toml(emu: &Emulator, s: &serde_json::Value, extra: &str) -> String {
     format!(
-        "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n{TIMEOUTS}\n\
+        "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n{TIMEOUTS}\n\
          migration = {{ runner = \"apprunner\" }}\nservice = {{ apprunner_arn = \"{arn}\" }}\n\
          health = {{ url = \"{health}\", timeout = \"30s\" }}\n{extra}\n",
         cluster = s["cluster"].as_str().unwrap(),
         arn = s["service_arn"].as_str().unwrap(),
         health = emu.health_url(s),
+        project = s["name"].as_str().unwrap(),
     )
 }
 
@@ -128,7 +129,7 @@ fn an_app_runner_deployment_that_migrates_on_start_up_is_followed_to_the_end() {
     let s = emu.setup_with(true, true);
     let cluster = s["cluster"].as_str().unwrap();
     emu.push_image(&s, json!({"revision": "head"}));
-    let p = emu.project_with(&apprunner_toml(&emu, &s, ""));
+    let p = emu.project_with(&s, &apprunner_toml(&emu, &s, ""));
 
     let plan = p.ferry(&["plan", "stage"]);
     assert!(plan.stdout.contains("start a deployment of the App Runner service"), "{plan:?}");
@@ -159,7 +160,7 @@ fn a_deployment_that_fails_to_migrate_is_restored_and_the_previous_image_serves_
     let cluster = s["cluster"].as_str().unwrap();
     let before = orders(&emu, cluster);
     emu.push_image(&s, json!({"revision": "head", "fail": true}));
-    let p = emu.project_with(&apprunner_toml(&emu, &s, ""));
+    let p = emu.project_with(&s, &apprunner_toml(&emu, &s, ""));
     let seen = emu.service_history(&s).len();
 
     let r = p.ferry(&["deploy", "stage", "--output", "json"]);
@@ -250,7 +251,7 @@ fn a_deployment_past_the_timeout_is_followed_to_its_real_end_then_restored() {
     emu.configure(json!({"app_ready_seconds": 8}));
     emu.push_image(&s, json!({"revision": "head", "hang": true}));
     let toml = apprunner_toml(&emu, &s, "").replace("migration = \"2m\"", "migration = \"3s\"");
-    let p = emu.project_with(&toml);
+    let p = emu.project_with(&s, &toml);
 
     let r = p.ferry(&["deploy", "stage", "--output", "json"]);
     assert_eq!(r.code, 4, "{r:?}");

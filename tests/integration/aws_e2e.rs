@@ -295,6 +295,87 @@ fn a_production_like_cluster_is_restored_as_its_twin_with_every_instance() {
     assert_eq!(emu.query(cluster, "SELECT version_num FROM alembic_version"), serde_json::json!([["0002_add_email"]]));
 }
 
+/// The harness's IAM check: a request the registered policy denies fails the
+/// test at its end, naming the action and the resource IAM checked (an
+/// identifier-less Describe: the type's wildcard ARN); `expect_denials` lets a
+/// test that wants the denial pass.
+#[test]
+fn a_request_the_policy_denies_fails_the_test_naming_its_action_and_resource() {
+    let denied_describe = |emu: &Emulator| {
+        emu.register_policy(
+            "AKIADENIEDCHECK",
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "rds:DescribeDBClusters", "Resource": "arn:aws:rds:us-east-1:123456789012:cluster:app-*"}]}),
+        );
+        let out = std::process::Command::new(&emu.python)
+            .args([
+                "-c",
+                "import sys, boto3\nfrom botocore.exceptions import ClientError\n\
+                 rds = boto3.client('rds', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='AKIADENIEDCHECK', aws_secret_access_key='x')\n\
+                 try:\n    rds.describe_db_clusters()\nexcept ClientError as e:\n    print(e.response['Error']['Code'])",
+            ])
+            .arg(&emu.endpoint)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "AccessDenied", "{out:?}");
+    };
+
+    let Some(emu) = Emulator::start() else { return };
+    denied_describe(&emu);
+    let denied = emu.denied();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["resource"], "arn:aws:rds:us-east-1:123456789012:cluster:*");
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(emu)))
+        .expect_err("the end of the test fails on a denied request");
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("rds:DescribeDBClusters on arn:aws:rds:us-east-1:123456789012:cluster:*"), "{message}");
+
+    let Some(emu) = Emulator::start() else { return };
+    denied_describe(&emu);
+    emu.expect_denials();
+}
+
+/// `snapshot create`, `delete` and `prune` as the shipped policy: a manual
+/// snapshot is taken, and deleting it is refused by IAM (only pre-deploy
+/// snapshots may be deleted: exit 2, access denied); prune deletes the
+/// deploy's pre-deploy snapshot.
+#[test]
+fn snapshots_are_made_and_only_pre_deploy_ones_deleted_as_the_policy() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let p = emu.project(&s, &["true"], "");
+    let r = p.ferry(&["deploy", "stage", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let pre_deploy = r.json()["snapshot"]["id"].as_str().unwrap().to_string();
+    let manual = p.ferry(&["snapshot", "create", "stage", "--wait", "--yes", "--output", "json"]);
+    assert_eq!(manual.code, 0, "{manual:?}");
+    let ids = |p: &crate::common::emulator::Project| -> Vec<String> {
+        let list = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
+        list["snapshots"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect()
+    };
+    let manual_id = ids(&p).into_iter().find(|id| id.contains("-manual-")).expect("the manual snapshot");
+
+    emu.expect_denials();
+    let refused = p.ferry(&["snapshot", "delete", "stage", &manual_id, "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("access denied"), "{refused:?}");
+    let denied = emu.denied();
+    assert!(
+        denied.len() == 1
+            && denied[0]["action"] == "rds:DeleteDBClusterSnapshot"
+            && denied[0]["deny"] == "explicit"
+            && denied[0]["resource"].as_str().unwrap().ends_with(&format!(":cluster-snapshot:{manual_id}")),
+        "{denied:?}"
+    );
+
+    let pruned = p.ferry(&["snapshot", "prune", "stage", "--keep", "0", "--yes"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    let left = ids(&p);
+    assert!(!left.contains(&pre_deploy) && left.contains(&manual_id), "{left:?}");
+    assert_eq!(emu.denied().len(), 1, "prune was allowed: {:?}", emu.denied());
+}
+
 #[test]
 fn a_responder_lists_automated_snapshots_and_restores_one_by_its_rds_id() {
     let Some(emu) = Emulator::start() else { return };

@@ -1094,3 +1094,56 @@ fn ferry_deletes_only_its_tagged_rehearsal_clone_and_cannot_mark_an_existing_dat
     let snapshot = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:app-prod-20261201-060000-1a2b";
     assert!(permitted(&policy, "rds:AddTagsToResource", snapshot, &[("aws:TagKeys", "ferry:purpose")]));
 }
+
+/// The RDS Describe actions, as IAM authorizes them: a Describe naming its
+/// resource on that resource's ARN, one without an identifier (the instances of a
+/// cluster by a `db-cluster-id` filter, a listing of clusters or of a cluster's
+/// snapshots) on the resource type's wildcard ARN (`db:*`, `cluster:*`,
+/// `cluster-snapshot:*`). The wildcards grant only those reads.
+#[test]
+fn identifier_less_rds_describes_are_allowed_and_the_wildcards_grant_only_reads() {
+    let policy = policy_json();
+    let rds = |rest: &str| format!("arn:aws:rds:us-east-1:123456789012:{rest}");
+    for (action, resource) in [
+        ("rds:DescribeDBInstances", "db:*"),
+        ("rds:DescribeDBClusters", "cluster:*"),
+        ("rds:DescribeDBClusterSnapshots", "cluster-snapshot:*"),
+        ("rds:DescribeDBClusters", "cluster:app-prod"),
+        ("rds:DescribeDBInstances", "db:app-prod-writer"),
+        ("rds:DescribeDBClusterSnapshots", "cluster-snapshot:app-prod-pre-deploy-20261201-060000-1a2b"),
+        ("rds:ListTagsForResource", "cluster:app-prod"),
+        ("rds:ListTagsForResource", "cluster-snapshot:app-prod-pre-deploy-20261201-060000-1a2b"),
+        // An automated backup (`snapshot list --all`, `restore --snapshot rds:...`).
+        ("rds:ListTagsForResource", "cluster-snapshot:rds:app-prod-2026-12-01-06-00"),
+        ("rds:RestoreDBClusterFromSnapshot", "cluster-snapshot:rds:app-prod-2026-12-01-06-00"),
+    ] {
+        assert!(permitted(&policy, action, &rds(resource), &[]), "{action} on {resource} must be allowed");
+    }
+    // Other regions and accounts stay out; tags are read only on ferry's names.
+    for (action, resource) in [
+        ("rds:DescribeDBClusters", "arn:aws:rds:eu-west-1:123456789012:cluster:*".to_string()),
+        ("rds:DescribeDBInstances", "arn:aws:rds:us-east-1:210987654321:db:*".to_string()),
+        ("rds:ListTagsForResource", rds("cluster:billing-prod")),
+        ("rds:ListTagsForResource", rds("cluster:*")),
+        ("rds:ListTagsForResource", rds("cluster-snapshot:rds:billing-prod-2026-12-01-06-00")),
+        ("rds:RestoreDBClusterFromSnapshot", rds("cluster-snapshot:rds:billing-prod-2026-12-01-06-00")),
+        // Nor may an automated backup be deleted (RDS deletes them itself).
+        ("rds:DeleteDBClusterSnapshot", rds("cluster-snapshot:rds:app-prod-2026-12-01-06-00")),
+    ] {
+        assert!(!permitted(&policy, action, &resource, &[]), "{action} on {resource} must not be allowed");
+    }
+    // Every Allow on an RDS type's wildcard ARN is a Describe: the mutating
+    // actions stay scoped to DatabaseNamePattern.
+    for s in policy["Statement"].as_array().unwrap().iter().filter(|s| s["Effect"] == "Allow") {
+        let wildcard = as_list(&s["Resource"])
+            .iter()
+            .any(|r| ["cluster:*", "db:*", "cluster-snapshot:*"].iter().any(|t| r.ends_with(&format!(":{t}"))));
+        if wildcard {
+            for a in as_list(&s["Action"]) {
+                assert!(a.starts_with("rds:Describe"), "{a} is granted on a wildcard RDS ARN: {s}");
+            }
+        }
+    }
+    let describe = policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "DescribeDatabase").unwrap();
+    assert!(describe.get("Condition").is_none(), "the reads need no condition: {describe}");
+}

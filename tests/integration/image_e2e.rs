@@ -161,12 +161,13 @@ fn an_app_runner_deployment_of_an_image_is_its_update_service() {
     let head = json!({"revision": "head"}).to_string();
     emu.scenario(&["push-image", "--task-cwd", &cwd, "--image", &release, "--release", &head]);
     let toml = format!(
-        "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+        "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
          timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n\
          migration = {{ runner = \"apprunner\" }}\nservice = {{ apprunner_arn = \"{}\" }}\n",
-        s["service_arn"].as_str().unwrap()
+        s["service_arn"].as_str().unwrap(),
+        project = s["name"].as_str().unwrap(),
     );
-    let p = emu.project_with(&toml);
+    let p = emu.project_with(&s, &toml);
     let source_before = emu.service(&s)["source"].clone();
 
     let r = p.ferry_with(&["deploy", "stage", "--output", "json"], &[("FERRY_IMAGE", &release)]);

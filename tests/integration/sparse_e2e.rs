@@ -102,12 +102,13 @@ fn an_app_runner_deployment_that_fails_with_late_listings_is_restored_and_its_lo
     let before = orders(&emu, cluster);
     emu.push_image(&s, json!({"revision": "head", "fail": true}));
     let toml = format!(
-        "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+        "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
          timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n\
          migration = {{ runner = \"apprunner\" }}\nservice = {{ apprunner_arn = \"{arn}\" }}\n",
         arn = s["service_arn"].as_str().unwrap(),
+        project = s["name"].as_str().unwrap(),
     );
-    let p = emu.project_with(&toml);
+    let p = emu.project_with(&s, &toml);
 
     let r = p.ferry(&["deploy", "stage", "--output", "json"]);
     assert_eq!(r.code, 4, "{r:?}");
@@ -136,7 +137,9 @@ fn a_restore_that_waits_out_a_deployment_that_succeeds_leaves_the_service_paused
     let s = emu.setup(true);
     let cluster = s["cluster"].as_str().unwrap();
     let p = emu.project(&s, &["true"], "");
-    let snap = p.ferry(&["snapshot", "create", "stage", "--wait", "--id", "before-the-release"]);
+    // Inside the policy's DatabaseNamePattern (<name>-*), as a snapshot id must be.
+    let id = format!("{}-before-the-release", s["name"].as_str().unwrap());
+    let snap = p.ferry(&["snapshot", "create", "stage", "--wait", "--id", &id]);
     assert_eq!(snap.code, 0, "{snap:?}");
     let before = orders(&emu, cluster);
     emu.query(cluster, "DELETE FROM orders RETURNING id");
@@ -146,10 +149,7 @@ fn a_restore_that_waits_out_a_deployment_that_succeeds_leaves_the_service_paused
     emu.scenario(&["apprunner", "--arn", s["service_arn"].as_str().unwrap(), "--call", "start_deployment"]);
     // A person at a terminal says yes to the restore and no to resuming the
     // service under the version that landed meanwhile (`--yes` would resume it).
-    let r = crate::common::at_a_terminal(
-        &p.command(&["restore", "stage", "--snapshot", "before-the-release"]),
-        &["y", "n"],
-    );
+    let r = crate::common::at_a_terminal(&p.command(&["restore", "stage", "--snapshot", &id]), &["y", "n"]);
     assert_eq!(r.code, 5, "{r:?}");
     assert!(r.stdout.contains("Resume the App Runner service now? [y/N]"), "{r:?}");
     let rec: serde_json::Value = std::fs::read_dir(p.path().join(".ferry/runs"))

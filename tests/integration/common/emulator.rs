@@ -1,6 +1,15 @@
 //! The AWS emulator (tests/emulator/) for end-to-end tests, with the scenario
 //! helper (tests/e2e/scenario.py) and a ferry project pointed at it.
+//!
+//! ferry runs as the shipped IAM policy: `scenario.py setup` registers
+//! infra/ferry-iam.yaml's policy rendered for the scenario under a fresh access
+//! key (`access_key` in its JSON), and every [`Project`] made from that scenario
+//! runs ferry with that key. When the emulator is dropped at the end of a test
+//! that did not fail otherwise, it fails the test if IAM denied any request
+//! (`GET /_emulator/iam/denied`), naming the action and the resource, unless the
+//! test said it expects denials ([`Emulator::expect_denials`]).
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +25,7 @@ pub struct Emulator {
     pub endpoint: String,
     pub python: PathBuf,
     pub dir: tempfile::TempDir,
+    expect_denials: Cell<bool>,
 }
 
 impl Emulator {
@@ -41,7 +51,7 @@ impl Emulator {
                 std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default()
             )
         });
-        Some(Emulator { endpoint: endpoint.to_string(), child, python, dir })
+        Some(Emulator { endpoint: endpoint.to_string(), child, python, dir, expect_denials: Cell::new(false) })
     }
 
     pub fn scenario(&self, args: &[&str]) -> String {
@@ -157,11 +167,40 @@ impl Emulator {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// A ferry project with this ferry.toml, pointed at the emulator.
-    pub fn project_with(&self, toml: &str) -> Project {
+    /// A ferry project with this ferry.toml, pointed at the emulator, running
+    /// as the scenario's policy.
+    pub fn project_with(&self, s: &serde_json::Value, toml: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ferry.toml"), toml).unwrap();
-        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
+        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap(), access_key: access_key(s) }
+    }
+
+    /// Register an IAM policy for an access key (POST /_emulator/iam).
+    pub fn register_policy(&self, access_key: &str, policy: serde_json::Value) {
+        let body = serde_json::json!({ "access_key": access_key, "policy": policy }).to_string();
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                "import sys, urllib.request\n\
+                 r = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST')\n\
+                 urllib.request.urlopen(r).read()",
+            ])
+            .arg(format!("{}/_emulator/iam", self.endpoint))
+            .arg(body)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// This test expects IAM to deny some of ferry's requests: the check at
+    /// the end of the test is skipped.
+    pub fn expect_denials(&self) {
+        self.expect_denials.set(true);
+    }
+
+    /// The requests IAM denied so far (`GET /_emulator/iam/denied`).
+    pub fn denied(&self) -> Vec<serde_json::Value> {
+        self.get("/_emulator/iam/denied")["denied"].as_array().cloned().unwrap_or_default()
     }
 
     /// Rows of `sql` on the real database behind a cluster id.
@@ -190,16 +229,17 @@ impl Emulator {
             None => String::new(),
         };
         let toml = format!(
-            "project = \"e2e\"\n[env.stage]\nregion = \"us-east-1\"\nstack = \"{stack}\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
+            "project = \"{project}\"\n[env.stage]\nregion = \"us-east-1\"\nstack = \"{stack}\"\ndatabase = {{ cluster = \"{cluster}\" }}\n\
              timeouts = {{ snapshot = \"2m\", migration = \"2m\", restore = \"3m\", service = \"1m\" }}\n{service}{extra}\n\
              [env.stage.migration]\ncluster = \"${{output:ClusterName}}\"\ntask_definition = \"${{output:MigrationTaskDefinitionArn}}\"\n\
              subnets = \"${{output:PrivateSubnetIds}}\"\nsecurity_groups = [\"${{output:MigrationSecurityGroupId}}\"]\n\
              container = \"migrate\"\ncommand = {command}\n",
             stack = s["stack"].as_str().unwrap(),
             cluster = s["cluster"].as_str().unwrap(),
+            project = s["name"].as_str().unwrap(),
         );
         std::fs::write(dir.path().join("ferry.toml"), toml).unwrap();
-        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
+        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap(), access_key: access_key(s) }
     }
 
     pub fn alembic(&self) -> Vec<String> {
@@ -209,8 +249,40 @@ impl Emulator {
     }
 }
 
+/// The access key `scenario.py setup` registered the scenario's policy under.
+fn access_key(s: &serde_json::Value) -> String {
+    s["access_key"].as_str().unwrap_or_else(|| panic!("the scenario has no access_key: {s}")).to_string()
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
+        if !std::thread::panicking() && !self.expect_denials.get() {
+            let denied = self.denied();
+            if !denied.is_empty() {
+                let lines: Vec<String> = denied
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} on {} ({}: {})",
+                            d["action"].as_str().unwrap_or("?"),
+                            d["resource"].as_str().unwrap_or("?"),
+                            d["operation"].as_str().unwrap_or("?"),
+                            d["message"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = self.child.wait();
+                panic!(
+                    "IAM denied {} of ferry's requests under the shipped policy:\n  {}",
+                    lines.len(),
+                    lines.join("\n  ")
+                );
+            }
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -224,6 +296,7 @@ pub struct Project {
     dir: tempfile::TempDir,
     endpoint: String,
     home: tempfile::TempDir,
+    access_key: String,
 }
 
 impl Project {
@@ -255,7 +328,7 @@ impl Project {
             c.env_remove(k);
         }
         c.env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -267,7 +340,12 @@ impl Project {
     pub fn checkout(&self) -> Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(self.dir.path().join("ferry.toml"), dir.path().join("ferry.toml")).unwrap();
-        Project { dir, endpoint: self.endpoint.clone(), home: tempfile::tempdir().unwrap() }
+        Project {
+            dir,
+            endpoint: self.endpoint.clone(),
+            home: tempfile::tempdir().unwrap(),
+            access_key: self.access_key.clone(),
+        }
     }
 
     pub fn path(&self) -> &Path {
