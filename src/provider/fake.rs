@@ -532,6 +532,11 @@ impl Database for FakeCloud {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        self.call(Op::Describe).await?;
+        Ok(self.lock().clusters.get(id).and_then(|db| db.tags.get(TAG_RUN_ID).cloned()))
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         let hang = self.enter(Op::CreateSnapshot).await?;
         let snapshot = {

@@ -154,3 +154,49 @@ impl SnapshotStore {
         Ok(out)
     }
 }
+
+/// The run recorded with a database a local provider made or moved (the
+/// local stand-in for AWS's `ferry:run-id` tag): `<state_dir>/databases/<sha256
+/// of the id>.json` = `{"id": …, "run_id": …}`. Written before the database
+/// gets the name (a restore's copy, a rename), so a database found under a name
+/// is this run's work only when its mark says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RunMark {
+    id: String,
+    run_id: String,
+}
+
+impl SnapshotStore {
+    fn mark_path(&self, id: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let base = self.dir.parent().map_or_else(|| self.dir.clone(), Path::to_path_buf);
+        base.join("databases").join(format!("{hex}.json"))
+    }
+
+    /// Record that run `run_id` made or moved the database now called `id`.
+    pub fn mark(&self, id: &str, run_id: &str) -> PResult<()> {
+        let path = self.mark_path(id);
+        if let Some(dir) = path.parent() {
+            crate::state::private_dir(dir).map_err(|e| io_err("creating the database marks directory", e))?;
+        }
+        let text = serde_json::to_string_pretty(&RunMark { id: id.to_string(), run_id: run_id.to_string() })
+            .map_err(|e| io_err("encoding the database's run mark", e))?;
+        crate::state::write_private(&path, text.as_bytes()).map_err(|e| io_err("recording the database's run", e))
+    }
+
+    /// The run recorded with database `id`, if any.
+    pub fn marked_run(&self, id: &str) -> PResult<Option<String>> {
+        let path = self.mark_path(id);
+        match fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str::<RunMark>(&text) {
+                Ok(m) if m.id == id => Ok(Some(m.run_id)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(io_err(&format!("the run mark {} is unreadable", path.display()), e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading the database's run mark", e)),
+        }
+    }
+}

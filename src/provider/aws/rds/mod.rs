@@ -178,6 +178,16 @@ impl Database for RdsDatabase {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        let Some(c) = self.cluster(id).await? else { return Ok(None) };
+        // A sparse answer may leave TagList out: ListTagsForResource says.
+        let tags = match (c.tag_list().is_empty(), c.db_cluster_arn()) {
+            (true, Some(arn)) => self.list_tags(arn).await?,
+            _ => tags_of(c.tag_list()),
+        };
+        Ok(tags.get(crate::provider::TAG_RUN_ID).cloned())
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         if let Some(existing) = self.describe_snapshot(id).await? {
             return Ok(existing);

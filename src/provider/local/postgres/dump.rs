@@ -97,7 +97,11 @@ impl PgDatabase {
                  tools) on PATH"
             )));
         };
-        let partial = fit_name(target, "partial");
+        // `<db>-partial-<stamp>-<run hex>`: the staging name carries the run
+        // like the target's (shortening the database part, never the suffix),
+        // so dropping a leftover partial copy never touches another run's.
+        let tail = target.rsplit_once("-restored-").map_or(target, |(_, t)| t);
+        let partial = fit_name(&self.db, &format!("partial-{tail}"));
         drop_database(admin, &partial).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&partial)))

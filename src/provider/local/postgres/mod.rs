@@ -198,6 +198,14 @@ impl Database for PgDatabase {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        let admin = self.admin().await?;
+        if !exists(&admin, id).await? {
+            return Ok(None);
+        }
+        self.store.marked_run(&self.location(id))
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         if let Some(existing) = self.store.get(id)? {
             return Ok(existing.snapshot);
@@ -268,12 +276,16 @@ impl Database for PgDatabase {
         Ok(None)
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, _tags: &Tags) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
         check_name(target)?;
         let admin = self.admin().await?;
         settle(&admin, &[target]).await?;
         if exists(&admin, target).await? {
             return Ok(());
+        }
+        // The run is recorded before the database takes the name.
+        if let Some(run_id) = tags.get(crate::provider::TAG_RUN_ID) {
+            self.store.mark(&self.location(target), run_id)?;
         }
         match self.store.entry(snapshot_id)?.stored {
             Stored::PgTemplate { database } => {
@@ -302,12 +314,14 @@ impl Database for PgDatabase {
             .filter_map(|r| {
                 let id: String = r.get(0);
                 let kind = crate::provider::leftover_kind(&self.db, &id)?;
-                Some(crate::provider::Leftover {
-                    id,
-                    kind: kind.to_string(),
-                    status: "available".into(),
-                    tags: Tags::new(),
-                })
+                let tags = self
+                    .store
+                    .marked_run(&self.location(&id))
+                    .ok()
+                    .flatten()
+                    .map(|r| Tags::from([(crate::provider::TAG_RUN_ID.to_string(), r)]))
+                    .unwrap_or_default();
+                Some(crate::provider::Leftover { id, kind: kind.to_string(), status: "available".into(), tags })
             })
             .collect())
     }
@@ -327,7 +341,7 @@ impl Database for PgDatabase {
         Ok(Box::new(crate::provider::session::PgLockObserver { client: self.connect(&clone.id).await? }))
     }
 
-    async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         check_name(to)?;
         let admin = self.admin().await?;
         settle(&admin, &[from, to]).await?;
@@ -342,6 +356,8 @@ impl Database for PgDatabase {
             (false, false) => return Err(ProviderError::NotFound(format!("database {}", self.location(from)))),
             (true, false) => {}
         }
+        // The run is recorded with the new name just before the database takes it.
+        self.store.mark(&self.location(to), run_id)?;
         let what = format!("renaming database {from} to {to}");
         let rename = format!("ALTER DATABASE {} RENAME TO {}", quote_ident(from), quote_ident(to));
         let mut attempt = 0;
