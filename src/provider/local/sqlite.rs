@@ -93,7 +93,7 @@ fn take_mode_and_owner(path: &Path, like: Option<&Path>) -> PResult<()> {
 impl SqliteDatabase {
     /// `ferry:run-id` as the run mark records it, for a leftover.
     fn marked_tags(&self, id: &str) -> Tags {
-        self.store.marked_run(id).ok().flatten().map(|r| Tags::from([(TAG_RUN_ID.to_string(), r)])).unwrap_or_default()
+        read_mark(Path::new(id)).map(|r| Tags::from([(TAG_RUN_ID.to_string(), r)])).unwrap_or_default()
     }
 
     pub fn new(path: PathBuf, store: SnapshotStore) -> Self {
@@ -182,7 +182,7 @@ impl Database for SqliteDatabase {
         if !Path::new(id).is_file() {
             return Ok(None);
         }
-        self.store.marked_run(id)
+        Ok(read_mark(Path::new(id)))
     }
 
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
@@ -247,7 +247,7 @@ impl Database for SqliteDatabase {
         }
         // The run is recorded before the copy takes the name.
         if let Some(run_id) = tags.get(crate::provider::TAG_RUN_ID) {
-            self.store.mark(&target_id, run_id)?;
+            write_mark(Path::new(&target_id), run_id)?;
         }
         let like = self.path.clone();
         blocking(move || backup_file(&file, &target, Some(&like))).await
@@ -306,10 +306,10 @@ impl Database for SqliteDatabase {
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         let (from, to) = (PathBuf::from(from), PathBuf::from(to));
         let live = from == self.path;
-        let (store, to_id, run_id) = (self.store.clone(), to.display().to_string(), run_id.to_string());
+        let (to_path, run_id) = (to.clone(), run_id.to_string());
         // The run is recorded with the new name just before the file takes it
         // (never for a name that exists already: that is someone's database).
-        let mark = move || store.mark(&to_id, &run_id);
+        let mark = move || write_mark(&to_path, &run_id);
         blocking(move || {
             if live {
                 // The live database is kept aside by a hard link: its data stays
@@ -358,6 +358,26 @@ impl Database for SqliteDatabase {
         })
         .await
     }
+}
+
+/// The run mark of a database file (the local stand-in for AWS's
+/// `ferry:run-id` tag): `.<file name>.ferry-run-id` beside it, holding the id
+/// of the run that made the file or gave it its name. Beside the database,
+/// not in `state_dir`: a full state directory does not stop a restore.
+fn mark_path(db: &Path) -> PathBuf {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.with_file_name(format!(".{name}.ferry-run-id"))
+}
+
+fn write_mark(db: &Path, run_id: &str) -> PResult<()> {
+    crate::state::write_private(&mark_path(db), format!("{run_id}\n").as_bytes())
+        .map_err(|e| io_err("recording the run beside the database", e))
+}
+
+fn read_mark(db: &Path) -> Option<String> {
+    let text = fs::read_to_string(mark_path(db)).ok()?;
+    let id = text.trim();
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 /// True when the file has another name (the kept failed copy), so replacing this

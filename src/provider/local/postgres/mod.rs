@@ -29,7 +29,7 @@ mod tests;
 
 use admin::{
     check_name, copy_database, drop_database, exists, fit_name, has_code, lookup, pg_err, pg_message, quote_ident,
-    seal, settle,
+    read_mark, run_in_comment, seal, settle, write_mark,
 };
 
 /// How often `rename` disconnects the database's sessions and tries again when
@@ -200,10 +200,7 @@ impl Database for PgDatabase {
 
     async fn run_of(&self, id: &str) -> PResult<Option<String>> {
         let admin = self.admin().await?;
-        if !exists(&admin, id).await? {
-            return Ok(None);
-        }
-        self.store.marked_run(&self.location(id))
+        read_mark(&admin, id).await
     }
 
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
@@ -283,10 +280,7 @@ impl Database for PgDatabase {
         if exists(&admin, target).await? {
             return Ok(());
         }
-        // The run is recorded before the database takes the name.
-        if let Some(run_id) = tags.get(crate::provider::TAG_RUN_ID) {
-            self.store.mark(&self.location(target), run_id)?;
-        }
+
         match self.store.entry(snapshot_id)?.stored {
             Stored::PgTemplate { database } => {
                 let Some(source) = lookup(&admin, &database).await? else {
@@ -294,9 +288,18 @@ impl Database for PgDatabase {
                 };
                 copy_database(&admin, &database, &source.owner, target)
                     .await
-                    .map_err(pg_err(&format!("restoring snapshot {snapshot_id} into database {target}")))
+                    .map_err(pg_err(&format!("restoring snapshot {snapshot_id} into database {target}")))?;
+                // A comment is not copied with the template: the run is
+                // recorded on the new database at once (killed in between, it
+                // carries no run, and a resume refuses to take it for its own).
+                match tags.get(crate::provider::TAG_RUN_ID) {
+                    Some(run_id) => write_mark(&admin, target, run_id).await,
+                    None => Ok(()),
+                }
             }
-            Stored::PgDump { file } => self.restore_dump(&admin, snapshot_id, &file, target).await,
+            Stored::PgDump { file } => {
+                self.restore_dump(&admin, snapshot_id, &file, target, tags.get(crate::provider::TAG_RUN_ID)).await
+            }
             Stored::SqliteFile { .. } => {
                 Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not a PostgreSQL snapshot")))
             }
@@ -306,7 +309,11 @@ impl Database for PgDatabase {
     async fn leftovers(&self) -> PResult<Vec<crate::provider::Leftover>> {
         let admin = self.admin().await?;
         let rows = admin
-            .query("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", &[&self.db])
+            .query(
+                "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+                 WHERE starts_with(datname, $1) ORDER BY 1",
+                &[&self.db],
+            )
             .await
             .map_err(pg_err("listing databases"))?;
         Ok(rows
@@ -314,11 +321,10 @@ impl Database for PgDatabase {
             .filter_map(|r| {
                 let id: String = r.get(0);
                 let kind = crate::provider::leftover_kind(&self.db, &id)?;
-                let tags = self
-                    .store
-                    .marked_run(&self.location(&id))
-                    .ok()
-                    .flatten()
+                let comment: Option<String> = r.get(1);
+                let tags = comment
+                    .as_deref()
+                    .and_then(run_in_comment)
                     .map(|r| Tags::from([(crate::provider::TAG_RUN_ID.to_string(), r)]))
                     .unwrap_or_default();
                 Some(crate::provider::Leftover { id, kind: kind.to_string(), status: "available".into(), tags })
@@ -356,8 +362,9 @@ impl Database for PgDatabase {
             (false, false) => return Err(ProviderError::NotFound(format!("database {}", self.location(from)))),
             (true, false) => {}
         }
-        // The run is recorded with the new name just before the database takes it.
-        self.store.mark(&self.location(to), run_id)?;
+        // The run is recorded on the database just before it takes the new
+        // name (a comment goes with the database through the rename).
+        write_mark(&admin, from, run_id).await?;
         let what = format!("renaming database {from} to {to}");
         let rename = format!("ALTER DATABASE {} RENAME TO {}", quote_ident(from), quote_ident(to));
         let mut attempt = 0;
