@@ -32,10 +32,9 @@ fn three_failing_deploys(p: &Project, env: &str, orders: impl Fn() -> Vec<String
     let before = orders();
     at_the_start_of_a_second();
     let mut seconds = Vec::new();
+    let mut records = Vec::new();
     for attempt in 1..=3 {
         let r = p.run(["deploy", env, "--output", "json"]).output();
-        let rec = r.json();
-        seconds.push(second_of(rec["run_id"].as_str().unwrap()));
         let after = orders();
         match r.code {
             4 => {
@@ -44,14 +43,18 @@ fn three_failing_deploys(p: &Project, env: &str, orders: impl Fn() -> Vec<String
             5 => {}
             _ => panic!("deploy {attempt}: {r:?}"),
         }
-        // Every run took its own names.
-        let restore = &rec["restore"];
+        assert_eq!(r.code, 4, "{r:?}");
+        let rec = r.json();
+        seconds.push(second_of(rec["run_id"].as_str().unwrap()));
+        records.push(rec);
+    }
+    // Every run took its own names.
+    for rec in &records {
         let hex = rec["run_id"].as_str().unwrap().rsplit('-').next().unwrap().to_string();
         for key in ["failed_cluster", "staging_cluster"] {
-            let name = restore[key].as_str().unwrap();
+            let name = rec["restore"][key].as_str().unwrap();
             assert!(name.trim_end_matches(".db").ends_with(&format!("-{hex}")), "{key} {name} carries the run");
         }
-        assert_eq!(r.code, 4, "{r:?}");
     }
     eprintln!("the three deploys ran in the seconds {seconds:?}");
 }

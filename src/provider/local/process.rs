@@ -665,3 +665,83 @@ fn run_child(dir: &Path, command: &[String], pid_file: &fs::File) -> StatusFile 
         Err(e) => ended(true, None, Some(format!("lost track of the process: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(input: &[u8]) -> Vec<(Vec<u8>, bool, bool)> {
+        let mut out = Vec::new();
+        split_lines(input, |p| out.push((p.bytes.to_vec(), p.continues, p.continued)));
+        out
+    }
+
+    #[test]
+    fn short_lines_are_whole_and_long_ones_are_split_into_marked_pieces() {
+        assert_eq!(pieces(b"a\nb\n"), [(b"a".to_vec(), false, false), (b"b".to_vec(), false, false)]);
+        assert_eq!(pieces(b"tail without newline"), [(b"tail without newline".to_vec(), false, false)]);
+        let mut long = vec![b'x'; PIECE_BYTES * 2 + 10];
+        long.extend_from_slice(b"\nnext\n");
+        let got = pieces(&long);
+        assert_eq!(got.len(), 4, "{:?}", got.iter().map(|p| p.0.len()).collect::<Vec<_>>());
+        assert_eq!((got[0].0.len(), got[0].1, got[0].2), (PIECE_BYTES, false, true));
+        assert_eq!((got[1].0.len(), got[1].1, got[1].2), (PIECE_BYTES, true, true));
+        assert_eq!((got[2].0.len(), got[2].1, got[2].2), (10, true, false));
+        assert_eq!(got[3], (b"next".to_vec(), false, false));
+    }
+
+    #[test]
+    fn a_line_of_exactly_one_piece_is_whole() {
+        let mut line = vec![b'y'; PIECE_BYTES];
+        line.push(b'\n');
+        let got = pieces(&line);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0.len(), got[0].1, got[0].2), (PIECE_BYTES, false, false));
+    }
+
+    #[test]
+    fn pieces_are_cut_between_utf8_characters_and_keep_every_byte() {
+        let text = "é".repeat(PIECE_BYTES); // two bytes each
+        let got = pieces(text.as_bytes());
+        let joined: Vec<u8> = got.iter().flat_map(|p| p.0.clone()).collect();
+        assert_eq!(joined, text.as_bytes());
+        assert!(got.iter().all(|p| std::str::from_utf8(&p.0).is_ok()), "no character split");
+        // An odd offset: a 3-byte character straddles the piece boundary.
+        let text = format!("a{}", "€".repeat(PIECE_BYTES / 3 + 5));
+        let got = pieces(text.as_bytes());
+        assert!(got.iter().all(|p| std::str::from_utf8(&p.0).is_ok()));
+        assert_eq!(got.iter().map(|p| p.0.len()).sum::<usize>(), text.len());
+    }
+
+    #[test]
+    fn log_entries_mark_their_pieces_and_read_back_with_an_ellipsis() {
+        let r = Redactor::new(Vec::new());
+        let first = log_entry("out", Piece { bytes: b"abc", continues: false, continued: true }, &r);
+        let middle = log_entry("out", Piece { bytes: b"def", continues: true, continued: true }, &r);
+        let last = log_entry("err", Piece { bytes: b"ghi\r", continues: true, continued: false }, &r);
+        assert!(first.contains(" out> abc"), "{first}");
+        let read = |e: &str| parse_log_line(e.trim_end()).unwrap().message;
+        assert_eq!(read(&first), "abc…");
+        assert_eq!(read(&middle), "…def…");
+        assert_eq!(read(&last), "…ghi");
+        assert_eq!(read(&log_entry("out", Piece { bytes: b"whole", continues: false, continued: false }, &r)), "whole");
+    }
+
+    #[test]
+    fn a_preallocated_status_reads_as_not_recorded_until_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = preallocate(&dir.path().join("status.json"), STATUS_BYTES).unwrap();
+        assert!(read_status(dir.path()).is_none());
+        let status =
+            StatusFile { started: true, exit_code: Some(0), reason: Some("x".repeat(10_000)), ended_at: Utc::now() };
+        write_status(&f, &status).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("status.json")).unwrap().len(), STATUS_BYTES as u64, "in place");
+        let read = read_status(dir.path()).unwrap();
+        assert_eq!(read.exit_code, Some(0));
+        assert!(read.reason.unwrap().ends_with('…'), "a long reason is shortened to fit");
+        let pid = preallocate(&dir.path().join("child.pid"), PID_BYTES).unwrap();
+        assert!(read_pid_file(&dir.path().join("child.pid")).is_none());
+        write_in_place(&pid, "1234\n", PID_BYTES).unwrap();
+        assert_eq!(read_pid_file(&dir.path().join("child.pid")), Some((1234, None)));
+    }
+}
