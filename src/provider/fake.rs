@@ -264,6 +264,13 @@ impl FakeCloud {
         self.lock().faults.push((op, kind, times));
     }
 
+    /// Set a tag on a database (another run's work under a name, for tests).
+    pub fn set_cluster_tag(&self, id: &str, key: &str, value: &str) {
+        if let Some(db) = self.lock().clusters.get_mut(id) {
+            db.tags.insert(key.to_string(), value.to_string());
+        }
+    }
+
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }

@@ -55,7 +55,12 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
     let names = match &run.record.restore {
         Some(r) if r.snapshot_id == snapshot_id => r.clone(),
         _ => {
-            let stamp = format!("{}-{}", name_stamp(Utc::now()), run_suffix(&run.record.run_id));
+            // The names this run gave an earlier attempt, found by the run id
+            // the databases carry (the record of them may have reached only
+            // another machine's fallback file): never a second restore.
+            let earlier = earlier_attempt(run).await;
+            let stamp =
+                earlier.unwrap_or_else(|| format!("{}-{}", name_stamp(Utc::now()), run_suffix(&run.record.run_id)));
             let staging = db.sibling_id(&format!("restored-{stamp}"));
             RestoreRecord {
                 snapshot_id: snapshot_id.to_string(),
@@ -89,6 +94,30 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
             Err(RestoreFailure { error, state, next })
         }
     }
+}
+
+/// `<stamp>-<run hex>` of the databases an earlier attempt of this run left
+/// beside the environment's (a `-failed-` or `-restored-` one carrying this
+/// run's id), when there are any.
+async fn earlier_attempt(run: &Run) -> Option<String> {
+    let db = run.cloud.database.clone();
+    let leftovers = call("list what restores left", || db.leftovers()).await.ok()?;
+    leftovers.iter().find_map(|l| {
+        let ours = l.tags.get(TAG_RUN_ID) == Some(&run.record.run_id);
+        if !ours || !matches!(l.kind.as_str(), "restored" | "failed") {
+            return None;
+        }
+        let (_, rest) = l.id.rsplit_once(&format!("-{}-", l.kind))?;
+        // `yyyymmdd-hhmmss-hhhh`, then the SQLite file's extension, if any.
+        let stamp = rest.get(..20)?;
+        let b = stamp.as_bytes();
+        let shaped = b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'-'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'-'
+            && b[16..].iter().all(|c| c.is_ascii_hexdigit());
+        shaped.then(|| stamp.to_string())
+    })
 }
 
 async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) -> Result<String, String> {
@@ -164,10 +193,10 @@ async fn swap(run: &Run, names: &RestoreRecord) -> Result<String, String> {
         call("rename the restored database", || db.rename(&names.staging_cluster, &cluster, &run_id))
             .await
             .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
-    }
-    // Done only when the database now under the environment's id is this
-    // run's restored one: its name alone proves nothing.
-    if !ours(run, names, &cluster).await? {
+    } else if !ours(run, names, &cluster).await? {
+        // Renamed in by an earlier attempt only if the database now under
+        // the environment's id is this run's restored one: its name alone
+        // proves nothing.
         return Err(format!(
             "neither {} nor {cluster} is this run's restored database; where the restored data went is not known",
             names.staging_cluster

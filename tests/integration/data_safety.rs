@@ -23,7 +23,7 @@ fn at_the_start_of_a_second() {
 
 /// The `yyyymmddThhmmss` of a run id.
 fn second_of(run_id: &str) -> String {
-    run_id.rsplitn(3, '-').nth(1).unwrap().to_string()
+    run_id.rsplit('-').nth(1).unwrap().to_string()
 }
 
 /// Three failing deploys back to back (as a script or a CI retry would): each
@@ -144,6 +144,36 @@ fn a_run_settled_on_the_fallback_is_shown_settled_written_back_and_never_restore
     std::fs::rename(state.join("runs.moved"), state.join("runs")).unwrap();
     let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
     settled_on_the_fallback(&p, tmp.path(), &run_id, &state.join("runs"));
+}
+
+#[test]
+fn a_resume_on_another_machine_without_the_fallback_never_restores_a_second_time() {
+    let p = Project::sqlite(FAILS_SLOWLY, "");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = p.command(&["deploy", "local"]).env("TMPDIR", tmp.path()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("attempts.txt").exists()));
+    let state = p.path().join(".ferry");
+    std::fs::rename(state.join("runs"), state.join("runs.moved")).unwrap();
+    std::fs::write(state.join("runs"), "not a directory").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(state.join("runs")).unwrap();
+    std::fs::rename(state.join("runs.moved"), state.join("runs")).unwrap();
+    let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(p.only_run()["outcome"], "running");
+    p.sql("INSERT INTO orders (customer_id, total) VALUES (2, 1234)");
+    // Another machine: its $TMPDIR has no fallback copy; the backend says running.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let _ = p.run(["unlock", "local", "--yes"]).env("TMPDIR", elsewhere.path()).output();
+    let r = p.run(["resume", &run_id]).env("TMPDIR", elsewhere.path()).output();
+    assert!(matches!(r.code, 4 | 5), "{r:?}");
+    assert_eq!(
+        p.sql("SELECT count(*) FROM orders WHERE total = 1234"),
+        ["count(*)", "1"],
+        "the restored database was not restored again: {r:?}"
+    );
+    let failed = p.files().into_iter().filter(|f| f.starts_with("app-failed-") && f.ends_with(".db")).count();
+    assert_eq!(failed, 1, "one restore, one failed copy: {:?}", p.files());
 }
 
 /// A tmpfs of `size` at `dir` (root only); `None` when it cannot be mounted.
@@ -385,7 +415,7 @@ fn a_64_mb_line_without_a_newline_keeps_ferry_s_memory_bounded() {
                 .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("supervisor.pid")).ok())
                 .and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok());
         }
-        peak = peak.max(tree_rss_kib(pid) + supervisor.map_or(0, |s| tree_rss_kib(s)));
+        peak = peak.max(tree_rss_kib(pid) + supervisor.map_or(0, tree_rss_kib));
         std::thread::sleep(Duration::from_millis(20));
     }
     let tail = drain.join().unwrap();

@@ -1,6 +1,6 @@
 //! SQLite, bundled into the binary. Snapshots are made with SQLite's online
 //! backup API (consistent while the app writes). A restore never loses the failed
-//! database: it is hard-linked aside as `<stem>-failed-<ts>.<ext>` (same inode,
+//! database: it is hard-linked aside as `<stem>-failed-<ts>-<run hex>.<ext>` (same inode,
 //! nothing copied), then the restored copy is renamed over the original path in
 //! one atomic step, so the original path always names a whole database.
 
