@@ -341,7 +341,8 @@ impl MigrationRunner for ProcessRunner {
             }
             let status = match self.state(&id)? {
                 TaskState::Pending => "PENDING",
-                TaskState::Running => "RUNNING",
+                // Running on without its supervisor: still running.
+                TaskState::Running | TaskState::Unsupervised { .. } => "RUNNING",
                 _ => continue,
             };
             out.push(TaskSummary { id, status: status.into(), started_by: Some(format!("ferry run {}", cmd.run_id)) });

@@ -446,14 +446,14 @@ mod tests {
 
     #[test]
     fn sibling_ids_stay_within_63_characters() {
-        assert_eq!(truncate_id("app", "-failed-20261121-120000"), "app-failed-20261121-120000");
+        assert_eq!(truncate_id("app", "-failed-20261121-120000-beef"), "app-failed-20261121-120000-beef");
         let long = "a".repeat(60);
-        let id = truncate_id(&long, "-failed-20261121-120000");
+        let id = truncate_id(&long, "-failed-20261121-120000-beef");
         assert_eq!(id.len(), 63);
-        assert!(id.ends_with("-failed-20261121-120000"));
+        assert!(id.ends_with("-failed-20261121-120000-beef"));
         assert_eq!(
-            truncate_id(&format!("{}-b", "a".repeat(39)), "-failed-20261121-120000"),
-            format!("{}-failed-20261121-120000", "a".repeat(39))
+            truncate_id(&format!("{}-b", "a".repeat(34)), "-failed-20261121-120000-beef"),
+            format!("{}-failed-20261121-120000-beef", "a".repeat(34))
         );
     }
 }
