@@ -29,22 +29,6 @@ fn twin_id(target: &str, n: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod names {
-    use super::twin_id;
-
-    #[test]
-    fn instance_names_keep_the_stamp_and_the_run_hex() {
-        assert_eq!(twin_id("app-restored-20261207-120000-beef", 0), "app-restored-20261207-120000-beef-1");
-        let long = format!("{}-restored-20261207-120000-beef", "c".repeat(40));
-        let id = twin_id(&long[long.len() - 63..], 1);
-        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-2"), "{id}");
-        let target = format!("{}-restored-20261207-120000-beef", "c".repeat(30));
-        let id = twin_id(&target, 2);
-        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-3"), "{id}");
-    }
-}
-
 impl RdsDatabase {
     /// The environment's cluster: where the restored one takes its settings from.
     pub(super) async fn source(&self) -> PResult<DbCluster> {
@@ -253,5 +237,21 @@ impl RdsDatabase {
             .await
             .map(|_| ())
             .map_err(|e| classify("AddTagsToResource", e))
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::twin_id;
+
+    #[test]
+    fn instance_names_keep_the_stamp_and_the_run_hex() {
+        assert_eq!(twin_id("app-restored-20261207-120000-beef", 0), "app-restored-20261207-120000-beef-1");
+        let long = format!("{}-restored-20261207-120000-beef", "c".repeat(40));
+        let id = twin_id(&long[long.len() - 63..], 1);
+        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-2"), "{id}");
+        let target = format!("{}-restored-20261207-120000-beef", "c".repeat(30));
+        let id = twin_id(&target, 2);
+        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-3"), "{id}");
     }
 }
