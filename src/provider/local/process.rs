@@ -513,7 +513,15 @@ fn copy_output(child: &mut Child, log: &Arc<Mutex<fs::File>>, redactor: &Redacto
                     let _ = f.write_all(entry.as_bytes());
                 }
             };
-            split_lines(pipe, |piece| write(log_entry(name, piece, &redactor)));
+            // A cut is safe where masking the two sides apart masks what
+            // masking them together does: no secret spans it.
+            let safe = |line: &[u8], at: usize| {
+                let (lo, hi) = (at.saturating_sub(HOLD_BYTES), (at + HOLD_BYTES).min(line.len()));
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                redactor.clean(&text(&line[lo..hi]))
+                    == redactor.clean(&text(&line[lo..at])) + &redactor.clean(&text(&line[at..hi]))
+            };
+            split_lines(pipe, safe, |piece| write(log_entry(name, piece, &redactor)));
         }));
     }
     readers
@@ -528,13 +536,32 @@ pub struct Piece<'a> {
     pub continued: bool,
 }
 
+/// How far past a piece's end the reader looks before cutting it, so the cut
+/// can move back out of a secret (which masked across two pieces would not be).
+const HOLD_BYTES: usize = 1024;
+
 /// Read `input` to its end in chunks and hand over its lines as pieces of at
-/// most [`PIECE_BYTES`] (cut on a UTF-8 character boundary), a line's end on
-/// its last piece. Holds at most one piece and one chunk in memory.
-pub fn split_lines(mut input: impl Read, mut emit: impl FnMut(Piece<'_>)) {
+/// most [`PIECE_BYTES`] (cut on a UTF-8 character boundary, and where `safe`
+/// says the cut at that offset splits nothing that must stay whole), a line's
+/// end on its last piece. Holds at most one piece, [`HOLD_BYTES`] and one
+/// chunk in memory.
+pub fn split_lines(mut input: impl Read, safe: impl Fn(&[u8], usize) -> bool, mut emit: impl FnMut(Piece<'_>)) {
+    let limit = PIECE_BYTES + HOLD_BYTES;
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::with_capacity(PIECE_BYTES);
+    let mut line: Vec<u8> = Vec::with_capacity(limit);
     let mut continues = false;
+    let cut_piece = |line: &mut Vec<u8>, continues: &mut bool, emit: &mut dyn FnMut(Piece<'_>)| {
+        let first = char_boundary(&line[..PIECE_BYTES.min(line.len())]);
+        let lowest = first.saturating_sub(HOLD_BYTES).max(1);
+        let cut = (lowest..=first)
+            .rev()
+            .filter(|&c| c == line.len() || line[c] & 0xC0 != 0x80)
+            .find(|&c| safe(line, c))
+            .unwrap_or(first);
+        emit(Piece { bytes: &line[..cut], continues: *continues, continued: true });
+        line.drain(..cut);
+        *continues = true;
+    };
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -544,10 +571,13 @@ pub fn split_lines(mut input: impl Read, mut emit: impl FnMut(Piece<'_>)) {
         };
         let mut rest = &chunk[..n];
         while !rest.is_empty() {
-            let room = PIECE_BYTES - line.len();
+            let room = limit - line.len();
             match rest.iter().take(room + 1).position(|b| *b == b'\n') {
                 Some(i) => {
                     line.extend_from_slice(&rest[..i]);
+                    while line.len() > PIECE_BYTES {
+                        cut_piece(&mut line, &mut continues, &mut emit);
+                    }
                     emit(Piece { bytes: &line, continues, continued: false });
                     line.clear();
                     continues = false;
@@ -557,15 +587,15 @@ pub fn split_lines(mut input: impl Read, mut emit: impl FnMut(Piece<'_>)) {
                     let take = room.min(rest.len());
                     line.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
-                    if line.len() >= PIECE_BYTES {
-                        let cut = char_boundary(&line);
-                        emit(Piece { bytes: &line[..cut], continues, continued: true });
-                        line.drain(..cut);
-                        continues = true;
+                    if line.len() >= limit {
+                        cut_piece(&mut line, &mut continues, &mut emit);
                     }
                 }
             }
         }
+    }
+    while line.len() > PIECE_BYTES {
+        cut_piece(&mut line, &mut continues, &mut emit);
     }
     if !line.is_empty() || continues {
         emit(Piece { bytes: &line, continues, continued: false });
@@ -673,7 +703,7 @@ mod tests {
 
     fn pieces(input: &[u8]) -> Vec<(Vec<u8>, bool, bool)> {
         let mut out = Vec::new();
-        split_lines(input, |p| out.push((p.bytes.to_vec(), p.continues, p.continued)));
+        split_lines(input, |_, _| true, |p| out.push((p.bytes.to_vec(), p.continues, p.continued)));
         out
     }
 
@@ -689,6 +719,28 @@ mod tests {
         assert_eq!((got[1].0.len(), got[1].1, got[1].2), (PIECE_BYTES, true, true));
         assert_eq!((got[2].0.len(), got[2].1, got[2].2), (10, true, false));
         assert_eq!(got[3], (b"next".to_vec(), false, false));
+    }
+
+    #[test]
+    fn a_cut_moves_back_out_of_a_secret() {
+        let secret = "s3cr3t-t0ken-value";
+        let r = Redactor::new(vec![secret.to_string()]);
+        // The secret straddles where the first piece would end.
+        let mut line = "a".repeat(PIECE_BYTES - 5);
+        line.push_str(secret);
+        line.push_str(&"b".repeat(PIECE_BYTES));
+        let mut entries = Vec::new();
+        let safe = |l: &[u8], at: usize| {
+            let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            r.clean(&t(l)) == r.clean(&t(&l[..at])) + &r.clean(&t(&l[at..]))
+        };
+        split_lines(line.as_bytes(), safe, |p| entries.push(log_entry("out", p, &r)));
+        assert!(entries.len() >= 2, "split: {}", entries.len());
+        for e in &entries {
+            assert!(!e.contains("s3cr") && !e.contains("value"), "no part of the secret in a piece: {e:.80}");
+        }
+        assert!(entries.iter().any(|e| e.contains("***")));
+        assert!(entries.iter().all(|e| e.len() < PIECE_BYTES + 100));
     }
 
     #[test]
