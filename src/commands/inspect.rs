@@ -373,7 +373,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
                 collected.push(e);
             } else {
                 let at = e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                crate::outln!("{at} | {}", redactor.clean(&e.message))?;
+                crate::outln!("{at} | {}", crate::output::escape_controls(&redactor.clean(&e.message)))?;
             }
         }
         if !a.follow {
@@ -383,7 +383,10 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
             continue;
         }
         if got == 0 {
-            let stopped = matches!(cloud.runner.poll(&task_id).await?, TaskState::Stopped { .. } | TaskState::Missing);
+            let stopped = matches!(
+                cloud.runner.poll(&task_id).await?,
+                TaskState::Stopped { .. } | TaskState::Missing | TaskState::Lost { .. }
+            );
             if stopped {
                 empty_after_stop += 1;
                 if empty_after_stop >= 2 {

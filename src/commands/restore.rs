@@ -66,7 +66,7 @@ pub fn describe(
     };
     let estimate = format!("{estimate} (at most the restore timeout, {})", format_duration(env.timeouts.restore));
 
-    let restored = cloud.database.sibling_id("restored-<ts>");
+    let restored = cloud.database.sibling_id("restored-<ts>-<run hex>");
     let mut steps = Vec::new();
     if env.service.is_some() {
         steps.push(format!("pause the App Runner service: the app is down for the whole restore, {estimate}"));
@@ -76,7 +76,7 @@ pub fn describe(
         RestoreStrategy::Rename => steps.push(format!(
             "rename {db} to {} (kept with all its current data, never deleted), and {restored} to {db}: \
              clients keep using the same name",
-            cloud.database.sibling_id("failed-<ts>")
+            cloud.database.sibling_id("failed-<ts>-<run hex>")
         )),
         RestoreStrategy::NewCluster => {
             let repoint = match &env.service {

@@ -179,12 +179,12 @@ impl Reporter {
         let _ = writeln!(sink, "{}     {line}", self.stamp(Utc::now()));
     }
 
-    /// One line of the migration's own output.
+    /// One line of the migration's own output, its control characters escaped.
     pub fn log_line(&self, at: DateTime<Utc>, msg: &str) {
         if self.quiet {
             return;
         }
-        self.write_line(&format!("{}   | {}", self.stamp(at), msg.trim_end_matches(['\n', '\r'])));
+        self.write_line(&format!("{}   | {}", self.stamp(at), escape_controls(msg.trim_end_matches(['\n', '\r']))));
     }
 
     /// Under GitHub Actions, fold what follows (the task's logs) into a group.
@@ -310,5 +310,40 @@ mod tests {
         let end = out.find("::endgroup::").expect("group closed");
         assert!(end < out.find("was interrupted").unwrap(), "{out}");
         assert_eq!(out.matches("::endgroup::").count(), 1, "closed once: {out}");
+    }
+}
+
+/// A line from elsewhere (the migration's output) made safe to print: every
+/// control character but tab is shown escaped (`\r` as `\\r`, ESC as `\\x1b`),
+/// so it cannot move the cursor, overwrite ferry's own lines or change the
+/// terminal's state.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_but_tab_are_escaped() {
+        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+        assert_eq!(escape_controls("50%\r100%"), "50%\\r100%");
+        assert_eq!(escape_controls("\u{1b}[2J\u{1b}]0;title\u{7}"), "\\x1b[2J\\x1b]0;title\\x07");
+        assert_eq!(escape_controls("a\u{9b}b"), "a\\x9bb");
     }
 }

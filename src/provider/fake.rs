@@ -276,6 +276,13 @@ impl FakeCloud {
         self.lock().faults.push((op, kind, times));
     }
 
+    /// Set a tag on a database (another run's work under a name, for tests).
+    pub fn set_cluster_tag(&self, id: &str, key: &str, value: &str) {
+        if let Some(db) = self.lock().clusters.get_mut(id) {
+            db.tags.insert(key.to_string(), value.to_string());
+        }
+    }
+
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
@@ -548,6 +555,11 @@ impl Database for FakeCloud {
                 pending_instances: pending,
             }
         }))
+    }
+
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        self.call(Op::Describe).await?;
+        Ok(self.lock().clusters.get(id).and_then(|db| db.tags.get(TAG_RUN_ID).cloned()))
     }
 
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {

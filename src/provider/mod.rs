@@ -107,7 +107,9 @@ pub struct Leftover {
     pub tags: Tags,
 }
 
-/// `restored` or `failed` for a sibling id `<of>-restored-…` / `<of>-failed-…`.
+/// `restored` or `failed` for a sibling id `<of>-restored-…` / `<of>-failed-…`
+/// (`<yyyymmdd-hhmmss>-<run hex>`, or the stamp alone as older ferry versions
+/// named them: both are recognised, neither is trusted as this run's work).
 pub fn leftover_kind(of: &str, id: &str) -> Option<&'static str> {
     let rest = id.strip_prefix(of)?;
     if rest.starts_with("-restored-") {
@@ -235,10 +237,16 @@ pub trait Database: Send + Sync {
     /// The environment's own database (the configured cluster).
     fn cluster_id(&self) -> &str;
     /// The id of a database beside the environment's own, named for `suffix`
-    /// (`restored-<ts>`, `failed-<ts>`), within the provider's naming rules.
+    /// (`restored-<ts>-<run hex>`, `failed-<ts>-<run hex>`), within the
+    /// provider's naming rules (the database's part is shortened, never the suffix).
     fn sibling_id(&self, suffix: &str) -> String;
     /// Describe any database by id; `None` when it does not exist.
     async fn describe(&self, id: &str) -> PResult<Option<ClusterInfo>>;
+    /// The run recorded with database `id`: its `ferry:run-id` tag (AWS), the
+    /// run id ferry recorded beside it (local providers); `None` when it does
+    /// not exist or carries none. What proves a database is a run's work: its
+    /// name never does.
+    async fn run_of(&self, id: &str) -> PResult<Option<String>>;
     /// Start a snapshot of the environment's database. If a snapshot with this
     /// id already exists it is returned as is (idempotent resume).
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot>;
@@ -255,7 +263,8 @@ pub trait Database: Send + Sync {
     /// Manual-snapshot quota, when the provider has one.
     async fn snapshot_quota(&self) -> PResult<Option<SnapshotQuota>>;
     /// Create a new database `target` from `snapshot_id`, copying the
-    /// environment's database's settings, with `tags` on it from its creation.
+    /// environment's database's settings, with `tags` on it from its creation
+    /// (local providers record `ferry:run-id` beside it).
     /// Returns at once; `describe(target)` reports progress. If `target`
     /// already exists, does nothing.
     async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()>;
@@ -277,8 +286,9 @@ pub trait Database: Send + Sync {
         Ok(Vec::new())
     }
     /// Rename a database, tagging it with `ferry:run-id` = `run_id` first
-    /// where the provider has tags. Idempotent: if `to` exists and `from` does
-    /// not, it is done. Never overwrites an existing database.
+    /// where the provider has tags (local providers record the run beside it).
+    /// Idempotent: if `to` exists and `from` does not, it is done (the caller
+    /// checks `to`'s run before trusting that). Never overwrites an existing database.
     async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()>;
     /// Take the next step toward `name`, a copy of the environment's database
     /// for a rehearsal, marked with `tags` (`ferry:purpose=rehearsal`,
@@ -398,6 +408,17 @@ pub enum TaskState {
     /// The provider does not (yet) know the task: eventual consistency
     /// right after start, or a task that vanished.
     Missing,
+    /// The migration runs on, but what watched it and would record its end
+    /// is gone (a local supervisor killed by the OOM killer): nothing will
+    /// ever say how it ended. The runbook stops it before deciding anything.
+    Unsupervised {
+        detail: String,
+    },
+    /// The task ended and its exit code was recorded nowhere (its supervisor
+    /// died, its state was lost): whether it succeeded cannot be known.
+    Lost {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

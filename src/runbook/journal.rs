@@ -8,6 +8,13 @@
 //! the step refused (the runbook then ends the run with the record on stderr).
 //! The first write of a run must reach the backend itself: a run nobody else
 //! could see never starts.
+//!
+//! A run whose last records reached only the fallback file is settled by them:
+//! every read of a run here ([`read_run`], [`list_runs`]) looks for the
+//! fallback copy too, takes whichever copy got further (the newest step
+//! timestamp; a final outcome over an unfinished one at the same instant), and
+//! writes the fallback's back to the backend when it is the newer (only if the
+//! backend's copy is unchanged since it was read), then removes the file.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -71,8 +78,11 @@ impl Journal {
         let primary = match self.store.put(&run_key(&self.run_id), text.as_bytes()) {
             Ok(_) => {
                 if let Some(path) = fallback.take() {
+                    // The backend holds the newer record now: the fallback copy
+                    // would only mislead a later reader.
+                    let _ = std::fs::remove_file(&path);
                     eprintln!(
-                        "note: the journal is written to {} again; the fallback copy {} is no longer updated",
+                        "note: the journal is written to {} again; the fallback copy {} was removed",
                         self.location(),
                         path.display()
                     );
@@ -120,11 +130,55 @@ fn parse(location: String, body: &[u8]) -> Result<RunRecord, JournalError> {
     serde_json::from_slice(body).map_err(|e| JournalError::Read { location, message: e.to_string() })
 }
 
-/// Read a run's record.
+/// How far a record got: its newest timestamp, then whether it is final.
+fn reached(r: &RunRecord) -> (Option<chrono::DateTime<chrono::Utc>>, bool) {
+    let newest = r.steps.iter().flat_map(|s| [s.started_at, s.ended_at]).chain([r.ended_at]).flatten().max();
+    (newest, r.outcome.is_final())
+}
+
+/// The fallback copy of run `backend`'s record, when this machine has one of
+/// the same run (same id, same start) that got further than `backend`.
+fn newer_fallback(backend: &RunRecord) -> Option<(RunRecord, PathBuf)> {
+    let path = fallback_path(&backend.run_id);
+    let body = std::fs::read(&path).ok()?;
+    let copy: RunRecord = serde_json::from_slice(&body).ok()?;
+    let same_run = copy.run_id == backend.run_id && copy.env == backend.env && copy.started_at == backend.started_at;
+    (same_run && reached(&copy) > reached(backend)).then_some((copy, path))
+}
+
+/// Reconcile the backend's copy of a record (read with `etag`) with a newer
+/// fallback copy on this machine: the newer wins and is written back.
+fn reconcile(store: &Store, backend: RunRecord, etag: &str) -> RunRecord {
+    let Some((newer, path)) = newer_fallback(&backend) else { return backend };
+    let key = run_key(&backend.run_id);
+    let written = std::fs::read(&path).ok().and_then(|body| store.replace(&key, &body, etag).ok().flatten());
+    if written.is_some() {
+        let _ = std::fs::remove_file(&path);
+        eprintln!(
+            "note: run {} ended with its record only in {}; that record ({}) is written back to {}",
+            newer.run_id,
+            path.display(),
+            newer.outcome.as_str(),
+            store.location_of(&key)
+        );
+    } else {
+        eprintln!(
+            "warning: run {} has a newer record in {} ({}) than in {}, which cannot be updated now; the newer one is \
+             used",
+            newer.run_id,
+            path.display(),
+            newer.outcome.as_str(),
+            store.location_of(&key)
+        );
+    }
+    newer
+}
+
+/// Read a run's record (reconciled with a newer fallback copy on this machine).
 pub fn read_run(store: &Store, run_id: &str) -> Result<RunRecord, JournalError> {
     let key = run_key(run_id);
     match store.get(&key) {
-        Ok(Some(v)) => parse(store.location_of(&key), &v.body),
+        Ok(Some(v)) => Ok(reconcile(store, parse(store.location_of(&key), &v.body)?, &v.etag)),
         Ok(None) => Err(JournalError::NoSuchRun(run_id.to_string(), store.location_of("runs"))),
         Err(e) => Err(JournalError::Read { location: store.location_of(&key), message: e.0 }),
     }
@@ -170,7 +224,7 @@ pub fn list_runs(store: &Store, env: Option<&str>) -> Result<Vec<Listed>, Journa
         let location = store.location_of(&key);
         let entry = match store.get(&key) {
             Ok(Some(v)) => match parse(location.clone(), &v.body) {
-                Ok(r) => Listed::Run(Box::new(r)),
+                Ok(r) => Listed::Run(Box::new(reconcile(store, r, &v.etag))),
                 Err(e) => Listed::Unreadable { run_id: run_id.to_string(), location, error: e.to_string() },
             },
             Ok(None) => continue,

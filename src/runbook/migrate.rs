@@ -28,6 +28,8 @@ const CAPACITY_FIRST_DELAY: Duration = Duration::from_secs(5);
 const CAPACITY_MAX_DELAY: Duration = Duration::from_secs(60);
 /// After StopTask, how long to wait for the task to stop.
 const STOP_WAIT: Duration = Duration::from_secs(90);
+/// A migration running on without its supervisor: SIGTERM, then SIGKILL after this.
+const UNSUPERVISED_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let handle = start(run).await?;
@@ -41,6 +43,19 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
         bound_logs(run, &handle).await;
     }
 
+    let state = match state {
+        // Nothing would ever record how it ends: it is stopped first, and the
+        // decision is taken on a migration that no longer writes.
+        TaskState::Unsupervised { detail } => {
+            let (what, after) = stop_unsupervised(run, &handle, &detail).await;
+            match after {
+                stopped @ TaskState::Stopped { exit_code: Some(_), .. } => stopped,
+                _ => return lost(run, &format!("{detail}; {what}")),
+            }
+        }
+        TaskState::Lost { reason } => return lost(run, &reason),
+        other => other,
+    };
     let (started, exit_code, reason) = match state {
         TaskState::Stopped { started, exit_code, reason } => (started, exit_code, reason),
         TaskState::Missing => {
@@ -94,6 +109,68 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
             handle.id,
             reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
         ))),
+    }
+}
+
+/// The migration's end was recorded nowhere: journal what is known and end
+/// the step as unknown (exit 5, no automatic restore: a restore would throw
+/// away the writes of a migration that may have succeeded).
+fn lost(run: &mut Run, what: &str) -> Result<String, StepError> {
+    if let Some(t) = run.record.task.as_mut() {
+        t.exit_code = None;
+        t.stopped_reason = Some(what.to_string());
+    }
+    run.save()?;
+    Err(StepError::Unknown(format!(
+        "{what}: the migration's exit code was recorded nowhere, so whether it succeeded is unknown and nothing was \
+         restored (a restore would throw away its writes if it did)"
+    )))
+}
+
+/// Stop a migration that runs on without its supervisor (SIGTERM, then SIGKILL
+/// after [`UNSUPERVISED_GRACE`]) and wait until it no longer runs. Returns what
+/// ferry did, in words for the output and the record, and the state after.
+async fn stop_unsupervised(run: &Run, handle: &TaskHandle, detail: &str) -> (String, TaskState) {
+    let runner = run.cloud.runner.clone();
+    let grace = UNSUPERVISED_GRACE.as_secs();
+    run.out.warn(&format!(
+        "{detail}: nothing would record how it ends, so ferry stops it before deciding anything (SIGTERM, then \
+         SIGKILL after {grace}s)"
+    ));
+    let why = "its supervisor died; ferry stops it before any restore decision";
+    if let Err(e) = runner.stop(&handle.id, why).await {
+        run.out.warn(&format!("cannot stop task {}: {e}", handle.id));
+    }
+    let start = Instant::now();
+    let mut killed = false;
+    loop {
+        sleep(Duration::from_millis(200)).await;
+        match runner.poll(&handle.id).await {
+            Ok(TaskState::Unsupervised { .. }) | Err(_) => {
+                if !killed && start.elapsed() >= UNSUPERVISED_GRACE {
+                    run.out.warn(&format!("task {} did not stop after SIGTERM: SIGKILL", handle.id));
+                    let _ = runner.stop(&handle.id, why).await;
+                    killed = true;
+                } else if start.elapsed() >= UNSUPERVISED_GRACE * 3 {
+                    let what = format!(
+                        "ferry could not stop it (SIGTERM, then SIGKILL): it may still be running; stop task {} \
+                         before anything else",
+                        handle.id
+                    );
+                    run.out.warn(&what);
+                    return (what, TaskState::Unsupervised { detail: detail.to_string() });
+                }
+            }
+            Ok(after) => {
+                let what = if killed {
+                    format!("ferry stopped it before deciding anything (SIGTERM, then SIGKILL after {grace}s)")
+                } else {
+                    "ferry stopped it before deciding anything (SIGTERM)".to_string()
+                };
+                run.out.info(&format!("    task {}: {what}", handle.id));
+                return (what, after);
+            }
+        }
     }
 }
 
@@ -328,7 +405,9 @@ impl<'a> Watch<'a> {
         let (run, id) = (self.run, &self.handle.id);
         let runner = run.cloud.runner.clone();
         match call("describe the migration task", || runner.poll(id)).await {
-            Ok(state @ TaskState::Stopped { .. }) => return Some(state),
+            Ok(state @ (TaskState::Stopped { .. } | TaskState::Unsupervised { .. } | TaskState::Lost { .. })) => {
+                return Some(state);
+            }
             Ok(TaskState::Missing) => {
                 // Never "did not start": a task that is not found may have
                 // run. After the grace the outcome is unknown.

@@ -143,13 +143,16 @@ fn restore(env: &EnvConfig, strategy: RestoreStrategy, snapshot: &str) -> Planne
         does.push("pause the App Runner service and wait".into());
     }
     does.push(format!(
-        "restore {snapshot} to a new database beside {} (named ...-restored-<ts>) and wait (within {})",
+        "restore {snapshot} to a new database beside {} (named ...-restored-<ts>-<run hex>) and wait (within {})",
         env.database_label(),
         format_duration(env.timeouts.restore)
     ));
     match strategy {
         RestoreStrategy::Rename => {
-            does.push(format!("rename {} aside to ...-failed-<ts> (kept, never deleted)", env.database_label()));
+            does.push(format!(
+                "rename {} aside to ...-failed-<ts>-<run hex> (kept, never deleted)",
+                env.database_label()
+            ));
             does.push(format!("rename the restored database to {}", env.database_label()));
         }
         RestoreStrategy::NewCluster => {

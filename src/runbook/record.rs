@@ -247,7 +247,7 @@ pub struct RestoreRecord {
     pub strategy: RestoreStrategy,
     /// Where the failed database was kept (rename strategy).
     pub failed_cluster: Option<String>,
-    /// Name the restore was first created under (`<cluster>-restored-<ts>`).
+    /// Name the restore was first created under (`<cluster>-restored-<ts>-<run hex>`).
     pub staging_cluster: String,
     pub endpoint: Option<String>,
     /// Settings of the restored database that differ from the original's
@@ -258,6 +258,10 @@ pub struct RestoreRecord {
     /// it was intended (a new secret for the master password, for example).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// `restore --finish`: the run whose half-done restore this one completes.
+    /// Its databases carry that run's id, which this run accepts as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of_run: Option<String>,
 }
 
 /// What the user asked for; kept so `ferry resume` does the same run.

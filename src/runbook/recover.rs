@@ -67,7 +67,8 @@ impl Picture {
     }
 }
 
-/// The newest leftover: ids end in `-<yyyymmdd-hhmmss>`, so the greatest id.
+/// The newest leftover: ids end in `-<yyyymmdd-hhmmss>-<run hex>` (older
+/// ferry versions: `-<yyyymmdd-hhmmss>`), so the greatest id.
 fn newest(list: &[Leftover]) -> Option<&Leftover> {
     list.iter().max_by(|a, b| a.id.cmp(&b.id))
 }
@@ -158,13 +159,17 @@ pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, ste
     };
     // Which snapshot the restored database came from is not recorded in the
     // cloud; the finishing run says so instead of guessing.
-    let _ = p;
     let snapshot = "(unknown: finished from the cloud)".to_string();
     let failed = failed.unwrap_or_else(|| {
         let stamp = super::record::name_stamp(chrono::Utc::now());
-        // `<cluster>-failed-<ts>`, the name a restore gives the original.
-        restored.rsplit_once("-restored-").map(|(base, _)| format!("{base}-failed-{stamp}")).unwrap_or_default()
+        // `<cluster>-failed-<ts>-<run hex>`, the name a restore gives the
+        // original, with the finishing run's hex.
+        let hex = super::record::run_suffix(&run_id);
+        restored.rsplit_once("-restored-").map(|(base, _)| format!("{base}-failed-{stamp}-{hex}")).unwrap_or_default()
     });
+    // The databases the half-done restore left carry its run id: the
+    // finishing run accepts that run's work, and only that run's.
+    let of_run = p.restored.iter().find(|l| l.id == restored).and_then(|l| l.tags.get(TAG_RUN_ID).cloned());
     let options = RunOptions {
         snapshot: Some(snapshot.clone()),
         strategy: Some(RestoreStrategy::Rename),
@@ -183,6 +188,7 @@ pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, ste
         endpoint: None,
         differences: Vec::new(),
         notes: Vec::new(),
+        of_run,
     });
     Some(record)
 }

@@ -2,7 +2,11 @@
 //! (ARCHITECTURE.md promise 2): the snapshot is restored beside the failed database, the failed
 //! one is renamed aside and kept, and the restored one takes its name.
 //! Every sub-step checks what exists first, so a resumed restore continues where
-//! the earlier attempt stopped. Names are fixed in the journal at the first attempt.
+//! the earlier attempt stopped. Names are fixed in the journal at the first attempt
+//! and carry the run (`<db>-restored-<yyyymmdd-hhmmss>-<run hex>`,
+//! `<db>-failed-<…>-<run hex>`); a database found under one of them counts as
+//! this run's work only when the provider says it carries this run's id (the
+//! `ferry:run-id` tag, the local providers' run mark), never by its name.
 //!
 //! The restored database is built as the original's twin before the swap: the
 //! cluster from the snapshot, then its instances (the writer, then the readers),
@@ -15,7 +19,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::Run;
-use super::record::{RestoreRecord, name_stamp};
+use super::record::{RestoreRecord, name_stamp, run_suffix};
 use super::service::{Change, WaitedOut, change, change_waiting};
 use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
@@ -51,7 +55,12 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
     let names = match &run.record.restore {
         Some(r) if r.snapshot_id == snapshot_id => r.clone(),
         _ => {
-            let stamp = name_stamp(Utc::now());
+            // The names this run gave an earlier attempt, found by the run id
+            // the databases carry (the record of them may have reached only
+            // another machine's fallback file): never a second restore.
+            let earlier = earlier_attempt(run).await;
+            let stamp =
+                earlier.unwrap_or_else(|| format!("{}-{}", name_stamp(Utc::now()), run_suffix(&run.record.run_id)));
             let staging = db.sibling_id(&format!("restored-{stamp}"));
             RestoreRecord {
                 snapshot_id: snapshot_id.to_string(),
@@ -63,6 +72,7 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
                 endpoint: None,
                 differences: Vec::new(),
                 notes: Vec::new(),
+                of_run: None,
             }
         }
     };
@@ -86,12 +96,36 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
     }
 }
 
+/// `<stamp>-<run hex>` of the databases an earlier attempt of this run left
+/// beside the environment's (a `-failed-` or `-restored-` one carrying this
+/// run's id), when there are any.
+async fn earlier_attempt(run: &Run) -> Option<String> {
+    let db = run.cloud.database.clone();
+    let leftovers = call("list what restores left", || db.leftovers()).await.ok()?;
+    leftovers.iter().find_map(|l| {
+        let ours = l.tags.get(TAG_RUN_ID) == Some(&run.record.run_id);
+        if !ours || !matches!(l.kind.as_str(), "restored" | "failed") {
+            return None;
+        }
+        let (_, rest) = l.id.rsplit_once(&format!("-{}-", l.kind))?;
+        // `yyyymmdd-hhmmss-hhhh`, then the SQLite file's extension, if any.
+        let stamp = rest.get(..20)?;
+        let b = stamp.as_bytes();
+        let shaped = b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'-'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'-'
+            && b[16..].iter().all(|c| c.is_ascii_hexdigit());
+        shaped.then(|| stamp.to_string())
+    })
+}
+
 async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) -> Result<String, String> {
     let landed = pause_service(run).await?;
     // The original is renamed aside only once the restored twin is complete:
     // after that, building it again would make a second copy.
     let renamed_aside = match &names.failed_cluster {
-        Some(failed) => db_exists(run, failed).await?,
+        Some(failed) => ours(run, names, failed).await?,
         None => false,
     };
     if !renamed_aside {
@@ -147,18 +181,26 @@ async fn swap(run: &Run, names: &RestoreRecord) -> Result<String, String> {
     let db = run.cloud.database.clone();
     let cluster = db.cluster_id().to_string();
     let run_id = run.record.run_id.clone();
-    if !db_exists(run, failed).await? {
+    if !ours(run, names, failed).await? {
         run.out.info(&format!("    renaming {cluster} to {failed} (kept)"));
         call("rename the failed database", || db.rename(&cluster, failed, &run_id))
             .await
             .map_err(|e| format!("cannot rename {cluster} to {failed}: {e}"))?;
     }
     wait_database(run, failed, run.env.timeouts.restore).await?;
-    if db_exists(run, &names.staging_cluster).await? {
+    if ours(run, names, &names.staging_cluster).await? {
         run.out.info(&format!("    renaming {} to {cluster}", names.staging_cluster));
         call("rename the restored database", || db.rename(&names.staging_cluster, &cluster, &run_id))
             .await
             .map_err(|e| format!("cannot rename {} to {cluster}: {e}", names.staging_cluster))?;
+    } else if !ours(run, names, &cluster).await? {
+        // Renamed in by an earlier attempt only if the database now under
+        // the environment's id is this run's restored one: its name alone
+        // proves nothing.
+        return Err(format!(
+            "neither {} nor {cluster} is this run's restored database; where the restored data went is not known",
+            names.staging_cluster
+        ));
     }
     Ok(cluster)
 }
@@ -212,6 +254,8 @@ async fn build_twin(run: &mut Run, names: &RestoreRecord) -> Result<(), String> 
     let limit = run.env.timeouts.restore;
     let staging = names.staging_cluster.clone();
     let tags = restore_tags(run);
+    // A database already under this name must be this run's earlier attempt.
+    ours(run, names, &staging).await?;
     run.out.info(&format!("    restoring {} to {staging}", names.snapshot_id));
     call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &staging, &tags))
         .await
@@ -306,12 +350,35 @@ fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-async fn db_exists(run: &Run, id: &str) -> Result<bool, String> {
+/// Whether database `id` exists as this run's work: `false` when it does not
+/// exist, `true` when it carries this run's id (or, for `restore --finish`, the
+/// id of the run it completes), an error when it exists as anyone else's. A
+/// name that exists is never proof by itself: two runs in one second once
+/// shared a name.
+async fn ours(run: &Run, names: &RestoreRecord, id: &str) -> Result<bool, String> {
     let db = run.cloud.database.clone();
-    call("describe a database", || db.describe(id))
+    if call("describe a database", || db.describe(id))
         .await
-        .map(|d| d.is_some())
-        .map_err(|e| format!("cannot describe {id}: {e}"))
+        .map_err(|e| format!("cannot describe {id}: {e}"))?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let carries = call("read a database's run", || db.run_of(id))
+        .await
+        .map_err(|e| format!("cannot read which run made {id}: {e}"))?;
+    let mine = [Some(run.record.run_id.as_str()), names.of_run.as_deref()];
+    match carries {
+        Some(r) if mine.contains(&Some(r.as_str())) => Ok(true),
+        other => Err(format!(
+            "{id} exists but is not this run's work ({}); ferry never takes a database for its own by its name: \
+             look at it, then finish by hand",
+            match other {
+                Some(r) => format!("it carries run {r}"),
+                None => "it carries no ferry run id".to_string(),
+            }
+        )),
+    }
 }
 
 /// What a wait waits for.

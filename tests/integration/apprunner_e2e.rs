@@ -208,7 +208,7 @@ fn a_responders_restore_of_latest_says_what_it_will_do_and_waits_for_a_deploymen
     for said in [
         format!("from snapshot {pre_deploy}"),
         "pause the App Runner service: the app is down for".to_string(),
-        format!("rename {cluster} to {cluster}-failed-<ts> (kept"),
+        format!("rename {cluster} to {cluster}-failed-<ts>-<run hex> (kept"),
         "resume the App Runner service".to_string(),
         "Nothing is deleted".to_string(),
     ] {

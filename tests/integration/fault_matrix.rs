@@ -389,6 +389,46 @@ async fn a_migration_that_fails_is_restored_with_the_failed_cluster_kept() {
     h.assert_invariants(&r);
 }
 
+/// A database under this run's restore name that carries another run's id
+/// (two runs in one second once shared names) is never taken for this run's:
+/// the resumed restore stops (exit 5) and touches neither database.
+#[tokio::test(start_paused = true)]
+async fn a_database_under_the_runs_name_made_by_another_run_is_never_taken_for_its_own() {
+    let h = Harness::new(env_config(""));
+    h.fake.set_task_script(TaskScript::fails_halfway());
+    h.fake.fault(Op::RestoreSnapshot, FaultKind::Kill);
+    let steps = plan::deploy_plan(&h.env, &h.options).names();
+    let record =
+        RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, h.options.clone(), &steps);
+    let run_id = record.run_id.clone();
+    let store = Store::local(h.dir.path());
+    let redactor = Redactor::new(h.env.secrets());
+    let journal = Journal::create(&store, &record, redactor.clone()).expect("journal");
+    let killed = h.fake.killed();
+    {
+        let mut run = h.run(journal, record);
+        tokio::select! {
+            r = deploy(&mut run) => panic!("the kill fault did not fire: {r:?}"),
+            () = killed.notified() => {}
+        }
+    }
+    h.fake.clear_faults();
+    let mut record = journal::read_run(&store, &run_id).expect("reopen");
+    let staging = record.restore.as_ref().expect("names journaled").staging_cluster.clone();
+    assert!(staging.ends_with(&format!("-{}", &run_id[run_id.len() - 4..])), "{staging}");
+    // Meanwhile the name is another run's work.
+    h.fake.set_cluster_tag(&staging, "ferry:run-id", "prod-20260101T000000Z-beef");
+    prepare_resume(&mut record).expect("resumable");
+    let mut run = h.run(Journal::attach(&store, &run_id, redactor), record);
+    let r = deploy(&mut run).await;
+    assert_eq!(r.outcome, Outcome::NeedsAttention, "{r:?}");
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("not this run's work")), "{r:?}");
+    let clusters = h.fake.clusters();
+    assert_eq!(clusters[CLUSTER].data, "v1+half-migrated", "the database is left as the migration left it");
+    assert_eq!(clusters[&staging].tags["ferry:run-id"], "prod-20260101T000000Z-beef", "the other run's is untouched");
+    assert_eq!(h.fake.calls(Op::Rename), 0, "nothing renamed");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_swap_waits_for_the_writer_then_the_readers() {
     let h = Harness::new(env_config(""));

@@ -17,6 +17,7 @@ mod cli_deploy;
 mod cli_input;
 mod cli_output;
 mod cli_rehearse;
+mod data_safety;
 mod db_tls;
 mod docs_examples;
 mod doctor;

@@ -5,10 +5,21 @@
 //! which makes start idempotent the way RunTask's clientToken does):
 //! - `command.json`   what runs (no environment: it may hold secrets)
 //! - `supervisor.pid` the supervisor's pid and start time, created exclusively
-//! - `child.pid`      the migration process (leader of its own process group)
-//! - `output.log`     `<rfc3339> <out|err> <line>` as each line is produced
-//! - `status.json`    written once at the end: started, exit code, reason
+//! - `child.pid`      the migration process (leader of its own process group);
+//!   preallocated (spaces) before it starts, the pid written in place
+//! - `output.log`     `<rfc3339> <out|err>[<|>|<>] <text>` as output is produced:
+//!   a line longer than [`PIECE_BYTES`] is written as pieces, `>` on a piece
+//!   the next one continues, `<` on one that continues the one before, so the
+//!   file keeps every byte while no entry (and no buffer) grows without bound
+//! - `status.json`    preallocated (spaces, [`STATUS_BYTES`]) before the migration
+//!   starts, then written in place once at the end: started, exit code,
+//!   reason. A full disk cannot keep the exit code from being recorded.
 //! - `stop-reason`    present when ferry asked the task to stop
+//!
+//! A supervisor that died while the migration runs (the OOM killer) leaves
+//! it running unsupervised: [`TaskState::Unsupervised`], which the runbook stops
+//! before deciding anything. A migration whose end was recorded nowhere is
+//! [`TaskState::Lost`]: its exit code cannot be known, so nothing is restored.
 //!
 //! A detached supervisor (`ferry`'s hidden `__task-supervisor` command, in its
 //! own session) owns the migration process. Ferry can therefore be killed, even
@@ -18,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +60,12 @@ const CONTAINER: &str = "command";
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);
 /// Most bytes one log read returns.
 const PAGE_BYTES: u64 = 256 * 1024;
+/// Longest piece of an output line in one log entry: longer lines are split.
+pub const PIECE_BYTES: usize = 16 * 1024;
+/// Size of the preallocated `status.json`.
+pub const STATUS_BYTES: usize = 4096;
+/// Size of the preallocated `child.pid`.
+const PID_BYTES: usize = 32;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CommandFile {
@@ -79,6 +96,8 @@ pub struct ProcessRunner {
     secret_vars: Vec<String>,
     /// Supervisors this process launched: each flips to true when it exits.
     exits: std::sync::Mutex<BTreeMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// Tasks this process asked to stop: a second request sends SIGKILL.
+    stops: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl ProcessRunner {
@@ -98,6 +117,7 @@ impl ProcessRunner {
             base_env,
             secret_vars,
             exits: std::sync::Mutex::new(BTreeMap::new()),
+            stops: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -161,31 +181,52 @@ impl ProcessRunner {
             }
             return Ok(TaskState::Pending);
         };
+        let child = read_pid_file(&dir.join("child.pid")).map(|(pid, _)| pid);
         if process_alive(pid, ticks) {
-            return Ok(if dir.join("child.pid").exists() { TaskState::Running } else { TaskState::Pending });
+            return Ok(if child.is_some() { TaskState::Running } else { TaskState::Pending });
         }
         // It may have finished between the two reads.
         if let Some(s) = read_status(&dir) {
             return Ok(TaskState::Stopped { started: s.started, exit_code: s.exit_code, reason: s.reason });
         }
-        Ok(TaskState::Stopped {
-            started: dir.join("child.pid").exists(),
-            exit_code: None,
-            reason: Some(format!("the task supervisor (pid {pid}) ended without recording a result")),
-        })
+        let reason = format!("the task supervisor (pid {pid}) ended without recording a result");
+        let Some(child) = child else {
+            // No pid recorded: the supervisor died before or while starting
+            // the migration (a full disk cannot stop the pid's write: its file
+            // is preallocated). Whether it started is not known.
+            return Ok(if dir.join("child.pid").exists() {
+                TaskState::Lost { reason: format!("{reason}, while starting the migration") }
+            } else {
+                TaskState::Stopped { started: false, exit_code: None, reason: Some(reason) }
+            });
+        };
+        if group_alive(child) {
+            return Ok(TaskState::Unsupervised {
+                detail: format!("{reason}; the migration (process group {child}) is still running"),
+            });
+        }
+        Ok(TaskState::Lost { reason: format!("{reason}; the migration (process group {child}) has ended") })
     }
+}
+
+/// Whether any process of process group `pgid` is alive.
+fn group_alive(pgid: i32) -> bool {
+    pgid > 0 && killpg(Pid::from_raw(pgid), None).is_ok()
 }
 
 fn task_id_of(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// The recorded end; `None` while the preallocated file holds only spaces.
 fn read_status(dir: &Path) -> Option<StatusFile> {
-    fs::read_to_string(dir.join("status.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+    let text = fs::read_to_string(dir.join("status.json")).ok()?;
+    serde_json::from_str(text.trim_end_matches(['\0', ' ', '\n'])).ok()
 }
 
 fn read_pid_file(path: &Path) -> Option<(i32, Option<u64>)> {
     let text = fs::read_to_string(path).ok()?;
+    let text = text.trim_matches(['\0', ' ', '\n']);
     let mut parts = text.split_whitespace();
     let pid = parts.next()?.parse().ok()?;
     Some((pid, parts.next().and_then(|t| t.parse().ok())))
@@ -270,8 +311,10 @@ impl MigrationRunner for ProcessRunner {
         let dir = self.dir(task_id)?;
         let reason_file = dir.join("stop-reason");
         // A second request escalates to SIGKILL.
-        let signal = if reason_file.exists() { Signal::SIGKILL } else { Signal::SIGTERM };
-        fs::write(&reason_file, reason).map_err(|e| io_err("recording the stop request", e))?;
+        let again = !self.stops.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id.to_string());
+        let signal = if again || reason_file.exists() { Signal::SIGKILL } else { Signal::SIGTERM };
+        // The signal goes out even when the reason cannot be written (a full disk).
+        let _ = fs::write(&reason_file, reason);
         if let Some((pid, _)) = read_pid_file(&dir.join("child.pid")) {
             let _ = killpg(Pid::from_raw(pid), signal);
         } else if let Some((pid, ticks)) = read_pid_file(&dir.join("supervisor.pid"))
@@ -298,7 +341,8 @@ impl MigrationRunner for ProcessRunner {
             }
             let status = match self.state(&id)? {
                 TaskState::Pending => "PENDING",
-                TaskState::Running => "RUNNING",
+                // Running on without its supervisor: still running.
+                TaskState::Running | TaskState::Unsupervised { .. } => "RUNNING",
                 _ => continue,
             };
             out.push(TaskSummary { id, status: status.into(), started_by: Some(format!("ferry run {}", cmd.run_id)) });
@@ -337,19 +381,56 @@ impl LogSource for FileLogs {
         };
         file.seek(SeekFrom::Start(offset)).map_err(|e| io_err("reading the task's log", e))?;
         let mut buf = Vec::new();
-        file.take(PAGE_BYTES).read_to_end(&mut buf).map_err(|e| io_err("reading the task's log", e))?;
-        // Only whole lines; a partial last line is read next time.
+        (&mut file).take(PAGE_BYTES).read_to_end(&mut buf).map_err(|e| io_err("reading the task's log", e))?;
+        // Only whole entries; a partial last one is read next time.
         let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if whole == 0 && buf.len() as u64 == PAGE_BYTES {
+            // One entry longer than a page (a log an older ferry wrote whole):
+            // skipped with a note, so every later entry is still read.
+            let skip = next_newline(&mut file, offset + PAGE_BYTES)?;
+            let note = LogEvent {
+                timestamp: Utc::now(),
+                message: format!(
+                    "… (a log entry of more than {} KiB is not shown; it is in {})",
+                    PAGE_BYTES / 1024,
+                    path.display()
+                ),
+            };
+            return Ok(LogPage { events: vec![note], next: LogCursor(Some(skip.to_string())) });
+        }
         let events = String::from_utf8_lossy(&buf[..whole]).lines().filter_map(parse_log_line).collect();
         Ok(LogPage { events, next: LogCursor(Some((offset + whole as u64).to_string())) })
     }
 }
 
+/// The offset just past the next newline at or after `from` (the file's end
+/// when there is none yet), reading in bounded chunks.
+fn next_newline(file: &mut fs::File, from: u64) -> PResult<u64> {
+    file.seek(SeekFrom::Start(from)).map_err(|e| io_err("reading the task's log", e))?;
+    let mut at = from;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk).map_err(|e| io_err("reading the task's log", e))?;
+        if n == 0 {
+            return Ok(at);
+        }
+        if let Some(i) = chunk[..n].iter().position(|b| *b == b'\n') {
+            return Ok(at + i as u64 + 1);
+        }
+        at += n as u64;
+    }
+}
+
+/// An entry of the task log as an event; a piece of a longer line shows `…`
+/// where the line goes on (before it, after it, or both).
 fn parse_log_line(line: &str) -> Option<LogEvent> {
     let (ts, rest) = line.split_once(' ')?;
     let timestamp = DateTime::parse_from_rfc3339(ts).ok()?.with_timezone(&Utc);
-    let message = rest.split_once(' ').map_or("", |(_, m)| m).to_string();
-    Some(LogEvent { timestamp, message })
+    let (stream, text) = rest.split_once(' ').unwrap_or((rest, ""));
+    let marks = stream.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    let before = if marks.contains('<') { "…" } else { "" };
+    let after = if marks.contains('>') { "…" } else { "" };
+    Some(LogEvent { timestamp, message: format!("{before}{text}{after}") })
 }
 
 /// The supervisor: runs in its own session, owns the migration process, records
@@ -366,17 +447,57 @@ pub fn supervise(dir: &Path, command: &[String]) -> i32 {
         }
         Err(_) => return 0,
     }
-    let status = run_child(dir, command);
-    let text = serde_json::to_string_pretty(&status).unwrap_or_default();
-    let tmp = dir.join("status.json.tmp");
-    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join("status.json"))).is_err() {
+    // The places the end is recorded are allocated before the migration
+    // starts: with no room for them it does not start at all.
+    let (Ok(status_file), Ok(pid_file)) =
+        (preallocate(&dir.join("status.json"), STATUS_BYTES), preallocate(&dir.join("child.pid"), PID_BYTES))
+    else {
+        return 1;
+    };
+    let status = run_child(dir, command, &pid_file);
+    if write_status(&status_file, &status).is_err() {
         return 1;
     }
     0
 }
 
+/// Create `path` as `len` spaces, written and synced: its blocks are
+/// allocated, so writing it again in place needs no free space.
+fn preallocate(path: &Path, len: usize) -> std::io::Result<fs::File> {
+    let mut f = fs::OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    f.write_all(&vec![b' '; len])?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+/// Write `text` over the start of a preallocated file, the rest spaces, in place.
+fn write_in_place(f: &fs::File, text: &str, len: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut body = text.as_bytes().to_vec();
+    body.resize(len, b' ');
+    f.write_all_at(&body, 0)?;
+    f.sync_data()
+}
+
+/// The end, in place in the preallocated `status.json`; a reason too long
+/// for it is shortened.
+fn write_status(f: &fs::File, status: &StatusFile) -> std::io::Result<()> {
+    let mut status = status.clone();
+    loop {
+        let text = serde_json::to_string(&status).map_err(std::io::Error::other)?;
+        if text.len() <= STATUS_BYTES {
+            return write_in_place(f, &text, STATUS_BYTES);
+        }
+        let reason = status.reason.take().unwrap_or_default();
+        let keep = reason.char_indices().map(|(i, _)| i).take_while(|&i| i < reason.len() / 2).last().unwrap_or(0);
+        status.reason = Some(format!("{}…", &reason[..keep]));
+    }
+}
+
 /// The child's stdout and stderr, line by line into the task log, timestamped
-/// and redacted, each from a thread of its own.
+/// and redacted, each from a thread of its own. Read in chunks: a line longer
+/// than [`PIECE_BYTES`] goes to the log in pieces as it arrives, so memory stays
+/// bounded whatever the migration prints.
 fn copy_output(child: &mut Child, log: &Arc<Mutex<fs::File>>, redactor: &Redactor) -> Vec<JoinHandle<()>> {
     let mut readers = Vec::new();
     for (name, pipe) in [
@@ -387,20 +508,127 @@ fn copy_output(child: &mut Child, log: &Arc<Mutex<fs::File>>, redactor: &Redacto
         let log = log.clone();
         let redactor = redactor.clone();
         readers.push(std::thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-                let entry = format!("{stamp} {name} {}\n", redactor.clean(text.trim_end_matches(['\n', '\r'])));
+            let write = |entry: String| {
                 if let Ok(mut f) = log.lock() {
                     let _ = f.write_all(entry.as_bytes());
                 }
-                line.clear();
-            }
+            };
+            // A cut is safe where masking the two sides apart masks what
+            // masking them together does: no secret spans it.
+            let safe = |line: &[u8], at: usize| {
+                let (lo, hi) = (at.saturating_sub(HOLD_BYTES), (at + HOLD_BYTES).min(line.len()));
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                redactor.clean(&text(&line[lo..hi]))
+                    == redactor.clean(&text(&line[lo..at])) + &redactor.clean(&text(&line[at..hi]))
+            };
+            split_lines(pipe, safe, |piece| write(log_entry(name, piece, &redactor)));
         }));
     }
     readers
+}
+
+/// One piece of output: its bytes (no newline), whether it continues the
+/// piece before and whether the next one continues it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Piece<'a> {
+    pub bytes: &'a [u8],
+    pub continues: bool,
+    pub continued: bool,
+}
+
+/// How far past a piece's end the reader looks before cutting it, so the cut
+/// can move back out of a secret (which masked across two pieces would not be).
+const HOLD_BYTES: usize = 1024;
+
+/// Read `input` to its end in chunks and hand over its lines as pieces of at
+/// most [`PIECE_BYTES`] (cut on a UTF-8 character boundary, and where `safe`
+/// says the cut at that offset splits nothing that must stay whole), a line's
+/// end on its last piece. Holds at most one piece, [`HOLD_BYTES`] and one
+/// chunk in memory.
+pub fn split_lines(mut input: impl Read, safe: impl Fn(&[u8], usize) -> bool, mut emit: impl FnMut(Piece<'_>)) {
+    let limit = PIECE_BYTES + HOLD_BYTES;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::with_capacity(limit);
+    let mut continues = false;
+    let cut_piece = |line: &mut Vec<u8>, continues: &mut bool, emit: &mut dyn FnMut(Piece<'_>)| {
+        let first = char_boundary(&line[..PIECE_BYTES.min(line.len())]);
+        let lowest = first.saturating_sub(HOLD_BYTES).max(1);
+        let cut = (lowest..=first)
+            .rev()
+            .filter(|&c| c == line.len() || line[c] & 0xC0 != 0x80)
+            .find(|&c| safe(line, c))
+            .unwrap_or(first);
+        emit(Piece { bytes: &line[..cut], continues: *continues, continued: true });
+        line.drain(..cut);
+        *continues = true;
+    };
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let room = limit - line.len();
+            match rest.iter().take(room + 1).position(|b| *b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&rest[..i]);
+                    while line.len() > PIECE_BYTES {
+                        cut_piece(&mut line, &mut continues, &mut emit);
+                    }
+                    emit(Piece { bytes: &line, continues, continued: false });
+                    line.clear();
+                    continues = false;
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    let take = room.min(rest.len());
+                    line.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if line.len() >= limit {
+                        cut_piece(&mut line, &mut continues, &mut emit);
+                    }
+                }
+            }
+        }
+    }
+    while line.len() > PIECE_BYTES {
+        cut_piece(&mut line, &mut continues, &mut emit);
+    }
+    if !line.is_empty() || continues {
+        emit(Piece { bytes: &line, continues, continued: false });
+    }
+}
+
+/// Where to cut a full piece so no UTF-8 character is split (the whole piece
+/// when it does not end inside one).
+fn char_boundary(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    // Back up over at most 3 continuation bytes to the start of the last character.
+    let start = (len.saturating_sub(4)..len).rev().find(|&i| bytes[i] & 0xC0 != 0x80).unwrap_or(len);
+    let need = match bytes.get(start) {
+        Some(b) if *b >= 0xF0 => 4,
+        Some(b) if *b >= 0xE0 => 3,
+        Some(b) if *b >= 0xC0 => 2,
+        _ => 1,
+    };
+    if start + need > len && start > 0 { start } else { len }
+}
+
+/// The task log's entry for one piece: `<stamp> <stream><marks> <text>`.
+fn log_entry(stream: &str, piece: Piece<'_>, redactor: &Redactor) -> String {
+    let text = String::from_utf8_lossy(piece.bytes);
+    let text = if piece.continued { &text[..] } else { text.trim_end_matches('\r') };
+    let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let marks = match (piece.continues, piece.continued) {
+        (false, false) => "",
+        (false, true) => ">",
+        (true, true) => "<>",
+        (true, false) => "<",
+    };
+    format!("{stamp} {stream}{marks} {}\n", redactor.clean(text))
 }
 
 /// Secrets never reach the log file (ARCHITECTURE.md promise 5): mask the
@@ -418,7 +646,7 @@ fn task_redactor() -> Redactor {
     Redactor::new(secrets)
 }
 
-fn run_child(dir: &Path, command: &[String]) -> StatusFile {
+fn run_child(dir: &Path, command: &[String], pid_file: &fs::File) -> StatusFile {
     let ended = |started, exit_code, reason| StatusFile { started, exit_code, reason, ended_at: Utc::now() };
     let Some((program, args)) = command.split_first() else {
         return ended(false, None, Some("empty command".into()));
@@ -443,7 +671,12 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
         Ok(c) => c,
         Err(e) => return ended(false, None, Some(format!("cannot start {program:?}: {e}"))),
     };
-    let _ = fs::write(dir.join("child.pid"), format!("{}\n", child.id()));
+    if write_in_place(pid_file, &format!("{}\n", child.id()), PID_BYTES).is_err() {
+        // Without its pid on record nobody could stop it: it does not run on.
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        return ended(false, None, Some("cannot record the migration's pid; it was stopped at once".into()));
+    }
     let readers = copy_output(&mut child, &log, &task_redactor());
     let status = child.wait();
     for r in readers {
@@ -461,5 +694,107 @@ fn run_child(dir: &Path, command: &[String]) -> StatusFile {
             ended(true, s.code(), reason)
         }
         Err(e) => ended(true, None, Some(format!("lost track of the process: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(input: &[u8]) -> Vec<(Vec<u8>, bool, bool)> {
+        let mut out = Vec::new();
+        split_lines(input, |_, _| true, |p| out.push((p.bytes.to_vec(), p.continues, p.continued)));
+        out
+    }
+
+    #[test]
+    fn short_lines_are_whole_and_long_ones_are_split_into_marked_pieces() {
+        assert_eq!(pieces(b"a\nb\n"), [(b"a".to_vec(), false, false), (b"b".to_vec(), false, false)]);
+        assert_eq!(pieces(b"tail without newline"), [(b"tail without newline".to_vec(), false, false)]);
+        let mut long = vec![b'x'; PIECE_BYTES * 2 + 10];
+        long.extend_from_slice(b"\nnext\n");
+        let got = pieces(&long);
+        assert_eq!(got.len(), 4, "{:?}", got.iter().map(|p| p.0.len()).collect::<Vec<_>>());
+        assert_eq!((got[0].0.len(), got[0].1, got[0].2), (PIECE_BYTES, false, true));
+        assert_eq!((got[1].0.len(), got[1].1, got[1].2), (PIECE_BYTES, true, true));
+        assert_eq!((got[2].0.len(), got[2].1, got[2].2), (10, true, false));
+        assert_eq!(got[3], (b"next".to_vec(), false, false));
+    }
+
+    #[test]
+    fn a_cut_moves_back_out_of_a_secret() {
+        let secret = "s3cr3t-t0ken-value";
+        let r = Redactor::new(vec![secret.to_string()]);
+        // The secret straddles where the first piece would end.
+        let mut line = "a".repeat(PIECE_BYTES - 5);
+        line.push_str(secret);
+        line.push_str(&"b".repeat(PIECE_BYTES));
+        let mut entries = Vec::new();
+        let safe = |l: &[u8], at: usize| {
+            let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            r.clean(&t(l)) == r.clean(&t(&l[..at])) + &r.clean(&t(&l[at..]))
+        };
+        split_lines(line.as_bytes(), safe, |p| entries.push(log_entry("out", p, &r)));
+        assert!(entries.len() >= 2, "split: {}", entries.len());
+        for e in &entries {
+            assert!(!e.contains("s3cr") && !e.contains("value"), "no part of the secret in a piece: {e:.80}");
+        }
+        assert!(entries.iter().any(|e| e.contains("***")));
+        assert!(entries.iter().all(|e| e.len() < PIECE_BYTES + 100));
+    }
+
+    #[test]
+    fn a_line_of_exactly_one_piece_is_whole() {
+        let mut line = vec![b'y'; PIECE_BYTES];
+        line.push(b'\n');
+        let got = pieces(&line);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0.len(), got[0].1, got[0].2), (PIECE_BYTES, false, false));
+    }
+
+    #[test]
+    fn pieces_are_cut_between_utf8_characters_and_keep_every_byte() {
+        let text = "é".repeat(PIECE_BYTES); // two bytes each
+        let got = pieces(text.as_bytes());
+        let joined: Vec<u8> = got.iter().flat_map(|p| p.0.clone()).collect();
+        assert_eq!(joined, text.as_bytes());
+        assert!(got.iter().all(|p| std::str::from_utf8(&p.0).is_ok()), "no character split");
+        // An odd offset: a 3-byte character straddles the piece boundary.
+        let text = format!("a{}", "€".repeat(PIECE_BYTES / 3 + 5));
+        let got = pieces(text.as_bytes());
+        assert!(got.iter().all(|p| std::str::from_utf8(&p.0).is_ok()));
+        assert_eq!(got.iter().map(|p| p.0.len()).sum::<usize>(), text.len());
+    }
+
+    #[test]
+    fn log_entries_mark_their_pieces_and_read_back_with_an_ellipsis() {
+        let r = Redactor::new(Vec::new());
+        let first = log_entry("out", Piece { bytes: b"abc", continues: false, continued: true }, &r);
+        let middle = log_entry("out", Piece { bytes: b"def", continues: true, continued: true }, &r);
+        let last = log_entry("err", Piece { bytes: b"ghi\r", continues: true, continued: false }, &r);
+        assert!(first.contains(" out> abc"), "{first}");
+        let read = |e: &str| parse_log_line(e.trim_end()).unwrap().message;
+        assert_eq!(read(&first), "abc…");
+        assert_eq!(read(&middle), "…def…");
+        assert_eq!(read(&last), "…ghi");
+        assert_eq!(read(&log_entry("out", Piece { bytes: b"whole", continues: false, continued: false }, &r)), "whole");
+    }
+
+    #[test]
+    fn a_preallocated_status_reads_as_not_recorded_until_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = preallocate(&dir.path().join("status.json"), STATUS_BYTES).unwrap();
+        assert!(read_status(dir.path()).is_none());
+        let status =
+            StatusFile { started: true, exit_code: Some(0), reason: Some("x".repeat(10_000)), ended_at: Utc::now() };
+        write_status(&f, &status).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("status.json")).unwrap().len(), STATUS_BYTES as u64, "in place");
+        let read = read_status(dir.path()).unwrap();
+        assert_eq!(read.exit_code, Some(0));
+        assert!(read.reason.unwrap().ends_with('…'), "a long reason is shortened to fit");
+        let pid = preallocate(&dir.path().join("child.pid"), PID_BYTES).unwrap();
+        assert!(read_pid_file(&dir.path().join("child.pid")).is_none());
+        write_in_place(&pid, "1234\n", PID_BYTES).unwrap();
+        assert_eq!(read_pid_file(&dir.path().join("child.pid")), Some((1234, None)));
     }
 }

@@ -1,6 +1,6 @@
 //! SQLite, bundled into the binary. Snapshots are made with SQLite's online
 //! backup API (consistent while the app writes). A restore never loses the failed
-//! database: it is hard-linked aside as `<stem>-failed-<ts>.<ext>` (same inode,
+//! database: it is hard-linked aside as `<stem>-failed-<ts>-<run hex>.<ext>` (same inode,
 //! nothing copied), then the restored copy is renamed over the original path in
 //! one atomic step, so the original path always names a whole database.
 
@@ -13,7 +13,7 @@ use fallible_iterator::FallibleIterator;
 use rusqlite::{Connection, OpenFlags};
 
 use super::snapshots::{self, Entry, SnapshotStore, Stored, blocking, io_err, remove_if_exists};
-use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, Tags};
+use crate::provider::{ClusterInfo, Database, PResult, ProviderError, Snapshot, SnapshotQuota, TAG_RUN_ID, Tags};
 
 mod rehearsal;
 
@@ -91,6 +91,11 @@ fn take_mode_and_owner(path: &Path, like: Option<&Path>) -> PResult<()> {
 }
 
 impl SqliteDatabase {
+    /// `ferry:run-id` as the run mark records it, for a leftover.
+    fn marked_tags(&self, id: &str) -> Tags {
+        read_mark(Path::new(id)).map(|r| Tags::from([(TAG_RUN_ID.to_string(), r)])).unwrap_or_default()
+    }
+
     pub fn new(path: PathBuf, store: SnapshotStore) -> Self {
         let id = path.display().to_string();
         SqliteDatabase { path, id, store }
@@ -173,6 +178,13 @@ impl Database for SqliteDatabase {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        if !Path::new(id).is_file() {
+            return Ok(None);
+        }
+        Ok(read_mark(Path::new(id)))
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         if let Some(existing) = self.store.get(id)? {
             return Ok(existing.snapshot);
@@ -221,7 +233,8 @@ impl Database for SqliteDatabase {
         Ok(None)
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, _tags: &Tags) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
+        let target_id = target.to_string();
         let target = PathBuf::from(target);
         if target.exists() {
             return Ok(());
@@ -231,6 +244,10 @@ impl Database for SqliteDatabase {
         };
         if !file.is_file() {
             return Err(ProviderError::NotFound(format!("snapshot file {}", file.display())));
+        }
+        // The run is recorded before the copy takes the name.
+        if let Some(run_id) = tags.get(crate::provider::TAG_RUN_ID) {
+            write_mark(Path::new(&target_id), run_id)?;
         }
         let like = self.path.clone();
         blocking(move || backup_file(&file, &target, Some(&like))).await
@@ -250,11 +267,12 @@ impl Database for SqliteDatabase {
                 continue;
             };
             if let Some(kind) = crate::provider::leftover_kind(&stem, base) {
+                let id = e.path().display().to_string();
                 out.push(crate::provider::Leftover {
-                    id: e.path().display().to_string(),
+                    tags: self.marked_tags(&id),
+                    id,
                     kind: kind.to_string(),
                     status: "available".into(),
-                    tags: Tags::new(),
                 });
             }
         }
@@ -285,9 +303,13 @@ impl Database for SqliteDatabase {
         Err(ProviderError::Rejected(rehearsal::NOT_OBSERVED.into()))
     }
 
-    async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         let (from, to) = (PathBuf::from(from), PathBuf::from(to));
         let live = from == self.path;
+        let (to_path, run_id) = (to.clone(), run_id.to_string());
+        // The run is recorded with the new name just before the file takes it
+        // (never for a name that exists already: that is someone's database).
+        let mark = move || write_mark(&to_path, &run_id);
         blocking(move || {
             if live {
                 // The live database is kept aside by a hard link: its data stays
@@ -299,6 +321,7 @@ impl Database for SqliteDatabase {
                 if !from.is_file() {
                     return Err(ProviderError::NotFound(format!("database file {}", from.display())));
                 }
+                mark()?;
                 for (a, b) in companions(&from).iter().zip(companions(&to).iter()) {
                     if a.exists() {
                         let _ = fs::remove_file(b);
@@ -320,6 +343,7 @@ impl Database for SqliteDatabase {
                     to.display()
                 )));
             }
+            mark()?;
             // The old WAL belongs to the database being replaced (it is linked
             // into the failed copy); left in place SQLite would replay it into
             // the restored file.
@@ -336,6 +360,26 @@ impl Database for SqliteDatabase {
     }
 }
 
+/// The run mark of a database file (the local stand-in for AWS's
+/// `ferry:run-id` tag): `.<file name>.ferry-run-id` beside it, holding the id
+/// of the run that made the file or gave it its name. Beside the database,
+/// not in `state_dir`: a full state directory does not stop a restore.
+fn mark_path(db: &Path) -> PathBuf {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.with_file_name(format!(".{name}.ferry-run-id"))
+}
+
+fn write_mark(db: &Path, run_id: &str) -> PResult<()> {
+    crate::state::write_private(&mark_path(db), format!("{run_id}\n").as_bytes())
+        .map_err(|e| io_err("recording the run beside the database", e))
+}
+
+fn read_mark(db: &Path) -> Option<String> {
+    let text = fs::read_to_string(mark_path(db)).ok()?;
+    let id = text.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
 /// True when the file has another name (the kept failed copy), so replacing this
 /// name loses nothing.
 fn kept_elsewhere(path: &Path) -> bool {
@@ -346,7 +390,7 @@ fn kept_elsewhere(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{SnapshotStatus, TAG_ENV, TAG_RUN_ID};
+    use crate::provider::{SnapshotStatus, TAG_ENV};
 
     fn rows(db: &SqliteDatabase, sql: &str) -> Vec<String> {
         db.exec(sql, false).unwrap()

@@ -316,7 +316,7 @@ async fn stop_task(run: &Run) {
     let mut asked = false;
     while Instant::now() < deadline {
         match runner.poll(&task.arn).await {
-            Ok(TaskState::Stopped { .. } | TaskState::Missing) => return,
+            Ok(TaskState::Stopped { .. } | TaskState::Missing | TaskState::Lost { .. }) => return,
             Ok(_) if !asked => {
                 run.out.info(&format!("    stopping the rehearsal's migration {}", task.arn));
                 let _ = runner.stop(&task.arn, "the rehearsal ended; its clone is deleted").await;

@@ -183,6 +183,16 @@ impl Database for RdsDatabase {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        let Some(c) = self.cluster(id).await? else { return Ok(None) };
+        // A sparse answer may leave TagList out: ListTagsForResource says.
+        let tags = match (c.tag_list().is_empty(), c.db_cluster_arn()) {
+            (true, Some(arn)) => self.list_tags(arn).await?,
+            _ => tags_of(c.tag_list()),
+        };
+        Ok(tags.get(crate::provider::TAG_RUN_ID).cloned())
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         if let Some(existing) = self.describe_snapshot(id).await? {
             return Ok(existing);
@@ -469,14 +479,14 @@ mod tests {
 
     #[test]
     fn sibling_ids_stay_within_63_characters() {
-        assert_eq!(truncate_id("app", "-failed-20261121-120000"), "app-failed-20261121-120000");
+        assert_eq!(truncate_id("app", "-failed-20261121-120000-beef"), "app-failed-20261121-120000-beef");
         let long = "a".repeat(60);
-        let id = truncate_id(&long, "-failed-20261121-120000");
+        let id = truncate_id(&long, "-failed-20261121-120000-beef");
         assert_eq!(id.len(), 63);
-        assert!(id.ends_with("-failed-20261121-120000"));
+        assert!(id.ends_with("-failed-20261121-120000-beef"));
         assert_eq!(
-            truncate_id(&format!("{}-b", "a".repeat(39)), "-failed-20261121-120000"),
-            format!("{}-failed-20261121-120000", "a".repeat(39))
+            truncate_id(&format!("{}-b", "a".repeat(34)), "-failed-20261121-120000-beef"),
+            format!("{}-failed-20261121-120000-beef", "a".repeat(34))
         );
     }
 }

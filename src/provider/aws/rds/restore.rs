@@ -18,9 +18,15 @@ fn ferry_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-/// The restored twin of the original's `n`-th instance (in twin order).
+/// The restored twin of the original's `n`-th instance (in twin order):
+/// `<db>-restored-<stamp>-<run hex>-<n>`, within 63 characters by shortening
+/// the database part, never the stamp, the run's hex or the number.
 fn twin_id(target: &str, n: usize) -> String {
-    truncate_id(target, &format!("-{}", n + 1))
+    let number = format!("-{}", n + 1);
+    match target.rfind("-restored-") {
+        Some(i) => truncate_id(&target[..i], &format!("{}{number}", &target[i..])),
+        None => truncate_id(target, &number),
+    }
 }
 
 impl RdsDatabase {
@@ -264,5 +270,21 @@ impl RdsDatabase {
             .await
             .map(|_| ())
             .map_err(|e| classify("AddTagsToResource", e))
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::twin_id;
+
+    #[test]
+    fn instance_names_keep_the_stamp_and_the_run_hex() {
+        assert_eq!(twin_id("app-restored-20261207-120000-beef", 0), "app-restored-20261207-120000-beef-1");
+        let long = format!("{}-restored-20261207-120000-beef", "c".repeat(40));
+        let id = twin_id(&long[long.len() - 63..], 1);
+        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-2"), "{id}");
+        let target = format!("{}-restored-20261207-120000-beef", "c".repeat(30));
+        let id = twin_id(&target, 2);
+        assert!(id.len() <= 63 && id.ends_with("-restored-20261207-120000-beef-3"), "{id}");
     }
 }

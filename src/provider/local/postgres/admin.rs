@@ -208,3 +208,39 @@ pub(super) async fn seal(admin: &Client, name: &str) -> PResult<()> {
 pub(super) fn plural(n: i64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+/// The line of a database's comment that records a ferry run (the local
+/// stand-in for AWS's `ferry:run-id` tag).
+const RUN_MARK: &str = "ferry:run-id=";
+
+/// The run a database comment records, if any.
+pub(crate) fn run_in_comment(comment: &str) -> Option<String> {
+    comment.lines().find_map(|l| l.strip_prefix(RUN_MARK)).map(str::trim).filter(|r| !r.is_empty()).map(String::from)
+}
+
+/// The run recorded on database `name`; `None` when it does not exist or records none.
+pub(super) async fn read_mark(admin: &Client, name: &str) -> PResult<Option<String>> {
+    let row = admin
+        .query_opt("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(pg_err("reading a database's comment"))?;
+    Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).as_deref().and_then(run_in_comment))
+}
+
+/// Record run `run_id` on database `name`: a `ferry:run-id=<run>` line in its
+/// comment, replacing an earlier one; every other line of the comment is kept.
+pub(super) async fn write_mark(admin: &Client, name: &str, run_id: &str) -> PResult<()> {
+    let row = admin
+        .query_opt("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(pg_err("reading a database's comment"))?;
+    let current: Option<String> = row.and_then(|r| r.get(0));
+    let mut lines: Vec<String> =
+        current.unwrap_or_default().lines().filter(|l| !l.starts_with(RUN_MARK)).map(String::from).collect();
+    lines.push(format!("{RUN_MARK}{run_id}"));
+    let text = lines.join("\n");
+    admin
+        .batch_execute(&format!("COMMENT ON DATABASE {} IS '{}'", quote_ident(name), text.replace('\'', "''")))
+        .await
+        .map_err(pg_err(&format!("recording the run on database {name}")))
+}

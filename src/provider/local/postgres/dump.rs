@@ -87,6 +87,7 @@ impl PgDatabase {
         snapshot_id: &str,
         file: &Path,
         target: &str,
+        run_id: Option<&String>,
     ) -> PResult<()> {
         if !file.is_file() {
             return Err(ProviderError::NotFound(format!("snapshot file {}", file.display())));
@@ -97,7 +98,11 @@ impl PgDatabase {
                  tools) on PATH"
             )));
         };
-        let partial = fit_name(target, "partial");
+        // `<db>-partial-restored-<stamp>-<run hex>`: the staging name carries the run
+        // like the target's (shortening the database part, never the suffix),
+        // so dropping a leftover partial copy never touches another run's.
+        let tail = target.strip_prefix(self.db.as_str()).map_or(target, |t| t.trim_start_matches('-'));
+        let partial = fit_name(&self.db, &format!("partial-{tail}"));
         drop_database(admin, &partial).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&partial)))
@@ -114,6 +119,11 @@ impl PgDatabase {
             // ferry's own staging database, never the environment's.
             let _ = drop_database(admin, &partial).await;
             return Err(e);
+        }
+        // The run is recorded before the copy takes its name (a comment goes
+        // with the database through the rename).
+        if let Some(run_id) = run_id {
+            super::admin::write_mark(admin, &partial, run_id).await?;
         }
         admin
             .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&partial), quote_ident(target)))

@@ -29,7 +29,7 @@ mod tests;
 
 use admin::{
     check_name, copy_database, drop_database, exists, fit_name, has_code, lookup, pg_err, pg_message, quote_ident,
-    seal, settle,
+    read_mark, run_in_comment, seal, settle, write_mark,
 };
 
 /// How often `rename` disconnects the database's sessions and tries again when
@@ -198,6 +198,11 @@ impl Database for PgDatabase {
         }))
     }
 
+    async fn run_of(&self, id: &str) -> PResult<Option<String>> {
+        let admin = self.admin().await?;
+        read_mark(&admin, id).await
+    }
+
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
         if let Some(existing) = self.store.get(id)? {
             return Ok(existing.snapshot);
@@ -268,13 +273,14 @@ impl Database for PgDatabase {
         Ok(None)
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, _tags: &Tags) -> PResult<()> {
+    async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()> {
         check_name(target)?;
         let admin = self.admin().await?;
         settle(&admin, &[target]).await?;
         if exists(&admin, target).await? {
             return Ok(());
         }
+
         match self.store.entry(snapshot_id)?.stored {
             Stored::PgTemplate { database } => {
                 let Some(source) = lookup(&admin, &database).await? else {
@@ -282,9 +288,18 @@ impl Database for PgDatabase {
                 };
                 copy_database(&admin, &database, &source.owner, target)
                     .await
-                    .map_err(pg_err(&format!("restoring snapshot {snapshot_id} into database {target}")))
+                    .map_err(pg_err(&format!("restoring snapshot {snapshot_id} into database {target}")))?;
+                // A comment is not copied with the template: the run is
+                // recorded on the new database at once (killed in between, it
+                // carries no run, and a resume refuses to take it for its own).
+                match tags.get(crate::provider::TAG_RUN_ID) {
+                    Some(run_id) => write_mark(&admin, target, run_id).await,
+                    None => Ok(()),
+                }
             }
-            Stored::PgDump { file } => self.restore_dump(&admin, snapshot_id, &file, target).await,
+            Stored::PgDump { file } => {
+                self.restore_dump(&admin, snapshot_id, &file, target, tags.get(crate::provider::TAG_RUN_ID)).await
+            }
             Stored::SqliteFile { .. } => {
                 Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not a PostgreSQL snapshot")))
             }
@@ -294,7 +309,11 @@ impl Database for PgDatabase {
     async fn leftovers(&self) -> PResult<Vec<crate::provider::Leftover>> {
         let admin = self.admin().await?;
         let rows = admin
-            .query("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", &[&self.db])
+            .query(
+                "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+                 WHERE starts_with(datname, $1) ORDER BY 1",
+                &[&self.db],
+            )
             .await
             .map_err(pg_err("listing databases"))?;
         Ok(rows
@@ -302,12 +321,13 @@ impl Database for PgDatabase {
             .filter_map(|r| {
                 let id: String = r.get(0);
                 let kind = crate::provider::leftover_kind(&self.db, &id)?;
-                Some(crate::provider::Leftover {
-                    id,
-                    kind: kind.to_string(),
-                    status: "available".into(),
-                    tags: Tags::new(),
-                })
+                let comment: Option<String> = r.get(1);
+                let tags = comment
+                    .as_deref()
+                    .and_then(run_in_comment)
+                    .map(|r| Tags::from([(crate::provider::TAG_RUN_ID.to_string(), r)]))
+                    .unwrap_or_default();
+                Some(crate::provider::Leftover { id, kind: kind.to_string(), status: "available".into(), tags })
             })
             .collect())
     }
@@ -327,7 +347,7 @@ impl Database for PgDatabase {
         Ok(Box::new(crate::provider::session::PgLockObserver { client: self.connect(&clone.id).await? }))
     }
 
-    async fn rename(&self, from: &str, to: &str, _run_id: &str) -> PResult<()> {
+    async fn rename(&self, from: &str, to: &str, run_id: &str) -> PResult<()> {
         check_name(to)?;
         let admin = self.admin().await?;
         settle(&admin, &[from, to]).await?;
@@ -342,6 +362,9 @@ impl Database for PgDatabase {
             (false, false) => return Err(ProviderError::NotFound(format!("database {}", self.location(from)))),
             (true, false) => {}
         }
+        // The run is recorded on the database just before it takes the new
+        // name (a comment goes with the database through the rename).
+        write_mark(&admin, from, run_id).await?;
         let what = format!("renaming database {from} to {to}");
         let rename = format!("ALTER DATABASE {} RENAME TO {}", quote_ident(from), quote_ident(to));
         let mut attempt = 0;

@@ -66,7 +66,7 @@ impl PgDatabase {
                 crate::state::private_dir(self.store.dir())
                     .map_err(|e| super::io_err("creating the state directory", e))?;
                 self.dump(&admin, name, &file).await?;
-                let restored = self.restore_dump(&admin, name, &file, name).await;
+                let restored = self.restore_dump(&admin, name, &file, name, None).await;
                 let _ = std::fs::remove_file(&file);
                 restored?;
             }
