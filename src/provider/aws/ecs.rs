@@ -147,6 +147,25 @@ impl EcsRunner {
             .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
     }
 
+    /// The ARNs of the task definition family's tasks with this desired
+    /// status, every page (never with `startedBy`, which ListTasks takes only
+    /// as its one filter).
+    async fn family_tasks(&self, status: DesiredStatus) -> PResult<Vec<String>> {
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(&self.target.cluster)
+            .family(family_of(&self.target.task_definition))
+            .desired_status(status)
+            .into_paginator()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(page) = pages.next().await {
+            arns.extend(page.map_err(|e| classify("ListTasks", e))?.task_arns().iter().cloned());
+        }
+        Ok(arns)
+    }
+
     fn handle(&self, arn: &str, logs: &AwsLogs) -> TaskHandle {
         TaskHandle {
             id: arn.to_string(),
@@ -362,20 +381,8 @@ impl MigrationRunner for EcsRunner {
     }
 
     async fn active_tasks(&self) -> PResult<Vec<TaskSummary>> {
-        let family = family_of(&self.target.task_definition);
         // PENDING tasks have desiredStatus RUNNING too, so one listing covers both.
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(&self.target.cluster)
-            .family(family)
-            .desired_status(DesiredStatus::Running)
-            .into_paginator()
-            .send();
-        let mut arns = Vec::new();
-        while let Some(page) = pages.next().await {
-            arns.extend(page.map_err(|e| classify("ListTasks", e))?.task_arns().iter().cloned());
-        }
+        let arns = self.family_tasks(DesiredStatus::Running).await?;
         let mut out = Vec::new();
         for chunk in arns.chunks(100) {
             let described = self
@@ -421,20 +428,8 @@ impl MigrationRunner for EcsRunner {
     /// listing for at least an hour) and picks its own by the `ferry:run-id`
     /// tag and `startedBy` on its side.
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
-        let family = family_of(&self.target.task_definition);
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
-            let mut pages = self
-                .client
-                .list_tasks()
-                .cluster(&self.target.cluster)
-                .family(&family)
-                .desired_status(status)
-                .into_paginator()
-                .send();
-            let mut arns = Vec::new();
-            while let Some(page) = pages.next().await {
-                arns.extend(page.map_err(|e| classify("ListTasks", e))?.task_arns().iter().cloned());
-            }
+            let arns = self.family_tasks(status).await?;
             for chunk in arns.chunks(100) {
                 let described = self
                     .client

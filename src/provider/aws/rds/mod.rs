@@ -109,6 +109,26 @@ impl RdsDatabase {
         Ok(tags_of(out.tag_list()))
     }
 
+    /// The cluster's snapshots of one `SnapshotType` (`None`: the types RDS
+    /// lists by default, manual and automated), every page.
+    async fn snapshots_of_type(&self, kind: Option<&str>) -> PResult<Vec<Snapshot>> {
+        let mut pages = self
+            .client
+            .describe_db_cluster_snapshots()
+            .db_cluster_identifier(&self.cluster_id)
+            .set_snapshot_type(kind.map(String::from))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("DescribeDBClusterSnapshots", e))?;
+            for s in page.db_cluster_snapshots() {
+                out.push(self.to_snapshot(s).await?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn to_snapshot(&self, s: &DbClusterSnapshot) -> PResult<Snapshot> {
         Ok(Snapshot { tags: self.snapshot_tags(s).await?, ..self.to_snapshot_untagged(s) })
     }
@@ -263,36 +283,13 @@ impl Database for RdsDatabase {
     }
 
     async fn list_snapshots(&self) -> PResult<Vec<Snapshot>> {
-        let mut pages = self
-            .client
-            .describe_db_cluster_snapshots()
-            .db_cluster_identifier(&self.cluster_id)
-            .snapshot_type("manual")
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("DescribeDBClusterSnapshots", e))?;
-            for s in page.db_cluster_snapshots() {
-                out.push(self.to_snapshot(s).await?);
-            }
-        }
-        Ok(out)
+        self.snapshots_of_type(Some("manual")).await
     }
 
     /// Manual and automated snapshots of the cluster (no `SnapshotType`: RDS
     /// answers both), each with its type.
     async fn list_all_snapshots(&self) -> PResult<Vec<Snapshot>> {
-        let mut pages =
-            self.client.describe_db_cluster_snapshots().db_cluster_identifier(&self.cluster_id).into_paginator().send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("DescribeDBClusterSnapshots", e))?;
-            for s in page.db_cluster_snapshots() {
-                out.push(self.to_snapshot(s).await?);
-            }
-        }
-        Ok(out)
+        self.snapshots_of_type(None).await
     }
 
     async fn delete_snapshot(&self, id: &str) -> PResult<()> {
