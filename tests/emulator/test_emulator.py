@@ -1490,12 +1490,6 @@ def query_error(status_body: tuple[int, bytes]) -> tuple[int, str]:
 
 def unvalidated(emu: Emulator, service: str) -> Any:
     """A boto3 client without botocore's own parameter validation, so the server sees the bad request."""
-# -- IAM ---------------------------------------------------------------------------------------------
-
-ARN = "arn:aws:rds:us-east-1:123456789012"
-
-
-def as_key(emu: Emulator, service: str, key: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=emu.url,
@@ -1967,6 +1961,18 @@ def test_strict_rds_rules(emu: Emulator) -> None:
 
 def test_strict_s3_rules(emu: Emulator) -> None:
     check_s3_rules(emu)
+
+
+# -- IAM ---------------------------------------------------------------------------------------------
+
+ARN = "arn:aws:rds:us-east-1:123456789012"
+
+
+def as_key(emu: Emulator, service: str, key: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=emu.url,
+        region_name=REGION,
         aws_access_key_id=key,
         aws_secret_access_key="not-checked",
         config=Config(retries={"max_attempts": 1}),
