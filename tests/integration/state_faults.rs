@@ -14,7 +14,10 @@ use crate::common::emulator::{Emulator, Project};
 use crate::common::eventually;
 use crate::common::fault_proxy::FaultProxy;
 
-const BUCKET: &str = "acme-ferry-faults";
+/// The state bucket and prefix the scenario's policy grants (tests/e2e/scenario.py's
+/// `--state-bucket` / `--state-prefix` defaults); each test keeps its state under a
+/// prefix of its own below it.
+const BUCKET: &str = "acme-ferry-state";
 
 /// Run a boto3 snippet against the emulator's S3: `s3`, `bucket` and `argv` are set.
 fn s3(emu: &Emulator, code: &str, args: &[&str]) -> String {
@@ -33,7 +36,7 @@ fn s3(emu: &Emulator, code: &str, args: &[&str]) -> String {
 fn project(emu: &Emulator, command: &[&str]) -> (Project, String, String) {
     s3(emu, "try:\n    s3.create_bucket(Bucket=bucket)\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass", &[]);
     let s = emu.setup(false);
-    let prefix = format!("ferry/{:08x}", fastrand::u32(..));
+    let prefix = format!("ferry/team/{:08x}", fastrand::u32(..));
     let p = emu.project(&s, command, &format!("state = \"s3://{BUCKET}/{prefix}\""));
     (p, prefix, s["cluster"].as_str().unwrap().to_string())
 }
