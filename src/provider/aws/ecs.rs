@@ -166,6 +166,29 @@ impl EcsRunner {
         Ok(arns)
     }
 
+    /// DescribeTasks of `arns`, 100 at a time (the API's limit), with their
+    /// tags when `tags`.
+    async fn describe_all(
+        &self,
+        arns: &[String],
+        tags: bool,
+    ) -> PResult<Vec<aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput>> {
+        let mut pages = Vec::new();
+        for chunk in arns.chunks(100) {
+            let described = self
+                .client
+                .describe_tasks()
+                .cluster(&self.target.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .set_include(tags.then(|| vec![TaskField::Tags]))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTasks", e))?;
+            pages.push(described);
+        }
+        Ok(pages)
+    }
+
     fn handle(&self, arn: &str, logs: &AwsLogs) -> TaskHandle {
         TaskHandle {
             id: arn.to_string(),
@@ -384,15 +407,7 @@ impl MigrationRunner for EcsRunner {
         // PENDING tasks have desiredStatus RUNNING too, so one listing covers both.
         let arns = self.family_tasks(DesiredStatus::Running).await?;
         let mut out = Vec::new();
-        for chunk in arns.chunks(100) {
-            let described = self
-                .client
-                .describe_tasks()
-                .cluster(&self.target.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeTasks", e))?;
+        for described in self.describe_all(&arns, false).await? {
             for t in described.tasks().iter().filter(|t| still_active(t)) {
                 out.push(TaskSummary {
                     id: t.task_arn().unwrap_or_default().to_string(),
@@ -430,16 +445,7 @@ impl MigrationRunner for EcsRunner {
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let arns = self.family_tasks(status).await?;
-            for chunk in arns.chunks(100) {
-                let described = self
-                    .client
-                    .describe_tasks()
-                    .cluster(&self.target.cluster)
-                    .set_tasks(Some(chunk.to_vec()))
-                    .include(TaskField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeTasks", e))?;
+            for described in self.describe_all(&arns, true).await? {
                 let ours = described.tasks().iter().find(|t| {
                     t.started_by() == Some(STARTED_BY)
                         && t.tags().iter().any(|tag| tag.key() == Some(TAG_RUN_ID) && tag.value() == Some(run_id))

@@ -153,6 +153,11 @@ impl Emulator {
 
     /// Change the emulator's timings or one-shot faults (POST /_emulator/config).
     pub fn configure(&self, changes: serde_json::Value) {
+        self.post("/_emulator/config", &changes.to_string());
+    }
+
+    /// POST `body` to one of the emulator's own endpoints; it must answer 2xx.
+    fn post(&self, path: &str, body: &str) {
         let out = Command::new(&self.python)
             .args([
                 "-c",
@@ -160,11 +165,11 @@ impl Emulator {
                  r = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST')\n\
                  urllib.request.urlopen(r).read()",
             ])
-            .arg(format!("{}/_emulator/config", self.endpoint))
-            .arg(changes.to_string())
+            .arg(format!("{}{path}", self.endpoint))
+            .arg(body)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "POST {path}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// A ferry project with this ferry.toml, pointed at the emulator, running
@@ -177,19 +182,7 @@ impl Emulator {
 
     /// Register an IAM policy for an access key (POST /_emulator/iam).
     pub fn register_policy(&self, access_key: &str, policy: serde_json::Value) {
-        let body = serde_json::json!({ "access_key": access_key, "policy": policy }).to_string();
-        let out = Command::new(&self.python)
-            .args([
-                "-c",
-                "import sys, urllib.request\n\
-                 r = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST')\n\
-                 urllib.request.urlopen(r).read()",
-            ])
-            .arg(format!("{}/_emulator/iam", self.endpoint))
-            .arg(body)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.post("/_emulator/iam", &serde_json::json!({ "access_key": access_key, "policy": policy }).to_string());
     }
 
     /// This test expects IAM to deny some of ferry's requests: the check at
