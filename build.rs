@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-fn main() {
+pub(crate) fn main() {
     for var in ["FERRY_BUILD_COMMIT", "FERRY_BUILD_DATE", "SOURCE_DATE_EPOCH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
 
-    let commit = commit(non_empty("FERRY_BUILD_COMMIT"), || git_commit(&manifest_dir));
+    let commit = commit(non_empty("FERRY_BUILD_COMMIT"), || git_commit(&workspace_root(&manifest_dir)));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let date = build_date(non_empty("FERRY_BUILD_DATE"), non_empty("SOURCE_DATE_EPOCH"), now)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -54,7 +54,18 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// The commit of the checkout this crate is the top of. A crate vendored into
+/// The workspace this crate belongs to: a member under `crates/` is two
+/// levels below it (ferry-core runs this script too, for the run record).
+fn workspace_root(manifest_dir: &Path) -> PathBuf {
+    match manifest_dir.parent() {
+        Some(parent) if parent.file_name().is_some_and(|n| n == "crates") => {
+            parent.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+        }
+        _ => manifest_dir.to_path_buf(),
+    }
+}
+
+/// The commit of the checkout this crate's workspace is the top of. A crate vendored into
 /// some other repository gets `None`, not that repository's commit.
 fn git_commit(dir: &Path) -> Option<String> {
     let top = PathBuf::from(git(dir, &["rev-parse", "--show-toplevel"])?);

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{HumanDuration, RestoreStrategy};
-use crate::output::OutputFormat;
+use ferry_core::config::{HumanDuration, RestoreStrategy};
+use ferry_core::output::OutputFormat;
 
 const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), \
 3 failed before any change, 4 migration failed and the database was restored, 5 failed and needs a human, \

@@ -1,16 +1,9 @@
 //! ferry: the database-migration runbook for apps on AWS, and its local rehearsal.
 //!
-//! The binary (`main.rs`) parses arguments with [`cli`], and [`commands`] turns
-//! them into work: [`config`] is the validated ferry.toml, [`runbook`] drives the
-//! steps over the [`provider`] traits, and [`output`] tells the operator.
+//! This crate is the binary's: [`cli`] parses arguments (clap only) and
+//! [`commands`] turns them into work, building the providers (`ferry_aws`,
+//! `ferry_local`) an environment names and handing them to the runbook
+//! (`ferry_core::runbook`), which drives them through the provider traits alone.
 
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod db_url;
-pub mod migrations;
-pub mod output;
-pub mod provenance;
-pub mod provider;
-pub mod runbook;
-pub mod state;

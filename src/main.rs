@@ -1,6 +1,6 @@
 use clap::Parser;
 use ferry::cli::{Cli, SupervisorArgs};
-use ferry::provider::local::process::{SUPERVISOR_COMMAND, supervise};
+use ferry_local::process::{SUPERVISOR_COMMAND, supervise};
 
 fn main() {
     // A panic is a bug: say so and exit 1, the exit code ARCHITECTURE.md gives it.
@@ -10,7 +10,7 @@ fn main() {
         eprintln!("error: internal error in ferry (a bug); the run's journal, if any, is in .ferry/runs/");
         std::process::exit(1);
     }));
-    ferry::state::private_umask();
+    ferry_core::state::private_umask();
     // The local task supervisor runs without config or async runtime.
     if std::env::args_os().nth(1).is_some_and(|a| a == SUPERVISOR_COMMAND) {
         let a = SupervisorArgs::parse_from(std::env::args_os().skip(1));

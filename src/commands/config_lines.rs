@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::config::EnvConfig;
-use crate::state::Location;
+use ferry_core::config::EnvConfig;
+use ferry_core::state::Location;
 
 /// Where each ferry.toml key's value is in the serialized [`EnvConfig`].
 const KEYS: &[(&str, &str)] = &[
@@ -101,7 +101,7 @@ fn toml_value(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use ferry_core::config::parse;
 
     /// The keys [`lines`] prints that belong at the top of ferry.toml, not in `[env.NAME]`.
     const TOP_LEVEL: [&str; 2] = ["project", "state_dir"];

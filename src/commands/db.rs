@@ -3,9 +3,9 @@
 
 use super::{CmdResult, CommandError, Context};
 use crate::cli::DbCommand;
-use crate::config::ProviderKind;
-use crate::provider::local::LocalDatabase;
-use crate::provider::{ProviderError, REHEARSAL_OF};
+use ferry_core::config::ProviderKind;
+use ferry_core::provider::{ProviderError, REHEARSAL_OF};
+use ferry_local::LocalDatabase;
 
 pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
     let DbCommand::Exec { env, file, sql, create } = c;
@@ -47,7 +47,7 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
         Some(_) => std::env::var(REHEARSAL_OF).ok(),
         None => std::env::var("FERRY_RUN_ID").ok(),
     };
-    let held_by_own_run = match (&own_run, crate::state::lock::read(&store, &database)) {
+    let held_by_own_run = match (&own_run, ferry_core::state::lock::read(&store, &database)) {
         (Some(run), Ok(Some((holder, _)))) => holder.run_id.as_deref() == Some(run.as_str()),
         _ => false,
     };
@@ -73,17 +73,17 @@ pub async fn run(ctx: &Context, c: DbCommand) -> CmdResult {
 
 /// Inside a rehearsal's migration: the environment with its database replaced
 /// by the clone (`DATABASE_URL`), so the migration's SQL never reaches the real one.
-fn rehearsal_env(env: &crate::config::EnvConfig) -> Result<Option<crate::config::EnvConfig>, CommandError> {
+fn rehearsal_env(env: &ferry_core::config::EnvConfig) -> Result<Option<ferry_core::config::EnvConfig>, CommandError> {
     if std::env::var_os(REHEARSAL_OF).is_none() {
         return Ok(None);
     }
     let url = std::env::var("DATABASE_URL").unwrap_or_default();
-    let url = crate::config::DbUrl::parse(&url).map_err(|e| {
+    let url = ferry_core::config::DbUrl::parse(&url).map_err(|e| {
         CommandError::Usage(format!(
             "{REHEARSAL_OF} is set but DATABASE_URL does not name the clone ({e}); nothing was done"
         ))
     })?;
     let mut env = env.clone();
-    env.database = crate::config::DatabaseConfig::Url(url);
+    env.database = ferry_core::config::DatabaseConfig::Url(url);
     Ok(Some(env))
 }

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use super::runs::env_of_run;
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::RunsCommand;
-use crate::config::{EnvConfig, HumanDuration};
-use crate::output::{Redactor, timestamp};
-use crate::runbook::journal::{Journal, Listed, list_runs, read_run};
-use crate::runbook::record::{Abandoned, Outcome};
-use crate::state::{Store, lock};
+use ferry_core::config::{EnvConfig, HumanDuration};
+use ferry_core::output::{Redactor, timestamp};
+use ferry_core::runbook::journal::{Journal, Listed, list_runs, read_run};
+use ferry_core::runbook::record::{Abandoned, Outcome};
+use ferry_core::state::{Store, lock};
 
 pub fn runs(ctx: &Context, c: RunsCommand) -> CmdResult {
     match c {
@@ -69,7 +69,7 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
             .map(|l| match l {
                 Listed::Run(r) => serde_json::to_value(r).unwrap_or_default(),
                 Listed::Unreadable { run_id, location, error } => serde_json::json!({
-                    "format_version": crate::runbook::record::FORMAT_VERSION,
+                    "format_version": ferry_core::runbook::record::FORMAT_VERSION,
                     "run_id": run_id, "outcome": "unreadable", "location": location, "error": error,
                 }),
             })
@@ -117,7 +117,7 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
         print_json(&r, &redactor)?;
         return Ok(0);
     }
-    let report = crate::runbook::report::of(&r);
+    let report = ferry_core::runbook::report::of(&r);
     for line in report.summary() {
         crate::outln!("{}", redactor.clean(&line))?;
     }
@@ -143,8 +143,12 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
     let Some(entry) = listed.into_iter().find(|l| l.run_id() == run_id) else {
         return Err(CommandError::Usage(format!("no run {run_id} in {}", store.describe())));
     };
-    let abandoned =
-        |was| Abandoned { by: crate::provenance::Actor::current(), at: Utc::now(), reason: reason.to_string(), was };
+    let abandoned = |was| Abandoned {
+        by: ferry_core::provenance::Actor::current(),
+        at: Utc::now(),
+        reason: reason.to_string(),
+        was,
+    };
     let record = match entry {
         Listed::Run(r) if !r.blocks_env() => {
             out.info(&format!("run {run_id} is {} and blocks nothing; left as it is", r.outcome.as_str()));
@@ -158,14 +162,14 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
             *r
         }
         Listed::Unreadable { location, .. } => {
-            let key = crate::runbook::journal::run_key(run_id);
+            let key = ferry_core::runbook::journal::run_key(run_id);
             let raw = store.get(&key).map_err(|e| CommandError::Failed(e.to_string()))?;
             let aside = format!("runs/unreadable/{run_id}-{}.json", Utc::now().format("%Y%m%dT%H%M%SZ"));
             if let Some(v) = raw {
                 store.put(&aside, &v.body).map_err(|e| CommandError::Failed(e.to_string()))?;
             }
             out.info(&format!("the unreadable journal {location} is kept as {}", store.location_of(&aside)));
-            let mut r = crate::runbook::record::RunRecord::unreadable(run_id.to_string(), &env.name);
+            let mut r = ferry_core::runbook::record::RunRecord::unreadable(run_id.to_string(), &env.name);
             r.error =
                 Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));

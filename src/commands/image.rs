@@ -3,7 +3,7 @@
 //! (ecs) or the service (apprunner) pins.
 
 use super::CommandError;
-use crate::config::{EnvConfig, RunnerKind, check_image};
+use ferry_core::config::{EnvConfig, RunnerKind, check_image};
 
 /// The image chosen and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

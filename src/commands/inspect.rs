@@ -8,18 +8,19 @@ use serde_json::json;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::LogsArgs;
-use crate::config::{EnvConfig, HumanDuration};
-use crate::output::Redactor;
-use crate::provider::{
-    Cloud, ClusterInfo, ProviderError, ServiceInfo, Snapshot, StackOutputs, TaskState, TaskSummary, aws,
+use ferry_aws as aws;
+use ferry_core::config::{EnvConfig, HumanDuration};
+use ferry_core::output::Redactor;
+use ferry_core::provider::{
+    Cloud, ClusterInfo, ProviderError, ServiceInfo, Snapshot, StackOutputs, TaskState, TaskSummary,
 };
-use crate::runbook::journal::{Listed, list_runs, read_run, readable_runs};
-use crate::runbook::logs::Streams;
-use crate::runbook::plan::deploy_plan;
-use crate::runbook::preflight::{Findings, Scope, inspect, revisions_refusal};
-use crate::runbook::record::{RunOptions, RunRecord};
-use crate::state::Store;
-use crate::state::lock::{Holder, LockError};
+use ferry_core::runbook::journal::{Listed, list_runs, read_run, readable_runs};
+use ferry_core::runbook::logs::Streams;
+use ferry_core::runbook::plan::deploy_plan;
+use ferry_core::runbook::preflight::{Findings, Scope, inspect, revisions_refusal};
+use ferry_core::runbook::record::{RunOptions, RunRecord};
+use ferry_core::state::Store;
+use ferry_core::state::lock::{Holder, LockError};
 
 /// The stack outputs the environment refers to, read (read-only); or why they
 /// could not be read (no region, no credentials, no such stack...).
@@ -69,7 +70,7 @@ async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
         // Resolves `${output:Name}` as deploy does: a misspelt name is exit 2 there too.
         match ctx.cloud(env).await {
             Ok(cloud) => {
-                let rehearsing = env.rehearse.when == crate::config::RehearseWhen::Always;
+                let rehearsing = env.rehearse.when == ferry_core::config::RehearseWhen::Always;
                 let scope =
                     Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: true, rehearsing };
                 let found = inspect(&scope).await;
@@ -91,7 +92,7 @@ async fn plan_check(ctx: &Context, env: &EnvConfig) -> PlanCheck {
 fn state_refusals(ctx: &Context, env: &EnvConfig) -> Vec<String> {
     let (Ok(store), Some(db)) = (ctx.store(env), ctx.database_key(env)) else { return Vec::new() };
     let mut out = Vec::new();
-    if let Ok(Some((holder, _))) = crate::state::lock::read(&store, &db) {
+    if let Ok(Some((holder, _))) = ferry_core::state::lock::read(&store, &db) {
         out.push(format!("{db} is locked by {}", holder.describe()));
     }
     if let Ok(runs) = ctx.unfinished_runs(&store, env, &db, None)
@@ -105,7 +106,7 @@ fn state_refusals(ctx: &Context, env: &EnvConfig) -> Vec<String> {
 pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResult {
     let env = ctx.env(env_name)?;
     let (with_image, chosen) = super::image::apply(env, image)?;
-    let plan = deploy_plan(&with_image, &RunOptions::default());
+    let plan = deploy_plan(&with_image, super::describe(env).as_ref(), &RunOptions::default());
     let image = chosen.map(|c| json!({ "image": c.image, "from": c.from }));
     let redactor = Redactor::new(env.secrets());
     let check = plan_check(ctx, env).await;
@@ -234,7 +235,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
     // What the cloud shows of a restore, whether or not any record survived:
     // the leftovers, with what was read above.
     if let Ok(leftovers) = cloud.database.leftovers().await
-        && let picture = crate::runbook::recover::Picture::new(
+        && let picture = ferry_core::runbook::recover::Picture::new(
             cloud.database.cluster_id(),
             s.database.clone(),
             leftovers,
@@ -246,7 +247,7 @@ pub async fn status(ctx: &Context, env_name: &str) -> CmdResult {
             || !picture.failed.is_empty()
             || !picture.clones.is_empty())
     {
-        for line in crate::runbook::recover::lines(&picture, &env.name) {
+        for line in ferry_core::runbook::recover::lines(&picture, &env.name) {
             crate::outln!("cloud      {line}")?;
         }
     }
@@ -274,7 +275,7 @@ async fn read_status(cloud: &Cloud, store: &Store, env: &EnvConfig) -> Result<En
         Listed::Run(r) => Some(r.as_ref().clone()),
         Listed::Unreadable { .. } => None,
     });
-    let lock = crate::state::lock::read(store, db.cluster_id());
+    let lock = ferry_core::state::lock::read(store, db.cluster_id());
     let blocking = listed.into_iter().filter(|l| l.blocks()).collect();
     Ok(EnvStatus { database, snapshots, tasks, service, last, lock, blocking, state_error })
 }
@@ -288,7 +289,7 @@ fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), Co
         crate::outln!("snapshots  none")?;
     }
     for snap in &s.snapshots {
-        let at = snap.created_at.map(crate::output::timestamp).unwrap_or_default();
+        let at = snap.created_at.map(ferry_core::output::timestamp).unwrap_or_default();
         crate::outln!("snapshot   {} {} {}% {at}", snap.id, snap.status, snap.percent)?;
     }
     if s.tasks.is_empty() {
@@ -373,7 +374,7 @@ pub async fn logs(ctx: &Context, a: LogsArgs) -> CmdResult {
                 collected.push(e);
             } else {
                 let at = e.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                crate::outln!("{at} | {}", crate::output::escape_controls(&redactor.clean(&e.message)))?;
+                crate::outln!("{at} | {}", ferry_core::output::escape_controls(&redactor.clean(&e.message)))?;
             }
         }
         if !a.follow {

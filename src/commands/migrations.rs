@@ -9,11 +9,13 @@ use serde_json::json;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::DoctorArgs;
-use crate::config::{DatabaseConfig, EnvConfig};
-use crate::migrations::{GraphError, Readiness};
-use crate::output::Redactor;
-use crate::provider::{Session, aws, session};
-use crate::runbook::migrations as preflight;
+use ferry_alembic::{GraphError, Readiness};
+use ferry_aws as aws;
+use ferry_core::config::{DatabaseConfig, EnvConfig};
+use ferry_core::output::Redactor;
+use ferry_core::provider::Session;
+use ferry_core::runbook::revisions as preflight;
+use ferry_local::session;
 
 /// The environment's database session, or why there is none (exit 2).
 fn open_session(ctx: &Context, env: &EnvConfig) -> Result<Arc<dyn Session>, CommandError> {
@@ -74,7 +76,7 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
             crate::outln!(
                 "note: heads {} are on one branch; deploy refuses until they are merged: {}",
                 merge.join(", "),
-                crate::migrations::merge_command(&merge)
+                ferry_alembic::merge_command(&merge)
             )?;
         }
     }
@@ -124,7 +126,7 @@ pub async fn doctor(ctx: &Context, a: DoctorArgs) -> CmdResult {
                 crate::outln!("        query: {}", redactor.clean(&shown))?;
             }
             if let Some(since) = f.since {
-                crate::outln!("        since: {}", crate::output::timestamp(since))?;
+                crate::outln!("        since: {}", ferry_core::output::timestamp(since))?;
             }
             crate::outln!("        what to do: {}", f.advice)?;
         }
@@ -167,7 +169,7 @@ pub fn plan_lines(summary: &serde_json::Value) -> Vec<String> {
         lines.push(format!(
             "heads {} are on one branch: deploy would refuse; merge them with `{}`",
             merge.join(", "),
-            crate::migrations::merge_command(&merge)
+            ferry_alembic::merge_command(&merge)
         ));
     }
     lines

@@ -19,12 +19,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, ConfigError, EnvConfig, ProviderKind};
-use crate::output::{OutputFormat, Redactor, Reporter};
-use crate::provider::{Cloud, ProviderError, aws, local};
-use crate::runbook::journal::{Listed, blocking_runs};
-use crate::runbook::{AssumeYes, Confirm, NoOneToAsk};
-use crate::state::{EnvLock, Holder, Location, LockError, Store};
+use ferry_aws as aws;
+use ferry_core::config::{self, Config, ConfigError, EnvConfig, ProviderKind};
+use ferry_core::output::{OutputFormat, Redactor, Reporter};
+use ferry_core::provider::{Cloud, Describe, ProviderError};
+use ferry_core::runbook::journal::{Listed, blocking_runs};
+use ferry_core::runbook::{AssumeYes, Confirm, NoOneToAsk};
+use ferry_core::state::{EnvLock, Holder, Location, LockError, Store};
+use ferry_local as local;
 
 /// A command that ended without a run record.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,15 @@ impl From<ProviderError> for CommandError {
 }
 
 pub type CmdResult = Result<i32, CommandError>;
+
+/// The provider's words for an environment's plans, from its configuration
+/// alone (`ferry plan` prints them without reaching anything).
+pub fn describe(env: &EnvConfig) -> Arc<dyn Describe> {
+    match env.provider {
+        ProviderKind::Aws => Arc::new(aws::describe::AwsWords),
+        ProviderKind::Local => Arc::new(local::describe::LocalWords),
+    }
+}
 
 /// What every command gets: the parsed flags and the loaded config.
 pub struct Context {
@@ -130,8 +141,15 @@ impl Context {
             Location::Local(dir) => Ok(Store::local(&dir)),
             Location::S3 { bucket, prefix } => {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
-                Store::s3(&bucket, &prefix, region, self.aws.profile.clone(), aws::with_retry_policy)
-                    .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
+                aws::s3_state::S3Store::connect(
+                    &bucket,
+                    &prefix,
+                    region,
+                    self.aws.profile.clone(),
+                    aws::with_retry_policy,
+                )
+                .map(|s| Store::Remote(std::sync::Arc::new(s)))
+                .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
             }
         }
     }
@@ -181,7 +199,7 @@ impl Context {
         database: &str,
         except: Option<&str>,
     ) -> Result<Vec<Listed>, CommandError> {
-        let err = |e: crate::runbook::journal::JournalError| {
+        let err = |e: ferry_core::runbook::journal::JournalError| {
             CommandError::Failed(format!("{e}; nothing was done (cannot tell whether a run is unfinished)"))
         };
         let mut blocking = blocking_runs(store, &env.name, except).map_err(err)?;
@@ -285,10 +303,12 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
             let at =
                 r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
             let settle = match (&r.outcome, &r.next) {
-                (crate::runbook::record::Outcome::NeedsAttention, Some(next)) => {
+                (ferry_core::runbook::record::Outcome::NeedsAttention, Some(next)) => {
                     format!("`{next}` (what it asked for), then `{abandon}`")
                 }
-                (crate::runbook::record::Outcome::NeedsAttention, None) => format!("`{abandon}` once it is settled"),
+                (ferry_core::runbook::record::Outcome::NeedsAttention, None) => {
+                    format!("`{abandon}` once it is settled")
+                }
                 _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
             };
             format!(
@@ -304,7 +324,7 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
 
 /// The command that settles `run_id` by hand, for a person to paste and give a reason.
 pub fn abandon_command(run_id: &str) -> String {
-    format!("{} --reason \"...\"", crate::output::shell::join(&["ferry", "runs", "abandon", run_id]))
+    format!("{} --reason \"...\"", ferry_core::output::shell::join(&["ferry", "runs", "abandon", run_id]))
 }
 
 /// An environment variable ferry reads: unset or empty is `None`; one that is
@@ -356,7 +376,7 @@ pub fn print_json<T: serde::Serialize>(value: &T, redactor: &Redactor) -> Result
 
 /// `value` as the object ferry prints, `format_version` set to this ferry's.
 fn versioned<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
-    let version = serde_json::Value::from(crate::runbook::record::FORMAT_VERSION);
+    let version = serde_json::Value::from(ferry_core::runbook::record::FORMAT_VERSION);
     Some(match serde_json::to_value(value).ok()? {
         serde_json::Value::Object(map) => {
             // First, where a person reading the document looks.

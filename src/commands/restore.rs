@@ -3,10 +3,10 @@
 use chrono::Utc;
 
 use super::CommandError;
-use crate::config::values::format_duration;
-use crate::config::{EnvConfig, ProviderKind, RestoreStrategy};
-use crate::provider::{Cloud, Snapshot, SnapshotStatus, TAG_RUN_ID};
-use crate::runbook::record::{RunRecord, StepStatus};
+use ferry_core::config::values::format_duration;
+use ferry_core::config::{EnvConfig, ProviderKind, RestoreStrategy};
+use ferry_core::provider::{Cloud, Snapshot, SnapshotStatus, TAG_RUN_ID};
+use ferry_core::runbook::record::{RunRecord, StepStatus};
 
 /// The snapshot to restore: the one named, or for `latest` the newest available
 /// pre-deploy snapshot ferry took for this environment.
@@ -49,7 +49,7 @@ pub fn describe(
     let mut taken = match snapshot.created_at {
         Some(t) => format!(
             "taken {}, {} ago",
-            crate::output::timestamp(t),
+            ferry_core::output::timestamp(t),
             format_duration(std::time::Duration::from_secs((Utc::now() - t).num_seconds().max(0) as u64))
         ),
         None => "creation time unknown".into(),
@@ -113,7 +113,7 @@ fn past_restore_minutes(history: &[RunRecord], env: &str) -> Option<u64> {
     history
         .iter()
         .filter(|r| r.env == env)
-        .filter_map(|r| r.step(crate::runbook::record::StepName::Restore))
+        .filter_map(|r| r.step(ferry_core::runbook::record::StepName::Restore))
         .filter(|s| s.status == StepStatus::Succeeded)
         .filter_map(|s| Some((s.ended_at?, (s.ended_at? - s.started_at?).num_seconds())))
         .max_by_key(|(ended, _)| *ended)

@@ -4,12 +4,12 @@ use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::{DeployArgs, MigrateArgs, RehearseArgs, RestoreArgs};
-use crate::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_restore_snapshot};
-use crate::output::append_step_summary;
-use crate::provider::Cloud;
-use crate::runbook::journal::{Journal, Listed, read_run, readable_runs};
-use crate::runbook::record::{RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
-use crate::runbook::{Run, drive, plan, prepare_resume};
+use ferry_core::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_restore_snapshot};
+use ferry_core::output::append_step_summary;
+use ferry_core::provider::Cloud;
+use ferry_core::runbook::journal::{Journal, Listed, read_run, readable_runs};
+use ferry_core::runbook::record::{RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
+use ferry_core::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     let (env, _) = super::image::apply(ctx.env(&a.env)?, a.image.as_deref())?;
@@ -18,7 +18,7 @@ pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
     ctx.guard(env, "deploy")?;
     let options =
         RunOptions { no_snapshot: a.no_snapshot, no_restore: a.no_restore, force: a.force, ..RunOptions::default() };
-    let steps = plan::deploy_plan(env, &options).names();
+    let steps = plan::deploy_plan(env, super::describe(env).as_ref(), &options).names();
     start(ctx, env, RunKind::Deploy, options, &steps).await
 }
 
@@ -28,7 +28,7 @@ pub async fn migrate(ctx: &Context, a: MigrateArgs) -> CmdResult {
     refuse_before_running(env, a.no_snapshot)?;
     ctx.guard(env, "run the migration")?;
     let options = RunOptions { no_snapshot: a.no_snapshot, force: a.force, ..RunOptions::default() };
-    let steps = plan::migrate_plan(env, &options).names();
+    let steps = plan::migrate_plan(env, super::describe(env).as_ref(), &options).names();
     start(ctx, env, RunKind::Migrate, options, &steps).await
 }
 
@@ -41,7 +41,7 @@ pub async fn rehearse(ctx: &Context, a: RehearseArgs) -> CmdResult {
         return Err(CommandError::Usage(format!("{}: {why}; nothing was done", env.name)));
     }
     let options = RunOptions { keep_clone: a.keep_clone, ..RunOptions::default() };
-    let steps = plan::rehearse_plan(env, &options).names();
+    let steps = plan::rehearse_plan(env, super::describe(env).as_ref(), &options).names();
     start(ctx, env, RunKind::Rehearse, options, &steps).await
 }
 
@@ -81,7 +81,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     let run_id = new_run_id(&env.name, Utc::now());
     let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
     let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;
-    let steps = plan::restore_plan(env, &snapshot.id, strategy).names();
+    let steps = plan::restore_plan(env, super::describe(env).as_ref(), &snapshot.id, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
     let code =
         start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps)
@@ -96,7 +96,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
 /// that a restore began and did not end. Not blocked by unfinished runs (it is
 /// how one is settled when its record is gone), but it holds the lock.
 async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
-    use crate::runbook::recover::{Verdict, finishing_record, lines, look, verdict};
+    use ferry_core::runbook::recover::{Verdict, finishing_record, lines, look, verdict};
     let cloud = ctx.cloud(env).await?;
     let store = ctx.store(env)?;
     let out = ctx.reporter(Some(env));
@@ -107,7 +107,8 @@ async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
         out.info(&line);
     }
     let v = verdict(&picture);
-    let steps = plan::restore_plan(env, "(from the cloud)", RestoreStrategy::Rename).names();
+    let steps =
+        plan::restore_plan(env, super::describe(env).as_ref(), "(from the cloud)", RestoreStrategy::Rename).names();
     let Some(mut record) = finishing_record(run_id, &env.name, &v, &picture, &steps) else {
         return match v {
             Verdict::Settled => {
@@ -122,7 +123,7 @@ async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
     if ctx.confirmer().ask("Finish the restore as described above?") == Some(false) {
         return Err(CommandError::Usage("declined; nothing was done".into()));
     }
-    record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
+    record.config_sha256 = ferry_core::provenance::file_sha256(&ctx.config.path);
     let journal = Journal::create(&store, &record, out.redactor().clone())
         .map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
     out.info(&format!("ferry restore {} --finish (run {}, journal {})", env.name, record.run_id, journal.location()));
@@ -135,7 +136,7 @@ async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
 /// did not restore is settled. Returns the runs the restore will settle.
 fn restore_may_settle(
     ctx: &Context,
-    store: &crate::state::Store,
+    store: &ferry_core::state::Store,
     env: &EnvConfig,
     database: &str,
     snapshot: &str,
@@ -164,7 +165,12 @@ fn restore_may_settle(
 }
 
 /// Record on each run that the restore `lock` belongs to settled it.
-fn settle(store: &crate::state::Store, runs: &[String], lock: &crate::state::EnvLock, out: &crate::output::Reporter) {
+fn settle(
+    store: &ferry_core::state::Store,
+    runs: &[String],
+    lock: &ferry_core::state::EnvLock,
+    out: &ferry_core::output::Reporter,
+) {
     let by = lock.holder().run_id.unwrap_or_default();
     for id in runs {
         let done = read_run(store, id).and_then(|mut r| {
@@ -182,7 +188,7 @@ fn settle(store: &crate::state::Store, runs: &[String], lock: &crate::state::Env
 struct Started<'a> {
     env: &'a EnvConfig,
     cloud: Cloud,
-    store: &'a crate::state::Store,
+    store: &'a ferry_core::state::Store,
     run_id: String,
     command: RunKind,
     options: RunOptions,
@@ -204,7 +210,7 @@ async fn start_with(ctx: &Context, s: Started<'_>, steps: &[StepName]) -> CmdRes
     let Started { env, cloud, store, run_id, command, options } = s;
     let out = ctx.reporter(Some(env));
     let mut record = RunRecord::new(run_id, &env.name, command, options, steps);
-    record.config_sha256 = crate::provenance::file_sha256(&ctx.config.path);
+    record.config_sha256 = ferry_core::provenance::file_sha256(&ctx.config.path);
     if command != RunKind::Restore {
         record.image = env.migration.image.clone();
     }
@@ -306,7 +312,7 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
             });
             run.interrupted();
             // A rehearsal's clone is deleted at once (its migration, on the clone, is stopped).
-            crate::runbook::rehearse::cleanup_after_signal(run).await;
+            ferry_core::runbook::rehearse::cleanup_after_signal(run).await;
             run.record.clone()
         }
     };
@@ -314,8 +320,8 @@ async fn execute(ctx: &Context, run: &mut Run) -> CmdResult {
     Ok(record.outcome.exit_code())
 }
 
-fn report(ctx: &Context, record: &RunRecord, out: &crate::output::Reporter) -> Result<(), CommandError> {
-    let report = crate::runbook::report::of(record);
+fn report(ctx: &Context, record: &RunRecord, out: &ferry_core::output::Reporter) -> Result<(), CommandError> {
+    let report = ferry_core::runbook::report::of(record);
     out.summary(&report.summary());
     if let Err(e) = append_step_summary(&report, out.redactor()) {
         out.warn(&format!("cannot write the GitHub step summary: {e}"));

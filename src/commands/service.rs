@@ -2,8 +2,8 @@
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::ServiceCommand;
-use crate::output::Redactor;
-use crate::runbook::service::Change;
+use ferry_core::output::Redactor;
+use ferry_core::runbook::service::Change;
 
 pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
     let (env_name, action) = match &c {
@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, c: ServiceCommand) -> CmdResult {
         None => None,
     };
     if let Some(c) = change {
-        crate::runbook::service::change(service.as_ref(), c, env.timeouts.service, &out)
+        ferry_core::runbook::service::change(service.as_ref(), c, env.timeouts.service, &out)
             .await
             .map_err(CommandError::NeedsAttention)?;
     }

@@ -4,12 +4,12 @@ use chrono::Utc;
 
 use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::SnapshotCommand;
-use crate::config::check_snapshot_id;
-use crate::output::Redactor;
-use crate::provider::{Snapshot, SnapshotStatus};
-use crate::runbook::record::name_stamp;
-use crate::runbook::snapshot_tags;
-use crate::runbook::wait::call;
+use ferry_core::config::check_snapshot_id;
+use ferry_core::output::Redactor;
+use ferry_core::provider::{Snapshot, SnapshotStatus};
+use ferry_core::runbook::record::name_stamp;
+use ferry_core::runbook::snapshot_tags;
+use ferry_core::runbook::wait::call;
 
 pub async fn run(ctx: &Context, c: SnapshotCommand) -> CmdResult {
     match c {
@@ -41,9 +41,9 @@ fn show(ctx: &Context, snaps: &[Snapshot]) -> Result<(), CommandError> {
         )?;
     }
     for s in snaps {
-        let at = s.created_at.map(crate::output::timestamp).unwrap_or_default();
-        let purpose = s.tags.get(crate::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
-        let run = s.tags.get(crate::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
+        let at = s.created_at.map(ferry_core::output::timestamp).unwrap_or_default();
+        let purpose = s.tags.get(ferry_core::provider::TAG_PURPOSE).map(String::as_str).unwrap_or("-");
+        let run = s.tags.get(ferry_core::provider::TAG_RUN_ID).map(String::as_str).unwrap_or("-");
         crate::outln!(
             "{:<52} {:<9} {:<9} {:>3}% {at:<20} {purpose:<10} {run}",
             s.id,
@@ -74,7 +74,7 @@ async fn create(ctx: &Context, env_name: &str, wait: bool, id: Option<String>) -
     let out = ctx.reporter(Some(env));
     out.info(&format!("snapshot {id} of {}: {}", db.cluster_id(), snap.status));
     if wait && snap.status != SnapshotStatus::Available {
-        snap = crate::runbook::wait_new_snapshot(db.as_ref(), &id, env.timeouts.snapshot, &out, |_| {})
+        snap = ferry_core::runbook::wait_new_snapshot(db.as_ref(), &id, env.timeouts.snapshot, &out, |_| {})
             .await
             .map_err(CommandError::Failed)?;
     }
@@ -100,7 +100,7 @@ async fn wait_for(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     usage_id(id)?;
     let cloud = ctx.cloud(env).await?;
     let out = ctx.reporter(Some(env));
-    let snap = crate::runbook::wait_snapshot(cloud.database.as_ref(), id, env.timeouts.snapshot, &out, |_| {})
+    let snap = ferry_core::runbook::wait_snapshot(cloud.database.as_ref(), id, env.timeouts.snapshot, &out, |_| {})
         .await
         .map_err(CommandError::Failed)?;
     show(ctx, &[snap])?;
@@ -119,7 +119,7 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
     }
     let _lock = lock(ctx, env, &cloud, "snapshot delete")?;
     let (needed, unreadable) = needed_by(ctx)?;
-    if let Some(run) = unreadable.first().filter(|r| crate::runbook::record::is_run_of(r, &env.name)) {
+    if let Some(run) = unreadable.first().filter(|r| ferry_core::runbook::record::is_run_of(r, &env.name)) {
         return Err(CommandError::Failed(format!(
             "run {run} has a journal that cannot be read, so whether it needs snapshot {id} is unknown; nothing was deleted \
              (`ferry runs list --env {}`; `{}` once it is settled)",
@@ -131,7 +131,7 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
         return Err(CommandError::Usage(format!(
             "snapshot {id} is the pre-deploy snapshot of run {run}, which needs attention and may need it: \
              `ferry resume {run}` or `{}` first (`ferry runs show {run}`)",
-            crate::output::shell::join(&["ferry", "restore", &env.name, "--snapshot", id])
+            ferry_core::output::shell::join(&["ferry", "restore", &env.name, "--snapshot", id])
         )));
     }
     ctx.guard(env, &format!("delete snapshot {id}"))?;
@@ -150,8 +150,8 @@ async fn delete(ctx: &Context, env_name: &str, id: &str) -> CmdResult {
 type Needed = (Vec<(String, String)>, Vec<String>);
 
 fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
-    use crate::runbook::journal::{Listed, list_runs};
-    use crate::runbook::record::Outcome;
+    use ferry_core::runbook::journal::{Listed, list_runs};
+    use ferry_core::runbook::record::Outcome;
     let mut runs = Vec::new();
     let mut unreadable = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -169,7 +169,7 @@ fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
     }
     let restored_later = |snapshot: &str, after: chrono::DateTime<Utc>| {
         runs.iter().any(|r| {
-            r.command == crate::runbook::record::RunKind::Restore
+            r.command == ferry_core::runbook::record::RunKind::Restore
                 && r.outcome == Outcome::Succeeded
                 && r.started_at > after
                 && r.restore.as_ref().is_some_and(|x| x.snapshot_id == snapshot)
@@ -188,10 +188,10 @@ fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
 /// Take the environment's lock for a snapshot change.
 fn lock(
     ctx: &Context,
-    env: &crate::config::EnvConfig,
-    cloud: &crate::provider::Cloud,
+    env: &ferry_core::config::EnvConfig,
+    cloud: &ferry_core::provider::Cloud,
     what: &str,
-) -> Result<crate::state::EnvLock, CommandError> {
+) -> Result<ferry_core::state::EnvLock, CommandError> {
     let store = ctx.store(env)?;
     ctx.lock(&store, env, cloud.database.cluster_id(), None, what)
 }
@@ -211,7 +211,7 @@ async fn prune(ctx: &Context, env_name: &str, keep: usize) -> CmdResult {
     ours.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     let _lock = lock(ctx, env, &cloud, "snapshot prune")?;
     let (needed, unreadable) = needed_by(ctx)?;
-    if let Some(run) = unreadable.iter().find(|r| crate::runbook::record::is_run_of(r, &env.name)) {
+    if let Some(run) = unreadable.iter().find(|r| ferry_core::runbook::record::is_run_of(r, &env.name)) {
         return Err(CommandError::Failed(format!(
             "run {run} has a journal that cannot be read, so which snapshots it needs is unknown; nothing was deleted \
              (`{}` once it is settled)",

@@ -257,8 +257,8 @@ async fn a_database_env_variable_given_as_a_secret_is_refused_at_preflight() {
     use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
     use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver, Secret, TaskDefinition};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use ferry::provider::aws::ecs::{EcsRunner, EcsTarget};
-    use ferry::runbook::preflight::{Scope, inspect};
+    use ferry_aws::ecs::{EcsRunner, EcsTarget};
+    use ferry_core::runbook::preflight::{Scope, inspect};
 
     let td = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
         let container = ContainerDefinition::builder()
@@ -291,8 +291,8 @@ async fn a_database_env_variable_given_as_a_secret_is_refused_at_preflight() {
             container: "migrate".into(),
         },
     );
-    let fake = ferry::provider::fake::FakeCloud::new("app-prod", "v1", false);
-    let cloud = ferry::provider::Cloud { runner: std::sync::Arc::new(runner), ..fake.cloud() };
+    let fake = ferry_core::provider::fake::FakeCloud::new("app-prod", "v1", false);
+    let cloud = ferry_core::provider::Cloud { runner: std::sync::Arc::new(runner), ..fake.cloud() };
     let text = |var: &str| {
         format!(
             "project = \"app\"\n[env.prod]\ndatabase = {{ cluster = \"app-prod\" }}\n\
@@ -301,7 +301,7 @@ async fn a_database_env_variable_given_as_a_secret_is_refused_at_preflight() {
         )
     };
     for (var, refused) in [("DATABASE_URL", true), ("REHEARSAL_DATABASE_URL", false)] {
-        let cfg = ferry::config::parse(Path::new("/virtual/ferry.toml"), &text(var)).unwrap();
+        let cfg = ferry_core::config::parse(Path::new("/virtual/ferry.toml"), &text(var)).unwrap();
         let env = cfg.env("prod").unwrap();
         let scope =
             Scope { env, cloud: &cloud, restoring: false, own_task: None, with_snapshot: false, rehearsing: true };

@@ -13,16 +13,16 @@ use std::time::Duration;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
-use ferry::config::{self, EnvConfig};
-use ferry::output::{Redactor, Reporter};
-use ferry::provider::aws::apprunner::{AppRunner, Deployments};
-use ferry::provider::aws::ecs::{EcsRunner, EcsTarget};
-use ferry::provider::aws::rds::RdsDatabase;
-use ferry::provider::fake::FakeCloud;
-use ferry::provider::{AppService, Database, MigrationRunner, ProviderError, SnapshotStatus, TaskState};
-use ferry::runbook::preflight::{Scope, inspect};
-use ferry::runbook::service::{Change, change};
-use ferry::runbook::{wait_new_snapshot, wait_snapshot};
+use ferry_aws::apprunner::{AppRunner, Deployments};
+use ferry_aws::ecs::{EcsRunner, EcsTarget};
+use ferry_aws::rds::RdsDatabase;
+use ferry_core::config::{self, EnvConfig};
+use ferry_core::output::{Redactor, Reporter};
+use ferry_core::provider::fake::FakeCloud;
+use ferry_core::provider::{AppService, Database, MigrationRunner, ProviderError, SnapshotStatus, TaskState};
+use ferry_core::runbook::preflight::{Scope, inspect};
+use ferry_core::runbook::service::{Change, change};
+use ferry_core::runbook::{wait_new_snapshot, wait_snapshot};
 
 fn reporter() -> (Arc<Reporter>, Arc<Mutex<Vec<u8>>>) {
     let sink = Arc::new(Mutex::new(Vec::new()));
@@ -337,11 +337,11 @@ mod rds {
     }
 
     /// The preflight on the fake cloud, with the database behind the mocked RDS client.
-    async fn preflight_with(quota: Rule) -> ferry::runbook::preflight::Findings {
+    async fn preflight_with(quota: Rule) -> ferry_core::runbook::preflight::Findings {
         let up = cluster(DbCluster::builder().status("available").build());
         let ready = instances(vec![DbInstance::builder().db_instance_status("available").build()]);
         let fake = FakeCloud::new("app-prod", "v1", false);
-        let cloud = ferry::provider::Cloud { database: Arc::new(db(&[&up, &ready, &quota])), ..fake.cloud() };
+        let cloud = ferry_core::provider::Cloud { database: Arc::new(db(&[&up, &ready, &quota])), ..fake.cloud() };
         let env = env();
         inspect(&Scope {
             env: &env,
@@ -386,7 +386,7 @@ mod rds {
             .collect()
     }
 
-    fn run_tags() -> ferry::provider::Tags {
+    fn run_tags() -> ferry_core::provider::Tags {
         [("ferry:purpose", "rehearsal"), ("ferry:run-id", "run-1")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -396,7 +396,7 @@ mod rds {
     #[tokio::test]
     async fn a_clone_described_with_the_smallest_answer_is_neither_ready_nor_deleted() {
         use aws_sdk_rds::operation::delete_db_cluster::DeleteDbClusterOutput;
-        use ferry::provider::CloneState;
+        use ferry_core::provider::CloneState;
         // No status, no endpoint, no TagList, no ARN: nothing proves it is this run's or ready.
         let bare = cluster(DbCluster::builder().build());
         let delete = mock!(Client::delete_db_cluster).then_output(|| DeleteDbClusterOutput::builder().build());
@@ -427,7 +427,7 @@ mod rds {
         };
         use aws_sdk_rds::types::error::{DbClusterAlreadyExistsFault, DbClusterNotFoundFault};
         use aws_smithy_mocks::MockResponse;
-        use ferry::provider::CloneState;
+        use ferry_core::provider::CloneState;
         use std::sync::atomic::{AtomicU32, Ordering};
         // The clone is listed only from the third look on; the source always.
         let looks = Arc::new(AtomicU32::new(0));
@@ -565,7 +565,10 @@ mod apprunner {
         let desc = describe(vec![ServiceStatus::OperationInProgress]);
         let svc = app(&[&list, &desc]);
         let current = svc.operation_in_progress().await.unwrap().unwrap();
-        assert!(current.deploys() && current.id == "op-2", "{current:?}");
+        assert!(
+            matches!(current.kind, ferry_core::provider::OperationKind::Deployment(_)) && current.id == "op-2",
+            "{current:?}"
+        );
         assert_eq!(svc.image().await.unwrap().as_deref(), Some("image public.ecr.aws/app:v2"));
     }
 
@@ -625,9 +628,9 @@ mod stacks_and_logs {
     use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
     use aws_sdk_cloudformation::types::{Stack, StackStatus};
     use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsOutput;
-    use ferry::provider::aws::cloudformation::Stacks;
-    use ferry::provider::aws::logs::{CloudWatchLogs, all_streams_between};
-    use ferry::provider::{LogCursor, LogSource, StackOutputs};
+    use ferry_aws::cloudformation::Stacks;
+    use ferry_aws::logs::{CloudWatchLogs, all_streams_between};
+    use ferry_core::provider::{LogCursor, LogSource, StackOutputs};
 
     #[tokio::test]
     async fn a_stack_without_outputs_names_the_missing_output() {
@@ -648,7 +651,7 @@ mod stacks_and_logs {
                     migration = { cluster = \"c\", task_definition = \"td\", subnets = [\"s\"], security_groups = [], container = \"m\", command = [\"m\"] }\n";
         let cfg = config::parse(Path::new("/virtual/ferry.toml"), text).unwrap();
         let env = cfg.env("prod").unwrap().clone();
-        let err = ferry::provider::aws::resolve(&env, &stacks).await.unwrap_err();
+        let err = ferry_aws::resolve(&env, &stacks).await.unwrap_err();
         assert_eq!(err, ProviderError::Rejected("stack prod has no output \"Db\"; its outputs are: none".into()));
 
         let empty = mock!(aws_sdk_cloudformation::Client::describe_stacks)
@@ -701,8 +704,8 @@ mod run_task {
         })
     }
 
-    fn spec() -> ferry::provider::TaskSpec {
-        ferry::provider::TaskSpec {
+    fn spec() -> ferry_core::provider::TaskSpec {
+        ferry_core::provider::TaskSpec {
             run_id: "prod-20261121T120000Z-abcd".into(),
             env: "prod".into(),
             command: vec!["m".into()],

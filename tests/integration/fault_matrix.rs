@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry::config::{self, EnvConfig};
-use ferry::output::{Redactor, Reporter};
-use ferry::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
-use ferry::runbook::journal::{self, Journal};
-use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
-use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
-use ferry::state::Store;
+use ferry_core::config::{self, EnvConfig};
+use ferry_core::output::{Redactor, Reporter};
+use ferry_core::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
+use ferry_core::runbook::journal::{self, Journal};
+use ferry_core::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry_core::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
+use ferry_core::state::Store;
 
 const SECRET: &str = "s3cr3t-t0ken-value";
 const CLUSTER: &str = "app-prod";
@@ -85,7 +85,7 @@ impl Harness {
     /// dropped with no chance to record anything), the faults are cleared, and
     /// `ferry resume` takes over from the journal.
     async fn deploy(&self) -> (RunRecord, bool) {
-        let steps = plan::deploy_plan(&self.env, &self.options).names();
+        let steps = plan::deploy_plan(&self.env, &ferry_core::provider::fake::FakeWords, &self.options).names();
         let record = RunRecord::new(
             new_run_id("prod", chrono::Utc::now()),
             "prod",
@@ -397,7 +397,7 @@ async fn a_database_under_the_runs_name_made_by_another_run_is_never_taken_for_i
     let h = Harness::new(env_config(""));
     h.fake.set_task_script(TaskScript::fails_halfway());
     h.fake.fault(Op::RestoreSnapshot, FaultKind::Kill);
-    let steps = plan::deploy_plan(&h.env, &h.options).names();
+    let steps = plan::deploy_plan(&h.env, &ferry_core::provider::fake::FakeWords, &h.options).names();
     let record =
         RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, h.options.clone(), &steps);
     let run_id = record.run_id.clone();
@@ -453,7 +453,7 @@ async fn a_restore_that_differs_from_the_original_completes_and_says_so_everywhe
     h.fake.set_task_script(TaskScript::fails_halfway());
     let difference = "StorageType: aurora-iopt1 on the original, aurora on the restored";
     let note = "the master user password of app-prod is in a new Secrets Manager secret";
-    h.fake.set_twin_report(ferry::provider::TwinReport {
+    h.fake.set_twin_report(ferry_core::provider::TwinReport {
         differences: vec![difference.to_string()],
         notes: vec![note.to_string()],
     });
@@ -626,7 +626,7 @@ async fn a_restore_gives_up_on_a_service_busy_past_its_timeout_and_says_so() {
 #[tokio::test(start_paused = true)]
 async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
     let h = Harness::new(env_config(""));
-    let steps = plan::deploy_plan(&h.env, &h.options).names();
+    let steps = plan::deploy_plan(&h.env, &ferry_core::provider::fake::FakeWords, &h.options).names();
     let record =
         RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, RunOptions::default(), &steps);
     let redactor = Redactor::new(h.env.secrets());
@@ -660,7 +660,7 @@ async fn a_run_interrupted_by_a_signal_is_recorded_and_resumed() {
 async fn waiting_stays_within_api_budgets() {
     // A 60-minute snapshot wait: at most ~10 describe calls a minute once ramped up.
     let h = Harness::new(env_config("timeouts = { snapshot = \"2h\" }"));
-    let fake = FakeCloud::new(CLUSTER, ORIGINAL, true).with_latency(ferry::provider::fake::Latency {
+    let fake = FakeCloud::new(CLUSTER, ORIGINAL, true).with_latency(ferry_core::provider::fake::Latency {
         snapshot: std::time::Duration::from_secs(3600),
         ..Default::default()
     });

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ferry::config;
-use ferry::output::{Redactor, Reporter};
-use ferry::provider::fake::{FakeCloud, FaultKind, Op};
-use ferry::runbook::journal::{self, Journal};
-use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, new_run_id};
-use ferry::runbook::{NoOneToAsk, Run, deploy, plan, prepare_resume};
+use ferry_core::config;
+use ferry_core::output::{Redactor, Reporter};
+use ferry_core::provider::fake::{FakeCloud, FaultKind, Op};
+use ferry_core::runbook::journal::{self, Journal};
+use ferry_core::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, new_run_id};
+use ferry_core::runbook::{NoOneToAsk, Run, deploy, plan, prepare_resume};
 
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:2.0.0";
 
@@ -30,7 +30,7 @@ migration = { cluster = "${output:ClusterName}", task_definition = "td", subnets
 async fn deploy_with_image(fake: &FakeCloud, dir: &Path) -> RunRecord {
     let env = env();
     let options = RunOptions::default();
-    let steps = plan::deploy_plan(&env, &options).names();
+    let steps = plan::deploy_plan(&env, &ferry_core::provider::fake::FakeWords, &options).names();
     let mut record = RunRecord::new(new_run_id("prod", chrono::Utc::now()), "prod", RunKind::Deploy, options, &steps);
     record.image = Some(IMAGE.into());
     let run_id = record.run_id.clone();
@@ -44,7 +44,7 @@ async fn deploy_with_image(fake: &FakeCloud, dir: &Path) -> RunRecord {
         record,
     };
     let killed = fake.killed();
-    let journal = Journal::create(&ferry::state::Store::local(dir), &record, Redactor::default()).unwrap();
+    let journal = Journal::create(&ferry_core::state::Store::local(dir), &record, Redactor::default()).unwrap();
     let first = {
         let mut r = run(journal, record);
         tokio::select! {
@@ -56,7 +56,7 @@ async fn deploy_with_image(fake: &FakeCloud, dir: &Path) -> RunRecord {
         return r;
     }
     fake.clear_faults();
-    let store = ferry::state::Store::local(dir);
+    let store = ferry_core::state::Store::local(dir);
     let mut record = journal::read_run(&store, &run_id).unwrap();
     let journal = Journal::attach(&store, &run_id, Redactor::default());
     prepare_resume(&mut record).unwrap();
@@ -78,7 +78,7 @@ async fn the_task_runs_the_prepared_revision_and_the_record_names_it() {
     let tasks = fake.tasks();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks.values().next().unwrap().task_definition, r.task_definition, "the task ran that revision");
-    assert_eq!(journal::read_run(&ferry::state::Store::local(dir.path()), &r.run_id).unwrap(), r);
+    assert_eq!(journal::read_run(&ferry_core::state::Store::local(dir.path()), &r.run_id).unwrap(), r);
 }
 
 #[tokio::test(start_paused = true)]

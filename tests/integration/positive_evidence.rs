@@ -11,15 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry::config::{self, EnvConfig};
-use ferry::output::{Redactor, Reporter};
-use ferry::provider::fake::{FakeCloud, Op, TaskScript};
-use ferry::provider::{
+use ferry_core::config::{self, EnvConfig};
+use ferry_core::output::{Redactor, Reporter};
+use ferry_core::provider::fake::{FakeCloud, Op, TaskScript};
+use ferry_core::provider::{
     AppService, MigrationRunner, OperationInfo, PResult, ServiceInfo, TaskHandle, TaskSpec, TaskState, TaskSummary,
 };
-use ferry::runbook::journal::Journal;
-use ferry::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
-use ferry::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan};
+use ferry_core::runbook::journal::Journal;
+use ferry_core::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry_core::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan};
 
 const CLUSTER: &str = "app-prod";
 
@@ -81,7 +81,10 @@ impl AppService for Deploying {
     async fn operation_in_progress(&self) -> PResult<Option<OperationInfo>> {
         let busy = self.fake.service_status().as_deref() == Some("OPERATION_IN_PROGRESS");
         let id = self.deployment.lock().unwrap().clone();
-        Ok(id.filter(|_| busy).map(|id| OperationInfo { id, kind: "START_DEPLOYMENT".into() }))
+        Ok(id.filter(|_| busy).map(|id| OperationInfo {
+            id,
+            kind: ferry_core::provider::OperationKind::Deployment("START_DEPLOYMENT".into()),
+        }))
     }
     async fn image(&self) -> PResult<Option<String>> {
         Ok(Some("image registry.example/app:v2".into()))
@@ -139,7 +142,7 @@ impl Harness {
 
     async fn deploy(&self) -> RunRecord {
         let env = env();
-        let steps = plan::deploy_plan(&env, &RunOptions::default()).names();
+        let steps = plan::deploy_plan(&env, &ferry_core::provider::fake::FakeWords, &RunOptions::default()).names();
         let record = RunRecord::new(
             new_run_id("prod", chrono::Utc::now()),
             "prod",
@@ -148,7 +151,7 @@ impl Harness {
             &steps,
         );
         let journal =
-            Journal::create(&ferry::state::Store::local(self.dir.path()), &record, Redactor::default()).unwrap();
+            Journal::create(&ferry_core::state::Store::local(self.dir.path()), &record, Redactor::default()).unwrap();
         let mut cloud = self.fake.cloud();
         if let Some(r) = &self.runner {
             cloud.runner = r.clone();
