@@ -13,7 +13,8 @@ use aws_sdk_ecs::types::{
 use super::classify;
 use aws_sdk_ecs::operation::run_task::RunTaskError;
 use ferry_core::provider::{
-    MigrationRunner, PResult, ProviderError, TAG_ENV, TAG_RUN_ID, TaskHandle, TaskSpec, TaskState, TaskSummary,
+    MigrationRunner, PResult, ProviderError, RunnerProfile, TAG_ENV, TAG_RUN_ID, TaskHandle, TaskSpec, TaskState,
+    TaskSummary,
 };
 
 pub const STARTED_BY: &str = "ferry";
@@ -321,6 +322,12 @@ pub fn still_active(task: &Task) -> bool {
 
 #[async_trait]
 impl MigrationRunner for EcsRunner {
+    /// A one-off task with an exit code; DescribeTasks is cheap (ECS's read
+    /// bucket is large, and the process's token bucket bounds it).
+    fn profile(&self) -> RunnerProfile {
+        RunnerProfile { platform: "ECS", ..RunnerProfile::default() }
+    }
+
     async fn secret_variables(&self) -> PResult<Vec<String>> {
         let container = self.container_definition().await?;
         Ok(container.secrets().iter().map(|s| s.name().to_string()).collect())

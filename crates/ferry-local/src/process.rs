@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use super::snapshots::io_err;
 use ferry_core::output::Redactor;
 use ferry_core::provider::{
-    LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec, TaskState,
-    TaskSummary,
+    LogCursor, LogEvent, LogPage, LogSource, MigrationRunner, PResult, ProviderError, RunnerProfile, TaskHandle,
+    TaskSpec, TaskState, TaskSummary,
 };
 
 pub const SUPERVISOR_COMMAND: &str = "__task-supervisor";
@@ -252,6 +252,10 @@ fn process_alive(pid: i32, ticks: Option<u64>) -> bool {
 
 #[async_trait]
 impl MigrationRunner for ProcessRunner {
+    fn profile(&self) -> RunnerProfile {
+        RunnerProfile { platform: "the local supervisor", ..RunnerProfile::default() }
+    }
+
     /// The task directory is written before the process starts: a task that
     /// is not found is gone (its state was lost), not late.
     fn missing_grace(&self) -> std::time::Duration {

@@ -20,7 +20,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{AppRunner, app_error, ended, in_progress};
 use crate::logs::{all_streams, all_streams_between};
-use ferry_core::provider::{MigrationRunner, PResult, ProviderError, TaskHandle, TaskSpec, TaskState, TaskSummary};
+use ferry_core::provider::{
+    MigrationRunner, PResult, ProviderError, RunnerProfile, TaskHandle, TaskSpec, TaskState, TaskSummary,
+};
 
 pub struct Deployments {
     service: Arc<AppRunner>,
@@ -122,6 +124,26 @@ fn run_started(run_id: &str) -> Option<DateTime<Utc>> {
 
 #[async_trait]
 impl MigrationRunner for Deployments {
+    /// A deployment: App Runner cannot cancel it (past the timeout ferry
+    /// follows it), it only succeeds or fails, its log references are known
+    /// once it ended, and it is the service's own operation, which a restore
+    /// waits for. ListOperations keeps the default polling growth.
+    fn profile(&self) -> RunnerProfile {
+        RunnerProfile {
+            unit: "deployment",
+            platform: "App Runner",
+            can_stop: false,
+            pass_fail_only: true,
+            poll_cap: None,
+            logs_known_at_end: true,
+            is_service_deployment: true,
+        }
+    }
+
+    fn describe_task(&self, handle: &TaskHandle) -> String {
+        format!("deployment {} of App Runner service {}", handle.id, handle.container)
+    }
+
     async fn check(&self) -> PResult<Option<String>> {
         let s = self.service.describe().await?;
         Ok(Some(format!("deployments of App Runner service {} migrate on start-up", s.service_name())))

@@ -38,14 +38,15 @@ pub struct RunnerProfile {
 }
 
 impl Default for RunnerProfile {
-    /// A one-off task with an exit code that ferry can stop.
+    /// A one-off task with an exit code that ferry can stop, whose status is
+    /// cheap to read: its stop is seen within 1-2 s however long it runs.
     fn default() -> Self {
         RunnerProfile {
             unit: "task",
             platform: "the runner",
             can_stop: true,
             pass_fail_only: false,
-            poll_cap: None,
+            poll_cap: Some(Duration::from_secs(2)),
             logs_known_at_end: false,
             is_service_deployment: false,
         }
