@@ -8,9 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use ferry_core::config::{HumanDuration, RestoreStrategy};
 use ferry_core::output::OutputFormat;
 
-const AFTER_HELP: &str = "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), \
-3 failed before any change, 4 migration failed and the database was restored, 5 failed and needs a human, \
-130 interrupted (ferry resume continues it).\nEach command is documented in docs/commands/<command>.md.";
+const AFTER_HELP: &str =
+    concat!(ferry_core::exit_codes_help!(), "\nEach command is documented in docs/commands/<command>.md.");
 
 /// `ferry --version`: the version, the commit and date it was built from
 /// (`unknown` without git), and the target it was built for. `-V` prints the

@@ -1,5 +1,6 @@
 use clap::Parser;
 use ferry::cli::{Cli, SupervisorArgs};
+use ferry_core::exit;
 use ferry_local::process::{SUPERVISOR_COMMAND, supervise};
 
 fn main() {
@@ -8,7 +9,7 @@ fn main() {
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         eprintln!("error: internal error in ferry (a bug); the run's journal, if any, is in .ferry/runs/");
-        std::process::exit(1);
+        std::process::exit(exit::INTERNAL);
     }));
     ferry_core::state::private_umask();
     // The local task supervisor runs without config or async runtime.
@@ -21,14 +22,14 @@ fn main() {
         Err(e) => {
             // Usage errors exit 2 (clap's own convention too); --help and --version 0.
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { 2 } else { 0 });
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { exit::SUCCEEDED });
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            std::process::exit(exit::INTERNAL);
         }
     };
     let code = runtime.block_on(ferry::commands::run(cli));

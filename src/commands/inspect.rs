@@ -10,6 +10,7 @@ use super::{CmdResult, CommandError, Context, print_json};
 use crate::cli::LogsArgs;
 use ferry_aws as aws;
 use ferry_core::config::{EnvConfig, HumanDuration};
+use ferry_core::exit;
 use ferry_core::output::Redactor;
 use ferry_core::provider::{
     Cloud, ClusterInfo, ProviderError, ServiceInfo, Snapshot, StackOutputs, TaskState, TaskSummary,
@@ -51,11 +52,11 @@ struct PlanCheck {
 impl PlanCheck {
     fn exit_code(&self) -> i32 {
         if !self.problems.is_empty() {
-            2
+            exit::USAGE
         } else if !self.refusals.is_empty() {
-            3
+            exit::REFUSED
         } else {
-            0
+            exit::SUCCEEDED
         }
     }
 }

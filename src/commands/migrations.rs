@@ -12,6 +12,7 @@ use crate::cli::DoctorArgs;
 use ferry_alembic::{GraphError, Readiness};
 use ferry_aws as aws;
 use ferry_core::config::{DatabaseConfig, EnvConfig};
+use ferry_core::exit;
 use ferry_core::output::Redactor;
 use ferry_core::provider::Session;
 use ferry_core::runbook::revisions as preflight;
@@ -86,7 +87,7 @@ pub async fn check(ctx: &Context, env_name: &str) -> CmdResult {
         if !ctx.json() {
             eprintln!("the database is not at the heads: `ferry deploy {}` applies the pending revisions", env.name);
         }
-        Ok(3)
+        Ok(exit::REFUSED)
     }
 }
 

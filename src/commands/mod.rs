@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command};
 use ferry_aws as aws;
 use ferry_core::config::{self, Config, ConfigError, EnvConfig, ProviderKind};
+use ferry_core::exit;
 use ferry_core::output::{OutputFormat, Redactor, Reporter};
 use ferry_core::provider::{Cloud, Describe, ProviderError};
 use ferry_core::runbook::journal::{Listed, blocking_runs};
@@ -51,10 +52,10 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CommandError::Usage(_) | CommandError::Config(_) => 2,
-            CommandError::Failed(_) => 3,
-            CommandError::NeedsAttention(_) => 5,
-            CommandError::StdoutClosed => 0,
+            CommandError::Usage(_) | CommandError::Config(_) => exit::USAGE,
+            CommandError::Failed(_) => exit::REFUSED,
+            CommandError::NeedsAttention(_) => exit::NEEDS_ATTENTION,
+            CommandError::StdoutClosed => exit::SUCCEEDED,
         }
     }
 }
@@ -141,15 +142,9 @@ impl Context {
             Location::Local(dir) => Ok(Store::local(&dir)),
             Location::S3 { bucket, prefix } => {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
-                aws::s3_state::S3Store::connect(
-                    &bucket,
-                    &prefix,
-                    region,
-                    self.aws.profile.clone(),
-                    aws::with_retry_policy,
-                )
-                .map(|s| Store::Remote(std::sync::Arc::new(s)))
-                .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
+                aws::s3_state::S3Store::connect(&bucket, &prefix, region, self.aws.profile.clone())
+                    .map(|s| Store::Remote(std::sync::Arc::new(s)))
+                    .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
             }
         }
     }

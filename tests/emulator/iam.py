@@ -697,8 +697,8 @@ def _s3_list(r: Request) -> list[Check]:
     return [Check("s3:ListBucket", r.arn("s3", "bucket", bucket), "bucket", ctx)]
 
 
-# (signing service, operation) → the checks. Every operation ferry calls (src/provider,
-# src/state) is here; anything else a registered principal sends is denied as unknown.
+# (signing service, operation) → the checks. Every operation ferry calls (crates/ferry-aws,
+# its S3 state store) is here; anything else a registered principal sends is denied as unknown.
 OPERATIONS: dict[tuple[str, str], Callable[[Request], list[Check]]] = {
     ("rds", "DescribeDBClusters"): _rds_describe("DBClusterIdentifier", "cluster"),
     ("rds", "DescribeDBInstances"): _rds_describe("DBInstanceIdentifier", "db"),

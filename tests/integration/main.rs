@@ -27,6 +27,7 @@ mod image_e2e;
 mod image_runbook;
 mod install;
 mod json_shapes;
+mod layers;
 mod positive_evidence;
 mod postgres_e2e;
 mod quickstart;

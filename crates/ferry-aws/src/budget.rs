@@ -29,10 +29,18 @@ pub enum Service {
     Logs,
     AppRunner,
     CloudFormation,
+    /// The S3 state store: a few requests a run, well under S3's own rates
+    /// (3,500 writes and 5,500 reads a second per prefix), so its bucket is
+    /// fixed rather than a share of `api_budget`.
+    S3,
 }
 
+/// The S3 state store's requests a second (and burst).
+const S3_RATE: f64 = 50.0;
+
 impl Service {
-    const ALL: [Service; 5] = [Service::Rds, Service::Ecs, Service::Logs, Service::AppRunner, Service::CloudFormation];
+    const ALL: [Service; 6] =
+        [Service::Rds, Service::Ecs, Service::Logs, Service::AppRunner, Service::CloudFormation, Service::S3];
 
     /// The service's requests a second (and burst) in `budget`.
     fn rate(self, budget: &ApiBudget) -> f64 {
@@ -42,6 +50,7 @@ impl Service {
             Service::Logs => budget.logs,
             Service::AppRunner => budget.apprunner,
             Service::CloudFormation => budget.cloudformation,
+            Service::S3 => S3_RATE,
         }
     }
 
@@ -169,7 +178,13 @@ impl HttpConnector for LimitedConnector {
 /// one to wrap: a configuration loaded from the environment has none of its
 /// own, and without this the bucket would never see a request.
 pub fn limited(sdk: &SdkConfig, service: Service) -> SdkConfig {
-    let inner = sdk.http_client().unwrap_or_else(default_https_client);
+    let inner = sdk.http_client().unwrap_or_else(|| match service {
+        // The state store runs its requests on a runtime of its own (its
+        // calls block): its connections are its own too, never a pooled
+        // connection whose task lives on the main runtime.
+        Service::S3 => https_client_with_env_proxy(),
+        _ => default_https_client(),
+    });
     sdk.to_builder().http_client(SharedHttpClient::new(Limited { inner, bucket: bucket(service) })).build()
 }
 

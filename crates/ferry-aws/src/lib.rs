@@ -130,11 +130,18 @@ fn retry_mode(v: &str) -> Result<(), String> {
 /// Load the SDK configuration: `--region`, then the environment's `region`, then
 /// the standard chain; `--profile` picks a named profile. Retries: [`with_retry_policy`].
 pub async fn sdk_config(env: &EnvConfig, opts: &AwsOptions) -> SdkConfig {
+    load_sdk(opts.region.clone().or_else(|| env.region.clone()), opts.profile.clone()).await
+}
+
+/// The one way ferry loads an SDK configuration (the provider's and the
+/// state store's): `region` and `profile` when given, else the standard
+/// chain; ferry's retry policy unless the person chose one the SDK's way.
+pub async fn load_sdk(region: Option<String>, profile: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = opts.region.clone().or_else(|| env.region.clone()) {
+    if let Some(region) = region {
         loader = loader.region(Region::new(region));
     }
-    if let Some(profile) = &opts.profile {
+    if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }
     with_retry_policy(loader.load().await)

@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -115,30 +114,23 @@ where
 }
 
 impl S3Store {
+    /// The store at `s3://bucket/prefix`, its client loaded and limited as
+    /// every other AWS client of ferry's ([`crate::load_sdk`], the S3 token
+    /// bucket).
     pub fn connect(
         bucket: &str,
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
-        retry_policy: fn(SdkConfig) -> SdkConfig,
     ) -> Result<Self, StateError> {
         let rt = runtime()?;
-        let sdk = on(rt, async move {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(r) = region {
-                loader = loader.region(Region::new(r));
-            }
-            if let Some(p) = profile {
-                loader = loader.profile_name(p);
-            }
-            retry_policy(loader.load().await)
-        });
+        let sdk = on(rt, crate::load_sdk(region, profile));
         if sdk.region().is_none() {
             return Err(StateError(format!(
                 "no AWS region for the state bucket s3://{bucket}: set `region` in ferry.toml, pass --region, or set AWS_REGION"
             )));
         }
-        let mut conf = aws_sdk_s3::config::Builder::from(&sdk);
+        let mut conf = aws_sdk_s3::config::Builder::from(&crate::budget::limited(&sdk, crate::budget::Service::S3));
         // An endpoint override (an S3-compatible store or a local emulator)
         // rarely resolves bucket host names: address buckets by path there.
         if sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {

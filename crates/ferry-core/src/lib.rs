@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod db_url;
+pub mod exit;
 pub mod output;
 pub mod provenance;
 pub mod provider;

@@ -271,7 +271,7 @@ impl Database for SqliteDatabase {
                 out.push(ferry_core::provider::Leftover {
                     tags: self.marked_tags(&id),
                     id,
-                    kind: kind.to_string(),
+                    kind,
                     status: "available".into(),
                 });
             }

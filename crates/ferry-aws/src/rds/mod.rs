@@ -380,7 +380,7 @@ impl Database for RdsDatabase {
                 if let Some(kind) = leftover_kind(&self.cluster_id, id) {
                     out.push(Leftover {
                         id: id.to_string(),
-                        kind: kind.to_string(),
+                        kind,
                         status: c.status().unwrap_or("unknown").to_string(),
                         tags: tags_of(c.tag_list()),
                     });

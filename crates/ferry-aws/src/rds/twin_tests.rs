@@ -522,12 +522,12 @@ fn render<S, C, M>(table: &[Setting<S, C, M>], create_call: &str, modify_call: &
 #[test]
 fn the_docs_list_every_setting_as_the_table_has_it() {
     let expected = format!(
-        "<!-- settings table: generated from src/provider/aws/rds/settings.rs; a test keeps it the same -->\n\n\
+        "<!-- settings table: generated from crates/ferry-aws/src/rds/settings.rs; a test keeps it the same -->\n\n\
          #### Cluster (DescribeDBClusters)\n\n{}\n#### Each instance (DescribeDBInstances)\n\n{}",
         render(CLUSTER, "RestoreDBClusterFromSnapshot", "ModifyDBCluster"),
         render(INSTANCE, "CreateDBInstance", "ModifyDBInstance"),
     );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands/restore.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/commands/restore.md");
     let doc = std::fs::read_to_string(&path).unwrap();
     let start = doc.find("<!-- settings table:");
     let end = doc.find("<!-- end of the settings table -->");

@@ -114,27 +114,50 @@ pub struct ClusterInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leftover {
     pub id: String,
-    /// What it was made as: `restored` (a restore's new database) or `failed`
-    /// (the original, renamed aside).
-    pub kind: String,
+    /// What it was made as.
+    pub kind: LeftoverKind,
     pub status: String,
     pub tags: Tags,
 }
 
-/// `restored` or `failed` for a sibling id `<of>-restored-…` / `<of>-failed-…`
-/// (`<yyyymmdd-hhmmss>-<run hex>`, or the stamp alone as older ferry versions
-/// named them: both are recognised, neither is trusted as this run's work).
-pub fn leftover_kind(of: &str, id: &str) -> Option<&'static str> {
-    let rest = id.strip_prefix(of)?;
-    if rest.starts_with("-restored-") {
-        Some("restored")
-    } else if rest.starts_with("-failed-") {
-        Some("failed")
-    } else if rest.starts_with("-rehearsal-") {
-        Some("rehearsal")
-    } else {
-        None
+/// What a database beside the environment's was made as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeftoverKind {
+    /// A restore's new database (`<db>-restored-…`).
+    Restored,
+    /// The original, renamed aside by a restore (`<db>-failed-…`).
+    Failed,
+    /// A rehearsal's clone (`<db>-rehearsal-…`).
+    Rehearsal,
+}
+
+impl LeftoverKind {
+    /// The word in the sibling's id, and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftoverKind::Restored => "restored",
+            LeftoverKind::Failed => "failed",
+            LeftoverKind::Rehearsal => "rehearsal",
+        }
     }
+}
+
+impl std::fmt::Display for LeftoverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a sibling id `<of>-restored-…` / `<of>-failed-…` /
+/// `<of>-rehearsal-…` (`<yyyymmdd-hhmmss>-<run hex>`, or the stamp alone as
+/// older ferry versions named them: both are recognised, neither is trusted
+/// as this run's work).
+pub fn leftover_kind(of: &str, id: &str) -> Option<LeftoverKind> {
+    let rest = id.strip_prefix(of)?;
+    [LeftoverKind::Restored, LeftoverKind::Failed, LeftoverKind::Rehearsal]
+        .into_iter()
+        .find(|k| rest.starts_with(&format!("-{}-", k.as_str())))
 }
 
 impl ClusterInfo {

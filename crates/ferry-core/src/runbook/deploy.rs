@@ -387,7 +387,7 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
 
 /// The pre-deploy snapshot, when it became available.
 fn kept_snapshot(run: &Run) -> Option<String> {
-    run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available.to_string()).map(|s| s.id.clone())
+    run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available).map(|s| s.id.clone())
 }
 
 /// The migration or the health check failed and nothing was restored:
@@ -440,7 +440,7 @@ fn unknown(run: &mut Run, step: StepName, message: String) -> Result<RunRecord, 
     run.end(step, StepStatus::Failed, &message)?;
     let db = run.cloud.database.cluster_id().to_string();
     let env = run.env.name.clone();
-    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == "available").map(|s| s.id.clone());
+    let snapshot = run.record.snapshot.as_ref().filter(|s| s.status == SnapshotStatus::Available).map(|s| s.id.clone());
     let (state, next) = match snapshot {
         Some(s) => (
             format!(
@@ -480,7 +480,7 @@ fn abort(run: &mut Run, step: StepName, e: StepError) -> Result<RunRecord, StepE
     };
     run.end(step, StepStatus::Failed, &message)?;
     let mut state = format!("nothing was changed: {} is as it was", run.cloud.database.cluster_id());
-    if let Some(s) = run.record.snapshot.as_ref().filter(|s| s.status != "available") {
+    if let Some(s) = run.record.snapshot.as_ref().filter(|s| s.status != SnapshotStatus::Available) {
         state.push_str(&format!(
             "; snapshot {} was left {} (delete it with `ferry snapshot delete {} {}`)",
             s.id, s.status, run.env.name, s.id

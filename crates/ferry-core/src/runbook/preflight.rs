@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use super::record::RunKind;
+use super::record::{RunKind, StepName};
 use super::wait::call;
 use super::{Run, StepError};
 use crate::config::EnvConfig;
@@ -50,7 +50,7 @@ pub async fn preflight(run: &Run, with_snapshot: bool) -> Result<String, StepErr
         restoring: run.record.command == RunKind::Restore,
         own_task: run.record.task.as_ref().map(|t| t.arn.as_str()),
         with_snapshot,
-        rehearsing: run.record.steps.iter().any(|s| s.name == "clone"),
+        rehearsing: run.record.steps.iter().any(|s| s.name == StepName::Clone),
     };
     let f = inspect(&scope).await;
     for w in &f.warnings {

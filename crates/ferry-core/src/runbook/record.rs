@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RestoreStrategy;
+use crate::exit;
 use crate::provenance::{Actor, Build};
+use crate::provider::SnapshotStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,14 +27,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The exit-code table (ARCHITECTURE.md, "The life of a run"): the one place it lives.
+    /// The run's exit code (the table is [`crate::exit`]).
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::Succeeded => 0,
-            Outcome::Aborted => 3,
-            Outcome::Restored => 4,
-            Outcome::NeedsAttention | Outcome::Abandoned => 5,
-            Outcome::Interrupted | Outcome::Running => 130,
+            Outcome::Succeeded => exit::SUCCEEDED,
+            Outcome::Aborted => exit::REFUSED,
+            Outcome::Restored => exit::RESTORED,
+            Outcome::NeedsAttention | Outcome::Abandoned => exit::NEEDS_ATTENTION,
+            Outcome::Interrupted | Outcome::Running => exit::INTERRUPTED,
         }
     }
 
@@ -219,7 +221,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
     pub id: String,
-    pub status: String,
+    pub status: SnapshotStatus,
     pub percent: u8,
 }
 

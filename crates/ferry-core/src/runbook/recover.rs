@@ -7,7 +7,7 @@
 
 use super::record::{RestoreRecord, RunKind, RunOptions, RunRecord, StepName, StepStatus};
 use crate::config::RestoreStrategy;
-use crate::provider::{Cloud, ClusterInfo, Leftover, PResult, ServiceInfo, TAG_RUN_ID, TaskSummary};
+use crate::provider::{Cloud, ClusterInfo, Leftover, LeftoverKind, PResult, ServiceInfo, TAG_RUN_ID, TaskSummary};
 
 /// Everything read, read-only.
 #[derive(Debug, Clone)]
@@ -61,8 +61,8 @@ impl Picture {
         service: Option<ServiceInfo>,
     ) -> Picture {
         let (clones, others): (Vec<Leftover>, Vec<Leftover>) =
-            leftovers.into_iter().partition(|l| l.kind == "rehearsal");
-        let (restored, failed) = others.into_iter().partition(|l| l.kind == "restored");
+            leftovers.into_iter().partition(|l| l.kind == LeftoverKind::Rehearsal);
+        let (restored, failed) = others.into_iter().partition(|l| l.kind == LeftoverKind::Restored);
         Picture { cluster: cluster.to_string(), original, restored, failed, clones, tasks, service }
     }
 }
@@ -113,7 +113,8 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
         None => out.push(format!("the id {} is free: no database has it", p.cluster)),
     }
     for l in p.restored.iter().chain(&p.failed) {
-        let what = if l.kind == "restored" { "restored from a snapshot" } else { "kept aside by a restore" };
+        let what =
+            if l.kind == LeftoverKind::Restored { "restored from a snapshot" } else { "kept aside by a restore" };
         out.push(format!("{} is {} ({what}{})", l.id, l.status, run_of(l)));
     }
     for c in &p.clones {

@@ -25,8 +25,8 @@ use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
 use crate::config::RestoreStrategy;
 use crate::provider::{
-    AppService, ClusterInfo, OperationKind, PURPOSE_RESTORE, RestoreWork, ServiceState, TAG_ENV, TAG_PURPOSE,
-    TAG_RUN_ID, Tags, TwinReport,
+    AppService, ClusterInfo, LeftoverKind, OperationKind, PURPOSE_RESTORE, RestoreWork, ServiceState, TAG_ENV,
+    TAG_PURPOSE, TAG_RUN_ID, Tags, TwinReport,
 };
 
 /// Rounds of `complete_restore`: the writer, the readers, the settings, and
@@ -105,7 +105,7 @@ async fn earlier_attempt(run: &Run) -> Option<String> {
     let leftovers = call("list what restores left", || db.leftovers()).await.ok()?;
     leftovers.iter().find_map(|l| {
         let ours = l.tags.get(TAG_RUN_ID) == Some(&run.record.run_id);
-        if !ours || !matches!(l.kind.as_str(), "restored" | "failed") {
+        if !ours || !matches!(l.kind, LeftoverKind::Restored | LeftoverKind::Failed) {
             return None;
         }
         let (_, rest) = l.id.rsplit_once(&format!("-{}-", l.kind))?;

@@ -34,7 +34,7 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     // A run that already named its snapshot keeps that name.
     let id = run.record.snapshot.as_ref().map_or_else(|| snapshot_id_for(&run.env, &run.record), |s| s.id.clone());
     let tags = snapshot_tags(&run.env.name, &run.record.run_id, PURPOSE_PRE_DEPLOY);
-    run.record.snapshot = Some(SnapshotRecord { id: id.clone(), status: "creating".into(), percent: 0 });
+    run.record.snapshot = Some(SnapshotRecord { id: id.clone(), status: SnapshotStatus::Creating, percent: 0 });
     run.save()?;
     let db = run.cloud.database.clone();
     let created = call("create the snapshot", || db.create_snapshot(&id, &tags))
@@ -48,15 +48,13 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     let out = run.out.clone();
     let limit = run.env.timeouts.snapshot;
     let result = wait_new_snapshot(db.as_ref(), &id, limit, &out, |snap| {
-        run.record.snapshot =
-            Some(SnapshotRecord { id: snap.id.clone(), status: snap.status.to_string(), percent: snap.percent });
+        run.record.snapshot = Some(SnapshotRecord { id: snap.id.clone(), status: snap.status, percent: snap.percent });
         let _ = run.journal.save(&run.record);
     })
     .await;
     match result {
         Ok(s) => {
-            run.record.snapshot =
-                Some(SnapshotRecord { id: s.id.clone(), status: s.status.to_string(), percent: s.percent });
+            run.record.snapshot = Some(SnapshotRecord { id: s.id.clone(), status: s.status, percent: s.percent });
             run.save()?;
             Ok(format!("snapshot {id} available"))
         }

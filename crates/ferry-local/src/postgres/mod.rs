@@ -327,7 +327,7 @@ impl Database for PgDatabase {
                     .and_then(run_in_comment)
                     .map(|r| Tags::from([(ferry_core::provider::TAG_RUN_ID.to_string(), r)]))
                     .unwrap_or_default();
-                Some(ferry_core::provider::Leftover { id, kind: kind.to_string(), status: "available".into(), tags })
+                Some(ferry_core::provider::Leftover { id, kind, status: "available".into(), tags })
             })
             .collect())
     }
