@@ -246,15 +246,23 @@ pub enum SnapshotCommand {
 pub struct RestoreArgs {
     /// The environment: an [env.NAME] table of ferry.toml
     pub env: String,
-    /// Snapshot id, or `latest` for the newest available snapshot of the database
-    #[arg(long, required_unless_present = "finish")]
+    /// Snapshot id (ferry's, manual, automated `rds:...`, a shared ARN), or
+    /// `latest` for the newest available pre-deploy snapshot ferry took
+    #[arg(long, required_unless_present_any = ["finish", "to_time", "before_run"])]
     pub snapshot: Option<String>,
+    /// Restore the database as it was at this time: RFC 3339
+    /// (2026-12-07T14:02:00Z) or a duration ago (45m, 2h)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "before_run"])]
+    pub to_time: Option<String>,
+    /// Restore the snapshot that this run took before its migration
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "snapshot")]
+    pub before_run: Option<String>,
     /// rename: the restored database takes the original name; new-cluster: it keeps a new one
     #[arg(long, value_enum)]
     pub strategy: Option<RestoreStrategy>,
     /// Complete a restore that stopped before or during its rename swap, from
     /// what the cloud shows (no run record needed): `ferry status ENV` says when
-    #[arg(long, conflicts_with_all = ["snapshot", "strategy"])]
+    #[arg(long, conflicts_with_all = ["snapshot", "strategy", "to_time", "before_run"])]
     pub finish: bool,
 }
 

@@ -52,6 +52,7 @@ const KEYS: &[(&str, &str)] = &[
     ("rehearse.keep_clone", "/rehearse/keep_clone"),
     // Printed only when it differs from the defaults (then all five keys).
     ("api_budget", "/api_budget"),
+    ("restore.stop_set_aside", "/restore/stop_set_aside"),
 ];
 
 /// The top-level keys (`project`, and `state_dir` when the runs are kept in a

@@ -8,7 +8,7 @@ use ferry_core::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_res
 use ferry_core::output::append_step_summary;
 use ferry_core::provider::Cloud;
 use ferry_core::runbook::journal::{Journal, Listed, read_run, readable_runs};
-use ferry_core::runbook::record::{RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
+use ferry_core::runbook::record::{RestoreSource, RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
 use ferry_core::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
@@ -59,29 +59,42 @@ fn refuse_before_running(env: &EnvConfig, no_snapshot: bool) -> Result<(), Comma
 
 pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     let env = ctx.env(&a.env)?;
-    let Some(wanted) = a.snapshot.clone().filter(|_| !a.finish) else {
+    if a.finish {
         return finish(ctx, env).await;
-    };
-    if wanted != "latest" {
-        check_restore_snapshot(&wanted).map_err(CommandError::Usage)?;
     }
     let strategy = a.strategy.unwrap_or(env.restore_strategy);
     if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
         return Err(CommandError::Usage(format!("{}: {}", env.name, config::APPRUNNER_NEW_CLUSTER)));
     }
-    let cloud = ctx.cloud(env).await?;
+    if let Some(text) = &a.to_time {
+        let at = super::restore::parse_time(text, Utc::now()).map_err(CommandError::Usage)?;
+        return restore_to_time(ctx, env, at, strategy).await;
+    }
     let store = ctx.store(env)?;
+    let wanted = match (&a.snapshot, &a.before_run) {
+        (Some(s), _) => s.clone(),
+        (None, Some(run)) => super::restore::snapshot_of_run(&store, env, run)?,
+        (None, None) => {
+            return Err(CommandError::Usage("say what to restore: --snapshot, --to-time or --before-run".into()));
+        }
+    };
+    if wanted != "latest" {
+        check_restore_snapshot(&wanted).map_err(CommandError::Usage)?;
+    }
+    let cloud = ctx.cloud(env).await?;
     let snapshot = super::restore::source(&cloud, env, &wanted).await?;
     let out = ctx.reporter(Some(env));
     let history = readable_runs(&store, Some(&env.name));
-    for line in super::restore::describe(env, &cloud, &snapshot, strategy, &history) {
+    let what = super::restore::Restoring::Snapshot(&snapshot);
+    for line in super::restore::describe(env, &cloud, &what, strategy, &history) {
         out.info(&line);
     }
     ctx.ask_before_restore(env)?;
     let run_id = new_run_id(&env.name, Utc::now());
     let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
     let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;
-    let steps = plan::restore_plan(env, super::describe(env).as_ref(), &snapshot.id, strategy).names();
+    let source = RestoreSource::Snapshot(snapshot.id.clone());
+    let steps = plan::restore_plan(env, super::describe(env).as_ref(), &source, strategy).names();
     let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
     let code =
         start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps)
@@ -90,6 +103,34 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
         settle(&store, &resolves, &lock, &out);
     }
     Ok(code)
+}
+
+/// `ferry restore ENV --to-time T`: the database as it was at `at`, through
+/// the same twin, swap, lock and journal as a snapshot restore. A provider
+/// without point-in-time restore, or a time outside the window the database
+/// can be restored to, is exit 2 before anything is created.
+async fn restore_to_time(
+    ctx: &Context,
+    env: &EnvConfig,
+    at: chrono::DateTime<Utc>,
+    strategy: RestoreStrategy,
+) -> CmdResult {
+    let cloud = ctx.cloud(env).await?;
+    super::restore::check_window(&cloud, env, at).await?;
+    let store = ctx.store(env)?;
+    let out = ctx.reporter(Some(env));
+    let history = readable_runs(&store, Some(&env.name));
+    for line in super::restore::describe(env, &cloud, &super::restore::Restoring::PointInTime(at), strategy, &history) {
+        out.info(&line);
+    }
+    ctx.ask_before_restore(env)?;
+    let run_id = new_run_id(&env.name, Utc::now());
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
+    ctx.refuse_unfinished(&store, env, cloud.database.cluster_id(), None)?;
+    let steps =
+        plan::restore_plan(env, super::describe(env).as_ref(), &RestoreSource::PointInTime(at), strategy).names();
+    let options = RunOptions { to_time: Some(at), strategy: Some(strategy), ..RunOptions::default() };
+    start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps).await
 }
 
 /// `ferry restore ENV --finish`: complete, from the cloud alone, a rename swap
@@ -107,8 +148,13 @@ async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
         out.info(&line);
     }
     let v = verdict(&picture);
-    let steps =
-        plan::restore_plan(env, super::describe(env).as_ref(), "(from the cloud)", RestoreStrategy::Rename).names();
+    let steps = plan::restore_plan(
+        env,
+        super::describe(env).as_ref(),
+        &RestoreSource::Snapshot("(from the cloud)".into()),
+        RestoreStrategy::Rename,
+    )
+    .names();
     let Some(mut record) = finishing_record(run_id, &env.name, &v, &picture, &steps) else {
         return match v {
             Verdict::Settled => {

@@ -296,7 +296,8 @@ def task_definition(args):
 def query(args):
     url = clusters(args.endpoint)[args.cluster]["url"]
     with psycopg.connect(url) as conn:
-        rows = conn.execute(args.sql).fetchall()
+        cur = conn.execute(args.sql)
+        rows = cur.fetchall() if cur.description else []
     print(json.dumps([list(r) for r in rows], default=str))
 
 

@@ -180,6 +180,7 @@ class Dispatcher:
                 "health": lambda: {"ok": True},
                 "clusters": rds_pg.clusters_view,
                 "snapshots": rds_pg.snapshots_view,
+                "endpoints": rds_pg.endpoint_databases,
                 "tasks": self.ecs.view,
                 "apprunner": self.apprunner.view,
                 "config": self.settings.snapshot,
@@ -196,6 +197,12 @@ class Dispatcher:
         elif method == "POST" and route == "iam":
             try:
                 return _json(200, self.iam.register(json.loads(_read_body(environ) or b"{}")))
+            except ValueError as e:
+                return _json(400, {"error": str(e)})
+        elif method == "POST" and route == "backup":
+            try:
+                cluster = json.loads(_read_body(environ) or b"{}").get("cluster", "")
+                return _json(200, rds_pg.take_backup(cluster))
             except ValueError as e:
                 return _json(400, {"error": str(e)})
         elif method == "POST" and route == "config":

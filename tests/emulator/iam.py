@@ -713,6 +713,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Request], list[Check]]] = {
     ("rds", "CreateDBInstance"): _rds_create_instance,
     ("rds", "ModifyDBCluster"): _rds_modify_cluster,
     ("rds", "DeleteDBCluster"): _rds_on("DBClusterIdentifier", "cluster"),
+    ("rds", "StopDBCluster"): _rds_on("DBClusterIdentifier", "cluster"),
     ("rds", "DeleteDBInstance"): _rds_on("DBInstanceIdentifier", "db"),
     ("rds", "EnableHttpEndpoint"): _rds_on("ResourceArn", "cluster"),
     ("ecs", "RunTask"): _ecs_run_task,

@@ -25,6 +25,13 @@ a few of moto's backend methods and model properties (``install``):
   from the request or the API's defaults; tags only as given. Its Endpoint is
   127.0.0.1 and its Port a loopback port where a ``pgproxy.Proxy`` leads to its
   database, so a client given host and port reaches it without any rewriting.
+  With ``RestoreToTime`` the data is the cluster's newest backup point at or
+  before that time (``POST /_emulator/backup``: a copy of its database taken
+  then, standing for Aurora's continuous backup); a cluster with no backup
+  point restores the data now, and one whose backup points all come after the
+  time is ``InvalidRestoreFault``.
+* StopDBCluster (moto's, ``available`` only): a stopped cluster's endpoints
+  and instance addresses reach nothing (``endpoint_databases`` leaves it out).
 * ModifyDBCluster without a new identifier: ``modifying`` for modify_seconds.
 * CreateDBClusterSnapshot (manual): ``CREATE DATABASE <snap> TEMPLATE
   <cluster db>`` at once (the snapshot is the data at that moment); the
@@ -42,6 +49,7 @@ a few of moto's backend methods and model properties (``install``):
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from typing import Any
@@ -328,6 +336,9 @@ def _restore_db_cluster_to_point_in_time(_original: Any) -> Any:
             )
         if source.status != "available":
             raise InvalidDBClusterStateFault(f"DbCluster {source_id} is in {source.status} state, not available.")
+        template = source.__dict__.get("_emu_db")
+        if at is not None:
+            template = _backup_at(source, at, template)
         props: dict[str, Any] = {}
         for attr, key in _CLONE_TAKES.items():
             value = getattr(source, attr, None)
@@ -336,13 +347,50 @@ def _restore_db_cluster_to_point_in_time(_original: Any) -> Any:
         props["master_user_password"] = "kept-from-the-source"
         skip = {"source_db_cluster_identifier", "restore_type", "restore_to_time", "use_latest_restorable_time"}
         props.update({k: v for k, v in params.items() if v is not None and k not in skip})
-        _ctx.cloning, _ctx.template = True, source.__dict__.get("_emu_db")
+        _ctx.cloning, _ctx.template = True, template
         try:
             return self.create_db_cluster(props)
         finally:
             _ctx.cloning, _ctx.template = False, None
 
     return restore_db_cluster_to_point_in_time
+
+
+def _epoch(at: Any) -> float:
+    if isinstance(at, str):
+        at = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=datetime.timezone.utc)
+    return at.timestamp()
+
+
+def _backup_at(source: Any, at: Any, now_db: Any) -> Any:
+    """The database of ``source``'s newest backup point at or before ``at``."""
+    points = source.__dict__.get("_emu_backups", [])
+    if not points:
+        return now_db
+    wanted = _epoch(at)
+    earlier = [db for when, db in points if when <= wanted]
+    if not earlier:
+        raise RDSClientError(
+            "InvalidRestoreFault",
+            f"emulator: DB cluster {source.db_cluster_identifier} has no backup point at or before {at}",
+        )
+    return earlier[-1]
+
+
+def take_backup(cluster_id: str) -> dict[str, Any]:
+    """POST /_emulator/backup: a backup point of ``cluster_id``'s data now."""
+    with MOTO_LOCK:
+        for backend in _backends():
+            cluster = backend.clusters.get(cluster_id)
+            if cluster is None:
+                continue
+            db = _server().create(template=cluster.__dict__.get("_emu_db"))
+            when = time.time()
+            cluster.__dict__.setdefault("_emu_backups", []).append((when, db))
+            return {"cluster": cluster_id, "database": db, "at": when}
+    raise ValueError(f"no cluster {cluster_id}")
 
 
 def _manual_snapshot_count(backend: Any) -> int:
@@ -596,14 +644,14 @@ def endpoint_databases() -> dict[str, str]:
         for backend in _backends():
             for cluster in backend.clusters.values():
                 db = cluster.__dict__.get("_emu_db")
-                if not db or _is_clone(cluster):
+                if not db or _is_clone(cluster) or cluster.status == "stopped":
                     continue
                 out[cluster.endpoint.lower()] = db
                 out[cluster.reader_endpoint.lower()] = db
             for instance in backend.databases.values():
                 if isinstance(instance, DBInstanceClustered):
                     cluster = backend.clusters.get(instance.db_cluster_identifier)
-                    if cluster is None or _is_clone(cluster):
+                    if cluster is None or _is_clone(cluster) or cluster.status == "stopped":
                         continue
                     db = cluster.__dict__.get("_emu_db")
                     if db:

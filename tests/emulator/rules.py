@@ -262,6 +262,14 @@ def _moto_cluster(region: str, ident: str) -> Any:
         return backend.clusters.get(ident) or backend.clusters.get(ident.lower())
 
 
+def _stop_aurora_only(p: dict[str, Any], c: Context) -> None:
+    cluster = _moto_cluster(c.region, p.get("DBClusterIdentifier") or "")
+    if cluster is None:
+        return  # the operation answers DBClusterNotFoundFault
+    if not str(getattr(cluster, "engine", "")).startswith("aurora"):
+        raise _rds("InvalidDBClusterStateFault", "This operation only applies to Aurora DB clusters.")
+
+
 def _modify_http_endpoint(p: dict[str, Any], c: Context) -> None:
     if p.get("EnableHttpEndpoint") is None:
         return
@@ -581,6 +589,15 @@ CATALOGUE: tuple[Rule, ...] = (
         "the DB instance'; DBCluster, EarliestRestorableTime: 'The earliest time to which a database can be "
         "restored with point-in-time restore.'",
         _pitr_time_in_window,
+    ),
+    Rule(
+        "rds",
+        ("StopDBCluster",),
+        "an Aurora cluster only → InvalidDBClusterStateFault (not available: moto's own check)",
+        f"{RDS_REF}, StopDBCluster: 'This operation only applies to Aurora DB clusters.'; the Amazon Aurora User "
+        "Guide, Stopping and starting an Amazon Aurora DB cluster: a stopped cluster is started again automatically "
+        "after seven days.",
+        _stop_aurora_only,
     ),
     Rule(
         "rds",

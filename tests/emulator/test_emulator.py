@@ -1437,6 +1437,54 @@ def test_rds_clone(emu: Emulator) -> None:
     check_rds_clone(emu)
 
 
+def test_rds_point_in_time_from_backup_points_and_stop(emu: Emulator) -> None:
+    """RestoreToTime restores the newest backup point at or before the time;
+    a time before every backup point is InvalidRestoreFault; a stopped cluster
+    is reached at none of its addresses; StopDBCluster is Aurora's only."""
+    import datetime
+
+    rds = emu.client("rds")
+    rds.create_db_cluster(
+        DBClusterIdentifier="pit", Engine="aurora-postgresql", MasterUsername="app",
+        MasterUserPassword="correct-horse", DatabaseName="app",
+    )
+    wait_until("pit available", lambda: cluster_status(rds, "pit") == "available")
+    url = emu.get("/_emulator/clusters")["pit"]["url"]
+    query(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    before_any = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(1.1)
+    emu.post("/_emulator/backup", {"cluster": "pit"})
+    between = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(1.1)
+    query(url, "INSERT INTO t VALUES (2)")
+    emu.post("/_emulator/backup", {"cluster": "pit"})
+    restored = rds.restore_db_cluster_to_point_in_time(
+        DBClusterIdentifier="pit-restored-1", SourceDBClusterIdentifier="pit", RestoreType="full-copy",
+        RestoreToTime=between,
+    )["DBCluster"]
+    check("a point-in-time restore is creating", restored["Status"] == "creating", restored["Status"])
+    wait_until("pit-restored-1 available", lambda: cluster_status(rds, "pit-restored-1") == "available")
+    rows = query(emu.get("/_emulator/clusters")["pit-restored-1"]["url"], "SELECT n FROM t ORDER BY n")
+    check("RestoreToTime gets the data of the backup point before it", rows == [(1,)], rows)
+    error_code(
+        "a time before every backup point -> InvalidRestoreFault",
+        lambda: rds.restore_db_cluster_to_point_in_time(
+            DBClusterIdentifier="pit-restored-2", SourceDBClusterIdentifier="pit", RestoreType="full-copy",
+            RestoreToTime=before_any,
+        ),
+        "InvalidRestoreFault",
+    )
+    described = rds.describe_db_clusters(DBClusterIdentifier="pit")["DBClusters"][0]
+    check("the restorable window is described", "EarliestRestorableTime" in described
+          and "LatestRestorableTime" in described, sorted(described))
+    rds.stop_db_cluster(DBClusterIdentifier="pit")
+    check("stopped", cluster_status(rds, "pit") == "stopped")
+    check("a stopped cluster's endpoint reaches nothing",
+          described["Endpoint"].lower() not in emu.get("/_emulator/endpoints"), described["Endpoint"])
+    error_code("a stopped cluster cannot be stopped again",
+               lambda: rds.stop_db_cluster(DBClusterIdentifier="pit"), "InvalidDBClusterStateFault")
+
+
 def test_bench_views(emu: Emulator, db: dict[str, Any]) -> None:
     check_bench_views(emu)
 

@@ -414,6 +414,65 @@ fn a_responder_lists_automated_snapshots_and_restores_one_by_its_rds_id() {
     assert!(bad.stderr.contains("--snapshot takes"), "{bad:?}");
 }
 
+/// The responder's point-in-time restore: a time outside the restorable
+/// window is exit 2 with nothing created; a time inside it brings back the
+/// data as it was then under the original name, the writes after it are
+/// accounted for and kept in the set-aside cluster, which is stopped (and
+/// `status` says so, with AWS's seven-day restart).
+#[test]
+fn a_point_in_time_restore_brings_back_that_moment_and_fences_the_set_aside_cluster() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    let cluster = s["cluster"].as_str().unwrap();
+    emu.query(cluster, "CREATE TABLE ledger (n int)");
+    emu.query(cluster, "INSERT INTO ledger VALUES (1)");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    emu.backup(cluster);
+    let good = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    emu.query(cluster, "INSERT INTO ledger VALUES (2)");
+    emu.backup(cluster);
+    let before = emu.get("/_emulator/clusters");
+
+    let early = p.ferry(&["restore", "stage", "--to-time", "2001-01-01T00:00:00Z", "--yes"]);
+    assert_eq!(early.code, 2, "{early:?}");
+    assert!(early.stderr.contains("outside the window") && early.stderr.contains(cluster), "{early:?}");
+    let after = emu.get("/_emulator/clusters");
+    assert_eq!(
+        after.as_object().unwrap().keys().collect::<Vec<_>>(),
+        before.as_object().unwrap().keys().collect::<Vec<_>>(),
+        "nothing created"
+    );
+    let future = p.ferry(&["restore", "stage", "--to-time", "2999-01-01T00:00:00Z", "--yes"]);
+    assert_eq!(future.code, 2, "{future:?}");
+
+    let at = good.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let r = p.ferry(&["restore", "stage", "--to-time", &at, "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    let restore = &rec["restore"];
+    assert_eq!(restore["to_time"].as_str().map(|t| t.starts_with(&at[..19])), Some(true), "{restore}");
+    assert_eq!(emu.query(cluster, "SELECT n FROM ledger ORDER BY n"), serde_json::json!([[1]]), "the data at {at}");
+    let failed = restore["failed_cluster"].as_str().unwrap();
+    assert_eq!(emu.query(failed, "SELECT n FROM ledger ORDER BY n"), serde_json::json!([[1], [2]]), "kept aside");
+    assert_eq!(restore["discarded"]["kept_in"], failed, "{restore}");
+    assert_eq!(restore["set_aside"]["id"], failed, "{restore}");
+    assert_eq!(restore["set_aside"]["stopped"], true, "{restore}");
+    assert_eq!(emu.describe(failed)["cluster"]["Status"], "stopped");
+    assert!(r.stderr.contains("are not in the restored database"), "the window is reported: {r:?}");
+
+    let status = p.ferry(&["status", "stage"]);
+    let line = status.stdout.lines().find(|l| l.starts_with(failed)).unwrap_or_else(|| panic!("{status:?}"));
+    assert!(line.contains("stopped") && line.contains("seven days"), "{line}");
+
+    let local = crate::common::Project::sqlite("exit 0", "");
+    let refused = local.ferry(&["restore", "local", "--to-time", "10m", "--yes"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("no point-in-time restore"), "{refused:?}");
+}
+
 #[test]
 fn lock_timeout_rides_in_the_ecs_container_override_as_pgoptions() {
     let Some(emu) = Emulator::start() else { return };

@@ -1,7 +1,7 @@
 //! Keeps ferry's IAM policy honest: the actions it allows are exactly the AWS
 //! operations ferry's code calls, plus a short, explained list of permissions
 //! AWS checks on ferry's behalf. The operations are read from the source
-//! (every method call in `src/` named like an operation of an AWS SDK crate the
+//! (every method call in `src/` and `crates/` named like an operation of an AWS SDK crate the
 //! file uses, with the operation's name as the SDK spells it, or the action IAM
 //! authorizes it as where the two differ, as for S3), so adding an SDK
 //! call without its permission, or leaving a permission behind when a call goes,
@@ -19,7 +19,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// IAM service prefix of each AWS SDK crate ferry uses. A new SDK crate in
-/// src/ fails the test until it is added here.
+/// src/ or crates/ fails the test until it is added here.
 const SDK_CRATES: &[(&str, &str)] = &[
     ("aws_sdk_apprunner", "apprunner"),
     ("aws_sdk_cloudformation", "cloudformation"),
@@ -349,12 +349,13 @@ fn crates_used(code: &str) -> BTreeSet<String> {
     used
 }
 
-/// `service:Operation` → the files under src/ that call it.
+/// `service:Operation` → the files under src/ and crates/ that call it.
 fn actions_called() -> BTreeMap<String, BTreeSet<String>> {
     let dirs = sdk_crate_dirs();
     let mut ops_of: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in rust_files(&repo().join("src")) {
+    let files = rust_files(&repo().join("src")).into_iter().chain(rust_files(&repo().join("crates")));
+    for file in files {
         // A module's tests in their own file (`#[cfg(test)] mod tests;`) do not ship.
         if file.file_name().is_some_and(|n| n == "tests.rs" || n.to_string_lossy().ends_with("_tests.rs")) {
             continue;
@@ -724,9 +725,10 @@ fn the_policy_deletes_no_database_but_a_rehearsal_clone_and_scopes_what_it_can()
             );
         }
         if actions.iter().any(|a| a == "rds:RestoreDBClusterToPointInTime") {
-            assert_eq!(
-                s["Condition"]["StringEquals"]["aws:RequestTag/ferry:purpose"], "rehearsal",
-                "a clone is made only tagged as a rehearsal's: {s}"
+            let purpose = &s["Condition"]["StringEquals"]["aws:RequestTag/ferry:purpose"];
+            assert!(
+                purpose == "rehearsal" || purpose == "restore",
+                "a cluster is made from a point in time only tagged as a rehearsal's clone or a restore's: {s}"
             );
         }
         assert!(actions.iter().all(|a| !a.contains('*')), "wildcard action in {s}");
@@ -793,6 +795,17 @@ fn the_policy_deletes_no_database_but_a_rehearsal_clone_and_scopes_what_it_can()
         }
         if actions.iter().any(|a| a.starts_with("apprunner:")) {
             assert!(resources.iter().all(|r| !r.contains('*')), "App Runner actions beyond the one service: {s}");
+        }
+        if actions.iter().any(|a| a == "rds:StopDBCluster") {
+            assert_eq!(actions, ["rds:StopDBCluster"], "StopDBCluster in a statement of its own: {s}");
+            assert!(
+                resources.iter().all(|r| r.ends_with(":cluster:app-*-failed-*")),
+                "StopDBCluster only on the clusters a restore set aside: {s}"
+            );
+            assert_eq!(
+                s["Condition"]["Null"]["aws:ResourceTag/ferry:run-id"], "false",
+                "StopDBCluster only on a cluster a ferry run tagged: {s}"
+            );
         }
         if actions.iter().any(|a| a.starts_with("logs:")) {
             assert!(

@@ -75,6 +75,9 @@ struct Deploying {
 
 #[async_trait]
 impl AppService for Deploying {
+    fn platform(&self) -> &'static str {
+        AppService::platform(&self.fake)
+    }
     async fn status(&self) -> PResult<ServiceInfo> {
         AppService::status(&self.fake).await
     }

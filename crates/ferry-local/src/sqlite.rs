@@ -273,6 +273,7 @@ impl Database for SqliteDatabase {
                     id,
                     kind,
                     status: "available".into(),
+                    note: None,
                 });
             }
         }

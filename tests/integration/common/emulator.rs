@@ -196,6 +196,12 @@ impl Emulator {
         self.get("/_emulator/iam/denied")["denied"].as_array().cloned().unwrap_or_default()
     }
 
+    /// A backup point of `cluster` now: what a point-in-time restore to a
+    /// later time restores (POST /_emulator/backup).
+    pub fn backup(&self, cluster: &str) {
+        self.post("/_emulator/backup", &serde_json::json!({ "cluster": cluster }).to_string());
+    }
+
     /// Rows of `sql` on the real database behind a cluster id.
     pub fn query(&self, cluster: &str, sql: &str) -> serde_json::Value {
         serde_json::from_str(&self.scenario(&["query", "--cluster", cluster, "--sql", sql])).unwrap()

@@ -9,6 +9,7 @@ mod clone;
 mod clone_tests;
 #[cfg(test)]
 mod fixtures;
+mod pitr;
 mod restore;
 mod settings;
 mod twin;
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 use super::classify;
 use ferry_core::provider::{
     CloneInfo, CloneState, ClusterInfo, Database, Leftover, LockObserver, PResult, ProviderError, RestoreWork,
-    Snapshot, SnapshotKind, SnapshotQuota, SnapshotStatus, Tags, TwinReport, leftover_kind,
+    Snapshot, SnapshotKind, SnapshotQuota, SnapshotStatus, Stopped, Tags, TwinReport, leftover_kind,
 };
 use ferry_local::session::PgSession;
 
@@ -54,6 +55,16 @@ impl RdsDatabase {
     /// The same, with what a rehearsal needs.
     pub fn with_rehearsal(self, rehearsal: Rehearsal) -> Self {
         RdsDatabase { rehearsal, ..self }
+    }
+
+    /// The run recorded on cluster `c`: its `ferry:run-id` tag.
+    async fn run_of_cluster(&self, c: &DbCluster) -> PResult<Option<String>> {
+        // A sparse answer may leave TagList out: ListTagsForResource says.
+        let tags = match (c.tag_list().is_empty(), c.db_cluster_arn()) {
+            (true, Some(arn)) => self.list_tags(arn).await?,
+            _ => tags_of(c.tag_list()),
+        };
+        Ok(tags.get(ferry_core::provider::TAG_RUN_ID).cloned())
     }
 
     async fn cluster(&self, id: &str) -> PResult<Option<DbCluster>> {
@@ -205,12 +216,7 @@ impl Database for RdsDatabase {
 
     async fn run_of(&self, id: &str) -> PResult<Option<String>> {
         let Some(c) = self.cluster(id).await? else { return Ok(None) };
-        // A sparse answer may leave TagList out: ListTagsForResource says.
-        let tags = match (c.tag_list().is_empty(), c.db_cluster_arn()) {
-            (true, Some(arn)) => self.list_tags(arn).await?,
-            _ => tags_of(c.tag_list()),
-        };
-        Ok(tags.get(ferry_core::provider::TAG_RUN_ID).cloned())
+        self.run_of_cluster(&c).await
     }
 
     async fn create_snapshot(&self, id: &str, tags: &Tags) -> PResult<Snapshot> {
@@ -321,6 +327,22 @@ impl Database for RdsDatabase {
         self.restore_cluster(snapshot_id, target, tags).await
     }
 
+    async fn restorable_window(&self) -> PResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        self.window().await
+    }
+
+    async fn restore_to_time(&self, at: DateTime<Utc>, target: &str, tags: &Tags) -> PResult<()> {
+        self.restore_at(at, target, tags).await
+    }
+
+    async fn stop_set_aside(&self, id: &str, run_id: &str) -> PResult<Stopped> {
+        self.stop_tagged(id, run_id).await
+    }
+
+    async fn writer_hosts(&self, id: &str) -> PResult<Option<(String, String)>> {
+        self.endpoints_of_writer(id).await
+    }
+
     async fn complete_restore(&self, target: &str, tags: &Tags) -> PResult<Option<RestoreWork>> {
         self.next_twin_step(target, tags).await
     }
@@ -378,12 +400,13 @@ impl Database for RdsDatabase {
             for c in page.db_clusters() {
                 let id = c.db_cluster_identifier().unwrap_or_default();
                 if let Some(kind) = leftover_kind(&self.cluster_id, id) {
-                    out.push(Leftover {
-                        id: id.to_string(),
-                        kind,
-                        status: c.status().unwrap_or("unknown").to_string(),
-                        tags: tags_of(c.tag_list()),
+                    let status = c.status().unwrap_or("unknown").to_string();
+                    let note = (status == "stopped").then(|| {
+                        "AWS starts a stopped cluster again by itself seven days after it was stopped; stop it \
+                         again then, or delete it once nothing needs its data"
+                            .to_string()
                     });
+                    out.push(Leftover { id: id.to_string(), kind, status, tags: tags_of(c.tag_list()), note });
                 }
             }
             match page.marker() {

@@ -121,6 +121,17 @@ pub struct EnvConfig {
     /// `api_budget`: AWS requests a second per process, per service.
     #[serde(skip_serializing_if = "ApiBudget::is_default")]
     pub api_budget: ApiBudget,
+    /// `restore = { ... }`: what a restore does after its swap.
+    pub restore: RestoreConfig,
+}
+
+/// `restore = { ... }`, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreConfig {
+    /// Stop the database a rename swap set aside, once clients reach the
+    /// restored one (default true): a client holding the old address can no
+    /// longer write into it, and its instances stop billing. Storage is kept.
+    pub stop_set_aside: bool,
 }
 
 /// `rehearse = { ... }`, resolved (defaults where the table is absent).
@@ -641,6 +652,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         state: crate::state::Location::Local(PathBuf::new()),
         rehearse,
         api_budget,
+        restore: RestoreConfig { stop_set_aside: raw.restore.and_then(|r| r.stop_set_aside).unwrap_or(true) },
     };
     if cfg.stack.is_none()
         && let Some(first) = cfg.output_refs().first()

@@ -26,6 +26,16 @@ pub enum ProviderKind {
     Local,
 }
 
+impl ProviderKind {
+    /// As ferry.toml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Aws => "aws",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreOnFailure {
@@ -81,6 +91,14 @@ pub struct RawEnv {
     pub rehearse: Option<RawRehearse>,
     /// `api_budget = { rds = 12, ... }`: AWS requests a second per process.
     pub api_budget: Option<RawApiBudget>,
+    /// `restore = { stop_set_aside = false }`: what a restore does after its swap.
+    pub restore: Option<RawRestore>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestore {
+    pub stop_set_aside: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -224,7 +242,8 @@ macro_rules! inherit_fields {
 
 inherit_fields!(RawEnv {
     provider, region, snapshot_prefix, confirm, restore_on_failure, restore_strategy, stack, state
-} { timeouts, database, migration, service, health, rehearse, api_budget });
+} { timeouts, database, migration, service, health, rehearse, api_budget, restore });
+inherit_fields!(RawRestore { stop_set_aside } {});
 inherit_fields!(RawApiBudget { rds, ecs, logs, apprunner, cloudformation } {});
 inherit_fields!(RawRehearse { when, database_env, instance_class, max_duration, max_exclusive_lock, keep_clone } {});
 inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});

@@ -103,6 +103,13 @@ impl TaskScript {
 pub struct FakeDb {
     /// Stands for the data: every change appends to it.
     pub data: String,
+    /// Each change: when it was made and the data before it (what a
+    /// point-in-time restore to an earlier time gets).
+    pub history: Vec<(chrono::DateTime<Utc>, String)>,
+    /// When it was created: the start of its restorable window.
+    pub created: chrono::DateTime<Utc>,
+    /// Stopped by `stop_set_aside`.
+    pub stopped: bool,
     /// Tags, as the create call and renames set them.
     pub tags: Tags,
     /// Its instances (the writer first) and when each serves.
@@ -212,6 +219,9 @@ impl FakeCloud {
             cluster_id.to_string(),
             FakeDb {
                 data: data.to_string(),
+                history: Vec::new(),
+                created: Utc::now(),
+                stopped: false,
                 tags: Tags::new(),
                 instances: vec![format!("{cluster_id}-writer"), format!("{cluster_id}-reader")],
                 instances_ready_at: vec![now, now],
@@ -424,6 +434,7 @@ impl FakeCloud {
         }
         if let Some(db) = s.clusters.get_mut(&cluster) {
             for c in changes {
+                db.history.push((Utc::now(), db.data.clone()));
                 db.data.push_str(c);
             }
         }
@@ -636,6 +647,9 @@ impl Database for FakeCloud {
                 }
                 let db = FakeDb {
                     data: snap.data.clone(),
+                    history: Vec::new(),
+                    created: Utc::now(),
+                    stopped: false,
                     tags: tags.clone(),
                     instances: Vec::new(),
                     instances_ready_at: Vec::new(),
@@ -647,6 +661,56 @@ impl Database for FakeCloud {
         }
         self.leave(Op::RestoreSnapshot).await;
         Ok(())
+    }
+
+    async fn restorable_window(&self) -> PResult<Option<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)>> {
+        self.call(Op::Describe).await?;
+        let s = self.lock();
+        let db = s.clusters.get(&self.cluster_id).ok_or_else(|| ProviderError::NotFound(self.cluster_id.clone()))?;
+        Ok(Some((db.created, Utc::now())))
+    }
+
+    /// The data as it was at `at`: before the first change made after it.
+    async fn restore_to_time(&self, at: chrono::DateTime<Utc>, target: &str, tags: &Tags) -> PResult<()> {
+        let hang = self.enter(Op::RestoreSnapshot).await?;
+        {
+            let mut s = self.lock();
+            if !s.clusters.contains_key(target) {
+                let source =
+                    s.clusters.get(&self.cluster_id).ok_or_else(|| ProviderError::NotFound(self.cluster_id.clone()))?;
+                let data = source.history.iter().find(|(t, _)| *t > at).map_or(&source.data, |(_, before)| before);
+                let db = FakeDb {
+                    data: data.clone(),
+                    history: Vec::new(),
+                    created: Utc::now(),
+                    stopped: false,
+                    tags: tags.clone(),
+                    instances: Vec::new(),
+                    instances_ready_at: Vec::new(),
+                    ready_at: Instant::now() + self.latency.restore,
+                    never_ready: hang,
+                };
+                s.clusters.insert(target.to_string(), db);
+            }
+        }
+        self.leave(Op::RestoreSnapshot).await;
+        Ok(())
+    }
+
+    async fn stop_set_aside(&self, id: &str, run_id: &str) -> PResult<Stopped> {
+        self.call(Op::Rename).await?;
+        let mut s = self.lock();
+        let Some(db) = s.clusters.get_mut(id) else {
+            return Ok(Stopped::NotPossible(format!("{id} does not exist")));
+        };
+        if db.tags.get(TAG_RUN_ID).map(String::as_str) != Some(run_id) {
+            return Ok(Stopped::NotPossible(format!("{id} does not carry this run's tag")));
+        }
+        if db.stopped {
+            return Ok(Stopped::Already);
+        }
+        db.stopped = true;
+        Ok(Stopped::Stopped(String::new()))
     }
 
     async fn complete_restore(&self, target: &str, _tags: &Tags) -> PResult<Option<RestoreWork>> {

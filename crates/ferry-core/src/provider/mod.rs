@@ -118,6 +118,20 @@ pub struct Leftover {
     pub kind: LeftoverKind,
     pub status: String,
     pub tags: Tags,
+    /// What the platform does to it by itself, in its words (a stopped
+    /// cluster started again after a while), when anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Leftover {
+    /// How long ago the restore that left it ran, from the stamp in its id
+    /// (`-<kind>-<yyyymmdd-hhmmss>`); `None` for an id without one.
+    pub fn age(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        let (_, rest) = self.id.rsplit_once(&format!("-{}-", self.kind))?;
+        let stamp = chrono::NaiveDateTime::parse_from_str(rest.get(..15)?, "%Y%m%d-%H%M%S").ok()?;
+        Some(now - stamp.and_utc())
+    }
 }
 
 /// What a database beside the environment's was made as.
@@ -305,6 +319,32 @@ pub trait Database: Send + Sync {
     /// Returns at once; `describe(target)` reports progress. If `target`
     /// already exists, does nothing.
     async fn restore_snapshot(&self, snapshot_id: &str, target: &str, tags: &Tags) -> PResult<()>;
+    /// The window a point-in-time restore of the environment's database can
+    /// reach now: (earliest, latest). `None`: this provider has none.
+    async fn restorable_window(&self) -> PResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        Ok(None)
+    }
+    /// As [`Database::restore_snapshot`], from the environment's database as
+    /// it was at `at` (inside [`Database::restorable_window`]).
+    async fn restore_to_time(&self, at: DateTime<Utc>, target: &str, tags: &Tags) -> PResult<()> {
+        let _ = (at, target, tags);
+        Err(ProviderError::Rejected("this provider has no point-in-time restore".into()))
+    }
+    /// Fence off database `id`, which run `run_id`'s restore set aside: stop
+    /// it where the platform can (no connections, no instance billing, its
+    /// storage kept, nothing deleted). Advisory: a platform that will not stop
+    /// it says why, and the restore goes on.
+    async fn stop_set_aside(&self, id: &str, run_id: &str) -> PResult<Stopped> {
+        let _ = (id, run_id);
+        Ok(Stopped::NotPossible("this provider cannot stop a database".into()))
+    }
+    /// For the check after a swap: the host name clients of database `id`
+    /// use, and its writer's own host name, where they are names a resolver
+    /// answers for. `None`: nothing to resolve (a file, a local server).
+    async fn writer_hosts(&self, id: &str) -> PResult<Option<(String, String)>> {
+        let _ = id;
+        Ok(None)
+    }
     /// Take the next step that makes the restored `target` (available) the
     /// twin of the environment's database: create its missing instances (the
     /// writer alone first; once it exists, every reader at once), then apply
@@ -358,6 +398,18 @@ pub trait Database: Send + Sync {
         let _ = clone;
         Err(ProviderError::Rejected("this provider cannot observe locks".into()))
     }
+}
+
+/// What [`Database::stop_set_aside`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// Stopping (or stopped now); the platform's own note, if any (AWS starts
+    /// a stopped Aurora cluster again after seven days).
+    Stopped(String),
+    /// It was stopped already.
+    Already,
+    /// The platform will not stop it, and why.
+    NotPossible(String),
 }
 
 /// Where a rehearsal clone is (see [`Database::clone_for_rehearsal`]).

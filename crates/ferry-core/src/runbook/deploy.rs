@@ -2,10 +2,11 @@
 //! steps already settled in the journal are not run again, the one in flight is
 //! re-run (idempotently), and the outcome follows from the record.
 
+use super::fence::fence_summary;
 use super::migrate::run_migration;
 use super::plan::{self, Plan};
 use super::preflight::preflight;
-use super::record::{Outcome, RunKind, RunRecord, StepName, StepStatus};
+use super::record::{Outcome, RestoreSource, RunKind, RunRecord, StepName, StepStatus};
 use super::rehearse;
 use super::restore::{restore, twin_summary};
 use super::revisions;
@@ -47,7 +48,11 @@ pub async fn rehearse_only(run: &mut Run) -> RunRecord {
 pub async fn restore_only(run: &mut Run) -> RunRecord {
     let snapshot = run.record.options.snapshot.clone().unwrap_or_default();
     let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
-    let plan = plan::restore_plan(&run.env, run.cloud.describe.as_ref(), &snapshot, strategy);
+    let source = match run.record.options.to_time {
+        Some(t) => RestoreSource::PointInTime(t),
+        None => RestoreSource::Snapshot(snapshot),
+    };
+    let plan = plan::restore_plan(&run.env, run.cloud.describe.as_ref(), &source, strategy);
     match drive(run, &plan).await {
         Ok(record) => record,
         Err(e) => journal_failure(run, e),
@@ -196,9 +201,12 @@ async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Resu
     if plan.command == RunKind::Deploy && !may_restore(run)? {
         return Ok(None);
     }
-    let snapshot = restore_source(run);
+    let source = match run.record.options.to_time {
+        Some(t) => RestoreSource::PointInTime(t),
+        None => RestoreSource::Snapshot(restore_source(run)),
+    };
     let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
-    match restore(run, &snapshot, strategy).await {
+    match restore(run, &source, strategy).await {
         Ok(done) => {
             run.end(StepName::Restore, StepStatus::Succeeded, &done)?;
             Ok(None)
@@ -346,14 +354,17 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
                 let twin = twin_summary(&r);
                 match &r.failed_cluster {
                     Some(f) => format!(
-                        "{} holds the data of {}; the database it replaced is kept as {f}{twin}",
-                        r.restored_cluster, r.snapshot_id
+                        "{} holds the data of {}; the database it replaced is kept as {f}{twin}{}",
+                        r.restored_cluster,
+                        r.source(),
+                        fence_summary(&r)
                     ),
                     None => format!(
-                        "{} holds the data of {}{}{twin}",
+                        "{} holds the data of {}{}{twin}{}",
                         r.restored_cluster,
-                        r.snapshot_id,
-                        new_cluster_note(run)
+                        r.source(),
+                        new_cluster_note(run),
+                        fence_summary(&r)
                     ),
                 }
             });
@@ -374,8 +385,10 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
                 };
                 let twin = twin_summary(&r);
                 format!(
-                    "{} holds the data of snapshot {} (taken before the migration){kept}{twin}",
-                    r.restored_cluster, r.snapshot_id
+                    "{} holds the data of snapshot {} (taken before the migration){kept}{twin}{}",
+                    r.restored_cluster,
+                    r.snapshot_id,
+                    fence_summary(&r)
                 )
             });
             let next = format!("ferry logs {env} --run {}", run.record.run_id);
@@ -530,8 +543,12 @@ fn restore_source(run: &Run) -> String {
         .unwrap_or_default()
 }
 
-/// `ferry restore`'s own check: the snapshot exists and is available.
+/// `ferry restore`'s own check: the snapshot exists and is available, or
+/// the point in time is inside the window the database can be restored to.
 async fn check_snapshot(run: &Run) -> Result<String, StepError> {
+    if let Some(at) = run.record.options.to_time {
+        return check_point_in_time(run, at).await;
+    }
     let id = restore_source(run);
     let db = run.cloud.database.clone();
     match call("describe the snapshot", || db.describe_snapshot(&id)).await {
@@ -542,5 +559,26 @@ async fn check_snapshot(run: &Run) -> Result<String, StepError> {
             run.env.name
         ))),
         Err(e) => Err(StepError::Abort(format!("cannot describe snapshot {id}: {e}"))),
+    }
+}
+
+/// `restore --to-time`: the time is still inside the restorable window (the
+/// command checked it before anything; a resumed run checks again).
+async fn check_point_in_time(run: &Run, at: chrono::DateTime<chrono::Utc>) -> Result<String, StepError> {
+    let db = run.cloud.database.clone();
+    let shown = crate::output::timestamp;
+    match call("read the restorable window", || db.restorable_window()).await {
+        Ok(Some((earliest, latest))) if earliest <= at && at <= latest => {
+            Ok(format!("{} is inside the restorable window ({} to {})", shown(at), shown(earliest), shown(latest)))
+        }
+        Ok(Some((earliest, latest))) => Err(StepError::Abort(format!(
+            "{} is outside the window {} can be restored to ({} to {})",
+            shown(at),
+            db.cluster_id(),
+            shown(earliest),
+            shown(latest)
+        ))),
+        Ok(None) => Err(StepError::Abort("this provider has no point-in-time restore".into())),
+        Err(e) => Err(StepError::Abort(format!("cannot read the restorable window: {e}"))),
     }
 }

@@ -4,6 +4,7 @@
 //! was in flight and finds what the earlier attempt did.
 
 mod deploy;
+mod fence;
 pub mod journal;
 pub mod logs;
 mod migrate;

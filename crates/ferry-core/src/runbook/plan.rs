@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::record::{RunKind, RunOptions, StepName};
+use super::record::{RestoreSource, RunKind, RunOptions, StepName};
 use crate::config::values::format_duration;
 use crate::config::{EnvConfig, RehearseWhen, RestoreOnFailure, RestoreStrategy};
 use crate::provider::Describe;
@@ -112,6 +112,15 @@ fn restore(env: &EnvConfig, words: &dyn Describe, strategy: RestoreStrategy, sna
                 env.database_label()
             ));
             does.push(format!("rename the restored database to {}", env.database_label()));
+            does.push(
+                "wait until the database's name resolves to the restored writer (where it resolves from here)".into(),
+            );
+            does.push(if env.restore.stop_set_aside {
+                "stop the database set aside (no connections, no instance billing; storage kept, nothing deleted)"
+                    .to_string()
+            } else {
+                "leave the database set aside running (restore.stop_set_aside = false)".to_string()
+            });
         }
         RestoreStrategy::NewCluster => {
             does.push("keep the restored database under its new name".into());
@@ -120,6 +129,7 @@ fn restore(env: &EnvConfig, words: &dyn Describe, strategy: RestoreStrategy, sna
             }
         }
     }
+    does.push("report the window of writes the restored database does not have, and where they are kept".into());
     if env.service.is_some() {
         does.push(format!("resume {} and wait", words.service_name()));
         does.push(
@@ -228,12 +238,18 @@ pub fn migrate_plan(env: &EnvConfig, words: &dyn Describe, options: &RunOptions)
 }
 
 /// `ferry restore`: bring a snapshot back under the environment's database.
-pub fn restore_plan(env: &EnvConfig, words: &dyn Describe, snapshot: &str, strategy: RestoreStrategy) -> Plan {
+pub fn restore_plan(env: &EnvConfig, words: &dyn Describe, source: &RestoreSource, strategy: RestoreStrategy) -> Plan {
     let mut check = preflight(env, words, false, true);
-    check.does.push(format!("check snapshot {snapshot} is available"));
-    Plan {
-        command: RunKind::Restore,
-        env: env.name.clone(),
-        steps: vec![check, restore(env, words, strategy, snapshot)],
-    }
+    let from = match source {
+        RestoreSource::Snapshot(id) => {
+            check.does.push(format!("check snapshot {id} is available"));
+            id.clone()
+        }
+        RestoreSource::PointInTime(t) => {
+            let t = crate::output::timestamp(*t);
+            check.does.push(format!("check {t} is inside the window {} can be restored to", env.database_label()));
+            format!("{} as it was at {t} (a point-in-time restore)", env.database_label())
+        }
+    };
+    Plan { command: RunKind::Restore, env: env.name.clone(), steps: vec![check, restore(env, words, strategy, &from)] }
 }

@@ -264,6 +264,67 @@ pub struct RestoreRecord {
     /// Its databases carry that run's id, which this run accepts as its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of_run: Option<String>,
+    /// `restore --to-time`: the point in time restored (`snapshot_id` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<DateTime<Utc>>,
+    /// The writes that are not in the restored database, and where they are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded: Option<Discarded>,
+    /// The database set aside by the swap, and how it was fenced off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<SetAside>,
+}
+
+impl RestoreRecord {
+    /// What was restored, for messages: the snapshot's id, or the point in time.
+    pub fn source(&self) -> String {
+        match self.to_time {
+            Some(t) => format!("its state at {}", crate::output::timestamp(t)),
+            None => self.snapshot_id.clone(),
+        }
+    }
+
+    /// Whether this record is of a restore from `source`.
+    pub fn is_of(&self, source: &RestoreSource) -> bool {
+        match source {
+            RestoreSource::Snapshot(id) => self.to_time.is_none() && self.snapshot_id == *id,
+            RestoreSource::PointInTime(t) => self.to_time == Some(*t),
+        }
+    }
+}
+
+/// What a restore brings back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// A cluster snapshot, by id.
+    Snapshot(String),
+    /// The environment's database as it was at this time.
+    PointInTime(DateTime<Utc>),
+}
+
+/// The window of writes a restore leaves out of the restored database: made
+/// after `from` (the snapshot's time, or the point in time restored) and
+/// before `until` (the swap). They are not lost: `kept_in` holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// `None` when the platform did not say when the snapshot was taken.
+    pub from: Option<DateTime<Utc>>,
+    pub until: DateTime<Utc>,
+    pub kept_in: String,
+}
+
+/// The database a rename swap set aside, fenced off after the swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub id: String,
+    /// ferry stopped it (no connections, no instance billing; storage kept).
+    pub stopped: bool,
+    /// What was done or why not, and what the platform does next.
+    pub note: String,
+    /// Whether the environment's name resolved to the restored database
+    /// before the service resumed (`None`: not resolvable from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_settled: Option<bool>,
 }
 
 /// What the user asked for; kept so `ferry resume` does the same run.
@@ -281,6 +342,9 @@ pub struct RunOptions {
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<RestoreStrategy>,
+    /// `restore --to-time`: the point in time to restore the database to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<DateTime<Utc>>,
     /// `--keep-clone`: the rehearsal's clone is kept for inspection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_clone: bool,

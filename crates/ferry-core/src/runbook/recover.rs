@@ -7,6 +7,7 @@
 
 use super::record::{RestoreRecord, RunKind, RunOptions, RunRecord, StepName, StepStatus};
 use crate::config::RestoreStrategy;
+use crate::config::values::format_duration;
 use crate::provider::{Cloud, ClusterInfo, Leftover, LeftoverKind, PResult, ServiceInfo, TAG_RUN_ID, TaskSummary};
 
 /// Everything read, read-only.
@@ -115,7 +116,12 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
     for l in p.restored.iter().chain(&p.failed) {
         let what =
             if l.kind == LeftoverKind::Restored { "restored from a snapshot" } else { "kept aside by a restore" };
-        out.push(format!("{} is {} ({what}{})", l.id, l.status, run_of(l)));
+        let age = l
+            .age(chrono::Utc::now())
+            .map(|a| format!(", {} ago", format_duration(a.to_std().unwrap_or_default())))
+            .unwrap_or_default();
+        let note = l.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+        out.push(format!("{} is {} ({what}{}{age}){note}", l.id, l.status, run_of(l)));
     }
     for c in &p.clones {
         let next = match c.tags.get(crate::provider::TAG_RUN_ID) {
@@ -190,6 +196,9 @@ pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, ste
         differences: Vec::new(),
         notes: Vec::new(),
         of_run,
+        to_time: None,
+        discarded: None,
+        set_aside: None,
     });
     Some(record)
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::Run;
-use super::record::{RestoreRecord, name_stamp, run_suffix};
+use super::fence::{account_discarded, fence, fence_summary};
+use super::record::{RestoreRecord, RestoreSource, name_stamp, run_suffix};
 use super::service::{Change, WaitedOut, change, change_waiting};
 use super::verify::verify;
 use super::wait::{Poll, PollPolicy, call, wait_for};
@@ -50,11 +51,15 @@ struct Progress {
     database_in_place: Option<String>,
 }
 
-pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy) -> Result<String, RestoreFailure> {
+pub async fn restore(
+    run: &mut Run,
+    source: &RestoreSource,
+    strategy: RestoreStrategy,
+) -> Result<String, RestoreFailure> {
     let db = run.cloud.database.clone();
     let cluster = db.cluster_id().to_string();
     let names = match &run.record.restore {
-        Some(r) if r.snapshot_id == snapshot_id => r.clone(),
+        Some(r) if r.is_of(source) => r.clone(),
         _ => {
             // The names this run gave an earlier attempt, found by the run id
             // the databases carry (the record of them may have reached only
@@ -63,8 +68,15 @@ pub async fn restore(run: &mut Run, snapshot_id: &str, strategy: RestoreStrategy
             let stamp =
                 earlier.unwrap_or_else(|| format!("{}-{}", name_stamp(Utc::now()), run_suffix(&run.record.run_id)));
             let staging = db.sibling_id(&format!("restored-{stamp}"));
+            let (snapshot_id, to_time) = match source {
+                RestoreSource::Snapshot(id) => (id.clone(), None),
+                RestoreSource::PointInTime(t) => (String::new(), Some(*t)),
+            };
             RestoreRecord {
-                snapshot_id: snapshot_id.to_string(),
+                snapshot_id,
+                to_time,
+                discarded: None,
+                set_aside: None,
                 restored_cluster: staging.clone(),
                 strategy,
                 failed_cluster: (strategy == RestoreStrategy::Rename)
@@ -137,6 +149,10 @@ async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) ->
     progress.database_in_place = Some(final_id.clone());
     let original = names.failed_cluster.clone().unwrap_or_else(|| run.cloud.database.cluster_id().to_string());
     compare_twin(run, &original, &final_id).await;
+    account_discarded(run, names, &original).await;
+    if let Some(failed) = &names.failed_cluster {
+        fence(run, &final_id, failed).await;
+    }
     resume_service(run, names, info.endpoint.as_deref(), landed.as_deref()).await?;
 
     if let Some(r) = run.record.restore.as_mut() {
@@ -147,9 +163,12 @@ async fn steps(run: &mut Run, names: &RestoreRecord, progress: &mut Progress) ->
 
     let verified =
         verify(run).await.map_err(|e| format!("the restored database is in place, but verify failed: {e}"))?;
-    let mut done = format!("{final_id} restored from {}", names.snapshot_id);
+    let mut done = format!("{final_id} restored from {}", names.source());
     if let Some(failed) = &names.failed_cluster {
         done.push_str(&format!("; failed database kept as {failed}"));
+    }
+    if let Some(r) = &run.record.restore {
+        done.push_str(&fence_summary(r));
     }
     if let Some(v) = verified {
         done.push_str(&format!("; {v}"));
@@ -258,10 +277,12 @@ async fn build_twin(run: &mut Run, names: &RestoreRecord) -> Result<(), String> 
     let tags = restore_tags(run);
     // A database already under this name must be this run's earlier attempt.
     ours(run, names, &staging).await?;
-    run.out.info(&format!("    restoring {} to {staging}", names.snapshot_id));
-    call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &staging, &tags))
-        .await
-        .map_err(|e| format!("cannot restore {} to {staging}: {e}", names.snapshot_id))?;
+    run.out.info(&format!("    restoring {} to {staging}", names.source()));
+    match names.to_time {
+        Some(at) => call("restore to the point in time", || db.restore_to_time(at, &staging, &tags)).await,
+        None => call("restore the snapshot", || db.restore_snapshot(&names.snapshot_id, &staging, &tags)).await,
+    }
+    .map_err(|e| format!("cannot restore {} to {staging}: {e}", names.source()))?;
     wait_cluster(run, &staging, limit).await?;
     for _ in 0..TWIN_ROUNDS {
         let work = call("complete the restored database", || db.complete_restore(&staging, &tags))
@@ -497,6 +518,7 @@ async fn observe(run: &Run, cluster: &str, names: &RestoreRecord, progress: &Pro
         }
     }
     let head = match &progress.database_in_place {
+        Some(id) if names.to_time.is_some() => format!("{id} holds the data of {}", names.source()),
         Some(id) => format!("{id} holds the data of snapshot {}", names.snapshot_id),
         None => "restore incomplete".to_string(),
     };

@@ -327,7 +327,7 @@ impl Database for PgDatabase {
                     .and_then(run_in_comment)
                     .map(|r| Tags::from([(ferry_core::provider::TAG_RUN_ID.to_string(), r)]))
                     .unwrap_or_default();
-                Some(ferry_core::provider::Leftover { id, kind, status: "available".into(), tags })
+                Some(ferry_core::provider::Leftover { id, kind, status: "available".into(), tags, note: None })
             })
             .collect())
     }
@@ -338,6 +338,39 @@ impl Database for PgDatabase {
 
     async fn delete_rehearsal_clone(&self, id: &str, run_id: &str) -> PResult<Option<String>> {
         self.drop_rehearsal_clone(id, run_id).await.map(|()| None)
+    }
+
+    /// The local stand-in for stopping a cluster: the set-aside database is
+    /// closed to connections and its sessions ended, so a client still
+    /// holding its name cannot write into it; its data stays as it is.
+    async fn stop_set_aside(&self, id: &str, run_id: &str) -> PResult<ferry_core::provider::Stopped> {
+        use ferry_core::provider::Stopped;
+        let admin = self.admin().await?;
+        if read_mark(&admin, id).await?.as_deref() != Some(run_id) {
+            return Ok(Stopped::NotPossible(format!("database {id} does not record run {run_id}")));
+        }
+        let open: Option<bool> = admin
+            .query_opt("SELECT datallowconn FROM pg_database WHERE datname = $1", &[&id])
+            .await
+            .map_err(|e| ProviderError::Other(format!("reading whether {id} takes connections: {e}")))?
+            .map(|r| r.get(0));
+        match open {
+            None => return Ok(Stopped::NotPossible(format!("database {id} does not exist"))),
+            Some(false) => return Ok(Stopped::Already),
+            Some(true) => {}
+        }
+        seal(&admin, id).await?;
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                &[&id],
+            )
+            .await
+            .map_err(|e| ProviderError::Other(format!("ending the sessions of {id}: {e}")))?;
+        Ok(Stopped::Stopped(
+            "; closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS true opens it again)".into(),
+        ))
     }
 
     fn clone_removal(&self, id: &str) -> String {
