@@ -77,6 +77,19 @@ fn a_failed_migration_is_restored_under_the_original_database_name() {
     assert!(pg.databases().contains(&failed), "failed database kept: {:?}", pg.databases());
     let snapshot = rec["snapshot"]["id"].as_str().unwrap();
     assert!(pg.databases().contains(&snapshot.to_string()), "snapshot kept as a database: {:?}", pg.databases());
+
+    // The writes the restore left out are accounted for, per table, from the
+    // baseline recorded with the snapshot: the migration's four deletes.
+    let discarded = &rec["restore"]["discarded"];
+    assert_eq!(discarded["kept_in"], failed.as_str(), "{discarded}");
+    let orders = discarded["tables"].as_array().and_then(|t| t.iter().find(|t| t["table"] == "public.orders"));
+    let orders = orders.unwrap_or_else(|| panic!("per-table counts: {discarded}"));
+    assert_eq!((orders["inserted"].as_i64(), orders["deleted"].as_i64()), (Some(0), Some(4)), "{discarded}");
+    assert!(r.stderr.contains("public.orders: 0 inserted, 0 updated, 4 deleted"), "{r:?}");
+    // The set-aside database is fenced off: closed to connections, data kept.
+    assert_eq!(rec["restore"]["set_aside"]["stopped"], true, "{}", rec["restore"]);
+    let allowed = pg.sql("admin", &format!("SELECT datallowconn FROM pg_database WHERE datname = '{failed}'"));
+    assert_eq!(allowed.get(1).map(String::as_str), Some("false"), "{allowed:?}");
 }
 
 #[test]

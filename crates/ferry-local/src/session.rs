@@ -21,7 +21,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use ferry_core::provider::{Diagnosis, Finding, LockObserver, LockSample, PResult, ProviderError, SeenLock, Session};
+use ferry_core::provider::{
+    Diagnosis, Finding, LockObserver, LockSample, PResult, ProviderError, SeenLock, Session, TableWrites,
+};
 
 use crate::tls;
 use ferry_core::config::{DbUrl, ProviderKind};
@@ -164,6 +166,23 @@ fn secs(s: f64) -> String {
 
 #[async_trait]
 impl Session for PgSession {
+    async fn write_counts(&self) -> PResult<Option<Vec<TableWrites>>> {
+        let client = self.connect().await?;
+        let rows = client
+            .query(
+                "SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables \
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(|e| self.err("cannot read the per-table write counts (pg_stat_user_tables)", &e))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| TableWrites { table: r.get(0), inserted: r.get(1), updated: r.get(2), deleted: r.get(3) })
+                .collect(),
+        ))
+    }
+
     async fn version_rows(&self, table: &str) -> PResult<Vec<String>> {
         let client = self.connect().await?;
         let quoted = quoted_table(table);
@@ -403,6 +422,15 @@ impl PgSession {
     /// replaced by the clone's. A URL whose query names `host` or `hostaddr`
     /// (a tunnel, say) would still lead to the original: refused.
     pub fn on_clone(url: &str, host: &str, port: u16, provider: ProviderKind) -> PResult<Self> {
+        let mut session = PgSession::at(url, host, port, provider)?;
+        session.config.application_name("ferry (rehearsal lock sampling)");
+        Ok(session)
+    }
+
+    /// A read-only session through `url` with `host` and `port` in place of
+    /// its own: another cluster reached the way `url` reaches the original
+    /// (a clone, the cluster a restore set aside).
+    pub fn at(url: &str, host: &str, port: u16, provider: ProviderKind) -> PResult<Self> {
         let shown = db_url::redact(url);
         let refuse = |why: String| ProviderError::Rejected(format!("database.url {shown}: {why}"));
         if let Some((key, _)) = db_url::query(url).into_iter().find(|(k, _)| ELSEWHERE.contains(&k.as_str())) {
@@ -411,10 +439,8 @@ impl PgSession {
                  give a URL that reaches the cluster by its endpoint (the clone is reached by its own)"
             )));
         }
-        let on_clone = db_url::with_host(url, host, port).map_err(refuse)?;
-        let mut session = PgSession::new(&on_clone, provider)?;
-        session.config.application_name("ferry (rehearsal lock sampling)");
-        Ok(session)
+        let elsewhere = db_url::with_host(url, host, port).map_err(refuse)?;
+        PgSession::new(&elsewhere, provider)
     }
 
     /// A session that samples the locks of the database it reaches.

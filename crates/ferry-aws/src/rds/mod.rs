@@ -371,6 +371,16 @@ impl Database for RdsDatabase {
         )
     }
 
+    /// Through `database.url` with the cluster's own endpoint and port.
+    async fn session_of(&self, id: &str) -> PResult<Option<std::sync::Arc<dyn ferry_core::provider::Session>>> {
+        let Some(url) = &self.rehearsal.url else { return Ok(None) };
+        let Some(c) = self.cluster(id).await? else { return Ok(None) };
+        let (Some(host), Some(port)) = (c.endpoint(), c.port()) else { return Ok(None) };
+        let port = u16::try_from(port).map_err(|_| ProviderError::Other(format!("cluster {id} has port {port}")))?;
+        let session = PgSession::at(url, host, port, ferry_core::config::ProviderKind::Aws)?;
+        Ok(Some(std::sync::Arc::new(session)))
+    }
+
     async fn lock_observer(&self, clone: &CloneInfo) -> PResult<Box<dyn LockObserver>> {
         let Some(url) = &self.rehearsal.url else {
             return Err(ProviderError::Rejected(format!(

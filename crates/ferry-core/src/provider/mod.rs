@@ -338,6 +338,12 @@ pub trait Database: Send + Sync {
         let _ = (id, run_id);
         Ok(Stopped::NotPossible("this provider cannot stop a database".into()))
     }
+    /// A read-only session into database `id` beside the environment's (the
+    /// one a restore set aside), where ferry can reach it; `None` otherwise.
+    async fn session_of(&self, id: &str) -> PResult<Option<Arc<dyn Session>>> {
+        let _ = id;
+        Ok(None)
+    }
     /// For the check after a swap: the host name clients of database `id`
     /// use, and its writer's own host name, where they are names a resolver
     /// answers for. `None`: nothing to resolve (a file, a local server).
@@ -676,6 +682,23 @@ pub trait Session: Send + Sync {
     /// query or transaction may run before it is reported, `lag_threshold` how
     /// far a replica may trail.
     async fn diagnose(&self, threshold: std::time::Duration, lag_threshold: std::time::Duration) -> PResult<Diagnosis>;
+    /// The server's running count of rows inserted, updated and deleted, per
+    /// table, since its statistics were last reset. `None`: this database
+    /// keeps no such count.
+    async fn write_counts(&self) -> PResult<Option<Vec<TableWrites>>> {
+        Ok(None)
+    }
+}
+
+/// Rows written to one table: a running count ([`Session::write_counts`]),
+/// or the difference of two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableWrites {
+    /// `schema.table`.
+    pub table: String,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
 }
 
 /// `ferry doctor`'s findings about one database.

@@ -23,7 +23,7 @@ use super::record::{Discarded, RestoreRecord, SetAside};
 use super::wait::call;
 use crate::config::values::format_duration;
 use crate::output::timestamp;
-use crate::provider::Stopped;
+use crate::provider::{Stopped, TableWrites};
 
 /// How long to wait for the environment's name to resolve to the restored
 /// writer. DNS answers for a database endpoint are short-lived (seconds), but
@@ -46,18 +46,86 @@ pub(super) async fn account_discarded(run: &mut Run, names: &RestoreRecord, kept
             call("describe the snapshot", || db.describe_snapshot(&id)).await.ok().flatten().and_then(|s| s.created_at)
         }
     };
-    let discarded = Discarded { from, until: Utc::now(), kept_in: kept_in.to_string() };
+    let until = Utc::now();
+    let (tables, not_counted) = match count_writes(run, names, kept_in).await {
+        Ok(tables) => (Some(tables), None),
+        Err(why) => (None, Some(why)),
+    };
+    let discarded = Discarded { from, until, kept_in: kept_in.to_string(), tables, not_counted };
     run.out.info(&format!("    {}", discarded_line(&discarded)));
+
     if let Some(r) = run.record.restore.as_mut() {
         r.discarded = Some(discarded);
     }
     let _ = run.save();
 }
 
+/// Per table, the writes the restored database does not have: the kept
+/// database's running counts now, less the baseline recorded with the
+/// deploy's snapshot. Or why they cannot be counted.
+async fn count_writes(run: &Run, names: &RestoreRecord, kept_in: &str) -> Result<Vec<TableWrites>, String> {
+    let baseline = match (&names.to_time, &run.record.snapshot) {
+        (None, Some(s)) if s.id == names.snapshot_id => s.baseline.clone(),
+        _ => None,
+    };
+    let Some(baseline) = baseline else {
+        return Err("ferry counts them only when restoring a deploy's own snapshot, whose baseline it recorded".into());
+    };
+    let db = run.cloud.database.clone();
+    let session = match call("reach the set-aside database", || db.session_of(kept_in)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(format!("{kept_in} cannot be reached from here")),
+        Err(e) => return Err(format!("{kept_in} cannot be reached: {e}")),
+    };
+    let now = match tokio::time::timeout(Duration::from_secs(30), session.write_counts()).await {
+        Ok(Ok(Some(now))) => now,
+        Ok(Ok(None)) => return Err(format!("{kept_in} keeps no per-table write counts")),
+        Ok(Err(e)) => return Err(format!("cannot read {kept_in}'s write counts: {e}")),
+        Err(_) => return Err(format!("{kept_in} did not answer within 30s")),
+    };
+    difference(&baseline, &now)
+}
+
+/// `now` less `baseline`, table by table; tables with no writes left out. A
+/// count that went down means the server's statistics were reset meanwhile:
+/// no honest difference, so none.
+fn difference(baseline: &[TableWrites], now: &[TableWrites]) -> Result<Vec<TableWrites>, String> {
+    let mut out = Vec::new();
+    for n in now {
+        let b = baseline.iter().find(|b| b.table == n.table);
+        let (bi, bu, bd) = b.map_or((0, 0, 0), |b| (b.inserted, b.updated, b.deleted));
+        if n.inserted < bi || n.updated < bu || n.deleted < bd {
+            return Err(format!("the server's statistics of {} were reset since the snapshot", n.table));
+        }
+        let d = TableWrites {
+            table: n.table.clone(),
+            inserted: n.inserted - bi,
+            updated: n.updated - bu,
+            deleted: n.deleted - bd,
+        };
+        if d.inserted + d.updated + d.deleted > 0 {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn table_line(t: &TableWrites) -> String {
+    format!("{}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted)
+}
+
 fn discarded_line(d: &Discarded) -> String {
     let from = d.from.map_or_else(|| "the snapshot (its time not given)".to_string(), timestamp);
+    let counted = match (&d.tables, &d.not_counted) {
+        (Some(t), _) if t.is_empty() => " (no rows were written in that window)".to_string(),
+        (Some(t), _) => {
+            format!(" ({} tables written: {})", t.len(), t.iter().map(table_line).collect::<Vec<_>>().join("; "))
+        }
+        (None, Some(why)) => format!(" (not counted per table: {why})"),
+        (None, None) => String::new(),
+    };
     format!(
-        "writes made from {from} to {} are not in the restored database; they are kept in {}",
+        "writes made from {from} to {} are not in the restored database; they are kept in {}{counted}",
         timestamp(d.until),
         d.kept_in
     )
@@ -151,4 +219,26 @@ pub(super) fn fence_summary(r: &RestoreRecord) -> String {
         out.push_str(&format!("; {}: {}", s.id, s.note));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(table: &str, i: i64, u: i64, d: i64) -> TableWrites {
+        TableWrites { table: table.into(), inserted: i, updated: u, deleted: d }
+    }
+
+    #[test]
+    fn the_window_is_the_counts_now_less_the_baseline() {
+        let base = [t("public.orders", 10, 2, 0), t("public.idle", 5, 5, 5)];
+        let now = [t("public.orders", 13, 2, 1), t("public.idle", 5, 5, 5), t("public.new", 4, 0, 0)];
+        assert_eq!(difference(&base, &now), Ok(vec![t("public.orders", 3, 0, 1), t("public.new", 4, 0, 0)]));
+    }
+
+    #[test]
+    fn reset_statistics_give_no_counts_rather_than_wrong_ones() {
+        let e = difference(&[t("public.orders", 10, 0, 0)], &[t("public.orders", 2, 0, 0)]).unwrap_err();
+        assert!(e.contains("public.orders") && e.contains("reset"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::RestoreStrategy;
 use crate::exit;
 use crate::provenance::{Actor, Build};
-use crate::provider::SnapshotStatus;
+use crate::provider::{SnapshotStatus, TableWrites};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,6 +223,10 @@ pub struct SnapshotRecord {
     pub id: String,
     pub status: SnapshotStatus,
     pub percent: u8,
+    /// The database's per-table write counts, read just before the snapshot
+    /// was taken: what a restore from it measures the discarded writes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Vec<TableWrites>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +315,13 @@ pub struct Discarded {
     pub from: Option<DateTime<Utc>>,
     pub until: DateTime<Utc>,
     pub kept_in: String,
+    /// Per table, the rows inserted, updated and deleted in the window
+    /// (tables with none left out), when ferry could count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<TableWrites>>,
+    /// Why there are no per-table counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_counted: Option<String>,
 }
 
 /// The database a rename swap set aside, fenced off after the swap.

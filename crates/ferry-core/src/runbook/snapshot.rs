@@ -11,7 +11,8 @@ use super::{Run, StepError};
 use crate::config::EnvConfig;
 use crate::output::Reporter;
 use crate::provider::{
-    Database, PURPOSE_PRE_DEPLOY, ProviderError, Snapshot, SnapshotStatus, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID, Tags,
+    Database, PURPOSE_PRE_DEPLOY, ProviderError, Snapshot, SnapshotStatus, TAG_ENV, TAG_PURPOSE, TAG_RUN_ID,
+    TableWrites, Tags,
 };
 
 /// The run's snapshot id: `<prefix>-<yyyymmdd-hhmmss>-<run hex>` of the run's
@@ -34,7 +35,12 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     // A run that already named its snapshot keeps that name.
     let id = run.record.snapshot.as_ref().map_or_else(|| snapshot_id_for(&run.env, &run.record), |s| s.id.clone());
     let tags = snapshot_tags(&run.env.name, &run.record.run_id, PURPOSE_PRE_DEPLOY);
-    run.record.snapshot = Some(SnapshotRecord { id: id.clone(), status: SnapshotStatus::Creating, percent: 0 });
+    let baseline = match run.record.snapshot.as_ref().and_then(|s| s.baseline.clone()) {
+        Some(kept) => Some(kept),
+        None => write_counts(run).await,
+    };
+    let record = |status, percent| SnapshotRecord { id: id.clone(), status, percent, baseline: baseline.clone() };
+    run.record.snapshot = Some(record(SnapshotStatus::Creating, 0));
     run.save()?;
     let db = run.cloud.database.clone();
     let created = call("create the snapshot", || db.create_snapshot(&id, &tags))
@@ -48,17 +54,28 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     let out = run.out.clone();
     let limit = run.env.timeouts.snapshot;
     let result = wait_new_snapshot(db.as_ref(), &id, limit, &out, |snap| {
-        run.record.snapshot = Some(SnapshotRecord { id: snap.id.clone(), status: snap.status, percent: snap.percent });
+        run.record.snapshot = Some(record(snap.status, snap.percent));
         let _ = run.journal.save(&run.record);
     })
     .await;
     match result {
         Ok(s) => {
-            run.record.snapshot = Some(SnapshotRecord { id: s.id.clone(), status: s.status, percent: s.percent });
+            run.record.snapshot = Some(record(s.status, s.percent));
             run.save()?;
             Ok(format!("snapshot {id} available"))
         }
         Err(e) => Err(StepError::Abort(e)),
+    }
+}
+
+/// The database's per-table write counts now, where ferry can read them:
+/// the baseline a restore from this snapshot measures discarded writes from.
+/// Advisory: any failure leaves it out.
+async fn write_counts(run: &Run) -> Option<Vec<TableWrites>> {
+    let session = run.cloud.session.as_ref().ok()?.clone();
+    match tokio::time::timeout(Duration::from_secs(15), session.write_counts()).await {
+        Ok(Ok(counts)) => counts,
+        _ => None,
     }
 }
 

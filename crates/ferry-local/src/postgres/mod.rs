@@ -340,6 +340,12 @@ impl Database for PgDatabase {
         self.drop_rehearsal_clone(id, run_id).await.map(|()| None)
     }
 
+    async fn session_of(&self, id: &str) -> PResult<Option<std::sync::Arc<dyn ferry_core::provider::Session>>> {
+        let url = db_url::rewrite(&self.url, Some(id), Password::Keep);
+        let session = crate::session::PgSession::new(&url, ferry_core::config::ProviderKind::Local)?;
+        Ok(Some(std::sync::Arc::new(session)))
+    }
+
     /// The local stand-in for stopping a cluster: the set-aside database is
     /// closed to connections and its sessions ended, so a client still
     /// holding its name cannot write into it; its data stays as it is.
