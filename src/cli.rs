@@ -8,6 +8,38 @@ use clap::{Args, Parser, Subcommand};
 use ferry_core::config::{HumanDuration, RestoreStrategy};
 use ferry_core::output::OutputFormat;
 
+/// `--output`, as clap reads it (the core's [`OutputFormat`] knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
+    Human,
+    Json,
+}
+
+impl From<OutputArg> for OutputFormat {
+    fn from(a: OutputArg) -> Self {
+        match a {
+            OutputArg::Human => OutputFormat::Human,
+            OutputArg::Json => OutputFormat::Json,
+        }
+    }
+}
+
+/// `--strategy`, as clap reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyArg {
+    Rename,
+    NewCluster,
+}
+
+impl From<StrategyArg> for RestoreStrategy {
+    fn from(a: StrategyArg) -> Self {
+        match a {
+            StrategyArg::Rename => RestoreStrategy::Rename,
+            StrategyArg::NewCluster => RestoreStrategy::NewCluster,
+        }
+    }
+}
+
 const AFTER_HELP: &str =
     concat!(ferry_core::exit_codes_help!(), "\nEach command is documented in docs/commands/<command>.md.");
 
@@ -34,7 +66,7 @@ pub struct Cli {
 
     /// human: progress on stderr; json: also the run record on stdout
     #[arg(long, global = true, value_enum, default_value = "human")]
-    pub output: OutputFormat,
+    pub output: OutputArg,
 
     /// Answer yes to confirmations (needed for confirm = true environments without a TTY)
     #[arg(long, short = 'y', global = true)]
@@ -259,7 +291,7 @@ pub struct RestoreArgs {
     pub before_run: Option<String>,
     /// rename: the restored database takes the original name; new-cluster: it keeps a new one
     #[arg(long, value_enum)]
-    pub strategy: Option<RestoreStrategy>,
+    pub strategy: Option<StrategyArg>,
     /// Complete a restore that stopped before or during its rename swap, from
     /// what the cloud shows (no run record needed): `ferry status ENV` says when
     #[arg(long, conflicts_with_all = ["snapshot", "strategy", "to_time", "before_run"])]

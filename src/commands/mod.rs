@@ -418,7 +418,7 @@ pub async fn run(cli: Cli) -> i32 {
         if uses_aws {
             aws::check_sdk_settings(aws.profile.as_deref()).await.map_err(CommandError::Usage)?;
         }
-        let ctx = Context { config, aws, output, yes, verbose, quiet };
+        let ctx = Context { config, aws, output: output.into(), yes, verbose, quiet };
         dispatch(&ctx, command).await
     }
     .await;

@@ -62,7 +62,7 @@ pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
     if a.finish {
         return finish(ctx, env).await;
     }
-    let strategy = a.strategy.unwrap_or(env.restore_strategy);
+    let strategy = a.strategy.map_or(env.restore_strategy, RestoreStrategy::from);
     if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
         return Err(CommandError::Usage(format!("{}: {}", env.name, config::APPRUNNER_NEW_CLUSTER)));
     }

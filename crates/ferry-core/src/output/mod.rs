@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub use redact::Redactor;
 pub use report::{Fact, Report, Span, StepRow, append_step_summary};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     Human,
     Json,
