@@ -428,8 +428,9 @@ fn a_point_in_time_restore_brings_back_that_moment_and_fences_the_set_aside_clus
     let cluster = s["cluster"].as_str().unwrap();
     emu.query(cluster, "CREATE TABLE ledger (n int)");
     emu.query(cluster, "INSERT INTO ledger VALUES (1)");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     emu.backup(cluster);
+    // Whole seconds on the command line: the time is at least a second after the backup point.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let good = chrono::Utc::now();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     emu.query(cluster, "INSERT INTO ledger VALUES (2)");

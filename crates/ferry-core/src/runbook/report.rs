@@ -97,9 +97,35 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
         facts.push(f);
     }
     if let Some(rs) = &r.restore {
-        facts.push(Fact::new("restored", vec![code(&rs.restored_cluster), text(" from "), code(&rs.snapshot_id)]));
+        facts.push(Fact::new("restored", vec![code(&rs.restored_cluster), text(" from "), code(&rs.source())]));
         if let Some(f) = &rs.failed_cluster {
             facts.push(Fact::sentence(vec![text("failed database kept as "), code(f), text(", untouched")]));
+        }
+        if let Some(d) = &rs.discarded {
+            let from = d.from.map_or_else(|| "the snapshot".to_string(), crate::output::timestamp);
+            let mut f = Fact::new(
+                "not restored",
+                vec![
+                    text(format!("writes from {from} to {} (kept in ", crate::output::timestamp(d.until))),
+                    code(&d.kept_in),
+                    text(")"),
+                ],
+            );
+            f.items = match (&d.tables, &d.not_counted) {
+                (Some(t), _) if t.is_empty() => vec!["no rows written in that window".into()],
+                (Some(t), _) => t
+                    .iter()
+                    .map(|t| {
+                        format!("{}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted)
+                    })
+                    .collect(),
+                (None, Some(why)) => vec![format!("not counted per table: {why}")],
+                (None, None) => Vec::new(),
+            };
+            facts.push(f);
+        }
+        if let Some(s) = &rs.set_aside {
+            facts.push(Fact::new("set aside", vec![code(&s.id), text(format!(": {}", s.note))]));
         }
     }
     let closing: [(&'static str, &Option<String>); 2] = [("error", &r.error), ("state", &r.state)];
