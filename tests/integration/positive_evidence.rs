@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::config::{self, EnvConfig};
 use ferry_core::output::{Redactor, Reporter};
-use ferry_core::provider::fake::{FakeCloud, Op, TaskScript};
+use ferry_core::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
 use ferry_core::provider::{
     AppService, MigrationRunner, OperationInfo, PResult, ServiceInfo, TaskHandle, TaskSpec, TaskState, TaskSummary,
 };
@@ -24,6 +24,11 @@ use ferry_core::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan};
 const CLUSTER: &str = "app-prod";
 
 fn env() -> EnvConfig {
+    env_with("")
+}
+
+/// [`env`] with `extra` keys in the environment's table.
+fn env_with(extra: &str) -> EnvConfig {
     let text = format!(
         r#"
 project = "app"
@@ -32,6 +37,7 @@ provider = "aws"
 database = {{ cluster = "{CLUSTER}" }}
 migration = {{ cluster = "c", task_definition = "td", subnets = ["s"], security_groups = ["sg-1"], container = "migrate", command = ["alembic", "upgrade", "head"] }}
 service = {{ apprunner_arn = "arn:aws:apprunner:us-east-1:1:service/app/x" }}
+{extra}
 "#
     );
     config::parse(Path::new("/virtual/ferry.toml"), &text).unwrap().env("prod").unwrap().clone()
@@ -144,7 +150,10 @@ impl Harness {
     }
 
     async fn deploy(&self) -> RunRecord {
-        let env = env();
+        self.deploy_in(env()).await
+    }
+
+    async fn deploy_in(&self, env: EnvConfig) -> RunRecord {
         let steps = plan::deploy_plan(&env, &ferry_core::provider::fake::FakeWords, &RunOptions::default()).names();
         let record = RunRecord::new(
             new_run_id("prod", chrono::Utc::now()),
@@ -284,4 +293,47 @@ async fn a_deployment_that_lands_during_the_restore_is_resumed_with_yes_and_kept
     assert_eq!(r.exit_code, Some(5), "{r:#?}");
     assert!(r.error.clone().unwrap().contains("declined"), "{r:?}");
     assert_eq!(h.fake.service_status().as_deref(), Some("PAUSED"));
+}
+
+/// After the swap the database set aside is fenced off (stopped, as the fake
+/// records it) and the writes the restore left out are accounted for: from
+/// the snapshot's time to the swap, kept in the set-aside database. With
+/// `restore.stop_set_aside = false` it is left running, and the state says so.
+#[tokio::test(start_paused = true)]
+async fn a_restore_fences_the_set_aside_database_unless_told_not_to() {
+    let h = Harness::new(TaskScript::fails_halfway());
+    let r = h.deploy().await;
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Restored, Some(4)), "{r:#?}\n{}", h.output());
+    let restore = r.restore.clone().unwrap();
+    let failed = restore.failed_cluster.clone().unwrap();
+    let set_aside = restore.set_aside.clone().unwrap();
+    assert_eq!((set_aside.id.as_str(), set_aside.stopped), (failed.as_str(), true), "{set_aside:?}");
+    assert!(h.fake.clusters()[&failed].stopped, "the fake's set-aside database is stopped");
+    assert!(!h.fake.clusters()[CLUSTER].stopped, "the restored one is not");
+    assert_eq!(set_aside.dns_settled, None, "the fake has no names to resolve");
+    let discarded = restore.discarded.clone().unwrap();
+    assert_eq!(discarded.kept_in, failed);
+    assert!(discarded.from.is_some() && discarded.from <= Some(discarded.until), "{discarded:?}");
+    let state = r.state.clone().unwrap();
+    assert!(state.contains("are not in the restored database") && state.contains(&failed), "{state}");
+
+    let h = Harness::new(TaskScript::fails_halfway());
+    let r = h.deploy_in(env_with("restore = { stop_set_aside = false }")).await;
+    assert_eq!(r.outcome, Outcome::Restored, "{r:#?}");
+    let set_aside = r.restore.clone().unwrap().set_aside.unwrap();
+    assert!(!set_aside.stopped && set_aside.note.contains("stop_set_aside = false"), "{set_aside:?}");
+    assert_eq!(h.fake.calls(Op::StopSetAside), 0);
+}
+
+/// A platform that refuses to stop the set-aside database (or fails to) is
+/// a warning: the restore still succeeds, and the state names why.
+#[tokio::test(start_paused = true)]
+async fn a_set_aside_database_that_cannot_be_stopped_is_a_warning_not_a_failed_restore() {
+    let h = Harness::new(TaskScript::fails_halfway());
+    h.fake.fault(Op::StopSetAside, FaultKind::Refused);
+    let r = h.deploy().await;
+    assert_eq!((r.outcome, r.exit_code), (Outcome::Restored, Some(4)), "{r:#?}\n{}", h.output());
+    let set_aside = r.restore.clone().unwrap().set_aside.unwrap();
+    assert!(!set_aside.stopped && set_aside.note.starts_with("not stopped"), "{set_aside:?}");
+    assert!(r.state.clone().unwrap().contains("not stopped"), "{:?}", r.state);
 }

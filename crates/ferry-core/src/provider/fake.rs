@@ -26,6 +26,7 @@ pub enum Op {
     CompleteRestore,
     Compare,
     Rename,
+    StopSetAside,
     StartTask,
     PollTask,
     StopTask,
@@ -698,7 +699,7 @@ impl Database for FakeCloud {
     }
 
     async fn stop_set_aside(&self, id: &str, run_id: &str) -> PResult<Stopped> {
-        self.call(Op::Rename).await?;
+        self.call(Op::StopSetAside).await?;
         let mut s = self.lock();
         let Some(db) = s.clusters.get_mut(id) else {
             return Ok(Stopped::NotPossible(format!("{id} does not exist")));
