@@ -17,14 +17,16 @@ a few of moto's backend methods and model properties (``install``):
   Database Insights mode is its cluster's). Aurora clusters default to
   StorageType ``aurora`` and accept ``aurora-iopt1``. HostedZoneId is the
   Region's, the same for every cluster.
-* RestoreDBClusterToPointInTime (a clone; copy-on-write or full-copy alike):
-  the new cluster's database is ``CREATE DATABASE ... TEMPLATE <source db>``
-  (the data now), ``creating`` for clone_seconds; it takes from the source what
-  a point-in-time restore takes (engine and version, engine mode, master user,
-  database name, encryption and KMS key, port, zones, character set), the rest
-  from the request or the API's defaults; tags only as given. Its Endpoint is
-  127.0.0.1 and its Port a loopback port where a ``pgproxy.Proxy`` leads to its
-  database, so a client given host and port reaches it without any rewriting.
+* RestoreDBClusterToPointInTime: the new cluster's database is ``CREATE
+  DATABASE ... TEMPLATE <source db>`` (the data now); a copy-on-write clone is
+  ``creating`` for clone_seconds, a full copy for restore_seconds; it takes
+  from the source what a point-in-time restore takes (engine and version,
+  engine mode, master user, database name, encryption and KMS key, port,
+  zones, character set), the rest from the request or the API's defaults;
+  tags only as given. A clone's Endpoint is 127.0.0.1 and its Port a loopback
+  port where a ``pgproxy.Proxy`` leads to its database, so a client given host
+  and port reaches it without any rewriting; a full copy has the endpoints of
+  any restored cluster.
   With ``RestoreToTime`` the data is the cluster's newest backup point at or
   before that time (``POST /_emulator/backup``: a copy of its database taken
   then, standing for Aurora's continuous backup); a cluster with no backup
@@ -347,11 +349,14 @@ def _restore_db_cluster_to_point_in_time(_original: Any) -> Any:
         props["master_user_password"] = "kept-from-the-source"
         skip = {"source_db_cluster_identifier", "restore_type", "restore_to_time", "use_latest_restorable_time"}
         props.update({k: v for k, v in params.items() if v is not None and k not in skip})
-        _ctx.cloning, _ctx.template = True, template
+        # A copy-on-write clone is reached at 127.0.0.1 and a port of its own
+        # (a proxy); a full copy is a restore like one from a snapshot.
+        clone = params.get("restore_type") == "copy-on-write"
+        _ctx.cloning, _ctx.restoring, _ctx.template = clone, not clone, template
         try:
             return self.create_db_cluster(props)
         finally:
-            _ctx.cloning, _ctx.template = False, None
+            _ctx.cloning, _ctx.restoring, _ctx.template = False, False, None
 
     return restore_db_cluster_to_point_in_time
 
@@ -391,6 +396,25 @@ def take_backup(cluster_id: str) -> dict[str, Any]:
             cluster.__dict__.setdefault("_emu_backups", []).append((when, db))
             return {"cluster": cluster_id, "database": db, "at": when}
     raise ValueError(f"no cluster {cluster_id}")
+
+
+def _stop_db_cluster(_original: Any) -> Any:
+    """moto's check (``available`` only), without its deep copy of the cluster
+    (the emulator's additions on it do not copy); the answer describes the
+    cluster as it is now."""
+
+    def stop_db_cluster(self: Any, cluster_identifier: str) -> Any:
+        cluster = self.clusters.get(cluster_identifier)
+        if cluster is None:
+            raise DBClusterNotFoundError(cluster_identifier)
+        if cluster.status != "available":
+            raise InvalidDBClusterStateFault(
+                f"DbCluster {cluster_identifier} is in {cluster.status} state but expected it to be one of available."
+            )
+        cluster.status = "stopped"
+        return cluster
+
+    return stop_db_cluster
 
 
 def _manual_snapshot_count(backend: Any) -> int:
@@ -573,6 +597,7 @@ def install(settings: Settings, pg: PgServer) -> None:
     _wrap(RDSBackend, "restore_db_cluster_from_snapshot", _restore_db_cluster_from_snapshot)
     _wrap(RDSBackend, "restore_db_cluster_to_point_in_time", _restore_db_cluster_to_point_in_time)
     _wrap(RDSBackend, "create_db_cluster_snapshot", _create_db_cluster_snapshot)
+    _wrap(RDSBackend, "stop_db_cluster", _stop_db_cluster)
     _wrap(RDSBackend, "copy_db_cluster_snapshot", _copy_db_cluster_snapshot)
     _wrap(RDSBackend, "delete_db_cluster_snapshot", _delete_db_cluster_snapshot)
     _wrap(RDSBackend, "delete_db_cluster", _delete_db_cluster)

@@ -465,7 +465,7 @@ fn a_point_in_time_restore_brings_back_that_moment_and_fences_the_set_aside_clus
     assert!(r.stderr.contains("are not in the restored database"), "the window is reported: {r:?}");
 
     let status = p.ferry(&["status", "stage"]);
-    let line = status.stdout.lines().find(|l| l.starts_with(failed)).unwrap_or_else(|| panic!("{status:?}"));
+    let line = status.stdout.lines().find(|l| l.contains(failed)).unwrap_or_else(|| panic!("{status:?}"));
     assert!(line.contains("stopped") && line.contains("seven days"), "{line}");
 
     let local = crate::common::Project::sqlite("exit 0", "");

@@ -118,7 +118,9 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
             if l.kind == LeftoverKind::Restored { "restored from a snapshot" } else { "kept aside by a restore" };
         let age = l
             .age(chrono::Utc::now())
-            .map(|a| format!(", {} ago", format_duration(a.to_std().unwrap_or_default())))
+            .map(|a| {
+                format!(", {} ago", format_duration(std::time::Duration::from_secs(a.num_seconds().max(0) as u64)))
+            })
             .unwrap_or_default();
         let note = l.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
         out.push(format!("{} is {} ({what}{}{age}){note}", l.id, l.status, run_of(l)));
