@@ -169,7 +169,10 @@ fn abandon(ctx: &Context, run_id: &str, reason: &str) -> CmdResult {
                 store.put(&aside, &v.body).map_err(|e| CommandError::Failed(e.to_string()))?;
             }
             out.info(&format!("the unreadable journal {location} is kept as {}", store.location_of(&aside)));
-            let mut r = ferry_core::runbook::record::RunRecord::unreadable(run_id.to_string(), &env.name);
+            let mut r = ferry_core::runbook::record::RunRecord::unreadable(
+                ferry_core::runbook::record::RunId::recorded(run_id.to_string()),
+                &env.name,
+            );
             r.error =
                 Some(format!("the journal could not be read; its bytes are kept at {}", store.location_of(&aside)));
             r.abandoned = Some(abandoned(Outcome::NeedsAttention));

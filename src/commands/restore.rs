@@ -68,7 +68,9 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
 
 /// `--before-run RUN`: the pre-deploy snapshot that run took, from its record.
 pub fn snapshot_of_run(store: &Store, env: &EnvConfig, run_id: &str) -> Result<String, CommandError> {
-    let record = read_run(store, run_id).map_err(|e| {
+    let run_id = ferry_core::runbook::record::RunId::parse(run_id)
+        .map_err(|e| CommandError::Usage(format!("--before-run {e}; nothing was done")))?;
+    let record = read_run(store, &run_id).map_err(|e| {
         CommandError::Usage(format!("--before-run {run_id}: {e}; nothing was done (`ferry runs list` shows the runs)"))
     })?;
     if record.env != env.name {

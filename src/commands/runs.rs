@@ -8,7 +8,9 @@ use ferry_core::config::{self, EnvConfig, RestoreStrategy, RunnerKind, check_res
 use ferry_core::output::append_step_summary;
 use ferry_core::provider::Cloud;
 use ferry_core::runbook::journal::{Journal, Listed, read_run, readable_runs};
-use ferry_core::runbook::record::{RestoreSource, RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id};
+use ferry_core::runbook::record::{
+    RestoreSource, RunId, RunKind, RunOptions, RunRecord, StepName, is_run_of, new_run_id,
+};
 use ferry_core::runbook::{Run, drive, plan, prepare_resume};
 
 pub async fn deploy(ctx: &Context, a: DeployArgs) -> CmdResult {
@@ -235,7 +237,7 @@ struct Started<'a> {
     env: &'a EnvConfig,
     cloud: Cloud,
     store: &'a ferry_core::state::Store,
-    run_id: String,
+    run_id: RunId,
     command: RunKind,
     options: RunOptions,
 }

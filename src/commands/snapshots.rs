@@ -178,7 +178,7 @@ fn needed_by(ctx: &Context) -> Result<Needed, CommandError> {
     let needed = runs
         .iter()
         .filter(|r| r.blocks_env())
-        .filter_map(|r| Some((r.snapshot.as_ref()?.id.clone(), r.run_id.clone(), r.started_at)))
+        .filter_map(|r| Some((r.snapshot.as_ref()?.id.clone(), r.run_id.to_string(), r.started_at)))
         .filter(|(snap, _, at)| !restored_later(snap, *at))
         .map(|(snap, run, _)| (snap, run))
         .collect();

@@ -160,8 +160,8 @@ impl Harness {
                 );
                 // The clusters ferry renamed or created carry the run, for recovery from the cloud alone.
                 let run_tag = |id: &str| clusters.get(id).and_then(|c| c.tags.get("ferry:run-id").cloned());
-                assert_eq!(run_tag(&failed), Some(r.run_id.clone()), "the cluster renamed aside carries the run");
-                assert_eq!(run_tag(CLUSTER), Some(r.run_id.clone()), "the restored cluster carries the run");
+                assert_eq!(run_tag(&failed), Some(r.run_id.to_string()), "the cluster renamed aside carries the run");
+                assert_eq!(run_tag(CLUSTER), Some(r.run_id.to_string()), "the restored cluster carries the run");
                 let restored = &clusters[CLUSTER];
                 assert_eq!(restored.tags.get("ferry:purpose").map(String::as_str), Some("restore"));
                 assert_eq!(restored.instances.len(), 2, "every instance of the original recreated: {restored:?}");

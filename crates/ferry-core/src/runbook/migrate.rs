@@ -215,7 +215,7 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
     }
     let runner = run.cloud.runner.clone();
     let spec = TaskSpec {
-        run_id: run.record.run_id.clone(),
+        run_id: run.record.run_id.to_string(),
         env: run.env.name.clone(),
         command: run.env.migration.command.clone(),
         environment: run.env.migration.task_environment(),

@@ -441,7 +441,7 @@ pub struct Abandoned {
 pub struct RunRecord {
     #[serde(default)]
     pub format_version: u32,
-    pub run_id: String,
+    pub run_id: RunId,
     pub env: String,
     pub command: Recorded<RunKind>,
     pub outcome: Outcome,
@@ -494,7 +494,7 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn new(run_id: String, env: &str, command: RunKind, options: RunOptions, steps: &[StepName]) -> Self {
+    pub fn new(run_id: RunId, env: &str, command: RunKind, options: RunOptions, steps: &[StepName]) -> Self {
         RunRecord {
             format_version: FORMAT_VERSION,
             run_id,
@@ -536,7 +536,7 @@ impl RunRecord {
 
     /// What stands in for a record that could not be read (`ferry runs abandon`
     /// of an unreadable journal): its command is not known, and it has no steps.
-    pub fn unreadable(run_id: String, env: &str) -> Self {
+    pub fn unreadable(run_id: RunId, env: &str) -> Self {
         let mut r = RunRecord::new(run_id, env, RunKind::Deploy, RunOptions::default(), &[]);
         r.command = Recorded::Unknown(UnknownName("unknown".into()));
         r
@@ -591,8 +591,82 @@ impl RunRecord {
 }
 
 /// `<env>-<yyyymmddThhmmssZ>-<4 hex>`
-pub fn new_run_id(env: &str, now: DateTime<Utc>) -> String {
-    format!("{env}-{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u16(..))
+pub fn new_run_id(env: &str, now: DateTime<Utc>) -> RunId {
+    RunId(format!("{env}-{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u16(..)))
+}
+
+/// A run's id, `<env>-<yyyymmddThhmmssZ>-<4 hex>`: made by [`new_run_id`], or
+/// read from a record, a tag or the command line through [`RunId::parse`],
+/// which refuses anything else. It reads as the string it is (`Deref<str>`)
+/// and is journaled as that string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// `text` if it has a run id's shape, else why not (for an exit 2).
+    pub fn parse(text: &str) -> Result<RunId, String> {
+        let shaped =
+            text.len() > 22 && text.is_char_boundary(text.len() - 22) && is_run_of(text, &text[..text.len() - 22]);
+        if shaped {
+            Ok(RunId(text.to_string()))
+        } else {
+            Err(format!("{text:?} is not a run id (<env>-<yyyymmddThhmmssZ>-<4 hex>, as `ferry runs list` shows them)"))
+        }
+    }
+
+    /// A run id as ferry itself wrote it (a record's own, the key of a
+    /// journal, a `ferry:run-id` tag): taken as written, never from a person.
+    pub fn recorded(text: impl Into<String>) -> RunId {
+        RunId(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RunId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for RunId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for RunId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RunId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RunId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0
+    }
 }
 
 /// Whether `run_id` is a run id of environment `env`.
@@ -624,7 +698,13 @@ mod tests {
 
     fn record() -> RunRecord {
         let steps = [StepName::Preflight, StepName::Snapshot, StepName::Migrate, StepName::Cleanup];
-        RunRecord::new("prod-20260101T000000Z-abcd".into(), "prod", RunKind::Rehearse, RunOptions::default(), &steps)
+        RunRecord::new(
+            RunId::recorded("prod-20260101T000000Z-abcd"),
+            "prod",
+            RunKind::Rehearse,
+            RunOptions::default(),
+            &steps,
+        )
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! tasks ferry started and the app service. From that picture, the state
 //! in plain words and the one command that finishes the job.
 
-use super::record::{RestoreRecord, RunKind, RunOptions, RunRecord, StepName, StepStatus};
+use super::record::{RestoreRecord, RunId, RunKind, RunOptions, RunRecord, StepName, StepStatus};
 use crate::config::RestoreStrategy;
 use crate::config::values::format_duration;
 use crate::provider::{Cloud, ClusterInfo, Leftover, LeftoverKind, PResult, ServiceInfo, TAG_RUN_ID, TaskSummary};
@@ -160,7 +160,7 @@ pub fn lines(p: &Picture, env: &str) -> Vec<String> {
 /// A restore run that completes the swap `v` describes, as if the run that
 /// began it were resumed: the preflight is settled (there is no snapshot to
 /// check), the restore step re-runs idempotently from these names.
-pub fn finishing_record(run_id: String, env: &str, v: &Verdict, p: &Picture, steps: &[StepName]) -> Option<RunRecord> {
+pub fn finishing_record(run_id: RunId, env: &str, v: &Verdict, p: &Picture, steps: &[StepName]) -> Option<RunRecord> {
     let (restored, failed) = match v {
         Verdict::SwapNotStarted { restored } => (restored.clone(), None),
         Verdict::SwapHalfDone { restored, failed } => (restored.clone(), Some(failed.clone())),

@@ -143,7 +143,13 @@ mod tests {
 
     #[test]
     fn the_step_summary_names_the_image_and_the_revision() {
-        let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
+        let mut r = RunRecord::new(
+            crate::runbook::record::RunId::recorded("prod-1"),
+            "prod",
+            RunKind::Deploy,
+            Default::default(),
+            &[],
+        );
         r.image = Some("app@sha256:abc".into());
         r.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/app-migrate:8".into());
         let md = of(&r).markdown();
@@ -160,7 +166,13 @@ mod tests {
 
     #[test]
     fn refused_starts_for_want_of_capacity_are_told() {
-        let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
+        let mut r = RunRecord::new(
+            crate::runbook::record::RunId::recorded("prod-1"),
+            "prod",
+            RunKind::Deploy,
+            Default::default(),
+            &[],
+        );
         let at = chrono::Utc::now();
         for _ in 0..2 {
             r.start_attempts

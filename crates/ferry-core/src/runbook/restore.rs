@@ -116,7 +116,7 @@ async fn earlier_attempt(run: &Run) -> Option<String> {
     let db = run.cloud.database.clone();
     let leftovers = call("list what restores left", || db.leftovers()).await.ok()?;
     leftovers.iter().find_map(|l| {
-        let ours = l.tags.get(TAG_RUN_ID) == Some(&run.record.run_id);
+        let ours = l.tags.get(TAG_RUN_ID).map(String::as_str) == Some(run.record.run_id.as_str());
         if !ours || !matches!(l.kind, LeftoverKind::Restored | LeftoverKind::Failed) {
             return None;
         }
@@ -261,7 +261,7 @@ async fn resume_service(
 /// The tags of a database this run restores, set in the create call.
 fn restore_tags(run: &Run) -> Tags {
     Tags::from([
-        (TAG_RUN_ID.to_string(), run.record.run_id.clone()),
+        (TAG_RUN_ID.to_string(), run.record.run_id.to_string()),
         (TAG_ENV.to_string(), run.env.name.clone()),
         (TAG_PURPOSE.to_string(), PURPOSE_RESTORE.to_string()),
     ])

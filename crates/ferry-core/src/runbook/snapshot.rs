@@ -46,7 +46,7 @@ pub async fn take_snapshot(run: &mut Run) -> Result<String, StepError> {
     let created = call("create the snapshot", || db.create_snapshot(&id, &tags))
         .await
         .map_err(|e| StepError::Abort(format!("cannot create snapshot {id}: {e}")))?;
-    if created.tags.get(TAG_RUN_ID) != Some(&run.record.run_id) {
+    if created.tags.get(TAG_RUN_ID).map(String::as_str) != Some(run.record.run_id.as_str()) {
         return Err(StepError::Abort(format!(
             "snapshot {id} already exists and was not taken by this run; it was left as it is (a snapshot is never overwritten)"
         )));

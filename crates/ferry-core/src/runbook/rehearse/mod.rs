@@ -28,7 +28,7 @@ pub fn clone_name(run: &Run) -> String {
 fn tags(run: &Run) -> Tags {
     Tags::from([
         (TAG_PURPOSE.to_string(), PURPOSE_REHEARSAL.to_string()),
-        (TAG_RUN_ID.to_string(), run.record.run_id.clone()),
+        (TAG_RUN_ID.to_string(), run.record.run_id.to_string()),
         (TAG_ENV.to_string(), run.env.name.clone()),
     ])
 }
@@ -88,7 +88,7 @@ fn environment(run: &Run, clone: &CloneInfo) -> BTreeMap<String, String> {
     if let Some(url) = &clone.url_for_migration {
         env.insert("DATABASE_URL".into(), url.clone());
     }
-    env.insert(crate::provider::REHEARSAL_OF.into(), run.record.run_id.clone());
+    env.insert(crate::provider::REHEARSAL_OF.into(), run.record.run_id.to_string());
     let port = clone.port.map(|p| p.to_string()).unwrap_or_default();
     for (k, v) in &run.env.rehearse.database_env {
         env.insert(k.clone(), v.replace("${clone.endpoint}", &clone.endpoint).replace("${clone.port}", &port));
