@@ -18,6 +18,14 @@ use ferry_core::provider::{
 };
 
 pub const STARTED_BY: &str = "ferry";
+/// On a later attempt of a run's migration (`migration.lock_retries`): its
+/// number. The first attempt carries none, as before attempts existed.
+pub const TAG_ATTEMPT: &str = "ferry:attempt";
+
+/// For a later attempt, `ferry:attempt`.
+fn attempt_tag(spec: &TaskSpec) -> Option<Tag> {
+    (spec.attempt > 1).then(|| Tag::builder().key(TAG_ATTEMPT).value(spec.attempt.to_string()).build())
+}
 
 /// Where and how the task runs, with stack outputs resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +141,7 @@ impl EcsRunner {
                     .map_err(|e| ProviderError::Rejected(e.to_string()))?,
             )
             .build();
-        Ok(self
+        let request = self
             .client
             .run_task()
             .cluster(&self.target.cluster)
@@ -143,9 +151,13 @@ impl EcsRunner {
             .network_configuration(network)
             .overrides(overrides)
             .started_by(STARTED_BY)
-            .client_token(client_token(&spec.run_id))
+            .client_token(client_token(&spec.start_key()))
             .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
-            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
+            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build());
+        Ok(match attempt_tag(spec) {
+            Some(tag) => request.tags(tag),
+            None => request,
+        })
     }
 
     /// The ARNs of the task definition family's tasks with this desired
@@ -374,7 +386,7 @@ impl MigrationRunner for EcsRunner {
             // Neither a task nor a failure: asked again with the same
             // clientToken, RunTask returns the task if one started.
         }
-        if let Some(found) = self.find_by_run(&spec.run_id).await? {
+        if let Some(found) = self.find_attempt(&spec.run_id, spec.attempt).await? {
             return Ok(found);
         }
         Err(ProviderError::Rejected(
@@ -450,12 +462,23 @@ impl MigrationRunner for EcsRunner {
     /// listing for at least an hour) and picks its own by the `ferry:run-id`
     /// tag and `startedBy` on its side.
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
+        self.find_attempt(run_id, 1).await
+    }
+
+    /// As [`MigrationRunner::find_by_run`], for one attempt of the run's
+    /// migration: a later attempt carries `ferry:attempt` = its number, the
+    /// first none (as before attempts existed).
+    async fn find_attempt(&self, run_id: &str, attempt: u32) -> PResult<Option<TaskHandle>> {
+        let wanted = (attempt > 1).then(|| attempt.to_string());
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let arns = self.family_tasks(status).await?;
             for described in self.describe_all(&arns, true).await? {
                 let ours = described.tasks().iter().find(|t| {
+                    let tag =
+                        |key: &str| t.tags().iter().find(|tag| tag.key() == Some(key)).and_then(|tag| tag.value());
                     t.started_by() == Some(STARTED_BY)
-                        && t.tags().iter().any(|tag| tag.key() == Some(TAG_RUN_ID) && tag.value() == Some(run_id))
+                        && tag(TAG_RUN_ID) == Some(run_id)
+                        && tag(TAG_ATTEMPT).map(String::from) == wanted
                 });
                 if let Some(arn) = ours.and_then(|t| t.task_arn()) {
                     let logs = self.awslogs().await?;
@@ -537,6 +560,7 @@ mod tests {
             environment: [("MODE".to_string(), "migrate".to_string())].into(),
             image: None,
             task_definition: None,
+            attempt: 1,
         }
     }
 

@@ -193,6 +193,12 @@ async fn preflight_step(run: &mut Run, plan: &Plan) -> Result<Option<RunRecord>,
 /// The restore: after a failed deploy (when `restore_on_failure` allows) or as
 /// `ferry restore` itself. A failed restore ends the run for a person.
 async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Result<Option<RunRecord>, StepError> {
+    // The migration failed and provably changed nothing: no restore to undo it.
+    if plan.command == RunKind::Deploy && run.record.nothing_changed().is_some() {
+        let why = "nothing to undo: the migration failed on a lock timeout and changed nothing (see attempts)";
+        run.end(StepName::Restore, StepStatus::Skipped, why)?;
+        return Ok(None);
+    }
     if plan.command == RunKind::Deploy && !may_restore(run)? {
         return Ok(None);
     }
@@ -339,6 +345,12 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             ),
         };
     }
+    if plan.command != RunKind::Restore
+        && let Some(error) = failure.clone()
+        && run.record.nothing_changed().is_some()
+    {
+        return nothing_changed(run, env, error);
+    }
     let restored = run.record.step_status(StepName::Restore) == StepStatus::Succeeded;
     match (plan.command, failure) {
         (RunKind::Restore, _) => {
@@ -383,6 +395,35 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         }
         (command, Some(error)) => not_restored(run, command, env, error),
     }
+}
+
+/// The migration failed on a lock timeout and ferry proved it changed nothing
+/// (its output, the version table, the schema): exit 3, nothing restored,
+/// the snapshot kept.
+fn nothing_changed(run: &mut Run, env: &str, error: String) -> RunRecord {
+    let db = run.cloud.database.cluster_id().to_string();
+    let n = run.record.migration_attempts.len();
+    let blockers: Vec<String> = run
+        .record
+        .migration_attempts
+        .iter()
+        .flat_map(|a| a.blockers.iter().map(|b| format!("pid {}", b.pid)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut state = format!(
+        "nothing was changed: the migration ran {n} time(s), each time it waited for a lock past lock_timeout and \
+         rolled back; {db}'s version table and schema are as they were before it, so it was not restored"
+    );
+    if let Some(s) = kept_snapshot(run) {
+        state.push_str(&format!("; snapshot {s} is kept"));
+    }
+    if !blockers.is_empty() {
+        state.push_str(&format!("; the lock was held by {}", blockers.join(", ")));
+    }
+    let next =
+        format!("ferry doctor {env}   (find what holds the lock; then ferry {} {env} again)", run.record.command);
+    run.finish(Outcome::NothingChanged, Some(error), Some(state), Some(next))
 }
 
 /// The pre-deploy snapshot, when it became available.
