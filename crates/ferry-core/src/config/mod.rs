@@ -276,7 +276,12 @@ pub struct MigrationConfig {
     /// `migration.lock_retries` (0..=10, needs `lock_timeout`): how many times
     /// a migration that failed on a lock timeout, with proof that it changed
     /// nothing, is run again (after a backoff, within `timeouts.migration`).
+    #[serde(skip_serializing_if = "is_zero")]
     pub lock_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

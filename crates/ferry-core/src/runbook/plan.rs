@@ -289,3 +289,56 @@ pub fn lock_timeout_suggestion(env: &EnvConfig, runs: &[RunRecord]) -> Option<St
         format_duration(suggested)
     ))
 }
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::*;
+    use crate::runbook::record::{LockHeld, RehearsalRecord, RunKind};
+
+    fn env(extra: &str) -> EnvConfig {
+        let text = format!(
+            "project = \"p\"\n[env.prod]\nprovider = \"local\"\ndatabase = {{ url = \"postgres://u@127.0.0.1/app\" }}\nmigration = {{ command = [\"true\"]{extra} }}\n"
+        );
+        crate::config::parse(std::path::Path::new("/x/ferry.toml"), &text).unwrap().env("prod").unwrap().clone()
+    }
+
+    fn rehearsal(id: &str, ago_secs: i64, waits: &[u64], exclusive: &[u64]) -> RunRecord {
+        let mut r = RunRecord::new(id.into(), "prod", RunKind::Rehearse, RunOptions::default(), &[]);
+        r.started_at = chrono::Utc::now() - chrono::Duration::seconds(ago_secs);
+        let held =
+            |mode: &str, ms: &u64| LockHeld { relation: "public.orders".into(), mode: mode.into(), held_for_ms: *ms };
+        r.rehearsal = Some(RehearsalRecord {
+            locks_observed: true,
+            waits: waits.iter().map(|ms| held("ROW EXCLUSIVE", ms)).collect(),
+            locks: exclusive.iter().map(|ms| held("ACCESS EXCLUSIVE", ms)).collect(),
+            ..RehearsalRecord::default()
+        });
+        r
+    }
+
+    #[test]
+    fn the_latest_rehearsal_suggests_twice_its_longest_wait_between_5_and_60_seconds() {
+        let e = env("");
+        let older = rehearsal("prod-old", 3600, &[40_000], &[]);
+        let newer = rehearsal("prod-new", 60, &[3_200, 1_000], &[7_500]);
+        let line = lock_timeout_suggestion(&e, &[older.clone(), newer]).unwrap();
+        assert!(line.contains("rehearsal prod-new"), "the latest one: {line}");
+        assert!(line.contains("waited at most 3.2s") && line.contains("ACCESS EXCLUSIVE at most 7.5s"), "{line}");
+        assert!(line.contains("lock_timeout = \"7s\""), "2 x 3.2s, rounded up: {line}");
+        let line = lock_timeout_suggestion(&e, &[older]).unwrap();
+        assert!(line.contains("lock_timeout = \"1m\""), "capped at 60s: {line}");
+        let short = rehearsal("prod-short", 1, &[], &[900]);
+        let line = lock_timeout_suggestion(&env(", lock_timeout = \"2s\""), &[short]).unwrap();
+        assert!(line.contains("lock_timeout = \"5s\" (now 2s)"), "at least 5s, the setting named: {line}");
+    }
+
+    #[test]
+    fn no_suggestion_without_an_observed_rehearsal_or_any_lock() {
+        let e = env("");
+        assert_eq!(lock_timeout_suggestion(&e, &[]), None);
+        assert_eq!(lock_timeout_suggestion(&e, &[rehearsal("prod-a", 1, &[], &[])]), None, "nothing seen");
+        let mut unobserved = rehearsal("prod-b", 1, &[5_000], &[]);
+        unobserved.rehearsal.as_mut().unwrap().locks_observed = false;
+        assert_eq!(lock_timeout_suggestion(&e, &[unobserved]), None);
+    }
+}
