@@ -98,6 +98,11 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             run.save()?;
             continue;
         }
+        if step.name == StepName::Restore && plan.command == RunKind::Deploy && run.record.nothing_changed().is_some() {
+            run.begin(step.name, &format!("skipped ({NOTHING_TO_UNDO})"))?;
+            run.end(step.name, StepStatus::Skipped, NOTHING_TO_UNDO)?;
+            continue;
+        }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
@@ -110,6 +115,10 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     }
     Ok(conclude(run, plan, &env, failed.migration))
 }
+
+/// Why a deploy's restore is skipped after a migration that failed on a lock
+/// timeout with proof that it changed nothing.
+const NOTHING_TO_UNDO: &str = "nothing to undo: the migration failed on a lock timeout and changed nothing";
 
 /// What failed so far without ending the run.
 struct Failures {
@@ -193,12 +202,6 @@ async fn preflight_step(run: &mut Run, plan: &Plan) -> Result<Option<RunRecord>,
 /// The restore: after a failed deploy (when `restore_on_failure` allows) or as
 /// `ferry restore` itself. A failed restore ends the run for a person.
 async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Result<Option<RunRecord>, StepError> {
-    // The migration failed and provably changed nothing: no restore to undo it.
-    if plan.command == RunKind::Deploy && run.record.nothing_changed().is_some() {
-        let why = "nothing to undo: the migration failed on a lock timeout and changed nothing (see attempts)";
-        run.end(StepName::Restore, StepStatus::Skipped, why)?;
-        return Ok(None);
-    }
     if plan.command == RunKind::Deploy && !may_restore(run)? {
         return Ok(None);
     }

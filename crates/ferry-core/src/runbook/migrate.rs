@@ -93,14 +93,14 @@ async fn retry_or_fail(run: &mut Run, origin: Instant, error: String, took: Dura
                 if retries == 1 { "y" } else { "ies" }
             )
         };
-        return Err(StepError::Failed(format!("{error}; it changed nothing, and {why}")));
+        return Err(StepError::Failed(format!("{error}; it failed on a lock timeout and changed nothing, and {why}")));
     }
     let delay = RETRY_FIRST_DELAY.saturating_mul(1 << (n - 1).min(8)).min(RETRY_MAX_DELAY);
     let wait = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
     let budget = run.env.timeouts.migration;
     if origin.elapsed() + wait + took >= budget {
         return Err(StepError::Failed(format!(
-            "{error}; it changed nothing, and another attempt (after {}s, as long as this one took) would not end \
+            "{error}; it failed on a lock timeout and changed nothing, and another attempt (after {}s, as long as this one took) would not end \
              within timeouts.migration = {}",
             wait.as_secs(),
             format_duration(budget)

@@ -130,10 +130,13 @@ fn attempts(r: &RunRecord) -> Vec<Fact> {
         };
         f.items.push(format!("attempt {}: task {} ({ended})", a.attempt, a.task));
         for b in &a.blockers {
-            f.items.push(format!("  blocked by pid {}, its transaction open {}s: {}", b.pid, b.age_secs, b.query));
+            f.items.push(format!(
+                "attempt {}: blocked by pid {}, its transaction open {}s: {}",
+                a.attempt, b.pid, b.age_secs, b.query
+            ));
         }
         if let Some(p) = &a.proof {
-            f.items.push(format!("  {}", proof_line(p)));
+            f.items.push(format!("attempt {}: {}", a.attempt, proof_line(p)));
         }
     }
     vec![f]
