@@ -195,6 +195,7 @@ fn with_retries_the_migration_goes_through_once_the_reader_ends_and_nothing_is_r
     assert_eq!(attempts[0]["proof"]["versions_unchanged"], true);
     assert_eq!(attempts[0]["proof"]["schema_unchanged"], true);
     assert_eq!(attempts[1]["exit_code"], 0);
+    assert_ne!(attempts[0]["task"], attempts[1]["task"], "a new task for the second attempt");
     let blockers = attempts[0]["blockers"].as_array().expect("blockers");
     assert!(
         blockers.iter().any(|b| b["query"].as_str().is_some_and(|q| q.contains("SELECT count(*) FROM orders"))),

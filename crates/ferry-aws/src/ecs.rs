@@ -738,6 +738,68 @@ mod tests {
         assert_eq!(found.map(|h| h.id).as_deref(), Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd"));
     }
 
+    #[tokio::test]
+    async fn a_later_attempt_has_its_own_client_token_and_attempt_tag_and_the_run_tag_stays() {
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let run = mock!(Client::run_task)
+            .match_requests(|r| {
+                let tag = |k: &str| r.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value());
+                r.client_token() == Some("prod-20261121T120000Z-abcd-attempt-2")
+                    && tag(TAG_RUN_ID) == Some("prod-20261121T120000Z-abcd")
+                    && tag(TAG_ATTEMPT) == Some("2")
+            })
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(Task::builder().task_arn("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef").build())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
+        let spec = TaskSpec { attempt: 2, ..spec() };
+        let h = EcsRunner::new(client, target()).start(&spec).await.unwrap();
+        assert_eq!(h.id, "arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef");
+        assert_eq!(run.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_attempt_of_a_run_finds_its_own_task_by_the_attempt_tag() {
+        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+        let list = mock!(Client::list_tasks).then_output(|| {
+            ListTasksOutput::builder()
+                .task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef")
+                .task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef")
+                .build()
+        });
+        let task = |arn: &str, attempt: Option<&str>| {
+            let mut t = Task::builder()
+                .task_arn(arn)
+                .started_by("ferry")
+                .tags(Tag::builder().key(TAG_RUN_ID).value("prod-20261121T120000Z-abcd").build());
+            if let Some(n) = attempt {
+                t = t.tags(Tag::builder().key(TAG_ATTEMPT).value(n).build());
+            }
+            t.build()
+        };
+        let both = DescribeTasksOutput::builder()
+            .tasks(task("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef", None))
+            .tasks(task("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef", Some("2")))
+            .build();
+        let describe = mock!(Client::describe_tasks).then_output(move || both.clone());
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe, &td]);
+        let runner = EcsRunner::new(client, target());
+        let run = "prod-20261121T120000Z-abcd";
+        let id = |h: Option<TaskHandle>| h.map(|h| h.id);
+        assert_eq!(
+            id(runner.find_attempt(run, 1).await.unwrap()).as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef")
+        );
+        assert_eq!(
+            id(runner.find_attempt(run, 2).await.unwrap()).as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef")
+        );
+        assert_eq!(runner.find_attempt(run, 3).await.unwrap(), None, "attempt 3 has not started");
+    }
+
     fn describe(task: Task) -> DescribeTasksOutput {
         DescribeTasksOutput::builder().tasks(task).build()
     }
