@@ -291,3 +291,50 @@ fn a_migration_that_committed_a_revision_before_its_lock_timeout_is_restored() {
     );
     assert_eq!(l.sql(ORDERS), before);
 }
+
+/// ferry SIGKILLed in the backoff between attempts, then resumed: the
+/// finished first attempt is not run again, the second runs once, and each
+/// has its own task.
+#[test]
+fn killed_between_attempts_and_resumed_neither_repeats_nor_loses_an_attempt() {
+    let Some(l) = Locks::new("0002_customer_email", ", lock_timeout = \"1s\", lock_retries = 2") else { return };
+    let before = l.sql(ORDERS);
+    let reader = l.hold_orders();
+    let mut ferry = l.p.command(&["deploy", "pg"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("ferry");
+    let first_ended = common::eventually(Duration::from_secs(120), || {
+        let Ok(dir) = std::fs::read_dir(l.p.runs_dir()) else { return false };
+        dir.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).any(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .is_ok_and(|v| v["migration_attempts"][0]["ended_at"].is_string())
+            })
+        })
+    });
+    ferry.kill().expect("SIGKILL"); // in the backoff (about 5 s): ferry records nothing more
+    ferry.wait().expect("wait");
+    l.release(reader);
+    assert!(first_ended, "the first attempt ended within 2 minutes");
+    let rec = l.p.only_run();
+    assert_eq!(rec["outcome"], "running", "{rec}");
+    assert_eq!(rec["migration_attempts"].as_array().map(Vec::len), Some(1), "{rec}");
+    let run_id = rec["run_id"].as_str().unwrap().to_string();
+
+    assert_eq!(l.p.ferry(&["unlock", "pg", "--yes"]).code, 0, "the killed ferry's lock, removed by a person");
+    let r = l.p.ferry(&["resume", &run_id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["outcome"], "succeeded");
+    let attempts = rec["migration_attempts"].as_array().expect("attempts");
+    let numbers: Vec<u64> = attempts.iter().map(|a| a["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2], "{attempts:?}");
+    assert_eq!(attempts[0]["exit_code"], 1, "the first attempt as it ended before the kill");
+    let tasks: Vec<String> = std::fs::read_dir(l.p.path().join(".ferry/tasks"))
+        .expect("tasks")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(tasks.len(), 2, "one task per attempt: {tasks:?}");
+    assert!(tasks.contains(&format!("{run_id}-attempt-2")), "{tasks:?}");
+    assert_eq!(l.sql(ORDERS), before, "every row kept");
+    assert_eq!(l.versions(), ["0003_order_note"]);
+}
