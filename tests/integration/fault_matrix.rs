@@ -919,7 +919,7 @@ async fn retries_used_up_with_the_proof_still_holding_end_in_nothing_changed() {
     let (r, _) = h.deploy().await;
     assert_eq!(r.outcome, Outcome::NothingChanged, "{:?}", r.error);
     assert_eq!(r.migration_attempts.len(), 3, "the first and two retries");
-    assert!(r.error.as_deref().unwrap_or_default().contains("retries of migration.lock_retries are used up"), "{r:?}");
+    assert!(r.error.as_deref().unwrap_or_default().contains("no retry is left (migration.lock_retries = 2)"), "{r:?}");
     assert_eq!(h.fake.calls(Op::StartTask), 3);
     h.assert_invariants(&r);
 }

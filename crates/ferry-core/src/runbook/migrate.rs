@@ -47,7 +47,7 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
         }
         _ => Instant::now(),
     };
-    read_baseline(run).await;
+    read_baseline(run).await?;
     loop {
         let n = match run.record.migration_attempts.last() {
             // Ended: this run decided on it before (a resumed run decides the same way).
@@ -85,23 +85,18 @@ async fn retry_or_fail(run: &mut Run, origin: Instant, error: String, took: Dura
     }
     let retries = run.env.migration.lock_retries;
     if n > retries {
-        let why = if retries == 0 {
-            "migration.lock_retries = 0".to_string()
-        } else {
-            format!(
-                "the {retries} retr{} of migration.lock_retries are used up",
-                if retries == 1 { "y" } else { "ies" }
-            )
-        };
-        return Err(StepError::Failed(format!("{error}; it failed on a lock timeout and changed nothing, and {why}")));
+        return Err(StepError::Failed(format!(
+            "{error}; it failed on a lock timeout and changed nothing, and no retry is left (migration.lock_retries = \
+             {retries})"
+        )));
     }
     let delay = RETRY_FIRST_DELAY.saturating_mul(1 << (n - 1).min(8)).min(RETRY_MAX_DELAY);
     let wait = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
     let budget = run.env.timeouts.migration;
     if origin.elapsed() + wait + took >= budget {
         return Err(StepError::Failed(format!(
-            "{error}; it failed on a lock timeout and changed nothing, and another attempt (after {}s, as long as this one took) would not end \
-             within timeouts.migration = {}",
+            "{error}; it failed on a lock timeout and changed nothing, and another attempt (after {}s, as long as \
+             this one took) would not end within timeouts.migration = {}",
             wait.as_secs(),
             format_duration(budget)
         )));
@@ -119,17 +114,15 @@ async fn retry_or_fail(run: &mut Run, origin: Instant, error: String, took: Dura
 /// The version table and the schema before the first attempt, when ferry can
 /// read them: what a "nothing changed" proof compares with. Read once per run
 /// (journaled); what cannot be read leaves no baseline, and so no proof.
-async fn read_baseline(run: &mut Run) {
+async fn read_baseline(run: &mut Run) -> Result<(), StepError> {
     if run.record.baseline.is_some() || !run.record.migration_attempts.is_empty() || run.record.task.is_some() {
-        return;
+        return Ok(());
     }
-    let Ok(session) = run.cloud.session.clone() else { return };
+    let Ok(session) = run.cloud.session.clone() else { return Ok(()) };
     match database_state(run, session.as_ref()).await {
         Ok(b) => {
             run.record.baseline = Some(b);
-            if let Err(e) = run.save() {
-                run.out.warn(&format!("cannot journal the database's state before the migration: {e}"));
-            }
+            run.save()?;
         }
         // Worth a warning where a lock timeout is expected: without this
         // reading, no failure of the migration can be proved harmless.
@@ -139,6 +132,7 @@ async fn read_baseline(run: &mut Run) {
         )),
         Err(_) => {}
     }
+    Ok(())
 }
 
 /// The version table's revisions (sorted) and the schema fingerprint, now.
