@@ -36,6 +36,9 @@ const KEYS: &[(&str, &str)] = &[
     ("migration.security_groups", "/migration/ecs/security_groups"),
     ("migration.assign_public_ip", "/migration/ecs/assign_public_ip"),
     ("migration.env", "/migration/env"),
+    ("migration.lock_timeout", "/migration/lock_timeout"),
+    // Printed only when set above 0.
+    ("migration.lock_retries", "/migration/lock_retries"),
     ("migration.alembic.versions", "/migration/alembic/versions"),
     ("migration.alembic.version_table", "/migration/alembic/version_table"),
     ("service.apprunner_arn", "/service/apprunner_arn"),

@@ -17,7 +17,7 @@ use ferry_core::provider::{
 };
 use ferry_core::runbook::journal::{Listed, list_runs, read_run, readable_runs};
 use ferry_core::runbook::logs::Streams;
-use ferry_core::runbook::plan::deploy_plan;
+use ferry_core::runbook::plan::{deploy_plan, lock_timeout_suggestion};
 use ferry_core::runbook::preflight::{Findings, Scope, inspect, revisions_refusal};
 use ferry_core::runbook::record::{RunOptions, RunRecord};
 use ferry_core::state::Store;
@@ -112,6 +112,10 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
     let redactor = Redactor::new(env.secrets());
     let check = plan_check(ctx, env).await;
     let code = check.exit_code();
+    let suggestion = match ctx.store(env) {
+        Ok(store) => lock_timeout_suggestion(env, &readable_runs(&store, Some(&env.name))),
+        Err(_) => None,
+    };
     if ctx.json() {
         let (outputs, not_read) = match &check.outputs {
             Ok(o) => (json!(o), serde_json::Value::Null),
@@ -122,7 +126,7 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
             &json!({
                 "env": env, "image": image, "stack_outputs": outputs, "stack_outputs_not_read": not_read, "plan": plan,
                 "migrations": migrations, "preflight": check.preflight, "problems": check.problems,
-                "refusals": check.refusals, "exit_code": code
+                "refusals": check.refusals, "lock_timeout_suggestion": suggestion, "exit_code": code
             }),
             &redactor,
         )?;
@@ -171,6 +175,9 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
         for line in super::migrations::plan_lines(&migrations) {
             crate::outln!("{line}")?;
         }
+    }
+    if let Some(s) = &suggestion {
+        crate::outln!("\n{}", redactor.clean(s))?;
     }
     for line in verdict(env, &check) {
         crate::outln!("{}", redactor.clean(&line))?;

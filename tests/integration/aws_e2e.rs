@@ -506,3 +506,129 @@ fn a_run_task_without_capacity_is_retried_and_the_late_log_lines_still_shown() {
     // The migration's last lines, its error, reach CloudWatch after the task stopped.
     assert!(r.stderr.contains("column \"last_name\" of relation \"customers\" does not exist"), "{r:?}");
 }
+
+/// A session on the cluster's database that holds ACCESS SHARE on
+/// `customers` (a long report) until it is ended by its application name.
+fn hold_customers(emu: &Emulator, cluster: &str, name: &str) -> std::process::Child {
+    let url = emu.get("/_emulator/clusters")[cluster]["url"].as_str().expect("the cluster's database URL").to_string();
+    let reader = std::process::Command::new("psql")
+        .arg(&url)
+        .env("PGAPPNAME", name)
+        .args(["-c", "BEGIN; SELECT count(*) FROM customers; SELECT pg_sleep(300); COMMIT;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'customers' AND l.mode = 'AccessShareLock' AND l.granted";
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(10), || emu.query(cluster, held)
+            != serde_json::json!([[0]])),
+        "the reader holds ACCESS SHARE on customers"
+    );
+    reader
+}
+
+/// `ferry deploy stage --output json`, with a reader holding ACCESS SHARE on
+/// `customers` from the moment the snapshot is available (the emulator's
+/// snapshot ends every session of the database, as a template copy must)
+/// until ferry ends.
+fn deploy_behind_a_reader(emu: &Emulator, p: &crate::common::emulator::Project, cluster: &str) -> crate::common::Run {
+    use std::io::BufRead;
+    let name = format!("{cluster}-reader");
+    let mut ferry = p
+        .command(&["deploy", "stage", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry");
+    let stderr = ferry.stderr.take().expect("stderr");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let reading = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let snapshot_taken = crate::common::eventually(std::time::Duration::from_secs(120), || {
+        lines.lock().unwrap().iter().any(|l| l.contains("snapshot: snapshot") && l.contains("available"))
+    });
+    assert!(snapshot_taken, "the snapshot became available: {:?}", lines.lock().unwrap());
+    let mut reader = hold_customers(emu, cluster, &name);
+    let out = ferry.wait_with_output().expect("ferry");
+    emu.query(
+        cluster,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"),
+    );
+    let _ = reader.kill();
+    let _ = reader.wait();
+    reading.join().expect("stderr");
+    let stderr = lines.lock().unwrap().join("\n");
+    crate::common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr,
+    }
+}
+
+/// The ECS task waits for its lock past `lock_timeout` (PGOPTIONS in the
+/// container override) and rolls back; through `database.url` ferry proves
+/// nothing changed: exit 3, no restore, the snapshot kept.
+#[test]
+fn a_lock_timeout_on_ecs_that_provably_changed_nothing_is_not_restored() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    let cluster = s["cluster"].as_str().unwrap();
+    let url = emu.get("/_emulator/clusters")[cluster]["url"].as_str().unwrap().to_string();
+    // The aws provider's default is verify-full against the RDS CA bundle; the
+    // test server is not an RDS one (tests/integration/db_tls.rs covers TLS).
+    let url = format!("{url}{}sslmode=prefer", if url.contains('?') { '&' } else { '?' });
+    let toml = p.path().join("ferry.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        &format!("database = {{ cluster = \"{cluster}\" }}"),
+        &format!("database = {{ cluster = \"{cluster}\", url = \"{url}\" }}"),
+    ) + "lock_timeout = \"1s\"\n";
+    assert!(text.contains("url = "), "{text}");
+    std::fs::write(&toml, text).unwrap();
+    let before = emu.query(cluster, "SELECT id, customer_id, total_cents FROM orders ORDER BY id");
+    let r = deploy_behind_a_reader(&emu, &p, cluster);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("PGOPTIONS") || r.stderr.contains("lock timeout"), "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["outcome"], "nothing_changed");
+    let proof = &rec["migration_attempts"][0]["proof"];
+    for piece in ["lock_timeout", "transactional_ddl", "versions_unchanged", "schema_unchanged"] {
+        assert_eq!(proof[piece], true, "{piece}: {proof}");
+    }
+    assert!(rec["restore"].is_null(), "{rec}");
+    assert_eq!(emu.query(cluster, "SELECT version_num FROM alembic_version"), serde_json::json!([["0002_add_email"]]));
+    assert_eq!(emu.query(cluster, "SELECT id, customer_id, total_cents FROM orders ORDER BY id"), before);
+    let snapshots = emu.get("/_emulator/snapshots");
+    assert_eq!(snapshots[rec["snapshot"]["id"].as_str().unwrap()]["status"], "available", "the snapshot is kept");
+}
+
+/// The same lock timeout without `database.url`: ferry cannot look inside the
+/// database, so there is no proof, and it restores as always (exit 4).
+#[test]
+fn a_lock_timeout_on_ecs_without_a_database_session_is_restored() {
+    let Some(emu) = Emulator::start() else { return };
+    let s = emu.setup(false);
+    let cmd = emu.alembic();
+    let p = emu.project(&s, &strs(&cmd), "");
+    let toml = p.path().join("ferry.toml");
+    let text = std::fs::read_to_string(&toml).unwrap() + "lock_timeout = \"1s\"\nlock_retries = 2\n";
+    std::fs::write(&toml, text).unwrap();
+    let cluster = s["cluster"].as_str().unwrap();
+    let r = deploy_behind_a_reader(&emu, &p, cluster);
+    assert_eq!(r.code, 4, "{r:?}");
+    let rec = r.json();
+    assert_eq!(rec["outcome"], "restored");
+    let attempts = rec["migration_attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "no retry without a proof: {attempts:?}");
+    assert_eq!(attempts[0]["lock_timeout"], true);
+    let missing = attempts[0]["proof"]["missing"].as_array().unwrap();
+    assert!(missing.iter().any(|m| m.as_str().unwrap().contains("cannot read the database from here")), "{missing:?}");
+    assert_eq!(emu.query(cluster, "SELECT version_num FROM alembic_version"), serde_json::json!([["0002_add_email"]]));
+}

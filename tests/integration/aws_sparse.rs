@@ -712,6 +712,7 @@ mod run_task {
             environment: Default::default(),
             image: None,
             task_definition: None,
+            attempt: 1,
         }
     }
 

@@ -282,6 +282,17 @@ fn postgres_an_access_exclusive_lock_is_reported_with_relation_mode_and_duration
     );
     assert_eq!(pg.email_columns(), "0", "the real database is untouched");
     assert!(pg.clones().is_empty(), "{:?}", pg.clones());
+    // The plan suggests a lock_timeout from what this rehearsal measured.
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let plan = pg.p.ferry(&["plan", "pg"]);
+    let line = plan.stdout.lines().find(|l| l.contains("suggested migration.lock_timeout")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("rehearsal {run_id}")) && line.contains("held ACCESS EXCLUSIVE at most"),
+        "{plan:?}"
+    );
+    assert!(line.contains("lock_timeout = \"5s\""), "no wait seen: the 5s floor: {line}");
+    let json = pg.p.ferry(&["plan", "pg", "--output", "json"]).json();
+    assert_eq!(json["lock_timeout_suggestion"].as_str(), Some(line));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ferry_core::config::{self, EnvConfig};
 use ferry_core::output::{Redactor, Reporter};
-use ferry_core::provider::fake::{FakeCloud, FaultKind, Op, TaskScript};
+use ferry_core::provider::fake::{FakeCloud, FakeTask, FaultKind, Op, TaskScript};
 use ferry_core::runbook::journal::{self, Journal};
 use ferry_core::runbook::record::{Outcome, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
 use ferry_core::runbook::{AssumeYes, Confirm, NoOneToAsk, Run, deploy, plan, prepare_resume};
@@ -131,7 +131,10 @@ impl Harness {
         for t in tasks.values() {
             assert!(t.snapshot_available_at_start, "task of {} started without an available snapshot", t.run_id);
         }
-        assert!(tasks.len() <= 1, "one task per run, even across a resume: {tasks:?}");
+        // One task per attempt of the migration, even across a resume.
+        let attempts: std::collections::BTreeSet<u32> = tasks.values().map(|t| t.attempt).collect();
+        assert_eq!(attempts.len(), tasks.len(), "one task per attempt: {tasks:?}");
+        assert!(tasks.len() <= r.migration_attempts.len().max(1), "no task outside the record: {tasks:?}");
         // 2. No database deleted or overwritten: the original data survives
         //    somewhere (the snapshot or a cluster), and whatever the migration
         //    did to the database is kept too.
@@ -154,8 +157,9 @@ impl Harness {
                 assert_eq!(at_cluster, Some(ORIGINAL), "the original id holds the pre-deploy data");
                 let failed = r.restore.as_ref().and_then(|x| x.failed_cluster.clone()).expect("failed copy named");
                 let kept = clusters.get(&failed).map(|c| c.data.as_str());
+                let left = if tasks.values().all(FakeTask::rolls_back) { "v1" } else { "v1+half-migrated" };
                 assert!(
-                    matches!(kept, Some("v1+half-migrated" | "v1+migrated")),
+                    kept == Some(left) || kept == Some("v1+migrated"),
                     "failed copy kept as the migration left it: {kept:?}"
                 );
                 // The clusters ferry renamed or created carry the run, for recovery from the cloud alone.
@@ -175,6 +179,14 @@ impl Harness {
             }
             Outcome::NeedsAttention => {
                 assert!(!tasks.is_empty() && migrated, "needs_attention only after the migration changed data");
+                assert!(!self.fake.snapshot_ids().is_empty(), "the snapshot is kept");
+            }
+            Outcome::NothingChanged => {
+                let proof = r.nothing_changed().expect("nothing_changed only with a proof");
+                assert!(proof.missing.is_empty(), "{proof:?}");
+                assert_eq!(at_cluster, Some(ORIGINAL), "nothing changed, provably");
+                assert_eq!(clusters.len(), 1, "nothing restored, nothing created");
+                assert!(r.restore.is_none());
                 assert!(!self.fake.snapshot_ids().is_empty(), "the snapshot is kept");
             }
             Outcome::Interrupted | Outcome::Running => panic!("run did not finish: {r:?}"),
@@ -202,7 +214,7 @@ impl Harness {
         assert!(!journal_text.contains(SECRET), "secret in the journal");
         assert!(!self.output().contains(SECRET), "secret in the output");
         // The service is never left paused after a completed restore or a clean run.
-        if matches!(r.outcome, Outcome::Succeeded | Outcome::Restored | Outcome::Aborted) {
+        if matches!(r.outcome, Outcome::Succeeded | Outcome::Restored | Outcome::Aborted | Outcome::NothingChanged) {
             assert_eq!(self.fake.service_status().as_deref(), Some("RUNNING"));
         }
     }
@@ -819,4 +831,184 @@ async fn a_throttled_version_table_read_is_retried() {
     assert_eq!(h.fake.calls(Op::VersionRows), 3);
     assert_eq!(r.step("migrate").map(|s| s.status), Some(StepStatus::Skipped));
     h.assert_invariants(&r);
+}
+
+// Lock safety: a migration that failed on a lock timeout and provably changed
+// nothing is not restored (exit 3), or runs again with `lock_retries`; any
+// missing piece of the proof means a restore, as before.
+
+const LOCKS: &str = "migration = { cluster = \"${output:ClusterName}\", task_definition = \"td\", subnets = \"${output:PrivateSubnetIds}\", security_groups = [\"sg-1\"], container = \"migrate\", command = [\"alembic\", \"upgrade\", \"head\"], lock_timeout = \"2s\"";
+
+/// The harness with `lock_timeout = "2s"` and `extra` inside `migration`, the
+/// version table at `002`, and a session holding ACCESS SHARE that blocks it.
+fn lock_harness(extra: &str) -> Harness {
+    let text = config_text("").replace(
+        "migration = { cluster = \"${output:ClusterName}\", task_definition = \"td\", subnets = \"${output:PrivateSubnetIds}\", security_groups = [\"sg-1\"], container = \"migrate\", command = [\"alembic\", \"upgrade\", \"head\"]",
+        &format!("{LOCKS}{extra}"),
+    );
+    assert!(text.contains("lock_timeout"), "{text}");
+    let h = Harness::new(parse_env(&text));
+    h.fake.set_version_rows(&["002"]);
+    h.fake.set_lock_blockers(vec![ferry_core::provider::LockBlocker {
+        pid: 4242,
+        age_secs: 95.0,
+        query: "SELECT * FROM customers WHERE id = 1".into(),
+        waiting_pid: 99,
+    }]);
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_timeout_that_provably_changed_nothing_is_not_restored_and_exits_3() {
+    let h = lock_harness("");
+    h.fake.set_task_script(TaskScript::lock_timeout());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NothingChanged, "{:?}", r.error);
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0, "nothing to undo");
+    assert_eq!(h.fake.calls(Op::ServicePause), 0, "the app is never paused");
+    let a = &r.migration_attempts;
+    assert_eq!(a.len(), 1, "{a:?}");
+    let proof = a[0].proof.clone().expect("proof recorded");
+    assert!(proof.lock_timeout && proof.transactional_ddl && proof.versions_unchanged && proof.schema_unchanged);
+    assert_eq!(a[0].blockers.len(), 1, "the blocker sampled while it waited: {a:?}");
+    assert_eq!((a[0].blockers[0].pid, a[0].blockers[0].age_secs), (4242, 95));
+    assert_eq!(r.baseline.as_ref().map(|b| b.versions.clone()), Some(vec!["002".to_string()]));
+    assert_eq!(r.step_status(ferry_core::runbook::record::StepName::Restore), StepStatus::Skipped);
+    assert!(r.state.as_deref().unwrap_or_default().contains("snapshot"), "the snapshot is named as kept: {r:?}");
+    assert!(r.next.as_deref().unwrap_or_default().starts_with("ferry doctor prod"), "{r:?}");
+    let report = ferry_core::runbook::report::of(&r).summary().join("\n");
+    assert!(report.contains("nothing changed, proved"), "{report}");
+    assert!(report.contains("blocked by pid 4242"), "{report}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_retries_left_the_migration_runs_again_after_a_backoff_and_goes_through() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_next_task_scripts(vec![TaskScript::lock_timeout()]);
+    let started = tokio::time::Instant::now();
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(h.fake.calls(Op::RestoreSnapshot), 0);
+    let a = &r.migration_attempts;
+    assert_eq!(a.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2], "{a:?}");
+    assert!(a[0].proof.as_ref().is_some_and(|p| p.holds()) && a[1].proof.is_none(), "{a:?}");
+    assert_eq!((a[0].exit_code, a[1].exit_code), (Some(1), Some(0)));
+    assert_ne!(a[0].task, a[1].task, "a new task per attempt");
+    let tasks = h.fake.tasks();
+    assert!(tasks.values().all(|t| t.run_id == r.run_id), "the run tag stays the run id: {tasks:?}");
+    // Two task runtimes of 20 s, and a backoff of 5 s +-20 % between them.
+    assert!(started.elapsed() >= Duration::from_secs(44), "{:?}", started.elapsed());
+    assert!(
+        r.step(ferry_core::runbook::record::StepName::Migrate)
+            .and_then(|s| s.detail.clone())
+            .unwrap_or_default()
+            .contains("on attempt 2")
+    );
+    let out = h.output();
+    assert!(out.contains("attempt 1 failed on a lock timeout and changed nothing; attempt 2 of 3"), "{out}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_used_up_with_the_proof_still_holding_end_in_nothing_changed() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_task_script(TaskScript::lock_timeout());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NothingChanged, "{:?}", r.error);
+    assert_eq!(r.migration_attempts.len(), 3, "the first and two retries");
+    assert!(r.error.as_deref().unwrap_or_default().contains("no retry is left (migration.lock_retries = 2)"), "{r:?}");
+    assert_eq!(h.fake.calls(Op::StartTask), 3);
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_where_timeouts_migration_would_pass() {
+    let h = lock_harness(", lock_retries = 10");
+    let text = config_text("timeouts = { migration = \"100s\" }");
+    assert!(text.contains("100s"));
+    let h = Harness { env: parse_env(&text.replace(
+        "migration = { cluster = \"${output:ClusterName}\", task_definition = \"td\", subnets = \"${output:PrivateSubnetIds}\", security_groups = [\"sg-1\"], container = \"migrate\", command = [\"alembic\", \"upgrade\", \"head\"]",
+        &format!("{LOCKS}, lock_retries = 10"),
+    )), ..h };
+    h.fake.set_task_script(TaskScript::lock_timeout());
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::NothingChanged, "{:?}", r.error);
+    let n = r.migration_attempts.len();
+    // About 35 s per attempt (20 s running, its stop seen, its logs drained),
+    // backoffs of 5 and 10 s: a third would not end within 100 s.
+    assert!((2..=3).contains(&n), "{n} attempts in 100 s");
+    assert!(r.error.as_deref().unwrap_or_default().contains("would not end within timeouts.migration"), "{r:?}");
+    assert!(r.migration_attempts.iter().all(|a| a.proof.as_ref().is_some_and(|p| p.holds())), "{r:?}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn killed_as_the_second_attempt_starts_the_resume_follows_that_attempt_and_starts_no_third() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_next_task_scripts(vec![TaskScript::lock_timeout()]);
+    h.fake.kill_at_call(Op::StartTask, 2);
+    let (r, resumed) = h.deploy().await;
+    assert!(resumed, "the kill fired");
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(h.fake.calls(Op::StartTask), 2, "attempt 2's task was found, not started again");
+    assert_eq!(r.migration_attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(h.fake.tasks().len(), 2);
+    h.assert_invariants(&r);
+}
+
+/// A failed migration missing one piece of the proof: restored, exit 4.
+async fn restored_without(h: Harness, missing: &str) {
+    let (r, _) = h.deploy().await;
+    assert_eq!(r.outcome, Outcome::Restored, "{:?}", r.error);
+    assert_eq!(r.exit_code, Some(4));
+    let proof = r.migration_attempts.last().and_then(|a| a.proof.clone()).expect("proof recorded");
+    assert!(!proof.holds());
+    assert!(proof.missing.iter().any(|m| m.contains(missing)), "{missing:?} in {proof:?}");
+    let report = ferry_core::runbook::report::of(&r).summary().join("\n");
+    assert!(report.contains("no proof that nothing changed"), "{report}");
+    h.assert_invariants(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_lock_timeout_in_the_output_means_a_restore() {
+    let h = lock_harness(", lock_retries = 2");
+    let mut script = TaskScript::lock_timeout();
+    script.logs.retain(|l| !l.contains("lock timeout"));
+    script.logs.push("psycopg.errors.UndefinedColumn: column \"x\" does not exist".into());
+    h.fake.set_task_script(script);
+    restored_without(h, "no lock timeout").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_transactional_ddl_means_a_restore() {
+    let h = lock_harness(", lock_retries = 2");
+    let mut script = TaskScript::lock_timeout();
+    script.logs.retain(|l| !l.contains("transactional DDL"));
+    h.fake.set_task_script(script);
+    restored_without(h, "transactional DDL").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_moved_version_table_means_a_restore() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_task_script(TaskScript { versions_after: Some(vec!["003".into()]), ..TaskScript::lock_timeout() });
+    restored_without(h, "the version table holds [003]").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_schema_means_a_restore() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_task_script(TaskScript { rolls_back: false, ..TaskScript::lock_timeout() });
+    restored_without(h, "the schema changed").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_session_into_the_database_means_a_restore() {
+    let h = lock_harness(", lock_retries = 2");
+    h.fake.set_session_unavailable("no database.url next to database.cluster");
+    h.fake.set_task_script(TaskScript::lock_timeout());
+    restored_without(h, "cannot read the database from here").await;
 }

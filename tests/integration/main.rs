@@ -28,6 +28,7 @@ mod image_runbook;
 mod install;
 mod json_shapes;
 mod layers;
+mod lock_safety;
 mod positive_evidence;
 mod postgres_e2e;
 mod quickstart;

@@ -18,6 +18,14 @@ use ferry_core::provider::{
 };
 
 pub const STARTED_BY: &str = "ferry";
+/// On a later attempt of a run's migration (`migration.lock_retries`): its
+/// number. The first attempt carries none, as before attempts existed.
+pub const TAG_ATTEMPT: &str = "ferry:attempt";
+
+/// For a later attempt, `ferry:attempt`.
+fn attempt_tag(spec: &TaskSpec) -> Option<Tag> {
+    (spec.attempt > 1).then(|| Tag::builder().key(TAG_ATTEMPT).value(spec.attempt.to_string()).build())
+}
 
 /// Where and how the task runs, with stack outputs resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +141,7 @@ impl EcsRunner {
                     .map_err(|e| ProviderError::Rejected(e.to_string()))?,
             )
             .build();
-        Ok(self
+        let request = self
             .client
             .run_task()
             .cluster(&self.target.cluster)
@@ -143,9 +151,13 @@ impl EcsRunner {
             .network_configuration(network)
             .overrides(overrides)
             .started_by(STARTED_BY)
-            .client_token(client_token(&spec.run_id))
+            .client_token(client_token(&spec.start_key()))
             .tags(Tag::builder().key(TAG_RUN_ID).value(&spec.run_id).build())
-            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build()))
+            .tags(Tag::builder().key(TAG_ENV).value(&spec.env).build());
+        Ok(match attempt_tag(spec) {
+            Some(tag) => request.tags(tag),
+            None => request,
+        })
     }
 
     /// The ARNs of the task definition family's tasks with this desired
@@ -374,7 +386,7 @@ impl MigrationRunner for EcsRunner {
             // Neither a task nor a failure: asked again with the same
             // clientToken, RunTask returns the task if one started.
         }
-        if let Some(found) = self.find_by_run(&spec.run_id).await? {
+        if let Some(found) = self.find_attempt(&spec.run_id, spec.attempt).await? {
             return Ok(found);
         }
         Err(ProviderError::Rejected(
@@ -450,12 +462,23 @@ impl MigrationRunner for EcsRunner {
     /// listing for at least an hour) and picks its own by the `ferry:run-id`
     /// tag and `startedBy` on its side.
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
+        self.find_attempt(run_id, 1).await
+    }
+
+    /// As [`MigrationRunner::find_by_run`], for one attempt of the run's
+    /// migration: a later attempt carries `ferry:attempt` = its number, the
+    /// first none (as before attempts existed).
+    async fn find_attempt(&self, run_id: &str, attempt: u32) -> PResult<Option<TaskHandle>> {
+        let wanted = (attempt > 1).then(|| attempt.to_string());
         for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let arns = self.family_tasks(status).await?;
             for described in self.describe_all(&arns, true).await? {
                 let ours = described.tasks().iter().find(|t| {
+                    let tag =
+                        |key: &str| t.tags().iter().find(|tag| tag.key() == Some(key)).and_then(|tag| tag.value());
                     t.started_by() == Some(STARTED_BY)
-                        && t.tags().iter().any(|tag| tag.key() == Some(TAG_RUN_ID) && tag.value() == Some(run_id))
+                        && tag(TAG_RUN_ID) == Some(run_id)
+                        && tag(TAG_ATTEMPT).map(String::from) == wanted
                 });
                 if let Some(arn) = ours.and_then(|t| t.task_arn()) {
                     let logs = self.awslogs().await?;
@@ -537,6 +560,7 @@ mod tests {
             environment: [("MODE".to_string(), "migrate".to_string())].into(),
             image: None,
             task_definition: None,
+            attempt: 1,
         }
     }
 
@@ -712,6 +736,68 @@ mod tests {
         let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&running, &stopped, &describe, &td]);
         let found = EcsRunner::new(client, target()).find_by_run("prod-20261121T120000Z-abcd").await.unwrap();
         assert_eq!(found.map(|h| h.id).as_deref(), Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0123abcd"));
+    }
+
+    #[tokio::test]
+    async fn a_later_attempt_has_its_own_client_token_and_attempt_tag_and_the_run_tag_stays() {
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let run = mock!(Client::run_task)
+            .match_requests(|r| {
+                let tag = |k: &str| r.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value());
+                r.client_token() == Some("prod-20261121T120000Z-abcd-attempt-2")
+                    && tag(TAG_RUN_ID) == Some("prod-20261121T120000Z-abcd")
+                    && tag(TAG_ATTEMPT) == Some("2")
+            })
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(Task::builder().task_arn("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef").build())
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&td, &run]);
+        let spec = TaskSpec { attempt: 2, ..spec() };
+        let h = EcsRunner::new(client, target()).start(&spec).await.unwrap();
+        assert_eq!(h.id, "arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef");
+        assert_eq!(run.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_attempt_of_a_run_finds_its_own_task_by_the_attempt_tag() {
+        use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+        let list = mock!(Client::list_tasks).then_output(|| {
+            ListTasksOutput::builder()
+                .task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef")
+                .task_arns("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef")
+                .build()
+        });
+        let task = |arn: &str, attempt: Option<&str>| {
+            let mut t = Task::builder()
+                .task_arn(arn)
+                .started_by("ferry")
+                .tags(Tag::builder().key(TAG_RUN_ID).value("prod-20261121T120000Z-abcd").build());
+            if let Some(n) = attempt {
+                t = t.tags(Tag::builder().key(TAG_ATTEMPT).value(n).build());
+            }
+            t.build()
+        };
+        let both = DescribeTasksOutput::builder()
+            .tasks(task("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef", None))
+            .tasks(task("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef", Some("2")))
+            .build();
+        let describe = mock!(Client::describe_tasks).then_output(move || both.clone());
+        let td = mock!(Client::describe_task_definition).then_output(task_def);
+        let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe, &td]);
+        let runner = EcsRunner::new(client, target());
+        let run = "prod-20261121T120000Z-abcd";
+        let id = |h: Option<TaskHandle>| h.map(|h| h.id);
+        assert_eq!(
+            id(runner.find_attempt(run, 1).await.unwrap()).as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0001beef")
+        );
+        assert_eq!(
+            id(runner.find_attempt(run, 2).await.unwrap()).as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:task/app-ecs/0002beef")
+        );
+        assert_eq!(runner.find_attempt(run, 3).await.unwrap(), None, "attempt 3 has not started");
     }
 
     fn describe(task: Task) -> DescribeTasksOutput {

@@ -433,6 +433,7 @@ async fn the_task_runs_the_prepared_revision() {
         environment: Default::default(),
         image: Some(IMAGE.into()),
         task_definition: Some(NEW.into()),
+        attempt: 1,
     };
     super::super::ecs::EcsRunner::new(client, target()).start(&spec).await.unwrap();
     assert_eq!(run.num_calls(), 1, "RunTask named the new revision");

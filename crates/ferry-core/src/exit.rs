@@ -9,7 +9,9 @@ pub const SUCCEEDED: i32 = 0;
 pub const INTERNAL: i32 = 1;
 /// Bad input or configuration, missing credentials: nothing was touched.
 pub const USAGE: i32 = 2;
-/// Failed or refused before changing anything.
+/// Failed or refused before changing anything; also a migration that failed
+/// on a lock timeout with proof that it changed nothing (`nothing_changed`:
+/// not restored, the snapshot kept).
 pub const REFUSED: i32 = 3;
 /// The migration failed and the database was restored from its snapshot.
 pub const RESTORED: i32 = 4;
@@ -22,7 +24,8 @@ pub const INTERRUPTED: i32 = 130;
 #[macro_export]
 macro_rules! exit_codes_help {
     () => {
-        "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), 3 failed before any change, \
+        "Exit codes: 0 succeeded, 2 usage or configuration error (nothing touched), 3 failed before any change (or the migration \
+         failed on a lock timeout and provably changed nothing: not restored), \
          4 migration failed and the database was restored, 5 failed and needs a human, 130 interrupted (ferry \
          resume continues it)."
     };

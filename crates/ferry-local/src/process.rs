@@ -2,7 +2,8 @@
 //! so the runbook treats both alike.
 //!
 //! Each task lives in `<state_dir>/tasks/<task-id>/` (the task id is the run id,
-//! which makes start idempotent the way RunTask's clientToken does):
+//! `<run id>-attempt-<n>` for a later attempt of its migration, which makes
+//! start idempotent the way RunTask's clientToken does):
 //! - `command.json`   what runs (no environment: it may hold secrets)
 //! - `supervisor.pid` the supervisor's pid and start time, created exclusively
 //! - `child.pid`      the migration process (leader of its own process group);
@@ -281,7 +282,8 @@ impl MigrationRunner for ProcessRunner {
     }
 
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
-        let dir = self.dir(&spec.run_id)?;
+        let key = spec.start_key();
+        let dir = self.dir(&key)?;
         fs::create_dir_all(&self.tasks_dir).map_err(|e| io_err("creating the tasks directory", e))?;
         match fs::create_dir(&dir) {
             Ok(()) => {
@@ -298,13 +300,13 @@ impl MigrationRunner for ProcessRunner {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Started before (ferry died after starting it): the same task, not a second one.
                 if dir.join("supervisor.pid").exists() || dir.join("status.json").exists() {
-                    return Ok(self.handle(&spec.run_id));
+                    return Ok(self.handle(&key));
                 }
             }
             Err(e) => return Err(io_err("creating the task directory", e)),
         }
         self.launch(&dir, spec)?;
-        Ok(self.handle(&spec.run_id))
+        Ok(self.handle(&key))
     }
 
     async fn poll(&self, task_id: &str) -> PResult<TaskState> {
@@ -355,8 +357,14 @@ impl MigrationRunner for ProcessRunner {
     }
 
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
-        let dir = self.dir(run_id)?;
-        Ok((dir.join("supervisor.pid").exists() || dir.join("status.json").exists()).then(|| self.handle(run_id)))
+        self.find_attempt(run_id, 1).await
+    }
+
+    /// Each attempt has its own task directory, named by [`TaskSpec::start_key`].
+    async fn find_attempt(&self, run_id: &str, attempt: u32) -> PResult<Option<TaskHandle>> {
+        let key = ferry_core::provider::attempt_key(run_id, attempt);
+        let dir = self.dir(&key)?;
+        Ok((dir.join("supervisor.pid").exists() || dir.join("status.json").exists()).then(|| self.handle(&key)))
     }
 }
 

@@ -22,7 +22,8 @@ use tokio_postgres::{Client, Config, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use ferry_core::provider::{
-    Diagnosis, Finding, LockObserver, LockSample, PResult, ProviderError, SeenLock, Session, TableWrites,
+    Diagnosis, Finding, LockBlocker, LockObserver, LockSample, PResult, ProviderError, SchemaFingerprint, SeenLock,
+    Session, TableWrites,
 };
 
 use crate::tls;
@@ -232,6 +233,85 @@ impl Session for PgSession {
         d.findings.extend(findings);
         Ok(d)
     }
+
+    async fn schema_fingerprint(&self) -> PResult<SchemaFingerprint> {
+        let client = self.connect().await?;
+        let rows = self.rows(&client, SCHEMA, &[], "cannot read the schema from pg_catalog").await?;
+        Ok(fingerprint(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))))
+    }
+
+    async fn lock_blockers(&self) -> PResult<Vec<LockBlocker>> {
+        let client = self.connect().await?;
+        let rows = self.rows(&client, BLOCKERS, &[], "cannot read pg_stat_activity").await?;
+        Ok(rows
+            .iter()
+            .map(|r| LockBlocker {
+                pid: r.get("pid"),
+                age_secs: r.get::<_, Option<f64>>("age").unwrap_or(0.0),
+                query: r.get::<_, Option<String>>("query").unwrap_or_default().trim().to_string(),
+                waiting_pid: r.get("waiting"),
+            })
+            .collect())
+    }
+}
+
+/// The schema as rows of (kind, text), every user schema (not `pg_*`, not
+/// information_schema): tables (and views) with their kind, columns with
+/// their types and nullability, indexes with their definitions, constraints
+/// with theirs. Sorted, so equal schemas give equal rows.
+const SCHEMA: &str = "SELECT kind, line FROM ( \
+     SELECT 'table' AS kind, n.nspname || '.' || c.relname || ' ' || c.relkind::text AS line \
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+     UNION ALL \
+     SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+         || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END \
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+     UNION ALL \
+     SELECT 'index', schemaname || '.' || indexname || ' ' || indexdef FROM pg_indexes \
+       WHERE schemaname NOT LIKE 'pg\\_%' AND schemaname <> 'information_schema' \
+     UNION ALL \
+     SELECT 'constraint', n.nspname || '.' || co.conrelid::regclass::text || '.' || co.conname || ' ' \
+         || pg_get_constraintdef(co.oid) \
+       FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace \
+       WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+   ) s ORDER BY kind, line";
+
+/// Who holds a lock another session of this database waits for: its pid,
+/// how long its transaction (else its query) has been open, the first 80
+/// characters of its query, and the session that waits.
+const BLOCKERS: &str = "SELECT b.pid, \
+     extract(epoch from now() - coalesce(b.xact_start, b.query_start, b.backend_start))::float8 AS age, \
+     left(b.query, 80) AS query, w.pid AS waiting \
+     FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) \
+     JOIN pg_stat_activity b ON b.pid = bp.pid \
+     WHERE w.datname = current_database() AND w.pid <> pg_backend_pid() ORDER BY age DESC";
+
+/// A stable digest of (kind, text) rows, and how many rows of each kind.
+fn fingerprint(rows: impl Iterator<Item = (String, String)>) -> SchemaFingerprint {
+    use sha2::{Digest, Sha256};
+    let mut rows: Vec<(String, String)> = rows.collect();
+    rows.sort();
+    let mut h = Sha256::new();
+    let mut f = SchemaFingerprint::default();
+    for (kind, line) in &rows {
+        h.update(kind.as_bytes());
+        h.update([0]);
+        h.update(line.as_bytes());
+        h.update([b'\n']);
+        match kind.as_str() {
+            "table" => f.tables += 1,
+            "column" => f.columns += 1,
+            "index" => f.indexes += 1,
+            "constraint" => f.constraints += 1,
+            _ => {}
+        }
+    }
+    f.digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    f
 }
 
 /// What `ferry doctor` looks for, one query each.
@@ -503,6 +583,17 @@ impl SqliteSession {
 
 const WRITE_PROBE: Duration = Duration::from_millis(200);
 
+/// SQLite's schema as (kind, text) rows from sqlite_master: tables and views
+/// with their SQL, their columns with types, indexes with their SQL, and
+/// foreign keys (the rest of a table's constraints are in its SQL).
+const SQLITE_SCHEMA: &str = "SELECT 'table', type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master \
+     WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+     UNION ALL SELECT 'column', m.name || '.' || p.name || ' ' || p.type || CASE WHEN p.\"notnull\" THEN ' not null' ELSE '' END \
+     FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+     UNION ALL SELECT 'index', name || ' ' || coalesce(sql, '') FROM sqlite_master WHERE type = 'index' \
+     UNION ALL SELECT 'constraint', m.name || ' references ' || f.\"table\" || '(' || coalesce(f.\"to\", '') || ') from ' || f.\"from\" \
+     FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'";
+
 #[async_trait]
 impl Session for SqliteSession {
     async fn version_rows(&self, table: &str) -> PResult<Vec<String>> {
@@ -525,6 +616,20 @@ impl Session for SqliteSession {
             let mut stmt = conn.prepare(&format!("SELECT version_num FROM {}", quoted_table(&table))).map_err(fail)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+        })
+        .await
+        .map_err(|e| ProviderError::Other(e.to_string()))?
+    }
+
+    async fn schema_fingerprint(&self) -> PResult<SchemaFingerprint> {
+        let conn = self.open(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: rusqlite::Error| ProviderError::Other(format!("cannot read the schema of {path}: {e}"));
+            let mut stmt = conn.prepare(SQLITE_SCHEMA).map_err(fail)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(fail)?;
+            let rows = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            Ok(fingerprint(rows.into_iter()))
         })
         .await
         .map_err(|e| ProviderError::Other(e.to_string()))?
@@ -600,6 +705,27 @@ mod tests {
         assert_eq!(locked.findings[0].kind, "write_lock");
         conn.execute_batch("ROLLBACK").unwrap();
         assert_eq!(s.version_rows("alembic_version").await.unwrap(), ["a1", "b2"], "the probe wrote nothing");
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_schema_fingerprint_follows_ddl_and_ignores_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL); \
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id)); \
+             CREATE INDEX orders_customer ON orders (customer_id);",
+        )
+        .unwrap();
+        let s = open(&DbUrl::Sqlite("app.db".into()), dir.path(), ProviderKind::Local).unwrap();
+        let before = s.schema_fingerprint().await.unwrap();
+        assert_eq!((before.tables, before.columns, before.indexes, before.constraints), (2, 4, 1, 1), "{before:?}");
+        conn.execute_batch("INSERT INTO customers (name) VALUES ('ada')").unwrap();
+        assert_eq!(s.schema_fingerprint().await.unwrap(), before, "rows are not schema");
+        conn.execute_batch("ALTER TABLE customers ADD COLUMN email TEXT").unwrap();
+        let after = s.schema_fingerprint().await.unwrap();
+        assert_ne!(after.digest, before.digest);
+        assert_eq!(after.columns, 5);
     }
 
     #[test]

@@ -352,6 +352,7 @@ mod tests {
             environment: Default::default(),
             image: image.map(String::from),
             task_definition: None,
+            attempt: 1,
         }
     }
 

@@ -284,6 +284,15 @@ pub struct MigrationConfig {
     /// query of the application behind it.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_duration")]
     pub lock_timeout: Option<Duration>,
+    /// `migration.lock_retries` (0..=10, needs `lock_timeout`): how many times
+    /// a migration that failed on a lock timeout, with proof that it changed
+    /// nothing, is run again (after a backoff, within `timeouts.migration`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lock_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -630,6 +639,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     }
     let alembic = m.alembic.map(alembic_config).transpose()?;
     let image = image(runner, m.image)?;
+    let lock_retries = lock_retries(runner, &database, m.lock_retries, m.lock_timeout.is_some())?;
     let lock_timeout = lock_timeout(runner, &database, m.lock_timeout)?;
     let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
     let api_budget = budget::api_budget(raw.api_budget)?;
@@ -646,7 +656,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
         stack: raw.stack,
         database,
         database_url,
-        migration: MigrationConfig { runner, command, env, ecs, alembic, image, lock_timeout },
+        migration: MigrationConfig { runner, command, env, ecs, alembic, image, lock_timeout, lock_retries },
         service,
         health,
         state: crate::state::Location::Local(PathBuf::new()),
@@ -890,6 +900,46 @@ fn lock_timeout(
         return Err((span, "migration.lock_timeout must be between 1ms and 24h".into()));
     }
     Ok(Some(d))
+}
+
+/// Most runs of a migration after the first that `migration.lock_retries` may ask for.
+pub const MAX_LOCK_RETRIES: i64 = 10;
+
+/// `migration.lock_retries`: 0..=10, and only beside `lock_timeout` (without
+/// it a migration never fails on a lock timeout, so it would never retry).
+/// Where `lock_timeout` is refused, so is this, by the same check.
+fn lock_retries(
+    runner: RunnerKind,
+    database: &DatabaseConfig,
+    raw: Option<Spanned<i64>>,
+    with_timeout: bool,
+) -> Result<u32, EnvError> {
+    let Some(raw) = raw else { return Ok(0) };
+    let span = Some(raw.span());
+    let n = *raw.get_ref();
+    if runner == RunnerKind::Apprunner {
+        return Err((
+            span,
+            "migration.lock_retries is not applied by runner = \"apprunner\": the app migrates on start-up, \
+             once per deployment, and ferry cannot run it again on its own"
+                .into(),
+        ));
+    }
+    if matches!(database, DatabaseConfig::Url(DbUrl::Sqlite(_))) {
+        return Err((span, "migration.lock_retries retries a PostgreSQL lock timeout; this database is SQLite".into()));
+    }
+    if !(0..=MAX_LOCK_RETRIES).contains(&n) {
+        return Err((span, format!("migration.lock_retries must be between 0 and {MAX_LOCK_RETRIES} (it is {n})")));
+    }
+    if n > 0 && !with_timeout {
+        return Err((
+            span,
+            "migration.lock_retries needs migration.lock_timeout: without it a migration waits for its lock \
+             instead of failing on a lock timeout, so there is nothing to retry"
+                .into(),
+        ));
+    }
+    Ok(n as u32)
 }
 
 /// `migration.alembic`: at least one versions directory, and a version table

@@ -160,6 +160,7 @@ pub struct RawMigration {
     pub alembic: Option<RawAlembic>,
     pub image: Option<Spanned<String>>,
     pub lock_timeout: Option<Spanned<HumanDuration>>,
+    pub lock_retries: Option<Spanned<i64>>,
 }
 
 /// `migration.alembic = { versions = "alembic/versions", version_table = "alembic_version" }`;
@@ -250,7 +251,7 @@ inherit_fields!(RawTimeouts { snapshot, migration, restore, service } {});
 inherit_fields!(RawDatabase { cluster, url } {});
 inherit_fields!(RawMigration {
     runner, cluster, task_definition, subnets, security_groups, assign_public_ip, container,
-    command, alembic, image, lock_timeout
+    command, alembic, image, lock_timeout, lock_retries
 } { env });
 
 /// `migration.env` tables merge key by key, like every other table.

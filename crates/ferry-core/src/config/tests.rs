@@ -351,3 +351,29 @@ fn lock_timeout_reaches_the_migration_as_pgoptions_and_only_where_it_can_apply()
     let err = parse(Path::new("/x/ferry.toml"), &pg(", lock_timeout = \"soon\"")).unwrap_err().to_string();
     assert!(err.contains("invalid duration"), "{err}");
 }
+
+#[test]
+fn lock_retries_is_0_to_10_beside_lock_timeout_and_only_where_lock_timeout_applies() {
+    let pg = |extra: &str| {
+        format!(
+            "project = \"p\"\n[env.e]\nprovider = \"local\"\ndatabase = {{ url = \"postgres://u@127.0.0.1/app\" }}\nmigration = {{ command = [\"true\"]{extra} }}\n"
+        )
+    };
+    let parsed = |extra: &str| parse(Path::new("/x/ferry.toml"), &pg(extra));
+    assert_eq!(parsed("").unwrap().env("e").unwrap().migration.lock_retries, 0, "default 0");
+    let cfg = parsed(", lock_timeout = \"5s\", lock_retries = 3").unwrap();
+    assert_eq!(cfg.env("e").unwrap().migration.lock_retries, 3);
+    assert_eq!(
+        parsed(", lock_timeout = \"5s\", lock_retries = 10").unwrap().env("e").unwrap().migration.lock_retries,
+        10
+    );
+    for bad in ["11", "-1"] {
+        let err = parsed(&format!(", lock_timeout = \"5s\", lock_retries = {bad}")).unwrap_err().to_string();
+        assert!(err.contains("lock_retries must be between 0 and 10") && err.contains("ferry.toml:5:"), "{err}");
+    }
+    let err = parsed(", lock_retries = 2").unwrap_err().to_string();
+    assert!(err.contains("migration.lock_retries needs migration.lock_timeout"), "{err}");
+    let sqlite = "project = \"p\"\n[env.e]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./a.db\" }\nmigration = { command = [\"true\"], lock_retries = 1 }\n";
+    let err = parse(Path::new("/x/ferry.toml"), sqlite).unwrap_err().to_string();
+    assert!(err.contains("lock_retries retries a PostgreSQL lock timeout; this database is SQLite"), "{err}");
+}

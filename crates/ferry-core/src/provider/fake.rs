@@ -79,6 +79,12 @@ pub struct TaskScript {
     /// How long after a line is written it becomes readable (a log service
     /// that ingests asynchronously: the last lines arrive after the stop).
     pub ingest_delay: Duration,
+    /// A failure that leaves the data as it was (the migration's transaction
+    /// rolled back): nothing is appended to the data, so the schema's
+    /// fingerprint stays.
+    pub rolls_back: bool,
+    /// The version table's rows once it ends, when it changes them.
+    pub versions_after: Option<Vec<String>>,
 }
 
 impl TaskScript {
@@ -89,6 +95,22 @@ impl TaskScript {
             start_failure: None,
             logs: vec!["upgrading 001 -> 002".into(), "done".into()],
             ingest_delay: Duration::ZERO,
+            rolls_back: false,
+            versions_after: None,
+        }
+    }
+
+    /// Alembic in one transaction, failing on `lock_timeout` and rolling back.
+    pub fn lock_timeout() -> Self {
+        TaskScript {
+            exit_code: Some(1),
+            rolls_back: true,
+            logs: vec![
+                "INFO  [alembic.runtime.migration] Will assume transactional DDL.".into(),
+                "INFO  [alembic.runtime.migration] Running upgrade 002 -> 003".into(),
+                "psycopg.errors.LockNotAvailable: canceling statement due to lock timeout".into(),
+            ],
+            ..TaskScript::succeeds()
         }
     }
     pub fn fails_halfway() -> Self {
@@ -141,6 +163,15 @@ pub struct FakeTask {
     applied: bool,
     /// The revision it ran (`--image`), as `TaskSpec::task_definition` named it.
     pub task_definition: Option<String>,
+    /// Which attempt of the run's migration it is (`TaskSpec::attempt`).
+    pub attempt: u32,
+}
+
+impl FakeTask {
+    /// Its failure leaves the data as it was.
+    pub fn rolls_back(&self) -> bool {
+        self.script.rolls_back
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +208,12 @@ struct State {
     twin: TwinReport,
     /// Task definition revisions registered for `--image`: (ARN, run id, image).
     revisions: Vec<(String, String, String)>,
+    /// The process "dies" right after the nth call of this operation took effect.
+    kill_at: Option<(Op, u32)>,
+    /// What the next tasks do, one script each, before the default script.
+    next_scripts: std::collections::VecDeque<TaskScript>,
+    /// What `Session::lock_blockers` reports while a task runs.
+    blockers: Vec<LockBlocker>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +288,17 @@ impl FakeCloud {
         *self.script.lock().unwrap_or_else(|e| e.into_inner()) = script;
     }
 
+    /// What the next tasks do, in order; after them, the script of
+    /// [`FakeCloud::set_task_script`].
+    pub fn set_next_task_scripts(&self, scripts: Vec<TaskScript>) {
+        self.lock().next_scripts = scripts.into();
+    }
+
+    /// Who `Session::lock_blockers` says blocks the running migration.
+    pub fn set_lock_blockers(&self, blockers: Vec<LockBlocker>) {
+        self.lock().blockers = blockers;
+    }
+
     /// Health answers in order; the last one repeats.
     pub fn set_health(&self, statuses: Vec<u16>) {
         self.lock().health = statuses;
@@ -296,6 +344,11 @@ impl FakeCloud {
 
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+    }
+
+    /// Like a [`FaultKind::Kill`] fault, on the `nth` call of `op` (1 for the first).
+    pub fn kill_at_call(&self, op: Op, nth: u32) {
+        self.lock().kill_at = Some((op, nth));
     }
 
     /// Fires when a [`FaultKind::Kill`] fault has taken effect.
@@ -418,6 +471,7 @@ impl FakeCloud {
         let mut s = self.lock();
         let cluster = self.cluster_id.clone();
         let mut changes = Vec::new();
+        let mut versions = None;
         for task in s.tasks.values_mut() {
             if task.applied || task.script.start_failure.is_some() {
                 continue;
@@ -430,8 +484,16 @@ impl FakeCloud {
             if end.is_some_and(|e| now >= e) {
                 task.applied = true;
                 let ok = task.stopped_at.is_none() && task.script.exit_code == Some(0);
-                changes.push(if ok { "+migrated" } else { "+half-migrated" });
+                if ok || !task.script.rolls_back {
+                    changes.push(if ok { "+migrated" } else { "+half-migrated" });
+                }
+                if let Some(v) = &task.script.versions_after {
+                    versions = Some(v.clone());
+                }
             }
+        }
+        if let Some(v) = versions {
+            s.version_rows = v;
         }
         if let Some(db) = s.clusters.get_mut(&cluster) {
             for c in changes {
@@ -497,12 +559,18 @@ impl FakeCloud {
     async fn leave(&self, op: Op) {
         let kill = {
             let mut s = self.lock();
-            match s.faults.iter().position(|(o, k, n)| *o == op && *k == FaultKind::Kill && *n > 0) {
-                Some(i) => {
-                    s.faults[i].2 = 0;
-                    true
+            let calls = s.calls.get(&op).copied().unwrap_or(0);
+            if s.kill_at == Some((op, calls)) {
+                s.kill_at = None;
+                true
+            } else {
+                match s.faults.iter().position(|(o, k, n)| *o == op && *k == FaultKind::Kill && *n > 0) {
+                    Some(i) => {
+                        s.faults[i].2 = 0;
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
             }
         };
         if kill {
@@ -778,14 +846,20 @@ fn current(s: &FakeSnapshot) -> Snapshot {
 impl MigrationRunner for FakeCloud {
     async fn start(&self, spec: &TaskSpec) -> PResult<TaskHandle> {
         let hang = self.enter(Op::StartTask).await?;
-        let existing = self.lock().tasks.iter().find(|(_, t)| t.run_id == spec.run_id).map(|(id, _)| id.clone());
+        let existing = self
+            .lock()
+            .tasks
+            .iter()
+            .find(|(_, t)| t.run_id == spec.run_id && t.attempt == spec.attempt)
+            .map(|(id, _)| id.clone());
         let id = match existing {
             Some(id) => id,
             None => {
                 let id = format!("arn:aws:ecs:fake:task/{}", self.new_id("task"));
                 let now = Instant::now();
-                let script = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let default = self.script.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let mut s = self.lock();
+                let script = s.next_scripts.pop_front().unwrap_or(default);
                 let snapshot_available_at_start = s.snapshots.values().any(|snap| {
                     snap.snapshot.tags.get(TAG_RUN_ID) == Some(&spec.run_id)
                         && current(snap).status == SnapshotStatus::Available
@@ -801,6 +875,7 @@ impl MigrationRunner for FakeCloud {
                         stopped_at: None,
                         applied: false,
                         task_definition: spec.task_definition.clone(),
+                        attempt: spec.attempt,
                     },
                 );
                 id
@@ -882,11 +957,16 @@ impl MigrationRunner for FakeCloud {
     }
 
     async fn find_by_run(&self, run_id: &str) -> PResult<Option<TaskHandle>> {
-        Ok(self.lock().tasks.iter().find(|(_, t)| t.run_id == run_id).map(|(id, _)| TaskHandle {
-            id: id.clone(),
-            container: "migrate".into(),
-            log_stream: id.clone(),
-        }))
+        self.find_attempt(run_id, 1).await
+    }
+
+    async fn find_attempt(&self, run_id: &str, attempt: u32) -> PResult<Option<TaskHandle>> {
+        Ok(self
+            .lock()
+            .tasks
+            .iter()
+            .find(|(_, t)| t.run_id == run_id && t.attempt == attempt)
+            .map(|(id, _)| TaskHandle { id: id.clone(), container: "migrate".into(), log_stream: id.clone() }))
     }
 }
 
@@ -1057,5 +1137,27 @@ impl Session for FakeCloud {
 
     async fn diagnose(&self, _threshold: Duration, _lag: Duration) -> PResult<Diagnosis> {
         Ok(self.lock().diagnosis.clone())
+    }
+
+    /// The data stands for the schema too: a migration that changed the data
+    /// changed the fingerprint.
+    async fn schema_fingerprint(&self) -> PResult<SchemaFingerprint> {
+        self.tick();
+        let data = self.lock().clusters.get(&self.cluster_id).map(|c| c.data.clone()).unwrap_or_default();
+        let parts = data.split('+').count() as u32;
+        Ok(SchemaFingerprint {
+            digest: crate::state::fingerprint(data.as_bytes()),
+            tables: parts,
+            columns: parts * 2,
+            indexes: parts,
+            constraints: parts,
+        })
+    }
+
+    async fn lock_blockers(&self) -> PResult<Vec<LockBlocker>> {
+        self.tick();
+        let s = self.lock();
+        let running = s.tasks.values().any(|t| !t.applied && t.script.start_failure.is_none());
+        Ok(if running { s.blockers.clone() } else { Vec::new() })
     }
 }

@@ -477,6 +477,30 @@ pub struct TaskSpec {
     /// task definition revision to run instead of the configured one).
     #[serde(default)]
     pub task_definition: Option<String>,
+    /// Which run of the migration this is within the run (1 for the first;
+    /// `migration.lock_retries` starts more). Each attempt is its own task,
+    /// started and found under [`TaskSpec::start_key`]; the run id stays the
+    /// run's tag.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl TaskSpec {
+    /// The idempotency key of this attempt: see [`attempt_key`].
+    pub fn start_key(&self) -> String {
+        attempt_key(&self.run_id, self.attempt)
+    }
+}
+
+/// The key a runner starts (and finds) one attempt of a run's migration under:
+/// the run id for the first, `<run id>-attempt-<n>` for a later one, so a
+/// resumed run finds each attempt's task and never starts one twice.
+pub fn attempt_key(run_id: &str, attempt: u32) -> String {
+    if attempt <= 1 { run_id.to_string() } else { format!("{run_id}-attempt-{attempt}") }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -553,7 +577,15 @@ pub trait MigrationRunner: Send + Sync {
     /// with an image (App Runner: UpdateService rather than StartDeployment)
     /// look for that; the rest look by run id.
     async fn find_started(&self, spec: &TaskSpec) -> PResult<Option<TaskHandle>> {
-        self.find_by_run(&spec.run_id).await
+        self.find_attempt(&spec.run_id, spec.attempt).await
+    }
+    /// Find the task of attempt `attempt` of a run (see [`TaskSpec::attempt`]).
+    /// Runners that cannot run a migration again know only the first.
+    async fn find_attempt(&self, run_id: &str, attempt: u32) -> PResult<Option<TaskHandle>> {
+        if attempt <= 1 {
+            return self.find_by_run(run_id).await;
+        }
+        Err(ProviderError::Rejected("this migration runner runs a migration once per run".into()))
     }
     /// `--image`: make this run's migration use `image`, before `start`.
     /// Returns what goes into [`TaskSpec::task_definition`] (ECS: a new task
@@ -688,6 +720,17 @@ pub trait Session: Send + Sync {
     async fn write_counts(&self) -> PResult<Option<Vec<TableWrites>>> {
         Ok(None)
     }
+    /// A digest of the schema (tables, columns and their types, indexes,
+    /// constraints) and how many of each: equal before and after a migration
+    /// means its DDL left nothing behind.
+    async fn schema_fingerprint(&self) -> PResult<SchemaFingerprint> {
+        Err(ProviderError::Rejected("this database session cannot read the schema".into()))
+    }
+    /// The sessions that hold a lock another session of the database waits
+    /// for, now (what a waiting migration waits behind).
+    async fn lock_blockers(&self) -> PResult<Vec<LockBlocker>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Rows written to one table: a running count ([`Session::write_counts`]),
@@ -699,6 +742,43 @@ pub struct TableWrites {
     pub inserted: i64,
     pub updated: i64,
     pub deleted: i64,
+}
+
+/// See [`Session::schema_fingerprint`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaFingerprint {
+    /// Hex SHA-256 of the sorted catalog rows.
+    pub digest: String,
+    pub tables: u32,
+    pub columns: u32,
+    pub indexes: u32,
+    pub constraints: u32,
+}
+
+impl std::fmt::Display for SchemaFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tables, {} columns, {} indexes, {} constraints ({})",
+            self.tables,
+            self.columns,
+            self.indexes,
+            self.constraints,
+            self.digest.get(..12).unwrap_or(&self.digest)
+        )
+    }
+}
+
+/// A session holding a lock another session waits for (see [`Session::lock_blockers`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockBlocker {
+    pub pid: i32,
+    /// How long its transaction (else its query) has been open, seconds.
+    pub age_secs: f64,
+    /// Its current or last query, at most 80 characters.
+    pub query: String,
+    /// The session that waits for it.
+    pub waiting_pid: i32,
 }
 
 /// `ferry doctor`'s findings about one database.

@@ -103,6 +103,11 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             run.save()?;
             continue;
         }
+        if step.name == StepName::Restore && plan.command == RunKind::Deploy && run.record.nothing_changed().is_some() {
+            run.begin(step.name, &format!("skipped ({NOTHING_TO_UNDO})"))?;
+            run.end(step.name, StepStatus::Skipped, NOTHING_TO_UNDO)?;
+            continue;
+        }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
         run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
         if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
@@ -115,6 +120,10 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
     }
     Ok(conclude(run, plan, &env, failed.migration))
 }
+
+/// Why a deploy's restore is skipped after a migration that failed on a lock
+/// timeout with proof that it changed nothing.
+const NOTHING_TO_UNDO: &str = "nothing to undo: the migration failed on a lock timeout and changed nothing";
 
 /// What failed so far without ending the run.
 struct Failures {
@@ -347,6 +356,12 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
             ),
         };
     }
+    if plan.command != RunKind::Restore
+        && let Some(error) = failure.clone()
+        && run.record.nothing_changed().is_some()
+    {
+        return nothing_changed(run, env, error);
+    }
     let restored = run.record.step_status(StepName::Restore) == StepStatus::Succeeded;
     match (plan.command, failure) {
         (RunKind::Restore, _) => {
@@ -396,6 +411,35 @@ fn conclude(run: &mut Run, plan: &Plan, env: &str, failure: Option<String>) -> R
         }
         (command, Some(error)) => not_restored(run, command, env, error),
     }
+}
+
+/// The migration failed on a lock timeout and ferry proved it changed nothing
+/// (its output, the version table, the schema): exit 3, nothing restored,
+/// the snapshot kept.
+fn nothing_changed(run: &mut Run, env: &str, error: String) -> RunRecord {
+    let db = run.cloud.database.cluster_id().to_string();
+    let n = run.record.migration_attempts.len();
+    let blockers: Vec<String> = run
+        .record
+        .migration_attempts
+        .iter()
+        .flat_map(|a| a.blockers.iter().map(|b| format!("pid {}", b.pid)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut state = format!(
+        "nothing was changed: the migration ran {n} time(s), each time it waited for a lock past lock_timeout and \
+         rolled back; {db}'s version table and schema are as they were before it, so it was not restored"
+    );
+    if let Some(s) = kept_snapshot(run) {
+        state.push_str(&format!("; snapshot {s} is kept"));
+    }
+    if !blockers.is_empty() {
+        state.push_str(&format!("; the lock was held by {}", blockers.join(", ")));
+    }
+    let next =
+        format!("ferry doctor {env}   (find what holds the lock; then ferry {} {env} again)", run.record.command);
+    run.finish(Outcome::NothingChanged, Some(error), Some(state), Some(next))
 }
 
 /// The pre-deploy snapshot, when it became available.

@@ -2,16 +2,17 @@
 //! its logs while it runs, drain them after it stops, and let the watched
 //! container's exit code decide.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
 use super::logs::Streams;
-use super::record::{StartAttempt, TaskRecord};
+use super::record::{BlockerSeen, LockBaseline, MigrationAttempt, NothingChangedProof, StartAttempt, TaskRecord};
 use super::wait::{Backoff, PollPolicy, call};
 use super::{Run, StepError};
 use crate::config::values::format_duration;
-use crate::provider::{LogSource, ProviderError, RunnerProfile, TaskHandle, TaskSpec, TaskState};
+use crate::provider::{LogSource, ProviderError, RunnerProfile, Session, TaskHandle, TaskSpec, TaskState};
 
 /// One log read per second per stream while the task runs.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -25,28 +26,308 @@ const DRAIN_CAP: Duration = Duration::from_secs(30);
 const CAPACITY_FIRST_DELAY: Duration = Duration::from_secs(5);
 /// ... up to this.
 const CAPACITY_MAX_DELAY: Duration = Duration::from_secs(60);
+/// A migration that failed on a lock timeout and changed nothing runs again
+/// after this, doubling per attempt...
+const RETRY_FIRST_DELAY: Duration = Duration::from_secs(5);
+/// ... up to this.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
+/// Look for sessions blocking the migration at least this often.
+const BLOCKER_SAMPLE_MAX: Duration = Duration::from_secs(3);
 /// After StopTask, how long to wait for the task to stop.
 const STOP_WAIT: Duration = Duration::from_secs(90);
 /// A migration running on without its supervisor: SIGTERM, then SIGKILL after this.
 const UNSUPERVISED_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
-    let handle = start(run).await?;
+    // A later attempt's time counts from the first one's start.
+    let origin = match run.record.migration_attempts.first() {
+        Some(first) if run.record.migration_attempts.len() > 1 || first.ended_at.is_some() => {
+            let ago = (chrono::Utc::now() - first.started_at).to_std().unwrap_or_default();
+            Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+        }
+        _ => Instant::now(),
+    };
+    read_baseline(run).await?;
+    loop {
+        let n = match run.record.migration_attempts.last() {
+            // Ended: this run decided on it before (a resumed run decides the same way).
+            Some(last) if last.ended_at.is_some() => {
+                let n = last.attempt;
+                let Some(error) = last.error.clone() else {
+                    return Ok(format!("task {} exited with code 0, on attempt {n}", last.task));
+                };
+                let took = last.ended_at.map(|end| (end - last.started_at).to_std().unwrap_or_default());
+                retry_or_fail(run, origin, error, took.unwrap_or_default()).await?;
+                n + 1
+            }
+            Some(last) => last.attempt,
+            None => 1,
+        };
+        let began = Instant::now();
+        match one_attempt(run, n, origin).await {
+            Ok(done) if n > 1 => return Ok(format!("{done}, on attempt {n} (after {} lock timeout(s))", n - 1)),
+            Ok(done) => return Ok(done),
+            Err(StepError::Failed(e)) => retry_or_fail(run, origin, e, began.elapsed()).await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// After a failed attempt: `Ok` when it proved it changed nothing, retries are
+/// left and `timeouts.migration` leaves room for the backoff (5 s doubling to
+/// 60 s, ±20 % jitter) and another attempt as long as this one (`took`), once
+/// the backoff has passed; else the failure, with the evidence.
+async fn retry_or_fail(run: &mut Run, origin: Instant, error: String, took: Duration) -> Result<(), StepError> {
+    let Some(last) = run.record.migration_attempts.last() else { return Err(StepError::Failed(error)) };
+    let n = last.attempt;
+    if !last.proof.as_ref().is_some_and(NothingChangedProof::holds) {
+        return Err(StepError::Failed(error));
+    }
+    let retries = run.env.migration.lock_retries;
+    if n > retries {
+        return Err(StepError::Failed(format!(
+            "{error}; it failed on a lock timeout and changed nothing, and no retry is left (migration.lock_retries = \
+             {retries})"
+        )));
+    }
+    let delay = RETRY_FIRST_DELAY.saturating_mul(1 << (n - 1).min(8)).min(RETRY_MAX_DELAY);
+    let wait = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
+    let budget = run.env.timeouts.migration;
+    if origin.elapsed() + wait + took >= budget {
+        return Err(StepError::Failed(format!(
+            "{error}; it failed on a lock timeout and changed nothing, and another attempt (after {}s, as long as \
+             this one took) would not end within timeouts.migration = {}",
+            wait.as_secs(),
+            format_duration(budget)
+        )));
+    }
+    run.out.warn(&format!(
+        "attempt {n} failed on a lock timeout and changed nothing; attempt {} of {} in {}s",
+        n + 1,
+        retries + 1,
+        wait.as_secs()
+    ));
+    sleep(wait).await;
+    Ok(())
+}
+
+/// The version table and the schema before the first attempt, when ferry can
+/// read them: what a "nothing changed" proof compares with. Read once per run
+/// (journaled); what cannot be read leaves no baseline, and so no proof.
+async fn read_baseline(run: &mut Run) -> Result<(), StepError> {
+    if run.record.baseline.is_some() || !run.record.migration_attempts.is_empty() || run.record.task.is_some() {
+        return Ok(());
+    }
+    let Ok(session) = run.cloud.session.clone() else { return Ok(()) };
+    match database_state(run, session.as_ref()).await {
+        Ok(b) => {
+            run.record.baseline = Some(b);
+            run.save()?;
+        }
+        // Worth a warning where a lock timeout is expected: without this
+        // reading, no failure of the migration can be proved harmless.
+        Err(e) if run.env.migration.lock_timeout.is_some() => run.out.warn(&format!(
+            "cannot read the database's schema before the migration ({e}); if it fails, even on a lock timeout, it \
+             is restored"
+        )),
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// The version table's revisions (sorted) and the schema fingerprint, now.
+async fn database_state(run: &Run, session: &dyn Session) -> Result<LockBaseline, ProviderError> {
+    let table = version_table(run);
+    let mut versions = call("read the version table", || session.version_rows(&table)).await?;
+    versions.sort();
+    let schema = call("read the schema", || session.schema_fingerprint()).await?;
+    Ok(LockBaseline { versions, schema })
+}
+
+fn version_table(run: &Run) -> String {
+    run.env.migration.alembic.as_ref().map_or_else(|| "alembic_version".into(), |a| a.version_table.clone())
+}
+
+/// Whether a failed attempt changed nothing: its output shows a lock timeout
+/// and Alembic's transactional DDL, and the version table and the schema are
+/// what they were before the first attempt. Each piece is recorded.
+async fn prove(run: &mut Run, eligible: Option<&str>) -> NothingChangedProof {
+    let Some(a) = run.record.migration_attempts.last().cloned() else { return NothingChangedProof::default() };
+    let mut p = NothingChangedProof {
+        lock_timeout: a.lock_timeout,
+        transactional_ddl: a.transactional_ddl,
+        ..NothingChangedProof::default()
+    };
+    if let Some(why) = eligible {
+        p.missing.push(why.to_string());
+    }
+    if !a.lock_timeout {
+        p.missing.push("its output shows no lock timeout (SQLSTATE 55P03)".into());
+    }
+    if !a.transactional_ddl {
+        p.missing.push("Alembic did not log \"Will assume transactional DDL.\"".into());
+    }
+    if !p.missing.is_empty() {
+        p.missing.push("the database was not compared (the failure is not a rolled-back lock timeout)".into());
+        return p;
+    }
+    let session = match run.cloud.session.clone() {
+        Ok(s) => s,
+        Err(why) => {
+            p.missing.push(format!("ferry cannot read the database from here ({why})"));
+            return p;
+        }
+    };
+    let Some(before) = run.record.baseline.clone() else {
+        p.missing.push("ferry could not read the database before the migration".into());
+        return p;
+    };
+    match database_state(run, session.as_ref()).await {
+        Ok(after) => {
+            p.versions_unchanged = after.versions == before.versions;
+            p.schema_unchanged = after.schema.digest == before.schema.digest;
+            if !p.versions_unchanged {
+                p.missing.push(format!(
+                    "the version table holds [{}], not [{}] as before",
+                    after.versions.join(", "),
+                    before.versions.join(", ")
+                ));
+            }
+            if !p.schema_unchanged {
+                p.missing.push(format!("the schema changed: {} before, {} after", before.schema, after.schema));
+            }
+        }
+        Err(e) => p.missing.push(format!("ferry cannot read the database after the failure: {e}")),
+    }
+    p
+}
+
+/// One run of the migration: start (or find) attempt `n`'s task, stream its
+/// logs while it runs, sample who blocks it, and let its exit code decide.
+async fn one_attempt(run: &mut Run, n: u32, origin: Instant) -> Result<String, StepError> {
+    let limit = run.env.timeouts.migration.saturating_sub(origin.elapsed()).max(Duration::from_secs(1));
+    let handle = start(run, n, origin).await?;
     run.out.group_start(&format!("migration logs ({})", handle.id));
     let mut stream = LogStream::new(run.cloud.logs.as_ref(), &handle.log_stream);
-    let (state, timed_out) = watch(run, &handle, &mut stream, run.env.timeouts.migration).await;
+    let seen = Arc::new(Mutex::new(Vec::<BlockerSeen>::new()));
+    let (state, timed_out) = {
+        let watching = watch(run, &handle, &mut stream, limit);
+        tokio::pin!(watching);
+        match run.cloud.session.clone() {
+            Ok(session) => tokio::select! {
+                biased;
+                r = &mut watching => r,
+                () = sample_blockers(session.as_ref(), sample_every(run), seen.clone()) => unreachable!("sampling never ends"),
+            },
+            Err(_) => watching.await,
+        }
+    };
     stream.drain(run).await;
     run.out.group_end();
+    let found = stream.found;
+    let blockers = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(a) = run.record.migration_attempts.last_mut() {
+        a.lock_timeout |= found.lock_timeout;
+        a.transactional_ddl |= found.transactional_ddl;
+        for b in blockers {
+            merge_blocker(&mut a.blockers, b);
+        }
+    }
+    let result = attempt_result(run, &handle, state, timed_out).await;
+    let eligible = match &result {
+        Err(StepError::Failed(_)) => Some(attempt_eligible(run, timed_out)),
+        _ => None,
+    };
+    let proof = match eligible {
+        Some(why) => Some(prove(run, why.as_deref()).await),
+        None => None,
+    };
+    if let Some(a) = run.record.migration_attempts.last_mut() {
+        a.ended_at = Some(chrono::Utc::now());
+        a.exit_code = run.record.task.as_ref().and_then(|t| t.exit_code);
+        a.error = match &result {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        a.proof = proof;
+        if matches!(result, Err(StepError::Failed(_))) {
+            run.save()?;
+        }
+    }
+    result
+}
+
+/// Why a failed attempt cannot be proved to have changed nothing whatever the
+/// database shows (`None`: it can, if the evidence holds).
+fn attempt_eligible(run: &Run, timed_out: bool) -> Option<String> {
+    let exit = run.record.task.as_ref().and_then(|t| t.exit_code);
+    if timed_out {
+        return Some("ferry stopped it at timeouts.migration: it did not end on its own".into());
+    }
+    if run.cloud.runner.profile().pass_fail_only {
+        return Some("the runner tells only pass or fail".into());
+    }
+    match exit {
+        Some(c) if c != 0 => None,
+        _ => Some("it ended without an exit code of its own".into()),
+    }
+}
+
+/// A session seen again keeps its longest age; a new one is added.
+fn merge_blocker(into: &mut Vec<BlockerSeen>, b: BlockerSeen) {
+    match into.iter_mut().find(|x| x.pid == b.pid) {
+        Some(x) => {
+            x.age_secs = x.age_secs.max(b.age_secs);
+            if x.query.is_empty() {
+                x.query = b.query;
+            }
+        }
+        None => into.push(b),
+    }
+}
+
+/// How often to look for sessions blocking the migration: twice per
+/// `lock_timeout` (so a whole wait is seen), between 250 ms and 3 s.
+fn sample_every(run: &Run) -> Duration {
+    run.env
+        .migration
+        .lock_timeout
+        .map_or(BLOCKER_SAMPLE_MAX, |t| (t / 2).clamp(Duration::from_millis(250), BLOCKER_SAMPLE_MAX))
+}
+
+/// Sample who holds the locks the database's sessions wait for, forever (the
+/// caller stops it when the migration ends). Errors are ignored: what blocked
+/// the migration is evidence for the report, never a reason to fail.
+async fn sample_blockers(session: &dyn Session, every: Duration, into: Arc<Mutex<Vec<BlockerSeen>>>) {
+    loop {
+        let at = Instant::now();
+        if let Ok(Ok(found)) = tokio::time::timeout(every.max(Duration::from_secs(1)), session.lock_blockers()).await {
+            let mut seen = into.lock().unwrap_or_else(|e| e.into_inner());
+            for b in found {
+                let query: String = b.query.chars().take(80).collect();
+                merge_blocker(&mut seen, BlockerSeen { pid: b.pid, age_secs: b.age_secs.max(0.0) as u64, query });
+            }
+        }
+        sleep(every.saturating_sub(at.elapsed())).await;
+    }
+}
+
+/// What the attempt's end means: the decision on the watched task's state.
+async fn attempt_result(
+    run: &mut Run,
+    handle: &TaskHandle,
+    state: TaskState,
+    timed_out: bool,
+) -> Result<String, StepError> {
     let profile = run.cloud.runner.profile();
     if profile.logs_known_at_end {
-        bound_logs(run, &handle).await;
+        bound_logs(run, handle).await;
     }
-
     let state = match state {
         // Nothing would ever record how it ends: it is stopped first, and the
         // decision is taken on a migration that no longer writes.
         TaskState::Unsupervised { detail } => {
-            let (what, after) = stop_unsupervised(run, &handle, &detail).await;
+            let (what, after) = stop_unsupervised(run, handle, &detail).await;
             match after {
                 stopped @ TaskState::Stopped { exit_code: Some(_), .. } => stopped,
                 _ => return lost(run, &format!("{detail}; {what}")),
@@ -79,7 +360,7 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     }
     run.save()?;
     if profile.pass_fail_only {
-        return pass_fail_result(run, &handle, profile.unit, exit_code, reason.as_deref(), timed_out);
+        return pass_fail_result(run, handle, profile.unit, exit_code, reason.as_deref(), timed_out);
     }
     let because = |prefix: String| match &reason {
         Some(r) => format!("{prefix} ({r})"),
@@ -207,11 +488,22 @@ async fn bound_logs(run: &mut Run, handle: &TaskHandle) {
     }
 }
 
-/// Start the task once per run: reuse the journal's, then the provider's record
-/// of one this run started, and only then start a new one.
-async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
-    if let Some(t) = &run.record.task {
-        return Ok(TaskHandle { id: t.arn.clone(), container: t.container.clone(), log_stream: t.log_stream.clone() });
+/// Start attempt `n`'s task once: reuse the journal's, then the provider's
+/// record of one this run started for that attempt, and only then start a
+/// new one. The task and the attempt are journaled together.
+async fn start(run: &mut Run, n: u32, origin: Instant) -> Result<TaskHandle, StepError> {
+    let in_flight = match run.record.migration_attempts.last() {
+        Some(a) => a.attempt == n && a.ended_at.is_none(),
+        // Journaled by a ferry that kept no attempts: its one task is attempt 1.
+        None => n == 1,
+    };
+    if in_flight && let Some(t) = &run.record.task {
+        let handle = TaskHandle { id: t.arn.clone(), container: t.container.clone(), log_stream: t.log_stream.clone() };
+        if run.record.migration_attempts.is_empty() {
+            run.record.migration_attempts.push(new_attempt(n, &handle));
+            run.save()?;
+        }
+        return Ok(handle);
     }
     let runner = run.cloud.runner.clone();
     let spec = TaskSpec {
@@ -221,6 +513,7 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         environment: run.env.migration.task_environment(),
         image: run.record.image.clone(),
         task_definition: run.record.task_definition.clone(),
+        attempt: n,
     };
     let found = call("look for this run's task", || runner.find_started(&spec))
         .await
@@ -232,22 +525,41 @@ async fn start(run: &mut Run) -> Result<TaskHandle, StepError> {
         }
         None => {
             let spec = prepare_image(run, spec).await?;
-            start_with_capacity_retries(run, &spec).await?
+            start_with_capacity_retries(run, &spec, origin).await?
         }
     };
-    run.out.info(&format!("    {}", runner.describe_task(&handle)));
+    let attempt = if n > 1 { format!(" (attempt {n})") } else { String::new() };
+    run.out.info(&format!("    {}{attempt}", runner.describe_task(&handle)));
     run.record.task = Some(task_record(&handle));
+    if !in_flight || run.record.migration_attempts.last().is_none_or(|a| a.attempt != n) {
+        run.record.migration_attempts.push(new_attempt(n, &handle));
+    }
     run.save()?;
     Ok(handle)
+}
+
+fn new_attempt(n: u32, handle: &TaskHandle) -> MigrationAttempt {
+    MigrationAttempt {
+        attempt: n,
+        task: handle.id.clone(),
+        started_at: chrono::Utc::now(),
+        ended_at: None,
+        exit_code: None,
+        lock_timeout: false,
+        transactional_ddl: false,
+        blockers: Vec::new(),
+        error: None,
+        proof: None,
+    }
 }
 
 /// Start the task; a start the platform refused for want of capacity (nothing
 /// started) is asked again after 5 s, doubling to 60 s with jitter, while
 /// `timeouts.migration` lasts; each refusal is journaled. Out of time: exit 3
 /// with that evidence.
-async fn start_with_capacity_retries(run: &mut Run, spec: &TaskSpec) -> Result<TaskHandle, StepError> {
+async fn start_with_capacity_retries(run: &mut Run, spec: &TaskSpec, origin: Instant) -> Result<TaskHandle, StepError> {
     let runner = run.cloud.runner.clone();
-    let deadline = Instant::now() + run.env.timeouts.migration;
+    let deadline = origin + run.env.timeouts.migration;
     let mut delay = CAPACITY_FIRST_DELAY;
     loop {
         match call("start the migration task", || runner.start(spec)).await {
@@ -471,11 +783,33 @@ impl<'a> Watch<'a> {
 pub(super) struct LogStream<'a> {
     logs: &'a dyn LogSource,
     streams: Streams,
+    /// What the lines read so far showed.
+    pub(super) found: LogFindings,
+}
+
+/// What the migration's output says about how it failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct LogFindings {
+    /// A statement was cancelled by `lock_timeout` (SQLSTATE 55P03).
+    pub lock_timeout: bool,
+    /// Alembic ran the migration in a transaction ("Will assume transactional DDL.").
+    pub transactional_ddl: bool,
+}
+
+impl LogFindings {
+    pub(super) fn scan(&mut self, line: &str) {
+        if line.contains("55P03") || line.contains("canceling statement due to lock timeout") {
+            self.lock_timeout = true;
+        }
+        if line.contains("Will assume transactional DDL.") {
+            self.transactional_ddl = true;
+        }
+    }
 }
 
 impl<'a> LogStream<'a> {
     pub(super) fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
-        LogStream { logs, streams: Streams::new(refs) }
+        LogStream { logs, streams: Streams::new(refs), found: LogFindings::default() }
     }
 
     /// Print the new events of every stream; returns how many there were, and
@@ -486,6 +820,7 @@ impl<'a> LogStream<'a> {
             run.out.warn(&format!("cannot read logs of {name}: {e}"));
         }
         for e in &page.events {
+            self.found.scan(&e.message);
             run.out.log_line(e.timestamp, &e.message);
         }
         (page.events.len(), page.at_end)

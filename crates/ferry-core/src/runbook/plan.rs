@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::record::{RestoreSource, RunKind, RunOptions, StepName};
+use super::record::{RestoreSource, RunKind, RunOptions, RunRecord, StepName};
 use crate::config::values::format_duration;
 use crate::config::{EnvConfig, RehearseWhen, RestoreOnFailure, RestoreStrategy};
 use crate::provider::Describe;
@@ -77,6 +77,15 @@ fn migrate(env: &EnvConfig, words: &dyn Describe) -> PlannedStep {
             "lock_timeout {}: a statement waiting longer for a lock fails (PGOPTIONS=\"{options}\")",
             format_duration(t)
         ));
+        let n = env.migration.lock_retries;
+        does.push(if n == 0 {
+            "failed on a lock timeout with proof that nothing changed: not restored, exit 3 (lock_retries = 0)".into()
+        } else {
+            format!(
+                "failed on a lock timeout with proof that nothing changed: run again up to {n} time(s) (backoff from \
+                 5s, within timeouts.migration), then exit 3 without a restore"
+            )
+        });
     }
     step(StepName::Migrate, does)
 }
@@ -252,4 +261,106 @@ pub fn restore_plan(env: &EnvConfig, words: &dyn Describe, source: &RestoreSourc
         }
     };
     Plan { command: RunKind::Restore, env: env.name.clone(), steps: vec![check, restore(env, words, strategy, &from)] }
+}
+
+/// Shortest `lock_timeout` [`lock_timeout_suggestion`] suggests.
+const SUGGEST_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest.
+const SUGGEST_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the environment's latest rehearsal that observed locks says about
+/// `migration.lock_timeout`: max(5 s, 2 × the longest lock wait it saw), at
+/// most 60 s, naming the rehearsal and its numbers. `None` without such a
+/// rehearsal, or when it saw neither a lock wait nor an ACCESS EXCLUSIVE hold.
+pub fn lock_timeout_suggestion(env: &EnvConfig, runs: &[RunRecord]) -> Option<String> {
+    let (run, h) = runs
+        .iter()
+        .filter(|r| r.env == env.name)
+        .filter_map(|r| r.rehearsal.as_ref().filter(|h| h.locks_observed).map(|h| (r, h)))
+        .max_by_key(|(r, _)| r.started_at)?;
+    let wait = h.waits.iter().map(|w| w.held_for_ms).max();
+    let exclusive = h.locks.iter().filter(|l| l.mode == "ACCESS EXCLUSIVE").map(|l| l.held_for_ms).max();
+    if wait.is_none() && exclusive.is_none() {
+        return None;
+    }
+    let ms = |v: u64| format!("{:.1}s", v as f64 / 1000.0);
+    let mut seen = Vec::new();
+    if let Some(w) = wait {
+        seen.push(format!("waited at most {} for a lock", ms(w)));
+    }
+    if let Some(x) = exclusive {
+        seen.push(format!("held ACCESS EXCLUSIVE at most {}", ms(x)));
+    }
+    let twice = std::time::Duration::from_millis(wait.unwrap_or(0).saturating_mul(2));
+    let suggested = twice.max(SUGGEST_MIN).min(SUGGEST_MAX);
+    let suggested = std::time::Duration::from_secs(suggested.as_millis().div_ceil(1000) as u64);
+    let now = match env.migration.lock_timeout {
+        Some(t) => format!(" (now {})", format_duration(t)),
+        None => String::new(),
+    };
+    Some(format!(
+        "rehearsal {} {}: suggested migration.lock_timeout = \"{}\"{now} (2 × the longest wait, at least 5s, at most 60s)",
+        run.run_id,
+        seen.join(" and "),
+        format_duration(suggested)
+    ))
+}
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::*;
+    use crate::runbook::record::{LockHeld, RehearsalRecord, RunKind};
+
+    fn env(extra: &str) -> EnvConfig {
+        let text = format!(
+            "project = \"p\"\n[env.prod]\nprovider = \"local\"\ndatabase = {{ url = \"postgres://u@127.0.0.1/app\" }}\nmigration = {{ command = [\"true\"]{extra} }}\n"
+        );
+        crate::config::parse(std::path::Path::new("/x/ferry.toml"), &text).unwrap().env("prod").unwrap().clone()
+    }
+
+    fn rehearsal(id: &str, ago_secs: i64, waits: &[u64], exclusive: &[u64]) -> RunRecord {
+        let mut r = RunRecord::new(
+            crate::runbook::record::RunId::recorded(id),
+            "prod",
+            RunKind::Rehearse,
+            RunOptions::default(),
+            &[],
+        );
+        r.started_at = chrono::Utc::now() - chrono::Duration::seconds(ago_secs);
+        let held =
+            |mode: &str, ms: &u64| LockHeld { relation: "public.orders".into(), mode: mode.into(), held_for_ms: *ms };
+        r.rehearsal = Some(RehearsalRecord {
+            locks_observed: true,
+            waits: waits.iter().map(|ms| held("ROW EXCLUSIVE", ms)).collect(),
+            locks: exclusive.iter().map(|ms| held("ACCESS EXCLUSIVE", ms)).collect(),
+            ..RehearsalRecord::default()
+        });
+        r
+    }
+
+    #[test]
+    fn the_latest_rehearsal_suggests_twice_its_longest_wait_between_5_and_60_seconds() {
+        let e = env("");
+        let older = rehearsal("prod-old", 3600, &[40_000], &[]);
+        let newer = rehearsal("prod-new", 60, &[3_200, 1_000], &[7_500]);
+        let line = lock_timeout_suggestion(&e, &[older.clone(), newer]).unwrap();
+        assert!(line.contains("rehearsal prod-new"), "the latest one: {line}");
+        assert!(line.contains("waited at most 3.2s") && line.contains("ACCESS EXCLUSIVE at most 7.5s"), "{line}");
+        assert!(line.contains("lock_timeout = \"7s\""), "2 x 3.2s, rounded up: {line}");
+        let line = lock_timeout_suggestion(&e, &[older]).unwrap();
+        assert!(line.contains("lock_timeout = \"1m\""), "capped at 60s: {line}");
+        let short = rehearsal("prod-short", 1, &[], &[900]);
+        let line = lock_timeout_suggestion(&env(", lock_timeout = \"2s\""), &[short]).unwrap();
+        assert!(line.contains("lock_timeout = \"5s\" (now 2s)"), "at least 5s, the setting named: {line}");
+    }
+
+    #[test]
+    fn no_suggestion_without_an_observed_rehearsal_or_any_lock() {
+        let e = env("");
+        assert_eq!(lock_timeout_suggestion(&e, &[]), None);
+        assert_eq!(lock_timeout_suggestion(&e, &[rehearsal("prod-a", 1, &[], &[])]), None, "nothing seen");
+        let mut unobserved = rehearsal("prod-b", 1, &[5_000], &[]);
+        unobserved.rehearsal.as_mut().unwrap().locks_observed = false;
+        assert_eq!(lock_timeout_suggestion(&e, &[unobserved]), None);
+    }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::RestoreStrategy;
 use crate::exit;
 use crate::provenance::{Actor, Build};
-use crate::provider::{SnapshotStatus, TableWrites};
+use crate::provider::{SchemaFingerprint, SnapshotStatus, TableWrites};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,6 +24,9 @@ pub enum Outcome {
     Interrupted,
     /// A person declared the run over without finishing it (`ferry runs abandon`).
     Abandoned,
+    /// The migration failed on a lock timeout and ferry proved it changed
+    /// nothing (see [`MigrationAttempt::proof`]): not restored, snapshot kept.
+    NothingChanged,
 }
 
 impl Outcome {
@@ -31,7 +34,7 @@ impl Outcome {
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Succeeded => exit::SUCCEEDED,
-            Outcome::Aborted => exit::REFUSED,
+            Outcome::Aborted | Outcome::NothingChanged => exit::REFUSED,
             Outcome::Restored => exit::RESTORED,
             Outcome::NeedsAttention | Outcome::Abandoned => exit::NEEDS_ATTENTION,
             Outcome::Interrupted | Outcome::Running => exit::INTERRUPTED,
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::NeedsAttention => "needs_attention",
             Outcome::Interrupted => "interrupted",
             Outcome::Abandoned => "abandoned",
+            Outcome::NothingChanged => "nothing_changed",
         }
     }
 }
@@ -234,6 +238,78 @@ pub struct StartAttempt {
     pub at: DateTime<Utc>,
     /// The platform's answer, as it gave it.
     pub reason: String,
+}
+
+/// The database as the migration found it, read through the session before
+/// the first attempt: what "nothing changed" is measured against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockBaseline {
+    /// The revisions in the version table.
+    pub versions: Vec<String>,
+    pub schema: SchemaFingerprint,
+}
+
+/// One run of the migration (`migration.lock_retries` makes more than one).
+/// Journaled when it starts and when it ends, so a resumed run neither
+/// repeats a finished attempt nor loses one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationAttempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// The task (or process, or deployment) id.
+    pub task: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Its output held a lock timeout (SQLSTATE 55P03, "canceling statement
+    /// due to lock timeout").
+    #[serde(default)]
+    pub lock_timeout: bool,
+    /// Alembic logged "Will assume transactional DDL.".
+    #[serde(default)]
+    pub transactional_ddl: bool,
+    /// Who held the lock it waited for, as sampled while it ran (one per pid).
+    #[serde(default)]
+    pub blockers: Vec<BlockerSeen>,
+    /// How it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// After a failure: the evidence that it changed nothing, piece by piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<NothingChangedProof>,
+}
+
+/// A session seen holding a lock the database's other sessions waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockerSeen {
+    pub pid: i32,
+    /// The longest its transaction was seen open, whole seconds.
+    pub age_secs: u64,
+    /// The first 80 characters of its query.
+    pub query: String,
+}
+
+/// The evidence that a failed migration changed nothing. It holds only when
+/// every piece does; `missing` says what did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NothingChangedProof {
+    pub lock_timeout: bool,
+    pub transactional_ddl: bool,
+    /// The version table holds what it held before the migration.
+    pub versions_unchanged: bool,
+    /// The schema fingerprint is what it was before the migration.
+    pub schema_unchanged: bool,
+    /// Why the proof does not hold, piece by piece; empty when it holds.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+impl NothingChangedProof {
+    pub fn holds(&self) -> bool {
+        self.lock_timeout && self.transactional_ddl && self.versions_unchanged && self.schema_unchanged
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +567,13 @@ pub struct RunRecord {
     /// `ferry rehearse`, or the rehearsal a `deploy` with `rehearse.when = "always"` ran first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<RehearsalRecord>,
+    /// The version table and schema before the first migration attempt, when
+    /// ferry could read them (what a "nothing changed" proof compares with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<LockBaseline>,
+    /// Every run of the migration, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migration_attempts: Vec<MigrationAttempt>,
 }
 
 impl RunRecord {
@@ -531,6 +614,8 @@ impl RunRecord {
             task_definition: None,
             start_attempts: Vec::new(),
             rehearsal: None,
+            baseline: None,
+            migration_attempts: Vec::new(),
         }
     }
 
@@ -574,6 +659,11 @@ impl RunRecord {
             });
             self.steps.last_mut().expect("just pushed")
         }
+    }
+
+    /// The last migration attempt failed and proved it changed nothing.
+    pub fn nothing_changed(&self) -> Option<&NothingChangedProof> {
+        self.migration_attempts.last().and_then(|a| a.proof.as_ref()).filter(|p| p.holds())
     }
 
     pub fn step_status(&self, name: StepName) -> StepStatus {
@@ -660,6 +750,12 @@ impl PartialEq<&str> for RunId {
 impl PartialEq<String> for RunId {
     fn eq(&self, other: &String) -> bool {
         &self.0 == other
+    }
+}
+
+impl PartialEq<RunId> for String {
+    fn eq(&self, other: &RunId) -> bool {
+        *self == other.0
     }
 }
 

@@ -2,7 +2,7 @@
 //! the terminal summary, `ferry runs show` and the GitHub step summary all
 //! render this list.
 
-use super::record::{Outcome, RunRecord, StepStatus};
+use super::record::{NothingChangedProof, Outcome, RunRecord, StepStatus};
 use crate::output::{Fact, Report, Span, StepRow};
 
 /// The report of a run, from its record.
@@ -19,6 +19,7 @@ fn headline(r: &RunRecord) -> String {
         Outcome::Interrupted => "was interrupted",
         Outcome::Running => "is still running (or its ferry process died)",
         Outcome::Abandoned => "was abandoned by a person",
+        Outcome::NothingChanged => "failed on a lock timeout and changed nothing; nothing was restored",
     };
     format!("ferry {} {} {what} (exit {})", r.command, r.env, r.outcome.exit_code())
 }
@@ -80,6 +81,7 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
         f.items = vec![format!("last at {}: {}", crate::output::timestamp(last.at), last.reason)];
         facts.push(f);
     }
+    facts.extend(attempts(r));
     if let Some(t) = &r.task {
         let ended = match (t.exit_code, &t.stopped_reason) {
             (Some(c), _) => format!("exit code {c}"),
@@ -134,6 +136,54 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
         facts.push(Fact::new("next", vec![code(n)]));
     }
     facts
+}
+
+/// The migration's attempts, when there was more than one or one failed with
+/// evidence: how each ended, who blocked it, and what the proof found.
+fn attempts(r: &RunRecord) -> Vec<Fact> {
+    let list = &r.migration_attempts;
+    if list.len() < 2 && list.iter().all(|a| a.proof.is_none() && a.blockers.is_empty()) {
+        return Vec::new();
+    }
+    let mut f = Fact::text("attempts", format!("the migration ran {} time(s)", list.len()));
+    for a in list {
+        let ended = match (a.exit_code, a.ended_at) {
+            (_, None) => "running".to_string(),
+            (Some(0), _) => "exit code 0".to_string(),
+            (Some(c), _) if a.lock_timeout => format!("exit code {c}, lock timeout"),
+            (Some(c), _) => format!("exit code {c}"),
+            (None, _) => "no exit code".to_string(),
+        };
+        f.items.push(format!("attempt {}: task {} ({ended})", a.attempt, a.task));
+        for b in &a.blockers {
+            f.items.push(format!(
+                "attempt {}: blocked by pid {}, its transaction open {}s: {}",
+                a.attempt, b.pid, b.age_secs, b.query
+            ));
+        }
+        if let Some(p) = &a.proof {
+            f.items.push(format!("attempt {}: {}", a.attempt, proof_line(p)));
+        }
+    }
+    vec![f]
+}
+
+/// Which evidence held, in one line.
+fn proof_line(p: &NothingChangedProof) -> String {
+    let mark = |held: bool| if held { "yes" } else { "no" };
+    let pieces = format!(
+        "lock timeout in its output: {}; Alembic's transactional DDL: {}; version table unchanged: {}; schema \
+         unchanged: {}",
+        mark(p.lock_timeout),
+        mark(p.transactional_ddl),
+        mark(p.versions_unchanged),
+        mark(p.schema_unchanged)
+    );
+    if p.holds() {
+        format!("nothing changed, proved: {pieces}")
+    } else {
+        format!("no proof that nothing changed ({}): {pieces}", p.missing.join("; "))
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,7 @@ pub async fn rehearse(run: &mut Run, was_in_flight: bool) -> Result<String, Step
         environment: environment(run, &clone),
         image: run.record.image.clone(),
         task_definition: run.record.task_definition.clone(),
+        attempt: 1,
     };
     let runner = run.cloud.runner.clone();
     let started = Instant::now();
