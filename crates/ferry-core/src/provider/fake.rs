@@ -393,6 +393,22 @@ impl FakeCloud {
         }
     }
 
+    /// A database a restore creates: `data`, no instances yet, ready after
+    /// the restore latency (never, when `hang`).
+    fn restored_db(&self, data: String, tags: &Tags, hang: bool) -> FakeDb {
+        FakeDb {
+            data,
+            history: Vec::new(),
+            created: Utc::now(),
+            stopped: false,
+            tags: tags.clone(),
+            instances: Vec::new(),
+            instances_ready_at: Vec::new(),
+            ready_at: Instant::now() + self.latency.restore,
+            never_ready: hang,
+        }
+    }
+
     pub fn clusters(&self) -> BTreeMap<String, FakeDb> {
         self.tick();
         self.lock().clusters.clone()
@@ -714,17 +730,7 @@ impl Database for FakeCloud {
                 if current(snap).status != SnapshotStatus::Available {
                     return Err(ProviderError::Rejected(format!("snapshot {snapshot_id} is not available")));
                 }
-                let db = FakeDb {
-                    data: snap.data.clone(),
-                    history: Vec::new(),
-                    created: Utc::now(),
-                    stopped: false,
-                    tags: tags.clone(),
-                    instances: Vec::new(),
-                    instances_ready_at: Vec::new(),
-                    ready_at: Instant::now() + self.latency.restore,
-                    never_ready: hang,
-                };
+                let db = self.restored_db(snap.data.clone(), tags, hang);
                 s.clusters.insert(target.to_string(), db);
             }
         }
@@ -748,17 +754,7 @@ impl Database for FakeCloud {
                 let source =
                     s.clusters.get(&self.cluster_id).ok_or_else(|| ProviderError::NotFound(self.cluster_id.clone()))?;
                 let data = source.history.iter().find(|(t, _)| *t > at).map_or(&source.data, |(_, before)| before);
-                let db = FakeDb {
-                    data: data.clone(),
-                    history: Vec::new(),
-                    created: Utc::now(),
-                    stopped: false,
-                    tags: tags.clone(),
-                    instances: Vec::new(),
-                    instances_ready_at: Vec::new(),
-                    ready_at: Instant::now() + self.latency.restore,
-                    never_ready: hang,
-                };
+                let db = self.restored_db(data.clone(), tags, hang);
                 s.clusters.insert(target.to_string(), db);
             }
         }

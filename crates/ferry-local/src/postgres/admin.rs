@@ -205,6 +205,19 @@ pub(super) async fn seal(admin: &Client, name: &str) -> PResult<()> {
         .map_err(pg_err(&format!("closing snapshot database {name} to connections")))
 }
 
+/// End every client session on database `name` but this one.
+pub(super) async fn end_sessions(admin: &Client, name: &str) -> PResult<()> {
+    admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 \
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .map_err(pg_err(&format!("disconnecting the sessions of database {name}")))?;
+    Ok(())
+}
+
 pub(super) fn plural(n: i64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }

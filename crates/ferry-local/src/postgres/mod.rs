@@ -28,8 +28,8 @@ mod rehearsal;
 mod tests;
 
 use admin::{
-    check_name, copy_database, drop_database, exists, fit_name, has_code, lookup, pg_err, pg_message, quote_ident,
-    read_mark, run_in_comment, seal, settle, write_mark,
+    check_name, copy_database, drop_database, end_sessions, exists, fit_name, has_code, lookup, pg_err, pg_message,
+    quote_ident, read_mark, run_in_comment, seal, settle, write_mark,
 };
 
 /// How often `rename` disconnects the database's sessions and tries again when
@@ -366,14 +366,7 @@ impl Database for PgDatabase {
             Some(true) => {}
         }
         seal(&admin, id).await?;
-        admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 \
-                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                &[&id],
-            )
-            .await
-            .map_err(|e| ProviderError::Other(format!("ending the sessions of {id}: {e}")))?;
+        end_sessions(&admin, id).await?;
         Ok(Stopped::Stopped(
             "; closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS true opens it again)".into(),
         ))
@@ -415,14 +408,7 @@ impl Database for PgDatabase {
             attempt += 1;
             // A database with sessions cannot be renamed: end them. Clients that
             // reconnect find whichever database has the name by then.
-            admin
-                .query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 \
-                     AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                    &[&from],
-                )
-                .await
-                .map_err(pg_err(&format!("disconnecting the sessions of database {from}")))?;
+            end_sessions(&admin, from).await?;
             match admin.batch_execute(&rename).await {
                 Ok(()) => return Ok(()),
                 Err(e) if has_code(&e, &SqlState::OBJECT_IN_USE) && attempt < RENAME_ATTEMPTS => {
