@@ -125,6 +125,9 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
     for line in report.steps_table() {
         crate::outln!("{}", redactor.clean(&line))?;
     }
+    for line in report.log_tail_lines() {
+        crate::outln!("{}", redactor.clean(&line))?;
+    }
     Ok(0)
 }
 

@@ -401,6 +401,7 @@ macro_rules! outln {
 pub async fn run(cli: Cli) -> i32 {
     let Cli { config, output, yes, verbose, quiet, profile, region, command } = cli;
     let aws = aws::AwsOptions { profile, region };
+    let what = command_words(&command);
     let result = async {
         if let Some(done) = completions::without_config(&command) {
             return done;
@@ -427,8 +428,63 @@ pub async fn run(cli: Cli) -> i32 {
         Err(CommandError::StdoutClosed) => CommandError::StdoutClosed.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
+            tell_github(&what, &e);
             e.exit_code()
         }
+    }
+}
+
+/// The command as a person typed its first words: `deploy prod`, `runs list`.
+fn command_words(command: &Command) -> String {
+    use crate::cli::RunsCommand;
+    match command {
+        Command::Deploy(a) => format!("deploy {}", a.env),
+        Command::Migrate(a) => format!("migrate {}", a.env),
+        Command::Restore(a) => format!("restore {}", a.env),
+        Command::Rehearse(a) => format!("rehearse {}", a.env),
+        Command::Resume(a) => format!("resume {}", a.run_id),
+        Command::Plan(a) => format!("plan {}", a.env),
+        Command::Status(a) => format!("status {}", a.env),
+        Command::Check(a) => format!("check {}", a.env),
+        Command::Doctor(a) => format!("doctor {}", a.env),
+        Command::Logs(a) => format!("logs {}", a.env),
+        Command::Unlock(a) => format!("unlock {}", a.env),
+        Command::Runs(RunsCommand::List { .. }) => "runs list".into(),
+        Command::Runs(RunsCommand::Show { run_id }) => format!("runs show {run_id}"),
+        Command::Runs(RunsCommand::Abandon { run_id, .. }) => format!("runs abandon {run_id}"),
+        Command::Snapshot(_) => "snapshot".into(),
+        Command::Service(_) => "service".into(),
+        Command::Config(_) => "config validate".into(),
+        Command::Db(_) => "db".into(),
+        Command::Completions(_) => "completions".into(),
+        Command::Man(_) => "man".into(),
+    }
+}
+
+/// A command that ended in an error, under GitHub Actions: an `::error`
+/// annotation with the one-line reason, and a step summary that says what
+/// ended and why (a run's own report is written where the run ends).
+fn tell_github(what: &str, e: &CommandError) {
+    use ferry_core::output::{Fact, Report, Span, append_step_summary};
+    if std::env::var("GITHUB_ACTIONS").map_or(true, |v| v != "true") {
+        return;
+    }
+    let reason = e.to_string().replace(['\r', '\n'], " ");
+    let code = e.exit_code();
+    let ended = match e {
+        CommandError::Usage(_) | CommandError::Config(_) => "stopped: a usage or configuration error; nothing was touched",
+        CommandError::Failed(_) => "was refused before changing anything",
+        CommandError::NeedsAttention(_) => "failed and needs attention",
+        CommandError::StdoutClosed => return,
+    };
+    eprintln!("::error title=ferry {what}::{}", ferry_core::output::escape_workflow(&reason));
+    let mut facts = vec![Fact::text("reason", reason)];
+    if let Some(url) = ferry_core::provenance::ci_url() {
+        facts.push(Fact::new("ci", vec![Span::Link { text: "the CI run".into(), url }]));
+    }
+    let report = Report { headline: format!("ferry {what} {ended} (exit {code})"), facts, ..Report::default() };
+    if let Err(err) = append_step_summary(&report, &Redactor::default()) {
+        eprintln!("warning: cannot write the GitHub step summary: {err}");
     }
 }
 

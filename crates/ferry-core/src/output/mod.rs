@@ -228,7 +228,7 @@ pub fn escape_codes_allowed(
 }
 
 /// Workflow commands end at a newline; encode the characters GitHub documents.
-fn escape_workflow(s: &str) -> String {
+pub fn escape_workflow(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 

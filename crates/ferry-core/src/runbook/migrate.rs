@@ -36,11 +36,24 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let mut stream = LogStream::new(run.cloud.logs.as_ref(), &handle.log_stream);
     let (state, timed_out) = watch(run, &handle, &mut stream, run.env.timeouts.migration).await;
     stream.drain(run).await;
+    let tail: Vec<String> = stream.tail.into_iter().collect();
     run.out.group_end();
-    let profile = run.cloud.runner.profile();
-    if profile.logs_known_at_end {
+    if run.cloud.runner.profile().logs_known_at_end {
         bound_logs(run, &handle).await;
     }
+    let logs = run.cloud.logs.clone();
+    if let Some(t) = run.record.task.as_mut() {
+        t.log_url = t.log_stream.split_whitespace().next().and_then(|s| logs.console_url(s));
+    }
+    let result = decide(run, &handle, state, timed_out).await;
+    // A failed migration's last lines stay with the run (the step summary, `runs show`).
+    run.record.log_tail = if result.is_err() { tail } else { Vec::new() };
+    result
+}
+
+/// What the migration's end means: its exit code, or why there is none.
+async fn decide(run: &mut Run, handle: &TaskHandle, state: TaskState, timed_out: bool) -> Result<String, StepError> {
+    let profile = run.cloud.runner.profile();
 
     let state = match state {
         // Nothing would ever record how it ends: it is stopped first, and the
@@ -293,6 +306,7 @@ pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
         exit_code: None,
         stopped_reason: None,
         log_stream: handle.log_stream.clone(),
+        log_url: None,
     }
 }
 
@@ -471,11 +485,13 @@ impl<'a> Watch<'a> {
 pub(super) struct LogStream<'a> {
     logs: &'a dyn LogSource,
     streams: Streams,
+    /// The last lines read, redacted and escaped as printed.
+    tail: std::collections::VecDeque<String>,
 }
 
 impl<'a> LogStream<'a> {
     pub(super) fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
-        LogStream { logs, streams: Streams::new(refs) }
+        LogStream { logs, streams: Streams::new(refs), tail: Default::default() }
     }
 
     /// Print the new events of every stream; returns how many there were, and
@@ -487,6 +503,11 @@ impl<'a> LogStream<'a> {
         }
         for e in &page.events {
             run.out.log_line(e.timestamp, &e.message);
+            let line = crate::output::escape_controls(e.message.trim_end_matches(['\n', '\r'])).into_owned();
+            if self.tail.len() == super::record::LOG_TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(run.out.redactor().clean(&line));
         }
         (page.events.len(), page.at_end)
     }

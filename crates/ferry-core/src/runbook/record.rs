@@ -239,6 +239,10 @@ pub struct TaskRecord {
     pub exit_code: Option<i32>,
     pub stopped_reason: Option<String>,
     pub log_stream: String,
+    /// Where a person reads the task's logs in a browser, when the provider
+    /// knows a page for them (a console URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,7 +420,15 @@ pub struct RunRecord {
     /// `ferry rehearse`, or the rehearsal a `deploy` with `rehearse.when = "always"` ran first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<RehearsalRecord>,
+    /// A failed migration's last lines of output (at most
+    /// [`LOG_TAIL_LINES`]), redacted, oldest first: what the step summary
+    /// and `ferry runs show` print under the failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
+
+/// How many of a failed migration's last lines the record keeps.
+pub const LOG_TAIL_LINES: usize = 20;
 
 impl RunRecord {
     pub fn new(run_id: String, env: &str, command: RunKind, options: RunOptions, steps: &[StepName]) -> Self {
@@ -456,6 +468,7 @@ impl RunRecord {
             task_definition: None,
             start_attempts: Vec::new(),
             rehearsal: None,
+            log_tail: Vec::new(),
         }
     }
 

@@ -7,7 +7,13 @@ use crate::output::{Fact, Report, Span, StepRow};
 
 /// The report of a run, from its record.
 pub fn of(r: &RunRecord) -> Report {
-    Report { headline: headline(r), steps: steps(r), facts: facts(r) }
+    Report {
+        headline: headline(r),
+        run_id: Some(r.run_id.clone()),
+        steps: steps(r),
+        facts: facts(r),
+        log_tail: r.log_tail.clone(),
+    }
 }
 
 fn headline(r: &RunRecord) -> String {
@@ -40,6 +46,8 @@ fn steps(r: &RunRecord) -> Vec<StepRow> {
         .map(|s| StepRow {
             name: s.name.to_string(),
             mark: mark(s.status),
+            started_at: s.started_at,
+            failed: s.status == StepStatus::Failed,
             took_secs: s.started_at.zip(s.ended_at).map(|(a, b)| (b - a).num_seconds()),
             detail: s.detail.clone().unwrap_or_default(),
         })
@@ -106,6 +114,13 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
     facts.extend(closing.into_iter().filter_map(|(label, v)| v.as_ref().map(|v| Fact::text(label, v.clone()))));
     if let Some(n) = &r.next {
         facts.push(Fact::new("next", vec![code(n)]));
+    }
+    let task_logs = r.task.as_ref().or(r.rehearsal.as_ref().and_then(|h| h.task.as_ref()));
+    if let Some(url) = task_logs.and_then(|t| t.log_url.as_ref()) {
+        facts.push(Fact::new("logs", vec![Span::Link { text: "the migration's logs".into(), url: url.clone() }]));
+    }
+    if let Some(url) = &r.ci_url {
+        facts.push(Fact::new("ci", vec![Span::Link { text: "the CI run".into(), url: url.clone() }]));
     }
     facts
 }
