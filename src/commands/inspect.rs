@@ -30,7 +30,8 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
         return Ok(BTreeMap::new());
     };
     let sdk = aws::sdk_config(env, &ctx.aws).await;
-    aws::check_credentials(&sdk).await?;
+    let doing = format!("read the outputs of stack {stack}");
+    aws::check_credentials(&sdk, ctx.aws.profile.as_deref(), &doing).await.map_err(|p| p.line)?;
     let stacks = aws::stacks(env, &sdk);
     let all = stacks.outputs(stack).await.map_err(|e| e.to_string())?;
     let refs = env.output_refs();

@@ -63,7 +63,10 @@ impl CommandError {
 impl From<ProviderError> for CommandError {
     fn from(e: ProviderError) -> Self {
         match e {
-            ProviderError::AccessDenied(_) => CommandError::Usage(e.to_string()),
+            ProviderError::AccessDenied(_) => CommandError::Usage(format!(
+                "{e}; grant that permission to the role or user ferry runs as (ferry's IAM policy: \
+                 docs/github-actions.md), then retry; nothing was done"
+            )),
             _ => CommandError::Failed(e.to_string()),
         }
     }
@@ -115,7 +118,10 @@ impl Context {
             }
             ProviderKind::Aws => {
                 let sdk = aws::sdk_config(env, &self.aws).await;
-                aws::check_credentials(&sdk).await.map_err(CommandError::Usage)?;
+                let doing = format!("reach AWS for environment {}", env.name);
+                aws::check_credentials(&sdk, self.aws.profile.as_deref(), &doing)
+                    .await
+                    .map_err(|p| self.aws_problem(p))?;
                 let (cloud, _) = aws::cloud(env, &sdk).await.map_err(|e| match e {
                     ProviderError::Rejected(m) | ProviderError::AccessDenied(m) => CommandError::Usage(m),
                     other => other.into(),
@@ -144,9 +150,20 @@ impl Context {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
                 aws::s3_state::S3Store::connect(&bucket, &prefix, region, self.aws.profile.clone())
                     .map(|s| Store::Remote(std::sync::Arc::new(s)))
-                    .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
+                    .map_err(|p| self.aws_problem(p))
             }
         }
+    }
+
+    /// An AWS problem before any request: its one line (exit 2); with `-v`
+    /// the SDK's own words first.
+    fn aws_problem(&self, p: aws::access::Problem) -> CommandError {
+        if self.verbose > 0
+            && let Some(detail) = &p.detail
+        {
+            eprintln!("detail: {detail}");
+        }
+        CommandError::Usage(format!("{}; nothing was done", p.line))
     }
 
     /// Take the lock on `database` for a command that changes it, for as long as
@@ -472,7 +489,9 @@ fn tell_github(what: &str, e: &CommandError) {
     let reason = e.to_string().replace(['\r', '\n'], " ");
     let code = e.exit_code();
     let ended = match e {
-        CommandError::Usage(_) | CommandError::Config(_) => "stopped: a usage or configuration error; nothing was touched",
+        CommandError::Usage(_) | CommandError::Config(_) => {
+            "stopped: a usage or configuration error; nothing was touched"
+        }
         CommandError::Failed(_) => "was refused before changing anything",
         CommandError::NeedsAttention(_) => "failed and needs attention",
         CommandError::StdoutClosed => return,

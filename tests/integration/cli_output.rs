@@ -267,14 +267,17 @@ fn the_step_summary_of_a_failed_deploy_shows_the_failing_lines_the_durations_and
     assert!(gantt.lines().any(|l| l.trim_start().starts_with("migrate :crit, ")), "{gantt}");
     assert!(gantt.lines().any(|l| l.trim_start().starts_with("snapshot :done, ")), "{gantt}");
     // The last 20 lines, redacted.
-    let tail = md.split("The migration's last 20 lines:\n\n```text\n").nth(1).expect("the last lines").split("```").next();
+    let tail =
+        md.split("The migration's last 20 lines:\n\n```text\n").nth(1).expect("the last lines").split("```").next();
     let tail: Vec<&str> = tail.unwrap().lines().collect();
     assert_eq!(tail.len(), 20, "{md}");
     assert_eq!(tail[0], "line 7", "{md}");
     assert_eq!(tail[19], "ERROR: relation \"users\" already exists (token ***)", "{md}");
     assert!(!md.contains("S3cr3t"), "{md}");
     // The decision and why, the next step, the links.
-    assert!(md.contains("- state: ") && md.contains("- ci: [the CI run](https://github.example/acme/app/actions/runs/42)"));
+    assert!(
+        md.contains("- state: ") && md.contains("- ci: [the CI run](https://github.example/acme/app/actions/runs/42)")
+    );
     // The record keeps them: `runs show` prints them too.
     assert_eq!(p.only_run()["log_tail"].as_array().map(Vec::len), Some(20));
     let shown = p.run(["runs", "show", &run_id]).expect_exit(0);
