@@ -31,7 +31,10 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
     };
     let sdk = aws::sdk_config(env, &ctx.aws).await;
     let doing = format!("read the outputs of stack {stack}");
-    aws::check_credentials(&sdk, ctx.aws.profile.as_deref(), &doing).await.map_err(|p| p.line)?;
+    aws::check_credentials(&sdk, ctx.aws.profile.as_deref(), &doing).await.map_err(|p| {
+        // The plan says what it was reading: the cause alone.
+        p.line.strip_prefix(&format!("cannot {doing}: ")).map_or(p.line.clone(), str::to_string)
+    })?;
     let stacks = aws::stacks(env, &sdk);
     let all = stacks.outputs(stack).await.map_err(|e| e.to_string())?;
     let refs = env.output_refs();

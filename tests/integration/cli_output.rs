@@ -318,3 +318,49 @@ fn every_exit_3_refusal_writes_the_step_summary_and_an_error_annotation() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("(exit 2)") && md.contains("unknown environment"), "{md}");
 }
+
+#[test]
+fn at_80_columns_no_progress_redraw_is_wider_than_the_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) from util-linux is not installed");
+        return;
+    }
+    // A long environment name makes a long task id, hence a long progress line.
+    let env = "staging-eu-west-1-payments-ledger-and-settlements-blue";
+    let p = Project::new(&format!(
+        "project = \"t\"\n[env.{env}]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./app.db\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"] }}\nsnapshot_prefix = \"snap\"\n"
+    ));
+    p.write("migrate.sh", SLOW);
+    let created = p.ferry(&["db", "exec", env, "--create", "--sql", "CREATE TABLE t (id INTEGER)", "--yes"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let line = format!("stty cols 80 rows 24; '{FERRY}' deploy {env}");
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).current_dir(p.path()).stdin(Stdio::null());
+    for k in ["FERRY_CONFIG", "FERRY_IMAGE", "GITHUB_ACTIONS", "NO_COLOR", "COLUMNS", "LINES"] {
+        c.env_remove(k);
+    }
+    c.env("TERM", "xterm-256color");
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("succeeded (exit 0)"), "{text:?}");
+    // Every redraw: what follows a clear-line up to the next carriage return
+    // (a line ended by a newline, which the pty writes \r\n, stays and may wrap: it is never redrawn).
+    let redraws: Vec<&str> = text
+        .split("\x1b[2K")
+        .skip(1)
+        .filter_map(|d| {
+            let end = d.find(['\r', '\n']).unwrap_or(d.len());
+            let rest = &d[end..];
+            (!rest.starts_with('\n') && !rest.starts_with("\r\n")).then(|| &d[..end])
+        })
+        .collect();
+    assert!(redraws.iter().any(|d| d.contains("running")), "the spinner was drawn: {text:?}");
+    for d in &redraws {
+        assert!(d.chars().count() <= 80, "{} columns: {d:?}", d.chars().count());
+    }
+    assert!(redraws.iter().any(|d| d.contains('…')), "the task id is shortened in the middle: {redraws:?}");
+    // The whole line, once, when the wait ends.
+    let task = format!("task {env}-");
+    let whole = text.lines().filter(|l| l.contains(&task) && l.contains("running (")).count();
+    assert_eq!(whole, 1, "the full line is kept once when the wait ends: {text:?}");
+}

@@ -104,8 +104,10 @@ fn eight_deploys_at_once_from_eight_checkouts_one_runs_and_seven_exit_3_naming_i
 fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
     let Some(emu) = Emulator::start() else { return };
     let (_, p) = project(&emu, &["sh", "-c", "true"]);
-    let r = p.run(["deploy", "stage"]).env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").expect_exit(3);
-    assert!(r.stderr.contains("nothing was done"), "{r:?}");
+    // An endpoint that refuses is a configuration to fix (exit 2), said in one line.
+    let r = p.run(["deploy", "stage"]).env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").expect_exit(2);
+    assert!(r.stderr.contains("refused the connection") && r.stderr.contains("nothing was done"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
     let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
     assert!(
         snaps["snapshots"].as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"),
