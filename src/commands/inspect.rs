@@ -307,13 +307,7 @@ fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), Co
         crate::outln!("service    {} {}", svc.id, svc.status)?;
     }
     match &s.last {
-        Some(r) => crate::outln!(
-            "last run   {} {} {} (exit {})",
-            r.run_id,
-            r.command,
-            r.outcome.as_str(),
-            r.outcome.exit_code()
-        )?,
+        Some(r) => crate::outln!("last run   {} {} {}", r.run_id, r.command, r.outcome_words())?,
         None => crate::outln!("last run   none")?,
     }
     if let Some(e) = &s.state_error {
@@ -325,7 +319,7 @@ fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), Co
         Err(e) => crate::outln!("lock       {e}")?,
     }
     for l in &s.blocking {
-        crate::outln!("unfinished {}", super::unfinished_message(env, l, 1))?;
+        crate::outln!("unfinished {}", super::unfinished_status(env, l))?;
     }
     Ok(())
 }

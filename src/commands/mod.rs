@@ -304,33 +304,53 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
     } else {
         String::new()
     };
-    let abandon = abandon_command(run.run_id());
     match run {
         Listed::Unreadable { location, error, .. } => format!(
             "environment {} has a run whose journal cannot be read: {location} ({error}){more}; nothing was done. \
-             Find out what that run did (`ferry status {}`), then repair the file or settle it with `{abandon}`",
-            env.name, env.name
+             Find out what that run did (`ferry status {}`), then repair the file or settle it with `{}`",
+            env.name,
+            env.name,
+            abandon_command(run.run_id())
         ),
-        Listed::Run(r) => {
-            let at =
-                r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
-            let settle = match (&r.outcome, &r.next) {
-                (ferry_core::runbook::record::Outcome::NeedsAttention, Some(next)) => {
-                    format!("`{next}` (what it asked for), then `{abandon}`")
-                }
-                (ferry_core::runbook::record::Outcome::NeedsAttention, None) => {
-                    format!("`{abandon}` once it is settled")
-                }
-                _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
-            };
-            format!(
-                "environment {} has an unfinished run: {} ({} {}{at}){more}; nothing was done. Settle it first: {settle}",
-                env.name,
-                r.run_id,
-                r.command,
-                r.outcome.as_str(),
-            )
-        }
+        Listed::Run(r) => format!(
+            "environment {} has an unfinished run: {}{more}; this command was refused and changed nothing. \
+             Settle that run first: {}",
+            env.name,
+            unfinished_run(r),
+            settle_advice(r)
+        ),
+    }
+}
+
+/// `ferry status`'s line for an unfinished run: what it is, what it began
+/// (never "nothing was done" once it began a changing step), how to settle it.
+pub fn unfinished_status(env: &EnvConfig, run: &Listed) -> String {
+    match run {
+        Listed::Unreadable { .. } => unfinished_message(env, run, 1),
+        Listed::Run(r) => format!("{}; settle it: {}", unfinished_run(r), settle_advice(r)),
+    }
+}
+
+/// `run-id (deploy running at migrate; it began snapshot, migrate, so the database may have changed)`.
+fn unfinished_run(r: &ferry_core::runbook::record::RunRecord) -> String {
+    let at = r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
+    let begun = r.changing_steps_begun();
+    let changed = if begun.is_empty() {
+        "; it began no step that changes anything".to_string()
+    } else {
+        format!("; it began {}, so the database may have changed", begun.join(", "))
+    };
+    format!("{} ({} {}{at}{changed})", r.run_id, r.command, r.outcome.as_str())
+}
+
+/// The commands that settle an unfinished run.
+fn settle_advice(r: &ferry_core::runbook::record::RunRecord) -> String {
+    use ferry_core::runbook::record::Outcome;
+    let abandon = abandon_command(&r.run_id);
+    match (&r.outcome, &r.next) {
+        (Outcome::NeedsAttention, Some(next)) => format!("`{next}` (what it asked for), then `{abandon}`"),
+        (Outcome::NeedsAttention, None) => format!("`{abandon}` once it is settled"),
+        _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Reporter {
     /// and state last printed whole (each is printed whole once).
     spinner: Mutex<Option<(String, String)>>,
     told: Mutex<String>,
+    /// Advice already given ([`Reporter::advise`]): long advice is said once per run.
+    advised: Mutex<std::collections::HashSet<String>>,
 }
 
 const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
@@ -89,6 +91,7 @@ impl Reporter {
             width: None,
             spinner: Mutex::new(None),
             told: Mutex::new(String::new()),
+            advised: Mutex::new(Default::default()),
         }
     }
 
@@ -161,6 +164,15 @@ impl Reporter {
         if self.github {
             self.write_line(&format!("::warning::{}", escape_workflow(msg)));
         }
+    }
+
+    /// Advice (how to let ferry do what it could not), said once however
+    /// many lines it concerns: those lines refer to it instead of repeating it.
+    pub fn advise(&self, text: &str) {
+        if !self.advised.lock().unwrap_or_else(|e| e.into_inner()).insert(text.to_string()) {
+            return;
+        }
+        self.write_line(&format!("{} note: {text}", self.stamp(Utc::now())));
     }
 
     /// A step failed: under GitHub Actions also an `::error::` annotation.
@@ -373,6 +385,15 @@ mod tests {
         let whole: Vec<&str> = out.lines().filter(|l| l.contains(arn)).collect();
         assert_eq!(whole.len(), 1, "the full line once: {out:?}");
         assert!(whole[0].ends_with(&format!("task {arn}: stopped (2s)")), "{out:?}");
+    }
+
+    #[test]
+    fn advice_is_given_once() {
+        let (r, buf) = Reporter::capture(Redactor::default());
+        for _ in 0..3 {
+            r.advise("set database.url next to database.cluster");
+        }
+        assert_eq!(text(&buf).matches("note: set database.url").count(), 1, "{}", text(&buf));
     }
 
     #[test]

@@ -99,7 +99,9 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             continue;
         }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
-        run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+        let what = resumed_words(run, step.name, was_in_flight)
+            .unwrap_or_else(|| step.does.first().cloned().unwrap_or_default());
+        run.begin(step.name, &what)?;
         if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
             return Ok(ended);
         }
@@ -109,6 +111,20 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
         return Ok(rehearsal_refused(run, error));
     }
     Ok(conclude(run, plan, &env, failed.migration))
+}
+
+/// A migrate step an interrupted attempt began says what a resume does: it
+/// follows the migration already started, or looks for one before starting
+/// anything; never the plan's words for starting one.
+fn resumed_words(run: &Run, step: StepName, was_in_flight: bool) -> Option<String> {
+    if !was_in_flight || step != StepName::Migrate {
+        return None;
+    }
+    let unit = run.cloud.runner.profile().unit;
+    Some(match &run.record.task {
+        Some(t) => format!("follow {unit} {} that an earlier attempt started (nothing new is started)", t.arn),
+        None => format!("look for a {unit} an earlier attempt started, and start one only if there is none"),
+    })
 }
 
 /// What failed so far without ending the run.

@@ -483,6 +483,26 @@ impl RunRecord {
     /// Whether this run keeps its environment from other changing commands: it
     /// did not finish (running, interrupted) or it ended needing a person, and
     /// nobody has resumed, abandoned or resolved it since.
+    /// The steps that change something (snapshot, migrate, restore) this run began.
+    pub fn changing_steps_begun(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.started_at.is_some())
+            .filter(|s| matches!(s.name.known(), Some(StepName::Snapshot | StepName::Migrate | StepName::Restore)))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// The outcome as a person reads it: settled by a later run, still
+    /// running (no exit code yet), or the outcome and its exit code.
+    pub fn outcome_words(&self) -> String {
+        match (&self.resolved_by, self.outcome) {
+            (Some(by), was) => format!("settled by run {by} (it was {})", was.as_str()),
+            (None, Outcome::Running) => "running, or its ferry died (no exit code yet)".into(),
+            (None, o) => format!("{} (exit {})", o.as_str(), o.exit_code()),
+        }
+    }
+
     pub fn blocks_env(&self) -> bool {
         self.resolved_by.is_none()
             && matches!(self.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)

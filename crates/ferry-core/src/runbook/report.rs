@@ -17,6 +17,9 @@ pub fn of(r: &RunRecord) -> Report {
 }
 
 fn headline(r: &RunRecord) -> String {
+    if let Some(by) = &r.resolved_by {
+        return format!("ferry {} {} was settled by run {by} (it was {})", r.command, r.env, r.outcome.as_str());
+    }
     let what = match r.outcome {
         Outcome::Succeeded => "succeeded",
         Outcome::Aborted => "failed before changing anything",
@@ -145,6 +148,18 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_run_settled_by_a_later_restore_is_told_as_settled_not_running() {
+        let mut r = RunRecord::new("prod-1".into(), "prod", RunKind::Deploy, Default::default(), &[]);
+        r.resolved_by = Some("prod-2".into());
+        let text = of(&r).summary().join("\n");
+        assert!(text.starts_with("ferry deploy prod was settled by run prod-2 (it was running)"), "{text}");
+        assert!(!text.contains("still running"), "{text}");
+        assert_eq!(r.outcome_words(), "settled by run prod-2 (it was running)");
+        r.resolved_by = None;
+        assert_eq!(r.outcome_words(), "running, or its ferry died (no exit code yet)");
     }
 
     #[test]
