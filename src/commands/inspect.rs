@@ -116,6 +116,11 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
     let redactor = Redactor::new(env.secrets());
     let check = plan_check(ctx, env).await;
     let code = check.exit_code();
+    // Under GitHub Actions a plan that would not start says why, as a refusal does.
+    let reasons = if code == exit::USAGE { &check.problems } else { &check.refusals };
+    if code != exit::SUCCEEDED {
+        super::tell_github(&format!("plan {}", env.name), code, &reasons.join("; "));
+    }
     if ctx.json() {
         let (outputs, not_read) = match &check.outputs {
             Ok(o) => (json!(o), serde_json::Value::Null),

@@ -465,7 +465,9 @@ pub async fn run(cli: Cli) -> i32 {
         Err(CommandError::StdoutClosed) => CommandError::StdoutClosed.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
-            tell_github(&what, &e);
+            if !matches!(e, CommandError::StdoutClosed) {
+                tell_github(&what, e.exit_code(), &e.to_string());
+            }
             e.exit_code()
         }
     }
@@ -498,23 +500,20 @@ fn command_words(command: &Command) -> String {
     }
 }
 
-/// A command that ended in an error, under GitHub Actions: an `::error`
-/// annotation with the one-line reason, and a step summary that says what
-/// ended and why (a run's own report is written where the run ends).
-fn tell_github(what: &str, e: &CommandError) {
+/// A command that ended in an error or a refusal without a run of its own,
+/// under GitHub Actions: an `::error` annotation with the one-line reason,
+/// and a step summary that says what ended and why (a run's own report is
+/// written where the run ends).
+pub(crate) fn tell_github(what: &str, code: i32, reason: &str) {
     use ferry_core::output::{Fact, Report, Span, append_step_summary};
     if std::env::var("GITHUB_ACTIONS").map_or(true, |v| v != "true") {
         return;
     }
-    let reason = e.to_string().replace(['\r', '\n'], " ");
-    let code = e.exit_code();
-    let ended = match e {
-        CommandError::Usage(_) | CommandError::Config(_) => {
-            "stopped: a usage or configuration error; nothing was touched"
-        }
-        CommandError::Failed(_) => "was refused before changing anything",
-        CommandError::NeedsAttention(_) => "failed and needs attention",
-        CommandError::StdoutClosed => return,
+    let reason = reason.replace(['\r', '\n'], " ");
+    let ended = match code {
+        exit::USAGE => "stopped: a usage or configuration error; nothing was touched",
+        exit::REFUSED => "was refused before changing anything",
+        _ => "failed and needs attention",
     };
     eprintln!("::error title=ferry {what}::{}", ferry_core::output::escape_workflow(&reason));
     let mut facts = vec![Fact::text("reason", reason)];

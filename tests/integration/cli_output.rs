@@ -302,6 +302,12 @@ fn every_exit_3_refusal_writes_the_step_summary_and_an_error_annotation() {
     assert!(md.starts_with("### ferry deploy local was refused before changing anything (exit 3)\n"), "{md}");
     assert!(md.contains("- reason: ") && md.contains(&format!("(run {run_id})")), "{md}");
     assert!(md.contains("actions/runs/42"), "the link to the CI run: {md}");
+    // `plan` exits 3 as deploy would, and says why the same way.
+    let summary = p.path().join("plan.md");
+    let r = on_github(&p, &["plan", "local"], &summary).expect_exit(3);
+    assert!(r.stderr.contains("::error title=ferry plan local::") && r.stderr.contains("is locked by"), "{r:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### ferry plan local was refused before changing anything (exit 3)\n"), "{md}");
 
     p.run(["unlock", "local", "--yes", "--reason", "runner killed"]).expect_exit(0);
     let summary = p.path().join("unfinished.md");
