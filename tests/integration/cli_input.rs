@@ -212,7 +212,9 @@ fn aws_failures_of_the_state_store_and_the_provider_are_one_line_and_exit_2() {
     let refused_endpoint = format!("http://127.0.0.1:{port}");
     let unreachable = [keys[0], keys[1], ("AWS_ENDPOINT_URL", refused_endpoint.as_str())];
     let bad_region = [keys[0], keys[1], ("AWS_ENDPOINT_URL", "http://s3.us-eest-1.invalid")];
-    let cases: [(&[&str], &[(&str, &str)], &[&str]); 8] = [
+    // The command, the variables added, the words its one line must hold.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 8] = [
         (&["runs", "list"], &[], &["no AWS credentials found", "environment", ".aws/credentials", "metadata"]),
         (&["runs", "show", "local-20261207T000000Z-abcd"], &[], &["no AWS credentials found"]),
         (&["unlock", "local", "--yes"], &[], &["no AWS credentials found"]),

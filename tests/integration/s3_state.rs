@@ -115,6 +115,25 @@ fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
     );
 }
 
+#[test]
+fn state_outside_what_the_policy_grants_is_one_line_naming_the_action_exit_2() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, p) = project(&emu, &["sh", "-c", "true"]);
+    emu.expect_denials();
+    // ferry's policy lists the state bucket under `ferry/` only.
+    let elsewhere = format!("s3://{BUCKET}/other/team");
+    for args in [&["runs", "list"][..], &["unlock", "stage", "--yes"], &["deploy", "stage"]] {
+        let r = p.run(args.iter().copied()).env("FERRY_STATE", &elsewhere).expect_exit(2);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("access denied to s3:ListBucket on acme-ferry-state (prefix other/team/)"), "{r:?}");
+        assert!(r.stderr.starts_with(&format!("error: cannot read ferry's state in {elsewhere}: ")), "{r:?}");
+    }
+    // One unretried request each, and the only ones denied.
+    let denied = emu.denied();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(denied.iter().all(|d| d["action"] == "s3:ListBucket"), "{denied:?}");
+}
+
 /// The ids of the emulator's clusters.
 fn cluster_ids(emu: &Emulator) -> Vec<String> {
     match emu.get("/_emulator/clusters") {

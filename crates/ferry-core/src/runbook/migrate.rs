@@ -59,7 +59,7 @@ async fn decide(run: &mut Run, handle: &TaskHandle, state: TaskState, timed_out:
         // Nothing would ever record how it ends: it is stopped first, and the
         // decision is taken on a migration that no longer writes.
         TaskState::Unsupervised { detail } => {
-            let (what, after) = stop_unsupervised(run, &handle, &detail).await;
+            let (what, after) = stop_unsupervised(run, handle, &detail).await;
             match after {
                 stopped @ TaskState::Stopped { exit_code: Some(_), .. } => stopped,
                 _ => return lost(run, &format!("{detail}; {what}")),
@@ -92,7 +92,7 @@ async fn decide(run: &mut Run, handle: &TaskHandle, state: TaskState, timed_out:
     }
     run.save()?;
     if profile.pass_fail_only {
-        return pass_fail_result(run, &handle, profile.unit, exit_code, reason.as_deref(), timed_out);
+        return pass_fail_result(run, handle, profile.unit, exit_code, reason.as_deref(), timed_out);
     }
     let because = |prefix: String| match &reason {
         Some(r) => format!("{prefix} ({r})"),
