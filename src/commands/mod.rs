@@ -465,9 +465,7 @@ pub async fn run(cli: Cli) -> i32 {
         Err(CommandError::StdoutClosed) => CommandError::StdoutClosed.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
-            if !matches!(e, CommandError::StdoutClosed) {
-                tell_github(&what, e.exit_code(), &e.to_string());
-            }
+            tell_github(&what, e.exit_code(), &e.to_string());
             e.exit_code()
         }
     }

@@ -141,7 +141,14 @@ impl S3Store {
             conf = conf.force_path_style(true);
         }
         let store = S3Store { client: Client::from_conf(conf.build()), bucket: bucket.to_string(), prefix, rt };
-        on(rt, store.probe(&doing))?;
+        // Once per process and store: a command may open it for several environments.
+        static PROBED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+            std::sync::OnceLock::new();
+        let probed = PROBED.get_or_init(Default::default);
+        if !probed.lock().unwrap_or_else(|e| e.into_inner()).contains(&doing) {
+            on(rt, store.probe(&doing))?;
+            probed.lock().unwrap_or_else(|e| e.into_inner()).insert(doing);
+        }
         Ok(store)
     }
 

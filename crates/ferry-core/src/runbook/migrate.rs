@@ -36,7 +36,9 @@ pub async fn run_migration(run: &mut Run) -> Result<String, StepError> {
     let mut stream = LogStream::new(run.cloud.logs.as_ref(), &handle.log_stream);
     let (state, timed_out) = watch(run, &handle, &mut stream, run.env.timeouts.migration).await;
     stream.drain(run).await;
-    let tail: Vec<String> = stream.tail.into_iter().collect();
+    // Redacted once here, not per line read; then each cut to what a summary shows.
+    let tail: Vec<String> =
+        stream.tail.iter().map(|l| shorten(&run.out.redactor().clean(l), TAIL_LINE_CHARS)).collect();
     run.out.group_end();
     if run.cloud.runner.profile().logs_known_at_end {
         bound_logs(run, &handle).await;
@@ -298,6 +300,19 @@ async fn start_with_capacity_retries(run: &mut Run, spec: &TaskSpec) -> Result<T
     }
 }
 
+/// At most this many characters of each line the record keeps of a failed migration.
+const TAIL_LINE_CHARS: usize = 2000;
+
+/// `line` in at most `max` characters, `…` where it was cut.
+fn shorten(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut out: String = line.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// The record of a task just started: no exit code or reason yet.
 pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
     TaskRecord {
@@ -485,7 +500,7 @@ impl<'a> Watch<'a> {
 pub(super) struct LogStream<'a> {
     logs: &'a dyn LogSource,
     streams: Streams,
-    /// The last lines read, redacted and escaped as printed.
+    /// The last lines read, control characters escaped as printed (not yet redacted).
     tail: std::collections::VecDeque<String>,
 }
 
@@ -507,7 +522,7 @@ impl<'a> LogStream<'a> {
             if self.tail.len() == super::record::LOG_TAIL_LINES {
                 self.tail.pop_front();
             }
-            self.tail.push_back(run.out.redactor().clean(&line));
+            self.tail.push_back(line);
         }
         (page.events.len(), page.at_end)
     }
