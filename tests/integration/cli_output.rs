@@ -266,6 +266,8 @@ fn the_step_summary_of_a_failed_deploy_shows_the_failing_lines_the_durations_and
     assert!(gantt.starts_with("gantt\n    dateFormat YYYY-MM-DD HH:mm:ss\n"), "{gantt}");
     assert!(gantt.lines().any(|l| l.trim_start().starts_with("migrate :crit, ")), "{gantt}");
     assert!(gantt.lines().any(|l| l.trim_start().starts_with("snapshot :done, ")), "{gantt}");
+    assert!(gantt.lines().any(|l| l.trim_start().starts_with("restore :done, ")), "{gantt}");
+    assert!(!gantt.contains("verify"), "a skipped step has no bar: {gantt}");
     // The last 20 lines, redacted.
     let tail =
         md.split("The migration's last 20 lines:\n\n```text\n").nth(1).expect("the last lines").split("```").next();

@@ -58,6 +58,8 @@ pub struct StepRow {
     pub detail: String,
     /// It failed: the gantt marks it critical.
     pub failed: bool,
+    /// It was skipped: a row in the table, no bar in the gantt.
+    pub skipped: bool,
 }
 
 /// What a person reads when a run ends (or is shown again).
@@ -121,7 +123,7 @@ pub fn took(secs: i64) -> String {
 /// A mermaid gantt chart of the steps that ran: one task per step, from its
 /// start for its duration (at least a second, so it shows), a failed one `crit`.
 fn gantt(steps: &[StepRow]) -> Option<String> {
-    let ran: Vec<&StepRow> = steps.iter().filter(|s| s.started_at.is_some()).collect();
+    let ran: Vec<&StepRow> = steps.iter().filter(|s| s.started_at.is_some() && !s.skipped).collect();
     if ran.is_empty() {
         return None;
     }
@@ -260,6 +262,7 @@ mod tests {
                 took_secs: Some(3),
                 detail: "a | b".into(),
                 failed: false,
+                skipped: false,
             }],
             run_id: None,
             log_tail: Vec::new(),
@@ -315,6 +318,7 @@ mod tests {
             took_secs,
             detail: String::new(),
             failed,
+            skipped: mark == "skipped",
         };
         let r = Report {
             headline: "ferry deploy prod failed (exit 4)".into(),
@@ -322,7 +326,7 @@ mod tests {
             steps: vec![
                 row("preflight", "ok", at("2026-12-07T10:00:00Z"), Some(0), false),
                 row("migrate", "FAILED", at("2026-12-07T10:00:01Z"), Some(125), true),
-                row("verify", "skipped", None, None, false),
+                row("verify", "skipped", at("2026-12-07T10:02:06Z"), Some(0), false),
             ],
             facts: vec![Fact::new("run", vec![Span::Code("prod-1".into())])],
             log_tail: vec!["ERROR: relation \"users\" already exists".into(), "a ``` fence".into()],
@@ -335,7 +339,7 @@ mod tests {
         assert!(gantt.starts_with("gantt\n    dateFormat YYYY-MM-DD HH:mm:ss\n"), "{gantt}");
         assert!(gantt.contains("    preflight :done, s0, 2026-12-07 10:00:00, 1s\n"), "{gantt}");
         assert!(gantt.contains("    migrate :crit, s1, 2026-12-07 10:00:01, 125s\n"), "{gantt}");
-        assert!(!gantt.contains("verify"), "a step that never started is not drawn: {gantt}");
+        assert!(!gantt.contains("verify"), "a skipped step is not drawn: {gantt}");
         assert!(md.contains("The migration's last 2 lines:\n\n````text\nERROR: relation"), "{md}");
         assert!(md.contains("a ``` fence\n````\n"), "the fence outlasts the lines' own: {md}");
     }

@@ -51,6 +51,7 @@ fn steps(r: &RunRecord) -> Vec<StepRow> {
             mark: mark(s.status),
             started_at: s.started_at,
             failed: s.status == StepStatus::Failed,
+            skipped: s.status == StepStatus::Skipped,
             took_secs: s.started_at.zip(s.ended_at).map(|(a, b)| (b - a).num_seconds()),
             detail: s.detail.clone().unwrap_or_default(),
         })
