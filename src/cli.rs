@@ -40,8 +40,27 @@ impl From<StrategyArg> for RestoreStrategy {
     }
 }
 
+/// Where this version's docs are: the release tag's tree, which exists for
+/// every released version (a path in the repository would not be in the
+/// release archive).
+macro_rules! docs_url {
+    ($page:literal) => {
+        concat!("https://github.com/ferry-dev/ferry/blob/v", env!("CARGO_PKG_VERSION"), "/docs/", $page)
+    };
+}
+
+/// A command's `--help` pointer to its page.
+macro_rules! docs {
+    ($command:literal) => {
+        concat!("Docs: ", docs_url!("commands/"), $command, ".md")
+    };
+}
+
+/// The start of every docs address `--help` prints (tests read it).
+pub const DOCS_BASE: &str = docs_url!("");
+
 const AFTER_HELP: &str =
-    concat!(ferry_core::exit_codes_help!(), "\nEach command is documented in docs/commands/<command>.md.");
+    concat!(ferry_core::exit_codes_help!(), "\nEach command is documented at ", docs_url!("commands/README.md"), ".");
 
 /// `ferry --version`: the version, the commit and date it was built from
 /// (`unknown` without git), and the target it was built for. `-V` prints the
@@ -95,58 +114,58 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Full runbook: preflight, snapshot, migrate, verify, restore on failure
-    #[command(after_help = "Docs: docs/commands/deploy.md")]
+    #[command(after_help = docs!("deploy"))]
     Deploy(DeployArgs),
     /// Show the resolved config and the steps deploy would run; changes nothing
-    #[command(after_help = "Docs: docs/commands/plan.md")]
+    #[command(after_help = docs!("plan"))]
     Plan(PlanArgs),
     /// Create, list, wait for, delete and prune snapshots
-    #[command(subcommand, after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(subcommand, after_help = docs!("snapshot"))]
     Snapshot(SnapshotCommand),
     /// Snapshot, then run only the migration and stream its logs; no verify, no restore
-    #[command(after_help = "Docs: docs/commands/migrate.md")]
+    #[command(after_help = docs!("migrate"))]
     Migrate(MigrateArgs),
     /// Restore the environment's database from a snapshot
-    #[command(after_help = "Docs: docs/commands/restore.md")]
+    #[command(after_help = docs!("restore"))]
     Restore(RestoreArgs),
     /// Run the migration on a clone of the database and report its time and locks; changes nothing
-    #[command(after_help = "Docs: docs/commands/rehearse.md")]
+    #[command(after_help = docs!("rehearse"))]
     Rehearse(RehearseArgs),
     /// Show a migration task's logs
-    #[command(after_help = "Docs: docs/commands/logs.md")]
+    #[command(after_help = docs!("logs"))]
     Logs(LogsArgs),
     /// The App Runner service: status, pause, resume
-    #[command(subcommand, after_help = "Docs: docs/commands/service.md")]
+    #[command(subcommand, after_help = docs!("service"))]
     Service(ServiceCommand),
     /// Database, newest snapshots, running migration tasks, App Runner service, last run
-    #[command(after_help = "Docs: docs/commands/status.md")]
+    #[command(after_help = docs!("status"))]
     Status(EnvArg),
     /// Past runs from the journal
-    #[command(subcommand, after_help = "Docs: docs/commands/runs.md")]
+    #[command(subcommand, after_help = docs!("runs"))]
     Runs(RunsCommand),
     /// Remove an environment's lock whose holder is gone (killed, machine lost); recorded
-    #[command(after_help = "Docs: docs/commands/unlock.md")]
+    #[command(after_help = docs!("unlock"))]
     Unlock(UnlockArgs),
     /// Continue an interrupted run from its journal
-    #[command(after_help = "Docs: docs/commands/resume.md")]
+    #[command(after_help = docs!("resume"))]
     Resume(ResumeArgs),
     /// Check ferry.toml without touching anything
-    #[command(subcommand, after_help = "Docs: docs/commands/config.md")]
+    #[command(subcommand, after_help = docs!("config"))]
     Config(ConfigCommand),
     /// Are the database's applied migrations the Alembic heads? 0 yes, 3 no (pending listed); read-only
-    #[command(after_help = "Docs: docs/commands/check.md")]
+    #[command(after_help = docs!("check"))]
     Check(EnvArg),
     /// Locks, blocked queries, long transactions and replica lag that would block a migration; read-only
-    #[command(after_help = "Docs: docs/commands/doctor.md")]
+    #[command(after_help = docs!("doctor"))]
     Doctor(DoctorArgs),
     /// Run SQL against a local-provider database (seed data, inspect, repair)
-    #[command(subcommand, after_help = "Docs: docs/commands/db.md")]
+    #[command(subcommand, after_help = docs!("db"))]
     Db(DbCommand),
     /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish)
-    #[command(after_help = "Docs: docs/commands/completions.md")]
+    #[command(after_help = docs!("completions"))]
     Completions(CompletionsArgs),
     /// Write ferry's man pages: ferry.1 and one page per subcommand
-    #[command(after_help = "Docs: docs/commands/completions.md")]
+    #[command(after_help = docs!("completions"))]
     Man(ManArgs),
 }
 
@@ -225,7 +244,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Take a snapshot of the environment's database
-    #[command(after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(after_help = docs!("snapshot"))]
     Create {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -237,7 +256,7 @@ pub enum SnapshotCommand {
         id: Option<String>,
     },
     /// List the database's snapshots, newest first
-    #[command(after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(after_help = docs!("snapshot"))]
     List {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -248,7 +267,7 @@ pub enum SnapshotCommand {
         all: bool,
     },
     /// Wait until a snapshot is available
-    #[command(after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(after_help = docs!("snapshot"))]
     Wait {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -256,7 +275,7 @@ pub enum SnapshotCommand {
         id: String,
     },
     /// Delete one snapshot
-    #[command(after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(after_help = docs!("snapshot"))]
     Delete {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -264,7 +283,7 @@ pub enum SnapshotCommand {
         id: String,
     },
     /// Delete ferry's pre-deploy snapshots of this environment beyond the newest N
-    #[command(after_help = "Docs: docs/commands/snapshot.md")]
+    #[command(after_help = docs!("snapshot"))]
     Prune {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -319,19 +338,19 @@ pub struct LogsArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// The service's status
-    #[command(after_help = "Docs: docs/commands/service.md")]
+    #[command(after_help = docs!("service"))]
     Status {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
     },
     /// Pause the service and wait until it is paused
-    #[command(after_help = "Docs: docs/commands/service.md")]
+    #[command(after_help = docs!("service"))]
     Pause {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
     },
     /// Resume the service and wait until it is running
-    #[command(after_help = "Docs: docs/commands/service.md")]
+    #[command(after_help = docs!("service"))]
     Resume {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,
@@ -341,7 +360,7 @@ pub enum ServiceCommand {
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Runs, newest first; journals that cannot be read are listed too
-    #[command(after_help = "Docs: docs/commands/runs.md")]
+    #[command(after_help = docs!("runs"))]
     List {
         /// Only this environment's runs
         #[arg(long, value_name = "ENV")]
@@ -351,13 +370,13 @@ pub enum RunsCommand {
         since: Option<String>,
     },
     /// One run's record
-    #[command(after_help = "Docs: docs/commands/runs.md")]
+    #[command(after_help = docs!("runs"))]
     Show {
         /// The run: its id as `ferry runs list` shows it (<env>-<yyyymmddThhmmssZ>-<4 hex>)
         run_id: String,
     },
     /// Declare an unfinished run over, with the reason, so it stops blocking its environment
-    #[command(after_help = "Docs: docs/commands/runs.md")]
+    #[command(after_help = docs!("runs"))]
     Abandon {
         /// The run: its id as `ferry runs list` shows it (<env>-<yyyymmddThhmmssZ>-<4 hex>)
         run_id: String,
@@ -385,14 +404,14 @@ pub struct ResumeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Parse and check every environment; offline
-    #[command(after_help = "Docs: docs/commands/config.md")]
+    #[command(after_help = docs!("config"))]
     Validate,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Execute SQL statements; rows of queries are printed tab-separated
-    #[command(after_help = "Docs: docs/commands/db.md")]
+    #[command(after_help = docs!("db"))]
     Exec {
         /// The environment: an [env.NAME] table of ferry.toml
         env: String,

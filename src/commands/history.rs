@@ -87,11 +87,13 @@ fn list(ctx: &Context, env: Option<&str>, since: Option<&str>) -> CmdResult {
             Listed::Run(r) => {
                 let actor = r.actor.as_ref().map(|a| format!("{}@{}", a.user, a.host)).unwrap_or_else(|| "-".into());
                 let exit = r.exit_code.map_or("-".to_string(), |c| c.to_string());
+                // A run a later one settled is not running, whatever its own record last said.
+                let outcome = if r.resolved_by.is_some() { "settled" } else { r.outcome.as_str() };
                 crate::outln!(
                     "{:<44} {:<8} {:<16} {exit:<4} {:<20} {actor}",
                     r.run_id,
                     r.command,
-                    r.outcome.as_str(),
+                    outcome,
                     timestamp(r.started_at)
                 )?;
             }
@@ -123,6 +125,9 @@ fn show(ctx: &Context, run_id: &str) -> CmdResult {
     }
     crate::outln!("steps:")?;
     for line in report.steps_table() {
+        crate::outln!("{}", redactor.clean(&line))?;
+    }
+    for line in report.log_tail_lines() {
         crate::outln!("{}", redactor.clean(&line))?;
     }
     Ok(0)

@@ -30,7 +30,11 @@ async fn stack_outputs(ctx: &Context, env: &EnvConfig) -> Result<BTreeMap<String
         return Ok(BTreeMap::new());
     };
     let sdk = aws::sdk_config(env, &ctx.aws).await;
-    aws::check_credentials(&sdk).await?;
+    let doing = format!("read the outputs of stack {stack}");
+    aws::check_credentials(&sdk, ctx.aws.profile.as_deref(), &doing).await.map_err(|p| {
+        // The plan says what it was reading: the cause alone.
+        p.line.strip_prefix(&format!("cannot {doing}: ")).map_or(p.line.clone(), str::to_string)
+    })?;
     let stacks = aws::stacks(env, &sdk);
     let all = stacks.outputs(stack).await.map_err(|e| e.to_string())?;
     let refs = env.output_refs();
@@ -116,6 +120,11 @@ pub async fn plan(ctx: &Context, env_name: &str, image: Option<&str>) -> CmdResu
         Ok(store) => lock_timeout_suggestion(env, &readable_runs(&store, Some(&env.name))),
         Err(_) => None,
     };
+    // Under GitHub Actions a plan that would not start says why, as a refusal does.
+    let reasons = if code == exit::USAGE { &check.problems } else { &check.refusals };
+    if code != exit::SUCCEEDED {
+        super::tell_github(&format!("plan {}", env.name), code, &reasons.join("; "));
+    }
     if ctx.json() {
         let (outputs, not_read) = match &check.outputs {
             Ok(o) => (json!(o), serde_json::Value::Null),
@@ -310,13 +319,7 @@ fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), Co
         crate::outln!("service    {} {}", svc.id, svc.status)?;
     }
     match &s.last {
-        Some(r) => crate::outln!(
-            "last run   {} {} {} (exit {})",
-            r.run_id,
-            r.command,
-            r.outcome.as_str(),
-            r.outcome.exit_code()
-        )?,
+        Some(r) => crate::outln!("last run   {} {} {}", r.run_id, r.command, r.outcome_words())?,
         None => crate::outln!("last run   none")?,
     }
     if let Some(e) = &s.state_error {
@@ -328,7 +331,7 @@ fn print_status(env: &EnvConfig, database: &str, s: &EnvStatus) -> Result<(), Co
         Err(e) => crate::outln!("lock       {e}")?,
     }
     for l in &s.blocking {
-        crate::outln!("unfinished {}", super::unfinished_message(env, l, 1))?;
+        crate::outln!("unfinished {}", super::unfinished_status(env, l))?;
     }
     Ok(())
 }

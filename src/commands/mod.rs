@@ -63,7 +63,10 @@ impl CommandError {
 impl From<ProviderError> for CommandError {
     fn from(e: ProviderError) -> Self {
         match e {
-            ProviderError::AccessDenied(_) => CommandError::Usage(e.to_string()),
+            ProviderError::AccessDenied(_) => CommandError::Usage(format!(
+                "{e}; grant that permission to the role or user ferry runs as (ferry's IAM policy: \
+                 docs/github-actions.md), then retry; nothing was done"
+            )),
             _ => CommandError::Failed(e.to_string()),
         }
     }
@@ -115,7 +118,10 @@ impl Context {
             }
             ProviderKind::Aws => {
                 let sdk = aws::sdk_config(env, &self.aws).await;
-                aws::check_credentials(&sdk).await.map_err(CommandError::Usage)?;
+                let doing = format!("reach AWS for environment {}", env.name);
+                aws::check_credentials(&sdk, self.aws.profile.as_deref(), &doing)
+                    .await
+                    .map_err(|p| self.aws_problem(p))?;
                 let (cloud, _) = aws::cloud(env, &sdk).await.map_err(|e| match e {
                     ProviderError::Rejected(m) | ProviderError::AccessDenied(m) => CommandError::Usage(m),
                     other => other.into(),
@@ -144,9 +150,20 @@ impl Context {
                 let region = self.aws.region.clone().or_else(|| env.region.clone());
                 aws::s3_state::S3Store::connect(&bucket, &prefix, region, self.aws.profile.clone())
                     .map(|s| Store::Remote(std::sync::Arc::new(s)))
-                    .map_err(|e| CommandError::Usage(format!("{e}; nothing was done")))
+                    .map_err(|p| self.aws_problem(p))
             }
         }
+    }
+
+    /// An AWS problem before any request: its one line (exit 2); with `-v`
+    /// the SDK's own words first.
+    fn aws_problem(&self, p: aws::access::Problem) -> CommandError {
+        if self.verbose > 0
+            && let Some(detail) = &p.detail
+        {
+            eprintln!("detail: {detail}");
+        }
+        CommandError::Usage(format!("{}; nothing was done", p.line))
     }
 
     /// Take the lock on `database` for a command that changes it, for as long as
@@ -287,33 +304,53 @@ pub fn unfinished_message(env: &EnvConfig, run: &Listed, count: usize) -> String
     } else {
         String::new()
     };
-    let abandon = abandon_command(run.run_id());
     match run {
         Listed::Unreadable { location, error, .. } => format!(
             "environment {} has a run whose journal cannot be read: {location} ({error}){more}; nothing was done. \
-             Find out what that run did (`ferry status {}`), then repair the file or settle it with `{abandon}`",
-            env.name, env.name
+             Find out what that run did (`ferry status {}`), then repair the file or settle it with `{}`",
+            env.name,
+            env.name,
+            abandon_command(run.run_id())
         ),
-        Listed::Run(r) => {
-            let at =
-                r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
-            let settle = match (&r.outcome, &r.next) {
-                (ferry_core::runbook::record::Outcome::NeedsAttention, Some(next)) => {
-                    format!("`{next}` (what it asked for), then `{abandon}`")
-                }
-                (ferry_core::runbook::record::Outcome::NeedsAttention, None) => {
-                    format!("`{abandon}` once it is settled")
-                }
-                _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
-            };
-            format!(
-                "environment {} has an unfinished run: {} ({} {}{at}){more}; nothing was done. Settle it first: {settle}",
-                env.name,
-                r.run_id,
-                r.command,
-                r.outcome.as_str(),
-            )
-        }
+        Listed::Run(r) => format!(
+            "environment {} has an unfinished run: {}{more}; this command was refused and changed nothing. \
+             Settle that run first: {}",
+            env.name,
+            unfinished_run(r),
+            settle_advice(r)
+        ),
+    }
+}
+
+/// `ferry status`'s line for an unfinished run: what it is, what it began
+/// (never "nothing was done" once it began a changing step), how to settle it.
+pub fn unfinished_status(env: &EnvConfig, run: &Listed) -> String {
+    match run {
+        Listed::Unreadable { .. } => unfinished_message(env, run, 1),
+        Listed::Run(r) => format!("{}; settle it: {}", unfinished_run(r), settle_advice(r)),
+    }
+}
+
+/// `run-id (deploy running at migrate; it began snapshot, migrate, so the database may have changed)`.
+fn unfinished_run(r: &ferry_core::runbook::record::RunRecord) -> String {
+    let at = r.steps.iter().find(|s| !s.status.is_settled()).map(|s| format!(" at {}", s.name)).unwrap_or_default();
+    let begun = r.changing_steps_begun();
+    let changed = if begun.is_empty() {
+        "; it began no step that changes anything".to_string()
+    } else {
+        format!("; it began {}, so the database may have changed", begun.join(", "))
+    };
+    format!("{} ({} {}{at}{changed})", r.run_id, r.command, r.outcome.as_str())
+}
+
+/// The commands that settle an unfinished run.
+fn settle_advice(r: &ferry_core::runbook::record::RunRecord) -> String {
+    use ferry_core::runbook::record::Outcome;
+    let abandon = abandon_command(&r.run_id);
+    match (&r.outcome, &r.next) {
+        (Outcome::NeedsAttention, Some(next)) => format!("`{next}` (what it asked for), then `{abandon}`"),
+        (Outcome::NeedsAttention, None) => format!("`{abandon}` once it is settled"),
+        _ => format!("`ferry resume {}`, or `{abandon}` if it needs nothing more", r.run_id),
     }
 }
 
@@ -401,6 +438,7 @@ macro_rules! outln {
 pub async fn run(cli: Cli) -> i32 {
     let Cli { config, output, yes, verbose, quiet, profile, region, command } = cli;
     let aws = aws::AwsOptions { profile, region };
+    let what = command_words(&command);
     let result = async {
         if let Some(done) = completions::without_config(&command) {
             return done;
@@ -427,8 +465,62 @@ pub async fn run(cli: Cli) -> i32 {
         Err(CommandError::StdoutClosed) => CommandError::StdoutClosed.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
+            tell_github(&what, e.exit_code(), &e.to_string());
             e.exit_code()
         }
+    }
+}
+
+/// The command as a person typed its first words: `deploy prod`, `runs list`.
+fn command_words(command: &Command) -> String {
+    use crate::cli::RunsCommand;
+    match command {
+        Command::Deploy(a) => format!("deploy {}", a.env),
+        Command::Migrate(a) => format!("migrate {}", a.env),
+        Command::Restore(a) => format!("restore {}", a.env),
+        Command::Rehearse(a) => format!("rehearse {}", a.env),
+        Command::Resume(a) => format!("resume {}", a.run_id),
+        Command::Plan(a) => format!("plan {}", a.env),
+        Command::Status(a) => format!("status {}", a.env),
+        Command::Check(a) => format!("check {}", a.env),
+        Command::Doctor(a) => format!("doctor {}", a.env),
+        Command::Logs(a) => format!("logs {}", a.env),
+        Command::Unlock(a) => format!("unlock {}", a.env),
+        Command::Runs(RunsCommand::List { .. }) => "runs list".into(),
+        Command::Runs(RunsCommand::Show { run_id }) => format!("runs show {run_id}"),
+        Command::Runs(RunsCommand::Abandon { run_id, .. }) => format!("runs abandon {run_id}"),
+        Command::Snapshot(_) => "snapshot".into(),
+        Command::Service(_) => "service".into(),
+        Command::Config(_) => "config validate".into(),
+        Command::Db(_) => "db".into(),
+        Command::Completions(_) => "completions".into(),
+        Command::Man(_) => "man".into(),
+    }
+}
+
+/// A command that ended in an error or a refusal without a run of its own,
+/// under GitHub Actions: an `::error` annotation with the one-line reason,
+/// and a step summary that says what ended and why (a run's own report is
+/// written where the run ends).
+pub(crate) fn tell_github(what: &str, code: i32, reason: &str) {
+    use ferry_core::output::{Fact, Report, Span, append_step_summary};
+    if std::env::var("GITHUB_ACTIONS").map_or(true, |v| v != "true") {
+        return;
+    }
+    let reason = reason.replace(['\r', '\n'], " ");
+    let ended = match code {
+        exit::USAGE => "stopped: a usage or configuration error; nothing was touched",
+        exit::REFUSED => "was refused before changing anything",
+        _ => "failed and needs attention",
+    };
+    eprintln!("::error title=ferry {what}::{}", ferry_core::output::escape_workflow(&reason));
+    let mut facts = vec![Fact::text("reason", reason)];
+    if let Some(url) = ferry_core::provenance::ci_url() {
+        facts.push(Fact::new("ci", vec![Span::Link { text: "the CI run".into(), url }]));
+    }
+    let report = Report { headline: format!("ferry {what} {ended} (exit {code})"), facts, ..Report::default() };
+    if let Err(err) = append_step_summary(&report, &Redactor::default()) {
+        eprintln!("warning: cannot write the GitHub step summary: {err}");
     }
 }
 

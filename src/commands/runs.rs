@@ -326,6 +326,13 @@ pub async fn resume(ctx: &Context, run_id: &str) -> CmdResult {
         return Ok(record.outcome.exit_code());
     }
     out.info(&format!("resuming run {run_id} ({} {}), last recorded as {}", record.command, record.env, last.as_str()));
+    // Only what is left: the settled steps are not run again.
+    let left: Vec<&str> = record.steps.iter().filter(|s| !s.status.is_settled()).map(|s| s.name.as_str()).collect();
+    let done: Vec<&str> = record.steps.iter().filter(|s| s.status.is_settled()).map(|s| s.name.as_str()).collect();
+    if !done.is_empty() {
+        out.info(&format!("already done: {}", done.join(", ")));
+    }
+    out.info(&format!("still to run: {}", if left.is_empty() { "nothing".to_string() } else { left.join(", ") }));
     let journal = Journal::attach(&store, run_id, out.redactor().clone());
     // The run goes on with the image it started with, whatever the config says now.
     let mut env = env.clone();

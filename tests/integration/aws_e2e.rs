@@ -58,6 +58,12 @@ fn a_migration_failing_halfway_is_restored_under_the_original_identifier() {
     let rec = r.json();
     assert_eq!(rec["outcome"], "restored");
     assert_eq!(rec["task"]["exit_code"], 1);
+    // The record keeps the failing lines and where the logs are in the console.
+    let tail: Vec<&str> = rec["log_tail"].as_array().unwrap().iter().filter_map(|l| l.as_str()).collect();
+    assert!(!tail.is_empty() && tail.len() <= 20, "{tail:?}");
+    assert!(tail.iter().any(|l| l.contains("UndefinedColumn")), "{tail:?}");
+    let url = rec["task"]["log_url"].as_str().unwrap();
+    assert!(url.starts_with("https://") && url.contains("/cloudwatch/home?region=") && url.contains("/log-events/"));
     assert_eq!(rec["restore"]["restored_cluster"], cluster);
     let failed = rec["restore"]["failed_cluster"].as_str().unwrap().to_string();
     assert!(failed.starts_with(&format!("{cluster}-failed-")), "{failed}");

@@ -158,9 +158,86 @@ fn an_aws_environment_without_region_or_credentials_exits_2_saying_how_to_fix_it
     assert!(r.stderr.contains("no AWS region"), "{r:?}");
     let r = run(&[("AWS_REGION", "us-east-1")]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("no usable AWS credentials") && r.stderr.contains("--profile"), "{r:?}");
+    assert!(r.stderr.contains("no AWS credentials found") && r.stderr.contains("--profile"), "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
     assert!(!p.path().join(".ferry").exists(), "nothing touched");
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn aws_failures_of_the_state_store_and_the_provider_are_one_line_and_exit_2() {
+    let p = Project::new(
+        "project = \"t\"\n[env.local]\nprovider = \"local\"\ndatabase = { url = \"sqlite://./app.db\" }\n\
+         migration = { command = [\"true\"] }\nstate = \"s3://app-state/ferry\"\nregion = \"us-east-1\"\n\
+         [env.prod]\nregion = \"us-east-1\"\ndatabase = { cluster = \"c\" }\nmigration = { cluster = \"k\", \
+         task_definition = \"td\", subnets = [\"a\"], security_groups = [\"b\"], container = \"m\", command = [\"x\"] }\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let run = |args: &[&str], extra: &[(&str, &str)]| -> common::Run {
+        let mut c = p.command(args);
+        for k in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", home.path());
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let r: common::Run = c.output().unwrap().into();
+        assert!(started.elapsed() < std::time::Duration::from_secs(8), "{args:?} {extra:?} answered quickly: {r:?}");
+        r
+    };
+    let keys = [("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "secret")];
+    let refused_endpoint = format!("http://127.0.0.1:{port}");
+    let unreachable = [keys[0], keys[1], ("AWS_ENDPOINT_URL", refused_endpoint.as_str())];
+    let bad_region = [keys[0], keys[1], ("AWS_ENDPOINT_URL", "http://s3.us-eest-1.invalid")];
+    // The command, the variables added, the words its one line must hold.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 8] = [
+        (&["runs", "list"], &[], &["no AWS credentials found", "environment", ".aws/credentials", "metadata"]),
+        (&["runs", "show", "local-20261207T000000Z-abcd"], &[], &["no AWS credentials found"]),
+        (&["unlock", "local", "--yes"], &[], &["no AWS credentials found"]),
+        (&["--profile", "nope", "runs", "list"], &[], &["profile \"nope\"", ".aws/config", ".aws/credentials"]),
+        (&["runs", "list"], &unreachable, &["refused the connection", "AWS_ENDPOINT_URL"]),
+        (&["unlock", "local", "--yes"], &unreachable, &["refused the connection"]),
+        (&["runs", "list"], &bad_region, &["does not resolve (DNS)"]),
+        (&["deploy", "prod", "--yes"], &unreachable, &["reach AWS for environment prod", "refused the connection"]),
+    ];
+    for (args, extra, words) in cases {
+        let r = run(args, extra);
+        assert_eq!(r.code, 2, "{args:?} {extra:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?} {extra:?}: one line: {r:?}");
+        assert!(r.stderr.starts_with("error: cannot "), "{args:?}: says what ferry tried: {r:?}");
+        for w in words {
+            assert!(r.stderr.contains(w), "{args:?} {extra:?}: {w:?} in {r:?}");
+        }
+        assert!(!r.stderr.contains("DispatchFailure") && !r.stderr.contains("ConnectorError"), "{r:?}");
+    }
+    // -v adds the SDK's own words.
+    let r = run(&["-v", "runs", "list"], &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.lines().count() > 1 && r.stderr.contains("detail: "), "{r:?}");
 }
 
 #[test]

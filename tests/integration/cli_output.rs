@@ -226,3 +226,162 @@ fn a_command_ferry_prints_to_paste_comes_back_as_the_same_words() {
     let words: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
     assert_eq!(words, ["sh", "-c", "echo \"it's $0\"", "my arg"], "{line}");
 }
+
+/// A command of `p` under GitHub Actions, its step summary written to `summary`.
+fn on_github(p: &Project, args: &[&str], summary: &std::path::Path) -> common::Invocation {
+    p.run(args.iter().copied())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", summary)
+        .env("GITHUB_SERVER_URL", "https://github.example")
+        .env("GITHUB_REPOSITORY", "acme/app")
+        .env("GITHUB_RUN_ID", "42")
+}
+
+#[test]
+fn the_step_summary_of_a_failed_deploy_shows_the_failing_lines_the_durations_and_a_gantt() {
+    // 25 lines, the last ones the error, one of them with the secret.
+    let script = "i=1\nwhile [ $i -le 25 ]; do echo \"line $i\"; i=$((i+1)); done\n\
+                  echo 'ERROR: relation \"users\" already exists (token Pw-S3cr3t)'\nexit 1\n";
+    let p = Project::sqlite(
+        script,
+        "migration = { command = [\"sh\", \"migrate.sh\"], env = { TOKEN = { value = \"Pw-S3cr3t\", secret = true } } }",
+    );
+    let summary = p.path().join("summary.md");
+    let r = on_github(&p, &["deploy", "local"], &summary).expect_exit(4);
+    assert!(r.stderr.contains("::error title=ferry migrate::"), "{r:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+    assert!(md.starts_with("### ferry deploy local failed; the database was restored from the snapshot (exit 4)\n"));
+    assert!(md.contains(&format!("run `{run_id}`")), "{md}");
+    // One row per step, with its start and duration.
+    for step in ["preflight", "snapshot", "migrate", "restore"] {
+        let row = md.lines().find(|l| l.starts_with(&format!("| {step} |"))).unwrap_or_else(|| panic!("{step}: {md}"));
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert!(chrono::DateTime::parse_from_rfc3339(cells[2]).is_ok(), "{step} started: {row}");
+        assert!(cells[3].ends_with('s'), "{step} took: {row}");
+    }
+    assert!(md.contains("| migrate | FAILED |"), "{md}");
+    // The gantt: one task per step that ran, the failed one critical.
+    let gantt = md.split("```mermaid\n").nth(1).expect("a mermaid block").split("```").next().unwrap();
+    assert!(gantt.starts_with("gantt\n    dateFormat YYYY-MM-DD HH:mm:ss\n"), "{gantt}");
+    assert!(gantt.lines().any(|l| l.trim_start().starts_with("migrate :crit, ")), "{gantt}");
+    assert!(gantt.lines().any(|l| l.trim_start().starts_with("snapshot :done, ")), "{gantt}");
+    assert!(gantt.lines().any(|l| l.trim_start().starts_with("restore :done, ")), "{gantt}");
+    assert!(!gantt.contains("verify"), "a skipped step has no bar: {gantt}");
+    // The last 20 lines, redacted.
+    let tail =
+        md.split("The migration's last 20 lines:\n\n```text\n").nth(1).expect("the last lines").split("```").next();
+    let tail: Vec<&str> = tail.unwrap().lines().collect();
+    assert_eq!(tail.len(), 20, "{md}");
+    assert_eq!(tail[0], "line 7", "{md}");
+    assert_eq!(tail[19], "ERROR: relation \"users\" already exists (token ***)", "{md}");
+    assert!(!md.contains("S3cr3t"), "{md}");
+    // The decision and why, the next step, the links.
+    assert!(
+        md.contains("- state: ") && md.contains("- ci: [the CI run](https://github.example/acme/app/actions/runs/42)")
+    );
+    // The record keeps them: `runs show` prints them too.
+    assert_eq!(p.only_run()["log_tail"].as_array().map(Vec::len), Some(20));
+    let shown = p.run(["runs", "show", &run_id]).expect_exit(0);
+    assert!(shown.stdout.contains("  | ERROR: relation \"users\" already exists (token ***)"), "{shown:?}");
+}
+
+#[test]
+fn every_exit_3_refusal_writes_the_step_summary_and_an_error_annotation() {
+    let p = Project::sqlite("touch started\nsleep 30\n", "");
+    // A deploy killed in its migration leaves its lock and an unfinished run.
+    let mut child = p.command(&["deploy", "local"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || p.path().join("started").exists()), "the migration started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_id = p.only_run()["run_id"].as_str().unwrap().to_string();
+
+    let summary = p.path().join("locked.md");
+    let r = on_github(&p, &["deploy", "local"], &summary).expect_exit(3);
+    let annotation = r.stderr.lines().find(|l| l.starts_with("::error title=ferry deploy local::")).expect("{r:?}");
+    assert!(annotation.contains("is locked by `ferry deploy`"), "{annotation}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### ferry deploy local was refused before changing anything (exit 3)\n"), "{md}");
+    assert!(md.contains("- reason: ") && md.contains(&format!("(run {run_id})")), "{md}");
+    assert!(md.contains("actions/runs/42"), "the link to the CI run: {md}");
+    // `plan` exits 3 as deploy would, and says why the same way.
+    let summary = p.path().join("plan.md");
+    let r = on_github(&p, &["plan", "local"], &summary).expect_exit(3);
+    assert!(r.stderr.contains("::error title=ferry plan local::") && r.stderr.contains("is locked by"), "{r:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### ferry plan local was refused before changing anything (exit 3)\n"), "{md}");
+
+    p.run(["unlock", "local", "--yes", "--reason", "runner killed"]).expect_exit(0);
+    let summary = p.path().join("unfinished.md");
+    let r = on_github(&p, &["deploy", "local"], &summary).expect_exit(3);
+    assert!(r.stderr.contains("::error title=ferry deploy local::environment local has an unfinished run"), "{r:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("### ferry deploy local was refused before changing anything (exit 3)\n"), "{md}");
+    assert!(md.contains(&format!("unfinished run: {run_id}")) && md.contains("ferry resume"), "{md}");
+
+    // An exit 2 too (a usage error), with its reason.
+    let summary = p.path().join("usage.md");
+    let r = on_github(&p, &["deploy", "nope"], &summary).expect_exit(2);
+    assert!(r.stderr.contains("::error title=ferry deploy nope::"), "{r:?}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("(exit 2)") && md.contains("unknown environment"), "{md}");
+}
+
+#[test]
+fn at_80_columns_no_progress_redraw_is_wider_than_the_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) from util-linux is not installed");
+        return;
+    }
+    // The tty's own width, then COLUMNS over a wider tty.
+    for (stty_cols, columns, width) in [(80, None, 80), (200, Some("60"), 60)] {
+        redraws_fit(stty_cols, columns, width);
+    }
+}
+
+/// A deploy at a pty `stty_cols` wide (with `COLUMNS` when given): no redraw
+/// wider than `width`, the long task id shortened, its whole line kept once.
+fn redraws_fit(stty_cols: u16, columns: Option<&str>, width: usize) {
+    // A long environment name makes a long task id, hence a long progress line.
+    let env = "staging-eu-west-1-payments-ledger-and-settlements-blue";
+    let p = Project::new(&format!(
+        "project = \"t\"\n[env.{env}]\nprovider = \"local\"\ndatabase = {{ url = \"sqlite://./app.db\" }}\nmigration = {{ command = [\"sh\", \"migrate.sh\"] }}\nsnapshot_prefix = \"snap\"\n"
+    ));
+    p.write("migrate.sh", SLOW);
+    let created = p.ferry(&["db", "exec", env, "--create", "--sql", "CREATE TABLE t (id INTEGER)", "--yes"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    // COLUMNS set on the command itself: the shell resets it to the tty's width after `stty`.
+    let columns_var = columns.map(|c| format!("COLUMNS={c} ")).unwrap_or_default();
+    let line = format!("stty cols {stty_cols} rows 24; {columns_var}'{FERRY}' deploy {env}");
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).current_dir(p.path()).stdin(Stdio::null());
+    for k in ["FERRY_CONFIG", "FERRY_IMAGE", "GITHUB_ACTIONS", "NO_COLOR", "COLUMNS", "LINES"] {
+        c.env_remove(k);
+    }
+    c.env("TERM", "xterm-256color");
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("succeeded (exit 0)"), "{text:?}");
+    // Every redraw: what follows a clear-line up to the next carriage return
+    // (a line ended by a newline, which the pty writes \r\n, stays and may wrap: it is never redrawn).
+    let redraws: Vec<&str> = text
+        .split("\x1b[2K")
+        .skip(1)
+        .filter_map(|d| {
+            let end = d.find(['\r', '\n']).unwrap_or(d.len());
+            let rest = &d[end..];
+            (!rest.starts_with('\n') && !rest.starts_with("\r\n")).then(|| &d[..end])
+        })
+        .collect();
+    assert!(redraws.iter().any(|d| d.contains("task staging-")), "the spinner was drawn: {text:?}");
+    for d in &redraws {
+        assert!(d.chars().count() <= width, "{} columns of {width}: {d:?}", d.chars().count());
+    }
+    assert!(redraws.iter().any(|d| d.contains('…')), "the task id is shortened in the middle: {redraws:?}");
+    // The whole line, once, when the wait ends.
+    let task = format!("task {env}-");
+    let whole = |state: &str| text.lines().filter(|l| l.contains(&task) && l.contains(state)).count();
+    let (pending, running) = (whole(": pending ("), whole(": running ("));
+    assert!(pending + running >= 1, "the full line is kept when the wait ends: {text:?}");
+    assert!(pending <= 1 && running <= 1, "once per state, not at every interruption: {text:?}");
+}

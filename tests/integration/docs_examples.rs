@@ -227,9 +227,14 @@ fn every_commands_help_names_its_docs_page() {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             let name = format!("{path} {}", sub.get_name());
             let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
-            match help.split_once("Docs: ").map(|(_, p)| p.trim()) {
-                Some(page) if repo().join(page).is_file() => {}
-                Some(page) => missing.push(format!("`{name} --help` names {page}, which does not exist")),
+            // A URL into the release tag's tree: the page must exist here, at the same path.
+            let page = help.split_once("Docs: ").map(|(_, p)| p.trim());
+            match page.map(|p| p.strip_prefix(ferry::cli::DOCS_BASE).map(|rel| format!("docs/{rel}"))) {
+                Some(Some(page)) if repo().join(&page).is_file() => {}
+                Some(None) => {
+                    missing.push(format!("`{name} --help` names {page:?}, not a URL under {}", ferry::cli::DOCS_BASE))
+                }
+                Some(Some(page)) => missing.push(format!("`{name} --help` names {page}, which does not exist")),
                 None => {
                     missing.push(format!("`{name} --help` names no docs page (after_help \"Docs: docs/commands/...\")"))
                 }
@@ -242,7 +247,14 @@ fn every_commands_help_names_its_docs_page() {
 
     // And the binary prints it.
     let out = Command::new(common::FERRY).args(["snapshot", "prune", "--help"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Docs: docs/commands/snapshot.md"));
+    let version = env!("CARGO_PKG_VERSION");
+    let url = format!("Docs: https://github.com/ferry-dev/ferry/blob/v{version}/docs/commands/snapshot.md");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&url), "{}", String::from_utf8_lossy(&out.stdout));
+    // The tag the URL names is the one the release workflow is started by: v<version>.
+    let release = std::fs::read_to_string(repo().join(".github/workflows/release.yml")).unwrap();
+    assert!(release.contains("- \"v[0-9]+.[0-9]+.[0-9]+*\""), "release tags are v<version>");
+    let top = Command::new(common::FERRY).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains(&format!("/blob/v{version}/docs/commands/README.md")));
 }
 
 #[test]

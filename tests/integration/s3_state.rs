@@ -104,13 +104,34 @@ fn eight_deploys_at_once_from_eight_checkouts_one_runs_and_seven_exit_3_naming_i
 fn an_unreachable_state_backend_stops_a_deploy_before_any_change() {
     let Some(emu) = Emulator::start() else { return };
     let (_, p) = project(&emu, &["sh", "-c", "true"]);
-    let r = p.run(["deploy", "stage"]).env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").expect_exit(3);
-    assert!(r.stderr.contains("nothing was done"), "{r:?}");
+    // An endpoint that refuses is a configuration to fix (exit 2), said in one line.
+    let r = p.run(["deploy", "stage"]).env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").expect_exit(2);
+    assert!(r.stderr.contains("refused the connection") && r.stderr.contains("nothing was done"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
     let snaps = p.ferry(&["snapshot", "list", "stage", "--output", "json"]).json();
     assert!(
         snaps["snapshots"].as_array().unwrap().iter().all(|s| s["tags"]["ferry:purpose"] != "pre-deploy"),
         "no snapshot: {snaps}"
     );
+}
+
+#[test]
+fn state_outside_what_the_policy_grants_is_one_line_naming_the_action_exit_2() {
+    let Some(emu) = Emulator::start() else { return };
+    let (_, p) = project(&emu, &["sh", "-c", "true"]);
+    emu.expect_denials();
+    // ferry's policy lists the state bucket under `ferry/` only.
+    let elsewhere = format!("s3://{BUCKET}/other/team");
+    for args in [&["runs", "list"][..], &["unlock", "stage", "--yes"], &["deploy", "stage"]] {
+        let r = p.run(args.iter().copied()).env("FERRY_STATE", &elsewhere).expect_exit(2);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("access denied to s3:ListBucket on acme-ferry-state (prefix other/team/)"), "{r:?}");
+        assert!(r.stderr.starts_with(&format!("error: cannot read ferry's state in {elsewhere}: ")), "{r:?}");
+    }
+    // One unretried request each, and the only ones denied.
+    let denied = emu.denied();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(denied.iter().all(|d| d["action"] == "s3:ListBucket"), "{denied:?}");
 }
 
 /// The ids of the emulator's clusters.

@@ -452,3 +452,54 @@ fn runs_are_ordered_by_when_the_backend_wrote_them_not_by_their_ids_clock() {
     std::fs::File::options().write(true).open(&older).unwrap().set_modified(later).unwrap();
     assert_eq!(list(&p)[0], ids[1], "ordered by the backend's time");
 }
+
+#[test]
+fn status_runs_and_resume_say_what_is_true_of_a_killed_and_then_settled_run() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+
+    // Every lock line has the heartbeat's age; this holder's pid is gone, so it is probably dead.
+    let status = p.run(["status", "local"]).expect_exit(0);
+    let lock = status.stdout.lines().find(|l| l.starts_with("lock ")).unwrap().to_string();
+    assert!(lock.contains("its last heartbeat was ") && lock.contains("probably dead"), "{status:?}");
+    let refused = p.run(["deploy", "local"]).expect_exit(3);
+    assert!(refused.stderr.contains("its last heartbeat was ") && refused.stderr.contains("probably dead"));
+    let shown = p.run(["unlock", "local"]).expect_exit(2);
+    assert!(shown.stderr.contains("its last heartbeat was "), "{shown:?}");
+
+    // The run began its snapshot and its migration: never "nothing was done",
+    // never an exit code it does not have.
+    let unfinished = status.stdout.lines().find(|l| l.starts_with("unfinished ")).unwrap();
+    assert!(unfinished.contains("it began snapshot, migrate, so the database may have changed"), "{unfinished}");
+    assert!(!status.stdout.contains("nothing was done"), "{status:?}");
+    assert!(!status.stdout.contains("(exit 130)"), "{status:?}");
+    assert!(status.stdout.contains("running, or its ferry died (no exit code yet)"), "{status:?}");
+
+    // Resume says only what is left, and follows the task already started.
+    p.run(["unlock", "local", "--yes", "--reason", "killed by the test"]).expect_exit(0);
+    let resumed = p.run(["resume", &run_id]).expect_exit(0);
+    assert!(resumed.stderr.contains("already done: preflight, snapshot"), "{resumed:?}");
+    assert!(resumed.stderr.contains("still to run: migrate, verify, restore"), "{resumed:?}");
+    assert!(resumed.stderr.contains("==> migrate: follow task "), "{resumed:?}");
+    assert!(!resumed.stderr.contains("locally with DATABASE_URL set"), "no plan words for a start: {resumed:?}");
+}
+
+#[test]
+fn a_run_settled_by_the_restore_of_its_snapshot_is_settled_in_status_and_runs() {
+    let p = Project::sqlite(SLOW, "");
+    let run_id = deploy_killed_in_migration(&p);
+    let snapshot = p.only_run()["snapshot"]["id"].as_str().unwrap().to_string();
+    let finished = || std::fs::read_to_string(p.path().join("attempts.txt")).is_ok_and(|t| t.contains("finished"));
+    assert!(eventually(Duration::from_secs(20), finished), "the orphaned migration ended");
+    p.run(["unlock", "local", "--yes", "--reason", "killed by the test"]).expect_exit(0);
+    p.run(["restore", "local", "--snapshot", &snapshot, "--yes"]).expect_exit(0);
+
+    let shown = p.run(["runs", "show", &run_id]).expect_exit(0);
+    assert!(shown.stdout.starts_with("ferry deploy local was settled by run local-"), "{shown:?}");
+    assert!(!shown.stdout.contains("still running"), "{shown:?}");
+    let listed = p.run(["runs", "list"]).expect_exit(0);
+    let row = listed.stdout.lines().find(|l| l.starts_with(&run_id)).unwrap();
+    assert!(row.contains(" settled ") && !row.contains("running"), "{row}");
+    let status = p.run(["status", "local"]).expect_exit(0);
+    assert!(!status.stdout.contains("(exit 130)") && !status.stdout.contains("unfinished "), "{status:?}");
+}

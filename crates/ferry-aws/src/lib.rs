@@ -4,6 +4,7 @@
 //! profiles, SSO, web identity for GitHub OIDC; `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_<SERVICE>` are honoured).
 
+pub mod access;
 pub mod apprunner;
 pub mod budget;
 pub mod cloudformation;
@@ -147,41 +148,11 @@ pub async fn load_sdk(region: Option<String>, profile: Option<String>) -> SdkCon
     with_retry_policy(loader.load().await)
 }
 
-/// Fail fast, before anything else, when there is no region or no usable credentials.
-pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), String> {
-    if sdk.region().is_none() {
-        return Err("no AWS region: set `region` in ferry.toml, pass --region, or set AWS_REGION".into());
-    }
-    let Some(provider) = sdk.credentials_provider() else {
-        return Err("no AWS credentials provider is configured".into());
-    };
-    use aws_credential_types::provider::ProvideCredentials;
-    match provider.provide_credentials().await {
-        Ok(creds) => match creds.expiry() {
-            Some(exp) if exp <= std::time::SystemTime::now() => Err(
-                "the AWS credentials have expired: refresh them (e.g. `aws sso login`, or re-run the OIDC step) and retry"
-                    .into(),
-            ),
-            _ => Ok(()),
-        },
-        Err(e) => Err(format!(
-            "no usable AWS credentials ({}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, \
-             or configure web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE)",
-            short_reason(&DisplayErrorContext(&e).to_string())
-        )),
-    }
-}
-
-/// The credential chain explains every provider it tried, in about a kilobyte:
-/// the first sentence says what matters; -v is not needed to act on it.
-fn short_reason(full: &str) -> String {
-    let first = full.split(": ").next().unwrap_or(full);
-    let first = first.lines().next().unwrap_or(first).trim();
-    if first.chars().count() > 160 {
-        format!("{}...", first.chars().take(160).collect::<String>())
-    } else {
-        first.to_string()
-    }
+/// Fail fast, before anything else, when the profile is missing, there is
+/// no region, no usable credentials or no reachable endpoint: one line
+/// ([`access::check`]), the SDK's words in [`access::Problem::detail`].
+pub async fn check_credentials(sdk: &SdkConfig, profile: Option<&str>, doing: &str) -> Result<(), access::Problem> {
+    access::check(sdk, profile, "rds", doing).await
 }
 
 /// Error codes that mean "slow down".

@@ -135,6 +135,34 @@ impl LogSource for CloudWatchLogs {
         };
         Ok(LogPage { events, next })
     }
+
+    /// The CloudWatch console's page of the stream (or of the group, for a
+    /// reference to all its streams), in the client's region.
+    fn console_url(&self, stream: &str) -> Option<String> {
+        let region = self.client.config().region()?.to_string();
+        console_url(&region, stream)
+    }
+}
+
+/// The console's address of a log stream reference (`<group>:<stream>`, or
+/// `<group>:*@...` for the whole group) in `region`. The console's fragment
+/// takes each name percent-encoded, with `%` itself written `$25`.
+pub fn console_url(region: &str, stream: &str) -> Option<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let (group, name) = stream.split_once(':')?;
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string().replace('%', "$25");
+    let host = if region.starts_with("cn-") {
+        format!("{region}.console.amazonaws.cn")
+    } else if region.starts_with("us-gov-") {
+        format!("{region}.console.amazonaws-us-gov.com")
+    } else {
+        format!("{region}.console.aws.amazon.com")
+    };
+    let mut url = format!("https://{host}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}", enc(group));
+    if !name.starts_with("*@") {
+        url.push_str(&format!("/log-events/{}", enc(name)));
+    }
+    Some(url)
 }
 
 impl CloudWatchLogs {
@@ -197,6 +225,20 @@ mod tests {
     use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
     use aws_sdk_cloudwatchlogs::types::error::ResourceNotFoundException;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[test]
+    fn the_console_url_names_the_region_the_group_and_the_stream() {
+        assert_eq!(
+            console_url("eu-west-1", "/ecs/app:ecs/migrate/abc123").as_deref(),
+            Some(
+                "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Fecs$252Fapp/log-events/ecs$252Fmigrate$252Fabc123"
+            )
+        );
+        let group = console_url("us-east-1", &all_streams("/aws/apprunner/app/1/application", Utc::now())).unwrap();
+        assert!(group.ends_with("log-group/$252Faws$252Fapprunner$252Fapp$252F1$252Fapplication"), "{group}");
+        assert!(console_url("cn-north-1", "g:s").unwrap().starts_with("https://cn-north-1.console.amazonaws.cn/"));
+        assert_eq!(console_url("us-east-1", "no-colon"), None);
+    }
 
     fn event(ts: i64, m: &str) -> OutputLogEvent {
         OutputLogEvent::builder().timestamp(ts).message(m).build()

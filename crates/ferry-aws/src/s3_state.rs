@@ -117,31 +117,86 @@ impl S3Store {
     /// The store at `s3://bucket/prefix`, its client loaded and limited as
     /// every other AWS client of ferry's ([`crate::load_sdk`], the S3 token
     /// bucket).
+    ///
+    /// Before it is returned the store is asked once (profile, region,
+    /// credentials, endpoint, then one ListObjectsV2 of its `locks/` not
+    /// retried), so that a missing credential, a wrong region or a refused
+    /// permission is one line (exit 2) rather than an SDK dump later.
     pub fn connect(
         bucket: &str,
         prefix: &str,
         region: Option<String>,
         profile: Option<String>,
-    ) -> Result<Self, StateError> {
-        let rt = runtime()?;
-        let sdk = on(rt, crate::load_sdk(region, profile));
-        if sdk.region().is_none() {
-            return Err(StateError(format!(
-                "no AWS region for the state bucket s3://{bucket}: set `region` in ferry.toml, pass --region, or set AWS_REGION"
-            )));
-        }
+    ) -> Result<Self, crate::access::Problem> {
+        let rt = runtime().map_err(|e| crate::access::Problem { line: e.0, detail: None })?;
+        let sdk = on(rt, crate::load_sdk(region, profile.clone()));
+        let prefix = prefix.trim_matches('/').to_string();
+        let at = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+        let doing = format!("read ferry's state in {at}");
+        on(rt, crate::access::check(&sdk, profile.as_deref(), "s3", &doing))?;
         let mut conf = aws_sdk_s3::config::Builder::from(&crate::budget::limited(&sdk, crate::budget::Service::S3));
         // An endpoint override (an S3-compatible store or a local emulator)
         // rarely resolves bucket host names: address buckets by path there.
         if sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
             conf = conf.force_path_style(true);
         }
-        Ok(S3Store {
-            client: Client::from_conf(conf.build()),
-            bucket: bucket.to_string(),
-            prefix: prefix.trim_matches('/').to_string(),
-            rt,
-        })
+        let store = S3Store { client: Client::from_conf(conf.build()), bucket: bucket.to_string(), prefix, rt };
+        // Once per process and store: a command may open it for several environments.
+        static PROBED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+            std::sync::OnceLock::new();
+        let probed = PROBED.get_or_init(Default::default);
+        if !probed.lock().unwrap_or_else(|e| e.into_inner()).contains(&doing) {
+            on(rt, store.probe(&doing))?;
+            probed.lock().unwrap_or_else(|e| e.into_inner()).insert(doing);
+        }
+        Ok(store)
+    }
+
+    /// One ListObjectsV2 of `locks/`, not retried: what S3 says of the
+    /// bucket, the credentials and ferry's permission, in words.
+    async fn probe(&self, doing: &str) -> Result<(), crate::access::Problem> {
+        let once = aws_sdk_s3::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled());
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key("locks/"))
+            .max_keys(1)
+            .customize()
+            .config_override(once)
+            .send()
+            .await;
+        let Err(err) = listed else { return Ok(()) };
+        let detail = Some(format!("{err:?}"));
+        let line = match &err {
+            SdkError::ServiceError(e) => {
+                let code = e.err().code().unwrap_or("error");
+                let message = e.err().message().unwrap_or("no message");
+                match code {
+                    "AccessDenied" | "AllAccessDisabled" => format!(
+                        "cannot {doing}: access denied to s3:ListBucket on {} (prefix {}); grant it to the role or \
+                         user ferry runs as (docs/github-actions.md: the StateBucket of ferry's IAM policy)",
+                        self.bucket,
+                        self.key("")
+                    ),
+                    "NoSuchBucket" => format!(
+                        "cannot {doing}: the bucket {} does not exist (in this account and region); create it, or \
+                         fix `state` in ferry.toml",
+                        self.bucket
+                    ),
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => format!(
+                        "cannot {doing}: S3 refused the AWS credentials ({code}: {message}); refresh them \
+                         (`aws sso login`, or run the OIDC step again) and retry"
+                    ),
+                    _ => format!("cannot {doing}: S3 answered {code}: {message}"),
+                }
+            }
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                format!("cannot {doing}: S3 did not answer; check the region and this machine's network")
+            }
+            _ => format!("cannot {doing}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+        };
+        Err(crate::access::Problem { line, detail })
     }
 
     fn key(&self, key: &str) -> String {

@@ -44,6 +44,16 @@ pub struct Reporter {
     quiet: bool,
     /// A GitHub `::group::` is open (closed before anything that must be seen).
     group_open: Mutex<bool>,
+    /// The terminal's width, when the spinner line is redrawn in place: each
+    /// redraw is cut to it (a wider line wraps, and `\r` would leave its first
+    /// row behind). `None`: nothing is cut.
+    width: Option<usize>,
+    /// TTY: the spinner's wait and state, and its whole line; and the wait
+    /// and state last printed whole (each is printed whole once).
+    spinner: Mutex<Option<(String, String)>>,
+    told: Mutex<String>,
+    /// Advice already given ([`Reporter::advise`]): long advice is said once per run.
+    advised: Mutex<std::collections::HashSet<String>>,
 }
 
 const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
@@ -57,7 +67,14 @@ impl Reporter {
             std::env::var_os("NO_COLOR").as_deref(),
         );
         let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-        Reporter::new(Arc::new(Mutex::new(std::io::stderr())), tty, github, redactor)
+        let width = if tty { terminal_width() } else { None };
+        Reporter::new(Arc::new(Mutex::new(std::io::stderr())), tty, github, redactor).width(width)
+    }
+
+    /// The width the spinner line is cut to (see [`terminal_width`]).
+    pub fn width(mut self, width: Option<usize>) -> Self {
+        self.width = width;
+        self
     }
 
     pub fn new(sink: Sink, tty: bool, github: bool, redactor: Redactor) -> Self {
@@ -71,6 +88,10 @@ impl Reporter {
             verbose: false,
             quiet: false,
             group_open: Mutex::new(false),
+            width: None,
+            spinner: Mutex::new(None),
+            told: Mutex::new(String::new()),
+            advised: Mutex::new(Default::default()),
         }
     }
 
@@ -105,6 +126,13 @@ impl Reporter {
             let mut shown = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             if shown.take().is_some() {
                 let _ = write!(sink, "\r\x1b[2K");
+                // The spinner's line, whole, in its place: once per wait and state.
+                let spun = self.spinner.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((key, full)) = spun.filter(|(key, _)| *key != *told) {
+                    let _ = writeln!(sink, "{full}");
+                    *told = key;
+                }
             }
         }
         let _ = writeln!(sink, "{line}");
@@ -138,6 +166,15 @@ impl Reporter {
         }
     }
 
+    /// Advice (how to let ferry do what it could not), said once however
+    /// many lines it concerns: those lines refer to it instead of repeating it.
+    pub fn advise(&self, text: &str) {
+        if !self.advised.lock().unwrap_or_else(|e| e.into_inner()).insert(text.to_string()) {
+            return;
+        }
+        self.write_line(&format!("{} note: {text}", self.stamp(Utc::now())));
+    }
+
     /// A step failed: under GitHub Actions also an `::error::` annotation.
     pub fn failure(&self, step: &str, msg: &str) {
         self.write_line(&format!("{} !!! {step} failed: {msg}", self.stamp(Utc::now())));
@@ -159,8 +196,16 @@ impl Reporter {
             let Ok(mut sink) = self.sink.lock() else { return };
             let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
             *frame = (*frame + 1) % FRAMES.len();
-            let _ = write!(sink, "\r\x1b[2K{} {line}", FRAMES[*frame]);
+            let drawn = format!("{} {line}", FRAMES[*frame]);
+            // One column spare: a line as wide as the terminal leaves the cursor past its edge.
+            let drawn = match self.width {
+                Some(w) => fit(&drawn, w.saturating_sub(1).max(8)),
+                None => drawn,
+            };
+            let _ = write!(sink, "\r\x1b[2K{drawn}");
             let _ = sink.flush();
+            let full = format!("{}     {line}", self.stamp(Utc::now()));
+            *self.spinner.lock().unwrap_or_else(|e| e.into_inner()) = Some((format!("{what}\u{0}{state}"), full));
             *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some((String::new(), waited));
             return;
         }
@@ -216,6 +261,58 @@ impl Reporter {
     }
 }
 
+/// The terminal's width: `COLUMNS` when it is a positive number, else the
+/// width stderr's terminal reports; `None` when neither says.
+pub fn terminal_width() -> Option<usize> {
+    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()).filter(|&c| c > 0);
+    columns.or_else(|| {
+        terminal_size::terminal_size_of(std::io::stderr()).map(|(w, _)| usize::from(w.0)).filter(|&w| w > 0)
+    })
+}
+
+/// `line` in at most `width` characters: the longest words (ids, ARNs) are
+/// shortened in their middle with `…` first, keeping both ends a person
+/// recognises; what still does not fit is cut at the end with `…`.
+pub fn fit(line: &str, width: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    if len(line) <= width {
+        return line.to_string();
+    }
+    const KEEP: usize = 13;
+    let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
+    loop {
+        let over = words.iter().map(|w| len(w)).sum::<usize>() + words.len().saturating_sub(1);
+        if over <= width {
+            return words.join(" ");
+        }
+        let Some((i, longest)) =
+            words.iter().enumerate().map(|(i, w)| (i, len(w))).filter(|&(_, n)| n > KEEP).max_by_key(|&(_, n)| n)
+        else {
+            break;
+        };
+        let target = longest.saturating_sub(over - width).max(KEEP);
+        words[i] = middle(&words[i], target);
+    }
+    let joined = words.join(" ");
+    let mut cut: String = joined.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `word` in `n` characters (n ≥ 3), its middle replaced by `…`.
+fn middle(word: &str, n: usize) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() <= n {
+        return word.to_string();
+    }
+    let head = (n - 1).div_ceil(2);
+    let tail = n - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
 /// Escape codes (the spinner, clearing a line) only on a terminal that takes
 /// them: stderr is a terminal, `TERM` is set and not `dumb`, and `NO_COLOR` is
 /// unset or empty.
@@ -228,7 +325,7 @@ pub fn escape_codes_allowed(
 }
 
 /// Workflow commands end at a newline; encode the characters GitHub documents.
-fn escape_workflow(s: &str) -> String {
+pub fn escape_workflow(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
@@ -263,6 +360,40 @@ mod tests {
         let out = text(&buf);
         assert_eq!(out.matches("\r\x1b[2K").count(), 3, "{out:?}");
         assert!(out.ends_with("done\n"), "{out:?}");
+    }
+
+    #[test]
+    fn a_long_progress_line_is_cut_to_the_width_its_ids_in_the_middle_and_told_whole_when_the_wait_ends() {
+        let arn = "arn:aws:ecs:eu-west-1:123456789012:task/production-cluster/0123456789abcdef0123456789abcdef";
+        let line = format!("task {arn}: running (12s)");
+        let cut = fit(&line, 60);
+        assert!(cut.chars().count() <= 60, "{cut}");
+        assert!(cut.starts_with("task arn:aws:ecs:eu-") && cut.contains('…'), "{cut}");
+        assert!(cut.ends_with("89abcdef: running (12s)"), "both ends kept: {cut}");
+        assert_eq!(fit("short", 60), "short");
+        assert_eq!(fit("no-long-words but many of them here", 12).chars().count(), 12);
+
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::new(buf.clone(), true, false, Redactor::default()).width(Some(40));
+        r.progress(&format!("task {arn}"), "running", Duration::from_secs(1));
+        r.progress(&format!("task {arn}"), "stopped", Duration::from_secs(2));
+        r.info("done");
+        let out = text(&buf);
+        for redraw in out.split("\x1b[2K").skip(1).filter(|d| !d.contains('\n')) {
+            assert!(redraw.trim_end_matches('\r').chars().count() <= 39, "{redraw:?}");
+        }
+        let whole: Vec<&str> = out.lines().filter(|l| l.contains(arn)).collect();
+        assert_eq!(whole.len(), 1, "the full line once: {out:?}");
+        assert!(whole[0].ends_with(&format!("task {arn}: stopped (2s)")), "{out:?}");
+    }
+
+    #[test]
+    fn advice_is_given_once() {
+        let (r, buf) = Reporter::capture(Redactor::default());
+        for _ in 0..3 {
+            r.advise("set database.url next to database.cluster");
+        }
+        assert_eq!(text(&buf).matches("note: set database.url").count(), 1, "{}", text(&buf));
     }
 
     #[test]

@@ -646,6 +646,12 @@ pub trait LogSource: Send + Sync {
     /// Logs' GetLogEvents returns the token passed in): the runbook's drain
     /// reads that as the source's word that nothing follows yet.
     async fn read(&self, stream: &str, cursor: &LogCursor) -> PResult<LogPage>;
+
+    /// Where a person reads `stream` in a browser (a console page), when the
+    /// source has one; the step summary links it.
+    fn console_url(&self, _stream: &str) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,7 +109,9 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
             continue;
         }
         let was_in_flight = matches!(run.record.step_status(step.name), StepStatus::Running | StepStatus::Interrupted);
-        run.begin(step.name, &step.does.first().cloned().unwrap_or_default())?;
+        let what = resumed_words(run, step.name, was_in_flight)
+            .unwrap_or_else(|| step.does.first().cloned().unwrap_or_default());
+        run.begin(step.name, &what)?;
         if let Some(ended) = run_step(run, plan, step.name, was_in_flight, &mut failed).await? {
             return Ok(ended);
         }
@@ -124,6 +126,20 @@ async fn drive(run: &mut Run, plan: &Plan) -> Result<RunRecord, StepError> {
 /// Why a deploy's restore is skipped after a migration that failed on a lock
 /// timeout with proof that it changed nothing.
 const NOTHING_TO_UNDO: &str = "nothing to undo: the migration failed on a lock timeout and changed nothing";
+
+/// A migrate step an interrupted attempt began says what a resume does: it
+/// follows the migration already started, or looks for one before starting
+/// anything; never the plan's words for starting one.
+fn resumed_words(run: &Run, step: StepName, was_in_flight: bool) -> Option<String> {
+    if !was_in_flight || step != StepName::Migrate {
+        return None;
+    }
+    let unit = run.cloud.runner.profile().unit;
+    Some(match &run.record.task {
+        Some(t) => format!("follow {unit} {} that an earlier attempt started (nothing new is started)", t.arn),
+        None => format!("look for a {unit} an earlier attempt started, and start one only if there is none"),
+    })
+}
 
 /// What failed so far without ending the run.
 struct Failures {

@@ -223,6 +223,9 @@ async fn one_attempt(run: &mut Run, n: u32, origin: Instant) -> Result<String, S
         }
     };
     stream.drain(run).await;
+    // Redacted once here, not per line read; then each cut to what a summary shows.
+    let tail: Vec<String> =
+        stream.tail.iter().map(|l| shorten(&run.out.redactor().clean(l), TAIL_LINE_CHARS)).collect();
     run.out.group_end();
     let found = stream.found;
     let blockers = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
@@ -234,6 +237,8 @@ async fn one_attempt(run: &mut Run, n: u32, origin: Instant) -> Result<String, S
         }
     }
     let result = attempt_result(run, &handle, state, timed_out).await;
+    // A failed migration's last lines stay with the run (the step summary, `runs show`).
+    run.record.log_tail = if result.is_err() { tail } else { Vec::new() };
     let eligible = match &result {
         Err(StepError::Failed(_)) => Some(attempt_eligible(run, timed_out)),
         _ => None,
@@ -322,6 +327,10 @@ async fn attempt_result(
     let profile = run.cloud.runner.profile();
     if profile.logs_known_at_end {
         bound_logs(run, handle).await;
+    }
+    let logs = run.cloud.logs.clone();
+    if let Some(t) = run.record.task.as_mut() {
+        t.log_url = t.log_stream.split_whitespace().next().and_then(|s| logs.console_url(s));
     }
     let state = match state {
         // Nothing would ever record how it ends: it is stopped first, and the
@@ -597,6 +606,19 @@ async fn start_with_capacity_retries(run: &mut Run, spec: &TaskSpec, origin: Ins
     }
 }
 
+/// At most this many characters of each line the record keeps of a failed migration.
+const TAIL_LINE_CHARS: usize = 2000;
+
+/// `line` in at most `max` characters, `…` where it was cut.
+fn shorten(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut out: String = line.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// The record of a task just started: no exit code or reason yet.
 pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
     TaskRecord {
@@ -605,6 +627,7 @@ pub(super) fn task_record(handle: &TaskHandle) -> TaskRecord {
         exit_code: None,
         stopped_reason: None,
         log_stream: handle.log_stream.clone(),
+        log_url: None,
     }
 }
 
@@ -785,6 +808,8 @@ pub(super) struct LogStream<'a> {
     streams: Streams,
     /// What the lines read so far showed.
     pub(super) found: LogFindings,
+    /// The last lines read, control characters escaped as printed (not yet redacted).
+    tail: std::collections::VecDeque<String>,
 }
 
 /// What the migration's output says about how it failed.
@@ -809,7 +834,7 @@ impl LogFindings {
 
 impl<'a> LogStream<'a> {
     pub(super) fn new(logs: &'a dyn LogSource, refs: &str) -> Self {
-        LogStream { logs, streams: Streams::new(refs), found: LogFindings::default() }
+        LogStream { logs, streams: Streams::new(refs), found: LogFindings::default(), tail: Default::default() }
     }
 
     /// Print the new events of every stream; returns how many there were, and
@@ -822,6 +847,11 @@ impl<'a> LogStream<'a> {
         for e in &page.events {
             self.found.scan(&e.message);
             run.out.log_line(e.timestamp, &e.message);
+            let line = crate::output::escape_controls(e.message.trim_end_matches(['\n', '\r'])).into_owned();
+            if self.tail.len() == super::record::LOG_TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(line);
         }
         (page.events.len(), page.at_end)
     }

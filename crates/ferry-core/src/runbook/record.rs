@@ -319,6 +319,10 @@ pub struct TaskRecord {
     pub exit_code: Option<i32>,
     pub stopped_reason: Option<String>,
     pub log_stream: String,
+    /// Where a person reads the task's logs in a browser, when the provider
+    /// knows a page for them (a console URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -574,7 +578,15 @@ pub struct RunRecord {
     /// Every run of the migration, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migration_attempts: Vec<MigrationAttempt>,
+    /// A failed migration's last lines of output (at most
+    /// [`LOG_TAIL_LINES`]), redacted, oldest first: what the step summary
+    /// and `ferry runs show` print under the failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
+
+/// How many of a failed migration's last lines the record keeps.
+pub const LOG_TAIL_LINES: usize = 20;
 
 impl RunRecord {
     pub fn new(run_id: RunId, env: &str, command: RunKind, options: RunOptions, steps: &[StepName]) -> Self {
@@ -616,6 +628,7 @@ impl RunRecord {
             rehearsal: None,
             baseline: None,
             migration_attempts: Vec::new(),
+            log_tail: Vec::new(),
         }
     }
 
@@ -630,6 +643,26 @@ impl RunRecord {
     /// Whether this run keeps its environment from other changing commands: it
     /// did not finish (running, interrupted) or it ended needing a person, and
     /// nobody has resumed, abandoned or resolved it since.
+    /// The steps that change something (snapshot, migrate, restore) this run began.
+    pub fn changing_steps_begun(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.started_at.is_some())
+            .filter(|s| matches!(s.name.known(), Some(StepName::Snapshot | StepName::Migrate | StepName::Restore)))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// The outcome as a person reads it: settled by a later run, still
+    /// running (no exit code yet), or the outcome and its exit code.
+    pub fn outcome_words(&self) -> String {
+        match (&self.resolved_by, self.outcome) {
+            (Some(by), was) => format!("settled by run {by} (it was {})", was.as_str()),
+            (None, Outcome::Running) => "running, or its ferry died (no exit code yet)".into(),
+            (None, o) => format!("{} (exit {})", o.as_str(), o.exit_code()),
+        }
+    }
+
     pub fn blocks_env(&self) -> bool {
         self.resolved_by.is_none()
             && matches!(self.outcome, Outcome::Running | Outcome::Interrupted | Outcome::NeedsAttention)

@@ -7,10 +7,19 @@ use crate::output::{Fact, Report, Span, StepRow};
 
 /// The report of a run, from its record.
 pub fn of(r: &RunRecord) -> Report {
-    Report { headline: headline(r), steps: steps(r), facts: facts(r) }
+    Report {
+        headline: headline(r),
+        run_id: Some(r.run_id.to_string()),
+        steps: steps(r),
+        facts: facts(r),
+        log_tail: r.log_tail.clone(),
+    }
 }
 
 fn headline(r: &RunRecord) -> String {
+    if let Some(by) = &r.resolved_by {
+        return format!("ferry {} {} was settled by run {by} (it was {})", r.command, r.env, r.outcome.as_str());
+    }
     let what = match r.outcome {
         Outcome::Succeeded => "succeeded",
         Outcome::Aborted => "failed before changing anything",
@@ -41,6 +50,9 @@ fn steps(r: &RunRecord) -> Vec<StepRow> {
         .map(|s| StepRow {
             name: s.name.to_string(),
             mark: mark(s.status),
+            started_at: s.started_at,
+            failed: s.status == StepStatus::Failed,
+            skipped: s.status == StepStatus::Skipped,
             took_secs: s.started_at.zip(s.ended_at).map(|(a, b)| (b - a).num_seconds()),
             detail: s.detail.clone().unwrap_or_default(),
         })
@@ -135,6 +147,13 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
     if let Some(n) = &r.next {
         facts.push(Fact::new("next", vec![code(n)]));
     }
+    let task_logs = r.task.as_ref().or(r.rehearsal.as_ref().and_then(|h| h.task.as_ref()));
+    if let Some(url) = task_logs.and_then(|t| t.log_url.as_ref()) {
+        facts.push(Fact::new("logs", vec![Span::Link { text: "the migration's logs".into(), url: url.clone() }]));
+    }
+    if let Some(url) = &r.ci_url {
+        facts.push(Fact::new("ci", vec![Span::Link { text: "the CI run".into(), url: url.clone() }]));
+    }
     facts
 }
 
@@ -212,6 +231,24 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_run_settled_by_a_later_restore_is_told_as_settled_not_running() {
+        let mut r = RunRecord::new(
+            crate::runbook::record::RunId::recorded("prod-1"),
+            "prod",
+            RunKind::Deploy,
+            Default::default(),
+            &[],
+        );
+        r.resolved_by = Some("prod-2".into());
+        let text = of(&r).summary().join("\n");
+        assert!(text.starts_with("ferry deploy prod was settled by run prod-2 (it was running)"), "{text}");
+        assert!(!text.contains("still running"), "{text}");
+        assert_eq!(r.outcome_words(), "settled by run prod-2 (it was running)");
+        r.resolved_by = None;
+        assert_eq!(r.outcome_words(), "running, or its ferry died (no exit code yet)");
     }
 
     #[test]

@@ -60,8 +60,13 @@ pub async fn check(run: &Run, force: bool) -> Result<Option<Check>, StepError> {
     let session = match &run.cloud.session {
         Ok(s) => s.clone(),
         Err(why) => {
+            // The how-to is long: said once, as a note, not in every line that concerns it.
+            run.out.advise(why);
             return Ok(Some(Check {
-                line: format!("migrations: head {head}; database version not checked: {why}"),
+                line: format!(
+                    "migrations: head {head}; database version not checked (ferry cannot read inside the database \
+                     from here: see the note above)"
+                ),
                 up_to_date: None,
             }));
         }

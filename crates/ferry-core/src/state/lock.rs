@@ -131,12 +131,16 @@ impl Holder {
         }
         // The age as the backend measured it; the holder's own `heartbeat_at`
         // is its clock, which may be minutes off (S3 accepts 15).
-        if let Some(age) = self.written_ago.filter(|a| *a > STALE_AFTER) {
-            s.push_str(&format!(
-                "; its last heartbeat was {} ago, so it is probably dead",
-                crate::config::values::format_duration(Duration::from_secs(age.as_secs()))
-            ));
-        } else if self.host == crate::provenance::Actor::current().host && !pid_alive(self.pid) {
+        let age = self.written_ago.map(|a| crate::config::values::format_duration(Duration::from_secs(a.as_secs())));
+        match (self.written_ago, age) {
+            (Some(a), Some(age)) if a > STALE_AFTER => {
+                s.push_str(&format!("; its last heartbeat was {age} ago, so it is probably dead"));
+                return s;
+            }
+            (_, Some(age)) => s.push_str(&format!("; its last heartbeat was {age} ago")),
+            _ => {}
+        }
+        if self.host == crate::provenance::Actor::current().host && !pid_alive(self.pid) {
             s.push_str(&format!("; pid {} is not running on this host, so it is probably dead", self.pid));
         }
         s
