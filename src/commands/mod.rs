@@ -2,17 +2,24 @@
 //! the provider, guard confirmations, run the command, and turn the result into
 //! an exit code.
 
+mod check;
 mod completions;
 mod config_lines;
+mod config_validate;
 mod db;
-mod history;
+mod deploy;
+mod doctor;
 mod image;
-mod inspect;
-pub(crate) mod migrations;
+mod logs;
+mod plan;
 mod restore;
+mod resume;
 mod runs;
 mod service;
-mod snapshots;
+mod snapshot;
+mod start;
+mod status;
+mod unlock;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -526,22 +533,22 @@ pub(crate) fn tell_github(what: &str, code: i32, reason: &str) {
 
 async fn dispatch(ctx: &Context, command: Command) -> CmdResult {
     match command {
-        Command::Deploy(a) => runs::deploy(ctx, a).await,
-        Command::Migrate(a) => runs::migrate(ctx, a).await,
-        Command::Restore(a) => runs::restore(ctx, a).await,
-        Command::Rehearse(a) => runs::rehearse(ctx, a).await,
-        Command::Resume(a) => runs::resume(ctx, &a.run_id).await,
-        Command::Plan(a) => inspect::plan(ctx, &a.env, a.image.as_deref()).await,
-        Command::Status(a) => inspect::status(ctx, &a.env).await,
+        Command::Deploy(a) => deploy::deploy(ctx, a).await,
+        Command::Migrate(a) => deploy::migrate(ctx, a).await,
+        Command::Restore(a) => restore::restore(ctx, a).await,
+        Command::Rehearse(a) => deploy::rehearse(ctx, a).await,
+        Command::Resume(a) => resume::resume(ctx, &a.run_id).await,
+        Command::Plan(a) => plan::plan(ctx, &a.env, a.image.as_deref()).await,
+        Command::Status(a) => status::status(ctx, &a.env).await,
         Command::Service(c) => service::run(ctx, c).await,
-        Command::Logs(a) => inspect::logs(ctx, a).await,
-        Command::Runs(c) => history::runs(ctx, c),
-        Command::Unlock(a) => history::unlock(ctx, &a.env, a.reason.as_deref()).await,
-        Command::Config(crate::cli::ConfigCommand::Validate) => inspect::validate(ctx),
-        Command::Snapshot(c) => snapshots::run(ctx, c).await,
+        Command::Logs(a) => logs::logs(ctx, a).await,
+        Command::Runs(c) => runs::runs(ctx, c),
+        Command::Unlock(a) => unlock::unlock(ctx, &a.env, a.reason.as_deref()).await,
+        Command::Config(crate::cli::ConfigCommand::Validate) => config_validate::validate(ctx),
+        Command::Snapshot(c) => snapshot::run(ctx, c).await,
         Command::Db(c) => db::run(ctx, c).await,
-        Command::Check(a) => migrations::check(ctx, &a.env).await,
-        Command::Doctor(a) => migrations::doctor(ctx, a).await,
+        Command::Check(a) => check::check(ctx, &a.env).await,
+        Command::Doctor(a) => doctor::doctor(ctx, a).await,
         Command::Completions(a) => completions::completions(a.shell),
         Command::Man(a) => completions::man(a.dir.as_deref()),
     }

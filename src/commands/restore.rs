@@ -1,14 +1,194 @@
-//! What `ferry restore` restores and, before anyone confirms it, what it will do.
+//! `ferry restore`: what it restores (a snapshot, the run's snapshot, a point
+//! in time), what it will do before anyone confirms it, and the run that does
+//! it; `--finish` completes a restore from what the cloud shows.
 
 use chrono::{DateTime, Utc};
 
-use super::CommandError;
+use super::start::{Started, execute, start_with};
+use super::{CmdResult, CommandError, Context};
+use crate::cli::RestoreArgs;
 use ferry_core::config::values::format_duration;
-use ferry_core::config::{EnvConfig, HumanDuration, ProviderKind, RestoreStrategy};
+use ferry_core::config::{
+    self, EnvConfig, HumanDuration, ProviderKind, RestoreStrategy, RunnerKind, check_restore_snapshot,
+};
 use ferry_core::provider::{Cloud, Snapshot, SnapshotStatus, TAG_RUN_ID};
-use ferry_core::runbook::journal::read_run;
-use ferry_core::runbook::record::{RunRecord, StepStatus};
+use ferry_core::runbook::journal::{Journal, Listed, read_run, readable_runs};
+use ferry_core::runbook::record::{RestoreSource, RunKind, RunOptions, RunRecord, StepStatus, new_run_id};
+use ferry_core::runbook::{Run, plan};
 use ferry_core::state::Store;
+
+pub async fn restore(ctx: &Context, a: RestoreArgs) -> CmdResult {
+    let env = ctx.env(&a.env)?;
+    if a.finish {
+        return finish(ctx, env).await;
+    }
+    let strategy = a.strategy.map_or(env.restore_strategy, RestoreStrategy::from);
+    if strategy == RestoreStrategy::NewCluster && env.migration.runner == RunnerKind::Apprunner {
+        return Err(CommandError::Usage(format!("{}: {}", env.name, config::APPRUNNER_NEW_CLUSTER)));
+    }
+    if let Some(text) = &a.to_time {
+        let at = parse_time(text, Utc::now()).map_err(CommandError::Usage)?;
+        return restore_to_time(ctx, env, at, strategy).await;
+    }
+    let store = ctx.store(env)?;
+    let wanted = match (&a.snapshot, &a.before_run) {
+        (Some(s), _) => s.clone(),
+        (None, Some(run)) => snapshot_of_run(&store, env, run)?,
+        (None, None) => {
+            return Err(CommandError::Usage("say what to restore: --snapshot, --to-time or --before-run".into()));
+        }
+    };
+    if wanted != "latest" {
+        check_restore_snapshot(&wanted).map_err(CommandError::Usage)?;
+    }
+    let cloud = ctx.cloud(env).await?;
+    let snapshot = source(&cloud, env, &wanted).await?;
+    let out = ctx.reporter(Some(env));
+    let history = readable_runs(&store, Some(&env.name));
+    let what = Restoring::Snapshot(&snapshot);
+    for line in describe(env, &cloud, &what, strategy, &history) {
+        out.info(&line);
+    }
+    ctx.ask_before_restore(env)?;
+    let run_id = new_run_id(&env.name, Utc::now());
+    let lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
+    let resolves = restore_may_settle(ctx, &store, env, cloud.database.cluster_id(), &snapshot.id)?;
+    let source = RestoreSource::Snapshot(snapshot.id.clone());
+    let steps = plan::restore_plan(env, super::describe(env).as_ref(), &source, strategy).names();
+    let options = RunOptions { snapshot: Some(snapshot.id), strategy: Some(strategy), ..RunOptions::default() };
+    let code =
+        start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps)
+            .await?;
+    if code == 0 {
+        settle(&store, &resolves, &lock, &out);
+    }
+    Ok(code)
+}
+
+/// `ferry restore ENV --to-time T`: the database as it was at `at`, through
+/// the same twin, swap, lock and journal as a snapshot restore. A provider
+/// without point-in-time restore, or a time outside the window the database
+/// can be restored to, is exit 2 before anything is created.
+async fn restore_to_time(
+    ctx: &Context,
+    env: &EnvConfig,
+    at: chrono::DateTime<Utc>,
+    strategy: RestoreStrategy,
+) -> CmdResult {
+    let cloud = ctx.cloud(env).await?;
+    check_window(&cloud, env, at).await?;
+    let store = ctx.store(env)?;
+    let out = ctx.reporter(Some(env));
+    let history = readable_runs(&store, Some(&env.name));
+    for line in describe(env, &cloud, &Restoring::PointInTime(at), strategy, &history) {
+        out.info(&line);
+    }
+    ctx.ask_before_restore(env)?;
+    let run_id = new_run_id(&env.name, Utc::now());
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore")?;
+    ctx.refuse_unfinished(&store, env, cloud.database.cluster_id(), None)?;
+    let steps =
+        plan::restore_plan(env, super::describe(env).as_ref(), &RestoreSource::PointInTime(at), strategy).names();
+    let options = RunOptions { to_time: Some(at), strategy: Some(strategy), ..RunOptions::default() };
+    start_with(ctx, Started { env, cloud, store: &store, run_id, command: RunKind::Restore, options }, &steps).await
+}
+
+/// `ferry restore ENV --finish`: complete, from the cloud alone, a rename swap
+/// that a restore began and did not end. Not blocked by unfinished runs (it is
+/// how one is settled when its record is gone), but it holds the lock.
+async fn finish(ctx: &Context, env: &EnvConfig) -> CmdResult {
+    use ferry_core::runbook::recover::{Verdict, finishing_record, lines, look, verdict};
+    let cloud = ctx.cloud(env).await?;
+    let store = ctx.store(env)?;
+    let out = ctx.reporter(Some(env));
+    let run_id = new_run_id(&env.name, Utc::now());
+    let _lock = ctx.lock(&store, env, cloud.database.cluster_id(), Some(&run_id), "restore --finish")?;
+    let picture = look(&cloud).await.map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    for line in lines(&picture, &env.name) {
+        out.info(&line);
+    }
+    let v = verdict(&picture);
+    let steps = plan::restore_plan(
+        env,
+        super::describe(env).as_ref(),
+        &RestoreSource::Snapshot("(from the cloud)".into()),
+        RestoreStrategy::Rename,
+    )
+    .names();
+    let Some(mut record) = finishing_record(run_id, &env.name, &v, &picture, &steps) else {
+        return match v {
+            Verdict::Settled => {
+                out.info(&format!("nothing to finish: {} is in place and no restore is half done", picture.cluster));
+                Ok(0)
+            }
+            Verdict::Human(why) => Err(CommandError::Failed(format!("nothing was done: {why}"))),
+            _ => Ok(0),
+        };
+    };
+    ctx.guard(env, "finish the restore")?;
+    if ctx.confirmer().ask("Finish the restore as described above?") == Some(false) {
+        return Err(CommandError::Usage("declined; nothing was done".into()));
+    }
+    record.config_sha256 = ferry_core::provenance::file_sha256(&ctx.config.path);
+    let journal = Journal::create(&store, &record, out.redactor().clone())
+        .map_err(|e| CommandError::Failed(format!("{e}; nothing was done")))?;
+    out.info(&format!("ferry restore {} --finish (run {}, journal {})", env.name, record.run_id, journal.location()));
+    let mut run = Run { env: env.clone(), cloud, out, confirm: ctx.confirmer(), journal, record };
+    execute(ctx, &mut run).await
+}
+
+/// An unfinished run blocks a restore, except a restore of that run's own
+/// snapshot, confirmed by a person (or `--yes`): that is how a failed run that
+/// did not restore is settled. Returns the runs the restore will settle.
+fn restore_may_settle(
+    ctx: &Context,
+    store: &ferry_core::state::Store,
+    env: &EnvConfig,
+    database: &str,
+    snapshot: &str,
+) -> Result<Vec<String>, CommandError> {
+    let blocking = ctx.unfinished_runs(store, env, database, None)?;
+    let own = |l: &Listed| matches!(l, Listed::Run(r) if r.snapshot.as_ref().is_some_and(|s| s.id == snapshot));
+    if let Some(other) = blocking.iter().find(|l| !own(l)) {
+        return Err(CommandError::Failed(super::unfinished_message(env, other, blocking.len())));
+    }
+    if blocking.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = blocking.iter().map(|l| l.run_id().to_string()).collect();
+    let question = format!(
+        "Run {} is unfinished and {snapshot} is its pre-deploy snapshot. Restore it, and record the run as settled by this restore?",
+        ids.join(", ")
+    );
+    match ctx.confirmer().ask(&question) {
+        Some(true) => Ok(ids),
+        Some(false) => Err(CommandError::Usage("declined; nothing was done".into())),
+        None => Err(CommandError::Usage(format!(
+            "run {} is unfinished; restoring its snapshot settles it, which needs a person's yes: pass --yes (or run at a terminal); nothing was done",
+            ids.join(", ")
+        ))),
+    }
+}
+
+/// Record on each run that the restore `lock` belongs to settled it.
+fn settle(
+    store: &ferry_core::state::Store,
+    runs: &[String],
+    lock: &ferry_core::state::EnvLock,
+    out: &ferry_core::output::Reporter,
+) {
+    let by = lock.holder().run_id.unwrap_or_default();
+    for id in runs {
+        let done = read_run(store, id).and_then(|mut r| {
+            r.resolved_by = Some(by.clone());
+            Journal::attach(store, id, out.redactor().clone()).save(&r)
+        });
+        match done {
+            Ok(()) => out.info(&format!("run {id} is recorded as settled by run {by}")),
+            Err(e) => out.warn(&format!("cannot record that run {by} settled run {id}: {e}")),
+        }
+    }
+}
 
 /// The snapshot to restore: the one named, or for `latest` the newest available
 /// pre-deploy snapshot ferry took for this environment.
