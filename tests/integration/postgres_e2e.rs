@@ -92,6 +92,35 @@ fn a_failed_migration_is_restored_under_the_original_database_name() {
     assert!(matches!(allowed.get(1).map(String::as_str), Some("f" | "false")), "{allowed:?}");
 }
 
+/// The responder's restore of the snapshot a failed deploy took (`--before-run`)
+/// counts, per table, the writes it leaves out, from the baseline that deploy
+/// recorded with its snapshot; the database set aside is closed.
+#[test]
+fn a_restore_before_a_run_counts_the_writes_it_leaves_out_from_that_runs_baseline() {
+    let Some(pg) =
+        PgProject::new("\"$FERRY_BIN\" db exec \"$FERRY_ENV\" --sql \"DELETE FROM orders WHERE total < 50\"\nexit 1\n")
+    else {
+        return;
+    };
+    let before = pg.sql("pg", "SELECT id, customer_id, total FROM orders ORDER BY id");
+    let failed = pg.p.ferry(&["deploy", "pg", "--no-restore", "--output", "json"]);
+    assert_eq!(failed.code, 5, "{failed:?}");
+    let run = failed.json()["run_id"].as_str().unwrap().to_string();
+    // Written after the failed deploy too: left out as well, and counted.
+    pg.sql("pg", "INSERT INTO orders (customer_id, total) VALUES (1, 1)");
+
+    let r = pg.p.ferry(&["restore", "pg", "--before-run", &run, "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(pg.sql("pg", "SELECT id, customer_id, total FROM orders ORDER BY id"), before, "every row back");
+    let discarded = &r.json()["restore"]["discarded"];
+    let orders = discarded["tables"].as_array().and_then(|t| t.iter().find(|t| t["table"] == "public.orders"));
+    let orders = orders.unwrap_or_else(|| panic!("per-table counts from run {run}'s baseline: {discarded}"));
+    assert_eq!((orders["inserted"].as_i64(), orders["deleted"].as_i64()), (Some(1), Some(4)), "{discarded}");
+
+    let bad = pg.p.ferry(&["restore", "pg", "--before-run", "not-a-run", "--yes"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+}
+
 #[test]
 fn a_good_migration_exits_0() {
     let Some(pg) =

@@ -23,7 +23,7 @@ use super::record::{Discarded, RestoreRecord, SetAside};
 use super::wait::call;
 use crate::config::values::format_duration;
 use crate::output::timestamp;
-use crate::provider::{Stopped, TableWrites};
+use crate::provider::{Stopped, TAG_RUN_ID, TableWrites};
 
 /// How long to wait for the environment's name to resolve to the restored
 /// writer. DNS answers for a database endpoint are short-lived (seconds), but
@@ -64,12 +64,13 @@ pub(super) async fn account_discarded(run: &mut Run, names: &RestoreRecord, kept
 /// database's running counts now, less the baseline recorded with the
 /// deploy's snapshot. Or why they cannot be counted.
 async fn count_writes(run: &Run, names: &RestoreRecord, kept_in: &str) -> Result<Vec<TableWrites>, String> {
-    let baseline = match (&names.to_time, &run.record.snapshot) {
-        (None, Some(s)) if s.id == names.snapshot_id => s.baseline.clone(),
-        _ => None,
-    };
-    let Some(baseline) = baseline else {
-        return Err("ferry counts them only when restoring a deploy's own snapshot, whose baseline it recorded".into());
+    if names.to_time.is_some() {
+        return Err(
+            "a point in time has no baseline of write counts (ferry records one with each deploy's snapshot)".into()
+        );
+    }
+    let Some(baseline) = baseline_of(run, &names.snapshot_id).await else {
+        return Err("ferry counts them only when restoring a deploy's snapshot, whose baseline it recorded".into());
     };
     let db = run.cloud.database.clone();
     let session = match call("reach the set-aside database", || db.session_of(kept_in)).await {
@@ -84,6 +85,22 @@ async fn count_writes(run: &Run, names: &RestoreRecord, kept_in: &str) -> Result
         Err(_) => return Err(format!("{kept_in} did not answer within 30s")),
     };
     difference(&baseline, &now)
+}
+
+/// The write counts recorded with snapshot `id`: by this run (a deploy
+/// restoring its own snapshot) or by the run that took it, found by the
+/// snapshot's `ferry:run-id` tag and read from the same state backend.
+async fn baseline_of(run: &Run, id: &str) -> Option<Vec<TableWrites>> {
+    let own = |r: &crate::runbook::record::RunRecord| {
+        r.snapshot.as_ref().filter(|s| s.id == id).and_then(|s| s.baseline.clone())
+    };
+    if let Some(b) = own(&run.record) {
+        return Some(b);
+    }
+    let db = run.cloud.database.clone();
+    let snapshot = call("describe the snapshot", || db.describe_snapshot(id)).await.ok()??;
+    let taken_by = snapshot.tags.get(TAG_RUN_ID)?;
+    own(&run.journal.read_other(taken_by).ok()?)
 }
 
 /// `now` less `baseline`, table by table; tables with no writes left out. A

@@ -62,6 +62,12 @@ impl Journal {
     }
 
     /// Where the record is, for messages.
+    /// Another run's record from the same backend (the run that took the
+    /// snapshot a restore brings back).
+    pub fn read_other(&self, run_id: &str) -> Result<RunRecord, JournalError> {
+        read_run(&self.store, run_id)
+    }
+
     pub fn location(&self) -> String {
         self.store.location_of(&run_key(&self.run_id))
     }
