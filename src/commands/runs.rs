@@ -29,7 +29,7 @@ fn stores(ctx: &Context, env: Option<&str>) -> Result<Vec<(Store, Vec<String>)>,
     let mut by_location: BTreeMap<String, (Store, Vec<String>)> = BTreeMap::new();
     for e in envs {
         let store = ctx.store(e)?;
-        by_location.entry(store.describe()).or_insert_with(|| (store, Vec::new())).1.push(e.name.clone());
+        by_location.entry(store.describe()).or_insert_with(|| (store, Vec::new())).1.push(e.name.to_string());
     }
     if by_location.is_empty() {
         let store = Store::local(&ctx.config.state_dir);

@@ -92,7 +92,7 @@ fn ser_display<T: fmt::Display, S: serde::Serializer>(t: &T, s: S) -> Result<S::
 /// One environment, with `[defaults]` applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvConfig {
-    pub name: String,
+    pub name: EnvName,
     pub project: String,
     pub provider: ProviderKind,
     pub region: Option<String>,
@@ -132,6 +132,71 @@ pub struct RestoreConfig {
     /// restored one (default true): a client holding the old address can no
     /// longer write into it, and its instances stop billing. Storage is kept.
     pub stop_set_aside: bool,
+}
+
+/// An environment's name (`[env.NAME]`): letters, digits and hyphens, since
+/// it names snapshots and runs. Checked once, when ferry.toml is read
+/// ([`EnvName::parse`]); it reads as the string it is (`Deref<str>`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(name: &str) -> Result<EnvName, String> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!(
+                "environment name {name:?} must be letters, digits and hyphens (it names snapshots and runs)"
+            ));
+        }
+        Ok(EnvName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for EnvName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for EnvName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EnvName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for EnvName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EnvName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for EnvName {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<EnvName> for String {
+    fn eq(&self, other: &EnvName) -> bool {
+        *self == other.0
+    }
 }
 
 /// `rehearse = { ... }`, resolved (defaults where the table is absent).
@@ -619,11 +684,7 @@ fn nul_string(text: &str) -> Option<(String, Option<usize>)> {
 
 fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvError> {
     let err = |msg: String| (None, msg);
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(err(format!(
-            "environment name {name:?} must be letters, digits and hyphens (it names snapshots and runs)"
-        )));
-    }
+    let env_name = EnvName::parse(name).map_err(err)?;
     let provider = raw.provider.unwrap_or(ProviderKind::Aws);
     let snapshot_prefix = snapshot_prefix(project, name, raw.snapshot_prefix)?;
     let (database, database_url) = database(provider, raw.database.unwrap_or_default())?;
@@ -644,7 +705,7 @@ fn resolve_env(project: &str, name: &str, raw: RawEnv) -> Result<EnvConfig, EnvE
     let rehearse = rehearse_config(raw.rehearse, provider, runner)?;
     let api_budget = budget::api_budget(raw.api_budget)?;
     let cfg = EnvConfig {
-        name: name.to_string(),
+        name: env_name,
         project: project.to_string(),
         provider,
         region: raw.region,

@@ -517,7 +517,7 @@ async fn start(run: &mut Run, n: u32, origin: Instant) -> Result<TaskHandle, Ste
     let runner = run.cloud.runner.clone();
     let spec = TaskSpec {
         run_id: run.record.run_id.to_string(),
-        env: run.env.name.clone(),
+        env: run.env.name.to_string(),
         command: run.env.migration.command.clone(),
         environment: run.env.migration.task_environment(),
         image: run.record.image.clone(),

@@ -198,7 +198,7 @@ pub fn deploy_plan(env: &EnvConfig, words: &dyn Describe, options: &RunOptions) 
             .push("a failed rehearsal ends the deploy here: exit 3, nothing of the environment changed".into());
     }
     steps.extend([snapshot, migrate(env, words), verify(env), restore]);
-    Plan { command: RunKind::Deploy, env: env.name.clone(), steps }
+    Plan { command: RunKind::Deploy, env: env.name.to_string(), steps }
 }
 
 /// The clone, the migration on it, and its deletion.
@@ -233,7 +233,7 @@ fn rehearsal_steps(env: &EnvConfig, words: &dyn Describe, options: &RunOptions) 
 pub fn rehearse_plan(env: &EnvConfig, words: &dyn Describe, options: &RunOptions) -> Plan {
     let mut steps = vec![preflight(env, words, false, false)];
     steps.extend(rehearsal_steps(env, words, options));
-    Plan { command: RunKind::Rehearse, env: env.name.clone(), steps }
+    Plan { command: RunKind::Rehearse, env: env.name.to_string(), steps }
 }
 
 /// `ferry migrate`: the migration task without verify or restore — but, like
@@ -241,7 +241,7 @@ pub fn rehearse_plan(env: &EnvConfig, words: &dyn Describe, options: &RunOptions
 pub fn migrate_plan(env: &EnvConfig, words: &dyn Describe, options: &RunOptions) -> Plan {
     Plan {
         command: RunKind::Migrate,
-        env: env.name.clone(),
+        env: env.name.to_string(),
         steps: vec![preflight(env, words, !options.no_snapshot, false), snapshot(env, options), migrate(env, words)],
     }
 }
@@ -260,7 +260,11 @@ pub fn restore_plan(env: &EnvConfig, words: &dyn Describe, source: &RestoreSourc
             format!("{} as it was at {t} (a point-in-time restore)", env.database_label())
         }
     };
-    Plan { command: RunKind::Restore, env: env.name.clone(), steps: vec![check, restore(env, words, strategy, &from)] }
+    Plan {
+        command: RunKind::Restore,
+        env: env.name.to_string(),
+        steps: vec![check, restore(env, words, strategy, &from)],
+    }
 }
 
 /// Shortest `lock_timeout` [`lock_timeout_suggestion`] suggests.

@@ -262,7 +262,7 @@ async fn resume_service(
 fn restore_tags(run: &Run) -> Tags {
     Tags::from([
         (TAG_RUN_ID.to_string(), run.record.run_id.to_string()),
-        (TAG_ENV.to_string(), run.env.name.clone()),
+        (TAG_ENV.to_string(), run.env.name.to_string()),
         (TAG_PURPOSE.to_string(), PURPOSE_RESTORE.to_string()),
     ])
 }

@@ -29,7 +29,7 @@ fn tags(run: &Run) -> Tags {
     Tags::from([
         (TAG_PURPOSE.to_string(), PURPOSE_REHEARSAL.to_string()),
         (TAG_RUN_ID.to_string(), run.record.run_id.to_string()),
-        (TAG_ENV.to_string(), run.env.name.clone()),
+        (TAG_ENV.to_string(), run.env.name.to_string()),
     ])
 }
 
@@ -121,7 +121,7 @@ pub async fn rehearse(run: &mut Run, was_in_flight: bool) -> Result<String, Step
     let observer = run.cloud.database.lock_observer(&clone).await;
     let spec = TaskSpec {
         run_id: format!("{}-rehearsal", run.record.run_id),
-        env: run.env.name.clone(),
+        env: run.env.name.to_string(),
         command: run.env.migration.command.clone(),
         environment: environment(run, &clone),
         image: run.record.image.clone(),
