@@ -750,6 +750,12 @@ pub struct TableWrites {
     pub deleted: i64,
 }
 
+impl std::fmt::Display for TableWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} inserted, {} updated, {} deleted", self.table, self.inserted, self.updated, self.deleted)
+    }
+}
+
 /// See [`Session::schema_fingerprint`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaFingerprint {

@@ -46,13 +46,8 @@ pub async fn rehearse_only(run: &mut Run) -> RunRecord {
 
 /// `ferry restore`: bring the snapshot in `record.options.snapshot` back.
 pub async fn restore_only(run: &mut Run) -> RunRecord {
-    let snapshot = run.record.options.snapshot.clone().unwrap_or_default();
     let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
-    let source = match run.record.options.to_time {
-        Some(t) => RestoreSource::PointInTime(t),
-        None => RestoreSource::Snapshot(snapshot),
-    };
-    let plan = plan::restore_plan(&run.env, run.cloud.describe.as_ref(), &source, strategy);
+    let plan = plan::restore_plan(&run.env, run.cloud.describe.as_ref(), &restore_source(run), strategy);
     match drive(run, &plan).await {
         Ok(record) => record,
         Err(e) => journal_failure(run, e),
@@ -226,10 +221,7 @@ async fn restore_step(run: &mut Run, plan: &Plan, failure: Option<&str>) -> Resu
     if plan.command == RunKind::Deploy && !may_restore(run)? {
         return Ok(None);
     }
-    let source = match run.record.options.to_time {
-        Some(t) => RestoreSource::PointInTime(t),
-        None => RestoreSource::Snapshot(restore_source(run)),
-    };
+    let source = restore_source(run);
     let strategy = run.record.options.strategy.unwrap_or(run.env.restore_strategy);
     match restore(run, &source, strategy).await {
         Ok(done) => {
@@ -576,7 +568,7 @@ fn may_restore(run: &mut Run) -> Result<bool, StepError> {
             let question = format!(
                 "The migration failed. Restore {} from snapshot {}?",
                 run.cloud.database.cluster_id(),
-                restore_source(run)
+                snapshot_to_restore(run)
             );
             match run.confirm.ask(&question) {
                 Some(true) => Ok(()),
@@ -594,7 +586,17 @@ fn may_restore(run: &mut Run) -> Result<bool, StepError> {
     }
 }
 
-fn restore_source(run: &Run) -> String {
+/// What a restore brings back: the point in time asked for, else the
+/// snapshot ([`snapshot_to_restore`]).
+fn restore_source(run: &Run) -> RestoreSource {
+    match run.record.options.to_time {
+        Some(t) => RestoreSource::PointInTime(t),
+        None => RestoreSource::Snapshot(snapshot_to_restore(run)),
+    }
+}
+
+/// The snapshot asked for (`ferry restore`), else the run's own.
+fn snapshot_to_restore(run: &Run) -> String {
     run.record
         .options
         .snapshot
@@ -609,7 +611,7 @@ async fn check_snapshot(run: &Run) -> Result<String, StepError> {
     if let Some(at) = run.record.options.to_time {
         return check_point_in_time(run, at).await;
     }
-    let id = restore_source(run);
+    let id = snapshot_to_restore(run);
     let db = run.cloud.database.clone();
     match call("describe the snapshot", || db.describe_snapshot(&id)).await {
         Ok(Some(s)) if s.status == SnapshotStatus::Available => Ok(format!("snapshot {id} available")),

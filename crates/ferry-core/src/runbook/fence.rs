@@ -23,7 +23,7 @@ use super::record::{Discarded, RestoreRecord, SetAside};
 use super::wait::call;
 use crate::config::values::format_duration;
 use crate::output::timestamp;
-use crate::provider::{Stopped, TAG_RUN_ID, TableWrites};
+use crate::provider::{Snapshot, Stopped, TAG_RUN_ID, TableWrites};
 
 /// How long to wait for the environment's name to resolve to the restored
 /// writer. DNS answers for a database endpoint are short-lived (seconds), but
@@ -38,16 +38,18 @@ pub(super) async fn account_discarded(run: &mut Run, names: &RestoreRecord, kept
     if run.record.restore.as_ref().is_some_and(|r| r.discarded.is_some()) {
         return;
     }
-    let from = match names.to_time {
-        Some(t) => Some(t),
+    // The snapshot is read once: its time starts the window, its run tag finds the baseline.
+    let snapshot = match names.to_time {
+        Some(_) => None,
         None => {
             let db = run.cloud.database.clone();
             let id = names.snapshot_id.clone();
-            call("describe the snapshot", || db.describe_snapshot(&id)).await.ok().flatten().and_then(|s| s.created_at)
+            call("describe the snapshot", || db.describe_snapshot(&id)).await.ok().flatten()
         }
     };
+    let from = names.to_time.or_else(|| snapshot.as_ref().and_then(|s| s.created_at));
     let until = Utc::now();
-    let (tables, not_counted) = match count_writes(run, names, kept_in).await {
+    let (tables, not_counted) = match count_writes(run, names, snapshot.as_ref(), kept_in).await {
         Ok(tables) => (Some(tables), None),
         Err(why) => (None, Some(why)),
     };
@@ -63,13 +65,18 @@ pub(super) async fn account_discarded(run: &mut Run, names: &RestoreRecord, kept
 /// Per table, the writes the restored database does not have: the kept
 /// database's running counts now, less the baseline recorded with the
 /// deploy's snapshot. Or why they cannot be counted.
-async fn count_writes(run: &Run, names: &RestoreRecord, kept_in: &str) -> Result<Vec<TableWrites>, String> {
+async fn count_writes(
+    run: &Run,
+    names: &RestoreRecord,
+    snapshot: Option<&Snapshot>,
+    kept_in: &str,
+) -> Result<Vec<TableWrites>, String> {
     if names.to_time.is_some() {
         return Err(
             "a point in time has no baseline of write counts (ferry records one with each deploy's snapshot)".into()
         );
     }
-    let Some(baseline) = baseline_of(run, &names.snapshot_id).await else {
+    let Some(baseline) = baseline_of(run, &names.snapshot_id, snapshot) else {
         return Err("ferry counts them only when restoring a deploy's snapshot, whose baseline it recorded".into());
     };
     let db = run.cloud.database.clone();
@@ -90,16 +97,14 @@ async fn count_writes(run: &Run, names: &RestoreRecord, kept_in: &str) -> Result
 /// The write counts recorded with snapshot `id`: by this run (a deploy
 /// restoring its own snapshot) or by the run that took it, found by the
 /// snapshot's `ferry:run-id` tag and read from the same state backend.
-async fn baseline_of(run: &Run, id: &str) -> Option<Vec<TableWrites>> {
+fn baseline_of(run: &Run, id: &str, snapshot: Option<&Snapshot>) -> Option<Vec<TableWrites>> {
     let own = |r: &crate::runbook::record::RunRecord| {
         r.snapshot.as_ref().filter(|s| s.id == id).and_then(|s| s.baseline.clone())
     };
     if let Some(b) = own(&run.record) {
         return Some(b);
     }
-    let db = run.cloud.database.clone();
-    let snapshot = call("describe the snapshot", || db.describe_snapshot(id)).await.ok()??;
-    let taken_by = snapshot.tags.get(TAG_RUN_ID)?;
+    let taken_by = snapshot?.tags.get(TAG_RUN_ID)?;
     own(&run.journal.read_other(taken_by).ok()?)
 }
 
@@ -127,16 +132,16 @@ fn difference(baseline: &[TableWrites], now: &[TableWrites]) -> Result<Vec<Table
     Ok(out)
 }
 
-fn table_line(t: &TableWrites) -> String {
-    format!("{}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted)
-}
-
 fn discarded_line(d: &Discarded) -> String {
     let from = d.from.map_or_else(|| "the snapshot (its time not given)".to_string(), timestamp);
     let counted = match (&d.tables, &d.not_counted) {
         (Some(t), _) if t.is_empty() => " (no rows were written in that window)".to_string(),
         (Some(t), _) => {
-            format!(" ({} tables written: {})", t.len(), t.iter().map(table_line).collect::<Vec<_>>().join("; "))
+            format!(
+                " ({} tables written: {})",
+                t.len(),
+                t.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )
         }
         (None, Some(why)) => format!(" (not counted per table: {why})"),
         (None, None) => String::new(),

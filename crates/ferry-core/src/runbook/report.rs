@@ -127,12 +127,7 @@ fn facts(r: &RunRecord) -> Vec<Fact> {
             );
             f.items = match (&d.tables, &d.not_counted) {
                 (Some(t), _) if t.is_empty() => vec!["no rows written in that window".into()],
-                (Some(t), _) => t
-                    .iter()
-                    .map(|t| {
-                        format!("{}: {} inserted, {} updated, {} deleted", t.table, t.inserted, t.updated, t.deleted)
-                    })
-                    .collect(),
+                (Some(t), _) => t.iter().map(ToString::to_string).collect(),
                 (None, Some(why)) => vec![format!("not counted per table: {why}")],
                 (None, None) => Vec::new(),
             };
